@@ -1,0 +1,414 @@
+//! motcua's store: PostgreSQL in production, SQLite (embedded, no server) by default.
+//! Both through sqlx; migrations live in `migrations/<backend>/` and run at start-up.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Row, SqlitePool};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database URL '{0}' is not supported: use postgres://… or sqlite://…")]
+    UnsupportedUrl(String),
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl Error {
+    /// Whether retrying the same operation later may succeed (connection trouble,
+    /// serialization failures, deadlocks, unique races between replicas) — as opposed to
+    /// a configuration or schema problem that needs a person.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::UnsupportedUrl(_) | Error::Migrate(_) => false,
+            Error::Connect { .. } => true,
+            Error::Database(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_) => true,
+                sqlx::Error::Database(db) => {
+                    // 40001 serialization_failure, 40P01 deadlock, 23505 unique_violation
+                    // (another replica allocated the same dossier concurrently),
+                    // 57P01 admin shutdown, SQLite 5/6 busy/locked.
+                    matches!(
+                        db.code().as_deref(),
+                        Some("40001" | "40P01" | "23505" | "57P01" | "57P03" | "5" | "6" | "517")
+                    )
+                }
+                _ => false,
+            },
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A request for an official dossier code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRequest {
+    pub dossier_id: String,
+    pub agency_code: String,
+    /// YYMMDD of the reception date (Asia/Ho_Chi_Minh).
+    pub day: String,
+    pub received_at_ms: i64,
+}
+
+/// The code a dossier has, allocated now or on an earlier delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeAllocation {
+    pub dossier_id: String,
+    pub dossier_code: String,
+    pub received_at_ms: i64,
+    /// False when the dossier already had its code (a redelivery or a duplicate submission).
+    pub newly_allocated: bool,
+}
+
+/// `<agency>-<YYMMDD>-<NNNN>`: at least four digits, more if an agency ever passes 9,999
+/// dossiers in a day (the code must stay unique rather than wrap).
+pub fn format_dossier_code(agency_code: &str, day: &str, seq: i64) -> String {
+    format!("{agency_code}-{day}-{seq:04}")
+}
+
+#[derive(Debug, Clone)]
+pub enum Store {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+impl Store {
+    /// Connects and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let connect_err = |source| Error::Connect {
+            url: redact(url),
+            source,
+        };
+        let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url).map_err(connect_err)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await
+                .map_err(connect_err)?;
+            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            Store::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(connect_err)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10));
+            // One connection: SQLite has a single writer, and a pool of one makes every
+            // transaction wait its turn instead of failing with SQLITE_BUSY.
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(opts)
+                .await
+                .map_err(connect_err)?;
+            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            Store::Sqlite(pool)
+        } else {
+            return Err(Error::UnsupportedUrl(redact(url)));
+        };
+        tracing::info!(url = %redact(url), backend = store.backend(), "store ready");
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Postgres(_) => "postgres",
+            Store::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Gives every request its official code, in one transaction. A dossier that already
+    /// has a code keeps it (and its reception time): redelivery is idempotent. New codes
+    /// take the next numbers of their agency's daily sequence, in request order.
+    pub async fn allocate_codes(&self, requests: &[CodeRequest]) -> Result<Vec<CodeAllocation>> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Store::Postgres(pool) => allocate_pg(pool, requests).await,
+            Store::Sqlite(pool) => allocate_sqlite(pool, requests).await,
+        }
+    }
+
+    /// The code of a dossier, if it has one.
+    pub async fn dossier_code(&self, dossier_id: &str) -> Result<Option<(String, i64)>> {
+        let sql = match self {
+            Store::Postgres(_) => "SELECT dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = $1",
+            Store::Sqlite(_) => "SELECT dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = ?1",
+        };
+        let row = match self {
+            Store::Postgres(p) => sqlx::query(sql).bind(dossier_id).fetch_optional(p).await?.map(|r| (r.get(0), r.get(1))),
+            Store::Sqlite(p) => sqlx::query(sql).bind(dossier_id).fetch_optional(p).await?.map(|r| (r.get(0), r.get(1))),
+        };
+        Ok(row)
+    }
+
+    /// Number of codes allocated (for reports and tests).
+    pub async fn count_codes(&self) -> Result<i64> {
+        let sql = "SELECT COUNT(*) FROM dossier_codes";
+        Ok(match self {
+            Store::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
+            Store::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
+        })
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Store::Postgres(p) => p.close().await,
+            Store::Sqlite(p) => p.close().await,
+        }
+    }
+}
+
+/// Splits a batch into dossiers that already have a code and new ones, grouped by
+/// (agency, day) in first-seen order, so each group takes one contiguous block of its
+/// sequence with a single upsert.
+struct Plan<'a> {
+    groups: Vec<((&'a str, &'a str), Vec<usize>)>,
+}
+
+fn plan<'a>(requests: &'a [CodeRequest], existing: &HashMap<String, (String, i64)>) -> (Plan<'a>, Vec<Option<usize>>) {
+    let mut first_index: HashMap<&str, usize> = HashMap::new();
+    // For each request: None = fresh, Some(i) = duplicate of request i within this batch.
+    let mut duplicate_of = vec![None; requests.len()];
+    let mut groups: Vec<((&str, &str), Vec<usize>)> = Vec::new();
+    let mut group_index: HashMap<(&str, &str), usize> = HashMap::new();
+    for (i, r) in requests.iter().enumerate() {
+        if existing.contains_key(&r.dossier_id) {
+            continue;
+        }
+        if let Some(&first) = first_index.get(r.dossier_id.as_str()) {
+            duplicate_of[i] = Some(first);
+            continue;
+        }
+        first_index.insert(&r.dossier_id, i);
+        let key = (r.agency_code.as_str(), r.day.as_str());
+        let g = *group_index.entry(key).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(i);
+    }
+    (Plan { groups }, duplicate_of)
+}
+
+fn assemble(
+    requests: &[CodeRequest],
+    existing: &HashMap<String, (String, i64)>,
+    fresh: &HashMap<usize, String>,
+    duplicate_of: &[Option<usize>],
+) -> Vec<CodeAllocation> {
+    requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if let Some((code, at)) = existing.get(&r.dossier_id) {
+                return CodeAllocation {
+                    dossier_id: r.dossier_id.clone(),
+                    dossier_code: code.clone(),
+                    received_at_ms: *at,
+                    newly_allocated: false,
+                };
+            }
+            let (source, newly) = match duplicate_of[i] {
+                Some(first) => (first, false),
+                None => (i, true),
+            };
+            CodeAllocation {
+                dossier_id: r.dossier_id.clone(),
+                dossier_code: fresh[&source].clone(),
+                received_at_ms: requests[source].received_at_ms,
+                newly_allocated: newly,
+            }
+        })
+        .collect()
+}
+
+async fn allocate_pg(pool: &PgPool, requests: &[CodeRequest]) -> Result<Vec<CodeAllocation>> {
+    let mut tx = pool.begin().await?;
+    let ids: Vec<&str> = requests.iter().map(|r| r.dossier_id.as_str()).collect();
+    let existing: HashMap<String, (String, i64)> = sqlx::query(
+        "SELECT dossier_id, dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|r| (r.get(0), (r.get(1), r.get(2))))
+    .collect();
+    let (plan, duplicate_of) = plan(requests, &existing);
+    let mut fresh = HashMap::new();
+    let (mut ins_id, mut ins_code, mut ins_agency, mut ins_day, mut ins_seq, mut ins_at) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Lock sequence rows in a fixed order so concurrent replicas cannot deadlock.
+    let mut groups = plan.groups;
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    for ((agency, day), members) in &groups {
+        let last: i64 = sqlx::query_scalar(
+            "INSERT INTO agency_day_sequences (agency_code, day, last_seq) VALUES ($1, $2, $3)
+             ON CONFLICT (agency_code, day) DO UPDATE SET last_seq = agency_day_sequences.last_seq + EXCLUDED.last_seq
+             RETURNING last_seq",
+        )
+        .bind(agency)
+        .bind(day)
+        .bind(members.len() as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        let first = last - members.len() as i64 + 1;
+        for (k, &i) in members.iter().enumerate() {
+            let seq = first + k as i64;
+            let code = format_dossier_code(agency, day, seq);
+            ins_id.push(requests[i].dossier_id.as_str());
+            ins_code.push(code.clone());
+            ins_agency.push(*agency);
+            ins_day.push(*day);
+            ins_seq.push(seq);
+            ins_at.push(requests[i].received_at_ms);
+            fresh.insert(i, code);
+        }
+    }
+    if !ins_id.is_empty() {
+        sqlx::query(
+            "INSERT INTO dossier_codes (dossier_id, dossier_code, agency_code, day, seq, received_at_ms)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])",
+        )
+        .bind(&ins_id)
+        .bind(&ins_code)
+        .bind(&ins_agency)
+        .bind(&ins_day)
+        .bind(&ins_seq)
+        .bind(&ins_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(assemble(requests, &existing, &fresh, &duplicate_of))
+}
+
+async fn allocate_sqlite(pool: &SqlitePool, requests: &[CodeRequest]) -> Result<Vec<CodeAllocation>> {
+    let mut tx = pool.begin().await?;
+    let mut existing = HashMap::new();
+    for r in requests {
+        if let Some(row) = sqlx::query("SELECT dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = ?1")
+            .bind(&r.dossier_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            existing.insert(r.dossier_id.clone(), (row.get(0), row.get(1)));
+        }
+    }
+    let (plan, duplicate_of) = plan(requests, &existing);
+    let mut fresh = HashMap::new();
+    for ((agency, day), members) in &plan.groups {
+        let last: i64 = sqlx::query_scalar(
+            "INSERT INTO agency_day_sequences (agency_code, day, last_seq) VALUES (?1, ?2, ?3)
+             ON CONFLICT (agency_code, day) DO UPDATE SET last_seq = last_seq + excluded.last_seq
+             RETURNING last_seq",
+        )
+        .bind(agency)
+        .bind(day)
+        .bind(members.len() as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        let first = last - members.len() as i64 + 1;
+        for (k, &i) in members.iter().enumerate() {
+            let seq = first + k as i64;
+            let code = format_dossier_code(agency, day, seq);
+            sqlx::query(
+                "INSERT INTO dossier_codes (dossier_id, dossier_code, agency_code, day, seq, received_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .bind(&requests[i].dossier_id)
+            .bind(&code)
+            .bind(agency)
+            .bind(day)
+            .bind(seq)
+            .bind(requests[i].received_at_ms)
+            .execute(&mut *tx)
+            .await?;
+            fresh.insert(i, code);
+        }
+    }
+    tx.commit().await?;
+    Ok(assemble(requests, &existing, &fresh, &duplicate_of))
+}
+
+/// Hides the password of a database URL in logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}://{user}:***@{}", &url[..s], &url[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Test support: a fresh, empty PostgreSQL database per test on the server named by
+/// `MOTCUA_TEST_DATABASE_URL` (the test script starts that server).
+pub mod testing {
+    use sqlx::Connection;
+
+    /// Creates an empty database and returns its URL. Panics with instructions when no
+    /// server is configured: PostgreSQL tests must run against a real server, not be
+    /// skipped silently.
+    pub async fn scratch_postgres_url() -> String {
+        let server = std::env::var("MOTCUA_TEST_DATABASE_URL").unwrap_or_else(|_| {
+            panic!(
+                "MOTCUA_TEST_DATABASE_URL is not set: PostgreSQL tests need a real server. \
+                 Run `tests/run.sh` (starts one) or point the variable at postgres://user@host/db"
+            )
+        });
+        let name = format!("motcua_test_{}", uuid_like());
+        let mut conn = sqlx::PgConnection::connect(&server)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach test PostgreSQL at {}: {e}", super::redact(&server)));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+        let base = match server.rfind('/') {
+            Some(i) if i > server.find("://").map_or(0, |s| s + 2) => &server[..i],
+            _ => server.as_str(),
+        };
+        let (base, query) = match server.find('?') {
+            Some(q) => (&base[..base.len().min(q)], &server[q..]),
+            None => (base, ""),
+        };
+        format!("{base}/{name}{query}")
+    }
+
+    fn uuid_like() -> String {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        format!("{}_{}_{}", std::process::id(), t % 1_000_000_000, N.fetch_add(1, Ordering::Relaxed))
+    }
+}

@@ -1,0 +1,149 @@
+use std::collections::HashSet;
+
+use super::*;
+
+fn req(id: &str, agency: &str, day: &str, at: i64) -> CodeRequest {
+    CodeRequest {
+        dossier_id: id.to_owned(),
+        agency_code: agency.to_owned(),
+        day: day.to_owned(),
+        received_at_ms: at,
+    }
+}
+
+async fn sqlite() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    (Store::connect(&url).await.expect("sqlite store"), dir)
+}
+
+async fn postgres() -> Store {
+    Store::connect(&testing::scratch_postgres_url().await).await.expect("postgres store")
+}
+
+async fn sequences_are_per_agency_and_day(store: Store) {
+    let got = store
+        .allocate_codes(&[
+            req("a", "H22.06652", "251125", 1),
+            req("b", "H22.06652", "251125", 2),
+            req("c", "H22.06658", "251125", 3),
+            req("d", "H22.06652", "251126", 4),
+        ])
+        .await
+        .expect("allocate");
+    let codes: Vec<&str> = got.iter().map(|a| a.dossier_code.as_str()).collect();
+    assert_eq!(
+        codes,
+        ["H22.06652-251125-0001", "H22.06652-251125-0002", "H22.06658-251125-0001", "H22.06652-251126-0001"]
+    );
+    assert!(got.iter().all(|a| a.newly_allocated));
+    // The next batch continues the sequence.
+    let next = store.allocate_codes(&[req("e", "H22.06652", "251125", 5)]).await.expect("allocate");
+    assert_eq!(next[0].dossier_code, "H22.06652-251125-0003");
+}
+
+async fn redelivery_keeps_code_and_reception_time(store: Store) {
+    let first = store.allocate_codes(&[req("x", "H22.06652", "251125", 100)]).await.expect("allocate");
+    // Redelivered a day later, in a batch with a new dossier and an in-batch duplicate.
+    let again = store
+        .allocate_codes(&[
+            req("x", "H22.06652", "251126", 999),
+            req("y", "H22.06652", "251126", 1000),
+            req("y", "H22.06652", "251126", 1001),
+        ])
+        .await
+        .expect("allocate");
+    assert_eq!(again[0].dossier_code, first[0].dossier_code);
+    assert_eq!(again[0].received_at_ms, 100);
+    assert!(!again[0].newly_allocated);
+    assert_eq!(again[1].dossier_code, "H22.06652-251126-0001");
+    assert!(again[1].newly_allocated);
+    assert_eq!(again[2].dossier_code, again[1].dossier_code);
+    assert!(!again[2].newly_allocated);
+    assert_eq!(store.count_codes().await.expect("count"), 2);
+    assert_eq!(
+        store.dossier_code("y").await.expect("lookup"),
+        Some(("H22.06652-251126-0001".to_owned(), 1000))
+    );
+}
+
+#[tokio::test]
+async fn sqlite_sequences_are_per_agency_and_day() {
+    let (s, _d) = sqlite().await;
+    sequences_are_per_agency_and_day(s).await;
+}
+
+#[tokio::test]
+async fn sqlite_redelivery_keeps_code_and_reception_time() {
+    let (s, _d) = sqlite().await;
+    redelivery_keeps_code_and_reception_time(s).await;
+}
+
+#[tokio::test]
+async fn postgres_sequences_are_per_agency_and_day() {
+    sequences_are_per_agency_and_day(postgres().await).await;
+}
+
+#[tokio::test]
+async fn postgres_redelivery_keeps_code_and_reception_time() {
+    redelivery_keeps_code_and_reception_time(postgres().await).await;
+}
+
+/// Replicas racing on overlapping dossiers (as during a rebalance) still give every
+/// dossier exactly one code, and each agency's daily sequence has no hole or repeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_replicas_allocate_unique_gapless_codes() {
+    let store = postgres().await;
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut retries = 0;
+            for b in 0..25 {
+                // Workers overlap: worker w handles dossiers of batch b and of its neighbour.
+                let batch: Vec<CodeRequest> = (0..10)
+                    .map(|i| req(&format!("d{}-{i}", (b * 4 + w + (i % 2)) % 100), "H22.06652", "251125", b as i64))
+                    .collect();
+                loop {
+                    match store.allocate_codes(&batch).await {
+                        Ok(_) => break,
+                        Err(e) if e.is_retryable() => retries += 1,
+                        Err(e) => panic!("non-retryable: {e}"),
+                    }
+                }
+            }
+            retries
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let Store::Postgres(pool) = &store else { unreachable!() };
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT dossier_id, seq FROM dossier_codes ORDER BY seq")
+        .fetch_all(pool)
+        .await
+        .expect("rows");
+    let ids: HashSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(ids.len(), rows.len(), "a dossier got two codes");
+    let seqs: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    assert_eq!(seqs, (1..=rows.len() as i64).collect::<Vec<_>>(), "sequence has holes or repeats");
+    assert_eq!(rows.len(), 100);
+}
+
+#[test]
+fn codes_widen_past_9999_instead_of_wrapping() {
+    assert_eq!(format_dossier_code("H22.06652", "251125", 7), "H22.06652-251125-0007");
+    assert_eq!(format_dossier_code("H22.06652", "251125", 12345), "H22.06652-251125-12345");
+}
+
+#[test]
+fn passwords_are_redacted() {
+    assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+    assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_explained() {
+    let e = Store::connect("mysql://x").await.unwrap_err().to_string();
+    assert!(e.contains("use postgres://"), "{e}");
+}

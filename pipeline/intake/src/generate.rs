@@ -1,0 +1,249 @@
+//! Synthetic submissions, deterministic by seed: valid dossiers shaped like real ones for
+//! the demo, load runs, benchmarks and tests, and deliberately defective ones.
+
+use std::collections::BTreeMap;
+
+use motcua_reference::{Procedure, Reference, Unit};
+use motcua_schemas::{
+    Applicant, ApplicantKind, Channel, CompetentLevel, Contact, Document, Dossier, DossierSubmitted, LandParcel,
+    ProcedureField,
+};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::ids::tax_check_digit;
+
+const FAMILY: &[&str] = &[
+    "Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ", "Hồ", "Ngô", "Dương", "Lý",
+];
+const MIDDLE: &[&str] = &["Văn", "Thị", "Hữu", "Minh", "Thanh", "Đức", "Ngọc", "Quang", "Thu", "Xuân", "Hoài", "Gia"];
+const GIVEN: &[&str] = &[
+    "An", "Bình", "Chi", "Dũng", "Giang", "Hà", "Hải", "Hạnh", "Hiếu", "Hoa", "Hùng", "Hương", "Khánh", "Lan", "Linh",
+    "Long", "Mai", "Nam", "Nga", "Phong", "Phúc", "Quân", "Sơn", "Tâm", "Thảo", "Trang", "Tuấn", "Vy", "Yến",
+];
+const BUSINESS: &[&str] = &["Thương mại", "Dịch vụ", "Xây dựng", "Thủy sản", "Du lịch", "Vận tải", "Nông sản", "Điện tử"];
+/// Old (pre-2025) province prefixes that citizen IDs are issued with.
+const ID_PREFIXES: &[u16] = &[1, 22, 22, 22, 24, 30, 31, 33, 34, 36, 38, 40, 79];
+
+/// What is wrong with a deliberately defective submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Defect {
+    MissingDocument,
+    BadCitizenId,
+    UnknownProcedure,
+    InactiveProcedure,
+    UnknownReceivingUnit,
+}
+
+impl Defect {
+    pub const ALL: [Defect; 5] = [
+        Defect::MissingDocument,
+        Defect::BadCitizenId,
+        Defect::UnknownProcedure,
+        Defect::InactiveProcedure,
+        Defect::UnknownReceivingUnit,
+    ];
+}
+
+/// Generates submissions for one province.
+#[derive(Debug)]
+pub struct Generator<'r> {
+    reference: &'r Reference,
+    rng: SmallRng,
+    units: Vec<&'r Unit>,
+    province: String,
+    active: Vec<&'r Procedure>,
+    weights: Vec<u32>,
+    inactive: Vec<&'r Procedure>,
+    seq: u64,
+    seed: u64,
+}
+
+impl<'r> Generator<'r> {
+    /// `province`: 2-digit code whose units receive (e.g. "22", Quảng Ninh).
+    pub fn new(reference: &'r Reference, province: &str, seed: u64) -> Option<Self> {
+        let province = reference.units.province(province)?.code.clone();
+        let units: Vec<&Unit> = reference.units.units_of(&province).collect();
+        let active: Vec<&Procedure> = reference.catalog.procedures().iter().filter(|p| p.active).collect();
+        // Field reports: land, residence and certification make most of the load.
+        let weights = active
+            .iter()
+            .map(|p| match p.field {
+                ProcedureField::Land => 6,
+                ProcedureField::Residence => 5,
+                ProcedureField::Certification => 5,
+                ProcedureField::CivilStatus => 3,
+                ProcedureField::Business => 2,
+                ProcedureField::Construction => 1,
+            })
+            .collect();
+        let inactive = reference.catalog.procedures().iter().filter(|p| !p.active).collect();
+        Some(Self {
+            reference,
+            rng: SmallRng::seed_from_u64(seed),
+            units,
+            province,
+            active,
+            weights,
+            inactive,
+            seq: 0,
+            seed,
+        })
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.rng.gen_range(0..items.len())]
+    }
+
+    fn unit(&mut self) -> &'r Unit {
+        self.units[self.rng.gen_range(0..self.units.len())]
+    }
+
+    fn procedure(&mut self) -> &'r Procedure {
+        let total: u32 = self.weights.iter().sum();
+        let mut x = self.rng.gen_range(0..total);
+        for (p, w) in self.active.iter().zip(&self.weights) {
+            if x < *w {
+                return p;
+            }
+            x -= w;
+        }
+        self.active[0]
+    }
+
+    fn citizen_id(&mut self, birth_year: i32) -> String {
+        let prefix = *self.pick(ID_PREFIXES);
+        let female = self.rng.gen_bool(0.5);
+        let century_digit = (birth_year / 100 - 19) * 2 + i32::from(female);
+        let serial: u32 = self.rng.gen_range(0..1_000_000);
+        format!("{prefix:03}{century_digit}{:02}{serial:06}", birth_year % 100)
+    }
+
+    fn tax_code(&mut self) -> String {
+        loop {
+            let province: u8 = self.rng.gen_range(1..=96);
+            let rest: u32 = self.rng.gen_range(0..10_000_000);
+            let nine = format!("{province:02}{rest:07}");
+            if let Some(c) = tax_check_digit(nine.as_bytes()) {
+                return format!("{nine}{c}");
+            }
+        }
+    }
+
+    fn name(&mut self) -> String {
+        format!("{} {} {}", self.pick(FAMILY), self.pick(MIDDLE), self.pick(GIVEN))
+    }
+
+    fn sha256(&mut self) -> String {
+        (0..4).map(|_| format!("{:016x}", self.rng.gen::<u64>())).collect()
+    }
+
+    /// A valid submission, submitted at `submitted_at` (epoch ms).
+    pub fn valid(&mut self, submitted_at: i64) -> DossierSubmitted {
+        let p = self.procedure();
+        self.seq += 1;
+        let residence = self.unit();
+        let birth_year = self.rng.gen_range(1945..=2006);
+        let dob_days = motcua_reference::civil::days_from_civil(birth_year, self.rng.gen_range(1..=12), self.rng.gen_range(1..=28));
+        let business = p.field == ProcedureField::Business;
+        let applicant = Applicant {
+            kind: if business { ApplicantKind::Business } else { ApplicantKind::Citizen },
+            citizen_id: Some(self.citizen_id(birth_year)),
+            tax_code: business.then(|| self.tax_code()),
+            full_name: if business {
+                format!("Hộ kinh doanh {} {}", self.pick(BUSINESS), self.pick(GIVEN))
+            } else {
+                self.name()
+            },
+            date_of_birth: (!business).then_some(dob_days as i32),
+            contact: Contact {
+                phone: Some(format!("09{:08}", self.rng.gen_range(0..100_000_000u32))),
+                email: None,
+                postal_address: None,
+            },
+            residence_unit_code: Some(residence.code.clone()),
+        };
+        let land_parcels = if p.field == ProcedureField::Land {
+            vec![LandParcel {
+                unit_code: residence.code.clone(),
+                map_sheet: self.rng.gen_range(1..=80),
+                parcel_number: self.rng.gen_range(1..=900),
+            }]
+        } else {
+            Vec::new()
+        };
+        let channel = match self.rng.gen_range(0..100) {
+            0..=69 => Channel::Online,
+            70..=94 => Channel::Counter,
+            _ => Channel::Postal,
+        };
+        // Boundary-free procedures are often received elsewhere in the province.
+        let receiving = if !p.boundary_free {
+            match p.level {
+                CompetentLevel::Commune => residence.code.clone(),
+                CompetentLevel::Province => format!("P{}", self.province),
+            }
+        } else if self.rng.gen_bool(0.25) {
+            self.unit().code.clone()
+        } else {
+            residence.code.clone()
+        };
+        let documents = p
+            .required_documents
+            .iter()
+            .map(|kind| Document {
+                kind: kind.clone(),
+                uri: format!("s3://portal-{}/{}/{kind}.pdf", self.province, self.seq),
+                sha256: self.sha256(),
+                digitized: channel != Channel::Online,
+            })
+            .collect();
+        let mut form_fields = BTreeMap::new();
+        form_fields.insert("ghi_chu".to_owned(), format!("Hồ sơ mẫu số {}", self.seq));
+        let dossier_id = uuid::Uuid::from_u64_pair(self.seed, self.seq).to_string();
+        DossierSubmitted {
+            event_id: uuid::Uuid::from_u64_pair(self.seed ^ 0x5eed, self.seq).to_string(),
+            dossier: Dossier {
+                dossier_id,
+                portal: match channel {
+                    Channel::Online => "dichvucong.gov.vn".to_owned(),
+                    _ => "motcua-counter".to_owned(),
+                },
+                channel,
+                receiving_unit_code: receiving,
+                procedure_code: p.code.clone(),
+                applicant,
+                land_parcels,
+                enterprise_tax_codes: Vec::new(),
+                documents,
+                form_fields,
+                submitted_at,
+            },
+            published_at: submitted_at + self.rng.gen_range(0..2_000),
+            traceparent: None,
+        }
+    }
+
+    /// A submission with one defect.
+    pub fn defective(&mut self, submitted_at: i64, defect: Defect) -> DossierSubmitted {
+        let mut s = self.valid(submitted_at);
+        match defect {
+            Defect::MissingDocument => {
+                s.dossier.documents.pop();
+            }
+            Defect::BadCitizenId => s.dossier.applicant.citizen_id = Some("0220900012".to_owned()),
+            Defect::UnknownProcedure => s.dossier.procedure_code = "9.999999".to_owned(),
+            Defect::InactiveProcedure => {
+                if let Some(p) = self.inactive.first() {
+                    s.dossier.procedure_code = p.code.clone();
+                }
+            }
+            Defect::UnknownReceivingUnit => s.dossier.receiving_unit_code = "99999".to_owned(),
+        }
+        s
+    }
+
+    pub fn reference(&self) -> &Reference {
+        self.reference
+    }
+}

@@ -1,0 +1,249 @@
+//! Worker configuration: a TOML file, then `MOTCUA_<SECTION>__<KEY>` environment
+//! variables, then command-line flags. Every key is typed and unknown keys are refused,
+//! so a typo fails at start-up instead of being silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use motcua_kafka::KafkaConfig;
+use motcua_runtime::RuntimeConfig;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Config {
+    pub(crate) kafka: KafkaConfig,
+    pub(crate) database: DatabaseConfig,
+    pub(crate) runtime: RuntimeSection,
+    pub(crate) metrics: MetricsConfig,
+    pub(crate) reference: ReferenceConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct DatabaseConfig {
+    /// `postgres://user:pass@host/db` in production; `sqlite://file.db` (embedded) by default.
+    pub(crate) url: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://motcua.db".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RuntimeSection {
+    pub(crate) max_batch: usize,
+    pub(crate) linger_ms: u64,
+    pub(crate) max_in_flight: usize,
+    pub(crate) drain_timeout_ms: u64,
+    pub(crate) retry_initial_ms: u64,
+    pub(crate) retry_max_ms: u64,
+    pub(crate) retry_budget_ms: u64,
+    /// Replica name in client ids and logs; defaults to host name + pid.
+    pub(crate) instance_id: Option<String>,
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        let d = RuntimeConfig::new(KafkaConfig::default());
+        Self {
+            max_batch: d.max_batch,
+            linger_ms: d.linger.as_millis() as u64,
+            max_in_flight: d.max_in_flight,
+            drain_timeout_ms: d.drain_timeout.as_millis() as u64,
+            retry_initial_ms: d.retry_initial.as_millis() as u64,
+            retry_max_ms: d.retry_max.as_millis() as u64,
+            retry_budget_ms: d.retry_budget.as_millis() as u64,
+            instance_id: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MetricsConfig {
+    /// Address of the Prometheus endpoint (`/metrics`); empty to disable.
+    pub(crate) listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:9464".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ReferenceConfig {
+    /// Newer administrative-units CSV; the compiled-in 2025 list when absent.
+    pub(crate) units_file: Option<PathBuf>,
+    /// Newer procedure catalog CSV; the compiled-in catalog when absent.
+    pub(crate) procedures_file: Option<PathBuf>,
+}
+
+const ENV_PREFIX: &str = "MOTCUA_";
+
+impl Config {
+    /// Loads `file` (if any), applies `MOTCUA_<SECTION>__<KEY>` variables, validates.
+    pub(crate) fn load(file: Option<&Path>) -> Result<Self> {
+        let mut table = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("config file {} is not valid TOML", p.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (k, v) in std::env::vars() {
+            let Some(rest) = k.strip_prefix(ENV_PREFIX) else { continue };
+            // Only SECTION__KEY variables are configuration (MOTCUA_TEST_… and the like are not).
+            if !rest.contains("__") {
+                continue;
+            }
+            set_path(&mut table, &rest.to_ascii_lowercase(), &v)
+                .with_context(|| format!("environment variable {k}"))?;
+        }
+        let origin = file.map_or_else(|| "environment".to_owned(), |p| format!("{} / environment", p.display()));
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration ({origin}): {}", e.message()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        self.kafka.validate()?;
+        if self.runtime.max_batch == 0 || self.runtime.max_batch > 10_000 {
+            bail!("runtime.max_batch = {} must be between 1 and 10000", self.runtime.max_batch);
+        }
+        if self.runtime.max_in_flight < self.runtime.max_batch {
+            bail!(
+                "runtime.max_in_flight = {} must be at least runtime.max_batch = {}",
+                self.runtime.max_in_flight,
+                self.runtime.max_batch
+            );
+        }
+        if !self.metrics.listen.is_empty() {
+            self.metrics_addr()?;
+        }
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres")) {
+            bail!(
+                "database.url = '{}' must start with postgres:// (production) or sqlite:// (embedded)",
+                motcua_store::redact(&self.database.url)
+            );
+        }
+        Ok(())
+    }
+
+    pub(crate) fn metrics_addr(&self) -> Result<Option<SocketAddr>> {
+        if self.metrics.listen.is_empty() {
+            return Ok(None);
+        }
+        self.metrics
+            .listen
+            .parse()
+            .map(Some)
+            .with_context(|| format!("metrics.listen = '{}' is not an address like 0.0.0.0:9464", self.metrics.listen))
+    }
+
+    pub(crate) fn runtime(&self) -> RuntimeConfig {
+        let mut r = RuntimeConfig::new(self.kafka.clone());
+        let s = &self.runtime;
+        r.max_batch = s.max_batch;
+        r.linger = Duration::from_millis(s.linger_ms);
+        r.max_in_flight = s.max_in_flight;
+        r.drain_timeout = Duration::from_millis(s.drain_timeout_ms);
+        r.retry_initial = Duration::from_millis(s.retry_initial_ms);
+        r.retry_max = Duration::from_millis(s.retry_max_ms);
+        r.retry_budget = Duration::from_millis(s.retry_budget_ms);
+        if let Some(id) = &s.instance_id {
+            r.instance_id = id.clone();
+        }
+        r
+    }
+}
+
+/// Sets `section__key[__subkey]` in the table; values that parse as integers or booleans
+/// become those, anything else a string (serde then checks the type).
+fn set_path(table: &mut toml::Table, path: &str, value: &str) -> Result<()> {
+    let parts: Vec<&str> = path.split("__").collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        bail!("'{path}' has an empty section or key");
+    }
+    let mut t = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = t.entry((*p).to_owned()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = match entry {
+            toml::Value::Table(t) => t,
+            _ => bail!("'{p}' is a value, not a section"),
+        };
+    }
+    // librdkafka properties are strings, whatever they look like.
+    let raw_string = parts.len() == 3 && parts[0] == "kafka" && (parts[1] == "consumer" || parts[1] == "producer");
+    let v = if raw_string {
+        toml::Value::String(value.to_owned())
+    } else if let Ok(i) = value.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(b) = value.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else {
+        toml::Value::String(value.to_owned())
+    };
+    t.insert(parts[parts.len() - 1].to_owned(), v);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        let table: toml::Table = text.parse()?;
+        let cfg: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("{}", e.message()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let e = parse("[kafka]\nbrokrs = \"x:1\"\n").unwrap_err().to_string();
+        assert!(e.contains("unknown field `brokrs`"), "{e}");
+        let e = parse("[kafkaa]\n").unwrap_err().to_string();
+        assert!(e.contains("unknown field `kafkaa`"), "{e}");
+    }
+
+    #[test]
+    fn values_are_typed_and_checked() {
+        let e = parse("[runtime]\nmax_batch = \"many\"\n").unwrap_err().to_string();
+        assert!(e.contains("invalid type"), "{e}");
+        let e = parse("[runtime]\nmax_batch = 0\n").unwrap_err().to_string();
+        assert!(e.contains("max_batch = 0 must be between 1 and 10000"), "{e}");
+        let e = parse("[metrics]\nlisten = \"nowhere\"\n").unwrap_err().to_string();
+        assert!(e.contains("not an address"), "{e}");
+        let cfg = parse("[kafka]\nbrokers = \"k1:9092,k2:9092\"\n[database]\nurl = \"postgres://u@h/db\"\n").expect("valid");
+        assert_eq!(cfg.kafka.brokers, "k1:9092,k2:9092");
+    }
+
+    #[test]
+    fn env_paths_nest_and_type() {
+        let mut t = toml::Table::new();
+        set_path(&mut t, "kafka__brokers", "a:1").expect("set");
+        set_path(&mut t, "runtime__max_batch", "42").expect("set");
+        set_path(&mut t, "kafka__consumer__fetch.min.bytes", "1000").expect("set");
+        let cfg: Config = toml::Value::Table(t).try_into().expect("typed");
+        assert_eq!(cfg.kafka.brokers, "a:1");
+        assert_eq!(cfg.runtime.max_batch, 42);
+        // librdkafka properties stay strings even when they look like numbers.
+        assert_eq!(cfg.kafka.consumer.get("fetch.min.bytes").map(String::as_str), Some("1000"));
+        assert!(set_path(&mut toml::Table::new(), "kafka____x", "1").is_err());
+    }
+}

@@ -1,0 +1,257 @@
+//! `motcua`: run a stage worker, administer topics, publish dossiers, or try the whole
+//! thing with `motcua demo`.
+
+mod config;
+mod demo;
+mod portal_json;
+mod publish;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use motcua_reference::Reference;
+use motcua_runtime::Shutdown;
+use motcua_schemas::Codec;
+use tracing::{error, info};
+
+use crate::config::Config;
+
+/// motcua — a Kafka pipeline for administrative-procedure dossiers of one-stop public
+/// service centers.
+///
+/// Portals publish submissions to `dossier.submitted`; stateless stage workers (scale =
+/// more replicas of a stage) receive, verify, bill, route and return results. Every
+/// worker reads a TOML config file (`--config`), then `MOTCUA_<SECTION>__<KEY>`
+/// environment variables (e.g. `MOTCUA_KAFKA__BROKERS=k1:9092`), then flags.
+#[derive(Debug, Parser)]
+#[command(name = "motcua", version, propagate_version = true)]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one stage worker until SIGTERM/SIGINT (then drain, commit, exit 0).
+    ///
+    /// Exit status: 0 after a clean shutdown, 1 on a fatal error (broker delivery
+    /// failure, database unavailable beyond the retry budget, bad configuration); the
+    /// supervisor restarts it, and uncommitted input is processed again, idempotently.
+    Run {
+        #[arg(value_enum)]
+        stage: StageName,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Administer the topics of the flow.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+    /// Publish dossiers from a JSON-lines file (one dossier per line) as Avro
+    /// `dossier.submitted` events — what a portal or a tester does.
+    ///
+    /// Lines that are not valid dossiers are reported with their line number and not
+    /// published; the exit status is 1 if any line was refused.
+    Publish {
+        /// The JSON-lines file (`-` for standard input). `motcua generate` writes one.
+        file: PathBuf,
+        /// Check every line, publish nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Write generated, realistic dossiers as JSON lines (input for `publish`).
+    Generate {
+        /// How many dossiers.
+        #[arg(long, default_value_t = 100)]
+        count: u64,
+        /// Seed: the same seed gives the same dossiers.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// 2-digit province code of the receiving centers (22 = Quảng Ninh).
+        #[arg(long, default_value = "22")]
+        province: String,
+        /// Share of deliberately defective dossiers (0.0–1.0).
+        #[arg(long, default_value_t = 0.0)]
+        defect_rate: f64,
+    },
+    /// Try motcua on one machine: starts an in-process Kafka broker and an embedded
+    /// store, publishes generated submissions, runs intake, prints a summary.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicsCommand {
+    /// Create every topic of the flow (existing ones are left alone).
+    Create {
+        #[arg(long, default_value_t = 12)]
+        partitions: i32,
+        #[arg(long, default_value_t = 3)]
+        replication: i32,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List the topics of the flow with their schema subjects and ids.
+    List,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StageName {
+    /// Validate submissions, give them their official dossier code.
+    Intake,
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// TOML configuration file.
+    #[arg(long, short, env = "MOTCUA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers (overrides kafka.brokers).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Database URL (overrides database.url): postgres://… or sqlite://…
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+impl Common {
+    fn load(&self) -> Result<Config> {
+        let mut cfg = Config::load(self.config.as_deref())?;
+        if let Some(b) = &self.brokers {
+            cfg.kafka.brokers = b.clone();
+        }
+        if let Some(u) = &self.database_url {
+            cfg.database.url = u.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+fn init_logging(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Demo(_) | Command::Generate { .. } | Command::Publish { .. } => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Run { stage, common } => run_stage(stage, &common).await,
+        Command::Topics {
+            command: TopicsCommand::Create {
+                partitions,
+                replication,
+                common,
+            },
+        } => {
+            let cfg = common.load()?;
+            let created = cfg.kafka.create_topics(partitions, replication).await?;
+            for t in motcua_schemas::Topic::ALL {
+                let name = cfg.kafka.topic(t);
+                let state = if created.contains(&name) { "created" } else { "exists" };
+                println!("{name:<24} {state}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Topics {
+            command: TopicsCommand::List,
+        } => {
+            let codec = Codec::embedded()?;
+            println!("{:<20} {:<26} {:>7} {:>9}", "topic", "subject", "version", "schema id");
+            for t in motcua_schemas::Topic::ALL {
+                let v = codec.schemas().latest(t);
+                println!("{:<20} {:<26} {:>7} {:>9}", t.name(), v.subject, v.version, v.id);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Publish { file, dry_run, common } => {
+            let cfg = common.load()?;
+            publish::publish_file(&cfg, &file, dry_run).await
+        }
+        Command::Generate {
+            count,
+            seed,
+            province,
+            defect_rate,
+        } => {
+            publish::generate(count, seed, &province, defect_rate)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+async fn run_stage(stage: StageName, common: &Common) -> Result<ExitCode> {
+    let cfg = common.load()?;
+    if let Some(addr) = cfg.metrics_addr()? {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("cannot serve Prometheus metrics on {addr}"))?;
+        info!(%addr, "Prometheus metrics at /metrics");
+    }
+    let reference = Arc::new(
+        Reference::load(cfg.reference.units_file.as_deref(), cfg.reference.procedures_file.as_deref())
+            .context("loading reference data")?,
+    );
+    let codec = Codec::embedded()?;
+    let store = motcua_store::Store::connect(&cfg.database.url).await?;
+    let shutdown = Shutdown::on_signals();
+    let summary = match stage {
+        StageName::Intake => {
+            let intake = Arc::new(motcua_intake::Intake::new(reference, store.clone()));
+            motcua_runtime::run(intake, codec, cfg.runtime(), shutdown).await
+        }
+    };
+    store.close().await;
+    let summary = summary?;
+    info!(
+        consumed = summary.consumed,
+        processed = summary.processed,
+        dead_lettered = summary.dead_lettered,
+        "stopped cleanly"
+    );
+    Ok(ExitCode::SUCCESS)
+}

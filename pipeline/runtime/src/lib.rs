@@ -1,0 +1,38 @@
+//! The no-loss Kafka stage runtime: consume → decode → handle → encode → produce → commit.
+//!
+//! Guarantees (see ARCHITECTURE.md):
+//! - an input offset is stored for commit only after every message it caused has been
+//!   acknowledged by the broker (idempotent producer, acks=all) and the stage's database
+//!   effects were committed (the stage returns only after they are);
+//! - per partition, only the contiguous acknowledged prefix is committed;
+//! - undecodable inputs and inputs the stage rejects go to the dead-letter topic with the
+//!   reason and origin in headers, and the pipeline goes on;
+//! - retryable batch failures back off and retry; fatal ones stop the worker non-zero;
+//! - librdkafka's prefetch is capped, in-flight messages are bounded;
+//! - on partition revocation and on shutdown, in-flight work is drained within a deadline
+//!   and what is done is committed, nothing else.
+
+mod ledger;
+mod runtime;
+mod stage;
+
+pub use runtime::{run, RunSummary, RuntimeConfig, Shutdown};
+pub use stage::{Envelope, Origin, Outcome, Stage, StageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kafka(#[from] motcua_kafka::Error),
+    #[error("Kafka client: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    #[error("stage {stage} failed: {reason}")]
+    Fatal { stage: String, reason: String },
+    #[error("encoding an output of stage {stage}: {source}")]
+    Encode {
+        stage: String,
+        #[source]
+        source: motcua_schemas::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

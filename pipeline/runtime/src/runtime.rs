@@ -1,0 +1,644 @@
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use motcua_kafka::KafkaConfig;
+use motcua_schemas::{Codec, DeadLetter, Event, Topic};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tracing::{debug, error, info, info_span, warn};
+
+use crate::ledger::{Ledger, Tp};
+use crate::{Envelope, Error, Origin, Outcome, Result, Stage, StageError};
+
+/// Tuning of one worker. Defaults suit a stage whose batch takes milliseconds.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub kafka: KafkaConfig,
+    /// Distinguishes replicas in client ids and logs.
+    pub instance_id: String,
+    /// Most messages handed to the stage at once.
+    pub max_batch: usize,
+    /// How long to wait for a batch to fill once its first message arrived.
+    pub linger: Duration,
+    /// Most handled messages whose outputs are not yet acknowledged; beyond it the worker
+    /// stops consuming until the broker catches up (backpressure).
+    pub max_in_flight: usize,
+    /// On revocation or shutdown, how long in-flight messages may take to finish.
+    pub drain_timeout: Duration,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// How long a batch may keep failing with retryable errors before the worker gives up
+    /// (exits non-zero without committing it) and lets its supervisor restart it.
+    pub retry_budget: Duration,
+}
+
+impl RuntimeConfig {
+    pub fn new(kafka: KafkaConfig) -> Self {
+        Self {
+            kafka,
+            instance_id: format!("{}-{}", hostname(), std::process::id()),
+            max_batch: 500,
+            linger: Duration::from_millis(10),
+            max_in_flight: 20_000,
+            drain_timeout: Duration::from_secs(10),
+            retry_initial: Duration::from_millis(200),
+            retry_max: Duration::from_secs(10),
+            retry_budget: Duration::from_secs(120),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "motcua".to_owned())
+}
+
+/// Tells a running worker to stop: finish in-flight work within the drain deadline,
+/// commit what is done, exit.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    rx: watch::Receiver<bool>,
+}
+
+impl Shutdown {
+    /// A shutdown that a sender triggers (tests, the demo).
+    pub fn channel() -> (watch::Sender<bool>, Self) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Self { rx })
+    }
+
+    /// A shutdown triggered by SIGTERM or SIGINT (Ctrl-C).
+    pub fn on_signals() -> Self {
+        let (tx, me) = Self::channel();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            info!("shutdown requested: draining in-flight messages");
+            let _ = tx.send(true);
+        });
+        me
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    pub async fn wait(&mut self) {
+        // An error means every sender is gone; nobody can ask us to stop any more.
+        if self.rx.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Counts of one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    pub consumed: u64,
+    pub processed: u64,
+    pub dead_lettered: u64,
+    pub produced: u64,
+    /// Messages dropped because their partition was revoked before their outputs were
+    /// produced; the partition's new owner processes them.
+    pub stale: u64,
+    pub batches: u64,
+}
+
+fn lock(ledger: &Mutex<Ledger>) -> MutexGuard<'_, Ledger> {
+    // A panic while holding the lock cannot leave the ledger half-updated in a way that
+    // loses data (at worst an offset is not committed), so poisoning is ignored.
+    ledger.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct StageContext {
+    ledger: Arc<Mutex<Ledger>>,
+    drain_timeout: Duration,
+    stage: &'static str,
+}
+
+impl ClientContext for StageContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            let lag: i64 = t.partitions.values().filter(|p| p.consumer_lag >= 0).map(|p| p.consumer_lag).sum();
+            metrics::gauge!("motcua_consumer_lag_messages", "stage" => self.stage, "topic" => topic.clone())
+                .set(lag as f64);
+        }
+    }
+}
+
+impl ConsumerContext for StageContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else { return };
+        let tps: Vec<Tp> = tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+        // Drain: wait (bounded) for the outputs of revoked partitions to be acknowledged.
+        // Deliveries are acknowledged on the producer's own thread, so they progress
+        // while this callback blocks the consumer.
+        let deadline = Instant::now() + self.drain_timeout;
+        let left = loop {
+            let busy: usize = {
+                let l = lock(&self.ledger);
+                tps.iter().map(|tp| l.in_flight_for(tp)).sum()
+            };
+            if busy == 0 || Instant::now() >= deadline {
+                break busy;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        if left > 0 {
+            warn!(stage = self.stage, left, "drain deadline passed on revocation; those messages will be redelivered to the new owner");
+        }
+        let mut store = TopicPartitionList::new();
+        {
+            let mut l = lock(&self.ledger);
+            for tp in &tps {
+                if let Some(next) = l.revoke(tp) {
+                    let _ = store.add_partition_offset(&tp.0, tp.1, Offset::Offset(next));
+                }
+            }
+        }
+        if store.count() > 0 {
+            if let Err(e) = consumer.store_offsets(&store) {
+                warn!(stage = self.stage, error = %e, "storing offsets on revocation failed");
+            }
+        }
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => warn!(stage = self.stage, error = %e, "commit on revocation failed"),
+        }
+        info!(stage = self.stage, partitions = tps.len(), "partitions revoked");
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let mut l = lock(&self.ledger);
+                for e in tpl.elements() {
+                    l.assign((e.topic().to_owned(), e.partition()));
+                }
+                info!(stage = self.stage, partitions = tpl.count(), "partitions assigned");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => warn!(stage = self.stage, error = %e, "rebalance error"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                metrics::counter!("motcua_offsets_committed_total", "stage" => self.stage).increment(offsets.count() as u64)
+            }
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                metrics::counter!("motcua_offset_commit_failures_total", "stage" => self.stage).increment(1);
+                warn!(stage = self.stage, error = %e, "offset commit failed; it is retried with the next commit");
+            }
+        }
+    }
+}
+
+struct DeliveryToken {
+    tp: Tp,
+    epoch: u64,
+    offset: i64,
+}
+
+struct DeliveryContext {
+    ledger: Arc<Mutex<Ledger>>,
+    stage: &'static str,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<DeliveryToken>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, token: Box<DeliveryToken>) {
+        match result {
+            Ok(_) => lock(&self.ledger).ack(&token.tp, token.epoch, token.offset),
+            Err((e, m)) => {
+                metrics::counter!("motcua_delivery_failures_total", "stage" => self.stage).increment(1);
+                error!(stage = self.stage, topic = m.topic(), error = %e, origin_offset = token.offset, "delivery failed");
+                lock(&self.ledger).fail(format!(
+                    "delivery to {} failed for input {}[{}]@{}: {e}",
+                    m.topic(),
+                    token.tp.0,
+                    token.tp.1,
+                    token.offset
+                ));
+            }
+        }
+    }
+}
+
+/// A message as received, detached from the consumer.
+struct Received {
+    tp: Tp,
+    epoch: u64,
+    offset: i64,
+    timestamp_ms: Option<i64>,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    traceparent: Option<String>,
+}
+
+/// One message to produce.
+struct Outgoing {
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    headers: OwnedHeaders,
+}
+
+type Worker<C> = StreamConsumer<C>;
+
+/// Runs one stage worker until `shutdown` fires (Ok) or a fatal error (Err).
+pub async fn run<S: Stage>(stage: Arc<S>, codec: Codec, cfg: RuntimeConfig, mut shutdown: Shutdown) -> Result<RunSummary> {
+    cfg.kafka.validate()?;
+    let name = stage.name();
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let client_id = format!("motcua-{name}-{}", cfg.instance_id);
+    let mut consumer_cfg = cfg.kafka.consumer_config(&format!("motcua-{name}"), &client_id);
+    consumer_cfg.set("statistics.interval.ms", "5000");
+    let consumer: Arc<Worker<StageContext>> = Arc::new(consumer_cfg.create_with_context(StageContext {
+        ledger: ledger.clone(),
+        drain_timeout: cfg.drain_timeout,
+        stage: name,
+    })?);
+    let producer: ThreadedProducer<DeliveryContext> = cfg
+        .kafka
+        .producer_config(&client_id)
+        .create_with_context(DeliveryContext {
+            ledger: ledger.clone(),
+            stage: name,
+        })?;
+    let input_topic = cfg.kafka.topic(S::Input::TOPIC);
+    consumer.subscribe(&[&input_topic])?;
+    info!(stage = name, topic = %input_topic, group = %format!("motcua-{name}"), "worker started");
+
+    let mut summary = RunSummary::default();
+    let outcome = consume_loop(&*stage, &codec, &cfg, &consumer, &producer, &ledger, &mut shutdown, &mut summary).await;
+
+    // Drain: whatever happened, give acknowledged work its commit, and nothing else.
+    let deadline = Instant::now() + cfg.drain_timeout;
+    while lock(&ledger).in_flight() > 0 && lock(&ledger).fatal().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    store_committable(&consumer, &ledger, name);
+    let committer = consumer.clone();
+    let commit = tokio::task::spawn_blocking(move || committer.commit_consumer_state(CommitMode::Sync)).await;
+    match commit {
+        Ok(Ok(())) | Ok(Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) => {}
+        Ok(Err(e)) => warn!(stage = name, error = %e, "final commit failed"),
+        Err(e) => warn!(stage = name, error = %e, "final commit task failed"),
+    }
+    let left = lock(&ledger).in_flight();
+    if left > 0 {
+        warn!(stage = name, left, "stopped with unacknowledged messages; they will be redelivered");
+    }
+    let fatal = lock(&ledger).fatal().map(str::to_owned);
+    info!(stage = name, ?summary, "worker stopped");
+    outcome?;
+    if let Some(reason) = fatal {
+        return Err(Error::Fatal {
+            stage: name.to_owned(),
+            reason,
+        });
+    }
+    Ok(summary)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn consume_loop<S: Stage>(
+    stage: &S,
+    codec: &Codec,
+    cfg: &RuntimeConfig,
+    consumer: &Worker<StageContext>,
+    producer: &ThreadedProducer<DeliveryContext>,
+    ledger: &Mutex<Ledger>,
+    shutdown: &mut Shutdown,
+    summary: &mut RunSummary,
+) -> Result<()> {
+    let name = stage.name();
+    let dlq_topic = cfg.kafka.topic(Topic::DeadLetter);
+    loop {
+        if let Some(reason) = lock(ledger).fatal() {
+            return Err(Error::Fatal {
+                stage: name.to_owned(),
+                reason: reason.to_owned(),
+            });
+        }
+        store_committable(consumer, ledger, name);
+        let in_flight = lock(ledger).in_flight();
+        metrics::gauge!("motcua_stage_in_flight_messages", "stage" => name).set(in_flight as f64);
+        if in_flight >= cfg.max_in_flight {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            continue;
+        }
+        let batch = tokio::select! {
+            _ = shutdown.wait() => return Ok(()),
+            b = collect_batch(consumer, ledger, cfg) => b,
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        summary.consumed += batch.len() as u64;
+        summary.batches += 1;
+
+        // Decode; what does not decode goes to the dead-letter topic without reaching the stage.
+        let mut inputs = Vec::with_capacity(batch.len());
+        let mut slots: Vec<std::result::Result<usize, (String, String)>> = Vec::with_capacity(batch.len());
+        for m in &batch {
+            let decoded = match &m.payload {
+                None => Err(("EMPTY_PAYLOAD".to_owned(), "message has no value".to_owned())),
+                Some(p) => codec
+                    .decode::<S::Input>(p)
+                    .map_err(|e| (e.code().to_owned(), e.to_string())),
+            };
+            slots.push(match decoded {
+                Ok(event) => {
+                    inputs.push(Envelope {
+                        event,
+                        origin: Origin {
+                            topic: m.tp.0.clone(),
+                            partition: m.tp.1,
+                            offset: m.offset,
+                            timestamp_ms: m.timestamp_ms,
+                        },
+                    });
+                    Ok(inputs.len() - 1)
+                }
+                Err(e) => Err(e),
+            });
+        }
+
+        let outcomes = match handle_with_retry(stage, &inputs, cfg, shutdown).await? {
+            Some(o) => o,
+            // Shutdown while retrying: nothing of this batch was produced or stored.
+            None => return Ok(()),
+        };
+        if outcomes.len() != inputs.len() {
+            return Err(Error::Fatal {
+                stage: name.to_owned(),
+                reason: format!("stage returned {} outcomes for {} inputs", outcomes.len(), inputs.len()),
+            });
+        }
+
+        for (m, slot) in batch.iter().zip(slots) {
+            let dossier_id = slot.as_ref().ok().map(|&i| inputs[i].event.key().to_owned());
+            let span = info_span!("message", stage = name, dossier_id = dossier_id.as_deref().unwrap_or(""), topic = %m.tp.0, partition = m.tp.1, offset = m.offset);
+            let _entered = span.enter();
+            let outcome = match slot {
+                Ok(i) => outcomes[i].clone(),
+                Err((reason_code, reason)) => Outcome::DeadLetter { reason_code, reason },
+            };
+            let outgoing = match outcome {
+                Outcome::Emit(events) => {
+                    let mut out = Vec::with_capacity(events.len());
+                    for e in &events {
+                        let mut payload = Vec::with_capacity(512);
+                        e.encode(codec, &mut payload).map_err(|source| Error::Encode {
+                            stage: name.to_owned(),
+                            source,
+                        })?;
+                        let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
+                            key: "motcua-event-id",
+                            value: Some(e.event_id()),
+                        });
+                        if let Some(tp) = &m.traceparent {
+                            headers = headers.insert(Header {
+                                key: "traceparent",
+                                value: Some(tp.as_str()),
+                            });
+                        }
+                        out.push(Outgoing {
+                            topic: cfg.kafka.topic(e.topic()),
+                            key: Some(e.key().as_bytes().to_vec()),
+                            payload,
+                            headers,
+                        });
+                    }
+                    summary.processed += 1;
+                    metrics::counter!("motcua_stage_messages_total", "stage" => name, "outcome" => "processed").increment(1);
+                    out
+                }
+                Outcome::DeadLetter { reason_code, reason } => {
+                    warn!(reason_code = %reason_code, reason = %reason, "dead-lettering message");
+                    summary.dead_lettered += 1;
+                    metrics::counter!("motcua_stage_messages_total", "stage" => name, "outcome" => "dead_lettered").increment(1);
+                    metrics::counter!("motcua_dead_letters_total", "stage" => name, "reason_code" => reason_code.clone()).increment(1);
+                    vec![dead_letter(codec, name, &dlq_topic, m, &reason_code, &reason)?]
+                }
+            };
+            if !lock(ledger).track(&m.tp, m.epoch, m.offset, outgoing.len() as u32) {
+                summary.stale += 1;
+                debug!("partition revoked before producing; skipping");
+                continue;
+            }
+            for o in outgoing {
+                send(producer, o, DeliveryToken {
+                    tp: m.tp.clone(),
+                    epoch: m.epoch,
+                    offset: m.offset,
+                })
+                .await?;
+                summary.produced += 1;
+            }
+        }
+        metrics::histogram!("motcua_stage_batch_duration_seconds", "stage" => name).record(started.elapsed().as_secs_f64());
+        metrics::histogram!("motcua_stage_batch_size_messages", "stage" => name).record(batch.len() as f64);
+    }
+}
+
+/// Waits for a first message (returns empty after an idle tick so offsets keep being
+/// stored), then gathers more until the batch is full or the linger time has passed.
+async fn collect_batch(consumer: &Worker<StageContext>, ledger: &Mutex<Ledger>, cfg: &RuntimeConfig) -> Vec<Received> {
+    let mut batch = Vec::new();
+    let first = match tokio::time::timeout(Duration::from_millis(250), consumer.recv()).await {
+        Err(_) => return batch,
+        Ok(r) => r,
+    };
+    push_received(first, ledger, &mut batch);
+    let until = tokio::time::Instant::now() + cfg.linger;
+    while batch.len() < cfg.max_batch {
+        match tokio::time::timeout_at(until, consumer.recv()).await {
+            Err(_) => break,
+            Ok(r) => push_received(r, ledger, &mut batch),
+        }
+    }
+    batch
+}
+
+fn push_received(
+    r: KafkaResult<rdkafka::message::BorrowedMessage<'_>>,
+    ledger: &Mutex<Ledger>,
+    batch: &mut Vec<Received>,
+) {
+    let m = match r {
+        Ok(m) => m,
+        Err(e) => {
+            metrics::counter!("motcua_consumer_errors_total").increment(1);
+            warn!(error = %e, "consumer error");
+            return;
+        }
+    };
+    let tp = (m.topic().to_owned(), m.partition());
+    // The epoch is read right after receiving: rebalance callbacks run inside recv(), so
+    // it is the assignment this message belongs to.
+    let Some(epoch) = lock(ledger).epoch(&tp) else {
+        warn!(topic = %tp.0, partition = tp.1, "message from a partition not assigned to us; ignored");
+        return;
+    };
+    let traceparent = m.headers().and_then(|h| {
+        h.iter()
+            .find(|h| h.key == "traceparent")
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_owned)
+    });
+    batch.push(Received {
+        tp,
+        epoch,
+        offset: m.offset(),
+        timestamp_ms: m.timestamp().to_millis(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec),
+        traceparent,
+    });
+}
+
+async fn handle_with_retry<S: Stage>(
+    stage: &S,
+    inputs: &[Envelope<S::Input>],
+    cfg: &RuntimeConfig,
+    shutdown: &Shutdown,
+) -> Result<Option<Vec<Outcome>>> {
+    if inputs.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let started = Instant::now();
+    let mut delay = cfg.retry_initial;
+    loop {
+        match stage.handle_batch(inputs).await {
+            Ok(o) => return Ok(Some(o)),
+            Err(StageError::Fatal(reason)) => {
+                return Err(Error::Fatal {
+                    stage: stage.name().to_owned(),
+                    reason,
+                })
+            }
+            Err(StageError::Retryable(reason)) => {
+                metrics::counter!("motcua_stage_retries_total", "stage" => stage.name()).increment(1);
+                if started.elapsed() >= cfg.retry_budget {
+                    return Err(Error::Fatal {
+                        stage: stage.name().to_owned(),
+                        reason: format!("still failing after {:?} of retries: {reason}", cfg.retry_budget),
+                    });
+                }
+                warn!(stage = stage.name(), %reason, retry_in = ?delay, "batch failed, retrying");
+                let mut sd = shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = sd.wait() => return Ok(None),
+                }
+                delay = (delay * 2).min(cfg.retry_max);
+            }
+        }
+    }
+}
+
+fn dead_letter(codec: &Codec, stage: &str, dlq_topic: &str, m: &Received, reason_code: &str, reason: &str) -> Result<Outgoing> {
+    let dl = DeadLetter {
+        event_id: motcua_schemas::derived_event_id(&format!("{}/{}/{}", m.tp.0, m.tp.1, m.offset), stage, "dead-letter"),
+        stage: stage.to_owned(),
+        reason_code: reason_code.to_owned(),
+        reason: reason.to_owned(),
+        origin_topic: m.tp.0.clone(),
+        origin_partition: m.tp.1,
+        origin_offset: m.offset,
+        origin_key: m.key.clone(),
+        origin_value: m.payload.clone(),
+        failed_at: m.timestamp_ms.unwrap_or_default(),
+    };
+    let payload = codec.encode(&dl).map_err(|source| Error::Encode {
+        stage: stage.to_owned(),
+        source,
+    })?;
+    let partition = m.tp.1.to_string();
+    let offset = m.offset.to_string();
+    let headers = OwnedHeaders::new_with_capacity(7)
+        .insert(Header { key: "motcua-event-id", value: Some(dl.event_id.as_str()) })
+        .insert(Header { key: "motcua-dlq-stage", value: Some(stage) })
+        .insert(Header { key: "motcua-dlq-reason-code", value: Some(reason_code) })
+        .insert(Header { key: "motcua-dlq-reason", value: Some(reason) })
+        .insert(Header { key: "motcua-origin-topic", value: Some(m.tp.0.as_str()) })
+        .insert(Header { key: "motcua-origin-partition", value: Some(partition.as_str()) })
+        .insert(Header { key: "motcua-origin-offset", value: Some(offset.as_str()) });
+    Ok(Outgoing {
+        topic: dlq_topic.to_owned(),
+        key: m.key.clone(),
+        payload,
+        headers,
+    })
+}
+
+async fn send(producer: &ThreadedProducer<DeliveryContext>, o: Outgoing, token: DeliveryToken) -> Result<()> {
+    let mut token = Box::new(token);
+    loop {
+        let mut record: BaseRecord<'_, [u8], [u8], Box<DeliveryToken>> =
+            BaseRecord::with_opaque_to(&o.topic, token).payload(&o.payload[..]).headers(o.headers.clone());
+        if let Some(k) = &o.key {
+            record = record.key(&k[..]);
+        }
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                // The local queue is full: wait for deliveries to drain it.
+                token = r.delivery_opaque;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(Error::Client(e)),
+        }
+    }
+}
+
+fn store_committable(consumer: &Worker<StageContext>, ledger: &Mutex<Ledger>, stage: &'static str) {
+    let ready = lock(ledger).take_committable();
+    if ready.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::with_capacity(ready.len());
+    for ((topic, partition), next) in &ready {
+        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
+    }
+    match consumer.store_offsets(&tpl) {
+        Ok(()) => metrics::counter!("motcua_offsets_stored_total", "stage" => stage).increment(ready.len() as u64),
+        // The partition may have been revoked in the meantime; its new owner redoes it.
+        Err(e) => debug!(stage, error = %e, "storing offsets failed"),
+    }
+}

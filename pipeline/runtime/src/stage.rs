@@ -1,0 +1,60 @@
+use std::future::Future;
+
+use motcua_schemas::{AnyEvent, Event};
+
+/// Where a consumed message came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Broker or producer timestamp, milliseconds since the epoch.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// A decoded input message.
+#[derive(Debug, Clone)]
+pub struct Envelope<T> {
+    pub event: T,
+    pub origin: Origin,
+}
+
+/// What a stage decided for one input message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Produce these events (possibly none), then the input counts as processed.
+    Emit(Vec<AnyEvent>),
+    /// The input is well-formed Avro but cannot be processed: send it to the dead-letter
+    /// topic with this reason, and go on.
+    DeadLetter { reason_code: String, reason: String },
+}
+
+/// A failure of a whole batch.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StageError {
+    /// Something outside is unavailable (database, registry): retry the same batch after
+    /// a backoff; the offsets do not move meanwhile.
+    #[error("retryable: {0}")]
+    Retryable(String),
+    /// Retrying cannot help: the worker exits non-zero and its supervisor restarts it.
+    #[error("fatal: {0}")]
+    Fatal(String),
+}
+
+/// One stage of the pipeline: a pure-enough function from a batch of decoded inputs to
+/// one outcome per input, in order. The runtime owns Kafka, offsets and retries, so a
+/// stage is unit-tested without a broker.
+pub trait Stage: Send + Sync + 'static {
+    type Input: Event;
+
+    /// Stage name: consumer group `motcua-<name>`, metrics label, `stage` of status events.
+    fn name(&self) -> &'static str;
+
+    /// Handles a batch; must return exactly one outcome per input, in input order.
+    /// Must be idempotent: after a crash the same inputs come again and must yield the
+    /// same outcomes (same event ids) without duplicating effects.
+    fn handle_batch(
+        &self,
+        batch: &[Envelope<Self::Input>],
+    ) -> impl Future<Output = Result<Vec<Outcome>, StageError>> + Send;
+}

@@ -1,0 +1,571 @@
+//! Rust mirrors of the `.avsc` files in `schemas/avro/` (the source of truth).
+//!
+//! Field names and order follow the schemas exactly; `tests::every_event_round_trips`
+//! proves each type encodes against, and decodes from, its schema. Timestamps are
+//! milliseconds since the Unix epoch (`timestamp-millis`), dates days since the epoch.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Topic;
+
+/// Milliseconds since 1970-01-01T00:00:00Z.
+pub type TimestampMillis = i64;
+/// Days since 1970-01-01.
+pub type DateDays = i32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ApplicantKind {
+    Citizen,
+    Business,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Channel {
+    Online,
+    Counter,
+    Postal,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Online => "online",
+            Channel::Counter => "counter",
+            Channel::Postal => "postal",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub postal_address: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applicant {
+    pub kind: ApplicantKind,
+    pub citizen_id: Option<String>,
+    pub tax_code: Option<String>,
+    pub full_name: String,
+    pub date_of_birth: Option<DateDays>,
+    pub contact: Contact,
+    pub residence_unit_code: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LandParcel {
+    pub unit_code: String,
+    pub map_sheet: i32,
+    pub parcel_number: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Document {
+    pub kind: String,
+    pub uri: String,
+    pub sha256: String,
+    pub digitized: bool,
+}
+
+/// The dossier as submitted. It travels with every event, so no stage looks it up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dossier {
+    pub dossier_id: String,
+    pub portal: String,
+    pub channel: Channel,
+    pub receiving_unit_code: String,
+    pub procedure_code: String,
+    pub applicant: Applicant,
+    pub land_parcels: Vec<LandParcel>,
+    pub enterprise_tax_codes: Vec<String>,
+    pub documents: Vec<Document>,
+    pub form_fields: BTreeMap<String, String>,
+    pub submitted_at: TimestampMillis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ProcedureField {
+    Land,
+    Residence,
+    Certification,
+    CivilStatus,
+    Business,
+    Construction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CompetentLevel {
+    Commune,
+    Province,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LeadTimeUnit {
+    WorkingDays,
+    WorkingHours,
+    CalendarDays,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcedureSummary {
+    pub code: String,
+    pub name: String,
+    pub field: ProcedureField,
+    pub level: CompetentLevel,
+    pub lead_time: i32,
+    pub lead_time_unit: LeadTimeUnit,
+    pub fee_vnd: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DossierSubmitted {
+    pub event_id: String,
+    pub dossier: Dossier,
+    pub published_at: TimestampMillis,
+    pub traceparent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DossierAccepted {
+    pub event_id: String,
+    pub causation_id: String,
+    pub dossier_code: String,
+    pub receiving_agency_code: String,
+    pub received_at: TimestampMillis,
+    pub procedure: ProcedureSummary,
+    pub dossier: Dossier,
+    pub traceparent: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Registry {
+    Population,
+    Land,
+    Business,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CheckOutcome {
+    Matched,
+    Filled,
+    Mismatch,
+    NotFound,
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryCheck {
+    pub registry: Registry,
+    pub subject: String,
+    pub outcome: CheckOutcome,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DossierVerified {
+    pub event_id: String,
+    pub causation_id: String,
+    pub dossier_code: String,
+    pub received_at: TimestampMillis,
+    pub procedure: ProcedureSummary,
+    pub dossier: Dossier,
+    pub checks: Vec<RegistryCheck>,
+    pub verified_at: TimestampMillis,
+    pub traceparent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRequested {
+    pub event_id: String,
+    pub causation_id: String,
+    pub dossier_id: String,
+    pub dossier_code: String,
+    pub bill_reference: String,
+    pub fee_vnd: i64,
+    pub charge_vnd: i64,
+    pub amount_vnd: i64,
+    pub payer_name: String,
+    pub description: String,
+    pub issued_at: TimestampMillis,
+    pub expires_at: TimestampMillis,
+    pub traceparent: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PaymentOutcome {
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentConfirmed {
+    pub event_id: String,
+    pub bill_reference: String,
+    pub gateway: String,
+    pub gateway_transaction_id: String,
+    pub amount_vnd: i64,
+    pub outcome: PaymentOutcome,
+    pub failure_reason: Option<String>,
+    pub confirmed_at: TimestampMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DossierPaid {
+    pub event_id: String,
+    pub causation_id: String,
+    pub dossier_code: String,
+    pub received_at: TimestampMillis,
+    pub procedure: ProcedureSummary,
+    pub dossier: Dossier,
+    pub bill_reference: Option<String>,
+    pub amount_vnd: i64,
+    pub paid_at: TimestampMillis,
+    pub traceparent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DossierRouted {
+    pub event_id: String,
+    pub causation_id: String,
+    pub dossier_code: String,
+    pub received_at: TimestampMillis,
+    pub procedure: ProcedureSummary,
+    pub dossier: Dossier,
+    pub competent_unit_code: String,
+    pub competent_unit_name: String,
+    pub desk: String,
+    pub transferred: bool,
+    pub due_at: TimestampMillis,
+    pub routed_at: TimestampMillis,
+    pub traceparent: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Decision {
+    Approved,
+    Refused,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DossierDecided {
+    pub event_id: String,
+    pub dossier_id: String,
+    pub dossier_code: String,
+    pub procedure_code: String,
+    pub competent_unit_code: String,
+    pub decision: Decision,
+    pub reasons: Vec<Reason>,
+    pub decided_by: String,
+    pub applicant_citizen_id: Option<String>,
+    pub applicant_tax_code: Option<String>,
+    pub received_at: TimestampMillis,
+    pub due_at: TimestampMillis,
+    pub decided_at: TimestampMillis,
+    pub traceparent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultDocument {
+    pub reference: String,
+    pub sha256: String,
+    #[serde(with = "avro_bytes")]
+    pub signature: Vec<u8>,
+    pub signing_key_id: String,
+    pub uri: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Timeliness {
+    Early,
+    OnTime,
+    Late,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DossierCompleted {
+    pub event_id: String,
+    pub causation_id: String,
+    pub dossier_id: String,
+    pub dossier_code: String,
+    pub procedure_code: String,
+    pub competent_unit_code: String,
+    pub decision: Decision,
+    pub result_document: ResultDocument,
+    pub wallet_owner: String,
+    pub received_at: TimestampMillis,
+    pub due_at: TimestampMillis,
+    pub delivered_at: TimestampMillis,
+    pub timeliness: Timeliness,
+    pub traceparent: Option<String>,
+}
+
+/// The national public service portal's status codes (1..10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DossierStatus {
+    Registered,
+    Received,
+    RejectedAtReception,
+    Processing,
+    SupplementRequested,
+    FinancialObligationRequested,
+    Withdrawn,
+    ProcessingStopped,
+    Completed,
+    ResultReturned,
+}
+
+impl DossierStatus {
+    /// The national portal's numeric code.
+    pub fn code(self) -> i32 {
+        match self {
+            DossierStatus::Registered => 1,
+            DossierStatus::Received => 2,
+            DossierStatus::RejectedAtReception => 3,
+            DossierStatus::Processing => 4,
+            DossierStatus::SupplementRequested => 5,
+            DossierStatus::FinancialObligationRequested => 6,
+            DossierStatus::Withdrawn => 7,
+            DossierStatus::ProcessingStopped => 8,
+            DossierStatus::Completed => 9,
+            DossierStatus::ResultReturned => 10,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DossierStatus::Registered => "registered",
+            DossierStatus::Received => "received",
+            DossierStatus::RejectedAtReception => "rejected_at_reception",
+            DossierStatus::Processing => "processing",
+            DossierStatus::SupplementRequested => "supplement_requested",
+            DossierStatus::FinancialObligationRequested => "financial_obligation_requested",
+            DossierStatus::Withdrawn => "withdrawn",
+            DossierStatus::ProcessingStopped => "processing_stopped",
+            DossierStatus::Completed => "completed",
+            DossierStatus::ResultReturned => "result_returned",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DossierStatusChanged {
+    pub event_id: String,
+    pub causation_id: Option<String>,
+    pub dossier_id: String,
+    pub dossier_code: Option<String>,
+    pub status: DossierStatus,
+    pub status_code: i32,
+    /// Added in schema v2; `None` when read from a v1 message.
+    pub procedure_code: Option<String>,
+    pub stage: String,
+    pub reasons: Vec<Reason>,
+    pub unit_code: Option<String>,
+    pub due_at: Option<TimestampMillis>,
+    pub occurred_at: TimestampMillis,
+    pub traceparent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub event_id: String,
+    pub stage: String,
+    pub reason_code: String,
+    pub reason: String,
+    pub origin_topic: String,
+    pub origin_partition: i32,
+    pub origin_offset: i64,
+    #[serde(with = "avro_opt_bytes")]
+    pub origin_key: Option<Vec<u8>>,
+    #[serde(with = "avro_opt_bytes")]
+    pub origin_value: Option<Vec<u8>>,
+    pub failed_at: TimestampMillis,
+}
+
+/// An event type bound to its topic. The key of every message is the dossier id
+/// (the bill reference on `payment.confirmed`, which the gateway knows), so all events
+/// of one dossier stay ordered on one partition.
+pub trait Event: Serialize + for<'de> Deserialize<'de> + Clone + Send + Sync + 'static {
+    const TOPIC: Topic;
+    fn key(&self) -> &str;
+    fn event_id(&self) -> &str;
+}
+
+macro_rules! event {
+    ($ty:ty, $topic:expr, |$s:ident| $key:expr) => {
+        impl Event for $ty {
+            const TOPIC: Topic = $topic;
+            fn key(&self) -> &str {
+                let $s = self;
+                $key
+            }
+            fn event_id(&self) -> &str {
+                &self.event_id
+            }
+        }
+    };
+}
+
+event!(DossierSubmitted, Topic::Submitted, |s| &s.dossier.dossier_id);
+event!(DossierAccepted, Topic::Accepted, |s| &s.dossier.dossier_id);
+event!(DossierVerified, Topic::Verified, |s| &s.dossier.dossier_id);
+event!(PaymentRequested, Topic::PaymentRequested, |s| &s.dossier_id);
+event!(PaymentConfirmed, Topic::PaymentConfirmed, |s| &s.bill_reference);
+event!(DossierPaid, Topic::Paid, |s| &s.dossier.dossier_id);
+event!(DossierRouted, Topic::Routed, |s| &s.dossier.dossier_id);
+event!(DossierDecided, Topic::Decided, |s| &s.dossier_id);
+event!(DossierCompleted, Topic::Completed, |s| &s.dossier_id);
+event!(DossierStatusChanged, Topic::Status, |s| &s.dossier_id);
+event!(DeadLetter, Topic::DeadLetter, |s| &s.event_id);
+
+/// Avro `bytes` must reach the serializer as bytes, not as a sequence of integers.
+mod avro_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        Ok(serde_bytes_buf::ByteBuf::deserialize(d)?.0)
+    }
+
+    pub(super) mod serde_bytes_buf {
+        use std::fmt;
+
+        use serde::de::{self, SeqAccess, Visitor};
+        use serde::{Deserialize, Deserializer};
+
+        pub(crate) struct ByteBuf(pub(crate) Vec<u8>);
+
+        impl<'de> Deserialize<'de> for ByteBuf {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = ByteBuf;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("bytes")
+                    }
+                    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<ByteBuf, E> {
+                        Ok(ByteBuf(v.to_vec()))
+                    }
+                    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<ByteBuf, E> {
+                        Ok(ByteBuf(v))
+                    }
+                    fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteBuf, E> {
+                        Ok(ByteBuf(v.as_bytes().to_vec()))
+                    }
+                    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ByteBuf, A::Error> {
+                        let mut out = Vec::new();
+                        while let Some(b) = seq.next_element::<u8>()? {
+                            out.push(b);
+                        }
+                        Ok(ByteBuf(out))
+                    }
+                }
+                d.deserialize_bytes(V)
+            }
+        }
+    }
+}
+
+mod avro_opt_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::avro_bytes::serde_bytes_buf::ByteBuf;
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(&Bytes(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Ok(Option::<ByteBuf>::deserialize(d)?.map(|b| b.0))
+    }
+
+    struct Bytes<'a>(&'a [u8]);
+
+    impl serde::Serialize for Bytes<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+}
+
+/// Any event of the flow, for stages that emit to several topics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnyEvent {
+    Submitted(DossierSubmitted),
+    Accepted(DossierAccepted),
+    Verified(DossierVerified),
+    PaymentRequested(PaymentRequested),
+    PaymentConfirmed(PaymentConfirmed),
+    Paid(DossierPaid),
+    Routed(DossierRouted),
+    Decided(DossierDecided),
+    Completed(DossierCompleted),
+    Status(DossierStatusChanged),
+    DeadLetter(DeadLetter),
+}
+
+macro_rules! any_event {
+    ($($variant:ident($ty:ty)),* $(,)?) => {
+        impl AnyEvent {
+            pub fn topic(&self) -> Topic {
+                match self { $(AnyEvent::$variant(_) => <$ty as Event>::TOPIC,)* }
+            }
+            pub fn key(&self) -> &str {
+                match self { $(AnyEvent::$variant(e) => e.key(),)* }
+            }
+            pub fn event_id(&self) -> &str {
+                match self { $(AnyEvent::$variant(e) => e.event_id(),)* }
+            }
+            pub fn encode(&self, codec: &crate::Codec, out: &mut Vec<u8>) -> crate::Result<()> {
+                match self { $(AnyEvent::$variant(e) => codec.encode_into(e, out),)* }
+            }
+            /// Decodes a message of `topic`.
+            pub fn decode(codec: &crate::Codec, topic: Topic, bytes: &[u8]) -> crate::Result<Self> {
+                Ok(match topic { $(<$ty as Event>::TOPIC => AnyEvent::$variant(codec.decode(bytes)?),)* })
+            }
+        }
+        $(impl From<$ty> for AnyEvent {
+            fn from(e: $ty) -> Self { AnyEvent::$variant(e) }
+        })*
+    };
+}
+
+any_event!(
+    Submitted(DossierSubmitted),
+    Accepted(DossierAccepted),
+    Verified(DossierVerified),
+    PaymentRequested(PaymentRequested),
+    PaymentConfirmed(PaymentConfirmed),
+    Paid(DossierPaid),
+    Routed(DossierRouted),
+    Decided(DossierDecided),
+    Completed(DossierCompleted),
+    Status(DossierStatusChanged),
+    DeadLetter(DeadLetter),
+);

@@ -1,0 +1,172 @@
+use apache_avro::schema_compatibility::SchemaCompatibility;
+
+use super::*;
+
+fn codec() -> Codec {
+    Codec::embedded().expect("embedded schemas parse")
+}
+
+#[test]
+fn every_topic_has_a_schema_and_every_file_is_in_the_table() {
+    let set = SchemaSet::embedded().expect("table");
+    for t in Topic::ALL {
+        assert_eq!(set.latest(t).subject, t.value_subject());
+    }
+    for (file, _) in embedded::SCHEMA_FILES {
+        let listed = Topic::ALL
+            .iter()
+            .flat_map(|t| set.history(&t.value_subject()))
+            .any(|v| v.file == *file);
+        assert!(listed, "{file} is not listed in schema-ids.csv");
+    }
+}
+
+#[test]
+fn every_event_round_trips_through_its_schema() {
+    let c = codec();
+    let all = samples::one_of_each(&c).expect("every sample encodes");
+    assert_eq!(all.len(), Topic::ALL.len());
+    for (topic, bytes) in &all {
+        assert_eq!(bytes[0], 0, "{topic}: magic byte");
+        let id = Codec::schema_id(bytes).expect("header");
+        assert_eq!(id, c.schemas().latest(*topic).id);
+        // Decode, then re-encode: a lossless round trip per topic.
+        let event = AnyEvent::decode(&c, *topic, bytes).expect("decode");
+        assert_eq!(event.topic(), *topic);
+        let mut again = Vec::new();
+        event.encode(&c, &mut again).expect("re-encode");
+        assert_eq!(&again, bytes, "{topic}: decode then encode changes the bytes");
+    }
+}
+
+#[test]
+fn decoded_values_equal_the_originals() {
+    let c = codec();
+    let s = samples::submitted();
+    let back: DossierSubmitted = c.decode(&c.encode(&s).expect("encode")).expect("decode");
+    assert_eq!(back, s);
+    let a = samples::accepted();
+    let back: DossierAccepted = c.decode(&c.encode(&a).expect("encode")).expect("decode");
+    assert_eq!(back, a);
+}
+
+#[test]
+fn malformed_frames_are_classified() {
+    let c = codec();
+    assert!(matches!(c.decode::<DossierSubmitted>(b"{}"), Err(Error::TooShort { .. })));
+    assert!(matches!(
+        c.decode::<DossierSubmitted>(b"{\"dossier\": 1}"),
+        Err(Error::BadMagic(b'{'))
+    ));
+    assert!(matches!(
+        c.decode::<DossierSubmitted>(&[0, 0, 0, 0x30, 0x39, 1, 2]),
+        Err(Error::UnknownSchemaId { id: 12345 })
+    ));
+    // A valid status event is not a submission.
+    let status = samples::one_of_each(&c).expect("samples").remove(9).1;
+    assert!(matches!(c.decode::<DossierSubmitted>(&status), Err(Error::WrongSubject { .. })));
+    // A truncated body fails to decode rather than yielding a partial dossier.
+    let mut cut = c.encode(&samples::submitted()).expect("encode");
+    cut.truncate(cut.len() / 2);
+    assert!(matches!(c.decode::<DossierSubmitted>(&cut), Err(Error::Decode { .. })));
+    let mut long = c.encode(&samples::submitted()).expect("encode");
+    long.push(7);
+    assert!(matches!(c.decode::<DossierSubmitted>(&long), Err(Error::TrailingBytes { .. })));
+}
+
+/// BACKWARD compatibility, as a Schema Registry checks it: each version of a subject must
+/// read data written with the version before it.
+#[test]
+fn every_schema_is_backward_compatible_with_its_previous_version() {
+    let set = SchemaSet::embedded().expect("table");
+    let mut checked = 0;
+    for t in Topic::ALL {
+        let history = set.history(&t.value_subject());
+        assert!(!history.is_empty());
+        for pair in history.windows(2) {
+            let (old, new) = (pair[0], pair[1]);
+            assert_eq!(new.version, old.version + 1, "{}: versions must be consecutive", new.subject);
+            SchemaCompatibility::can_read(&old.schema, &new.schema).unwrap_or_else(|e| {
+                panic!("{} v{} cannot read v{}: {e}", new.subject, new.version, old.version)
+            });
+            checked += 1;
+        }
+    }
+    // The checker itself must reject a breaking change, or the loop above proves nothing.
+    let old = apache_avro::Schema::parse_str(
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"}]}"#,
+    )
+    .expect("parse");
+    let breaking = apache_avro::Schema::parse_str(
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"b","type":"long"}]}"#,
+    )
+    .expect("parse");
+    let additive = apache_avro::Schema::parse_str(
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"b","type":"long","default":0}]}"#,
+    )
+    .expect("parse");
+    assert!(SchemaCompatibility::can_read(&old, &breaking).is_err());
+    assert!(SchemaCompatibility::can_read(&old, &additive).is_ok());
+    assert!(checked >= 1, "no subject has a second version to check");
+}
+
+/// Schema resolution in the codec: a message written with dossier.status v1 (before
+/// `procedure_code` existed) still decodes, with the new field at its default.
+#[test]
+fn old_writer_versions_decode_into_the_latest_type() {
+    let c = codec();
+    let v1 = c
+        .schemas()
+        .history("dossier.status-value")
+        .into_iter()
+        .find(|v| v.version == 1)
+        .expect("v1")
+        .clone();
+    let latest = c.schemas().latest(Topic::Status).clone();
+    assert!(latest.version > 1);
+    // Write a v1 record by hand, as an old producer would have.
+    #[derive(serde::Serialize)]
+    struct StatusV1<'a> {
+        event_id: &'a str,
+        causation_id: Option<&'a str>,
+        dossier_id: &'a str,
+        dossier_code: Option<&'a str>,
+        status: DossierStatus,
+        status_code: i32,
+        stage: &'a str,
+        reasons: Vec<Reason>,
+        unit_code: Option<&'a str>,
+        due_at: Option<i64>,
+        occurred_at: i64,
+        traceparent: Option<&'a str>,
+    }
+    let old = StatusV1 {
+        event_id: "e",
+        causation_id: None,
+        dossier_id: "d",
+        dossier_code: Some("H22.06652-251125-0001"),
+        status: DossierStatus::Received,
+        status_code: 2,
+        stage: "intake",
+        reasons: vec![],
+        unit_code: None,
+        due_at: None,
+        occurred_at: 5,
+        traceparent: None,
+    };
+    let mut bytes = vec![0];
+    bytes.extend_from_slice(&v1.id.to_be_bytes());
+    apache_avro::write_avro_datum_ref(&v1.schema, &old, &mut bytes).expect("v1 encode");
+    let read: DossierStatusChanged = c.decode(&bytes).expect("v1 message decodes");
+    assert_eq!(read.procedure_code, None);
+    assert_eq!(read.dossier_code.as_deref(), Some("H22.06652-251125-0001"));
+    assert_eq!(read.status, DossierStatus::Received);
+}
+
+#[test]
+fn derived_event_ids_are_deterministic_and_distinct() {
+    let a = derived_event_id("e1", "intake", "accepted");
+    assert_eq!(a, derived_event_id("e1", "intake", "accepted"));
+    assert_ne!(a, derived_event_id("e1", "intake", "status"));
+    assert_ne!(a, derived_event_id("e2", "intake", "accepted"));
+}
