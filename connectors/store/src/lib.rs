@@ -40,13 +40,17 @@ impl Error {
                 | sqlx::Error::WorkerCrashed
                 | sqlx::Error::Protocol(_) => true,
                 sqlx::Error::Database(db) => {
-                    // 40001 serialization_failure, 40P01 deadlock, 23505 unique_violation
-                    // (another replica allocated the same dossier concurrently),
-                    // 57P01 admin shutdown, SQLite 5/6 busy/locked.
-                    matches!(
-                        db.code().as_deref(),
-                        Some("40001" | "40P01" | "23505" | "57P01" | "57P03" | "5" | "6" | "517")
-                    )
+                    let code = db.code();
+                    let code = code.as_deref().unwrap_or_default();
+                    // Connection exceptions (08…), insufficient resources (53…), operator
+                    // intervention (57P…), serialization failures and deadlocks (40…),
+                    // unique violations from a replica racing on the same dossier (23505),
+                    // SQLite busy/locked (5, 6, 517).
+                    code.starts_with("08")
+                        || code.starts_with("53")
+                        || code.starts_with("57P")
+                        || code.starts_with("40")
+                        || matches!(code, "23505" | "5" | "6" | "517")
                 }
                 _ => false,
             },

@@ -273,7 +273,7 @@ mod tests {
         assert_eq!(parse_date("1970-01-02"), Ok(1));
         assert!(parse_date("2025-02-30").unwrap_err().contains("not a real calendar date"));
         assert_eq!(format_rfc3339_vn(1_764_036_000_000), "2025-11-25T09:00:00.000+07:00");
-        assert_eq!(format_date(7_440), "1990-05-15");
+        assert_eq!(format_date(7_440), "1990-05-16");
     }
 
     #[test]

@@ -1,0 +1,99 @@
+//! What a person typing the wrong thing sees: a clear message and a non-zero exit, never
+//! a panic.
+
+mod support;
+
+use support::motcua;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut c = motcua();
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().expect("run motcua");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn no_panic(stderr: &str) {
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let (ok, out, _) = run(&["--help"], &[]);
+    assert!(ok);
+    for cmd in ["run", "topics", "publish", "generate", "demo"] {
+        assert!(out.contains(cmd), "{cmd} missing from --help:\n{out}");
+    }
+    let (ok, out, _) = run(&["run", "--help"], &[]);
+    assert!(ok);
+    assert!(out.contains("SIGTERM") && out.contains("intake"), "{out}");
+}
+
+#[test]
+fn an_unknown_stage_is_refused() {
+    let (ok, _, err) = run(&["run", "intak"], &[]);
+    assert!(!ok);
+    assert!(err.contains("invalid value 'intak'") && err.contains("intake"), "{err}");
+    no_panic(&err);
+}
+
+#[test]
+fn an_unknown_config_key_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("motcua.toml");
+    std::fs::write(&cfg, "[kafka]\nbrokers = \"localhost:9092\"\nlinger = 5\n").expect("write");
+    let (ok, _, err) = run(&["run", "intake", "--config", cfg.to_str().expect("utf-8")], &[]);
+    assert!(!ok);
+    assert!(err.contains("unknown field `linger`"), "{err}");
+    no_panic(&err);
+}
+
+#[test]
+fn a_bad_environment_value_is_named() {
+    let (ok, _, err) = run(&["run", "intake"], &[("MOTCUA_RUNTIME__MAX_BATCH", "lots")]);
+    assert!(!ok);
+    assert!(err.contains("max_batch") || err.contains("invalid type"), "{err}");
+    let (ok, _, err) = run(&["run", "intake"], &[("MOTCUA_KAFKA__BROKERS", "no-port")]);
+    assert!(!ok);
+    assert!(err.contains("'no-port' is not host:port"), "{err}");
+    no_panic(&err);
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let (ok, _, err) = run(&["run", "intake", "--config", "/nonexistent/motcua.toml"], &[]);
+    assert!(!ok);
+    assert!(err.contains("cannot read config file /nonexistent/motcua.toml"), "{err}");
+}
+
+#[test]
+fn publish_dry_run_reports_bad_lines_by_number() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("d.jsonl");
+    let (ok, good, _) = run(&["generate", "--count", "2"], &[]);
+    assert!(ok);
+    let mut text = good.clone();
+    text.push_str("{\"dossier_id\": \"x\"}\n");
+    text.push_str("not json\n");
+    std::fs::write(&file, text).expect("write");
+    let (ok, out, err) = run(&["publish", "--dry-run", file.to_str().expect("utf-8")], &[]);
+    assert!(!ok, "refused lines make the exit status non-zero");
+    assert_eq!(out.trim(), "2 valid, 2 refused");
+    assert!(err.contains("line 3: missing field"), "{err}");
+    assert!(err.contains("line 4: expected"), "{err}");
+    no_panic(&err);
+}
+
+#[test]
+fn topics_list_shows_subjects_and_ids() {
+    let (ok, out, _) = run(&["topics", "list"], &[]);
+    assert!(ok);
+    assert!(out.contains("dossier.status-value"), "{out}");
+    assert_eq!(out.lines().count(), 12, "header + 11 topics:\n{out}");
+}

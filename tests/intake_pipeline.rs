@@ -1,0 +1,209 @@
+//! The intake stage through the real runtime, over a real Kafka-protocol broker
+//! (librdkafka's in-process mock cluster: real TCP, real consumer groups).
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use motcua_intake::generate::{Defect, Generator};
+use motcua_reference::Reference;
+use motcua_runtime::{RuntimeConfig, Shutdown};
+use motcua_schemas::{AnyEvent, Codec, DossierStatus, Topic};
+use motcua_store::Store;
+use support::*;
+
+fn reference() -> Arc<Reference> {
+    Arc::new(Reference::embedded().expect("reference"))
+}
+
+async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
+    Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.expect("store")
+}
+
+fn runtime_config(kafka: &motcua_kafka::KafkaConfig) -> RuntimeConfig {
+    let mut rt = RuntimeConfig::new(kafka.clone());
+    rt.instance_id = "test".into();
+    rt
+}
+
+fn is_code(code: &str) -> bool {
+    // H<province>.<unit or TTHC>-<YYMMDD>-<NNNN>
+    let parts: Vec<&str> = code.split('-').collect();
+    parts.len() == 3
+        && parts[0].starts_with('H')
+        && parts[1].len() == 6
+        && parts[1].bytes().all(|b| b.is_ascii_digit())
+        && parts[2].len() >= 4
+        && parts[2].bytes().all(|b| b.is_ascii_digit())
+}
+
+async fn valid_dossiers_are_accepted_with_unique_codes(store: Store) {
+    let (_broker, kafka) = mock_cluster(4);
+    let r = reference();
+    let mut g = Generator::new(&r, "22", 1).expect("province");
+    let submissions: Vec<_> = (0..600).map(|i| g.valid(NOW + i * 1_000)).collect();
+    publish(&kafka, &submissions).await;
+
+    let (stop, shutdown) = Shutdown::channel();
+    let stage = Arc::new(motcua_intake::Intake::new(r.clone(), store.clone()));
+    let worker = tokio::spawn(motcua_runtime::run(stage, Codec::embedded().expect("codec"), runtime_config(&kafka), shutdown));
+
+    let out = read_until(&kafka, &[Topic::Accepted, Topic::Status], Duration::from_secs(60), |r| r.len() >= 1_200).await;
+    stop.send(true).expect("stop");
+    let summary = worker.await.expect("join").expect("clean stop");
+    assert_eq!(summary.consumed, 600);
+    assert_eq!(summary.processed, 600);
+    assert_eq!(summary.dead_lettered, 0);
+
+    let mut codes = HashSet::new();
+    let mut accepted_ids = HashSet::new();
+    let mut received = 0;
+    for m in &out {
+        match m.event.as_ref().expect("every output decodes") {
+            AnyEvent::Accepted(a) => {
+                assert!(is_code(&a.dossier_code), "{}", a.dossier_code);
+                assert!(a.dossier_code.starts_with("H22."), "{}", a.dossier_code);
+                assert!(codes.insert(a.dossier_code.clone()), "code {} given twice", a.dossier_code);
+                accepted_ids.insert(a.dossier.dossier_id.clone());
+                assert_eq!(m.key.as_deref(), Some(a.dossier.dossier_id.as_str()), "keyed by dossier id");
+                assert_eq!(m.headers.get("motcua-event-id"), Some(&a.event_id));
+            }
+            AnyEvent::Status(s) => {
+                assert_eq!(s.status, DossierStatus::Received);
+                received += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let submitted: HashSet<String> = submissions.iter().map(|s| s.dossier.dossier_id.clone()).collect();
+    assert_eq!(accepted_ids, submitted, "every dossier accepted exactly once");
+    assert_eq!(received, 600);
+    assert_eq!(store.count_codes().await.expect("count"), 600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_dossiers_are_accepted_with_unique_codes_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    valid_dossiers_are_accepted_with_unique_codes(sqlite_store(&dir).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_dossiers_are_accepted_with_unique_codes_postgres() {
+    let store = Store::connect(&motcua_store::testing::scratch_postgres_url().await).await.expect("pg");
+    valid_dossiers_are_accepted_with_unique_codes(store).await;
+}
+
+/// Bad bytes go to the dead-letter topic with reason and origin; invalid dossiers are
+/// refused with reasons; everything else keeps flowing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_invalid_inputs_are_set_aside_while_the_rest_flow() {
+    let (_broker, kafka) = mock_cluster(2);
+    let r = reference();
+    let codec = Codec::embedded().expect("codec");
+    let mut g = Generator::new(&r, "22", 2).expect("province");
+
+    let valid_before: Vec<_> = (0..50).map(|i| g.valid(NOW + i)).collect();
+    publish(&kafka, &valid_before).await;
+    // Not Avro at all; an unknown schema id; a truncated body; another topic's event; no value.
+    publish_raw(&kafka, Topic::Submitted, "junk-json", Some(br#"{"dossier_id":"x"}"#)).await;
+    publish_raw(&kafka, Topic::Submitted, "junk-id", Some(&[0, 0, 0, 0x30, 0x39, 2, 4, 6])).await;
+    let mut truncated = codec.encode(&g.valid(NOW)).expect("encode");
+    truncated.truncate(truncated.len() / 3);
+    publish_raw(&kafka, Topic::Submitted, "junk-truncated", Some(&truncated)).await;
+    let status = motcua_schemas::samples::one_of_each(&codec).expect("samples").remove(9).1;
+    publish_raw(&kafka, Topic::Submitted, "junk-subject", Some(&status)).await;
+    publish_raw(&kafka, Topic::Submitted, "junk-empty", None).await;
+    let defective: Vec<_> = Defect::ALL.iter().map(|d| g.defective(NOW, *d)).collect();
+    publish(&kafka, &defective).await;
+    let valid_after: Vec<_> = (0..50).map(|i| g.valid(NOW + 10_000 + i)).collect();
+    publish(&kafka, &valid_after).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (stop, shutdown) = Shutdown::channel();
+    let stage = Arc::new(motcua_intake::Intake::new(r.clone(), sqlite_store(&dir).await));
+    let worker = tokio::spawn(motcua_runtime::run(stage, codec.clone(), runtime_config(&kafka), shutdown));
+
+    // 100 valid + 5 defective status events, 5 dead letters.
+    let out = read_until(&kafka, &[Topic::Status, Topic::DeadLetter], Duration::from_secs(60), |r| r.len() >= 110).await;
+    stop.send(true).expect("stop");
+    let summary = worker.await.expect("join").expect("clean stop");
+    assert_eq!(summary.dead_lettered, 5);
+
+    let mut dead: HashMap<String, String> = HashMap::new();
+    let mut statuses: HashMap<DossierStatus, usize> = HashMap::new();
+    let mut refused_codes = HashSet::new();
+    for m in &out {
+        match m.event.as_ref().expect("decodes") {
+            AnyEvent::DeadLetter(d) => {
+                let key = m.key.clone().expect("dead letters keep the original key");
+                assert_eq!(d.origin_topic, "dossier.submitted");
+                assert_eq!(m.headers.get("motcua-origin-topic").map(String::as_str), Some("dossier.submitted"));
+                assert_eq!(m.headers.get("motcua-origin-offset"), Some(&d.origin_offset.to_string()));
+                assert_eq!(m.headers.get("motcua-origin-partition"), Some(&d.origin_partition.to_string()));
+                assert_eq!(m.headers.get("motcua-dlq-reason-code"), Some(&d.reason_code));
+                assert!(!d.reason.is_empty());
+                assert_eq!(d.origin_key.as_deref(), Some(key.as_bytes()));
+                dead.insert(key, d.reason_code.clone());
+            }
+            AnyEvent::Status(s) => {
+                *statuses.entry(s.status).or_default() += 1;
+                for r in &s.reasons {
+                    refused_codes.insert(r.code.clone());
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let expect_dead: HashMap<String, String> = [
+        ("junk-json", "BAD_MAGIC_BYTE"),
+        ("junk-id", "UNKNOWN_SCHEMA_ID"),
+        ("junk-truncated", "AVRO_DECODE"),
+        ("junk-subject", "WRONG_SUBJECT"),
+        ("junk-empty", "EMPTY_PAYLOAD"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(dead, expect_dead);
+    assert_eq!(statuses.get(&DossierStatus::Received), Some(&100), "{statuses:?}");
+    assert_eq!(statuses.get(&DossierStatus::RejectedAtReception), Some(&4));
+    assert_eq!(statuses.get(&DossierStatus::SupplementRequested), Some(&1));
+    for code in ["MISSING_DOCUMENT", "INVALID_CITIZEN_ID", "UNKNOWN_PROCEDURE", "PROCEDURE_INACTIVE", "UNKNOWN_RECEIVING_UNIT"] {
+        assert!(refused_codes.contains(code), "{code} missing from {refused_codes:?}");
+    }
+}
+
+/// A database outage (every connection cut, new ones refused) is retried with backoff:
+/// offsets do not move, nothing is lost, and when the database is back everything flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_retried_without_loss() {
+    let (_broker, kafka) = mock_cluster(2);
+    let r = reference();
+    let url = motcua_store::testing::scratch_postgres_url().await;
+    let proxy = FaultyProxy::start(&url).await;
+    let store = Store::connect(&proxy.url).await.expect("pg through the proxy");
+    proxy.cut();
+
+    let mut g = Generator::new(&r, "22", 3).expect("province");
+    let submissions: Vec<_> = (0..40).map(|i| g.valid(NOW + i)).collect();
+    publish(&kafka, &submissions).await;
+
+    let (stop, shutdown) = Shutdown::channel();
+    let mut rt = runtime_config(&kafka);
+    rt.retry_initial = Duration::from_millis(50);
+    rt.retry_max = Duration::from_millis(200);
+    let stage = Arc::new(motcua_intake::Intake::new(r.clone(), store.clone()));
+    let worker = tokio::spawn(motcua_runtime::run(stage, Codec::embedded().expect("codec"), rt, shutdown));
+    let during = read_until(&kafka, &[Topic::Accepted, Topic::Status], Duration::from_secs(5), |_| false).await;
+    assert!(during.is_empty(), "nothing is emitted while the database is down");
+    assert!(!worker.is_finished(), "a retryable outage does not stop the worker");
+
+    proxy.restore();
+    let after = read_until(&kafka, &[Topic::Accepted], Duration::from_secs(60), |r| r.len() >= 40).await;
+    stop.send(true).expect("stop");
+    worker.await.expect("join").expect("clean stop");
+    assert_eq!(after.len(), 40);
+    assert_eq!(store.count_codes().await.expect("count"), 40);
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs and starts what the tests need
+# (PostgreSQL, the tansu Kafka broker), runs every test, stops what it started.
+#
+#   tests/run.sh                 # everything
+#   tests/run.sh -p motcua-store # extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+work=$(mktemp -d /tmp/motcua-test.XXXXXX)
+chmod 755 "$work"
+log() { printf '\n== %s\n' "$*"; }
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# --- PostgreSQL: a throwaway cluster in $work, on its own port -------------------------
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
+  log "installing PostgreSQL (Debian package)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql >/dev/null
+  pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+fi
+pg_port=${MOTCUA_TEST_PG_PORT:-55432}
+pg_data="$work/pg"
+# PostgreSQL refuses to run as root: run it as the `postgres` system user then.
+if [ "$(id -u)" -eq 0 ]; then
+  id postgres >/dev/null 2>&1 || useradd --system --home "$work" postgres
+  chown -R postgres "$work"
+  pg() { runuser -u postgres -- "$@"; }
+else
+  pg() { "$@"; }
+fi
+log "starting PostgreSQL ($pg_bin) on 127.0.0.1:$pg_port"
+pg "$pg_bin/initdb" -D "$pg_data" -A trust -U motcua -E UTF8 --no-locale >"$work/initdb.log" 2>&1 \
+  || { cat "$work/initdb.log"; exit 1; }
+# fsync off: test data is thrown away, and the suite runs several times faster.
+pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$work/pg.log" -w -t 60 \
+  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=300" start >/dev/null \
+  || { cat "$work/pg.log"; exit 1; }
+cleanup() {
+  pg "$pg_bin/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+export MOTCUA_TEST_DATABASE_URL="postgres://motcua@127.0.0.1:$pg_port/postgres"
+
+# --- tansu: a Kafka-protocol broker as a separate process (the tests start it) ---------
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v tansu >/dev/null 2>&1; then
+  log "installing the tansu broker (cargo install tansu, once per machine)"
+  cargo install tansu --version 0.6.0 --locked --features dynostore --quiet
+fi
+export MOTCUA_TEST_TANSU="$(command -v tansu)"
+
+# --- kcat: a third-party Kafka client, to check others can read our topics -------------
+if ! command -v kcat >/dev/null 2>&1; then
+  log "installing kcat (Debian package)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq kcat >/dev/null
+fi
+
+log "building"
+cargo build --workspace --all-targets --locked
+log "running the tests"
+cargo test --workspace --locked --no-fail-fast "$@" -- --test-threads "${MOTCUA_TEST_THREADS:-4}"

@@ -1,0 +1,335 @@
+//! Helpers shared by the integration tests: real brokers (librdkafka's in-process mock
+//! cluster, or a separately started tansu process), real PostgreSQL, and real clients.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use motcua_kafka::{EmbeddedBroker, KafkaConfig};
+use motcua_schemas::{AnyEvent, Codec, Event, Topic};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+/// 2025-11-25 09:00 in Hà Nội.
+pub const NOW: i64 = 1_764_036_000_000;
+
+/// The in-process broker with every topic created.
+pub fn mock_cluster(partitions: i32) -> (EmbeddedBroker, KafkaConfig) {
+    let broker = EmbeddedBroker::start(1).expect("mock cluster starts");
+    let kafka = KafkaConfig::with_brokers(broker.bootstrap_servers());
+    broker.create_topics(&kafka, partitions).expect("topics");
+    (broker, kafka)
+}
+
+pub fn producer(kafka: &KafkaConfig) -> FutureProducer {
+    kafka.producer_config("motcua-test-producer").create().expect("producer")
+}
+
+pub async fn publish<E: Event>(kafka: &KafkaConfig, events: &[E]) {
+    let codec = Codec::embedded().expect("codec");
+    let p = producer(kafka);
+    let topic = kafka.topic(E::TOPIC);
+    let mut pending = Vec::new();
+    for e in events {
+        let payload = codec.encode(e).expect("encode");
+        let key = e.key().to_owned();
+        pending.push(
+            p.send_result(FutureRecord::to(&topic).key(&key).payload(&payload))
+                .map_err(|(e, _)| e)
+                .expect("enqueue"),
+        );
+        if pending.len() >= 5_000 {
+            for f in pending.drain(..) {
+                f.await.expect("delivery").expect("acknowledged");
+            }
+        }
+    }
+    for f in pending {
+        f.await.expect("delivery").expect("acknowledged");
+    }
+}
+
+pub async fn publish_raw(kafka: &KafkaConfig, topic: Topic, key: &str, payload: Option<&[u8]>) {
+    let p = producer(kafka);
+    let topic = kafka.topic(topic);
+    let mut record = FutureRecord::<str, [u8]>::to(&topic).key(key);
+    if let Some(b) = payload {
+        record = record.payload(b);
+    }
+    p.send(record, Duration::from_secs(10)).await.expect("raw delivery");
+}
+
+/// A message read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub topic: Topic,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: HashMap<String, String>,
+    pub event: Option<AnyEvent>,
+}
+
+/// Reads `topics` from the beginning (fresh consumer group) until `done` says so or the
+/// timeout passes; returns everything read.
+pub async fn read_until(
+    kafka: &KafkaConfig,
+    topics: &[Topic],
+    timeout: Duration,
+    mut done: impl FnMut(&[Read]) -> bool,
+) -> Vec<Read> {
+    let codec = Codec::embedded().expect("codec");
+    let group = format!("motcua-test-reader-{}", uuid::Uuid::new_v4());
+    let consumer: StreamConsumer = kafka.consumer_config(&group, "motcua-test-reader").create().expect("consumer");
+    let names: Vec<String> = topics.iter().map(|t| kafka.topic(*t)).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    consumer.subscribe(&refs).expect("subscribe");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while !done(&out) {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
+        let m = match tokio::time::timeout(left, consumer.recv()).await {
+            Err(_) => break,
+            Ok(m) => m.expect("consume"),
+        };
+        let topic = kafka.topic_of(m.topic()).expect("one of our topics");
+        let payload = m.payload().unwrap_or_default().to_vec();
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Read {
+            topic,
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            event: AnyEvent::decode(&codec, topic, &payload).ok(),
+            payload,
+            headers,
+        });
+    }
+    out
+}
+
+pub fn motcua() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_motcua"));
+    c.env("RUST_LOG", "warn").env("MOTCUA_METRICS__LISTEN", "");
+    c
+}
+
+/// A `motcua run intake` worker as a real child process.
+pub fn spawn_intake(brokers: &str, database_url: &str, instance: &str) -> Child {
+    motcua()
+        .args(["run", "intake"])
+        .env("MOTCUA_KAFKA__BROKERS", brokers)
+        .env("MOTCUA_DATABASE__URL", database_url)
+        .env("MOTCUA_RUNTIME__INSTANCE_ID", instance)
+        // Short session timeout: a killed worker's partitions move on quickly.
+        .env("MOTCUA_KAFKA__SESSION_TIMEOUT_MS", "6000")
+        .env("MOTCUA_RUNTIME__DRAIN_TIMEOUT_MS", "5000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn motcua run intake")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A tansu broker (memory storage) as a separate process, killed on drop.
+pub struct Tansu {
+    child: Child,
+    pub brokers: String,
+}
+
+impl Tansu {
+    pub fn start() -> Self {
+        let bin = std::env::var("MOTCUA_TEST_TANSU").unwrap_or_else(|_| "tansu".to_owned());
+        let port = free_port();
+        let child = Command::new(&bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &format!("tcp://127.0.0.1:{port}"),
+                "--advertised-listener-url",
+                &format!("tcp://127.0.0.1:{port}"),
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start tansu ({bin}): {e}. Run tests/run.sh, which installs it, or set MOTCUA_TEST_TANSU")
+            });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            brokers: format!("127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn sigterm(child: &Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+}
+
+pub fn sigkill(child: &mut Child) {
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+}
+
+/// Waits for a child to exit, at most `timeout`.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process {} did not exit within {timeout:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A TCP proxy in front of a real server, to inject network faults: `cut` closes every
+/// connection and refuses new ones until `restore`.
+pub struct FaultyProxy {
+    pub url: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl FaultyProxy {
+    /// Proxies the host:port of a postgres:// URL; `url` is the same URL through the proxy.
+    pub async fn start(upstream_url: &str) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let after_scheme = upstream_url.split("://").nth(1).expect("url");
+        let host_port = after_scheme.split('@').next_back().expect("host").split('/').next().expect("host");
+        let upstream = host_port.to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let url = upstream_url.replacen(host_port, &format!("127.0.0.1:{port}"), 1);
+        let up = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (up2, conns2) = (up.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                conns2.lock().expect("lock").push(task.abort_handle());
+            }
+        });
+        Self { url, up, conns, accept }
+    }
+
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().expect("lock").drain(..) {
+            c.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for FaultyProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+/// Consumes topics in the background from the beginning, keeping everything read.
+pub struct Collector {
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<Read>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Collector {
+    pub fn start(kafka: &KafkaConfig, topics: &[Topic]) -> Self {
+        let seen: std::sync::Arc<std::sync::Mutex<Vec<Read>>> = Default::default();
+        let (kafka, topics, sink) = (kafka.clone(), topics.to_vec(), seen.clone());
+        let task = tokio::spawn(async move {
+            let codec = Codec::embedded().expect("codec");
+            let group = format!("motcua-test-collector-{}", uuid::Uuid::new_v4());
+            let consumer: StreamConsumer = kafka.consumer_config(&group, "motcua-test-collector").create().expect("consumer");
+            let names: Vec<String> = topics.iter().map(|t| kafka.topic(*t)).collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            consumer.subscribe(&refs).expect("subscribe");
+            loop {
+                let m = consumer.recv().await.expect("consume");
+                let topic = kafka.topic_of(m.topic()).expect("ours");
+                let payload = m.payload().unwrap_or_default().to_vec();
+                let read = Read {
+                    topic,
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    event: AnyEvent::decode(&codec, topic, &payload).ok(),
+                    payload,
+                    headers: HashMap::new(),
+                };
+                sink.lock().expect("lock").push(read);
+            }
+        });
+        Self { seen, task }
+    }
+
+    pub fn count(&self, topic: Topic) -> usize {
+        self.seen.lock().expect("lock").iter().filter(|r| r.topic == topic).count()
+    }
+
+    /// Waits until `done` holds, at most `timeout`; returns whether it did.
+    pub async fn wait_for(&self, timeout: Duration, mut done: impl FnMut(&[Read]) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(&self.seen.lock().expect("lock")) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<Read> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
