@@ -19,7 +19,9 @@ fn reference() -> Arc<Reference> {
 }
 
 async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
-    Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.expect("store")
+    Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        .await
+        .expect("store")
 }
 
 fn runtime_config(kafka: &motcua_kafka::KafkaConfig) -> RuntimeConfig {
@@ -48,9 +50,20 @@ async fn valid_dossiers_are_accepted_with_unique_codes(store: Store) {
 
     let (stop, shutdown) = Shutdown::channel();
     let stage = Arc::new(motcua_intake::Intake::new(r.clone(), store.clone()));
-    let worker = tokio::spawn(motcua_runtime::run(stage, Codec::embedded().expect("codec"), runtime_config(&kafka), shutdown));
+    let worker = tokio::spawn(motcua_runtime::run(
+        stage,
+        Codec::embedded().expect("codec"),
+        runtime_config(&kafka),
+        shutdown,
+    ));
 
-    let out = read_until(&kafka, &[Topic::Accepted, Topic::Status], Duration::from_secs(60), |r| r.len() >= 1_200).await;
+    let out = read_until(
+        &kafka,
+        &[Topic::Accepted, Topic::Status],
+        Duration::from_secs(60),
+        |r| r.len() >= 1_200,
+    )
+    .await;
     stop.send(true).expect("stop");
     let summary = worker.await.expect("join").expect("clean stop");
     assert_eq!(summary.consumed, 600);
@@ -65,9 +78,17 @@ async fn valid_dossiers_are_accepted_with_unique_codes(store: Store) {
             AnyEvent::Accepted(a) => {
                 assert!(is_code(&a.dossier_code), "{}", a.dossier_code);
                 assert!(a.dossier_code.starts_with("H22."), "{}", a.dossier_code);
-                assert!(codes.insert(a.dossier_code.clone()), "code {} given twice", a.dossier_code);
+                assert!(
+                    codes.insert(a.dossier_code.clone()),
+                    "code {} given twice",
+                    a.dossier_code
+                );
                 accepted_ids.insert(a.dossier.dossier_id.clone());
-                assert_eq!(m.key.as_deref(), Some(a.dossier.dossier_id.as_str()), "keyed by dossier id");
+                assert_eq!(
+                    m.key.as_deref(),
+                    Some(a.dossier.dossier_id.as_str()),
+                    "keyed by dossier id"
+                );
                 assert_eq!(m.headers.get("motcua-event-id"), Some(&a.event_id));
             }
             AnyEvent::Status(s) => {
@@ -77,8 +98,14 @@ async fn valid_dossiers_are_accepted_with_unique_codes(store: Store) {
             other => panic!("unexpected {other:?}"),
         }
     }
-    let submitted: HashSet<String> = submissions.iter().map(|s| s.dossier.dossier_id.clone()).collect();
-    assert_eq!(accepted_ids, submitted, "every dossier accepted exactly once");
+    let submitted: HashSet<String> = submissions
+        .iter()
+        .map(|s| s.dossier.dossier_id.clone())
+        .collect();
+    assert_eq!(
+        accepted_ids, submitted,
+        "every dossier accepted exactly once"
+    );
     assert_eq!(received, 600);
     assert_eq!(store.count_codes().await.expect("count"), 600);
 }
@@ -91,7 +118,9 @@ async fn valid_dossiers_are_accepted_with_unique_codes_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn valid_dossiers_are_accepted_with_unique_codes_postgres() {
-    let store = Store::connect(&motcua_store::testing::scratch_postgres_url().await).await.expect("pg");
+    let store = Store::connect(&motcua_store::testing::scratch_postgres_url().await)
+        .await
+        .expect("pg");
     valid_dossiers_are_accepted_with_unique_codes(store).await;
 }
 
@@ -107,12 +136,27 @@ async fn malformed_and_invalid_inputs_are_set_aside_while_the_rest_flow() {
     let valid_before: Vec<_> = (0..50).map(|i| g.valid(NOW + i)).collect();
     publish(&kafka, &valid_before).await;
     // Not Avro at all; an unknown schema id; a truncated body; another topic's event; no value.
-    publish_raw(&kafka, Topic::Submitted, "junk-json", Some(br#"{"dossier_id":"x"}"#)).await;
-    publish_raw(&kafka, Topic::Submitted, "junk-id", Some(&[0, 0, 0, 0x30, 0x39, 2, 4, 6])).await;
+    publish_raw(
+        &kafka,
+        Topic::Submitted,
+        "junk-json",
+        Some(br#"{"dossier_id":"x"}"#),
+    )
+    .await;
+    publish_raw(
+        &kafka,
+        Topic::Submitted,
+        "junk-id",
+        Some(&[0, 0, 0, 0x30, 0x39, 2, 4, 6]),
+    )
+    .await;
     let mut truncated = codec.encode(&g.valid(NOW)).expect("encode");
     truncated.truncate(truncated.len() / 3);
     publish_raw(&kafka, Topic::Submitted, "junk-truncated", Some(&truncated)).await;
-    let status = motcua_schemas::samples::one_of_each(&codec).expect("samples").remove(9).1;
+    let status = motcua_schemas::samples::one_of_each(&codec)
+        .expect("samples")
+        .remove(9)
+        .1;
     publish_raw(&kafka, Topic::Submitted, "junk-subject", Some(&status)).await;
     publish_raw(&kafka, Topic::Submitted, "junk-empty", None).await;
     let defective: Vec<_> = Defect::ALL.iter().map(|d| g.defective(NOW, *d)).collect();
@@ -122,11 +166,25 @@ async fn malformed_and_invalid_inputs_are_set_aside_while_the_rest_flow() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let (stop, shutdown) = Shutdown::channel();
-    let stage = Arc::new(motcua_intake::Intake::new(r.clone(), sqlite_store(&dir).await));
-    let worker = tokio::spawn(motcua_runtime::run(stage, codec.clone(), runtime_config(&kafka), shutdown));
+    let stage = Arc::new(motcua_intake::Intake::new(
+        r.clone(),
+        sqlite_store(&dir).await,
+    ));
+    let worker = tokio::spawn(motcua_runtime::run(
+        stage,
+        codec.clone(),
+        runtime_config(&kafka),
+        shutdown,
+    ));
 
     // 100 valid + 5 defective status events, 5 dead letters.
-    let out = read_until(&kafka, &[Topic::Status, Topic::DeadLetter], Duration::from_secs(60), |r| r.len() >= 110).await;
+    let out = read_until(
+        &kafka,
+        &[Topic::Status, Topic::DeadLetter],
+        Duration::from_secs(60),
+        |r| r.len() >= 110,
+    )
+    .await;
     stop.send(true).expect("stop");
     let summary = worker.await.expect("join").expect("clean stop");
     assert_eq!(summary.dead_lettered, 5);
@@ -139,10 +197,22 @@ async fn malformed_and_invalid_inputs_are_set_aside_while_the_rest_flow() {
             AnyEvent::DeadLetter(d) => {
                 let key = m.key.clone().expect("dead letters keep the original key");
                 assert_eq!(d.origin_topic, "dossier.submitted");
-                assert_eq!(m.headers.get("motcua-origin-topic").map(String::as_str), Some("dossier.submitted"));
-                assert_eq!(m.headers.get("motcua-origin-offset"), Some(&d.origin_offset.to_string()));
-                assert_eq!(m.headers.get("motcua-origin-partition"), Some(&d.origin_partition.to_string()));
-                assert_eq!(m.headers.get("motcua-dlq-reason-code"), Some(&d.reason_code));
+                assert_eq!(
+                    m.headers.get("motcua-origin-topic").map(String::as_str),
+                    Some("dossier.submitted")
+                );
+                assert_eq!(
+                    m.headers.get("motcua-origin-offset"),
+                    Some(&d.origin_offset.to_string())
+                );
+                assert_eq!(
+                    m.headers.get("motcua-origin-partition"),
+                    Some(&d.origin_partition.to_string())
+                );
+                assert_eq!(
+                    m.headers.get("motcua-dlq-reason-code"),
+                    Some(&d.reason_code)
+                );
                 assert!(!d.reason.is_empty());
                 assert_eq!(d.origin_key.as_deref(), Some(key.as_bytes()));
                 dead.insert(key, d.reason_code.clone());
@@ -167,11 +237,24 @@ async fn malformed_and_invalid_inputs_are_set_aside_while_the_rest_flow() {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     assert_eq!(dead, expect_dead);
-    assert_eq!(statuses.get(&DossierStatus::Received), Some(&100), "{statuses:?}");
+    assert_eq!(
+        statuses.get(&DossierStatus::Received),
+        Some(&100),
+        "{statuses:?}"
+    );
     assert_eq!(statuses.get(&DossierStatus::RejectedAtReception), Some(&4));
     assert_eq!(statuses.get(&DossierStatus::SupplementRequested), Some(&1));
-    for code in ["MISSING_DOCUMENT", "INVALID_CITIZEN_ID", "UNKNOWN_PROCEDURE", "PROCEDURE_INACTIVE", "UNKNOWN_RECEIVING_UNIT"] {
-        assert!(refused_codes.contains(code), "{code} missing from {refused_codes:?}");
+    for code in [
+        "MISSING_DOCUMENT",
+        "INVALID_CITIZEN_ID",
+        "UNKNOWN_PROCEDURE",
+        "PROCEDURE_INACTIVE",
+        "UNKNOWN_RECEIVING_UNIT",
+    ] {
+        assert!(
+            refused_codes.contains(code),
+            "{code} missing from {refused_codes:?}"
+        );
     }
 }
 
@@ -183,7 +266,9 @@ async fn a_database_outage_is_retried_without_loss() {
     let r = reference();
     let url = motcua_store::testing::scratch_postgres_url().await;
     let proxy = FaultyProxy::start(&url).await;
-    let store = Store::connect(&proxy.url).await.expect("pg through the proxy");
+    let store = Store::connect(&proxy.url)
+        .await
+        .expect("pg through the proxy");
     proxy.cut();
 
     let mut g = Generator::new(&r, "22", 3).expect("province");
@@ -195,13 +280,33 @@ async fn a_database_outage_is_retried_without_loss() {
     rt.retry_initial = Duration::from_millis(50);
     rt.retry_max = Duration::from_millis(200);
     let stage = Arc::new(motcua_intake::Intake::new(r.clone(), store.clone()));
-    let worker = tokio::spawn(motcua_runtime::run(stage, Codec::embedded().expect("codec"), rt, shutdown));
-    let during = read_until(&kafka, &[Topic::Accepted, Topic::Status], Duration::from_secs(5), |_| false).await;
-    assert!(during.is_empty(), "nothing is emitted while the database is down");
-    assert!(!worker.is_finished(), "a retryable outage does not stop the worker");
+    let worker = tokio::spawn(motcua_runtime::run(
+        stage,
+        Codec::embedded().expect("codec"),
+        rt,
+        shutdown,
+    ));
+    let during = read_until(
+        &kafka,
+        &[Topic::Accepted, Topic::Status],
+        Duration::from_secs(5),
+        |_| false,
+    )
+    .await;
+    assert!(
+        during.is_empty(),
+        "nothing is emitted while the database is down"
+    );
+    assert!(
+        !worker.is_finished(),
+        "a retryable outage does not stop the worker"
+    );
 
     proxy.restore();
-    let after = read_until(&kafka, &[Topic::Accepted], Duration::from_secs(60), |r| r.len() >= 40).await;
+    let after = read_until(&kafka, &[Topic::Accepted], Duration::from_secs(60), |r| {
+        r.len() >= 40
+    })
+    .await;
     stop.send(true).expect("stop");
     worker.await.expect("join").expect("clean stop");
     assert_eq!(after.len(), 40);

@@ -30,16 +30,28 @@ async fn a_worker_killed_mid_stream_and_restarted_loses_nothing_and_re_emits_ide
     for (run, kill_at) in [("a", N / 4), ("b", N / 2)] {
         let mut worker = spawn_intake(&kafka.brokers, &db, run);
         assert!(
-            collector.wait_for(Duration::from_secs(120), |s| s.iter().filter(|r| r.topic == Topic::Accepted).count() >= kill_at).await,
+            collector
+                .wait_for(Duration::from_secs(120), |s| s
+                    .iter()
+                    .filter(|r| r.topic == Topic::Accepted)
+                    .count()
+                    >= kill_at)
+                .await,
             "worker {run} made no progress"
         );
         sigkill(&mut worker);
         let seen = collector.count(Topic::Accepted);
         kills.push(seen);
-        assert!(seen < N, "the kill must happen mid-stream (seen {seen} of {N})");
+        assert!(
+            seen < N,
+            "the kill must happen mid-stream (seen {seen} of {N})"
+        );
     }
     let mut last = spawn_intake(&kafka.brokers, &db, "c");
-    let all: HashSet<String> = submissions.iter().map(|s| s.dossier.dossier_id.clone()).collect();
+    let all: HashSet<String> = submissions
+        .iter()
+        .map(|s| s.dossier.dossier_id.clone())
+        .collect();
     let complete = collector
         .wait_for(Duration::from_secs(180), |s| {
             let done: HashSet<&str> = s
@@ -54,8 +66,14 @@ async fn a_worker_killed_mid_stream_and_restarted_loses_nothing_and_re_emits_ide
         .await;
     sigterm(&last);
     let status = wait_exit(&mut last, Duration::from_secs(30));
-    assert!(complete, "not every dossier was accepted after the restarts");
-    assert!(status.success(), "SIGTERM must end the worker cleanly, got {status}");
+    assert!(
+        complete,
+        "not every dossier was accepted after the restarts"
+    );
+    assert!(
+        status.success(),
+        "SIGTERM must end the worker cleanly, got {status}"
+    );
 
     // Every dossier: one code, and every re-emitted event byte-identical to the first.
     let seen = collector.snapshot();
@@ -69,7 +87,10 @@ async fn a_worker_killed_mid_stream_and_restarted_loses_nothing_and_re_emits_ide
                 accepted_total += 1;
                 let id = a.dossier.dossier_id.clone();
                 if let Some(first) = accepted.insert(id.clone(), r.payload.clone()) {
-                    assert_eq!(first, r.payload, "dossier {id}: a redelivered accepted event differs");
+                    assert_eq!(
+                        first, r.payload,
+                        "dossier {id}: a redelivered accepted event differs"
+                    );
                 }
                 if let Some(other) = codes.insert(a.dossier_code.clone(), id.clone()) {
                     assert_eq!(other, id, "code {} given to two dossiers", a.dossier_code);
@@ -78,7 +99,11 @@ async fn a_worker_killed_mid_stream_and_restarted_loses_nothing_and_re_emits_ide
             AnyEvent::Status(s) => {
                 status_total += 1;
                 if let Some(first) = statuses.insert(s.dossier_id.clone(), r.payload.clone()) {
-                    assert_eq!(first, r.payload, "dossier {}: a redelivered status event differs", s.dossier_id);
+                    assert_eq!(
+                        first, r.payload,
+                        "dossier {}: a redelivered status event differs",
+                        s.dossier_id
+                    );
                 }
             }
             other => panic!("unexpected {other:?}"),
@@ -106,36 +131,75 @@ async fn intake_runs_against_a_separately_started_broker() {
     let dir = tempfile::tempdir().expect("tempdir");
 
     let out = motcua()
-        .args(["topics", "create", "--brokers", &tansu.brokers, "--partitions", "3", "--replication", "1"])
+        .args([
+            "topics",
+            "create",
+            "--brokers",
+            &tansu.brokers,
+            "--partitions",
+            "3",
+            "--replication",
+            "1",
+        ])
         .output()
         .expect("topics create");
-    assert!(out.status.success(), "topics create: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "topics create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("dossier.submitted"));
 
     let file = dir.path().join("dossiers.jsonl");
-    let out = motcua().args(["generate", "--count", "300", "--seed", "5"]).output().expect("generate");
+    let out = motcua()
+        .args(["generate", "--count", "300", "--seed", "5"])
+        .output()
+        .expect("generate");
     assert!(out.status.success());
     std::fs::write(&file, &out.stdout).expect("write");
     let ids: HashSet<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["dossier_id"].as_str().expect("id").to_owned())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("json")["dossier_id"]
+                .as_str()
+                .expect("id")
+                .to_owned()
+        })
         .collect();
     assert_eq!(ids.len(), 300);
 
     let out = motcua()
-        .args(["publish", file.to_str().expect("utf-8 path"), "--brokers", &tansu.brokers])
+        .args([
+            "publish",
+            file.to_str().expect("utf-8 path"),
+            "--brokers",
+            &tansu.brokers,
+        ])
         .output()
         .expect("publish");
-    assert!(out.status.success(), "publish: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "300 published, 0 refused");
+    assert!(
+        out.status.success(),
+        "publish: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "300 published, 0 refused"
+    );
 
     let mut worker = spawn_intake(&tansu.brokers, &db, "tansu");
     let kafka = motcua_kafka::KafkaConfig::with_brokers(tansu.brokers.clone());
     let collector = Collector::start(&kafka, &[Topic::Accepted]);
-    let done = collector.wait_for(Duration::from_secs(120), |s| s.len() >= 300).await;
+    let done = collector
+        .wait_for(Duration::from_secs(120), |s| s.len() >= 300)
+        .await;
     sigterm(&worker);
     let status = wait_exit(&mut worker, Duration::from_secs(30));
-    assert!(done, "only {} of 300 accepted", collector.count(Topic::Accepted));
+    assert!(
+        done,
+        "only {} of 300 accepted",
+        collector.count(Topic::Accepted)
+    );
     assert!(status.success(), "clean exit on SIGTERM, got {status}");
     let accepted: HashSet<String> = collector
         .snapshot()
@@ -150,11 +214,30 @@ async fn intake_runs_against_a_separately_started_broker() {
     // A client we did not write reads our topic: kcat sees Confluent-framed Avro keyed by
     // dossier id.
     let kcat = std::process::Command::new("kcat")
-        .args(["-C", "-b", &tansu.brokers, "-t", "dossier.accepted", "-c", "5", "-e", "-q", "-f", "%k %S\n"])
+        .args([
+            "-C",
+            "-b",
+            &tansu.brokers,
+            "-t",
+            "dossier.accepted",
+            "-c",
+            "5",
+            "-e",
+            "-q",
+            "-f",
+            "%k %S\n",
+        ])
         .output()
         .unwrap_or_else(|e| panic!("kcat: {e} (tests/run.sh installs it)"));
-    assert!(kcat.status.success(), "kcat: {}", String::from_utf8_lossy(&kcat.stderr));
-    let lines: Vec<String> = String::from_utf8_lossy(&kcat.stdout).lines().map(str::to_owned).collect();
+    assert!(
+        kcat.status.success(),
+        "kcat: {}",
+        String::from_utf8_lossy(&kcat.stderr)
+    );
+    let lines: Vec<String> = String::from_utf8_lossy(&kcat.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
     assert_eq!(lines.len(), 5, "{lines:?}");
     for l in lines {
         let (key, size) = l.split_once(' ').expect("key size");

@@ -47,13 +47,23 @@ impl SchemaSet {
                 )));
             };
             let parse = |what: &str, v: &str| {
-                v.parse::<u32>()
-                    .map_err(|_| Error::Table(format!("line {}: {what} '{v}' is not a number", n + 1)))
+                v.parse::<u32>().map_err(|_| {
+                    Error::Table(format!("line {}: {what} '{v}' is not a number", n + 1))
+                })
             };
             let text = files.get(file).ok_or_else(|| {
-                Error::Table(format!("line {}: file {file} is not under schemas/avro", n + 1))
+                Error::Table(format!(
+                    "line {}: file {file} is not under schemas/avro",
+                    n + 1
+                ))
             })?;
-            versions.push((parse("id", id)?, subject.to_owned(), parse("version", version)?, file.to_owned(), (*text).to_owned()));
+            versions.push((
+                parse("id", id)?,
+                subject.to_owned(),
+                parse("version", version)?,
+                file.to_owned(),
+                (*text).to_owned(),
+            ));
         }
         Self::from_versions(versions)
     }
@@ -102,7 +112,11 @@ impl SchemaSet {
 
     /// All versions of a subject, oldest first.
     pub fn history(&self, subject: &str) -> Vec<&SchemaVersion> {
-        let mut v: Vec<&SchemaVersion> = self.by_id.values().filter(|v| v.subject == subject).collect();
+        let mut v: Vec<&SchemaVersion> = self
+            .by_id
+            .values()
+            .filter(|v| v.subject == subject)
+            .collect();
         v.sort_by_key(|v| v.version);
         v
     }
@@ -163,7 +177,10 @@ impl Codec {
 
     pub fn decode<E: Event>(&self, bytes: &[u8]) -> Result<E> {
         let id = Self::schema_id(bytes)?;
-        let writer = self.schemas.by_id(id).ok_or(Error::UnknownSchemaId { id })?;
+        let writer = self
+            .schemas
+            .by_id(id)
+            .ok_or(Error::UnknownSchemaId { id })?;
         let reader = self.schemas.latest(E::TOPIC);
         if writer.subject != reader.subject {
             return Err(Error::WrongSubject {
@@ -180,7 +197,10 @@ impl Codec {
                 source: Box::new(e),
             })?;
         if !body.is_empty() {
-            return Err(Error::TrailingBytes { id, len: body.len() });
+            return Err(Error::TrailingBytes {
+                id,
+                len: body.len(),
+            });
         }
         apache_avro::from_value::<E>(&value).map_err(|e| Error::Decode {
             id,

@@ -5,8 +5,8 @@
 mod codec;
 mod error;
 mod events;
-mod topic;
 pub mod samples;
+mod topic;
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded.rs"));

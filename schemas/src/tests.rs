@@ -35,7 +35,10 @@ fn every_event_round_trips_through_its_schema() {
         assert_eq!(event.topic(), *topic);
         let mut again = Vec::new();
         event.encode(&c, &mut again).expect("re-encode");
-        assert_eq!(&again, bytes, "{topic}: decode then encode changes the bytes");
+        assert_eq!(
+            &again, bytes,
+            "{topic}: decode then encode changes the bytes"
+        );
     }
 }
 
@@ -53,7 +56,10 @@ fn decoded_values_equal_the_originals() {
 #[test]
 fn malformed_frames_are_classified() {
     let c = codec();
-    assert!(matches!(c.decode::<DossierSubmitted>(b"{}"), Err(Error::TooShort { .. })));
+    assert!(matches!(
+        c.decode::<DossierSubmitted>(b"{}"),
+        Err(Error::TooShort { .. })
+    ));
     assert!(matches!(
         c.decode::<DossierSubmitted>(b"{\"dossier\": 1}"),
         Err(Error::BadMagic(b'{'))
@@ -64,14 +70,23 @@ fn malformed_frames_are_classified() {
     ));
     // A valid status event is not a submission.
     let status = samples::one_of_each(&c).expect("samples").remove(9).1;
-    assert!(matches!(c.decode::<DossierSubmitted>(&status), Err(Error::WrongSubject { .. })));
+    assert!(matches!(
+        c.decode::<DossierSubmitted>(&status),
+        Err(Error::WrongSubject { .. })
+    ));
     // A truncated body fails to decode rather than yielding a partial dossier.
     let mut cut = c.encode(&samples::submitted()).expect("encode");
     cut.truncate(cut.len() / 2);
-    assert!(matches!(c.decode::<DossierSubmitted>(&cut), Err(Error::Decode { .. })));
+    assert!(matches!(
+        c.decode::<DossierSubmitted>(&cut),
+        Err(Error::Decode { .. })
+    ));
     let mut long = c.encode(&samples::submitted()).expect("encode");
     long.push(7);
-    assert!(matches!(c.decode::<DossierSubmitted>(&long), Err(Error::TrailingBytes { .. })));
+    assert!(matches!(
+        c.decode::<DossierSubmitted>(&long),
+        Err(Error::TrailingBytes { .. })
+    ));
 }
 
 /// BACKWARD compatibility, as a Schema Registry checks it: each version of a subject must
@@ -85,9 +100,17 @@ fn every_schema_is_backward_compatible_with_its_previous_version() {
         assert!(!history.is_empty());
         for pair in history.windows(2) {
             let (old, new) = (pair[0], pair[1]);
-            assert_eq!(new.version, old.version + 1, "{}: versions must be consecutive", new.subject);
+            assert_eq!(
+                new.version,
+                old.version + 1,
+                "{}: versions must be consecutive",
+                new.subject
+            );
             SchemaCompatibility::can_read(&old.schema, &new.schema).unwrap_or_else(|e| {
-                panic!("{} v{} cannot read v{}: {e}", new.subject, new.version, old.version)
+                panic!(
+                    "{} v{} cannot read v{}: {e}",
+                    new.subject, new.version, old.version
+                )
             });
             checked += 1;
         }

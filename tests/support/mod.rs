@@ -25,7 +25,10 @@ pub fn mock_cluster(partitions: i32) -> (EmbeddedBroker, KafkaConfig) {
 }
 
 pub fn producer(kafka: &KafkaConfig) -> FutureProducer {
-    kafka.producer_config("motcua-test-producer").create().expect("producer")
+    kafka
+        .producer_config("motcua-test-producer")
+        .create()
+        .expect("producer")
 }
 
 pub async fn publish<E: Event>(kafka: &KafkaConfig, events: &[E]) {
@@ -59,7 +62,9 @@ pub async fn publish_raw(kafka: &KafkaConfig, topic: Topic, key: &str, payload: 
     if let Some(b) = payload {
         record = record.payload(b);
     }
-    p.send(record, Duration::from_secs(10)).await.expect("raw delivery");
+    p.send(record, Duration::from_secs(10))
+        .await
+        .expect("raw delivery");
 }
 
 /// A message read back from a topic.
@@ -82,14 +87,19 @@ pub async fn read_until(
 ) -> Vec<Read> {
     let codec = Codec::embedded().expect("codec");
     let group = format!("motcua-test-reader-{}", uuid::Uuid::new_v4());
-    let consumer: StreamConsumer = kafka.consumer_config(&group, "motcua-test-reader").create().expect("consumer");
+    let consumer: StreamConsumer = kafka
+        .consumer_config(&group, "motcua-test-reader")
+        .create()
+        .expect("consumer");
     let names: Vec<String> = topics.iter().map(|t| kafka.topic(*t)).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     consumer.subscribe(&refs).expect("subscribe");
     let mut out = Vec::new();
     let deadline = Instant::now() + timeout;
     while !done(&out) {
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
         let m = match tokio::time::timeout(left, consumer.recv()).await {
             Err(_) => break,
             Ok(m) => m.expect("consume"),
@@ -100,7 +110,12 @@ pub async fn read_until(
             .headers()
             .map(|h| {
                 h.iter()
-                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -138,7 +153,11 @@ pub fn spawn_intake(brokers: &str, database_url: &str, instance: &str) -> Child 
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// A tansu broker (memory storage) as a separate process, killed on drop.
@@ -187,7 +206,9 @@ impl Drop for Tansu {
 }
 
 pub fn sigterm(child: &Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
 }
 
 pub fn sigkill(child: &mut Child) {
@@ -225,9 +246,17 @@ impl FaultyProxy {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::{Arc, Mutex};
         let after_scheme = upstream_url.split("://").nth(1).expect("url");
-        let host_port = after_scheme.split('@').next_back().expect("host").split('/').next().expect("host");
+        let host_port = after_scheme
+            .split('@')
+            .next_back()
+            .expect("host")
+            .split('/')
+            .next()
+            .expect("host");
         let upstream = host_port.to_owned();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let url = upstream_url.replacen(host_port, &format!("127.0.0.1:{port}"), 1);
         let up = Arc::new(AtomicBool::new(true));
@@ -235,7 +264,9 @@ impl FaultyProxy {
         let (up2, conns2) = (up.clone(), conns.clone());
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((mut client, _)) = listener.accept().await else { return };
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
                 if !up2.load(Ordering::SeqCst) {
                     drop(client);
                     continue;
@@ -249,7 +280,12 @@ impl FaultyProxy {
                 conns2.lock().expect("lock").push(task.abort_handle());
             }
         });
-        Self { url, up, conns, accept }
+        Self {
+            url,
+            up,
+            conns,
+            accept,
+        }
     }
 
     pub fn cut(&self) {
@@ -284,7 +320,10 @@ impl Collector {
         let task = tokio::spawn(async move {
             let codec = Codec::embedded().expect("codec");
             let group = format!("motcua-test-collector-{}", uuid::Uuid::new_v4());
-            let consumer: StreamConsumer = kafka.consumer_config(&group, "motcua-test-collector").create().expect("consumer");
+            let consumer: StreamConsumer = kafka
+                .consumer_config(&group, "motcua-test-collector")
+                .create()
+                .expect("consumer");
             let names: Vec<String> = topics.iter().map(|t| kafka.topic(*t)).collect();
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             consumer.subscribe(&refs).expect("subscribe");
@@ -306,7 +345,12 @@ impl Collector {
     }
 
     pub fn count(&self, topic: Topic) -> usize {
-        self.seen.lock().expect("lock").iter().filter(|r| r.topic == topic).count()
+        self.seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|r| r.topic == topic)
+            .count()
     }
 
     /// Waits until `done` holds, at most `timeout`; returns whether it did.

@@ -92,7 +92,9 @@ impl KafkaConfig {
 
     pub fn validate(&self) -> Result<()> {
         if self.brokers.trim().is_empty() {
-            return Err(Error::Config("kafka.brokers is empty; give host:port[,host:port…]".into()));
+            return Err(Error::Config(
+                "kafka.brokers is empty; give host:port[,host:port…]".into(),
+            ));
         }
         for b in self.brokers.split(',') {
             let b = b.trim();
@@ -111,7 +113,11 @@ impl KafkaConfig {
                 self.max_prefetch_kib
             )));
         }
-        if !self.topic_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        if !self
+            .topic_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
             return Err(Error::Config(format!(
                 "kafka.topic_prefix '{}' may only contain ASCII letters, digits, '.', '_' and '-'",
                 self.topic_prefix
@@ -163,7 +169,10 @@ impl KafkaConfig {
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
-            .set("queued.max.messages.kbytes", self.max_prefetch_kib.to_string())
+            .set(
+                "queued.max.messages.kbytes",
+                self.max_prefetch_kib.to_string(),
+            )
             .set("enable.partition.eof", "false");
         for (k, v) in &self.consumer {
             c.set(k, v);
@@ -187,7 +196,9 @@ impl KafkaConfig {
     }
 
     pub fn admin_client(&self) -> Result<AdminClient<DefaultClientContext>> {
-        self.base("motcua-admin").create().map_err(kafka("create admin client"))
+        self.base("motcua-admin")
+            .create()
+            .map_err(kafka("create admin client"))
     }
 
     /// Creates every topic of the flow (existing topics are left as they are).
@@ -205,7 +216,10 @@ impl KafkaConfig {
             .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(replication)))
             .collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let results = admin.create_topics(&new, &opts).await.map_err(kafka("create topics"))?;
+        let results = admin
+            .create_topics(&new, &opts)
+            .await
+            .map_err(kafka("create topics"))?;
         let mut created = Vec::new();
         for r in results {
             match r {
@@ -234,7 +248,9 @@ pub struct EmbeddedBroker {
 
 impl std::fmt::Debug for EmbeddedBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedBroker").field("bootstrap", &self.bootstrap).finish()
+        f.debug_struct("EmbeddedBroker")
+            .field("bootstrap", &self.bootstrap)
+            .finish()
     }
 }
 
@@ -277,7 +293,8 @@ mod tests {
         assert!(e.contains("'localhost' is not host:port"), "{e}");
         c.brokers = "a:1,b:2".into();
         assert!(c.validate().is_ok());
-        c.consumer.insert("enable.auto.offset.store".into(), "true".into());
+        c.consumer
+            .insert("enable.auto.offset.store".into(), "true".into());
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("cannot be overridden"), "{e}");
     }

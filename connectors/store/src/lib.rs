@@ -155,12 +155,24 @@ impl Store {
     /// The code of a dossier, if it has one.
     pub async fn dossier_code(&self, dossier_id: &str) -> Result<Option<(String, i64)>> {
         let sql = match self {
-            Store::Postgres(_) => "SELECT dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = $1",
-            Store::Sqlite(_) => "SELECT dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = ?1",
+            Store::Postgres(_) => {
+                "SELECT dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = $1"
+            }
+            Store::Sqlite(_) => {
+                "SELECT dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = ?1"
+            }
         };
         let row = match self {
-            Store::Postgres(p) => sqlx::query(sql).bind(dossier_id).fetch_optional(p).await?.map(|r| (r.get(0), r.get(1))),
-            Store::Sqlite(p) => sqlx::query(sql).bind(dossier_id).fetch_optional(p).await?.map(|r| (r.get(0), r.get(1))),
+            Store::Postgres(p) => sqlx::query(sql)
+                .bind(dossier_id)
+                .fetch_optional(p)
+                .await?
+                .map(|r| (r.get(0), r.get(1))),
+            Store::Sqlite(p) => sqlx::query(sql)
+                .bind(dossier_id)
+                .fetch_optional(p)
+                .await?
+                .map(|r| (r.get(0), r.get(1))),
         };
         Ok(row)
     }
@@ -189,7 +201,10 @@ struct Plan<'a> {
     groups: Vec<((&'a str, &'a str), Vec<usize>)>,
 }
 
-fn plan<'a>(requests: &'a [CodeRequest], existing: &HashMap<String, (String, i64)>) -> (Plan<'a>, Vec<Option<usize>>) {
+fn plan<'a>(
+    requests: &'a [CodeRequest],
+    existing: &HashMap<String, (String, i64)>,
+) -> (Plan<'a>, Vec<Option<usize>>) {
     let mut first_index: HashMap<&str, usize> = HashMap::new();
     // For each request: None = fresh, Some(i) = duplicate of request i within this batch.
     let mut duplicate_of = vec![None; requests.len()];
@@ -260,8 +275,14 @@ async fn allocate_pg(pool: &PgPool, requests: &[CodeRequest]) -> Result<Vec<Code
     .collect();
     let (plan, duplicate_of) = plan(requests, &existing);
     let mut fresh = HashMap::new();
-    let (mut ins_id, mut ins_code, mut ins_agency, mut ins_day, mut ins_seq, mut ins_at) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ins_id, mut ins_code, mut ins_agency, mut ins_day, mut ins_seq, mut ins_at) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     // Lock sequence rows in a fixed order so concurrent replicas cannot deadlock.
     let mut groups = plan.groups;
     groups.sort_by(|a, b| a.0.cmp(&b.0));
@@ -307,14 +328,19 @@ async fn allocate_pg(pool: &PgPool, requests: &[CodeRequest]) -> Result<Vec<Code
     Ok(assemble(requests, &existing, &fresh, &duplicate_of))
 }
 
-async fn allocate_sqlite(pool: &SqlitePool, requests: &[CodeRequest]) -> Result<Vec<CodeAllocation>> {
+async fn allocate_sqlite(
+    pool: &SqlitePool,
+    requests: &[CodeRequest],
+) -> Result<Vec<CodeAllocation>> {
     let mut tx = pool.begin().await?;
     let mut existing = HashMap::new();
     for r in requests {
-        if let Some(row) = sqlx::query("SELECT dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = ?1")
-            .bind(&r.dossier_id)
-            .fetch_optional(&mut *tx)
-            .await?
+        if let Some(row) = sqlx::query(
+            "SELECT dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = ?1",
+        )
+        .bind(&r.dossier_id)
+        .fetch_optional(&mut *tx)
+        .await?
         {
             existing.insert(r.dossier_id.clone(), (row.get(0), row.get(1)));
         }
@@ -390,7 +416,12 @@ pub mod testing {
         let name = format!("motcua_test_{}", uuid_like());
         let mut conn = sqlx::PgConnection::connect(&server)
             .await
-            .unwrap_or_else(|e| panic!("cannot reach test PostgreSQL at {}: {e}", super::redact(&server)));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot reach test PostgreSQL at {}: {e}",
+                    super::redact(&server)
+                )
+            });
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
             .await
@@ -413,6 +444,11 @@ pub mod testing {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        format!("{}_{}_{}", std::process::id(), t % 1_000_000_000, N.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}_{}_{}",
+            std::process::id(),
+            t % 1_000_000_000,
+            N.fetch_add(1, Ordering::Relaxed)
+        )
     }
 }

@@ -18,7 +18,9 @@ async fn sqlite() -> (Store, tempfile::TempDir) {
 }
 
 async fn postgres() -> Store {
-    Store::connect(&testing::scratch_postgres_url().await).await.expect("postgres store")
+    Store::connect(&testing::scratch_postgres_url().await)
+        .await
+        .expect("postgres store")
 }
 
 async fn sequences_are_per_agency_and_day(store: Store) {
@@ -34,16 +36,27 @@ async fn sequences_are_per_agency_and_day(store: Store) {
     let codes: Vec<&str> = got.iter().map(|a| a.dossier_code.as_str()).collect();
     assert_eq!(
         codes,
-        ["H22.06652-251125-0001", "H22.06652-251125-0002", "H22.06658-251125-0001", "H22.06652-251126-0001"]
+        [
+            "H22.06652-251125-0001",
+            "H22.06652-251125-0002",
+            "H22.06658-251125-0001",
+            "H22.06652-251126-0001"
+        ]
     );
     assert!(got.iter().all(|a| a.newly_allocated));
     // The next batch continues the sequence.
-    let next = store.allocate_codes(&[req("e", "H22.06652", "251125", 5)]).await.expect("allocate");
+    let next = store
+        .allocate_codes(&[req("e", "H22.06652", "251125", 5)])
+        .await
+        .expect("allocate");
     assert_eq!(next[0].dossier_code, "H22.06652-251125-0003");
 }
 
 async fn redelivery_keeps_code_and_reception_time(store: Store) {
-    let first = store.allocate_codes(&[req("x", "H22.06652", "251125", 100)]).await.expect("allocate");
+    let first = store
+        .allocate_codes(&[req("x", "H22.06652", "251125", 100)])
+        .await
+        .expect("allocate");
     // Redelivered a day later, in a batch with a new dossier and an in-batch duplicate.
     let again = store
         .allocate_codes(&[
@@ -95,7 +108,9 @@ async fn postgres_redelivery_keeps_code_and_reception_time() {
 async fn postgres_concurrent_replicas_allocate_unique_gapless_codes() {
     let store = postgres().await;
     let id = |w: usize, b: usize, i: usize| format!("d{}", (b * 20 + w * 5 + i) % 400);
-    let expected: HashSet<String> = (0..4).flat_map(|w| (0..25).flat_map(move |b| (0..10).map(move |i| id(w, b, i)))).collect();
+    let expected: HashSet<String> = (0..4)
+        .flat_map(|w| (0..25).flat_map(move |b| (0..10).map(move |i| id(w, b, i))))
+        .collect();
     let mut tasks = Vec::new();
     for w in 0..4 {
         let store = store.clone();
@@ -103,8 +118,9 @@ async fn postgres_concurrent_replicas_allocate_unique_gapless_codes() {
             let mut retries = 0;
             for b in 0..25 {
                 // Workers overlap: half of each batch is also in the next worker's batch.
-                let batch: Vec<CodeRequest> =
-                    (0..10).map(|i| req(&id(w, b, i), "H22.06652", "251125", b as i64)).collect();
+                let batch: Vec<CodeRequest> = (0..10)
+                    .map(|i| req(&id(w, b, i), "H22.06652", "251125", b as i64))
+                    .collect();
                 loop {
                     match store.allocate_codes(&batch).await {
                         Ok(_) => break,
@@ -119,27 +135,46 @@ async fn postgres_concurrent_replicas_allocate_unique_gapless_codes() {
     for t in tasks {
         t.await.expect("task");
     }
-    let Store::Postgres(pool) = &store else { unreachable!() };
-    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT dossier_id, seq FROM dossier_codes ORDER BY seq")
-        .fetch_all(pool)
-        .await
-        .expect("rows");
+    let Store::Postgres(pool) = &store else {
+        unreachable!()
+    };
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT dossier_id, seq FROM dossier_codes ORDER BY seq")
+            .fetch_all(pool)
+            .await
+            .expect("rows");
     let ids: HashSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(ids.len(), rows.len(), "a dossier got two codes");
     let seqs: Vec<i64> = rows.iter().map(|r| r.1).collect();
-    assert_eq!(seqs, (1..=rows.len() as i64).collect::<Vec<_>>(), "sequence has holes or repeats");
-    assert_eq!(ids, expected.iter().map(String::as_str).collect::<HashSet<_>>());
+    assert_eq!(
+        seqs,
+        (1..=rows.len() as i64).collect::<Vec<_>>(),
+        "sequence has holes or repeats"
+    );
+    assert_eq!(
+        ids,
+        expected.iter().map(String::as_str).collect::<HashSet<_>>()
+    );
 }
 
 #[test]
 fn codes_widen_past_9999_instead_of_wrapping() {
-    assert_eq!(format_dossier_code("H22.06652", "251125", 7), "H22.06652-251125-0007");
-    assert_eq!(format_dossier_code("H22.06652", "251125", 12345), "H22.06652-251125-12345");
+    assert_eq!(
+        format_dossier_code("H22.06652", "251125", 7),
+        "H22.06652-251125-0007"
+    );
+    assert_eq!(
+        format_dossier_code("H22.06652", "251125", 12345),
+        "H22.06652-251125-12345"
+    );
 }
 
 #[test]
 fn passwords_are_redacted() {
-    assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+    assert_eq!(
+        redact("postgres://u:secret@h:5432/db"),
+        "postgres://u:***@h:5432/db"
+    );
     assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
 }
 

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use motcua_reference::{civil, Reference};
 use motcua_runtime::{Envelope, Outcome, Stage, StageError};
 use motcua_schemas::{
-    derived_event_id, AnyEvent, DossierAccepted, DossierStatus, DossierStatusChanged, DossierSubmitted, Reason,
+    derived_event_id, AnyEvent, DossierAccepted, DossierStatus, DossierStatusChanged,
+    DossierSubmitted, Reason,
 };
 use motcua_store::{CodeAllocation, CodeRequest, Store};
 
@@ -40,9 +41,14 @@ impl Stage for Intake {
         STAGE
     }
 
-    async fn handle_batch(&self, batch: &[Envelope<DossierSubmitted>]) -> Result<Vec<Outcome>, StageError> {
-        let verdicts: Vec<Result<Admission, Refusal>> =
-            batch.iter().map(|e| validate(&self.reference, &e.event)).collect();
+    async fn handle_batch(
+        &self,
+        batch: &[Envelope<DossierSubmitted>],
+    ) -> Result<Vec<Outcome>, StageError> {
+        let verdicts: Vec<Result<Admission, Refusal>> = batch
+            .iter()
+            .map(|e| validate(&self.reference, &e.event))
+            .collect();
         let requests: Vec<CodeRequest> = batch
             .iter()
             .zip(&verdicts)
@@ -91,8 +97,16 @@ fn code_request(s: &DossierSubmitted, a: &Admission) -> CodeRequest {
 
 /// `dossier.accepted` and the "received" status. Everything in them derives from the
 /// input and the stored allocation, so a redelivery emits identical events.
-pub fn accepted_events(s: &DossierSubmitted, a: Admission, allocation: &CodeAllocation) -> Vec<AnyEvent> {
-    let counter_label = if allocation.newly_allocated { "accepted" } else { "accepted_again" };
+pub fn accepted_events(
+    s: &DossierSubmitted,
+    a: Admission,
+    allocation: &CodeAllocation,
+) -> Vec<AnyEvent> {
+    let counter_label = if allocation.newly_allocated {
+        "accepted"
+    } else {
+        "accepted_again"
+    };
     metrics::counter!("motcua_intake_dossiers_total", "outcome" => counter_label).increment(1);
     tracing::debug!(dossier_id = %s.dossier.dossier_id, dossier_code = %allocation.dossier_code, "accepted");
     let status = DossierStatusChanged {
@@ -154,23 +168,63 @@ pub fn refusal_event(s: &DossierSubmitted, r: Refusal) -> AnyEvent {
 
 /// Reason codes the intake stage emits, for documentation and dashboards.
 pub const REASON_CODES: &[(&str, &str)] = &[
-    ("UNKNOWN_PROCEDURE", "rejected: the procedure code is not in the catalog"),
-    ("PROCEDURE_INACTIVE", "rejected: the procedure has been abolished"),
-    ("UNKNOWN_RECEIVING_UNIT", "rejected: the receiving center code is not a 2025 unit or provincial center"),
-    ("NOT_RECEIVABLE_AT_UNIT", "rejected: this center may not receive this procedure for this jurisdiction"),
-    ("MISSING_CITIZEN_ID", "rejected: a citizen applicant without a citizen ID"),
-    ("INVALID_CITIZEN_ID", "rejected: the citizen ID is not a valid 12-digit ID, or contradicts the date of birth"),
-    ("INVALID_TAX_CODE", "rejected: a tax code fails its check digit"),
-    ("UNKNOWN_UNIT", "rejected: a residence or parcel unit code is not a 2025 unit"),
-    ("INVALID_SUBMITTED_AT", "rejected: the submission time is implausible"),
-    ("MISSING_JURISDICTION", "supplement: no residence / head-office unit or land parcel to decide the competent unit"),
-    ("MISSING_DOCUMENT", "supplement: a document the procedure requires is missing"),
-    ("INVALID_DOCUMENT", "supplement: a document has no URI or an invalid SHA-256"),
+    (
+        "UNKNOWN_PROCEDURE",
+        "rejected: the procedure code is not in the catalog",
+    ),
+    (
+        "PROCEDURE_INACTIVE",
+        "rejected: the procedure has been abolished",
+    ),
+    (
+        "UNKNOWN_RECEIVING_UNIT",
+        "rejected: the receiving center code is not a 2025 unit or provincial center",
+    ),
+    (
+        "NOT_RECEIVABLE_AT_UNIT",
+        "rejected: this center may not receive this procedure for this jurisdiction",
+    ),
+    (
+        "MISSING_CITIZEN_ID",
+        "rejected: a citizen applicant without a citizen ID",
+    ),
+    (
+        "INVALID_CITIZEN_ID",
+        "rejected: the citizen ID is not a valid 12-digit ID, or contradicts the date of birth",
+    ),
+    (
+        "INVALID_TAX_CODE",
+        "rejected: a tax code fails its check digit",
+    ),
+    (
+        "UNKNOWN_UNIT",
+        "rejected: a residence or parcel unit code is not a 2025 unit",
+    ),
+    (
+        "INVALID_SUBMITTED_AT",
+        "rejected: the submission time is implausible",
+    ),
+    (
+        "MISSING_JURISDICTION",
+        "supplement: no residence / head-office unit or land parcel to decide the competent unit",
+    ),
+    (
+        "MISSING_DOCUMENT",
+        "supplement: a document the procedure requires is missing",
+    ),
+    (
+        "INVALID_DOCUMENT",
+        "supplement: a document has no URI or an invalid SHA-256",
+    ),
 ];
 
 /// Turns a refusal's reasons into a compact "CODE, CODE" string (logs, summaries).
 pub fn reason_codes(reasons: &[Reason]) -> String {
-    reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>().join(", ")
+    reasons
+        .iter()
+        .map(|r| r.code.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! Pure validation of a submission: no I/O, every reason found (not just the first).
 
 use motcua_reference::{civil, Procedure, Reference, Unit};
-use motcua_schemas::{ApplicantKind, CompetentLevel, DossierStatus, DossierSubmitted, ProcedureField, ProcedureSummary, Reason};
+use motcua_schemas::{
+    ApplicantKind, CompetentLevel, DossierStatus, DossierSubmitted, ProcedureField,
+    ProcedureSummary, Reason,
+};
 
 use crate::ids::{self, CitizenIdProblem};
 
@@ -30,10 +33,16 @@ struct Findings {
 
 impl Findings {
     fn reject(&mut self, code: &str, message: String) {
-        self.reject.push(Reason { code: code.to_owned(), message });
+        self.reject.push(Reason {
+            code: code.to_owned(),
+            message,
+        });
     }
     fn supplement(&mut self, code: &str, message: String) {
-        self.supplement.push(Reason { code: code.to_owned(), message });
+        self.supplement.push(Reason {
+            code: code.to_owned(),
+            message,
+        });
     }
 }
 
@@ -55,7 +64,9 @@ impl Center<'_> {
 
 fn center<'a>(r: &'a Reference, code: &str) -> Option<Center<'a>> {
     if let Some(p) = code.strip_prefix('P') {
-        return r.units.province(p).map(|p| Center::Provincial { province: p.code.clone() });
+        return r.units.province(p).map(|p| Center::Provincial {
+            province: p.code.clone(),
+        });
     }
     if code.len() != 5 {
         return None;
@@ -80,17 +91,28 @@ pub fn validate(r: &Reference, s: &DossierSubmitted) -> Result<Admission, Refusa
     let d = &s.dossier;
     let mut f = Findings::default();
 
-    if d.submitted_at < EARLIEST_SUBMISSION_MS || d.submitted_at > s.published_at + MAX_CLOCK_SKEW_MS {
-        f.reject("INVALID_SUBMITTED_AT", format!("Thời điểm nộp hồ sơ không hợp lệ ({} ms)", d.submitted_at));
+    if d.submitted_at < EARLIEST_SUBMISSION_MS
+        || d.submitted_at > s.published_at + MAX_CLOCK_SKEW_MS
+    {
+        f.reject(
+            "INVALID_SUBMITTED_AT",
+            format!("Thời điểm nộp hồ sơ không hợp lệ ({} ms)", d.submitted_at),
+        );
     }
 
     let procedure: Option<&Procedure> = match r.catalog.get(&d.procedure_code) {
         None => {
-            f.reject("UNKNOWN_PROCEDURE", format!("Thủ tục {} không có trong danh mục", d.procedure_code));
+            f.reject(
+                "UNKNOWN_PROCEDURE",
+                format!("Thủ tục {} không có trong danh mục", d.procedure_code),
+            );
             None
         }
         Some(p) if !p.active => {
-            f.reject("PROCEDURE_INACTIVE", format!("Thủ tục {} ({}) đã bị bãi bỏ", p.code, p.name));
+            f.reject(
+                "PROCEDURE_INACTIVE",
+                format!("Thủ tục {} ({}) đã bị bãi bỏ", p.code, p.name),
+            );
             None
         }
         Some(p) => Some(p),
@@ -100,7 +122,10 @@ pub fn validate(r: &Reference, s: &DossierSubmitted) -> Result<Admission, Refusa
     if receiving.is_none() {
         f.reject(
             "UNKNOWN_RECEIVING_UNIT",
-            format!("Nơi tiếp nhận {} không phải đơn vị hành chính 2025 hay trung tâm cấp tỉnh", d.receiving_unit_code),
+            format!(
+                "Nơi tiếp nhận {} không phải đơn vị hành chính 2025 hay trung tâm cấp tỉnh",
+                d.receiving_unit_code
+            ),
         );
     }
 
@@ -110,12 +135,18 @@ pub fn validate(r: &Reference, s: &DossierSubmitted) -> Result<Admission, Refusa
     for p in &d.land_parcels {
         match r.units.unit(&p.unit_code) {
             Some(u) => parcel_units.push(u),
-            None => f.reject("UNKNOWN_UNIT", format!("Thửa đất ở đơn vị {} không tồn tại", p.unit_code)),
+            None => f.reject(
+                "UNKNOWN_UNIT",
+                format!("Thửa đất ở đơn vị {} không tồn tại", p.unit_code),
+            ),
         }
     }
     for t in &d.enterprise_tax_codes {
         if !ids::check_tax_code(t) {
-            f.reject("INVALID_TAX_CODE", format!("Mã số thuế doanh nghiệp {t} không hợp lệ"));
+            f.reject(
+                "INVALID_TAX_CODE",
+                format!("Mã số thuế doanh nghiệp {t} không hợp lệ"),
+            );
         }
     }
 
@@ -123,7 +154,11 @@ pub fn validate(r: &Reference, s: &DossierSubmitted) -> Result<Admission, Refusa
         check_documents(p, s, &mut f);
         // The unit whose competence the dossier falls under: the parcel's for land,
         // the residence / head office otherwise.
-        let residence = d.applicant.residence_unit_code.as_deref().and_then(|c| r.units.unit(c));
+        let residence = d
+            .applicant
+            .residence_unit_code
+            .as_deref()
+            .and_then(|c| r.units.unit(c));
         let jurisdiction = match p.field {
             ProcedureField::Land => parcel_units.first().copied().or(residence),
             _ => residence,
@@ -132,7 +167,9 @@ pub fn validate(r: &Reference, s: &DossierSubmitted) -> Result<Admission, Refusa
             (None, _) => f.supplement(
                 "MISSING_JURISDICTION",
                 match p.field {
-                    ProcedureField::Land => "Thiếu thông tin thửa đất (đơn vị, tờ bản đồ, số thửa)".to_owned(),
+                    ProcedureField::Land => {
+                        "Thiếu thông tin thửa đất (đơn vị, tờ bản đồ, số thửa)".to_owned()
+                    }
                     _ => "Thiếu nơi cư trú / trụ sở của người nộp".to_owned(),
                 },
             ),
@@ -165,36 +202,57 @@ pub fn validate(r: &Reference, s: &DossierSubmitted) -> Result<Admission, Refusa
 
 fn check_applicant(r: &Reference, s: &DossierSubmitted, f: &mut Findings) {
     let a = &s.dossier.applicant;
-    let birth_year = a.date_of_birth.map(|days| civil::civil_from_days(i64::from(days)).0);
+    let birth_year = a
+        .date_of_birth
+        .map(|days| civil::civil_from_days(i64::from(days)).0);
     match (&a.citizen_id, a.kind) {
-        (Some(id), _) => match ids::check_citizen_id(id, if a.kind == ApplicantKind::Citizen { birth_year } else { None }) {
+        (Some(id), _) => match ids::check_citizen_id(
+            id,
+            if a.kind == ApplicantKind::Citizen {
+                birth_year
+            } else {
+                None
+            },
+        ) {
             Ok(()) => {}
-            Err(CitizenIdProblem::NotTwelveDigits) => {
-                f.reject("INVALID_CITIZEN_ID", format!("Số định danh cá nhân {id} phải gồm đúng 12 chữ số"))
-            }
-            Err(CitizenIdProblem::UnknownProvince) => {
-                f.reject("INVALID_CITIZEN_ID", format!("Số định danh cá nhân {id} có mã tỉnh không hợp lệ"))
-            }
+            Err(CitizenIdProblem::NotTwelveDigits) => f.reject(
+                "INVALID_CITIZEN_ID",
+                format!("Số định danh cá nhân {id} phải gồm đúng 12 chữ số"),
+            ),
+            Err(CitizenIdProblem::UnknownProvince) => f.reject(
+                "INVALID_CITIZEN_ID",
+                format!("Số định danh cá nhân {id} có mã tỉnh không hợp lệ"),
+            ),
             Err(CitizenIdProblem::BirthYearMismatch) => f.reject(
                 "INVALID_CITIZEN_ID",
-                format!("Số định danh cá nhân {id} không khớp với năm sinh {}", birth_year.unwrap_or_default()),
+                format!(
+                    "Số định danh cá nhân {id} không khớp với năm sinh {}",
+                    birth_year.unwrap_or_default()
+                ),
             ),
         },
-        (None, ApplicantKind::Citizen) => {
-            f.reject("MISSING_CITIZEN_ID", "Thiếu số định danh cá nhân của người nộp".to_owned())
-        }
+        (None, ApplicantKind::Citizen) => f.reject(
+            "MISSING_CITIZEN_ID",
+            "Thiếu số định danh cá nhân của người nộp".to_owned(),
+        ),
         (None, ApplicantKind::Business) => {}
     }
     if a.kind == ApplicantKind::Business {
         match &a.tax_code {
             Some(t) if ids::check_tax_code(t) => {}
             Some(t) => f.reject("INVALID_TAX_CODE", format!("Mã số thuế {t} không hợp lệ")),
-            None => f.reject("INVALID_TAX_CODE", "Thiếu mã số thuế của tổ chức/hộ kinh doanh".to_owned()),
+            None => f.reject(
+                "INVALID_TAX_CODE",
+                "Thiếu mã số thuế của tổ chức/hộ kinh doanh".to_owned(),
+            ),
         }
     }
     if let Some(code) = &a.residence_unit_code {
         if r.units.unit(code).is_none() {
-            f.reject("UNKNOWN_UNIT", format!("Đơn vị cư trú {code} không phải đơn vị hành chính 2025"));
+            f.reject(
+                "UNKNOWN_UNIT",
+                format!("Đơn vị cư trú {code} không phải đơn vị hành chính 2025"),
+            );
         }
     }
 }
@@ -202,14 +260,20 @@ fn check_applicant(r: &Reference, s: &DossierSubmitted, f: &mut Findings) {
 fn check_documents(p: &Procedure, s: &DossierSubmitted, f: &mut Findings) {
     for kind in &p.required_documents {
         if !s.dossier.documents.iter().any(|d| &d.kind == kind) {
-            f.supplement("MISSING_DOCUMENT", format!("Thiếu giấy tờ bắt buộc: {kind}"));
+            f.supplement(
+                "MISSING_DOCUMENT",
+                format!("Thiếu giấy tờ bắt buộc: {kind}"),
+            );
         }
     }
     for doc in &s.dossier.documents {
         if doc.uri.trim().is_empty() || !ids::is_sha256_hex(&doc.sha256) {
             f.supplement(
                 "INVALID_DOCUMENT",
-                format!("Giấy tờ {} thiếu đường dẫn hoặc mã băm SHA-256 không hợp lệ", doc.kind),
+                format!(
+                    "Giấy tờ {} thiếu đường dẫn hoặc mã băm SHA-256 không hợp lệ",
+                    doc.kind
+                ),
             );
         }
     }
@@ -220,7 +284,13 @@ fn check_documents(p: &Procedure, s: &DossierSubmitted, f: &mut Findings) {
 /// - otherwise only centers of the jurisdiction's province; there, boundary-free
 ///   procedures anywhere, others only at the competent place (the commune itself, or
 ///   the provincial center for province-level procedures).
-fn check_receivable(r: &Reference, p: &Procedure, jurisdiction: &Unit, c: &Center<'_>, f: &mut Findings) {
+fn check_receivable(
+    r: &Reference,
+    p: &Procedure,
+    jurisdiction: &Unit,
+    c: &Center<'_>,
+    f: &mut Findings,
+) {
     if p.nationwide {
         return;
     }

@@ -97,14 +97,17 @@ impl Config {
     pub(crate) fn load(file: Option<&Path>) -> Result<Self> {
         let mut table = match file {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?;
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read config file {}", p.display()))?;
                 text.parse::<toml::Table>()
                     .with_context(|| format!("config file {} is not valid TOML", p.display()))?
             }
             None => toml::Table::new(),
         };
         for (k, v) in std::env::vars() {
-            let Some(rest) = k.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             // Only SECTION__KEY variables are configuration (MOTCUA_TEST_… and the like are not).
             if !rest.contains("__") {
                 continue;
@@ -112,10 +115,15 @@ impl Config {
             set_path(&mut table, &rest.to_ascii_lowercase(), &v)
                 .with_context(|| format!("environment variable {k}"))?;
         }
-        let origin = file.map_or_else(|| "environment".to_owned(), |p| format!("{} / environment", p.display()));
+        let origin = file.map_or_else(
+            || "environment".to_owned(),
+            |p| format!("{} / environment", p.display()),
+        );
         let cfg: Config = toml::Value::Table(table)
             .try_into()
-            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration ({origin}): {}", e.message()))?;
+            .map_err(|e: toml::de::Error| {
+                anyhow::anyhow!("invalid configuration ({origin}): {}", e.message())
+            })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -123,7 +131,10 @@ impl Config {
     pub(crate) fn validate(&self) -> Result<()> {
         self.kafka.validate()?;
         if self.runtime.max_batch == 0 || self.runtime.max_batch > 10_000 {
-            bail!("runtime.max_batch = {} must be between 1 and 10000", self.runtime.max_batch);
+            bail!(
+                "runtime.max_batch = {} must be between 1 and 10000",
+                self.runtime.max_batch
+            );
         }
         if self.runtime.max_in_flight < self.runtime.max_batch {
             bail!(
@@ -135,7 +146,8 @@ impl Config {
         if !self.metrics.listen.is_empty() {
             self.metrics_addr()?;
         }
-        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres")) {
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
+        {
             bail!(
                 "database.url = '{}' must start with postgres:// (production) or sqlite:// (embedded)",
                 motcua_store::redact(&self.database.url)
@@ -148,11 +160,12 @@ impl Config {
         if self.metrics.listen.is_empty() {
             return Ok(None);
         }
-        self.metrics
-            .listen
-            .parse()
-            .map(Some)
-            .with_context(|| format!("metrics.listen = '{}' is not an address like 0.0.0.0:9464", self.metrics.listen))
+        self.metrics.listen.parse().map(Some).with_context(|| {
+            format!(
+                "metrics.listen = '{}' is not an address like 0.0.0.0:9464",
+                self.metrics.listen
+            )
+        })
     }
 
     pub(crate) fn runtime(&self) -> RuntimeConfig {
@@ -181,14 +194,18 @@ fn set_path(table: &mut toml::Table, path: &str, value: &str) -> Result<()> {
     }
     let mut t = table;
     for p in &parts[..parts.len() - 1] {
-        let entry = t.entry((*p).to_owned()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = t
+            .entry((*p).to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         t = match entry {
             toml::Value::Table(t) => t,
             _ => bail!("'{p}' is a value, not a section"),
         };
     }
     // librdkafka properties are strings, whatever they look like.
-    let raw_string = parts.len() == 3 && parts[0] == "kafka" && (parts[1] == "consumer" || parts[1] == "producer");
+    let raw_string = parts.len() == 3
+        && parts[0] == "kafka"
+        && (parts[1] == "consumer" || parts[1] == "producer");
     let v = if raw_string {
         toml::Value::String(value.to_owned())
     } else if let Ok(i) = value.parse::<i64>() {
@@ -208,14 +225,18 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config> {
         let table: toml::Table = text.parse()?;
-        let cfg: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("{}", e.message()))?;
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("{}", e.message()))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     #[test]
     fn unknown_keys_are_refused_with_their_name() {
-        let e = parse("[kafka]\nbrokrs = \"x:1\"\n").unwrap_err().to_string();
+        let e = parse("[kafka]\nbrokrs = \"x:1\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field `brokrs`"), "{e}");
         let e = parse("[kafkaa]\n").unwrap_err().to_string();
         assert!(e.contains("unknown field `kafkaa`"), "{e}");
@@ -223,13 +244,23 @@ mod tests {
 
     #[test]
     fn values_are_typed_and_checked() {
-        let e = parse("[runtime]\nmax_batch = \"many\"\n").unwrap_err().to_string();
+        let e = parse("[runtime]\nmax_batch = \"many\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("invalid type"), "{e}");
         let e = parse("[runtime]\nmax_batch = 0\n").unwrap_err().to_string();
-        assert!(e.contains("max_batch = 0 must be between 1 and 10000"), "{e}");
-        let e = parse("[metrics]\nlisten = \"nowhere\"\n").unwrap_err().to_string();
+        assert!(
+            e.contains("max_batch = 0 must be between 1 and 10000"),
+            "{e}"
+        );
+        let e = parse("[metrics]\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not an address"), "{e}");
-        let cfg = parse("[kafka]\nbrokers = \"k1:9092,k2:9092\"\n[database]\nurl = \"postgres://u@h/db\"\n").expect("valid");
+        let cfg = parse(
+            "[kafka]\nbrokers = \"k1:9092,k2:9092\"\n[database]\nurl = \"postgres://u@h/db\"\n",
+        )
+        .expect("valid");
         assert_eq!(cfg.kafka.brokers, "k1:9092,k2:9092");
     }
 
@@ -243,7 +274,13 @@ mod tests {
         assert_eq!(cfg.kafka.brokers, "a:1");
         assert_eq!(cfg.runtime.max_batch, 42);
         // librdkafka properties stay strings even when they look like numbers.
-        assert_eq!(cfg.kafka.consumer.get("fetch.min.bytes").map(String::as_str), Some("1000"));
+        assert_eq!(
+            cfg.kafka
+                .consumer
+                .get("fetch.min.bytes")
+                .map(String::as_str),
+            Some("1000")
+        );
         assert!(set_path(&mut toml::Table::new(), "kafka____x", "1").is_err());
     }
 }

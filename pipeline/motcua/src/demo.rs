@@ -80,7 +80,12 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     let province = reference
         .units
         .province(&args.province)
-        .with_context(|| format!("--province '{}' is not one of the 34 province codes (e.g. 22, 01, 79)", args.province))?
+        .with_context(|| {
+            format!(
+                "--province '{}' is not one of the 34 province codes (e.g. 22, 01, 79)",
+                args.province
+            )
+        })?
         .clone();
 
     // The broker: the in-process one unless pointed at a cluster. It must outlive the run.
@@ -113,14 +118,25 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| format!("sqlite://{}", tmp.path().join("motcua-demo.db").display()));
     let store = Store::connect(&db_url).await?;
 
-    println!("motcua demo — {} (province {}), {} submissions, seed {}", province.name, province.code, args.dossiers, args.seed);
+    println!(
+        "motcua demo — {} (province {}), {} submissions, seed {}",
+        province.name, province.code, args.dossiers, args.seed
+    );
     println!(
         "  broker     {} ({}), {} partitions per topic",
-        if embedded.is_some() { "in-process librdkafka mock cluster" } else { "external cluster" },
+        if embedded.is_some() {
+            "in-process librdkafka mock cluster"
+        } else {
+            "external cluster"
+        },
         brokers,
         args.partitions
     );
-    println!("  store      {} ({})", store.backend(), motcua_store::redact(&db_url));
+    println!(
+        "  store      {} ({})",
+        store.backend(),
+        motcua_store::redact(&db_url)
+    );
 
     // Publish the backlog first, so intake's throughput is measured on its own.
     let codec = Codec::embedded()?;
@@ -133,9 +149,15 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     for i in 0..args.dossiers {
         let at = start_ms - (args.dossiers - i) as i64 * 50;
         if rng.gen_bool(args.malformed_rate) {
-            let junk = format!("{{\"dossier_id\": \"junk-{i}\", \"note\": \"JSON where Avro belongs\"}}");
+            let junk =
+                format!("{{\"dossier_id\": \"junk-{i}\", \"note\": \"JSON where Avro belongs\"}}");
             publisher
-                .send_raw(&kafka.topic(Topic::Submitted), format!("junk-{i}").as_bytes(), junk.as_bytes(), None)
+                .send_raw(
+                    &kafka.topic(Topic::Submitted),
+                    format!("junk-{i}").as_bytes(),
+                    junk.as_bytes(),
+                    None,
+                )
                 .await?;
             malformed += 1;
         } else if rng.gen_bool(args.defect_rate) {
@@ -158,7 +180,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
 
     // Watch what intake emits, as a downstream consumer would.
     let watcher: StreamConsumer = kafka
-        .consumer_config(&format!("motcua-demo-watch-{}", std::process::id()), "motcua-demo-watch")
+        .consumer_config(
+            &format!("motcua-demo-watch-{}", std::process::id()),
+            "motcua-demo-watch",
+        )
         .create()?;
     watcher.subscribe(&[&kafka.topic(Topic::Status), &kafka.topic(Topic::DeadLetter)])?;
 
@@ -176,13 +201,19 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
         if worker.is_finished() {
             break;
         }
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
         let m = match tokio::time::timeout(left.min(Duration::from_secs(1)), watcher.recv()).await {
             Err(_) => continue,
             Ok(m) => m?,
         };
         let Some(payload) = m.payload() else { continue };
-        let topic = if m.topic() == status_topic { Topic::Status } else { Topic::DeadLetter };
+        let topic = if m.topic() == status_topic {
+            Topic::Status
+        } else {
+            Topic::DeadLetter
+        };
         match AnyEvent::decode(&codec, topic, payload)? {
             AnyEvent::Status(s) => match s.status {
                 DossierStatus::Received => {
@@ -219,7 +250,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     store.close().await;
 
     let fmt = |m: &BTreeMap<String, u64>| {
-        m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     println!(
         "  intake     {} messages in {:.2} s → {:.0} dossiers/s (consume, validate, allocate code, produce, commit)",
@@ -227,17 +261,40 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
         intake_secs,
         tally.outcomes() as f64 / intake_secs
     );
-    println!("  accepted   {:>6}   e.g. {}", tally.accepted, tally.sample_codes.join(", "));
-    println!("  rejected   {:>6}   {}", tally.rejected_dossiers, fmt(&tally.rejected));
-    println!("  supplement {:>6}   {}", tally.supplement_dossiers, fmt(&tally.supplement));
-    println!("  dead-letter{:>6}   {}", tally.dead_lettered, fmt(&tally.dead_letters));
+    println!(
+        "  accepted   {:>6}   e.g. {}",
+        tally.accepted,
+        tally.sample_codes.join(", ")
+    );
+    println!(
+        "  rejected   {:>6}   {}",
+        tally.rejected_dossiers,
+        fmt(&tally.rejected)
+    );
+    println!(
+        "  supplement {:>6}   {}",
+        tally.supplement_dossiers,
+        fmt(&tally.supplement)
+    );
+    println!(
+        "  dead-letter{:>6}   {}",
+        tally.dead_lettered,
+        fmt(&tally.dead_letters)
+    );
     println!("  codes      {codes:>6}   allocated in the store (one per accepted dossier)");
     if tally.outcomes() != args.dossiers {
-        println!("  INCOMPLETE: {} of {} submissions reached an outcome", tally.outcomes(), args.dossiers);
+        println!(
+            "  INCOMPLETE: {} of {} submissions reached an outcome",
+            tally.outcomes(),
+            args.dossiers
+        );
         return Ok(ExitCode::FAILURE);
     }
     if codes != tally.accepted as i64 {
-        println!("  MISMATCH: {} codes for {} accepted dossiers", codes, tally.accepted);
+        println!(
+            "  MISMATCH: {} codes for {} accepted dossiers",
+            codes, tally.accepted
+        );
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

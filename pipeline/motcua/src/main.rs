@@ -145,7 +145,9 @@ impl Common {
 fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -159,7 +161,10 @@ fn main() -> ExitCode {
         _ => "info",
     };
     init_logging(cli.log_format, default_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -180,17 +185,22 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Run { stage, common } => run_stage(stage, &common).await,
         Command::Topics {
-            command: TopicsCommand::Create {
-                partitions,
-                replication,
-                common,
-            },
+            command:
+                TopicsCommand::Create {
+                    partitions,
+                    replication,
+                    common,
+                },
         } => {
             let cfg = common.load()?;
             let created = cfg.kafka.create_topics(partitions, replication).await?;
             for t in motcua_schemas::Topic::ALL {
                 let name = cfg.kafka.topic(t);
-                let state = if created.contains(&name) { "created" } else { "exists" };
+                let state = if created.contains(&name) {
+                    "created"
+                } else {
+                    "exists"
+                };
                 println!("{name:<24} {state}");
             }
             Ok(ExitCode::SUCCESS)
@@ -199,14 +209,27 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             command: TopicsCommand::List,
         } => {
             let codec = Codec::embedded()?;
-            println!("{:<20} {:<26} {:>7} {:>9}", "topic", "subject", "version", "schema id");
+            println!(
+                "{:<20} {:<26} {:>7} {:>9}",
+                "topic", "subject", "version", "schema id"
+            );
             for t in motcua_schemas::Topic::ALL {
                 let v = codec.schemas().latest(t);
-                println!("{:<20} {:<26} {:>7} {:>9}", t.name(), v.subject, v.version, v.id);
+                println!(
+                    "{:<20} {:<26} {:>7} {:>9}",
+                    t.name(),
+                    v.subject,
+                    v.version,
+                    v.id
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Publish { file, dry_run, common } => {
+        Command::Publish {
+            file,
+            dry_run,
+            common,
+        } => {
             let cfg = common.load()?;
             publish::publish_file(&cfg, &file, dry_run).await
         }
@@ -233,8 +256,11 @@ async fn run_stage(stage: StageName, common: &Common) -> Result<ExitCode> {
         info!(%addr, "Prometheus metrics at /metrics");
     }
     let reference = Arc::new(
-        Reference::load(cfg.reference.units_file.as_deref(), cfg.reference.procedures_file.as_deref())
-            .context("loading reference data")?,
+        Reference::load(
+            cfg.reference.units_file.as_deref(),
+            cfg.reference.procedures_file.as_deref(),
+        )
+        .context("loading reference data")?,
     );
     let codec = Codec::embedded()?;
     let store = motcua_store::Store::connect(&cfg.database.url).await?;

@@ -41,12 +41,23 @@ impl Publisher {
 
     pub(crate) async fn send<E: Event>(&mut self, event: &E) -> Result<()> {
         let payload = self.codec.encode(event)?;
-        self.send_raw(&self.kafka.topic(E::TOPIC), event.key().as_bytes(), &payload, Some(event.event_id()))
-            .await
+        self.send_raw(
+            &self.kafka.topic(E::TOPIC),
+            event.key().as_bytes(),
+            &payload,
+            Some(event.event_id()),
+        )
+        .await
     }
 
     /// Enqueues bytes as they are (the demo uses it to publish malformed messages).
-    pub(crate) async fn send_raw(&mut self, topic: &str, key: &[u8], payload: &[u8], event_id: Option<&str>) -> Result<()> {
+    pub(crate) async fn send_raw(
+        &mut self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        event_id: Option<&str>,
+    ) -> Result<()> {
         let mut headers = OwnedHeaders::new();
         if let Some(id) = event_id {
             headers = headers.insert(Header {
@@ -55,7 +66,10 @@ impl Publisher {
             });
         }
         loop {
-            let record = FutureRecord::to(topic).key(key).payload(payload).headers(headers.clone());
+            let record = FutureRecord::to(topic)
+                .key(key)
+                .payload(payload)
+                .headers(headers.clone());
             match self.producer.send_result(record) {
                 Ok(f) => {
                     self.pending.push(f);
@@ -65,7 +79,12 @@ impl Publisher {
                     }
                     return Ok(());
                 }
-                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    _,
+                )) => {
                     self.flush().await?;
                 }
                 Err((e, _)) => bail!("cannot enqueue a message for {topic}: {e}"),
@@ -82,7 +101,9 @@ impl Publisher {
                 Err(_) => bail!("the producer was closed before a delivery report"),
             }
         }
-        self.producer.flush(Duration::from_secs(30)).context("flushing the producer")?;
+        self.producer
+            .flush(Duration::from_secs(30))
+            .context("flushing the producer")?;
         Ok(())
     }
 }
@@ -96,7 +117,11 @@ pub(crate) async fn publish_file(cfg: &Config, file: &Path, dry_run: bool) -> Re
         ))
     };
     let codec = Codec::embedded()?;
-    let mut publisher = if dry_run { None } else { Some(Publisher::new(&cfg.kafka, codec.clone())?) };
+    let mut publisher = if dry_run {
+        None
+    } else {
+        Some(Publisher::new(&cfg.kafka, codec.clone())?)
+    };
     let (mut ok, mut refused) = (0u64, 0u64);
     for (n, line) in reader.lines().enumerate() {
         let line = line.with_context(|| format!("reading line {}", n + 1))?;
@@ -110,7 +135,9 @@ pub(crate) async fn publish_file(cfg: &Config, file: &Path, dry_run: bool) -> Re
         match event {
             Ok(e) => {
                 // Encoding also checks the event against the Avro schema.
-                codec.encode(&e).with_context(|| format!("line {}", n + 1))?;
+                codec
+                    .encode(&e)
+                    .with_context(|| format!("line {}", n + 1))?;
                 if let Some(p) = publisher.as_mut() {
                     p.send(&e).await?;
                 }
@@ -127,7 +154,11 @@ pub(crate) async fn publish_file(cfg: &Config, file: &Path, dry_run: bool) -> Re
     }
     let verb = if dry_run { "valid" } else { "published" };
     println!("{ok} {verb}, {refused} refused");
-    Ok(if refused > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if refused > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub(crate) fn generate(count: u64, seed: u64, province: &str, defect_rate: f64) -> Result<()> {
@@ -135,8 +166,9 @@ pub(crate) fn generate(count: u64, seed: u64, province: &str, defect_rate: f64) 
         bail!("--defect-rate {defect_rate} must be between 0 and 1");
     }
     let reference = Reference::embedded()?;
-    let mut g = Generator::new(&reference, province, seed)
-        .with_context(|| format!("province '{province}' is not one of the 34 province codes (e.g. 22, 01, 79)"))?;
+    let mut g = Generator::new(&reference, province, seed).with_context(|| {
+        format!("province '{province}' is not one of the 34 province codes (e.g. 22, 01, 79)")
+    })?;
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed ^ 0xdefec7);
     let start = now_ms();
     let out = std::io::stdout();

@@ -83,14 +83,32 @@ impl Catalog {
     }
 
     pub fn parse(file: &str, text: &str) -> Result<Self> {
-        let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes());
-        let headers = rdr.headers().map_err(|e| data_error(file, 1, e.to_string()))?.clone();
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(text.as_bytes());
+        let headers = rdr
+            .headers()
+            .map_err(|e| data_error(file, 1, e.to_string()))?
+            .clone();
         let expected = [
-            "code", "name", "field", "level", "lead_time", "fee_vnd", "required_documents", "boundary_free",
-            "nationwide", "active", "registry_checks",
+            "code",
+            "name",
+            "field",
+            "level",
+            "lead_time",
+            "fee_vnd",
+            "required_documents",
+            "boundary_free",
+            "nationwide",
+            "active",
+            "registry_checks",
         ];
         if headers.iter().collect::<Vec<_>>() != expected {
-            return Err(data_error(file, 1, format!("header must be {}", expected.join(","))));
+            return Err(data_error(
+                file,
+                1,
+                format!("header must be {}", expected.join(",")),
+            ));
         }
         let mut procedures = Vec::new();
         let mut by_code = HashMap::new();
@@ -110,21 +128,35 @@ impl Catalog {
             let level = match &rec[3] {
                 "commune" => CompetentLevel::Commune,
                 "province" => CompetentLevel::Province,
-                other => return Err(err(format!("unknown level '{other}' (commune or province)"))),
+                other => {
+                    return Err(err(format!(
+                        "unknown level '{other}' (commune or province)"
+                    )))
+                }
             };
-            let lead_time = LeadTime::parse(&rec[4])
-                .ok_or_else(|| err(format!("lead_time '{}' is not Nd, Nh or Ncd with N > 0", &rec[4])))?;
-            let fee_vnd: i64 = rec[5]
-                .parse()
-                .ok()
-                .filter(|f| *f >= 0)
-                .ok_or_else(|| err(format!("fee_vnd '{}' is not a non-negative integer", &rec[5])))?;
+            let lead_time = LeadTime::parse(&rec[4]).ok_or_else(|| {
+                err(format!(
+                    "lead_time '{}' is not Nd, Nh or Ncd with N > 0",
+                    &rec[4]
+                ))
+            })?;
+            let fee_vnd: i64 = rec[5].parse().ok().filter(|f| *f >= 0).ok_or_else(|| {
+                err(format!(
+                    "fee_vnd '{}' is not a non-negative integer",
+                    &rec[5]
+                ))
+            })?;
             let list = |s: &str| -> Vec<String> {
-                s.split('|').map(str::trim).filter(|x| !x.is_empty()).map(str::to_owned).collect()
+                s.split('|')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_owned)
+                    .collect()
             };
             let required_documents = list(&rec[6]);
             let flag = |idx: usize, name: &str| {
-                parse_bool(&rec[idx]).ok_or_else(|| err(format!("{name} '{}' is not true/false", &rec[idx])))
+                parse_bool(&rec[idx])
+                    .ok_or_else(|| err(format!("{name} '{}' is not true/false", &rec[idx])))
             };
             let registry_checks = list(&rec[10])
                 .iter()
@@ -153,7 +185,10 @@ impl Catalog {
             }
             procedures.push(p);
         }
-        Ok(Self { procedures, by_code })
+        Ok(Self {
+            procedures,
+            by_code,
+        })
     }
 
     pub fn get(&self, code: &str) -> Option<&Procedure> {
@@ -172,7 +207,11 @@ mod tests {
     #[test]
     fn embedded_catalog_covers_every_field() {
         let c = Catalog::embedded().expect("catalog parses");
-        assert!(c.procedures().len() >= 40, "{} procedures", c.procedures().len());
+        assert!(
+            c.procedures().len() >= 40,
+            "{} procedures",
+            c.procedures().len()
+        );
         for f in [
             ProcedureField::Land,
             ProcedureField::Residence,
@@ -181,18 +220,45 @@ mod tests {
             ProcedureField::Business,
             ProcedureField::Construction,
         ] {
-            assert!(c.procedures().iter().any(|p| p.field == f && p.active), "{f:?}");
+            assert!(
+                c.procedures().iter().any(|p| p.field == f && p.active),
+                "{f:?}"
+            );
         }
         assert!(c.procedures().iter().any(|p| !p.active));
-        assert!(c.procedures().iter().any(|p| p.level == CompetentLevel::Province));
-        assert!(c.procedures().iter().all(|p| !p.required_documents.is_empty()));
+        assert!(c
+            .procedures()
+            .iter()
+            .any(|p| p.level == CompetentLevel::Province));
+        assert!(c
+            .procedures()
+            .iter()
+            .all(|p| !p.required_documents.is_empty()));
     }
 
     #[test]
     fn lead_times_parse_with_units() {
-        assert_eq!(LeadTime::parse("5d"), Some(LeadTime { value: 5, unit: LeadTimeUnit::WorkingDays }));
-        assert_eq!(LeadTime::parse("8h"), Some(LeadTime { value: 8, unit: LeadTimeUnit::WorkingHours }));
-        assert_eq!(LeadTime::parse("30cd"), Some(LeadTime { value: 30, unit: LeadTimeUnit::CalendarDays }));
+        assert_eq!(
+            LeadTime::parse("5d"),
+            Some(LeadTime {
+                value: 5,
+                unit: LeadTimeUnit::WorkingDays
+            })
+        );
+        assert_eq!(
+            LeadTime::parse("8h"),
+            Some(LeadTime {
+                value: 8,
+                unit: LeadTimeUnit::WorkingHours
+            })
+        );
+        assert_eq!(
+            LeadTime::parse("30cd"),
+            Some(LeadTime {
+                value: 30,
+                unit: LeadTimeUnit::CalendarDays
+            })
+        );
         assert_eq!(LeadTime::parse("0h"), None);
         assert_eq!(LeadTime::parse("5w"), None);
     }

@@ -2,8 +2,8 @@
 //! catalog. Both are data files compiled in (see `data/README.md` for their sources) and
 //! can be replaced by newer files at start-up.
 
-pub mod civil;
 mod catalog;
+pub mod civil;
 mod units;
 
 pub use catalog::{Catalog, LeadTime, Procedure};
@@ -52,7 +52,10 @@ impl Reference {
     }
 
     /// Files given by path, falling back to the embedded copy for any not given.
-    pub fn load(units_file: Option<&std::path::Path>, procedures_file: Option<&std::path::Path>) -> Result<Self> {
+    pub fn load(
+        units_file: Option<&std::path::Path>,
+        procedures_file: Option<&std::path::Path>,
+    ) -> Result<Self> {
         let read = |p: &std::path::Path| {
             std::fs::read_to_string(p).map_err(|source| Error::Io {
                 file: p.display().to_string(),

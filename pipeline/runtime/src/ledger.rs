@@ -30,7 +30,13 @@ impl Ledger {
     pub(crate) fn assign(&mut self, tp: Tp) {
         self.next_epoch += 1;
         let epoch = self.next_epoch;
-        if let Some(old) = self.partitions.insert(tp, Partition { epoch, ..Partition::default() }) {
+        if let Some(old) = self.partitions.insert(
+            tp,
+            Partition {
+                epoch,
+                ..Partition::default()
+            },
+        ) {
             self.in_flight -= old.pending.len();
         }
     }
@@ -50,11 +56,16 @@ impl Ledger {
     /// Returns false when the partition was revoked (or reassigned) since the message was
     /// received: its outputs must not be produced, the new owner will process it again.
     pub(crate) fn track(&mut self, tp: &Tp, epoch: u64, offset: i64, outputs: u32) -> bool {
-        let Some(p) = self.partitions.get_mut(tp) else { return false };
+        let Some(p) = self.partitions.get_mut(tp) else {
+            return false;
+        };
         if p.epoch != epoch {
             return false;
         }
-        debug_assert!(p.pending.back().is_none_or(|(o, _)| *o < offset), "offsets must grow");
+        debug_assert!(
+            p.pending.back().is_none_or(|(o, _)| *o < offset),
+            "offsets must grow"
+        );
         p.pending.push_back((offset, outputs));
         self.in_flight += 1;
         if outputs == 0 {
@@ -65,7 +76,9 @@ impl Ledger {
 
     /// One output of a message was acknowledged by the broker.
     pub(crate) fn ack(&mut self, tp: &Tp, epoch: u64, offset: i64) {
-        let Some(p) = self.partitions.get_mut(tp) else { return };
+        let Some(p) = self.partitions.get_mut(tp) else {
+            return;
+        };
         if p.epoch != epoch {
             return;
         }
@@ -79,7 +92,9 @@ impl Ledger {
     }
 
     fn advance(&mut self, tp: &Tp) {
-        let Some(p) = self.partitions.get_mut(tp) else { return };
+        let Some(p) = self.partitions.get_mut(tp) else {
+            return;
+        };
         while let Some(&(offset, 0)) = p.pending.front() {
             p.pending.pop_front();
             self.in_flight -= 1;
@@ -135,7 +150,10 @@ mod tests {
         l.ack(&tp(0), e, 11);
         assert!(l.take_committable().is_empty());
         l.ack(&tp(0), e, 10);
-        assert!(l.take_committable().is_empty(), "10 has a second output in flight");
+        assert!(
+            l.take_committable().is_empty(),
+            "10 has a second output in flight"
+        );
         l.ack(&tp(0), e, 10);
         assert_eq!(l.take_committable(), vec![(tp(0), 13)]);
         assert_eq!(l.in_flight(), 0);
@@ -164,7 +182,10 @@ mod tests {
         assert_eq!(l.in_flight(), 0);
         assert!(!l.track(&tp(0), old, 2, 1), "revoked");
         l.assign(tp(0));
-        assert!(!l.track(&tp(0), old, 2, 1), "reassigned: old epoch is stale");
+        assert!(
+            !l.track(&tp(0), old, 2, 1),
+            "reassigned: old epoch is stale"
+        );
         let new = l.epoch(&tp(0)).expect("assigned");
         l.ack(&tp(0), old, 1); // a late ack of the old assignment changes nothing
         assert!(l.take_committable().is_empty());

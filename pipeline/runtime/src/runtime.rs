@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 use motcua_kafka::KafkaConfig;
 use motcua_schemas::{Codec, DeadLetter, Event, Topic};
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
@@ -98,7 +100,10 @@ impl Shutdown {
 #[cfg(unix)]
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -144,7 +149,12 @@ struct StageContext {
 impl ClientContext for StageContext {
     fn stats(&self, statistics: Statistics) {
         for (topic, t) in &statistics.topics {
-            let lag: i64 = t.partitions.values().filter(|p| p.consumer_lag >= 0).map(|p| p.consumer_lag).sum();
+            let lag: i64 = t
+                .partitions
+                .values()
+                .filter(|p| p.consumer_lag >= 0)
+                .map(|p| p.consumer_lag)
+                .sum();
             metrics::gauge!("motcua_consumer_lag_messages", "stage" => self.stage, "topic" => topic.clone())
                 .set(lag as f64);
         }
@@ -153,8 +163,14 @@ impl ClientContext for StageContext {
 
 impl ConsumerContext for StageContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(tpl) = rebalance else { return };
-        let tps: Vec<Tp> = tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        let tps: Vec<Tp> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
         // Drain: wait (bounded) for the outputs of revoked partitions to be acknowledged.
         // Deliveries are acknowledged on the producer's own thread, so they progress
         // while this callback blocks the consumer.
@@ -190,7 +206,11 @@ impl ConsumerContext for StageContext {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => warn!(stage = self.stage, error = %e, "commit on revocation failed"),
         }
-        info!(stage = self.stage, partitions = tps.len(), "partitions revoked");
+        info!(
+            stage = self.stage,
+            partitions = tps.len(),
+            "partitions revoked"
+        );
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -200,7 +220,11 @@ impl ConsumerContext for StageContext {
                 for e in tpl.elements() {
                     l.assign((e.topic().to_owned(), e.partition()));
                 }
-                info!(stage = self.stage, partitions = tpl.count(), "partitions assigned");
+                info!(
+                    stage = self.stage,
+                    partitions = tpl.count(),
+                    "partitions assigned"
+                );
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => warn!(stage = self.stage, error = %e, "rebalance error"),
@@ -209,12 +233,12 @@ impl ConsumerContext for StageContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
-            Ok(()) => {
-                metrics::counter!("motcua_offsets_committed_total", "stage" => self.stage).increment(offsets.count() as u64)
-            }
+            Ok(()) => metrics::counter!("motcua_offsets_committed_total", "stage" => self.stage)
+                .increment(offsets.count() as u64),
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => {
-                metrics::counter!("motcua_offset_commit_failures_total", "stage" => self.stage).increment(1);
+                metrics::counter!("motcua_offset_commit_failures_total", "stage" => self.stage)
+                    .increment(1);
                 warn!(stage = self.stage, error = %e, "offset commit failed; it is retried with the next commit");
             }
         }
@@ -241,7 +265,8 @@ impl ProducerContext for DeliveryContext {
         match result {
             Ok(_) => lock(&self.ledger).ack(&token.tp, token.epoch, token.offset),
             Err((e, m)) => {
-                metrics::counter!("motcua_delivery_failures_total", "stage" => self.stage).increment(1);
+                metrics::counter!("motcua_delivery_failures_total", "stage" => self.stage)
+                    .increment(1);
                 error!(stage = self.stage, topic = m.topic(), error = %e, origin_offset = token.offset, "delivery failed");
                 lock(&self.ledger).fail(format!(
                     "delivery to {} failed for input {}[{}]@{}: {e}",
@@ -277,18 +302,26 @@ struct Outgoing {
 type Worker<C> = StreamConsumer<C>;
 
 /// Runs one stage worker until `shutdown` fires (Ok) or a fatal error (Err).
-pub async fn run<S: Stage>(stage: Arc<S>, codec: Codec, cfg: RuntimeConfig, mut shutdown: Shutdown) -> Result<RunSummary> {
+pub async fn run<S: Stage>(
+    stage: Arc<S>,
+    codec: Codec,
+    cfg: RuntimeConfig,
+    mut shutdown: Shutdown,
+) -> Result<RunSummary> {
     cfg.kafka.validate()?;
     let name = stage.name();
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let client_id = format!("motcua-{name}-{}", cfg.instance_id);
-    let mut consumer_cfg = cfg.kafka.consumer_config(&format!("motcua-{name}"), &client_id);
+    let mut consumer_cfg = cfg
+        .kafka
+        .consumer_config(&format!("motcua-{name}"), &client_id);
     consumer_cfg.set("statistics.interval.ms", "5000");
-    let consumer: Arc<Worker<StageContext>> = Arc::new(consumer_cfg.create_with_context(StageContext {
-        ledger: ledger.clone(),
-        drain_timeout: cfg.drain_timeout,
-        stage: name,
-    })?);
+    let consumer: Arc<Worker<StageContext>> =
+        Arc::new(consumer_cfg.create_with_context(StageContext {
+            ledger: ledger.clone(),
+            drain_timeout: cfg.drain_timeout,
+            stage: name,
+        })?);
     let producer: ThreadedProducer<DeliveryContext> = cfg
         .kafka
         .producer_config(&client_id)
@@ -301,16 +334,31 @@ pub async fn run<S: Stage>(stage: Arc<S>, codec: Codec, cfg: RuntimeConfig, mut 
     info!(stage = name, topic = %input_topic, group = %format!("motcua-{name}"), "worker started");
 
     let mut summary = RunSummary::default();
-    let outcome = consume_loop(&*stage, &codec, &cfg, &consumer, &producer, &ledger, &mut shutdown, &mut summary).await;
+    let outcome = consume_loop(
+        &*stage,
+        &codec,
+        &cfg,
+        &consumer,
+        &producer,
+        &ledger,
+        &mut shutdown,
+        &mut summary,
+    )
+    .await;
 
     // Drain: whatever happened, give acknowledged work its commit, and nothing else.
     let deadline = Instant::now() + cfg.drain_timeout;
-    while lock(&ledger).in_flight() > 0 && lock(&ledger).fatal().is_none() && Instant::now() < deadline {
+    while lock(&ledger).in_flight() > 0
+        && lock(&ledger).fatal().is_none()
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     store_committable(&consumer, &ledger, name);
     let committer = consumer.clone();
-    let commit = tokio::task::spawn_blocking(move || committer.commit_consumer_state(CommitMode::Sync)).await;
+    let commit =
+        tokio::task::spawn_blocking(move || committer.commit_consumer_state(CommitMode::Sync))
+            .await;
     match commit {
         Ok(Ok(())) | Ok(Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) => {}
         Ok(Err(e)) => warn!(stage = name, error = %e, "final commit failed"),
@@ -318,7 +366,10 @@ pub async fn run<S: Stage>(stage: Arc<S>, codec: Codec, cfg: RuntimeConfig, mut 
     }
     let left = lock(&ledger).in_flight();
     if left > 0 {
-        warn!(stage = name, left, "stopped with unacknowledged messages; they will be redelivered");
+        warn!(
+            stage = name,
+            left, "stopped with unacknowledged messages; they will be redelivered"
+        );
     }
     let fatal = lock(&ledger).fatal().map(str::to_owned);
     info!(stage = name, ?summary, "worker stopped");
@@ -372,10 +423,14 @@ async fn consume_loop<S: Stage>(
 
         // Decode; what does not decode goes to the dead-letter topic without reaching the stage.
         let mut inputs = Vec::with_capacity(batch.len());
-        let mut slots: Vec<std::result::Result<usize, (String, String)>> = Vec::with_capacity(batch.len());
+        let mut slots: Vec<std::result::Result<usize, (String, String)>> =
+            Vec::with_capacity(batch.len());
         for m in &batch {
             let decoded = match &m.payload {
-                None => Err(("EMPTY_PAYLOAD".to_owned(), "message has no value".to_owned())),
+                None => Err((
+                    "EMPTY_PAYLOAD".to_owned(),
+                    "message has no value".to_owned(),
+                )),
                 Some(p) => codec
                     .decode::<S::Input>(p)
                     .map_err(|e| (e.code().to_owned(), e.to_string())),
@@ -405,27 +460,38 @@ async fn consume_loop<S: Stage>(
         if outcomes.len() != inputs.len() {
             return Err(Error::Fatal {
                 stage: name.to_owned(),
-                reason: format!("stage returned {} outcomes for {} inputs", outcomes.len(), inputs.len()),
+                reason: format!(
+                    "stage returned {} outcomes for {} inputs",
+                    outcomes.len(),
+                    inputs.len()
+                ),
             });
         }
 
         for (m, slot) in batch.iter().zip(slots) {
-            let dossier_id = slot.as_ref().ok().map(|&i| inputs[i].event.key().to_owned());
+            let dossier_id = slot
+                .as_ref()
+                .ok()
+                .map(|&i| inputs[i].event.key().to_owned());
             let span = info_span!("message", stage = name, dossier_id = dossier_id.as_deref().unwrap_or(""), topic = %m.tp.0, partition = m.tp.1, offset = m.offset);
             let _entered = span.enter();
             let outcome = match slot {
                 Ok(i) => outcomes[i].clone(),
-                Err((reason_code, reason)) => Outcome::DeadLetter { reason_code, reason },
+                Err((reason_code, reason)) => Outcome::DeadLetter {
+                    reason_code,
+                    reason,
+                },
             };
             let outgoing = match outcome {
                 Outcome::Emit(events) => {
                     let mut out = Vec::with_capacity(events.len());
                     for e in &events {
                         let mut payload = Vec::with_capacity(512);
-                        e.encode(codec, &mut payload).map_err(|source| Error::Encode {
-                            stage: name.to_owned(),
-                            source,
-                        })?;
+                        e.encode(codec, &mut payload)
+                            .map_err(|source| Error::Encode {
+                                stage: name.to_owned(),
+                                source,
+                            })?;
                         let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
                             key: "motcua-event-id",
                             value: Some(e.event_id()),
@@ -447,12 +513,22 @@ async fn consume_loop<S: Stage>(
                     metrics::counter!("motcua_stage_messages_total", "stage" => name, "outcome" => "processed").increment(1);
                     out
                 }
-                Outcome::DeadLetter { reason_code, reason } => {
+                Outcome::DeadLetter {
+                    reason_code,
+                    reason,
+                } => {
                     warn!(reason_code = %reason_code, reason = %reason, "dead-lettering message");
                     summary.dead_lettered += 1;
                     metrics::counter!("motcua_stage_messages_total", "stage" => name, "outcome" => "dead_lettered").increment(1);
                     metrics::counter!("motcua_dead_letters_total", "stage" => name, "reason_code" => reason_code.clone()).increment(1);
-                    vec![dead_letter(codec, name, &dlq_topic, m, &reason_code, &reason)?]
+                    vec![dead_letter(
+                        codec,
+                        name,
+                        &dlq_topic,
+                        m,
+                        &reason_code,
+                        &reason,
+                    )?]
                 }
             };
             if !lock(ledger).track(&m.tp, m.epoch, m.offset, outgoing.len() as u32) {
@@ -461,23 +537,33 @@ async fn consume_loop<S: Stage>(
                 continue;
             }
             for o in outgoing {
-                send(producer, o, DeliveryToken {
-                    tp: m.tp.clone(),
-                    epoch: m.epoch,
-                    offset: m.offset,
-                })
+                send(
+                    producer,
+                    o,
+                    DeliveryToken {
+                        tp: m.tp.clone(),
+                        epoch: m.epoch,
+                        offset: m.offset,
+                    },
+                )
                 .await?;
                 summary.produced += 1;
             }
         }
-        metrics::histogram!("motcua_stage_batch_duration_seconds", "stage" => name).record(started.elapsed().as_secs_f64());
-        metrics::histogram!("motcua_stage_batch_size_messages", "stage" => name).record(batch.len() as f64);
+        metrics::histogram!("motcua_stage_batch_duration_seconds", "stage" => name)
+            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!("motcua_stage_batch_size_messages", "stage" => name)
+            .record(batch.len() as f64);
     }
 }
 
 /// Waits for a first message (returns empty after an idle tick so offsets keep being
 /// stored), then gathers more until the batch is full or the linger time has passed.
-async fn collect_batch(consumer: &Worker<StageContext>, ledger: &Mutex<Ledger>, cfg: &RuntimeConfig) -> Vec<Received> {
+async fn collect_batch(
+    consumer: &Worker<StageContext>,
+    ledger: &Mutex<Ledger>,
+    cfg: &RuntimeConfig,
+) -> Vec<Received> {
     let mut batch = Vec::new();
     let first = match tokio::time::timeout(Duration::from_millis(250), consumer.recv()).await {
         Err(_) => return batch,
@@ -553,11 +639,15 @@ async fn handle_with_retry<S: Stage>(
                 })
             }
             Err(StageError::Retryable(reason)) => {
-                metrics::counter!("motcua_stage_retries_total", "stage" => stage.name()).increment(1);
+                metrics::counter!("motcua_stage_retries_total", "stage" => stage.name())
+                    .increment(1);
                 if started.elapsed() >= cfg.retry_budget {
                     return Err(Error::Fatal {
                         stage: stage.name().to_owned(),
-                        reason: format!("still failing after {:?} of retries: {reason}", cfg.retry_budget),
+                        reason: format!(
+                            "still failing after {:?} of retries: {reason}",
+                            cfg.retry_budget
+                        ),
                     });
                 }
                 warn!(stage = stage.name(), %reason, retry_in = ?delay, "batch failed, retrying");
@@ -572,9 +662,20 @@ async fn handle_with_retry<S: Stage>(
     }
 }
 
-fn dead_letter(codec: &Codec, stage: &str, dlq_topic: &str, m: &Received, reason_code: &str, reason: &str) -> Result<Outgoing> {
+fn dead_letter(
+    codec: &Codec,
+    stage: &str,
+    dlq_topic: &str,
+    m: &Received,
+    reason_code: &str,
+    reason: &str,
+) -> Result<Outgoing> {
     let dl = DeadLetter {
-        event_id: motcua_schemas::derived_event_id(&format!("{}/{}/{}", m.tp.0, m.tp.1, m.offset), stage, "dead-letter"),
+        event_id: motcua_schemas::derived_event_id(
+            &format!("{}/{}/{}", m.tp.0, m.tp.1, m.offset),
+            stage,
+            "dead-letter",
+        ),
         stage: stage.to_owned(),
         reason_code: reason_code.to_owned(),
         reason: reason.to_owned(),
@@ -592,13 +693,34 @@ fn dead_letter(codec: &Codec, stage: &str, dlq_topic: &str, m: &Received, reason
     let partition = m.tp.1.to_string();
     let offset = m.offset.to_string();
     let headers = OwnedHeaders::new_with_capacity(7)
-        .insert(Header { key: "motcua-event-id", value: Some(dl.event_id.as_str()) })
-        .insert(Header { key: "motcua-dlq-stage", value: Some(stage) })
-        .insert(Header { key: "motcua-dlq-reason-code", value: Some(reason_code) })
-        .insert(Header { key: "motcua-dlq-reason", value: Some(reason) })
-        .insert(Header { key: "motcua-origin-topic", value: Some(m.tp.0.as_str()) })
-        .insert(Header { key: "motcua-origin-partition", value: Some(partition.as_str()) })
-        .insert(Header { key: "motcua-origin-offset", value: Some(offset.as_str()) });
+        .insert(Header {
+            key: "motcua-event-id",
+            value: Some(dl.event_id.as_str()),
+        })
+        .insert(Header {
+            key: "motcua-dlq-stage",
+            value: Some(stage),
+        })
+        .insert(Header {
+            key: "motcua-dlq-reason-code",
+            value: Some(reason_code),
+        })
+        .insert(Header {
+            key: "motcua-dlq-reason",
+            value: Some(reason),
+        })
+        .insert(Header {
+            key: "motcua-origin-topic",
+            value: Some(m.tp.0.as_str()),
+        })
+        .insert(Header {
+            key: "motcua-origin-partition",
+            value: Some(partition.as_str()),
+        })
+        .insert(Header {
+            key: "motcua-origin-offset",
+            value: Some(offset.as_str()),
+        });
     Ok(Outgoing {
         topic: dlq_topic.to_owned(),
         key: m.key.clone(),
@@ -607,11 +729,17 @@ fn dead_letter(codec: &Codec, stage: &str, dlq_topic: &str, m: &Received, reason
     })
 }
 
-async fn send(producer: &ThreadedProducer<DeliveryContext>, o: Outgoing, token: DeliveryToken) -> Result<()> {
+async fn send(
+    producer: &ThreadedProducer<DeliveryContext>,
+    o: Outgoing,
+    token: DeliveryToken,
+) -> Result<()> {
     let mut token = Box::new(token);
     loop {
         let mut record: BaseRecord<'_, [u8], [u8], Box<DeliveryToken>> =
-            BaseRecord::with_opaque_to(&o.topic, token).payload(&o.payload[..]).headers(o.headers.clone());
+            BaseRecord::with_opaque_to(&o.topic, token)
+                .payload(&o.payload[..])
+                .headers(o.headers.clone());
         if let Some(k) = &o.key {
             record = record.key(&k[..]);
         }
@@ -637,7 +765,8 @@ fn store_committable(consumer: &Worker<StageContext>, ledger: &Mutex<Ledger>, st
         let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
     }
     match consumer.store_offsets(&tpl) {
-        Ok(()) => metrics::counter!("motcua_offsets_stored_total", "stage" => stage).increment(ready.len() as u64),
+        Ok(()) => metrics::counter!("motcua_offsets_stored_total", "stage" => stage)
+            .increment(ready.len() as u64),
         // The partition may have been revoked in the meantime; its new owner redoes it.
         Err(e) => debug!(stage, error = %e, "storing offsets failed"),
     }
