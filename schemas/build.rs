@@ -3,8 +3,7 @@
 use std::{env, fs, path::Path};
 
 fn main() {
-    let dir = Path::new(&env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
-        .to_path_buf();
+    let dir = Path::new(&env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).to_path_buf();
     let avro = dir.join("avro");
     println!("cargo:rerun-if-changed=avro");
     println!("cargo:rerun-if-changed=schema-ids.csv");

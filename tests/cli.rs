@@ -39,10 +39,7 @@ fn help_explains_the_commands() {
 fn an_unknown_stage_is_refused() {
     let (ok, _, err) = run(&["run", "intak"], &[]);
     assert!(!ok);
-    assert!(
-        err.contains("invalid value 'intak'") && err.contains("intake"),
-        "{err}"
-    );
+    assert!(err.contains("invalid value 'intak'") && err.contains("intake"), "{err}");
     no_panic(&err);
 }
 
@@ -51,10 +48,7 @@ fn an_unknown_config_key_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("motcua.toml");
     std::fs::write(&cfg, "[kafka]\nbrokers = \"localhost:9092\"\nlinger = 5\n").expect("write");
-    let (ok, _, err) = run(
-        &["run", "intake", "--config", cfg.to_str().expect("utf-8")],
-        &[],
-    );
+    let (ok, _, err) = run(&["run", "intake", "--config", cfg.to_str().expect("utf-8")], &[]);
     assert!(!ok);
     assert!(err.contains("unknown field `linger`"), "{err}");
     no_panic(&err);
@@ -64,10 +58,7 @@ fn an_unknown_config_key_is_named() {
 fn a_bad_environment_value_is_named() {
     let (ok, _, err) = run(&["run", "intake"], &[("MOTCUA_RUNTIME__MAX_BATCH", "lots")]);
     assert!(!ok);
-    assert!(
-        err.contains("max_batch") || err.contains("invalid type"),
-        "{err}"
-    );
+    assert!(err.contains("max_batch") || err.contains("invalid type"), "{err}");
     let (ok, _, err) = run(&["run", "intake"], &[("MOTCUA_KAFKA__BROKERS", "no-port")]);
     assert!(!ok);
     assert!(err.contains("'no-port' is not host:port"), "{err}");
@@ -76,10 +67,7 @@ fn a_bad_environment_value_is_named() {
 
 #[test]
 fn a_missing_config_file_is_named() {
-    let (ok, _, err) = run(
-        &["run", "intake", "--config", "/nonexistent/motcua.toml"],
-        &[],
-    );
+    let (ok, _, err) = run(&["run", "intake", "--config", "/nonexistent/motcua.toml"], &[]);
     assert!(!ok);
     assert!(
         err.contains("cannot read config file /nonexistent/motcua.toml"),
@@ -97,10 +85,7 @@ fn publish_dry_run_reports_bad_lines_by_number() {
     text.push_str("{\"dossier_id\": \"x\"}\n");
     text.push_str("not json\n");
     std::fs::write(&file, text).expect("write");
-    let (ok, out, err) = run(
-        &["publish", "--dry-run", file.to_str().expect("utf-8")],
-        &[],
-    );
+    let (ok, out, err) = run(&["publish", "--dry-run", file.to_str().expect("utf-8")], &[]);
     assert!(!ok, "refused lines make the exit status non-zero");
     assert_eq!(out.trim(), "2 valid, 2 refused");
     assert!(err.contains("line 3: missing field"), "{err}");

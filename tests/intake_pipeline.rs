@@ -98,14 +98,8 @@ async fn valid_dossiers_are_accepted_with_unique_codes(store: Store) {
             other => panic!("unexpected {other:?}"),
         }
     }
-    let submitted: HashSet<String> = submissions
-        .iter()
-        .map(|s| s.dossier.dossier_id.clone())
-        .collect();
-    assert_eq!(
-        accepted_ids, submitted,
-        "every dossier accepted exactly once"
-    );
+    let submitted: HashSet<String> = submissions.iter().map(|s| s.dossier.dossier_id.clone()).collect();
+    assert_eq!(accepted_ids, submitted, "every dossier accepted exactly once");
     assert_eq!(received, 600);
     assert_eq!(store.count_codes().await.expect("count"), 600);
 }
@@ -136,13 +130,7 @@ async fn malformed_and_invalid_inputs_are_set_aside_while_the_rest_flow() {
     let valid_before: Vec<_> = (0..50).map(|i| g.valid(NOW + i)).collect();
     publish(&kafka, &valid_before).await;
     // Not Avro at all; an unknown schema id; a truncated body; another topic's event; no value.
-    publish_raw(
-        &kafka,
-        Topic::Submitted,
-        "junk-json",
-        Some(br#"{"dossier_id":"x"}"#),
-    )
-    .await;
+    publish_raw(&kafka, Topic::Submitted, "junk-json", Some(br#"{"dossier_id":"x"}"#)).await;
     publish_raw(
         &kafka,
         Topic::Submitted,
@@ -166,10 +154,7 @@ async fn malformed_and_invalid_inputs_are_set_aside_while_the_rest_flow() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let (stop, shutdown) = Shutdown::channel();
-    let stage = Arc::new(motcua_intake::Intake::new(
-        r.clone(),
-        sqlite_store(&dir).await,
-    ));
+    let stage = Arc::new(motcua_intake::Intake::new(r.clone(), sqlite_store(&dir).await));
     let worker = tokio::spawn(motcua_runtime::run(
         stage,
         codec.clone(),
@@ -209,10 +194,7 @@ async fn malformed_and_invalid_inputs_are_set_aside_while_the_rest_flow() {
                     m.headers.get("motcua-origin-partition"),
                     Some(&d.origin_partition.to_string())
                 );
-                assert_eq!(
-                    m.headers.get("motcua-dlq-reason-code"),
-                    Some(&d.reason_code)
-                );
+                assert_eq!(m.headers.get("motcua-dlq-reason-code"), Some(&d.reason_code));
                 assert!(!d.reason.is_empty());
                 assert_eq!(d.origin_key.as_deref(), Some(key.as_bytes()));
                 dead.insert(key, d.reason_code.clone());
@@ -237,11 +219,7 @@ async fn malformed_and_invalid_inputs_are_set_aside_while_the_rest_flow() {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     assert_eq!(dead, expect_dead);
-    assert_eq!(
-        statuses.get(&DossierStatus::Received),
-        Some(&100),
-        "{statuses:?}"
-    );
+    assert_eq!(statuses.get(&DossierStatus::Received), Some(&100), "{statuses:?}");
     assert_eq!(statuses.get(&DossierStatus::RejectedAtReception), Some(&4));
     assert_eq!(statuses.get(&DossierStatus::SupplementRequested), Some(&1));
     for code in [
@@ -251,10 +229,7 @@ async fn malformed_and_invalid_inputs_are_set_aside_while_the_rest_flow() {
         "PROCEDURE_INACTIVE",
         "UNKNOWN_RECEIVING_UNIT",
     ] {
-        assert!(
-            refused_codes.contains(code),
-            "{code} missing from {refused_codes:?}"
-        );
+        assert!(refused_codes.contains(code), "{code} missing from {refused_codes:?}");
     }
 }
 
@@ -266,9 +241,7 @@ async fn a_database_outage_is_retried_without_loss() {
     let r = reference();
     let url = motcua_store::testing::scratch_postgres_url().await;
     let proxy = FaultyProxy::start(&url).await;
-    let store = Store::connect(&proxy.url)
-        .await
-        .expect("pg through the proxy");
+    let store = Store::connect(&proxy.url).await.expect("pg through the proxy");
     proxy.cut();
 
     let mut g = Generator::new(&r, "22", 3).expect("province");
@@ -293,20 +266,11 @@ async fn a_database_outage_is_retried_without_loss() {
         |_| false,
     )
     .await;
-    assert!(
-        during.is_empty(),
-        "nothing is emitted while the database is down"
-    );
-    assert!(
-        !worker.is_finished(),
-        "a retryable outage does not stop the worker"
-    );
+    assert!(during.is_empty(), "nothing is emitted while the database is down");
+    assert!(!worker.is_finished(), "a retryable outage does not stop the worker");
 
     proxy.restore();
-    let after = read_until(&kafka, &[Topic::Accepted], Duration::from_secs(60), |r| {
-        r.len() >= 40
-    })
-    .await;
+    let after = read_until(&kafka, &[Topic::Accepted], Duration::from_secs(60), |r| r.len() >= 40).await;
     stop.send(true).expect("stop");
     worker.await.expect("join").expect("clean stop");
     assert_eq!(after.len(), 40);

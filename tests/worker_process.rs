@@ -42,16 +42,10 @@ async fn a_worker_killed_mid_stream_and_restarted_loses_nothing_and_re_emits_ide
         sigkill(&mut worker);
         let seen = collector.count(Topic::Accepted);
         kills.push(seen);
-        assert!(
-            seen < N,
-            "the kill must happen mid-stream (seen {seen} of {N})"
-        );
+        assert!(seen < N, "the kill must happen mid-stream (seen {seen} of {N})");
     }
     let mut last = spawn_intake(&kafka.brokers, &db, "c");
-    let all: HashSet<String> = submissions
-        .iter()
-        .map(|s| s.dossier.dossier_id.clone())
-        .collect();
+    let all: HashSet<String> = submissions.iter().map(|s| s.dossier.dossier_id.clone()).collect();
     let complete = collector
         .wait_for(Duration::from_secs(180), |s| {
             let done: HashSet<&str> = s
@@ -66,14 +60,8 @@ async fn a_worker_killed_mid_stream_and_restarted_loses_nothing_and_re_emits_ide
         .await;
     sigterm(&last);
     let status = wait_exit(&mut last, Duration::from_secs(30));
-    assert!(
-        complete,
-        "not every dossier was accepted after the restarts"
-    );
-    assert!(
-        status.success(),
-        "SIGTERM must end the worker cleanly, got {status}"
-    );
+    assert!(complete, "not every dossier was accepted after the restarts");
+    assert!(status.success(), "SIGTERM must end the worker cleanly, got {status}");
 
     // Every dossier: one code, and every re-emitted event byte-identical to the first.
     let seen = collector.snapshot();
@@ -87,10 +75,7 @@ async fn a_worker_killed_mid_stream_and_restarted_loses_nothing_and_re_emits_ide
                 accepted_total += 1;
                 let id = a.dossier.dossier_id.clone();
                 if let Some(first) = accepted.insert(id.clone(), r.payload.clone()) {
-                    assert_eq!(
-                        first, r.payload,
-                        "dossier {id}: a redelivered accepted event differs"
-                    );
+                    assert_eq!(first, r.payload, "dossier {id}: a redelivered accepted event differs");
                 }
                 if let Some(other) = codes.insert(a.dossier_code.clone(), id.clone()) {
                     assert_eq!(other, id, "code {} given to two dossiers", a.dossier_code);
@@ -182,24 +167,15 @@ async fn intake_runs_against_a_separately_started_broker() {
         "publish: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "300 published, 0 refused"
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "300 published, 0 refused");
 
     let mut worker = spawn_intake(&tansu.brokers, &db, "tansu");
     let kafka = motcua_kafka::KafkaConfig::with_brokers(tansu.brokers.clone());
     let collector = Collector::start(&kafka, &[Topic::Accepted]);
-    let done = collector
-        .wait_for(Duration::from_secs(120), |s| s.len() >= 300)
-        .await;
+    let done = collector.wait_for(Duration::from_secs(120), |s| s.len() >= 300).await;
     sigterm(&worker);
     let status = wait_exit(&mut worker, Duration::from_secs(30));
-    assert!(
-        done,
-        "only {} of 300 accepted",
-        collector.count(Topic::Accepted)
-    );
+    assert!(done, "only {} of 300 accepted", collector.count(Topic::Accepted));
     assert!(status.success(), "clean exit on SIGTERM, got {status}");
     let accepted: HashSet<String> = collector
         .snapshot()
@@ -210,6 +186,16 @@ async fn intake_runs_against_a_separately_started_broker() {
         })
         .collect();
     assert_eq!(accepted, ids);
+    let processed = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("motcua_stage_messages_total{")
+                && l.contains("stage=\"intake\"")
+                && l.contains("outcome=\"processed\"")
+        })
+        .unwrap_or_else(|| panic!("no processed counter in /metrics:\n{metrics}"));
+    assert_eq!(processed.rsplit(' ').next(), Some("300"), "{processed}");
+    assert!(metrics.contains("motcua_stage_batch_duration_seconds"), "{metrics}");
 
     // A client we did not write reads our topic: kcat sees Confluent-framed Avro keyed by
     // dossier id.
@@ -229,11 +215,7 @@ async fn intake_runs_against_a_separately_started_broker() {
         ])
         .output()
         .unwrap_or_else(|e| panic!("kcat: {e} (tests/run.sh installs it)"));
-    assert!(
-        kcat.status.success(),
-        "kcat: {}",
-        String::from_utf8_lossy(&kcat.stderr)
-    );
+    assert!(kcat.status.success(), "kcat: {}", String::from_utf8_lossy(&kcat.stderr));
     let lines: Vec<String> = String::from_utf8_lossy(&kcat.stdout)
         .lines()
         .map(str::to_owned)

@@ -47,16 +47,12 @@ impl SchemaSet {
                 )));
             };
             let parse = |what: &str, v: &str| {
-                v.parse::<u32>().map_err(|_| {
-                    Error::Table(format!("line {}: {what} '{v}' is not a number", n + 1))
-                })
+                v.parse::<u32>()
+                    .map_err(|_| Error::Table(format!("line {}: {what} '{v}' is not a number", n + 1)))
             };
-            let text = files.get(file).ok_or_else(|| {
-                Error::Table(format!(
-                    "line {}: file {file} is not under schemas/avro",
-                    n + 1
-                ))
-            })?;
+            let text = files
+                .get(file)
+                .ok_or_else(|| Error::Table(format!("line {}: file {file} is not under schemas/avro", n + 1)))?;
             versions.push((
                 parse("id", id)?,
                 subject.to_owned(),
@@ -112,11 +108,7 @@ impl SchemaSet {
 
     /// All versions of a subject, oldest first.
     pub fn history(&self, subject: &str) -> Vec<&SchemaVersion> {
-        let mut v: Vec<&SchemaVersion> = self
-            .by_id
-            .values()
-            .filter(|v| v.subject == subject)
-            .collect();
+        let mut v: Vec<&SchemaVersion> = self.by_id.values().filter(|v| v.subject == subject).collect();
         v.sort_by_key(|v| v.version);
         v
     }
@@ -177,10 +169,7 @@ impl Codec {
 
     pub fn decode<E: Event>(&self, bytes: &[u8]) -> Result<E> {
         let id = Self::schema_id(bytes)?;
-        let writer = self
-            .schemas
-            .by_id(id)
-            .ok_or(Error::UnknownSchemaId { id })?;
+        let writer = self.schemas.by_id(id).ok_or(Error::UnknownSchemaId { id })?;
         let reader = self.schemas.latest(E::TOPIC);
         if writer.subject != reader.subject {
             return Err(Error::WrongSubject {
@@ -191,16 +180,13 @@ impl Codec {
         }
         let mut body = &bytes[HEADER_LEN..];
         let reader_schema = (writer.id != reader.id).then_some(reader.schema.as_ref());
-        let value = apache_avro::from_avro_datum(&writer.schema, &mut body, reader_schema)
-            .map_err(|e| Error::Decode {
+        let value =
+            apache_avro::from_avro_datum(&writer.schema, &mut body, reader_schema).map_err(|e| Error::Decode {
                 id,
                 source: Box::new(e),
             })?;
         if !body.is_empty() {
-            return Err(Error::TrailingBytes {
-                id,
-                len: body.len(),
-            });
+            return Err(Error::TrailingBytes { id, len: body.len() });
         }
         apache_avro::from_value::<E>(&value).map_err(|e| Error::Decode {
             id,

@@ -16,11 +16,7 @@ pub enum Error {
     #[error("schema id {id} is not known (not in the committed table nor the registry)")]
     UnknownSchemaId { id: u32 },
     #[error("schema id {id} belongs to subject {subject}, not to topic {topic}")]
-    WrongSubject {
-        id: u32,
-        subject: String,
-        topic: String,
-    },
+    WrongSubject { id: u32, subject: String, topic: String },
     #[error("Avro body does not decode with schema id {id}: {source}")]
     Decode {
         id: u32,

@@ -426,14 +426,11 @@ macro_rules! event {
     };
 }
 
-event!(DossierSubmitted, Topic::Submitted, |s| &s
-    .dossier
-    .dossier_id);
+event!(DossierSubmitted, Topic::Submitted, |s| &s.dossier.dossier_id);
 event!(DossierAccepted, Topic::Accepted, |s| &s.dossier.dossier_id);
 event!(DossierVerified, Topic::Verified, |s| &s.dossier.dossier_id);
 event!(PaymentRequested, Topic::PaymentRequested, |s| &s.dossier_id);
-event!(PaymentConfirmed, Topic::PaymentConfirmed, |s| &s
-    .bill_reference);
+event!(PaymentConfirmed, Topic::PaymentConfirmed, |s| &s.bill_reference);
 event!(DossierPaid, Topic::Paid, |s| &s.dossier.dossier_id);
 event!(DossierRouted, Topic::Routed, |s| &s.dossier.dossier_id);
 event!(DossierDecided, Topic::Decided, |s| &s.dossier_id);
@@ -504,9 +501,7 @@ mod avro_opt_bytes {
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Vec<u8>>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
         Ok(Option::<ByteBuf>::deserialize(d)?.map(|b| b.0))
     }
 

@@ -35,10 +35,7 @@ fn every_event_round_trips_through_its_schema() {
         assert_eq!(event.topic(), *topic);
         let mut again = Vec::new();
         event.encode(&c, &mut again).expect("re-encode");
-        assert_eq!(
-            &again, bytes,
-            "{topic}: decode then encode changes the bytes"
-        );
+        assert_eq!(&again, bytes, "{topic}: decode then encode changes the bytes");
     }
 }
 
@@ -77,10 +74,7 @@ fn malformed_frames_are_classified() {
     // A truncated body fails to decode rather than yielding a partial dossier.
     let mut cut = c.encode(&samples::submitted()).expect("encode");
     cut.truncate(cut.len() / 2);
-    assert!(matches!(
-        c.decode::<DossierSubmitted>(&cut),
-        Err(Error::Decode { .. })
-    ));
+    assert!(matches!(c.decode::<DossierSubmitted>(&cut), Err(Error::Decode { .. })));
     let mut long = c.encode(&samples::submitted()).expect("encode");
     long.push(7);
     assert!(matches!(
@@ -106,20 +100,14 @@ fn every_schema_is_backward_compatible_with_its_previous_version() {
                 "{}: versions must be consecutive",
                 new.subject
             );
-            SchemaCompatibility::can_read(&old.schema, &new.schema).unwrap_or_else(|e| {
-                panic!(
-                    "{} v{} cannot read v{}: {e}",
-                    new.subject, new.version, old.version
-                )
-            });
+            SchemaCompatibility::can_read(&old.schema, &new.schema)
+                .unwrap_or_else(|e| panic!("{} v{} cannot read v{}: {e}", new.subject, new.version, old.version));
             checked += 1;
         }
     }
     // The checker itself must reject a breaking change, or the loop above proves nothing.
-    let old = apache_avro::Schema::parse_str(
-        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"}]}"#,
-    )
-    .expect("parse");
+    let old = apache_avro::Schema::parse_str(r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"}]}"#)
+        .expect("parse");
     let breaking = apache_avro::Schema::parse_str(
         r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"b","type":"long"}]}"#,
     )

@@ -69,12 +69,9 @@ impl FromStr for Topic {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Topic::ALL
-            .into_iter()
-            .find(|t| t.name() == s)
-            .ok_or_else(|| {
-                let known: Vec<&str> = Topic::ALL.iter().map(|t| t.name()).collect();
-                format!("unknown topic '{s}'; known topics: {}", known.join(", "))
-            })
+        Topic::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| {
+            let known: Vec<&str> = Topic::ALL.iter().map(|t| t.name()).collect();
+            format!("unknown topic '{s}'; known topics: {}", known.join(", "))
+        })
     }
 }

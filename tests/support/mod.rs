@@ -62,9 +62,7 @@ pub async fn publish_raw(kafka: &KafkaConfig, topic: Topic, key: &str, payload: 
     if let Some(b) = payload {
         record = record.payload(b);
     }
-    p.send(record, Duration::from_secs(10))
-        .await
-        .expect("raw delivery");
+    p.send(record, Duration::from_secs(10)).await.expect("raw delivery");
 }
 
 /// A message read back from a topic.
@@ -138,8 +136,13 @@ pub fn motcua() -> Command {
 
 /// A `motcua run intake` worker as a real child process.
 pub fn spawn_intake(brokers: &str, database_url: &str, instance: &str) -> Child {
+    spawn_intake_with(brokers, database_url, instance, &[])
+}
+
+pub fn spawn_intake_with(brokers: &str, database_url: &str, instance: &str, env: &[(&str, &str)]) -> Child {
     motcua()
         .args(["run", "intake"])
+        .envs(env.iter().copied())
         .env("MOTCUA_KAFKA__BROKERS", brokers)
         .env("MOTCUA_DATABASE__URL", database_url)
         .env("MOTCUA_RUNTIME__INSTANCE_ID", instance)
@@ -150,6 +153,18 @@ pub fn spawn_intake(brokers: &str, database_url: &str, instance: &str) -> Child 
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn motcua run intake")
+}
+
+/// A plain HTTP/1.0 GET on localhost; returns the body.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("request");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("response");
+    resp.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
 }
 
 pub fn free_port() -> u16 {
@@ -206,9 +221,7 @@ impl Drop for Tansu {
 }
 
 pub fn sigterm(child: &Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
 }
 
 pub fn sigkill(child: &mut Child) {
@@ -254,9 +267,7 @@ impl FaultyProxy {
             .next()
             .expect("host");
         let upstream = host_port.to_owned();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let url = upstream_url.replacen(host_port, &format!("127.0.0.1:{port}"), 1);
         let up = Arc::new(AtomicBool::new(true));
@@ -280,12 +291,7 @@ impl FaultyProxy {
                 conns2.lock().expect("lock").push(task.abort_handle());
             }
         });
-        Self {
-            url,
-            up,
-            conns,
-            accept,
-        }
+        Self { url, up, conns, accept }
     }
 
     pub fn cut(&self) {

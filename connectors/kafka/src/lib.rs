@@ -169,10 +169,7 @@ impl KafkaConfig {
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
-            .set(
-                "queued.max.messages.kbytes",
-                self.max_prefetch_kib.to_string(),
-            )
+            .set("queued.max.messages.kbytes", self.max_prefetch_kib.to_string())
             .set("enable.partition.eof", "false");
         for (k, v) in &self.consumer {
             c.set(k, v);
@@ -196,9 +193,7 @@ impl KafkaConfig {
     }
 
     pub fn admin_client(&self) -> Result<AdminClient<DefaultClientContext>> {
-        self.base("motcua-admin")
-            .create()
-            .map_err(kafka("create admin client"))
+        self.base("motcua-admin").create().map_err(kafka("create admin client"))
     }
 
     /// Creates every topic of the flow (existing topics are left as they are).
@@ -216,10 +211,7 @@ impl KafkaConfig {
             .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(replication)))
             .collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let results = admin
-            .create_topics(&new, &opts)
-            .await
-            .map_err(kafka("create topics"))?;
+        let results = admin.create_topics(&new, &opts).await.map_err(kafka("create topics"))?;
         let mut created = Vec::new();
         for r in results {
             match r {
@@ -293,8 +285,7 @@ mod tests {
         assert!(e.contains("'localhost' is not host:port"), "{e}");
         c.brokers = "a:1,b:2".into();
         assert!(c.validate().is_ok());
-        c.consumer
-            .insert("enable.auto.offset.store".into(), "true".into());
+        c.consumer.insert("enable.auto.offset.store".into(), "true".into());
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("cannot be overridden"), "{e}");
     }

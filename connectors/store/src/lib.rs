@@ -155,12 +155,8 @@ impl Store {
     /// The code of a dossier, if it has one.
     pub async fn dossier_code(&self, dossier_id: &str) -> Result<Option<(String, i64)>> {
         let sql = match self {
-            Store::Postgres(_) => {
-                "SELECT dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = $1"
-            }
-            Store::Sqlite(_) => {
-                "SELECT dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = ?1"
-            }
+            Store::Postgres(_) => "SELECT dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = $1",
+            Store::Sqlite(_) => "SELECT dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = ?1",
         };
         let row = match self {
             Store::Postgres(p) => sqlx::query(sql)
@@ -201,10 +197,7 @@ struct Plan<'a> {
     groups: Vec<((&'a str, &'a str), Vec<usize>)>,
 }
 
-fn plan<'a>(
-    requests: &'a [CodeRequest],
-    existing: &HashMap<String, (String, i64)>,
-) -> (Plan<'a>, Vec<Option<usize>>) {
+fn plan<'a>(requests: &'a [CodeRequest], existing: &HashMap<String, (String, i64)>) -> (Plan<'a>, Vec<Option<usize>>) {
     let mut first_index: HashMap<&str, usize> = HashMap::new();
     // For each request: None = fresh, Some(i) = duplicate of request i within this batch.
     let mut duplicate_of = vec![None; requests.len()];
@@ -264,25 +257,18 @@ fn assemble(
 async fn allocate_pg(pool: &PgPool, requests: &[CodeRequest]) -> Result<Vec<CodeAllocation>> {
     let mut tx = pool.begin().await?;
     let ids: Vec<&str> = requests.iter().map(|r| r.dossier_id.as_str()).collect();
-    let existing: HashMap<String, (String, i64)> = sqlx::query(
-        "SELECT dossier_id, dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = ANY($1)",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|r| (r.get(0), (r.get(1), r.get(2))))
-    .collect();
+    let existing: HashMap<String, (String, i64)> =
+        sqlx::query("SELECT dossier_id, dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect();
     let (plan, duplicate_of) = plan(requests, &existing);
     let mut fresh = HashMap::new();
-    let (mut ins_id, mut ins_code, mut ins_agency, mut ins_day, mut ins_seq, mut ins_at) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
+    let (mut ins_id, mut ins_code, mut ins_agency, mut ins_day, mut ins_seq, mut ins_at) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // Lock sequence rows in a fixed order so concurrent replicas cannot deadlock.
     let mut groups = plan.groups;
     groups.sort_by(|a, b| a.0.cmp(&b.0));
@@ -328,19 +314,14 @@ async fn allocate_pg(pool: &PgPool, requests: &[CodeRequest]) -> Result<Vec<Code
     Ok(assemble(requests, &existing, &fresh, &duplicate_of))
 }
 
-async fn allocate_sqlite(
-    pool: &SqlitePool,
-    requests: &[CodeRequest],
-) -> Result<Vec<CodeAllocation>> {
+async fn allocate_sqlite(pool: &SqlitePool, requests: &[CodeRequest]) -> Result<Vec<CodeAllocation>> {
     let mut tx = pool.begin().await?;
     let mut existing = HashMap::new();
     for r in requests {
-        if let Some(row) = sqlx::query(
-            "SELECT dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = ?1",
-        )
-        .bind(&r.dossier_id)
-        .fetch_optional(&mut *tx)
-        .await?
+        if let Some(row) = sqlx::query("SELECT dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = ?1")
+            .bind(&r.dossier_id)
+            .fetch_optional(&mut *tx)
+            .await?
         {
             existing.insert(r.dossier_id.clone(), (row.get(0), row.get(1)));
         }
@@ -416,12 +397,7 @@ pub mod testing {
         let name = format!("motcua_test_{}", uuid_like());
         let mut conn = sqlx::PgConnection::connect(&server)
             .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot reach test PostgreSQL at {}: {e}",
-                    super::redact(&server)
-                )
-            });
+            .unwrap_or_else(|e| panic!("cannot reach test PostgreSQL at {}: {e}", super::redact(&server)));
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
             .await

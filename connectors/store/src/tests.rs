@@ -135,14 +135,11 @@ async fn postgres_concurrent_replicas_allocate_unique_gapless_codes() {
     for t in tasks {
         t.await.expect("task");
     }
-    let Store::Postgres(pool) = &store else {
-        unreachable!()
-    };
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT dossier_id, seq FROM dossier_codes ORDER BY seq")
-            .fetch_all(pool)
-            .await
-            .expect("rows");
+    let Store::Postgres(pool) = &store else { unreachable!() };
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT dossier_id, seq FROM dossier_codes ORDER BY seq")
+        .fetch_all(pool)
+        .await
+        .expect("rows");
     let ids: HashSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(ids.len(), rows.len(), "a dossier got two codes");
     let seqs: Vec<i64> = rows.iter().map(|r| r.1).collect();
@@ -151,18 +148,12 @@ async fn postgres_concurrent_replicas_allocate_unique_gapless_codes() {
         (1..=rows.len() as i64).collect::<Vec<_>>(),
         "sequence has holes or repeats"
     );
-    assert_eq!(
-        ids,
-        expected.iter().map(String::as_str).collect::<HashSet<_>>()
-    );
+    assert_eq!(ids, expected.iter().map(String::as_str).collect::<HashSet<_>>());
 }
 
 #[test]
 fn codes_widen_past_9999_instead_of_wrapping() {
-    assert_eq!(
-        format_dossier_code("H22.06652", "251125", 7),
-        "H22.06652-251125-0007"
-    );
+    assert_eq!(format_dossier_code("H22.06652", "251125", 7), "H22.06652-251125-0007");
     assert_eq!(
         format_dossier_code("H22.06652", "251125", 12345),
         "H22.06652-251125-12345"
@@ -171,10 +162,7 @@ fn codes_widen_past_9999_instead_of_wrapping() {
 
 #[test]
 fn passwords_are_redacted() {
-    assert_eq!(
-        redact("postgres://u:secret@h:5432/db"),
-        "postgres://u:***@h:5432/db"
-    );
+    assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
     assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
 }
 

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use motcua_reference::{Procedure, Reference, Unit};
 use motcua_schemas::{
-    Applicant, ApplicantKind, Channel, CompetentLevel, Contact, Document, Dossier,
-    DossierSubmitted, LandParcel, ProcedureField,
+    Applicant, ApplicantKind, Channel, CompetentLevel, Contact, Document, Dossier, DossierSubmitted, LandParcel,
+    ProcedureField,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -14,16 +14,15 @@ use rand::{Rng, SeedableRng};
 use crate::ids::tax_check_digit;
 
 const FAMILY: &[&str] = &[
-    "Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ",
-    "Hồ", "Ngô", "Dương", "Lý",
+    "Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ", "Hồ", "Ngô", "Dương",
+    "Lý",
 ];
 const MIDDLE: &[&str] = &[
     "Văn", "Thị", "Hữu", "Minh", "Thanh", "Đức", "Ngọc", "Quang", "Thu", "Xuân", "Hoài", "Gia",
 ];
 const GIVEN: &[&str] = &[
-    "An", "Bình", "Chi", "Dũng", "Giang", "Hà", "Hải", "Hạnh", "Hiếu", "Hoa", "Hùng", "Hương",
-    "Khánh", "Lan", "Linh", "Long", "Mai", "Nam", "Nga", "Phong", "Phúc", "Quân", "Sơn", "Tâm",
-    "Thảo", "Trang", "Tuấn", "Vy", "Yến",
+    "An", "Bình", "Chi", "Dũng", "Giang", "Hà", "Hải", "Hạnh", "Hiếu", "Hoa", "Hùng", "Hương", "Khánh", "Lan", "Linh",
+    "Long", "Mai", "Nam", "Nga", "Phong", "Phúc", "Quân", "Sơn", "Tâm", "Thảo", "Trang", "Tuấn", "Vy", "Yến",
 ];
 const BUSINESS: &[&str] = &[
     "Thương mại",
@@ -77,12 +76,7 @@ impl<'r> Generator<'r> {
     pub fn new(reference: &'r Reference, province: &str, seed: u64) -> Option<Self> {
         let province = reference.units.province(province)?.code.clone();
         let units: Vec<&Unit> = reference.units.units_of(&province).collect();
-        let active: Vec<&Procedure> = reference
-            .catalog
-            .procedures()
-            .iter()
-            .filter(|p| p.active)
-            .collect();
+        let active: Vec<&Procedure> = reference.catalog.procedures().iter().filter(|p| p.active).collect();
         // Field reports: land, residence and certification make most of the load.
         let weights = active
             .iter()
@@ -95,12 +89,7 @@ impl<'r> Generator<'r> {
                 ProcedureField::Construction => 1,
             })
             .collect();
-        let inactive = reference
-            .catalog
-            .procedures()
-            .iter()
-            .filter(|p| !p.active)
-            .collect();
+        let inactive = reference.catalog.procedures().iter().filter(|p| !p.active).collect();
         Some(Self {
             reference,
             rng: SmallRng::seed_from_u64(seed),
@@ -139,10 +128,7 @@ impl<'r> Generator<'r> {
         let female = self.rng.gen_bool(0.5);
         let century_digit = (birth_year / 100 - 19) * 2 + i32::from(female);
         let serial: u32 = self.rng.gen_range(0..1_000_000);
-        format!(
-            "{prefix:03}{century_digit}{:02}{serial:06}",
-            birth_year % 100
-        )
+        format!("{prefix:03}{century_digit}{:02}{serial:06}", birth_year % 100)
     }
 
     fn tax_code(&mut self) -> String {
@@ -157,18 +143,11 @@ impl<'r> Generator<'r> {
     }
 
     fn name(&mut self) -> String {
-        format!(
-            "{} {} {}",
-            self.pick(FAMILY),
-            self.pick(MIDDLE),
-            self.pick(GIVEN)
-        )
+        format!("{} {} {}", self.pick(FAMILY), self.pick(MIDDLE), self.pick(GIVEN))
     }
 
     fn sha256(&mut self) -> String {
-        (0..4)
-            .map(|_| format!("{:016x}", self.rng.gen::<u64>()))
-            .collect()
+        (0..4).map(|_| format!("{:016x}", self.rng.gen::<u64>())).collect()
     }
 
     /// A valid submission, submitted at `submitted_at` (epoch ms).

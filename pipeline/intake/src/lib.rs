@@ -12,8 +12,7 @@ use std::sync::Arc;
 use motcua_reference::{civil, Reference};
 use motcua_runtime::{Envelope, Outcome, Stage, StageError};
 use motcua_schemas::{
-    derived_event_id, AnyEvent, DossierAccepted, DossierStatus, DossierStatusChanged,
-    DossierSubmitted, Reason,
+    derived_event_id, AnyEvent, DossierAccepted, DossierStatus, DossierStatusChanged, DossierSubmitted, Reason,
 };
 use motcua_store::{CodeAllocation, CodeRequest, Store};
 
@@ -41,14 +40,9 @@ impl Stage for Intake {
         STAGE
     }
 
-    async fn handle_batch(
-        &self,
-        batch: &[Envelope<DossierSubmitted>],
-    ) -> Result<Vec<Outcome>, StageError> {
-        let verdicts: Vec<Result<Admission, Refusal>> = batch
-            .iter()
-            .map(|e| validate(&self.reference, &e.event))
-            .collect();
+    async fn handle_batch(&self, batch: &[Envelope<DossierSubmitted>]) -> Result<Vec<Outcome>, StageError> {
+        let verdicts: Vec<Result<Admission, Refusal>> =
+            batch.iter().map(|e| validate(&self.reference, &e.event)).collect();
         let requests: Vec<CodeRequest> = batch
             .iter()
             .zip(&verdicts)
@@ -70,9 +64,9 @@ impl Stage for Intake {
         for (e, verdict) in batch.iter().zip(verdicts) {
             let events = match verdict {
                 Ok(admission) => {
-                    let allocation = allocations.next().ok_or_else(|| {
-                        StageError::Fatal("store returned fewer codes than requested".to_owned())
-                    })?;
+                    let allocation = allocations
+                        .next()
+                        .ok_or_else(|| StageError::Fatal("store returned fewer codes than requested".to_owned()))?;
                     accepted_events(&e.event, admission, &allocation)
                 }
                 Err(refusal) => vec![refusal_event(&e.event, refusal)],
@@ -97,11 +91,7 @@ fn code_request(s: &DossierSubmitted, a: &Admission) -> CodeRequest {
 
 /// `dossier.accepted` and the "received" status. Everything in them derives from the
 /// input and the stored allocation, so a redelivery emits identical events.
-pub fn accepted_events(
-    s: &DossierSubmitted,
-    a: Admission,
-    allocation: &CodeAllocation,
-) -> Vec<AnyEvent> {
+pub fn accepted_events(s: &DossierSubmitted, a: Admission, allocation: &CodeAllocation) -> Vec<AnyEvent> {
     let counter_label = if allocation.newly_allocated {
         "accepted"
     } else {
@@ -172,10 +162,7 @@ pub const REASON_CODES: &[(&str, &str)] = &[
         "UNKNOWN_PROCEDURE",
         "rejected: the procedure code is not in the catalog",
     ),
-    (
-        "PROCEDURE_INACTIVE",
-        "rejected: the procedure has been abolished",
-    ),
+    ("PROCEDURE_INACTIVE", "rejected: the procedure has been abolished"),
     (
         "UNKNOWN_RECEIVING_UNIT",
         "rejected: the receiving center code is not a 2025 unit or provincial center",
@@ -192,18 +179,12 @@ pub const REASON_CODES: &[(&str, &str)] = &[
         "INVALID_CITIZEN_ID",
         "rejected: the citizen ID is not a valid 12-digit ID, or contradicts the date of birth",
     ),
-    (
-        "INVALID_TAX_CODE",
-        "rejected: a tax code fails its check digit",
-    ),
+    ("INVALID_TAX_CODE", "rejected: a tax code fails its check digit"),
     (
         "UNKNOWN_UNIT",
         "rejected: a residence or parcel unit code is not a 2025 unit",
     ),
-    (
-        "INVALID_SUBMITTED_AT",
-        "rejected: the submission time is implausible",
-    ),
+    ("INVALID_SUBMITTED_AT", "rejected: the submission time is implausible"),
     (
         "MISSING_JURISDICTION",
         "supplement: no residence / head-office unit or land parcel to decide the competent unit",
@@ -220,11 +201,7 @@ pub const REASON_CODES: &[(&str, &str)] = &[
 
 /// Turns a refusal's reasons into a compact "CODE, CODE" string (logs, summaries).
 pub fn reason_codes(reasons: &[Reason]) -> String {
-    reasons
-        .iter()
-        .map(|r| r.code.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

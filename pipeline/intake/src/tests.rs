@@ -50,10 +50,7 @@ fn generated_valid_submissions_are_admitted() {
     for i in 0..2_000 {
         let s = g.valid(NOW + i);
         if let Err(refusal) = validate(&r, &s) {
-            panic!(
-                "{:?} refused: {:?}",
-                s.dossier.procedure_code, refusal.reasons
-            );
+            panic!("{:?} refused: {:?}", s.dossier.procedure_code, refusal.reasons);
         }
     }
 }
@@ -92,11 +89,7 @@ fn each_defect_is_refused_with_its_reason() {
     for (defect, status, code) in expect {
         let refused = refusal(&r, &g.defective(NOW, defect));
         assert_eq!(refused.status, status, "{defect:?}");
-        assert!(
-            codes(&refused).contains(&code),
-            "{defect:?}: {:?}",
-            refused.reasons
-        );
+        assert!(codes(&refused).contains(&code), "{defect:?}: {:?}", refused.reasons);
         assert!(refused.reasons.iter().all(|x| !x.message.is_empty()));
     }
 }
@@ -146,12 +139,7 @@ fn boundary_rules_follow_the_catalog() {
             digitized: false,
         })
         .collect();
-    let home = s
-        .dossier
-        .applicant
-        .residence_unit_code
-        .clone()
-        .expect("residence");
+    let home = s.dossier.applicant.residence_unit_code.clone().expect("residence");
     let other = r
         .units
         .units_of("22")
@@ -160,20 +148,13 @@ fn boundary_rules_follow_the_catalog() {
         .code
         .clone();
     s.dossier.receiving_unit_code = home.clone();
-    assert!(
-        validate(&r, &s).is_ok(),
-        "received at the competent commune"
-    );
+    assert!(validate(&r, &s).is_ok(), "received at the competent commune");
     s.dossier.receiving_unit_code = other;
     assert_eq!(codes(&refusal(&r, &s)), ["NOT_RECEIVABLE_AT_UNIT"]);
 
     // A boundary-free procedure received in another province is refused unless nationwide.
     let mut s = g.valid(NOW);
-    let p = r
-        .catalog
-        .get(&s.dossier.procedure_code)
-        .expect("known")
-        .clone();
+    let p = r.catalog.get(&s.dossier.procedure_code).expect("known").clone();
     s.dossier.receiving_unit_code = "00070".into(); // Phường Hoàn Kiếm, Hà Nội
     if p.nationwide {
         assert!(validate(&r, &s).is_ok());
@@ -193,11 +174,7 @@ fn boundary_rules_follow_the_catalog() {
 fn provincial_center_codes_are_agencies() {
     let r = reference();
     let mut s = Generator::new(&r, "22", 11).expect("province").valid(NOW);
-    let p = r
-        .catalog
-        .get(&s.dossier.procedure_code)
-        .expect("known")
-        .clone();
+    let p = r.catalog.get(&s.dossier.procedure_code).expect("known").clone();
     s.dossier.receiving_unit_code = "P22".into();
     if p.boundary_free || p.level == motcua_schemas::CompetentLevel::Province {
         assert_eq!(validate(&r, &s).expect("admitted").agency_code, "H22.TTHC");
@@ -211,9 +188,7 @@ async fn a_batch_is_accepted_with_unique_codes_and_redelivery_re_emits_identical
     let (stage, _dir) = intake().await;
     let r = reference();
     let mut g = Generator::new(&r, "22", 12).expect("province");
-    let batch: Vec<_> = (0..50)
-        .map(|i| envelope(g.valid(NOW + i * 60_000), i))
-        .collect();
+    let batch: Vec<_> = (0..50).map(|i| envelope(g.valid(NOW + i * 60_000), i)).collect();
     let first = stage.handle_batch(&batch).await.expect("handled");
     assert_eq!(first.len(), 50);
     let mut codes = std::collections::HashSet::new();

@@ -2,8 +2,7 @@
 
 use motcua_reference::{civil, Procedure, Reference, Unit};
 use motcua_schemas::{
-    ApplicantKind, CompetentLevel, DossierStatus, DossierSubmitted, ProcedureField,
-    ProcedureSummary, Reason,
+    ApplicantKind, CompetentLevel, DossierStatus, DossierSubmitted, ProcedureField, ProcedureSummary, Reason,
 };
 
 use crate::ids::{self, CitizenIdProblem};
@@ -91,9 +90,7 @@ pub fn validate(r: &Reference, s: &DossierSubmitted) -> Result<Admission, Refusa
     let d = &s.dossier;
     let mut f = Findings::default();
 
-    if d.submitted_at < EARLIEST_SUBMISSION_MS
-        || d.submitted_at > s.published_at + MAX_CLOCK_SKEW_MS
-    {
+    if d.submitted_at < EARLIEST_SUBMISSION_MS || d.submitted_at > s.published_at + MAX_CLOCK_SKEW_MS {
         f.reject(
             "INVALID_SUBMITTED_AT",
             format!("Thời điểm nộp hồ sơ không hợp lệ ({} ms)", d.submitted_at),
@@ -143,10 +140,7 @@ pub fn validate(r: &Reference, s: &DossierSubmitted) -> Result<Admission, Refusa
     }
     for t in &d.enterprise_tax_codes {
         if !ids::check_tax_code(t) {
-            f.reject(
-                "INVALID_TAX_CODE",
-                format!("Mã số thuế doanh nghiệp {t} không hợp lệ"),
-            );
+            f.reject("INVALID_TAX_CODE", format!("Mã số thuế doanh nghiệp {t} không hợp lệ"));
         }
     }
 
@@ -154,11 +148,7 @@ pub fn validate(r: &Reference, s: &DossierSubmitted) -> Result<Admission, Refusa
         check_documents(p, s, &mut f);
         // The unit whose competence the dossier falls under: the parcel's for land,
         // the residence / head office otherwise.
-        let residence = d
-            .applicant
-            .residence_unit_code
-            .as_deref()
-            .and_then(|c| r.units.unit(c));
+        let residence = d.applicant.residence_unit_code.as_deref().and_then(|c| r.units.unit(c));
         let jurisdiction = match p.field {
             ProcedureField::Land => parcel_units.first().copied().or(residence),
             _ => residence,
@@ -167,9 +157,7 @@ pub fn validate(r: &Reference, s: &DossierSubmitted) -> Result<Admission, Refusa
             (None, _) => f.supplement(
                 "MISSING_JURISDICTION",
                 match p.field {
-                    ProcedureField::Land => {
-                        "Thiếu thông tin thửa đất (đơn vị, tờ bản đồ, số thửa)".to_owned()
-                    }
+                    ProcedureField::Land => "Thiếu thông tin thửa đất (đơn vị, tờ bản đồ, số thửa)".to_owned(),
                     _ => "Thiếu nơi cư trú / trụ sở của người nộp".to_owned(),
                 },
             ),
@@ -202,9 +190,7 @@ pub fn validate(r: &Reference, s: &DossierSubmitted) -> Result<Admission, Refusa
 
 fn check_applicant(r: &Reference, s: &DossierSubmitted, f: &mut Findings) {
     let a = &s.dossier.applicant;
-    let birth_year = a
-        .date_of_birth
-        .map(|days| civil::civil_from_days(i64::from(days)).0);
+    let birth_year = a.date_of_birth.map(|days| civil::civil_from_days(i64::from(days)).0);
     match (&a.citizen_id, a.kind) {
         (Some(id), _) => match ids::check_citizen_id(
             id,
@@ -260,20 +246,14 @@ fn check_applicant(r: &Reference, s: &DossierSubmitted, f: &mut Findings) {
 fn check_documents(p: &Procedure, s: &DossierSubmitted, f: &mut Findings) {
     for kind in &p.required_documents {
         if !s.dossier.documents.iter().any(|d| &d.kind == kind) {
-            f.supplement(
-                "MISSING_DOCUMENT",
-                format!("Thiếu giấy tờ bắt buộc: {kind}"),
-            );
+            f.supplement("MISSING_DOCUMENT", format!("Thiếu giấy tờ bắt buộc: {kind}"));
         }
     }
     for doc in &s.dossier.documents {
         if doc.uri.trim().is_empty() || !ids::is_sha256_hex(&doc.sha256) {
             f.supplement(
                 "INVALID_DOCUMENT",
-                format!(
-                    "Giấy tờ {} thiếu đường dẫn hoặc mã băm SHA-256 không hợp lệ",
-                    doc.kind
-                ),
+                format!("Giấy tờ {} thiếu đường dẫn hoặc mã băm SHA-256 không hợp lệ", doc.kind),
             );
         }
     }
@@ -284,13 +264,7 @@ fn check_documents(p: &Procedure, s: &DossierSubmitted, f: &mut Findings) {
 /// - otherwise only centers of the jurisdiction's province; there, boundary-free
 ///   procedures anywhere, others only at the competent place (the commune itself, or
 ///   the provincial center for province-level procedures).
-fn check_receivable(
-    r: &Reference,
-    p: &Procedure,
-    jurisdiction: &Unit,
-    c: &Center<'_>,
-    f: &mut Findings,
-) {
+fn check_receivable(r: &Reference, p: &Procedure, jurisdiction: &Unit, c: &Center<'_>, f: &mut Findings) {
     if p.nationwide {
         return;
     }

@@ -97,8 +97,8 @@ impl Config {
     pub(crate) fn load(file: Option<&Path>) -> Result<Self> {
         let mut table = match file {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read config file {}", p.display()))?;
+                let text =
+                    std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?;
                 text.parse::<toml::Table>()
                     .with_context(|| format!("config file {} is not valid TOML", p.display()))?
             }
@@ -121,9 +121,7 @@ impl Config {
         );
         let cfg: Config = toml::Value::Table(table)
             .try_into()
-            .map_err(|e: toml::de::Error| {
-                anyhow::anyhow!("invalid configuration ({origin}): {}", e.message())
-            })?;
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration ({origin}): {}", e.message()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -146,8 +144,7 @@ impl Config {
         if !self.metrics.listen.is_empty() {
             self.metrics_addr()?;
         }
-        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
-        {
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres")) {
             bail!(
                 "database.url = '{}' must start with postgres:// (production) or sqlite:// (embedded)",
                 motcua_store::redact(&self.database.url)
@@ -203,9 +200,7 @@ fn set_path(table: &mut toml::Table, path: &str, value: &str) -> Result<()> {
         };
     }
     // librdkafka properties are strings, whatever they look like.
-    let raw_string = parts.len() == 3
-        && parts[0] == "kafka"
-        && (parts[1] == "consumer" || parts[1] == "producer");
+    let raw_string = parts.len() == 3 && parts[0] == "kafka" && (parts[1] == "consumer" || parts[1] == "producer");
     let v = if raw_string {
         toml::Value::String(value.to_owned())
     } else if let Ok(i) = value.parse::<i64>() {
@@ -234,9 +229,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused_with_their_name() {
-        let e = parse("[kafka]\nbrokrs = \"x:1\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("[kafka]\nbrokrs = \"x:1\"\n").unwrap_err().to_string();
         assert!(e.contains("unknown field `brokrs`"), "{e}");
         let e = parse("[kafkaa]\n").unwrap_err().to_string();
         assert!(e.contains("unknown field `kafkaa`"), "{e}");
@@ -244,23 +237,14 @@ mod tests {
 
     #[test]
     fn values_are_typed_and_checked() {
-        let e = parse("[runtime]\nmax_batch = \"many\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("[runtime]\nmax_batch = \"many\"\n").unwrap_err().to_string();
         assert!(e.contains("invalid type"), "{e}");
         let e = parse("[runtime]\nmax_batch = 0\n").unwrap_err().to_string();
-        assert!(
-            e.contains("max_batch = 0 must be between 1 and 10000"),
-            "{e}"
-        );
-        let e = parse("[metrics]\nlisten = \"nowhere\"\n")
-            .unwrap_err()
-            .to_string();
+        assert!(e.contains("max_batch = 0 must be between 1 and 10000"), "{e}");
+        let e = parse("[metrics]\nlisten = \"nowhere\"\n").unwrap_err().to_string();
         assert!(e.contains("not an address"), "{e}");
-        let cfg = parse(
-            "[kafka]\nbrokers = \"k1:9092,k2:9092\"\n[database]\nurl = \"postgres://u@h/db\"\n",
-        )
-        .expect("valid");
+        let cfg =
+            parse("[kafka]\nbrokers = \"k1:9092,k2:9092\"\n[database]\nurl = \"postgres://u@h/db\"\n").expect("valid");
         assert_eq!(cfg.kafka.brokers, "k1:9092,k2:9092");
     }
 
@@ -275,10 +259,7 @@ mod tests {
         assert_eq!(cfg.runtime.max_batch, 42);
         // librdkafka properties stay strings even when they look like numbers.
         assert_eq!(
-            cfg.kafka
-                .consumer
-                .get("fetch.min.bytes")
-                .map(String::as_str),
+            cfg.kafka.consumer.get("fetch.min.bytes").map(String::as_str),
             Some("1000")
         );
         assert!(set_path(&mut toml::Table::new(), "kafka____x", "1").is_err());

@@ -157,14 +157,13 @@ fn init_logging(format: LogFormat, default: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Demo(_) | Command::Generate { .. } | Command::Publish { .. } => "warn",
+        // The demo dead-letters malformed input on purpose: its summary reports them.
+        Command::Demo(_) => "error",
+        Command::Generate { .. } | Command::Publish { .. } => "warn",
         _ => "info",
     };
     init_logging(cli.log_format, default_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -196,11 +195,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             let created = cfg.kafka.create_topics(partitions, replication).await?;
             for t in motcua_schemas::Topic::ALL {
                 let name = cfg.kafka.topic(t);
-                let state = if created.contains(&name) {
-                    "created"
-                } else {
-                    "exists"
-                };
+                let state = if created.contains(&name) { "created" } else { "exists" };
                 println!("{name:<24} {state}");
             }
             Ok(ExitCode::SUCCESS)
@@ -209,27 +204,14 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             command: TopicsCommand::List,
         } => {
             let codec = Codec::embedded()?;
-            println!(
-                "{:<20} {:<26} {:>7} {:>9}",
-                "topic", "subject", "version", "schema id"
-            );
+            println!("{:<20} {:<26} {:>7} {:>9}", "topic", "subject", "version", "schema id");
             for t in motcua_schemas::Topic::ALL {
                 let v = codec.schemas().latest(t);
-                println!(
-                    "{:<20} {:<26} {:>7} {:>9}",
-                    t.name(),
-                    v.subject,
-                    v.version,
-                    v.id
-                );
+                println!("{:<20} {:<26} {:>7} {:>9}", t.name(), v.subject, v.version, v.id);
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Publish {
-            file,
-            dry_run,
-            common,
-        } => {
+        Command::Publish { file, dry_run, common } => {
             let cfg = common.load()?;
             publish::publish_file(&cfg, &file, dry_run).await
         }

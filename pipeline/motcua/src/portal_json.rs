@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 
 use motcua_reference::civil;
-use motcua_schemas::{
-    Applicant, ApplicantKind, Channel, Contact, Document, Dossier, DossierSubmitted, LandParcel,
-};
+use motcua_schemas::{Applicant, ApplicantKind, Channel, Contact, Document, Dossier, DossierSubmitted, LandParcel};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,11 +136,7 @@ pub(crate) fn parse_rfc3339(s: &str) -> Result<i64, String> {
         if digits == 0 {
             return Err(err());
         }
-        let ms_text: String = frac[..digits]
-            .chars()
-            .chain("000".chars())
-            .take(3)
-            .collect();
+        let ms_text: String = frac[..digits].chars().chain("000".chars()).take(3).collect();
         millis = num(&ms_text)?;
         tail = &frac[digits..];
     }
@@ -181,17 +175,14 @@ impl PortalDossier {
         if self.dossier_id.trim().is_empty() {
             return Err("dossier_id is empty".to_owned());
         }
-        let submitted_at = self
-            .submitted_at
-            .millis()
-            .map_err(|e| format!("submitted_at: {e}"))?;
+        let submitted_at = self.submitted_at.millis().map_err(|e| format!("submitted_at: {e}"))?;
         let date_of_birth = match &self.applicant.date_of_birth {
             Some(d) => Some(parse_date(d).map_err(|e| format!("applicant.date_of_birth: {e}"))?),
             None => None,
         };
-        let event_id = self.event_id.unwrap_or_else(|| {
-            motcua_schemas::derived_event_id(&self.dossier_id, "portal", "submitted")
-        });
+        let event_id = self
+            .event_id
+            .unwrap_or_else(|| motcua_schemas::derived_event_id(&self.dossier_id, "portal", "submitted"));
         Ok(DossierSubmitted {
             event_id,
             dossier: Dossier {
@@ -276,20 +267,14 @@ mod tests {
     fn times_and_dates_parse() {
         assert_eq!(parse_rfc3339("1970-01-01T07:00:00+07:00"), Ok(0));
         assert_eq!(parse_rfc3339("1970-01-01T00:00:01.5Z"), Ok(1500));
-        assert_eq!(
-            parse_rfc3339("2025-11-25T09:00:00+07:00"),
-            Ok(1_764_036_000_000)
-        );
+        assert_eq!(parse_rfc3339("2025-11-25T09:00:00+07:00"), Ok(1_764_036_000_000));
         assert!(parse_rfc3339("2025-11-25 09:00").is_err());
         assert!(parse_rfc3339("2025-13-25T09:00:00Z").is_err());
         assert_eq!(parse_date("1970-01-02"), Ok(1));
         assert!(parse_date("2025-02-30")
             .unwrap_err()
             .contains("not a real calendar date"));
-        assert_eq!(
-            format_rfc3339_vn(1_764_036_000_000),
-            "2025-11-25T09:00:00.000+07:00"
-        );
+        assert_eq!(format_rfc3339_vn(1_764_036_000_000), "2025-11-25T09:00:00.000+07:00");
         assert_eq!(format_date(7_440), "1990-05-16");
     }
 

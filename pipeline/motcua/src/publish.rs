@@ -80,9 +80,7 @@ impl Publisher {
                     return Ok(());
                 }
                 Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
                     _,
                 )) => {
                     self.flush().await?;
@@ -135,9 +133,7 @@ pub(crate) async fn publish_file(cfg: &Config, file: &Path, dry_run: bool) -> Re
         match event {
             Ok(e) => {
                 // Encoding also checks the event against the Avro schema.
-                codec
-                    .encode(&e)
-                    .with_context(|| format!("line {}", n + 1))?;
+                codec.encode(&e).with_context(|| format!("line {}", n + 1))?;
                 if let Some(p) = publisher.as_mut() {
                     p.send(&e).await?;
                 }
@@ -166,9 +162,8 @@ pub(crate) fn generate(count: u64, seed: u64, province: &str, defect_rate: f64) 
         bail!("--defect-rate {defect_rate} must be between 0 and 1");
     }
     let reference = Reference::embedded()?;
-    let mut g = Generator::new(&reference, province, seed).with_context(|| {
-        format!("province '{province}' is not one of the 34 province codes (e.g. 22, 01, 79)")
-    })?;
+    let mut g = Generator::new(&reference, province, seed)
+        .with_context(|| format!("province '{province}' is not one of the 34 province codes (e.g. 22, 01, 79)"))?;
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed ^ 0xdefec7);
     let start = now_ms();
     let out = std::io::stdout();

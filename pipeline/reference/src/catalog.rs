@@ -83,13 +83,8 @@ impl Catalog {
     }
 
     pub fn parse(file: &str, text: &str) -> Result<Self> {
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .from_reader(text.as_bytes());
-        let headers = rdr
-            .headers()
-            .map_err(|e| data_error(file, 1, e.to_string()))?
-            .clone();
+        let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes());
+        let headers = rdr.headers().map_err(|e| data_error(file, 1, e.to_string()))?.clone();
         let expected = [
             "code",
             "name",
@@ -104,11 +99,7 @@ impl Catalog {
             "registry_checks",
         ];
         if headers.iter().collect::<Vec<_>>() != expected {
-            return Err(data_error(
-                file,
-                1,
-                format!("header must be {}", expected.join(",")),
-            ));
+            return Err(data_error(file, 1, format!("header must be {}", expected.join(","))));
         }
         let mut procedures = Vec::new();
         let mut by_code = HashMap::new();
@@ -128,24 +119,15 @@ impl Catalog {
             let level = match &rec[3] {
                 "commune" => CompetentLevel::Commune,
                 "province" => CompetentLevel::Province,
-                other => {
-                    return Err(err(format!(
-                        "unknown level '{other}' (commune or province)"
-                    )))
-                }
+                other => return Err(err(format!("unknown level '{other}' (commune or province)"))),
             };
-            let lead_time = LeadTime::parse(&rec[4]).ok_or_else(|| {
-                err(format!(
-                    "lead_time '{}' is not Nd, Nh or Ncd with N > 0",
-                    &rec[4]
-                ))
-            })?;
-            let fee_vnd: i64 = rec[5].parse().ok().filter(|f| *f >= 0).ok_or_else(|| {
-                err(format!(
-                    "fee_vnd '{}' is not a non-negative integer",
-                    &rec[5]
-                ))
-            })?;
+            let lead_time = LeadTime::parse(&rec[4])
+                .ok_or_else(|| err(format!("lead_time '{}' is not Nd, Nh or Ncd with N > 0", &rec[4])))?;
+            let fee_vnd: i64 = rec[5]
+                .parse()
+                .ok()
+                .filter(|f| *f >= 0)
+                .ok_or_else(|| err(format!("fee_vnd '{}' is not a non-negative integer", &rec[5])))?;
             let list = |s: &str| -> Vec<String> {
                 s.split('|')
                     .map(str::trim)
@@ -155,8 +137,7 @@ impl Catalog {
             };
             let required_documents = list(&rec[6]);
             let flag = |idx: usize, name: &str| {
-                parse_bool(&rec[idx])
-                    .ok_or_else(|| err(format!("{name} '{}' is not true/false", &rec[idx])))
+                parse_bool(&rec[idx]).ok_or_else(|| err(format!("{name} '{}' is not true/false", &rec[idx])))
             };
             let registry_checks = list(&rec[10])
                 .iter()
@@ -185,10 +166,7 @@ impl Catalog {
             }
             procedures.push(p);
         }
-        Ok(Self {
-            procedures,
-            by_code,
-        })
+        Ok(Self { procedures, by_code })
     }
 
     pub fn get(&self, code: &str) -> Option<&Procedure> {
@@ -207,11 +185,7 @@ mod tests {
     #[test]
     fn embedded_catalog_covers_every_field() {
         let c = Catalog::embedded().expect("catalog parses");
-        assert!(
-            c.procedures().len() >= 40,
-            "{} procedures",
-            c.procedures().len()
-        );
+        assert!(c.procedures().len() >= 40, "{} procedures", c.procedures().len());
         for f in [
             ProcedureField::Land,
             ProcedureField::Residence,
@@ -220,20 +194,11 @@ mod tests {
             ProcedureField::Business,
             ProcedureField::Construction,
         ] {
-            assert!(
-                c.procedures().iter().any(|p| p.field == f && p.active),
-                "{f:?}"
-            );
+            assert!(c.procedures().iter().any(|p| p.field == f && p.active), "{f:?}");
         }
         assert!(c.procedures().iter().any(|p| !p.active));
-        assert!(c
-            .procedures()
-            .iter()
-            .any(|p| p.level == CompetentLevel::Province));
-        assert!(c
-            .procedures()
-            .iter()
-            .all(|p| !p.required_documents.is_empty()));
+        assert!(c.procedures().iter().any(|p| p.level == CompetentLevel::Province));
+        assert!(c.procedures().iter().all(|p| !p.required_documents.is_empty()));
     }
 
     #[test]

@@ -12,11 +12,7 @@ pub use units::{AdminUnits, Province, Unit, UnitKind};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{file}, line {line}: {message}")]
-    Data {
-        file: String,
-        line: usize,
-        message: String,
-    },
+    Data { file: String, line: usize, message: String },
     #[error("cannot read {file}: {source}")]
     Io {
         file: String,
@@ -52,10 +48,7 @@ impl Reference {
     }
 
     /// Files given by path, falling back to the embedded copy for any not given.
-    pub fn load(
-        units_file: Option<&std::path::Path>,
-        procedures_file: Option<&std::path::Path>,
-    ) -> Result<Self> {
+    pub fn load(units_file: Option<&std::path::Path>, procedures_file: Option<&std::path::Path>) -> Result<Self> {
         let read = |p: &std::path::Path| {
             std::fs::read_to_string(p).map_err(|source| Error::Io {
                 file: p.display().to_string(),

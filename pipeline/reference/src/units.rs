@@ -61,13 +61,8 @@ impl AdminUnits {
     }
 
     pub fn parse(file: &str, text: &str) -> Result<Self> {
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .from_reader(text.as_bytes());
-        let headers = rdr
-            .headers()
-            .map_err(|e| data_error(file, 1, e.to_string()))?
-            .clone();
+        let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes());
+        let headers = rdr.headers().map_err(|e| data_error(file, 1, e.to_string()))?.clone();
         let expected = [
             "province_code",
             "province_name",
@@ -77,11 +72,7 @@ impl AdminUnits {
             "unit_type",
         ];
         if headers.iter().collect::<Vec<_>>() != expected {
-            return Err(data_error(
-                file,
-                1,
-                format!("header must be {}", expected.join(",")),
-            ));
+            return Err(data_error(file, 1, format!("header must be {}", expected.join(","))));
         }
         let mut out = Self {
             provinces: Vec::new(),
@@ -92,22 +83,15 @@ impl AdminUnits {
         for (i, rec) in rdr.records().enumerate() {
             let line = i + 2;
             let rec = rec.map_err(|e| data_error(file, line, e.to_string()))?;
-            let p_code = pad(&rec[0], 2).ok_or_else(|| {
-                data_error(file, line, format!("bad province code '{}'", &rec[0]))
-            })?;
-            let u_code = pad(&rec[3], 5)
-                .ok_or_else(|| data_error(file, line, format!("bad unit code '{}'", &rec[3])))?;
+            let p_code =
+                pad(&rec[0], 2).ok_or_else(|| data_error(file, line, format!("bad province code '{}'", &rec[0])))?;
+            let u_code =
+                pad(&rec[3], 5).ok_or_else(|| data_error(file, line, format!("bad unit code '{}'", &rec[3])))?;
             let kind = match &rec[5] {
                 "phường" => UnitKind::Ward,
                 "xã" => UnitKind::Commune,
                 "đặc khu" => UnitKind::SpecialZone,
-                other => {
-                    return Err(data_error(
-                        file,
-                        line,
-                        format!("unknown unit type '{other}'"),
-                    ))
-                }
+                other => return Err(data_error(file, line, format!("unknown unit type '{other}'"))),
             };
             let province = match out.province_by_code.get(&p_code) {
                 Some(&p) => p,
@@ -121,16 +105,8 @@ impl AdminUnits {
                     out.provinces.len() - 1
                 }
             };
-            if out
-                .by_code
-                .insert(u_code.clone(), out.units.len())
-                .is_some()
-            {
-                return Err(data_error(
-                    file,
-                    line,
-                    format!("unit code {u_code} appears twice"),
-                ));
+            if out.by_code.insert(u_code.clone(), out.units.len()).is_some() {
+                return Err(data_error(file, line, format!("unit code {u_code} appears twice")));
             }
             out.units.push(Unit {
                 code: u_code,
@@ -157,9 +133,7 @@ impl AdminUnits {
     pub fn unit(&self, code: &str) -> Option<&Unit> {
         match self.by_code.get(code) {
             Some(&i) => Some(&self.units[i]),
-            None => pad(code, 5)
-                .and_then(|c| self.by_code.get(&c))
-                .map(|&i| &self.units[i]),
+            None => pad(code, 5).and_then(|c| self.by_code.get(&c)).map(|&i| &self.units[i]),
         }
     }
 
@@ -192,23 +166,12 @@ mod tests {
         let qn: Vec<&Unit> = u.units_of("22").collect();
         assert_eq!(qn.len(), 54);
         assert_eq!(qn.iter().filter(|x| x.kind == UnitKind::Ward).count(), 30);
-        assert_eq!(
-            qn.iter().filter(|x| x.kind == UnitKind::Commune).count(),
-            22
-        );
-        assert_eq!(
-            qn.iter()
-                .filter(|x| x.kind == UnitKind::SpecialZone)
-                .count(),
-            2
-        );
+        assert_eq!(qn.iter().filter(|x| x.kind == UnitKind::Commune).count(), 22);
+        assert_eq!(qn.iter().filter(|x| x.kind == UnitKind::SpecialZone).count(), 2);
         let hk = u.unit("70").expect("Phường Hoàn Kiếm by short code");
         assert_eq!(hk.code, "00070");
         assert_eq!(u.province_of(hk).name, "Thành phố Hà Nội");
-        assert_eq!(
-            u.province("1").map(|p| p.center_code()),
-            Some("P01".to_owned())
-        );
+        assert_eq!(u.province("1").map(|p| p.center_code()), Some("P01".to_owned()));
         assert!(u.unit("99999").is_none());
         assert!(u.unit("abc").is_none());
     }

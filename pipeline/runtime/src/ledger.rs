@@ -22,6 +22,8 @@ pub(crate) struct Ledger {
     next_epoch: u64,
     in_flight: usize,
     fatal: Option<String>,
+    /// When the last in-flight message became fully acknowledged.
+    last_drained: Option<std::time::Instant>,
 }
 
 impl Ledger {
@@ -62,10 +64,7 @@ impl Ledger {
         if p.epoch != epoch {
             return false;
         }
-        debug_assert!(
-            p.pending.back().is_none_or(|(o, _)| *o < offset),
-            "offsets must grow"
-        );
+        debug_assert!(p.pending.back().is_none_or(|(o, _)| *o < offset), "offsets must grow");
         p.pending.push_back((offset, outputs));
         self.in_flight += 1;
         if outputs == 0 {
@@ -100,6 +99,13 @@ impl Ledger {
             self.in_flight -= 1;
             p.committable = Some(offset + 1);
         }
+        if self.in_flight == 0 {
+            self.last_drained = Some(std::time::Instant::now());
+        }
+    }
+
+    pub(crate) fn last_drained(&self) -> Option<std::time::Instant> {
+        self.last_drained
     }
 
     /// A delivery failed for good: nothing after it may be committed, the worker must stop.
@@ -150,10 +156,7 @@ mod tests {
         l.ack(&tp(0), e, 11);
         assert!(l.take_committable().is_empty());
         l.ack(&tp(0), e, 10);
-        assert!(
-            l.take_committable().is_empty(),
-            "10 has a second output in flight"
-        );
+        assert!(l.take_committable().is_empty(), "10 has a second output in flight");
         l.ack(&tp(0), e, 10);
         assert_eq!(l.take_committable(), vec![(tp(0), 13)]);
         assert_eq!(l.in_flight(), 0);
@@ -182,10 +185,7 @@ mod tests {
         assert_eq!(l.in_flight(), 0);
         assert!(!l.track(&tp(0), old, 2, 1), "revoked");
         l.assign(tp(0));
-        assert!(
-            !l.track(&tp(0), old, 2, 1),
-            "reassigned: old epoch is stale"
-        );
+        assert!(!l.track(&tp(0), old, 2, 1), "reassigned: old epoch is stale");
         let new = l.epoch(&tp(0)).expect("assigned");
         l.ack(&tp(0), old, 1); // a late ack of the old assignment changes nothing
         assert!(l.take_committable().is_empty());

@@ -4,9 +4,7 @@ use std::time::{Duration, Instant};
 use motcua_kafka::KafkaConfig;
 use motcua_schemas::{Codec, DeadLetter, Event, Topic};
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
@@ -100,10 +98,7 @@ impl Shutdown {
 #[cfg(unix)]
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -132,6 +127,9 @@ pub struct RunSummary {
     /// produced; the partition's new owner processes them.
     pub stale: u64,
     pub batches: u64,
+    /// From the first message received to the moment the last outputs were all
+    /// acknowledged: the time the worker spent on the work it got (throughput figures).
+    pub busy: Option<Duration>,
 }
 
 fn lock(ledger: &Mutex<Ledger>) -> MutexGuard<'_, Ledger> {
@@ -186,7 +184,10 @@ impl ConsumerContext for StageContext {
             std::thread::sleep(Duration::from_millis(5));
         };
         if left > 0 {
-            warn!(stage = self.stage, left, "drain deadline passed on revocation; those messages will be redelivered to the new owner");
+            warn!(
+                stage = self.stage,
+                left, "drain deadline passed on revocation; those messages will be redelivered to the new owner"
+            );
         }
         let mut store = TopicPartitionList::new();
         {
@@ -206,11 +207,7 @@ impl ConsumerContext for StageContext {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => warn!(stage = self.stage, error = %e, "commit on revocation failed"),
         }
-        info!(
-            stage = self.stage,
-            partitions = tps.len(),
-            "partitions revoked"
-        );
+        info!(stage = self.stage, partitions = tps.len(), "partitions revoked");
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -220,11 +217,7 @@ impl ConsumerContext for StageContext {
                 for e in tpl.elements() {
                     l.assign((e.topic().to_owned(), e.partition()));
                 }
-                info!(
-                    stage = self.stage,
-                    partitions = tpl.count(),
-                    "partitions assigned"
-                );
+                info!(stage = self.stage, partitions = tpl.count(), "partitions assigned");
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => warn!(stage = self.stage, error = %e, "rebalance error"),
@@ -237,8 +230,7 @@ impl ConsumerContext for StageContext {
                 .increment(offsets.count() as u64),
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => {
-                metrics::counter!("motcua_offset_commit_failures_total", "stage" => self.stage)
-                    .increment(1);
+                metrics::counter!("motcua_offset_commit_failures_total", "stage" => self.stage).increment(1);
                 warn!(stage = self.stage, error = %e, "offset commit failed; it is retried with the next commit");
             }
         }
@@ -265,8 +257,7 @@ impl ProducerContext for DeliveryContext {
         match result {
             Ok(_) => lock(&self.ledger).ack(&token.tp, token.epoch, token.offset),
             Err((e, m)) => {
-                metrics::counter!("motcua_delivery_failures_total", "stage" => self.stage)
-                    .increment(1);
+                metrics::counter!("motcua_delivery_failures_total", "stage" => self.stage).increment(1);
                 error!(stage = self.stage, topic = m.topic(), error = %e, origin_offset = token.offset, "delivery failed");
                 lock(&self.ledger).fail(format!(
                     "delivery to {} failed for input {}[{}]@{}: {e}",
@@ -312,23 +303,20 @@ pub async fn run<S: Stage>(
     let name = stage.name();
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let client_id = format!("motcua-{name}-{}", cfg.instance_id);
-    let mut consumer_cfg = cfg
-        .kafka
-        .consumer_config(&format!("motcua-{name}"), &client_id);
+    let mut consumer_cfg = cfg.kafka.consumer_config(&format!("motcua-{name}"), &client_id);
     consumer_cfg.set("statistics.interval.ms", "5000");
-    let consumer: Arc<Worker<StageContext>> =
-        Arc::new(consumer_cfg.create_with_context(StageContext {
-            ledger: ledger.clone(),
-            drain_timeout: cfg.drain_timeout,
-            stage: name,
-        })?);
-    let producer: ThreadedProducer<DeliveryContext> = cfg
-        .kafka
-        .producer_config(&client_id)
-        .create_with_context(DeliveryContext {
-            ledger: ledger.clone(),
-            stage: name,
-        })?;
+    let consumer: Arc<Worker<StageContext>> = Arc::new(consumer_cfg.create_with_context(StageContext {
+        ledger: ledger.clone(),
+        drain_timeout: cfg.drain_timeout,
+        stage: name,
+    })?);
+    let producer: ThreadedProducer<DeliveryContext> =
+        cfg.kafka
+            .producer_config(&client_id)
+            .create_with_context(DeliveryContext {
+                ledger: ledger.clone(),
+                stage: name,
+            })?;
     let input_topic = cfg.kafka.topic(S::Input::TOPIC);
     consumer.subscribe(&[&input_topic])?;
     info!(stage = name, topic = %input_topic, group = %format!("motcua-{name}"), "worker started");
@@ -348,17 +336,12 @@ pub async fn run<S: Stage>(
 
     // Drain: whatever happened, give acknowledged work its commit, and nothing else.
     let deadline = Instant::now() + cfg.drain_timeout;
-    while lock(&ledger).in_flight() > 0
-        && lock(&ledger).fatal().is_none()
-        && Instant::now() < deadline
-    {
+    while lock(&ledger).in_flight() > 0 && lock(&ledger).fatal().is_none() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     store_committable(&consumer, &ledger, name);
     let committer = consumer.clone();
-    let commit =
-        tokio::task::spawn_blocking(move || committer.commit_consumer_state(CommitMode::Sync))
-            .await;
+    let commit = tokio::task::spawn_blocking(move || committer.commit_consumer_state(CommitMode::Sync)).await;
     match commit {
         Ok(Ok(())) | Ok(Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) => {}
         Ok(Err(e)) => warn!(stage = name, error = %e, "final commit failed"),
@@ -396,6 +379,7 @@ async fn consume_loop<S: Stage>(
 ) -> Result<()> {
     let name = stage.name();
     let dlq_topic = cfg.kafka.topic(Topic::DeadLetter);
+    let mut first_received: Option<Instant> = None;
     loop {
         if let Some(reason) = lock(ledger).fatal() {
             return Err(Error::Fatal {
@@ -411,26 +395,23 @@ async fn consume_loop<S: Stage>(
             continue;
         }
         let batch = tokio::select! {
-            _ = shutdown.wait() => return Ok(()),
+            _ = shutdown.wait() => break,
             b = collect_batch(consumer, ledger, cfg) => b,
         };
         if batch.is_empty() {
             continue;
         }
         let started = Instant::now();
+        first_received.get_or_insert(started);
         summary.consumed += batch.len() as u64;
         summary.batches += 1;
 
         // Decode; what does not decode goes to the dead-letter topic without reaching the stage.
         let mut inputs = Vec::with_capacity(batch.len());
-        let mut slots: Vec<std::result::Result<usize, (String, String)>> =
-            Vec::with_capacity(batch.len());
+        let mut slots: Vec<std::result::Result<usize, (String, String)>> = Vec::with_capacity(batch.len());
         for m in &batch {
             let decoded = match &m.payload {
-                None => Err((
-                    "EMPTY_PAYLOAD".to_owned(),
-                    "message has no value".to_owned(),
-                )),
+                None => Err(("EMPTY_PAYLOAD".to_owned(), "message has no value".to_owned())),
                 Some(p) => codec
                     .decode::<S::Input>(p)
                     .map_err(|e| (e.code().to_owned(), e.to_string())),
@@ -460,38 +441,27 @@ async fn consume_loop<S: Stage>(
         if outcomes.len() != inputs.len() {
             return Err(Error::Fatal {
                 stage: name.to_owned(),
-                reason: format!(
-                    "stage returned {} outcomes for {} inputs",
-                    outcomes.len(),
-                    inputs.len()
-                ),
+                reason: format!("stage returned {} outcomes for {} inputs", outcomes.len(), inputs.len()),
             });
         }
 
         for (m, slot) in batch.iter().zip(slots) {
-            let dossier_id = slot
-                .as_ref()
-                .ok()
-                .map(|&i| inputs[i].event.key().to_owned());
+            let dossier_id = slot.as_ref().ok().map(|&i| inputs[i].event.key().to_owned());
             let span = info_span!("message", stage = name, dossier_id = dossier_id.as_deref().unwrap_or(""), topic = %m.tp.0, partition = m.tp.1, offset = m.offset);
             let _entered = span.enter();
             let outcome = match slot {
                 Ok(i) => outcomes[i].clone(),
-                Err((reason_code, reason)) => Outcome::DeadLetter {
-                    reason_code,
-                    reason,
-                },
+                Err((reason_code, reason)) => Outcome::DeadLetter { reason_code, reason },
             };
             let outgoing = match outcome {
                 Outcome::Emit(events) => {
                     let mut out = Vec::with_capacity(events.len());
                     for e in &events {
                         let mut payload = Vec::with_capacity(512);
-                        e.encode(codec, &mut payload)
-                            .map_err(|source| Error::Encode {
-                                stage: name.to_owned(),
-                                source,
-                            })?;
+                        e.encode(codec, &mut payload).map_err(|source| Error::Encode {
+                            stage: name.to_owned(),
+                            source,
+                        })?;
                         let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
                             key: "motcua-event-id",
                             value: Some(e.event_id()),
@@ -510,25 +480,17 @@ async fn consume_loop<S: Stage>(
                         });
                     }
                     summary.processed += 1;
-                    metrics::counter!("motcua_stage_messages_total", "stage" => name, "outcome" => "processed").increment(1);
+                    metrics::counter!("motcua_stage_messages_total", "stage" => name, "outcome" => "processed")
+                        .increment(1);
                     out
                 }
-                Outcome::DeadLetter {
-                    reason_code,
-                    reason,
-                } => {
+                Outcome::DeadLetter { reason_code, reason } => {
                     warn!(reason_code = %reason_code, reason = %reason, "dead-lettering message");
                     summary.dead_lettered += 1;
-                    metrics::counter!("motcua_stage_messages_total", "stage" => name, "outcome" => "dead_lettered").increment(1);
+                    metrics::counter!("motcua_stage_messages_total", "stage" => name, "outcome" => "dead_lettered")
+                        .increment(1);
                     metrics::counter!("motcua_dead_letters_total", "stage" => name, "reason_code" => reason_code.clone()).increment(1);
-                    vec![dead_letter(
-                        codec,
-                        name,
-                        &dlq_topic,
-                        m,
-                        &reason_code,
-                        &reason,
-                    )?]
+                    vec![dead_letter(codec, name, &dlq_topic, m, &reason_code, &reason)?]
                 }
             };
             if !lock(ledger).track(&m.tp, m.epoch, m.offset, outgoing.len() as u32) {
@@ -552,18 +514,21 @@ async fn consume_loop<S: Stage>(
         }
         metrics::histogram!("motcua_stage_batch_duration_seconds", "stage" => name)
             .record(started.elapsed().as_secs_f64());
-        metrics::histogram!("motcua_stage_batch_size_messages", "stage" => name)
-            .record(batch.len() as f64);
+        metrics::histogram!("motcua_stage_batch_size_messages", "stage" => name).record(batch.len() as f64);
     }
+    // Shutdown: wait (bounded) for the last outputs, so the busy time covers them.
+    let deadline = Instant::now() + cfg.drain_timeout;
+    while lock(ledger).in_flight() > 0 && lock(ledger).fatal().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    if let (Some(first), Some(drained)) = (first_received, lock(ledger).last_drained()) {
+        summary.busy = drained.checked_duration_since(first);
+    }
+    Ok(())
 }
-
 /// Waits for a first message (returns empty after an idle tick so offsets keep being
 /// stored), then gathers more until the batch is full or the linger time has passed.
-async fn collect_batch(
-    consumer: &Worker<StageContext>,
-    ledger: &Mutex<Ledger>,
-    cfg: &RuntimeConfig,
-) -> Vec<Received> {
+async fn collect_batch(consumer: &Worker<StageContext>, ledger: &Mutex<Ledger>, cfg: &RuntimeConfig) -> Vec<Received> {
     let mut batch = Vec::new();
     let first = match tokio::time::timeout(Duration::from_millis(250), consumer.recv()).await {
         Err(_) => return batch,
@@ -639,15 +604,11 @@ async fn handle_with_retry<S: Stage>(
                 })
             }
             Err(StageError::Retryable(reason)) => {
-                metrics::counter!("motcua_stage_retries_total", "stage" => stage.name())
-                    .increment(1);
+                metrics::counter!("motcua_stage_retries_total", "stage" => stage.name()).increment(1);
                 if started.elapsed() >= cfg.retry_budget {
                     return Err(Error::Fatal {
                         stage: stage.name().to_owned(),
-                        reason: format!(
-                            "still failing after {:?} of retries: {reason}",
-                            cfg.retry_budget
-                        ),
+                        reason: format!("still failing after {:?} of retries: {reason}", cfg.retry_budget),
                     });
                 }
                 warn!(stage = stage.name(), %reason, retry_in = ?delay, "batch failed, retrying");
@@ -729,17 +690,12 @@ fn dead_letter(
     })
 }
 
-async fn send(
-    producer: &ThreadedProducer<DeliveryContext>,
-    o: Outgoing,
-    token: DeliveryToken,
-) -> Result<()> {
+async fn send(producer: &ThreadedProducer<DeliveryContext>, o: Outgoing, token: DeliveryToken) -> Result<()> {
     let mut token = Box::new(token);
     loop {
-        let mut record: BaseRecord<'_, [u8], [u8], Box<DeliveryToken>> =
-            BaseRecord::with_opaque_to(&o.topic, token)
-                .payload(&o.payload[..])
-                .headers(o.headers.clone());
+        let mut record: BaseRecord<'_, [u8], [u8], Box<DeliveryToken>> = BaseRecord::with_opaque_to(&o.topic, token)
+            .payload(&o.payload[..])
+            .headers(o.headers.clone());
         if let Some(k) = &o.key {
             record = record.key(&k[..]);
         }
@@ -765,8 +721,7 @@ fn store_committable(consumer: &Worker<StageContext>, ledger: &Mutex<Ledger>, st
         let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
     }
     match consumer.store_offsets(&tpl) {
-        Ok(()) => metrics::counter!("motcua_offsets_stored_total", "stage" => stage)
-            .increment(ready.len() as u64),
+        Ok(()) => metrics::counter!("motcua_offsets_stored_total", "stage" => stage).increment(ready.len() as u64),
         // The partition may have been revoked in the meantime; its new owner redoes it.
         Err(e) => debug!(stage, error = %e, "storing offsets failed"),
     }
