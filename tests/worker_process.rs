@@ -12,8 +12,8 @@ use motcua_schemas::{AnyEvent, Topic};
 use motcua_store::Store;
 use support::*;
 
-/// Kill the worker twice while it is in the middle of the stream; the third run
-/// finishes. Nothing is lost, and what was emitted again is identical: same event ids,
+/// Kill workers (SIGKILL) in the middle of the stream, once alone and once while a second
+/// replica shares the partitions; stop that replica with SIGTERM; a last run finishes. Nothing is lost, and what was emitted again is identical: same event ids,
 /// same dossier codes, same bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_killed_mid_stream_and_restarted_loses_nothing_and_re_emits_identical_events() {
@@ -26,23 +26,35 @@ async fn a_worker_killed_mid_stream_and_restarted_loses_nothing_and_re_emits_ide
     publish(&kafka, &submissions).await;
     let collector = Collector::start(&kafka, &[Topic::Accepted, Topic::Status]);
 
+    let accepted_at_least = |n: usize| move |s: &[Read]| s.iter().filter(|r| r.topic == Topic::Accepted).count() >= n;
     let mut kills = Vec::new();
-    for (run, kill_at) in [("a", N / 4), ("b", N / 2)] {
-        let mut worker = spawn_intake(&kafka.brokers, &db, run);
-        assert!(
-            collector
-                .wait_for(Duration::from_secs(120), |s| s
-                    .iter()
-                    .filter(|r| r.topic == Topic::Accepted)
-                    .count()
-                    >= kill_at)
-                .await,
-            "worker {run} made no progress"
-        );
-        sigkill(&mut worker);
-        let seen = collector.count(Topic::Accepted);
-        kills.push(seen);
-        assert!(seen < N, "the kill must happen mid-stream (seen {seen} of {N})");
+    // One worker, killed a quarter of the way.
+    let mut a = spawn_intake(&kafka.brokers, &db, "a");
+    assert!(
+        collector
+            .wait_for(Duration::from_secs(120), accepted_at_least(N / 4))
+            .await,
+        "worker a made no progress"
+    );
+    sigkill(&mut a);
+    kills.push(collector.count(Topic::Accepted));
+    // Two replicas sharing the partitions: one killed, the other stopped with SIGTERM
+    // (its partitions are drained and committed on the way out).
+    let mut b1 = spawn_intake(&kafka.brokers, &db, "b1");
+    let mut b2 = spawn_intake(&kafka.brokers, &db, "b2");
+    assert!(
+        collector
+            .wait_for(Duration::from_secs(120), accepted_at_least(N / 2))
+            .await,
+        "workers b made no progress"
+    );
+    sigkill(&mut b1);
+    kills.push(collector.count(Topic::Accepted));
+    sigterm(&b2);
+    let b2_status = wait_exit(&mut b2, Duration::from_secs(30));
+    assert!(b2_status.success(), "SIGTERM: clean exit expected, got {b2_status}");
+    for seen in &kills {
+        assert!(*seen < N, "the kills must happen mid-stream (seen {seen} of {N})");
     }
     let mut last = spawn_intake(&kafka.brokers, &db, "c");
     let all: HashSet<String> = submissions.iter().map(|s| s.dossier.dossier_id.clone()).collect();
@@ -169,10 +181,19 @@ async fn intake_runs_against_a_separately_started_broker() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "300 published, 0 refused");
 
-    let mut worker = spawn_intake(&tansu.brokers, &db, "tansu");
+    let metrics_port = free_port();
+    let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let mut worker = spawn_intake_with(
+        &tansu.brokers,
+        &db,
+        "tansu",
+        &[("MOTCUA_METRICS__LISTEN", &metrics_listen)],
+    );
     let kafka = motcua_kafka::KafkaConfig::with_brokers(tansu.brokers.clone());
     let collector = Collector::start(&kafka, &[Topic::Accepted]);
     let done = collector.wait_for(Duration::from_secs(120), |s| s.len() >= 300).await;
+    // The worker's Prometheus endpoint counts what it did.
+    let scraped = http_get(metrics_port, "/metrics");
     sigterm(&worker);
     let status = wait_exit(&mut worker, Duration::from_secs(30));
     assert!(done, "only {} of 300 accepted", collector.count(Topic::Accepted));
@@ -186,16 +207,16 @@ async fn intake_runs_against_a_separately_started_broker() {
         })
         .collect();
     assert_eq!(accepted, ids);
-    let processed = metrics
+    let processed = scraped
         .lines()
         .find(|l| {
             l.starts_with("motcua_stage_messages_total{")
                 && l.contains("stage=\"intake\"")
                 && l.contains("outcome=\"processed\"")
         })
-        .unwrap_or_else(|| panic!("no processed counter in /metrics:\n{metrics}"));
+        .unwrap_or_else(|| panic!("no processed counter in /metrics:\n{scraped}"));
     assert_eq!(processed.rsplit(' ').next(), Some("300"), "{processed}");
-    assert!(metrics.contains("motcua_stage_batch_duration_seconds"), "{metrics}");
+    assert!(scraped.contains("motcua_stage_batch_duration_seconds"), "{scraped}");
 
     // A client we did not write reads our topic: kcat sees Confluent-framed Avro keyed by
     // dossier id.
@@ -226,4 +247,38 @@ async fn intake_runs_against_a_separately_started_broker() {
         assert!(ids.contains(key), "kcat read key {key}");
         assert!(size.parse::<usize>().expect("size") > 100);
     }
+}
+
+/// SIGTERM drains and commits: a worker started afterwards in the same group has nothing
+/// to redo, so not a single event is emitted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_clean_shutdown_a_restarted_worker_re_emits_nothing() {
+    const N: usize = 1_500;
+    let (_broker, kafka) = mock_cluster(3);
+    let db = motcua_store::testing::scratch_postgres_url().await;
+    let r = Reference::embedded().expect("reference");
+    let mut g = Generator::new(&r, "22", 31).expect("province");
+    let submissions: Vec<_> = (0..N as i64).map(|i| g.valid(NOW + i)).collect();
+    publish(&kafka, &submissions).await;
+    let collector = Collector::start(&kafka, &[Topic::Accepted]);
+
+    let mut first = spawn_intake(&kafka.brokers, &db, "first");
+    assert!(
+        collector.wait_for(Duration::from_secs(120), |s| s.len() >= N).await,
+        "first run incomplete"
+    );
+    sigterm(&first);
+    assert!(wait_exit(&mut first, Duration::from_secs(30)).success());
+
+    let mut second = spawn_intake(&kafka.brokers, &db, "second");
+    // Long enough for the second worker to join, be assigned every partition and fetch.
+    let redone = collector.wait_for(Duration::from_secs(10), |s| s.len() > N).await;
+    sigterm(&second);
+    assert!(wait_exit(&mut second, Duration::from_secs(30)).success());
+    assert!(
+        !redone,
+        "{} events re-emitted after a clean shutdown",
+        collector.count(Topic::Accepted) - N
+    );
+    assert_eq!(collector.count(Topic::Accepted), N);
 }
