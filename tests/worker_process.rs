@@ -282,3 +282,45 @@ async fn after_a_clean_shutdown_a_restarted_worker_re_emits_nothing() {
     );
     assert_eq!(collector.count(Topic::Accepted), N);
 }
+
+/// A delivery the broker refuses for good is fatal: the worker exits non-zero without
+/// committing, and once the broker accepts again a restarted worker processes everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_delivery_is_fatal_and_nothing_is_committed_past_it() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    const N: usize = 300;
+    let (broker, kafka) = mock_cluster(2);
+    let db = motcua_store::testing::scratch_postgres_url().await;
+    let r = Reference::embedded().expect("reference");
+    let mut g = Generator::new(&r, "22", 41).expect("province");
+    let submissions: Vec<_> = (0..N as i64).map(|i| g.valid(NOW + i)).collect();
+    publish(&kafka, &submissions).await;
+
+    // From now on the broker refuses every produce request with a non-retriable error.
+    let refusals = vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 10_000];
+    broker.cluster().request_errors(RDKafkaApiKey::Produce, &refusals);
+    let mut worker = spawn_intake(&kafka.brokers, &db, "refused");
+    let status = wait_exit(&mut worker, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "a fatal delivery failure exits with status 1");
+
+    broker.cluster().clear_request_errors(RDKafkaApiKey::Produce);
+    let collector = Collector::start(&kafka, &[Topic::Accepted]);
+    let mut again = spawn_intake(&kafka.brokers, &db, "again");
+    let complete = collector.wait_for(Duration::from_secs(120), |s| s.len() >= N).await;
+    sigterm(&again);
+    assert!(wait_exit(&mut again, Duration::from_secs(30)).success());
+    assert!(
+        complete,
+        "only {} of {N} accepted after the restart",
+        collector.count(Topic::Accepted)
+    );
+    let ids: HashSet<String> = collector
+        .snapshot()
+        .iter()
+        .filter_map(|r| match &r.event {
+            Some(AnyEvent::Accepted(a)) => Some(a.dossier.dossier_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), N);
+}

@@ -174,11 +174,15 @@ impl ConsumerContext for StageContext {
         // while this callback blocks the consumer.
         let deadline = Instant::now() + self.drain_timeout;
         let left = loop {
-            let busy: usize = {
+            let (busy, failed) = {
                 let l = lock(&self.ledger);
-                tps.iter().map(|tp| l.in_flight_for(tp)).sum()
+                (
+                    tps.iter().map(|tp| l.in_flight_for(tp)).sum::<usize>(),
+                    l.fatal().is_some(),
+                )
             };
-            if busy == 0 || Instant::now() >= deadline {
+            // After a fatal delivery failure nothing more will be acknowledged.
+            if busy == 0 || failed || Instant::now() >= deadline {
                 break busy;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -258,8 +262,12 @@ impl ProducerContext for DeliveryContext {
             Ok(_) => lock(&self.ledger).ack(&token.tp, token.epoch, token.offset),
             Err((e, m)) => {
                 metrics::counter!("motcua_delivery_failures_total", "stage" => self.stage).increment(1);
-                error!(stage = self.stage, topic = m.topic(), error = %e, origin_offset = token.offset, "delivery failed");
-                lock(&self.ledger).fail(format!(
+                let mut ledger = lock(&self.ledger);
+                // The first failure stops the worker; the ones queued behind it add nothing.
+                if ledger.fatal().is_none() {
+                    error!(stage = self.stage, topic = m.topic(), error = %e, origin_offset = token.offset, "delivery failed");
+                }
+                ledger.fail(format!(
                     "delivery to {} failed for input {}[{}]@{}: {e}",
                     m.topic(),
                     token.tp.0,
