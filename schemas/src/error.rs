@@ -3,7 +3,7 @@
 pub enum Error {
     #[error("schema table: {0}")]
     Table(String),
-    #[error("schema file {file}: {source}")]
+    #[error("schema file {file} is not a valid Avro schema")]
     Schema {
         file: String,
         #[source]
@@ -17,7 +17,7 @@ pub enum Error {
     UnknownSchemaId { id: u32 },
     #[error("schema id {id} belongs to subject {subject}, not to topic {topic}")]
     WrongSubject { id: u32, subject: String, topic: String },
-    #[error("Avro body does not decode with schema id {id}: {source}")]
+    #[error("Avro body does not decode with schema id {id}")]
     Decode {
         id: u32,
         #[source]
@@ -25,7 +25,7 @@ pub enum Error {
     },
     #[error("{len} trailing bytes after the Avro body (schema id {id})")]
     TrailingBytes { id: u32, len: usize },
-    #[error("event does not encode with the schema of {topic}: {source}")]
+    #[error("event does not encode with the schema of {topic}")]
     Encode {
         topic: String,
         #[source]

@@ -19,7 +19,7 @@ use serde::Deserialize;
 pub enum Error {
     #[error("invalid Kafka configuration: {0}")]
     Config(String),
-    #[error("Kafka: {context}: {source}")]
+    #[error("Kafka: {context}")]
     Kafka {
         context: String,
         #[source]

@@ -13,15 +13,15 @@ use sqlx::{PgPool, Row, SqlitePool};
 pub enum Error {
     #[error("database URL '{0}' is not supported: use postgres://… or sqlite://…")]
     UnsupportedUrl(String),
-    #[error("cannot connect to {url}: {source}")]
+    #[error("cannot connect to {url}")]
     Connect {
         url: String,
         #[source]
         source: sqlx::Error,
     },
-    #[error("migrations failed: {0}")]
+    #[error("database migrations failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("database: {0}")]
+    #[error("database error")]
     Database(#[from] sqlx::Error),
 }
 

@@ -53,10 +53,11 @@ impl Stage for Intake {
             .allocate_codes(&requests)
             .await
             .map_err(|e| {
+                let reason = format!("allocating dossier codes: {}", motcua_runtime::error_chain(&e));
                 if e.is_retryable() {
-                    StageError::Retryable(format!("allocating dossier codes: {e}"))
+                    StageError::Retryable(reason)
                 } else {
-                    StageError::Fatal(format!("allocating dossier codes: {e}"))
+                    StageError::Fatal(reason)
                 }
             })?
             .into_iter();

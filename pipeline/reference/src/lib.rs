@@ -13,7 +13,7 @@ pub use units::{AdminUnits, Province, Unit, UnitKind};
 pub enum Error {
     #[error("{file}, line {line}: {message}")]
     Data { file: String, line: usize, message: String },
-    #[error("cannot read {file}: {source}")]
+    #[error("cannot read {file}")]
     Io {
         file: String,
         #[source]

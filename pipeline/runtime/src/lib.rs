@@ -23,11 +23,11 @@ pub use stage::{Envelope, Origin, Outcome, Stage, StageError};
 pub enum Error {
     #[error(transparent)]
     Kafka(#[from] motcua_kafka::Error),
-    #[error("Kafka client: {0}")]
+    #[error("Kafka client error")]
     Client(#[from] rdkafka::error::KafkaError),
     #[error("stage {stage} failed: {reason}")]
     Fatal { stage: String, reason: String },
-    #[error("encoding an output of stage {stage}: {source}")]
+    #[error("encoding an output of stage {stage}")]
     Encode {
         stage: String,
         #[source]
@@ -36,3 +36,16 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error and its causes on one line ("outer: inner: root"), for dead-letter reasons,
+/// status messages and logs where only a string travels.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}

@@ -422,7 +422,7 @@ async fn consume_loop<S: Stage>(
                 None => Err(("EMPTY_PAYLOAD".to_owned(), "message has no value".to_owned())),
                 Some(p) => codec
                     .decode::<S::Input>(p)
-                    .map_err(|e| (e.code().to_owned(), e.to_string())),
+                    .map_err(|e| (e.code().to_owned(), crate::error_chain(&e))),
             };
             slots.push(match decoded {
                 Ok(event) => {
