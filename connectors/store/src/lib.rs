@@ -107,7 +107,10 @@ impl Store {
                 .connect_with(opts)
                 .await
                 .map_err(connect_err)?;
-            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            let mut migrator = sqlx::migrate!("./migrations/postgres");
+            // The database may also hold other components' migrations (registry replica).
+            migrator.set_ignore_missing(true);
+            migrator.run(&pool).await?;
             Store::Postgres(pool)
         } else if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)

@@ -11,7 +11,7 @@ use motcua_schemas::{
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::ids::tax_check_digit;
+use motcua_reference::ids::tax_check_digit;
 
 const FAMILY: &[&str] = &[
     "Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ", "Hồ", "Ngô", "Dương",

@@ -4,7 +4,7 @@
 //! reasons ("rejected at reception" or "supplement requested").
 
 pub mod generate;
-pub mod ids;
+pub use motcua_reference::ids;
 mod validate;
 
 use std::sync::Arc;

@@ -4,6 +4,7 @@
 
 mod catalog;
 pub mod civil;
+pub mod ids;
 mod units;
 
 pub use catalog::{Catalog, LeadTime, Procedure};
