@@ -3,7 +3,11 @@
 //! (tax code → enterprise). One trait per registry; implementations: a PostgreSQL replica
 //! (`sql`) and synthetic data (`synthetic`) for simulators, demos and tests.
 
+pub mod audit;
+pub mod http;
 pub mod model;
+pub mod resilience;
+pub mod sim;
 pub mod sql;
 pub mod synthetic;
 

@@ -1,0 +1,198 @@
+//! The pieces that keep a slow or failing registry from hurting us: a circuit breaker and
+//! a TTL cache. Both take the current instant as an argument, so they are tested without
+//! sleeping.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+#[derive(Debug)]
+struct BreakerInner {
+    consecutive_failures: u32,
+    open_until: Option<Instant>,
+    probing: bool,
+}
+
+/// Opens after `threshold` consecutive failures; stays open for `open_for`, then lets one
+/// probe through (half-open): its success closes the breaker, its failure re-opens it.
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    threshold: u32,
+    open_for: Duration,
+    inner: Mutex<BreakerInner>,
+}
+
+impl CircuitBreaker {
+    pub fn new(threshold: u32, open_for: Duration) -> Self {
+        Self {
+            threshold: threshold.max(1),
+            open_for,
+            inner: Mutex::new(BreakerInner {
+                consecutive_failures: 0,
+                open_until: None,
+                probing: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn state(&self, now: Instant) -> BreakerState {
+        let s = self.lock();
+        match s.open_until {
+            None => BreakerState::Closed,
+            Some(until) if now < until => BreakerState::Open,
+            Some(_) => BreakerState::HalfOpen,
+        }
+    }
+
+    /// May a request go out now?
+    pub fn allow(&self, now: Instant) -> bool {
+        let mut s = self.lock();
+        match s.open_until {
+            None => true,
+            Some(until) if now < until => false,
+            Some(_) if s.probing => false,
+            Some(_) => {
+                s.probing = true;
+                true
+            }
+        }
+    }
+
+    pub fn on_success(&self) {
+        let mut s = self.lock();
+        s.consecutive_failures = 0;
+        s.open_until = None;
+        s.probing = false;
+    }
+
+    /// Returns true when this failure opened the breaker.
+    pub fn on_failure(&self, now: Instant) -> bool {
+        let mut s = self.lock();
+        s.consecutive_failures += 1;
+        let reopen = s.probing || (s.open_until.is_none() && s.consecutive_failures >= self.threshold);
+        s.probing = false;
+        if reopen {
+            s.open_until = Some(now + self.open_for);
+        }
+        reopen
+    }
+}
+
+/// A bounded cache whose entries expire after `ttl`.
+#[derive(Debug)]
+pub struct TtlCache<V> {
+    ttl: Duration,
+    capacity: usize,
+    map: Mutex<HashMap<String, (Instant, V)>>,
+}
+
+impl<V: Clone> TtlCache<V> {
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self {
+            ttl,
+            capacity,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, V)>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, key: &str, now: Instant) -> Option<V> {
+        let mut m = self.lock();
+        match m.get(key) {
+            Some((expires, v)) if now < *expires => Some(v.clone()),
+            Some(_) => {
+                m.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn put(&self, key: String, value: V, now: Instant) {
+        if self.capacity == 0 || self.ttl.is_zero() {
+            return;
+        }
+        let mut m = self.lock();
+        if m.len() >= self.capacity && !m.contains_key(&key) {
+            m.retain(|_, (expires, _)| now < *expires);
+            if m.len() >= self.capacity {
+                // Still full of live entries: drop the one closest to expiry.
+                if let Some(k) = m.iter().min_by_key(|(_, (e, _))| *e).map(|(k, _)| k.clone()) {
+                    m.remove(&k);
+                }
+            }
+        }
+        m.insert(key, (now + self.ttl, value));
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_opens_after_consecutive_failures_and_recovers_through_one_probe() {
+        let b = CircuitBreaker::new(3, Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert!(b.allow(t0));
+        assert!(!b.on_failure(t0));
+        b.on_success(); // a success resets the count
+        assert!(!b.on_failure(t0));
+        assert!(!b.on_failure(t0));
+        assert!(b.on_failure(t0), "third consecutive failure opens");
+        assert_eq!(b.state(t0), BreakerState::Open);
+        assert!(!b.allow(t0 + Duration::from_secs(9)));
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!(b.state(later), BreakerState::HalfOpen);
+        assert!(b.allow(later), "one probe");
+        assert!(!b.allow(later), "only one probe at a time");
+        assert!(b.on_failure(later), "a failed probe re-opens");
+        assert!(!b.allow(later + Duration::from_secs(1)));
+        let again = later + Duration::from_secs(10);
+        assert!(b.allow(again));
+        b.on_success();
+        assert_eq!(b.state(again), BreakerState::Closed);
+        assert!(b.allow(again));
+    }
+
+    #[test]
+    fn cache_entries_expire_and_capacity_is_bounded() {
+        let c = TtlCache::new(Duration::from_secs(5), 2);
+        let t0 = Instant::now();
+        c.put("a".into(), 1, t0);
+        assert_eq!(c.get("a", t0 + Duration::from_secs(4)), Some(1));
+        assert_eq!(c.get("a", t0 + Duration::from_secs(5)), None, "expired");
+        c.put("a".into(), 1, t0);
+        c.put("b".into(), 2, t0 + Duration::from_secs(1));
+        c.put("c".into(), 3, t0 + Duration::from_secs(2));
+        assert_eq!(c.len(), 2);
+        assert_eq!(
+            c.get("a", t0 + Duration::from_secs(2)),
+            None,
+            "the entry closest to expiry was dropped"
+        );
+        assert_eq!(c.get("c", t0 + Duration::from_secs(2)), Some(3));
+    }
+}
