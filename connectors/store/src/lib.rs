@@ -9,6 +9,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
 
+mod parked;
+pub use parked::Parked;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("database URL '{0}' is not supported: use postgres://… or sqlite://…")]

@@ -1,0 +1,159 @@
+//! Work parked until an outside system answers (the verify stage's registry retries).
+
+use sqlx::Row;
+
+use crate::{Result, Store};
+
+/// A parked dossier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    pub dossier_id: String,
+    pub payload: Vec<u8>,
+    pub parked_at_ms: i64,
+    pub attempts: i32,
+    pub last_error: String,
+}
+
+impl Store {
+    /// Parks a dossier (idempotent: a dossier parked already keeps its first park time).
+    pub async fn park(
+        &self,
+        dossier_id: &str,
+        payload: &[u8],
+        now_ms: i64,
+        next_attempt_ms: i64,
+        error: &str,
+    ) -> Result<()> {
+        let sql_pg = "INSERT INTO verify_parked (dossier_id, payload, parked_at_ms, next_attempt_ms, last_error)
+                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dossier_id) DO NOTHING";
+        let sql_lite = "INSERT INTO verify_parked (dossier_id, payload, parked_at_ms, next_attempt_ms, last_error)
+                        VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (dossier_id) DO NOTHING";
+        match self {
+            Store::Postgres(p) => {
+                sqlx::query(sql_pg)
+                    .bind(dossier_id)
+                    .bind(payload)
+                    .bind(now_ms)
+                    .bind(next_attempt_ms)
+                    .bind(error)
+                    .execute(p)
+                    .await?;
+            }
+            Store::Sqlite(p) => {
+                sqlx::query(sql_lite)
+                    .bind(dossier_id)
+                    .bind(payload)
+                    .bind(now_ms)
+                    .bind(next_attempt_ms)
+                    .bind(error)
+                    .execute(p)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims up to `limit` parked dossiers due at `now_ms`: their next attempt moves to
+    /// `now_ms + lease_ms`, so another replica does not take them meanwhile (and a
+    /// crashed claimer's rows come back after the lease).
+    pub async fn claim_due(&self, now_ms: i64, lease_ms: i64, limit: i64) -> Result<Vec<Parked>> {
+        let rows = match self {
+            Store::Postgres(p) => sqlx::query(
+                "UPDATE verify_parked SET next_attempt_ms = $2, attempts = attempts + 1
+                     WHERE dossier_id IN (
+                         SELECT dossier_id FROM verify_parked WHERE next_attempt_ms <= $1
+                         ORDER BY next_attempt_ms LIMIT $3 FOR UPDATE SKIP LOCKED)
+                     RETURNING dossier_id, payload, parked_at_ms, attempts, last_error",
+            )
+            .bind(now_ms)
+            .bind(now_ms + lease_ms)
+            .bind(limit)
+            .fetch_all(p)
+            .await?
+            .into_iter()
+            .map(|r| Parked {
+                dossier_id: r.get(0),
+                payload: r.get(1),
+                parked_at_ms: r.get(2),
+                attempts: r.get(3),
+                last_error: r.get(4),
+            })
+            .collect(),
+            Store::Sqlite(p) => {
+                // One connection, one writer: a plain UPDATE … RETURNING is already exclusive.
+                sqlx::query(
+                    "UPDATE verify_parked SET next_attempt_ms = ?2, attempts = attempts + 1
+                     WHERE dossier_id IN (
+                         SELECT dossier_id FROM verify_parked WHERE next_attempt_ms <= ?1
+                         ORDER BY next_attempt_ms LIMIT ?3)
+                     RETURNING dossier_id, payload, parked_at_ms, attempts, last_error",
+                )
+                .bind(now_ms)
+                .bind(now_ms + lease_ms)
+                .bind(limit)
+                .fetch_all(p)
+                .await?
+                .into_iter()
+                .map(|r| Parked {
+                    dossier_id: r.get(0),
+                    payload: r.get(1),
+                    parked_at_ms: r.get(2),
+                    attempts: r.get(3),
+                    last_error: r.get(4),
+                })
+                .collect()
+            }
+        };
+        Ok(rows)
+    }
+
+    /// Schedules the next attempt of a parked dossier.
+    pub async fn reschedule(&self, dossier_id: &str, next_attempt_ms: i64, error: &str) -> Result<()> {
+        match self {
+            Store::Postgres(p) => {
+                sqlx::query("UPDATE verify_parked SET next_attempt_ms = $2, last_error = $3 WHERE dossier_id = $1")
+                    .bind(dossier_id)
+                    .bind(next_attempt_ms)
+                    .bind(error)
+                    .execute(p)
+                    .await?;
+            }
+            Store::Sqlite(p) => {
+                sqlx::query("UPDATE verify_parked SET next_attempt_ms = ?2, last_error = ?3 WHERE dossier_id = ?1")
+                    .bind(dossier_id)
+                    .bind(next_attempt_ms)
+                    .bind(error)
+                    .execute(p)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a dossier whose outcome has been delivered.
+    pub async fn unpark(&self, dossier_id: &str) -> Result<()> {
+        match self {
+            Store::Postgres(p) => {
+                sqlx::query("DELETE FROM verify_parked WHERE dossier_id = $1")
+                    .bind(dossier_id)
+                    .execute(p)
+                    .await?;
+            }
+            Store::Sqlite(p) => {
+                sqlx::query("DELETE FROM verify_parked WHERE dossier_id = ?1")
+                    .bind(dossier_id)
+                    .execute(p)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn parked_count(&self) -> Result<i64> {
+        let sql = "SELECT COUNT(*) FROM verify_parked";
+        Ok(match self {
+            Store::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
+            Store::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
+        })
+    }
+}

@@ -1,0 +1,156 @@
+use motcua_registries::{Business, BusinessStatus, Citizen, Parcel, Sex};
+use motcua_schemas::{samples, ApplicantKind, CheckOutcome};
+
+use super::*;
+
+fn accepted() -> DossierAccepted {
+    samples::accepted()
+}
+
+fn registry_citizen(a: &DossierAccepted) -> Citizen {
+    Citizen {
+        citizen_id: a.dossier.applicant.citizen_id.clone().expect("id"),
+        full_name: "NGUYỄN THỊ  HƯƠNG".to_owned(),
+        date_of_birth: a.dossier.applicant.date_of_birth.expect("dob"),
+        sex: Sex::Female,
+        residence_unit_code: "06652".to_owned(),
+        deceased: false,
+    }
+}
+
+fn parcel(a: &DossierAccepted, encumbrances: &[&str]) -> Parcel {
+    let p = &a.dossier.land_parcels[0];
+    Parcel {
+        unit_code: p.unit_code.clone(),
+        map_sheet: p.map_sheet,
+        parcel_number: p.parcel_number,
+        owners: vec![a.dossier.applicant.citizen_id.clone().expect("id")],
+        area_m2: 120.5,
+        land_use: "ODT".to_owned(),
+        encumbrances: encumbrances.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+fn answers(a: &DossierAccepted, citizen: Option<Citizen>, parcel: Option<Parcel>) -> Answers {
+    Answers {
+        citizen: Some((a.dossier.applicant.citizen_id.clone().expect("id"), citizen)),
+        parcels: vec![(a.dossier.land_parcels[0].clone(), parcel)],
+        businesses: vec![],
+    }
+}
+
+fn reason_codes(v: &Verdict) -> Vec<&str> {
+    match v {
+        Verdict::Supplement { reasons, .. } => reasons.iter().map(|r| r.code.as_str()).collect(),
+        Verdict::Verified { .. } => vec![],
+    }
+}
+
+#[test]
+fn matching_answers_verify_even_when_case_and_spacing_differ() {
+    let a = accepted();
+    let v = assess(
+        &a,
+        &answers(&a, Some(registry_citizen(&a)), Some(parcel(&a, &["MORTGAGE"]))),
+    );
+    let Verdict::Verified { dossier, checks } = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(dossier, a.dossier, "nothing to fill in");
+    assert_eq!(checks.len(), 2);
+    assert_eq!(checks[0].outcome, CheckOutcome::Matched);
+    assert_eq!(checks[1].outcome, CheckOutcome::Matched);
+    assert_eq!(
+        checks[1].detail.as_deref(),
+        Some("MORTGAGE"),
+        "a mortgage is reported, not blocking"
+    );
+}
+
+#[test]
+fn mismatches_and_missing_records_ask_for_a_supplement() {
+    let a = accepted();
+    let mut other = registry_citizen(&a);
+    other.full_name = "Nguyễn Thị Hường".to_owned();
+    other.date_of_birth += 1;
+    let v = assess(&a, &answers(&a, Some(other), Some(parcel(&a, &["DISPUTE"]))));
+    assert_eq!(
+        reason_codes(&v),
+        ["NAME_MISMATCH", "BIRTH_DATE_MISMATCH", "PARCEL_IN_DISPUTE"]
+    );
+    let v = assess(&a, &answers(&a, None, None));
+    assert_eq!(reason_codes(&v), ["CITIZEN_NOT_FOUND", "PARCEL_NOT_FOUND"]);
+    let mut dead = registry_citizen(&a);
+    dead.deceased = true;
+    assert_eq!(
+        reason_codes(&assess(&a, &answers(&a, Some(dead), Some(parcel(&a, &[]))))),
+        ["CITIZEN_DECEASED"]
+    );
+}
+
+#[test]
+fn what_the_citizen_left_out_is_filled_from_the_registry() {
+    let mut a = accepted();
+    a.dossier.applicant.date_of_birth = None;
+    a.dossier.applicant.residence_unit_code = None;
+    let mut c = registry_citizen(&accepted());
+    c.residence_unit_code = "06658".to_owned();
+    let v = assess(&a, &answers(&a, Some(c.clone()), Some(parcel(&a, &[]))));
+    let Verdict::Verified { dossier, checks } = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(dossier.applicant.date_of_birth, Some(c.date_of_birth));
+    assert_eq!(dossier.applicant.residence_unit_code.as_deref(), Some("06658"));
+    assert_eq!(checks[0].outcome, CheckOutcome::Filled);
+    assert_eq!(checks[0].detail.as_deref(), Some("date_of_birth,residence_unit_code"));
+}
+
+#[test]
+fn business_applicants_must_be_active_and_represented_by_the_applicant() {
+    let mut a = accepted();
+    a.dossier.applicant.kind = ApplicantKind::Business;
+    a.dossier.applicant.tax_code = Some("0100100022".to_owned());
+    let rep = a.dossier.applicant.citizen_id.clone().expect("id");
+    let business = |status, rep: &str| Business {
+        tax_code: "0100100022".to_owned(),
+        name: "Công ty TNHH Than".to_owned(),
+        status,
+        legal_representative_citizen_id: rep.to_owned(),
+        head_office_unit_code: "06652".to_owned(),
+    };
+    let with = |b: Business| Answers {
+        citizen: None,
+        parcels: vec![],
+        businesses: vec![("0100100022".to_owned(), Some(b))],
+    };
+    assert!(matches!(
+        assess(&a, &with(business(BusinessStatus::Active, &rep))),
+        Verdict::Verified { .. }
+    ));
+    assert_eq!(
+        reason_codes(&assess(&a, &with(business(BusinessStatus::Dissolved, &rep)))),
+        ["BUSINESS_NOT_ACTIVE"]
+    );
+    assert_eq!(
+        reason_codes(&assess(&a, &with(business(BusinessStatus::Active, "001090000001")))),
+        ["LEGAL_REPRESENTATIVE_MISMATCH"]
+    );
+    let (citizen, parcels, taxes) = needed(&a, &[Registry::Population, Registry::Business]);
+    assert_eq!(citizen, Some(rep));
+    assert!(parcels.is_empty(), "no land check for this procedure");
+    assert_eq!(taxes, ["0100100022"]);
+}
+
+#[test]
+fn retry_delays_grow_to_the_cap() {
+    let p = RetryPolicy {
+        first_delay: Duration::from_secs(5),
+        max_delay: Duration::from_secs(60),
+        escalate_after: Duration::from_secs(600),
+    };
+    assert_eq!(p.delay(0), Duration::from_secs(5));
+    assert_eq!(p.delay(1), Duration::from_secs(10));
+    assert_eq!(p.delay(3), Duration::from_secs(40));
+    assert_eq!(p.delay(4), Duration::from_secs(60));
+    assert_eq!(p.delay(40), Duration::from_secs(60));
+}
