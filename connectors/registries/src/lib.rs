@@ -3,6 +3,7 @@
 //! (tax code → enterprise). One trait per registry; implementations: a PostgreSQL replica
 //! (`sql`) and synthetic data (`synthetic`) for simulators, demos and tests.
 
+pub mod any;
 pub mod audit;
 pub mod http;
 pub mod model;

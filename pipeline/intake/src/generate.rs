@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use motcua_reference::{Procedure, Reference, Unit};
+use motcua_registries::synthetic::World;
 use motcua_schemas::{
     Applicant, ApplicantKind, Channel, CompetentLevel, Contact, Document, Dossier, DossierSubmitted, LandParcel,
     ProcedureField,
@@ -69,6 +70,7 @@ pub struct Generator<'r> {
     inactive: Vec<&'r Procedure>,
     seq: u64,
     seed: u64,
+    world: Option<&'r World>,
 }
 
 impl<'r> Generator<'r> {
@@ -100,7 +102,15 @@ impl<'r> Generator<'r> {
             inactive,
             seq: 0,
             seed,
+            world: None,
         })
+    }
+
+    /// Draws applicants, parcels and businesses from a synthetic registry world (which
+    /// must be of the same province), so they verify against the registry simulator.
+    pub fn with_world(mut self, world: &'r World) -> Self {
+        self.world = Some(world);
+        self
     }
 
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
@@ -154,43 +164,10 @@ impl<'r> Generator<'r> {
     pub fn valid(&mut self, submitted_at: i64) -> DossierSubmitted {
         let p = self.procedure();
         self.seq += 1;
-        let residence = self.unit();
-        let birth_year = self.rng.gen_range(1945..=2006);
-        let dob_days = motcua_reference::civil::days_from_civil(
-            birth_year,
-            self.rng.gen_range(1..=12),
-            self.rng.gen_range(1..=28),
-        );
-        let business = p.field == ProcedureField::Business;
-        let applicant = Applicant {
-            kind: if business {
-                ApplicantKind::Business
-            } else {
-                ApplicantKind::Citizen
-            },
-            citizen_id: Some(self.citizen_id(birth_year)),
-            tax_code: business.then(|| self.tax_code()),
-            full_name: if business {
-                format!("Hộ kinh doanh {} {}", self.pick(BUSINESS), self.pick(GIVEN))
-            } else {
-                self.name()
-            },
-            date_of_birth: (!business).then_some(dob_days as i32),
-            contact: Contact {
-                phone: Some(format!("09{:08}", self.rng.gen_range(0..100_000_000u32))),
-                email: None,
-                postal_address: None,
-            },
-            residence_unit_code: Some(residence.code.clone()),
-        };
-        let land_parcels = if p.field == ProcedureField::Land {
-            vec![LandParcel {
-                unit_code: residence.code.clone(),
-                map_sheet: self.rng.gen_range(1..=80),
-                parcel_number: self.rng.gen_range(1..=900),
-            }]
-        } else {
-            Vec::new()
+        let phone = Some(format!("09{:08}", self.rng.gen_range(0..100_000_000u32)));
+        let (applicant, land_parcels, jurisdiction) = match self.world {
+            Some(world) => self.drawn_from_world(world, p, phone),
+            None => self.invented(p, phone),
         };
         let channel = match self.rng.gen_range(0..100) {
             0..=69 => Channel::Online,
@@ -200,13 +177,13 @@ impl<'r> Generator<'r> {
         // Boundary-free procedures are often received elsewhere in the province.
         let receiving = if !p.boundary_free {
             match p.level {
-                CompetentLevel::Commune => residence.code.clone(),
+                CompetentLevel::Commune => jurisdiction,
                 CompetentLevel::Province => format!("P{}", self.province),
             }
         } else if self.rng.gen_bool(0.25) {
             self.unit().code.clone()
         } else {
-            residence.code.clone()
+            jurisdiction
         };
         let documents = p
             .required_documents
@@ -242,6 +219,109 @@ impl<'r> Generator<'r> {
             published_at: submitted_at + self.rng.gen_range(0..2_000),
             traceparent: None,
         }
+    }
+
+    /// An applicant (and parcel) made up on the spot: well-formed, unknown to any registry.
+    fn invented(&mut self, p: &Procedure, phone: Option<String>) -> (Applicant, Vec<LandParcel>, String) {
+        let residence = self.unit();
+        let birth_year = self.rng.gen_range(1945..=2006);
+        let dob_days = motcua_reference::civil::days_from_civil(
+            birth_year,
+            self.rng.gen_range(1..=12),
+            self.rng.gen_range(1..=28),
+        );
+        let business = p.field == ProcedureField::Business;
+        let applicant = Applicant {
+            kind: if business {
+                ApplicantKind::Business
+            } else {
+                ApplicantKind::Citizen
+            },
+            citizen_id: Some(self.citizen_id(birth_year)),
+            tax_code: business.then(|| self.tax_code()),
+            full_name: if business {
+                format!("Hộ kinh doanh {} {}", self.pick(BUSINESS), self.pick(GIVEN))
+            } else {
+                self.name()
+            },
+            date_of_birth: (!business).then_some(dob_days as i32),
+            contact: Contact {
+                phone,
+                email: None,
+                postal_address: None,
+            },
+            residence_unit_code: Some(residence.code.clone()),
+        };
+        let land_parcels = if p.field == ProcedureField::Land {
+            vec![LandParcel {
+                unit_code: residence.code.clone(),
+                map_sheet: self.rng.gen_range(1..=80),
+                parcel_number: self.rng.gen_range(1..=900),
+            }]
+        } else {
+            Vec::new()
+        };
+        (applicant, land_parcels, residence.code.clone())
+    }
+
+    /// An applicant drawn from a synthetic registry world: what they claim is what the
+    /// registries hold, so verification succeeds unless the record itself says otherwise
+    /// (a deceased citizen, a dissolved business, a disputed parcel).
+    fn drawn_from_world(
+        &mut self,
+        world: &World,
+        p: &Procedure,
+        phone: Option<String>,
+    ) -> (Applicant, Vec<LandParcel>, String) {
+        let contact = Contact {
+            phone,
+            email: None,
+            postal_address: None,
+        };
+        if p.field == ProcedureField::Business {
+            let b = loop {
+                if let Some(b) = world.business(self.rng.gen_range(0..world.businesses)) {
+                    break b;
+                }
+            };
+            let applicant = Applicant {
+                kind: ApplicantKind::Business,
+                citizen_id: Some(b.legal_representative_citizen_id.clone()),
+                tax_code: Some(b.tax_code.clone()),
+                full_name: b.name.clone(),
+                date_of_birth: None,
+                contact,
+                residence_unit_code: Some(b.head_office_unit_code.clone()),
+            };
+            return (applicant, Vec::new(), b.head_office_unit_code);
+        }
+        let (citizen, parcels, jurisdiction) = if p.field == ProcedureField::Land {
+            let parcel = world.parcel(self.rng.gen_range(0..world.parcels));
+            let owner = world
+                .citizen_by_id(&parcel.owners[0])
+                .unwrap_or_else(|| world.citizen(0));
+            let unit = parcel.unit_code.clone();
+            let asked = LandParcel {
+                unit_code: parcel.unit_code,
+                map_sheet: parcel.map_sheet,
+                parcel_number: parcel.parcel_number,
+            };
+            (owner, vec![asked], unit)
+        } else {
+            let c = world.citizen(self.rng.gen_range(0..world.citizens));
+            let unit = c.residence_unit_code.clone();
+            (c, Vec::new(), unit)
+        };
+        let applicant = Applicant {
+            kind: ApplicantKind::Citizen,
+            citizen_id: Some(citizen.citizen_id),
+            tax_code: None,
+            full_name: citizen.full_name,
+            date_of_birth: Some(citizen.date_of_birth),
+            contact,
+            residence_unit_code: Some(citizen.residence_unit_code),
+        };
+        (applicant, parcels, jurisdiction)
     }
 
     /// A submission with one defect.

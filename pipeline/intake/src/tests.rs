@@ -56,6 +56,26 @@ fn generated_valid_submissions_are_admitted() {
 }
 
 #[test]
+fn submissions_drawn_from_a_registry_world_are_admitted() {
+    let r = reference();
+    let world = motcua_registries::synthetic::World::for_province(&r.units, "22", 5, 100_000).expect("world");
+    let mut g = Generator::new(&r, "22", 7).expect("province").with_world(&world);
+    for i in 0..2_000 {
+        let s = g.valid(NOW + i);
+        if let Err(refusal) = validate(&r, &s) {
+            panic!("{:?} refused: {:?}", s.dossier.procedure_code, refusal.reasons);
+        }
+        let id = s.dossier.applicant.citizen_id.as_deref().expect("citizen id");
+        if s.dossier.applicant.kind == motcua_schemas::ApplicantKind::Citizen {
+            let c = world
+                .citizen_by_id(id)
+                .expect("the applicant is in the population registry");
+            assert_eq!(c.full_name, s.dossier.applicant.full_name);
+        }
+    }
+}
+
+#[test]
 fn each_defect_is_refused_with_its_reason() {
     let r = reference();
     let mut g = Generator::new(&r, "22", 8).expect("province");

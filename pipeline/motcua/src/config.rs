@@ -19,6 +19,73 @@ pub(crate) struct Config {
     pub(crate) runtime: RuntimeSection,
     pub(crate) metrics: MetricsConfig,
     pub(crate) reference: ReferenceConfig,
+    pub(crate) registries: RegistriesConfig,
+    pub(crate) verify: VerifyConfig,
+}
+
+/// Which registries the verify stage asks, and where lookups are audited.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RegistriesConfig {
+    pub(crate) mode: RegistryMode,
+    pub(crate) http: motcua_registries::http::HttpConfig,
+    /// PostgreSQL URL of the registry replica (mode = "sql"); database.url when absent.
+    pub(crate) sql_url: Option<String>,
+    pub(crate) audit: AuditTarget,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RegistryMode {
+    /// The national data-exchange gateway over HTTP (`registries.http`).
+    #[default]
+    Http,
+    /// A PostgreSQL replica of the registries.
+    Sql,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AuditTarget {
+    /// The `registry_audit` table when database.url is PostgreSQL, the log otherwise.
+    #[default]
+    Auto,
+    Database,
+    Log,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct VerifyConfig {
+    /// First retry of a dossier whose registry was unavailable.
+    pub(crate) first_retry_ms: u64,
+    pub(crate) max_retry_ms: u64,
+    /// A dossier parked this long is escalated to an officer.
+    pub(crate) escalate_after_s: u64,
+    /// How often the retrier looks for due dossiers.
+    pub(crate) retry_poll_ms: u64,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        let p = motcua_verify::RetryPolicy::default();
+        Self {
+            first_retry_ms: p.first_delay.as_millis() as u64,
+            max_retry_ms: p.max_delay.as_millis() as u64,
+            escalate_after_s: p.escalate_after.as_secs(),
+            retry_poll_ms: 500,
+        }
+    }
+}
+
+impl VerifyConfig {
+    pub(crate) fn policy(&self) -> motcua_verify::RetryPolicy {
+        motcua_verify::RetryPolicy {
+            first_delay: Duration::from_millis(self.first_retry_ms),
+            max_delay: Duration::from_millis(self.max_retry_ms),
+            escalate_after: Duration::from_secs(self.escalate_after_s),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +210,14 @@ impl Config {
         }
         if !self.metrics.listen.is_empty() {
             self.metrics_addr()?;
+        }
+        if self.registries.audit == AuditTarget::Database && !self.database.url.starts_with("postgres") {
+            bail!(
+                "registries.audit = \"database\" needs a PostgreSQL database.url; use \"log\" with the embedded store"
+            );
+        }
+        if self.verify.first_retry_ms == 0 || self.verify.max_retry_ms < self.verify.first_retry_ms {
+            bail!("verify.first_retry_ms must be > 0 and verify.max_retry_ms at least as large");
         }
         if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres")) {
             bail!(

@@ -5,6 +5,7 @@ mod config;
 mod demo;
 mod portal_json;
 mod publish;
+mod registry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,10 +89,23 @@ enum Command {
         /// Share of deliberately defective dossiers (0.0–1.0).
         #[arg(long, default_value_t = 0.0)]
         defect_rate: f64,
+        /// Draw applicants from the synthetic registry world of this size (the one
+        /// `motcua registry-sim` serves with the same --seed and --province), so they
+        /// verify; 0 invents applicants no registry knows.
+        #[arg(long, default_value_t = 0)]
+        world_citizens: u64,
     },
     /// Try motcua on one machine: starts an in-process Kafka broker and an embedded
     /// store, publishes generated submissions, runs intake, prints a summary.
     Demo(demo::DemoArgs),
+    /// Serve the registry gateway API (population, land, business) from a synthetic,
+    /// seeded world, with injectable faults — a stand-in for the national databases.
+    RegistrySim(registry::SimArgs),
+    /// Administer a PostgreSQL replica of the registries.
+    Registry {
+        #[command(subcommand)]
+        command: registry::RegistryCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +127,8 @@ enum TopicsCommand {
 enum StageName {
     /// Validate submissions, give them their official dossier code.
     Intake,
+    /// Check dossiers against the population, land and business registries.
+    Verify,
 }
 
 #[derive(Debug, Args)]
@@ -220,11 +236,14 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             seed,
             province,
             defect_rate,
+            world_citizens,
         } => {
-            publish::generate(count, seed, &province, defect_rate)?;
+            publish::generate(count, seed, &province, defect_rate, world_citizens)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => demo::run(args).await,
+        Command::RegistrySim(args) => registry::simulate(args).await,
+        Command::Registry { command } => registry::admin(command).await,
     }
 }
 
@@ -251,6 +270,31 @@ async fn run_stage(stage: StageName, common: &Common) -> Result<ExitCode> {
         StageName::Intake => {
             let intake = Arc::new(motcua_intake::Intake::new(reference, store.clone()));
             motcua_runtime::run(intake, codec, cfg.runtime(), shutdown).await
+        }
+        StageName::Verify => {
+            let runtime = cfg.runtime();
+            let registries = registry::from_config(&cfg).await?;
+            let caller = format!("verify/{}", runtime.instance_id);
+            let verify = Arc::new(motcua_verify::Verify::new(
+                registries,
+                reference,
+                store.clone(),
+                codec.clone(),
+                caller,
+                cfg.verify.policy(),
+            ));
+            let mut retrier = motcua_verify::Retrier::new(
+                verify.clone(),
+                cfg.kafka.clone(),
+                &format!("motcua-verify-retrier-{}", runtime.instance_id),
+            )?;
+            retrier.poll = std::time::Duration::from_millis(cfg.verify.retry_poll_ms);
+            let (summary, retried) = tokio::join!(
+                motcua_runtime::run(verify, codec, runtime, shutdown.clone()),
+                retrier.run(shutdown)
+            );
+            info!(?retried, "retrier stopped");
+            summary
         }
     };
     store.close().await;

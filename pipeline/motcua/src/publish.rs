@@ -157,13 +157,19 @@ pub(crate) async fn publish_file(cfg: &Config, file: &Path, dry_run: bool) -> Re
     })
 }
 
-pub(crate) fn generate(count: u64, seed: u64, province: &str, defect_rate: f64) -> Result<()> {
+pub(crate) fn generate(count: u64, seed: u64, province: &str, defect_rate: f64, world_citizens: u64) -> Result<()> {
     if !(0.0..=1.0).contains(&defect_rate) {
         bail!("--defect-rate {defect_rate} must be between 0 and 1");
     }
     let reference = Reference::embedded()?;
     let mut g = Generator::new(&reference, province, seed)
         .with_context(|| format!("province '{province}' is not one of the 34 province codes (e.g. 22, 01, 79)"))?;
+    let world = (world_citizens > 0)
+        .then(|| motcua_registries::synthetic::World::for_province(&reference.units, province, seed, world_citizens))
+        .flatten();
+    if let Some(w) = &world {
+        g = g.with_world(w);
+    }
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed ^ 0xdefec7);
     let start = now_ms();
     let out = std::io::stdout();

@@ -23,7 +23,7 @@ pub struct Answers {
 pub enum Verdict {
     /// Everything matches; the dossier carries what the registries filled in.
     Verified {
-        dossier: Dossier,
+        dossier: Box<Dossier>,
         checks: Vec<RegistryCheck>,
     },
     /// Something does not match: the applicant must correct or add papers.
@@ -234,7 +234,10 @@ pub fn assess(accepted: &DossierAccepted, answers: &Answers) -> Verdict {
     }
 
     if reasons.is_empty() {
-        Verdict::Verified { dossier, checks }
+        Verdict::Verified {
+            dossier: Box::new(dossier),
+            checks,
+        }
     } else {
         Verdict::Supplement { reasons, checks }
     }

@@ -163,7 +163,7 @@ impl<R: Registries> Verify<R> {
                     dossier_code: accepted.dossier_code.clone(),
                     received_at: accepted.received_at,
                     procedure: accepted.procedure.clone(),
-                    dossier,
+                    dossier: *dossier,
                     checks,
                     verified_at: at,
                     traceparent: accepted.traceparent.clone(),

@@ -56,7 +56,7 @@ fn matching_answers_verify_even_when_case_and_spacing_differ() {
     let Verdict::Verified { dossier, checks } = v else {
         panic!("{v:?}")
     };
-    assert_eq!(dossier, a.dossier, "nothing to fill in");
+    assert_eq!(*dossier, a.dossier, "nothing to fill in");
     assert_eq!(checks.len(), 2);
     assert_eq!(checks[0].outcome, CheckOutcome::Matched);
     assert_eq!(checks[1].outcome, CheckOutcome::Matched);
