@@ -10,7 +10,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Row, SqlitePool};
 
 mod parked;
+mod routing;
 pub use parked::Parked;
+pub use routing::Assignment;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

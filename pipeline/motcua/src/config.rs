@@ -21,6 +21,45 @@ pub(crate) struct Config {
     pub(crate) reference: ReferenceConfig,
     pub(crate) registries: RegistriesConfig,
     pub(crate) verify: VerifyConfig,
+    pub(crate) routing: RoutingConfig,
+}
+
+/// Routing data that replaces the compiled-in files; reloaded while the route stage runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RoutingConfig {
+    pub(crate) departments_file: Option<PathBuf>,
+    pub(crate) desks_file: Option<PathBuf>,
+    pub(crate) holidays_file: Option<PathBuf>,
+    /// Working hours, e.g. "07:00-11:30,13:30-17:00".
+    pub(crate) working_hours: String,
+    /// How often the files are checked for changes (SIGHUP reloads at once); 0 = only SIGHUP.
+    pub(crate) reload_check_s: u64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            departments_file: None,
+            desks_file: None,
+            holidays_file: None,
+            working_hours: "07:00-11:30,13:30-17:00".to_owned(),
+            reload_check_s: 10,
+        }
+    }
+}
+
+impl RoutingConfig {
+    pub(crate) fn files(&self) -> Result<motcua_routing::RoutingFiles> {
+        let working_hours = motcua_routing::WorkingHours::parse(&self.working_hours)
+            .map_err(|e| anyhow::anyhow!("routing.working_hours = '{}': {e}", self.working_hours))?;
+        Ok(motcua_routing::RoutingFiles {
+            departments: self.departments_file.clone(),
+            desks: self.desks_file.clone(),
+            holidays: self.holidays_file.clone(),
+            working_hours,
+        })
+    }
 }
 
 /// Which registries the verify stage asks, and where lookups are audited.
@@ -211,6 +250,7 @@ impl Config {
         if !self.metrics.listen.is_empty() {
             self.metrics_addr()?;
         }
+        self.routing.files()?;
         if self.registries.audit == AuditTarget::Database && !self.database.url.starts_with("postgres") {
             bail!(
                 "registries.audit = \"database\" needs a PostgreSQL database.url; use \"log\" with the embedded store"

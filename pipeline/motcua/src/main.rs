@@ -129,6 +129,9 @@ enum StageName {
     Intake,
     /// Check dossiers against the population, land and business registries.
     Verify,
+    /// Give paid dossiers their competent authority, desk and legal due time
+    /// (routing tables reload on SIGHUP or when their files change).
+    Route,
 }
 
 #[derive(Debug, Args)]
@@ -296,6 +299,13 @@ async fn run_stage(stage: StageName, common: &Common) -> Result<ExitCode> {
             info!(?retried, "retrier stopped");
             summary
         }
+        StageName::Route => {
+            let route = Arc::new(motcua_route::Route::new(reference, cfg.routing.files()?, store.clone()).await?);
+            let watcher = tokio::spawn(watch_routing_files(route.clone(), cfg.routing.reload_check_s));
+            let summary = motcua_runtime::run(route, codec, cfg.runtime(), shutdown).await;
+            watcher.abort();
+            summary
+        }
     };
     store.close().await;
     let summary = summary?;
@@ -306,4 +316,53 @@ async fn run_stage(stage: StageName, common: &Common) -> Result<ExitCode> {
         "stopped cleanly"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads the routing tables on SIGHUP, and when a configured file's modification time
+/// changes. A file that does not load is reported and the current tables stay.
+async fn watch_routing_files(route: Arc<motcua_route::Route>, check_every_s: u64) {
+    let files = route.files().clone();
+    let paths: Vec<PathBuf> = [files.departments, files.desks, files.holidays]
+        .into_iter()
+        .flatten()
+        .collect();
+    let stamp = |paths: &[PathBuf]| -> Vec<Option<std::time::SystemTime>> {
+        paths
+            .iter()
+            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .collect()
+    };
+    let mut last = stamp(&paths);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let period = std::time::Duration::from_secs(check_every_s.max(1));
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let by_signal = tokio::select! {
+            _ = hangup => true,
+            _ = tokio::time::sleep(period) => false,
+        };
+        let now = stamp(&paths);
+        let changed = check_every_s > 0 && now != last;
+        if !(by_signal || changed) {
+            continue;
+        }
+        last = now;
+        match route.reload().await {
+            Ok(generation) => info!(generation, by_signal, "routing tables reloaded"),
+            Err(e) => {
+                error!(error = %motcua_runtime::error_chain(&e), "routing tables not reloaded; keeping the current ones")
+            }
+        }
+    }
 }

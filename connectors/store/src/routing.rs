@@ -1,0 +1,128 @@
+//! Routing assignments: the route stage's idempotent effect, and the desk loads.
+
+use sqlx::Row;
+
+use crate::{Result, Store};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub dossier_id: String,
+    pub authority_code: String,
+    pub desk_code: String,
+    pub transferred: bool,
+    pub due_at_ms: i64,
+    pub routed_at_ms: i64,
+}
+
+impl Store {
+    /// Records assignments; a dossier assigned before keeps its first assignment, which
+    /// is what comes back (in request order).
+    pub async fn assign(&self, rows: &[Assignment]) -> Result<Vec<Assignment>> {
+        match self {
+            Store::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                for a in rows {
+                    sqlx::query(
+                        "INSERT INTO routing_assignments (dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms)
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dossier_id) DO NOTHING",
+                    )
+                    .bind(&a.dossier_id)
+                    .bind(&a.authority_code)
+                    .bind(&a.desk_code)
+                    .bind(a.transferred)
+                    .bind(a.due_at_ms)
+                    .bind(a.routed_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let ids: Vec<&str> = rows.iter().map(|a| a.dossier_id.as_str()).collect();
+                let stored = sqlx::query(
+                    "SELECT dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms
+                     FROM routing_assignments WHERE dossier_id = ANY($1)",
+                )
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(in_order(rows, stored.into_iter().map(|r| row(&r)).collect()))
+            }
+            Store::Sqlite(p) => {
+                let mut tx = p.begin().await?;
+                let mut stored = Vec::with_capacity(rows.len());
+                for a in rows {
+                    sqlx::query(
+                        "INSERT INTO routing_assignments (dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (dossier_id) DO NOTHING",
+                    )
+                    .bind(&a.dossier_id)
+                    .bind(&a.authority_code)
+                    .bind(&a.desk_code)
+                    .bind(a.transferred)
+                    .bind(a.due_at_ms)
+                    .bind(a.routed_at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    let r = sqlx::query(
+                        "SELECT dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms
+                         FROM routing_assignments WHERE dossier_id = ?1",
+                    )
+                    .bind(&a.dossier_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    stored.push(row(&r));
+                }
+                tx.commit().await?;
+                Ok(stored)
+            }
+        }
+    }
+
+    /// Open assignments per (authority, desk).
+    pub async fn desk_loads(&self) -> Result<Vec<(String, String, i64)>> {
+        let sql_pg =
+            "SELECT authority_code, desk_code, COUNT(*) FROM routing_assignments WHERE NOT closed GROUP BY 1, 2";
+        let sql_lite =
+            "SELECT authority_code, desk_code, COUNT(*) FROM routing_assignments WHERE closed = 0 GROUP BY 1, 2";
+        let rows = match self {
+            Store::Postgres(p) => sqlx::query(sql_pg)
+                .fetch_all(p)
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
+            Store::Sqlite(p) => sqlx::query(sql_lite)
+                .fetch_all(p)
+                .await?
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
+        };
+        Ok(rows)
+    }
+}
+
+fn row<R: Row>(r: &R) -> Assignment
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> bool: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Assignment {
+        dossier_id: r.get("dossier_id"),
+        authority_code: r.get("authority_code"),
+        desk_code: r.get("desk_code"),
+        transferred: r.get("transferred"),
+        due_at_ms: r.get("due_at_ms"),
+        routed_at_ms: r.get("routed_at_ms"),
+    }
+}
+
+fn in_order(requested: &[Assignment], stored: Vec<Assignment>) -> Vec<Assignment> {
+    let by_id: std::collections::HashMap<String, Assignment> =
+        stored.into_iter().map(|a| (a.dossier_id.clone(), a)).collect();
+    requested
+        .iter()
+        .map(|a| by_id.get(&a.dossier_id).cloned().unwrap_or_else(|| a.clone()))
+        .collect()
+}
