@@ -100,3 +100,45 @@ fn topics_list_shows_subjects_and_ids() {
     assert!(out.contains("dossier.status-value"), "{out}");
     assert_eq!(out.lines().count(), 12, "header + 11 topics:\n{out}");
 }
+
+#[test]
+fn the_registry_simulator_serves_its_world_over_http() {
+    let port = support::free_port();
+    let mut sim = motcua()
+        .args([
+            "registry-sim",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--citizens",
+            "5000",
+            "--seed",
+            "3",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn registry-sim");
+    let units = motcua_reference::AdminUnits::embedded().expect("units");
+    let world = motcua_registries::synthetic::World::for_province(&units, "22", 3, 5_000).expect("world");
+    let citizen = world.citizen(42);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "simulator did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let body = support::http_get(port, &format!("/v1/citizens/{}", citizen.citizen_id));
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let got: motcua_registries::Citizen = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(got, citizen);
+}
+
+#[test]
+fn bad_simulator_flags_are_explained() {
+    let (ok, _, err) = run(&["registry-sim", "--error-rate", "2"], &[]);
+    assert!(!ok);
+    assert!(err.contains("error rate 2 must be between 0 and 1"), "{err}");
+    let (ok, _, err) = run(&["registry-sim", "--outage", "soon"], &[]);
+    assert!(!ok);
+    assert!(err.contains("must be START+DURATION"), "{err}");
+    no_panic(&err);
+}

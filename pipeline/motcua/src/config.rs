@@ -342,6 +342,14 @@ mod tests {
         Ok(cfg)
     }
 
+    /// The documented example configuration is a valid configuration.
+    #[test]
+    fn the_example_config_in_deploy_loads() {
+        let cfg = parse(include_str!("../../../deploy/motcua.toml")).expect("deploy/motcua.toml");
+        assert_eq!(cfg.registries.http.max_attempts, 3);
+        assert_eq!(cfg.routing.reload_check_s, 10);
+    }
+
     #[test]
     fn unknown_keys_are_refused_with_their_name() {
         let e = parse("[kafka]\nbrokrs = \"x:1\"\n").unwrap_err().to_string();
