@@ -1,0 +1,1 @@
+//! The track stage (work in progress).
