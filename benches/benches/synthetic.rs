@@ -14,16 +14,28 @@ fn synthetic(c: &mut Criterion) {
     let mut g = c.benchmark_group("synthetic");
     g.throughput(Throughput::Elements(1_000));
     g.bench_function("1000 citizens", |b| {
-        b.iter(|| (0..1_000u64).map(|i| black_box(world.citizen(black_box(i))).date_of_birth as i64).sum::<i64>())
+        b.iter(|| {
+            (0..1_000u64)
+                .map(|i| black_box(world.citizen(black_box(i))).date_of_birth as i64)
+                .sum::<i64>()
+        })
     });
     g.bench_function("1000 parcels", |b| {
-        b.iter(|| (0..1_000u64).map(|j| black_box(world.parcel(black_box(j))).map_sheet as i64).sum::<i64>())
+        b.iter(|| {
+            (0..1_000u64)
+                .map(|j| black_box(world.parcel(black_box(j))).map_sheet as i64)
+                .sum::<i64>()
+        })
     });
     g.bench_function("1000 businesses", |b| {
         b.iter(|| (0..1_000u64).filter_map(|k| world.business(black_box(k))).count())
     });
     g.bench_function("1000 citizens by ID", |b| {
-        b.iter(|| ids.iter().filter(|id| world.citizen_by_id(black_box(id)).is_some()).count())
+        b.iter(|| {
+            ids.iter()
+                .filter(|id| world.citizen_by_id(black_box(id)).is_some())
+                .count()
+        })
     });
     g.finish();
 }

@@ -17,7 +17,7 @@ mod runtime;
 mod stage;
 
 pub use runtime::{run, RunSummary, RuntimeConfig, Shutdown};
-pub use stage::{Envelope, Origin, Outcome, Stage, StageError};
+pub use stage::{AllTopics, Envelope, Input, Origin, Outcome, Stage, StageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

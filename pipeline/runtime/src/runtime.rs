@@ -2,7 +2,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use motcua_kafka::KafkaConfig;
-use motcua_schemas::{Codec, DeadLetter, Event, Topic};
+use motcua_schemas::{Codec, DeadLetter, Topic};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tracing::{debug, error, info, info_span, warn};
 
 use crate::ledger::{Ledger, Tp};
-use crate::{Envelope, Error, Origin, Outcome, Result, Stage, StageError};
+use crate::{Envelope, Error, Input, Origin, Outcome, Result, Stage, StageError};
 
 /// Tuning of one worker. Defaults suit a stage whose batch takes milliseconds.
 #[derive(Debug, Clone)]
@@ -325,9 +325,13 @@ pub async fn run<S: Stage>(
                 ledger: ledger.clone(),
                 stage: name,
             })?;
-    let input_topic = cfg.kafka.topic(S::Input::TOPIC);
-    consumer.subscribe(&[&input_topic])?;
-    info!(stage = name, topic = %input_topic, group = %format!("motcua-{name}"), "worker started");
+    let input_topics: Vec<String> = <S::Input as Input>::topics()
+        .into_iter()
+        .map(|t| cfg.kafka.topic(t))
+        .collect();
+    let refs: Vec<&str> = input_topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&refs)?;
+    info!(stage = name, topics = ?input_topics, group = %format!("motcua-{name}"), "worker started");
 
     let mut summary = RunSummary::default();
     let outcome = consume_loop(
@@ -420,9 +424,14 @@ async fn consume_loop<S: Stage>(
         for m in &batch {
             let decoded = match &m.payload {
                 None => Err(("EMPTY_PAYLOAD".to_owned(), "message has no value".to_owned())),
-                Some(p) => codec
-                    .decode::<S::Input>(p)
-                    .map_err(|e| (e.code().to_owned(), crate::error_chain(&e))),
+                Some(p) => match cfg.kafka.topic_of(&m.tp.0) {
+                    Some(topic) => <S::Input as Input>::decode(codec, topic, p)
+                        .map_err(|e| (e.code().to_owned(), crate::error_chain(&e))),
+                    None => Err((
+                        "UNKNOWN_TOPIC".to_owned(),
+                        format!("{} is not a topic of the flow", m.tp.0),
+                    )),
+                },
             };
             slots.push(match decoded {
                 Ok(event) => {
@@ -454,7 +463,7 @@ async fn consume_loop<S: Stage>(
         }
 
         for (m, slot) in batch.iter().zip(slots) {
-            let dossier_id = slot.as_ref().ok().map(|&i| inputs[i].event.key().to_owned());
+            let dossier_id = slot.as_ref().ok().map(|&i| Input::key(&inputs[i].event).to_owned());
             let span = info_span!("message", stage = name, dossier_id = dossier_id.as_deref().unwrap_or(""), topic = %m.tp.0, partition = m.tp.1, offset = m.offset);
             let _entered = span.enter();
             let outcome = match slot {

@@ -1,6 +1,48 @@
 use std::future::Future;
 
-use motcua_schemas::{AnyEvent, Event};
+use motcua_schemas::{AnyEvent, Codec, Event, Topic};
+
+/// What a stage consumes: one event type (one topic), or [`AllTopics`].
+pub trait Input: Clone + Send + Sync + 'static {
+    /// The topics to subscribe to.
+    fn topics() -> Vec<Topic>;
+    /// Decodes a message read from `topic`.
+    fn decode(codec: &Codec, topic: Topic, bytes: &[u8]) -> motcua_schemas::Result<Self>;
+    /// The message key (the dossier id), for logs and spans.
+    fn key(&self) -> &str;
+}
+
+impl<E: Event> Input for E {
+    fn topics() -> Vec<Topic> {
+        vec![E::TOPIC]
+    }
+
+    fn decode(codec: &Codec, _topic: Topic, bytes: &[u8]) -> motcua_schemas::Result<Self> {
+        codec.decode(bytes)
+    }
+
+    fn key(&self) -> &str {
+        Event::key(self)
+    }
+}
+
+/// Every event of the flow (the track stage reads them all), except dead letters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllTopics(pub AnyEvent);
+
+impl Input for AllTopics {
+    fn topics() -> Vec<Topic> {
+        Topic::ALL.into_iter().filter(|t| *t != Topic::DeadLetter).collect()
+    }
+
+    fn decode(codec: &Codec, topic: Topic, bytes: &[u8]) -> motcua_schemas::Result<Self> {
+        AnyEvent::decode(codec, topic, bytes).map(AllTopics)
+    }
+
+    fn key(&self) -> &str {
+        self.0.key()
+    }
+}
 
 /// Where a consumed message came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +87,7 @@ pub enum StageError {
 /// one outcome per input, in order. The runtime owns Kafka, offsets and retries, so a
 /// stage is unit-tested without a broker.
 pub trait Stage: Send + Sync + 'static {
-    type Input: Event;
+    type Input: Input;
 
     /// Stage name: consumer group `motcua-<name>`, metrics label, `stage` of status events.
     fn name(&self) -> &'static str;
