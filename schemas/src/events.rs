@@ -100,6 +100,17 @@ pub enum ProcedureField {
     Construction,
 }
 
+impl ProcedureField {
+    pub const ALL: [ProcedureField; 6] = [
+        ProcedureField::Land,
+        ProcedureField::Residence,
+        ProcedureField::Certification,
+        ProcedureField::CivilStatus,
+        ProcedureField::Business,
+        ProcedureField::Construction,
+    ];
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CompetentLevel {

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use motcua_reference::civil::now_ms;
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -295,13 +296,6 @@ impl HttpRegistries {
             _ => Attempt::Refused(format!("HTTP {status}")),
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 /// Path segments are plain digits/codes; anything else is percent-encoded.

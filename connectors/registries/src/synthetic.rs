@@ -12,19 +12,19 @@ use motcua_reference::AdminUnits;
 
 use crate::model::{Business, BusinessStatus, Citizen, Parcel, Sex};
 
-const FAMILY: &[&str] = &[
+pub const FAMILY: &[&str] = &[
     "Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ", "Hồ", "Ngô", "Dương",
     "Lý",
 ];
-const MIDDLE_MALE: &[&str] = &["Văn", "Hữu", "Minh", "Đức", "Quang", "Xuân", "Gia", "Thành", "Công"];
-const MIDDLE_FEMALE: &[&str] = &["Thị", "Ngọc", "Thu", "Thanh", "Hoài", "Minh", "Phương", "Bích"];
-const GIVEN_MALE: &[&str] = &[
+pub const MIDDLE_MALE: &[&str] = &["Văn", "Hữu", "Minh", "Đức", "Quang", "Xuân", "Gia", "Thành", "Công"];
+pub const MIDDLE_FEMALE: &[&str] = &["Thị", "Ngọc", "Thu", "Thanh", "Hoài", "Minh", "Phương", "Bích"];
+pub const GIVEN_MALE: &[&str] = &[
     "An", "Bình", "Dũng", "Hải", "Hiếu", "Hùng", "Khánh", "Long", "Nam", "Phong", "Phúc", "Quân", "Sơn", "Tuấn", "Việt",
 ];
-const GIVEN_FEMALE: &[&str] = &[
+pub const GIVEN_FEMALE: &[&str] = &[
     "Chi", "Giang", "Hà", "Hạnh", "Hoa", "Hương", "Lan", "Linh", "Mai", "Nga", "Tâm", "Thảo", "Trang", "Vy", "Yến",
 ];
-const TRADE: &[&str] = &[
+pub const TRADE: &[&str] = &[
     "Thương mại",
     "Dịch vụ",
     "Xây dựng",

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use motcua_reference::{Procedure, Reference, Unit};
-use motcua_registries::synthetic::World;
+use motcua_registries::synthetic::{World, FAMILY, GIVEN_FEMALE, GIVEN_MALE, MIDDLE_FEMALE, MIDDLE_MALE, TRADE};
 use motcua_schemas::{
     Applicant, ApplicantKind, Channel, CompetentLevel, Contact, Document, Dossier, DossierSubmitted, LandParcel,
     ProcedureField,
@@ -14,27 +14,6 @@ use rand::{Rng, SeedableRng};
 
 use motcua_reference::ids::tax_check_digit;
 
-const FAMILY: &[&str] = &[
-    "Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ", "Hồ", "Ngô", "Dương",
-    "Lý",
-];
-const MIDDLE: &[&str] = &[
-    "Văn", "Thị", "Hữu", "Minh", "Thanh", "Đức", "Ngọc", "Quang", "Thu", "Xuân", "Hoài", "Gia",
-];
-const GIVEN: &[&str] = &[
-    "An", "Bình", "Chi", "Dũng", "Giang", "Hà", "Hải", "Hạnh", "Hiếu", "Hoa", "Hùng", "Hương", "Khánh", "Lan", "Linh",
-    "Long", "Mai", "Nam", "Nga", "Phong", "Phúc", "Quân", "Sơn", "Tâm", "Thảo", "Trang", "Tuấn", "Vy", "Yến",
-];
-const BUSINESS: &[&str] = &[
-    "Thương mại",
-    "Dịch vụ",
-    "Xây dựng",
-    "Thủy sản",
-    "Du lịch",
-    "Vận tải",
-    "Nông sản",
-    "Điện tử",
-];
 /// Old (pre-2025) province prefixes that citizen IDs are issued with.
 const ID_PREFIXES: &[u16] = &[1, 22, 22, 22, 24, 30, 31, 33, 34, 36, 38, 40, 79];
 
@@ -153,7 +132,12 @@ impl<'r> Generator<'r> {
     }
 
     fn name(&mut self) -> String {
-        format!("{} {} {}", self.pick(FAMILY), self.pick(MIDDLE), self.pick(GIVEN))
+        let (middle, given) = if self.rng.gen_bool(0.5) {
+            (MIDDLE_FEMALE, GIVEN_FEMALE)
+        } else {
+            (MIDDLE_MALE, GIVEN_MALE)
+        };
+        format!("{} {} {}", self.pick(FAMILY), self.pick(middle), self.pick(given))
     }
 
     fn sha256(&mut self) -> String {
@@ -240,7 +224,7 @@ impl<'r> Generator<'r> {
             citizen_id: Some(self.citizen_id(birth_year)),
             tax_code: business.then(|| self.tax_code()),
             full_name: if business {
-                format!("Hộ kinh doanh {} {}", self.pick(BUSINESS), self.pick(GIVEN))
+                format!("Hộ kinh doanh {} {}", self.pick(TRADE), self.pick(GIVEN_MALE))
             } else {
                 self.name()
             },

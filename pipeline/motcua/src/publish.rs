@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use motcua_intake::generate::{Defect, Generator};
 use motcua_kafka::KafkaConfig;
+pub(crate) use motcua_reference::civil::now_ms;
 use motcua_reference::Reference;
 use motcua_schemas::{Codec, DossierSubmitted, Event};
 use rand::{Rng, SeedableRng};
@@ -186,11 +187,4 @@ pub(crate) fn generate(count: u64, seed: u64, province: &str, defect_rate: f64, 
     }
     out.flush()?;
     Ok(())
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }

@@ -186,14 +186,7 @@ mod tests {
     fn embedded_catalog_covers_every_field() {
         let c = Catalog::embedded().expect("catalog parses");
         assert!(c.procedures().len() >= 40, "{} procedures", c.procedures().len());
-        for f in [
-            ProcedureField::Land,
-            ProcedureField::Residence,
-            ProcedureField::Certification,
-            ProcedureField::CivilStatus,
-            ProcedureField::Business,
-            ProcedureField::Construction,
-        ] {
+        for f in ProcedureField::ALL {
             assert!(c.procedures().iter().any(|p| p.field == f && p.active), "{f:?}");
         }
         assert!(c.procedures().iter().any(|p| !p.active));

@@ -36,6 +36,13 @@ pub fn vn_day(epoch_ms: i64) -> i64 {
     (epoch_ms + VN_OFFSET_MS).div_euclid(DAY_MS)
 }
 
+/// Now, in milliseconds since the Unix epoch (0 if the system clock is before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// `YYMMDD` of an instant's local date, as in dossier codes.
 pub fn vn_yymmdd(epoch_ms: i64) -> String {
     let (y, m, d) = civil_from_days(vn_day(epoch_ms));

@@ -12,14 +12,7 @@ pub const EMBEDDED_DEPARTMENTS: &str = include_str!("../data/departments.csv");
 pub const EMBEDDED_DESKS: &str = include_str!("../data/desks.csv");
 
 /// The procedure fields in a fixed order; a field's position is its index in per-field tables.
-pub const FIELDS: [ProcedureField; 6] = [
-    ProcedureField::Land,
-    ProcedureField::Residence,
-    ProcedureField::Certification,
-    ProcedureField::CivilStatus,
-    ProcedureField::Business,
-    ProcedureField::Construction,
-];
+pub const FIELDS: [ProcedureField; 6] = ProcedureField::ALL;
 
 /// Index of a field in [`FIELDS`].
 #[inline]

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use futures::future::{join_all, try_join_all};
 use motcua_kafka::KafkaConfig;
+use motcua_reference::civil::now_ms;
 use motcua_reference::Reference;
 use motcua_registries::{BusinessRegistry, LandRegistry, Lookup, PopulationRegistry};
 use motcua_runtime::{error_chain, Envelope, Outcome, Shutdown, Stage, StageError};
@@ -71,13 +72,6 @@ pub struct Verify<R> {
     codec: Codec,
     caller: String,
     policy: RetryPolicy,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 enum Looked {
