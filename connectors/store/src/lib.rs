@@ -9,8 +9,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
 
+mod bills;
 mod parked;
 mod routing;
+pub use bills::{Bill, Settlement};
 pub use parked::Parked;
 pub use routing::Assignment;
 

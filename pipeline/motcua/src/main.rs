@@ -106,6 +106,29 @@ enum Command {
         #[command(subcommand)]
         command: registry::RegistryCommand,
     },
+    /// Simulate the payment gateway: confirm bills from `payment.requested` after a
+    /// delay, failing, duplicating and reordering some confirmations.
+    GatewaySim {
+        #[arg(long, default_value_t = 50)]
+        min_delay_ms: u64,
+        #[arg(long, default_value_t = 2_000)]
+        max_delay_ms: u64,
+        /// Share of bills whose first payment attempt fails.
+        #[arg(long, default_value_t = 0.05)]
+        failure_rate: f64,
+        /// Share of confirmations sent twice.
+        #[arg(long, default_value_t = 0.05)]
+        duplicate_rate: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List bills against their confirmations (reconciliation with the gateway).
+    Reconcile {
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +155,8 @@ enum StageName {
     /// Give paid dossiers their competent authority, desk and legal due time
     /// (routing tables reload on SIGHUP or when their files change).
     Route,
+    /// Bill verified dossiers and settle gateway confirmations.
+    Payment,
 }
 
 #[derive(Debug, Args)]
@@ -246,6 +271,62 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Demo(args) => demo::run(args).await,
         Command::RegistrySim(args) => registry::simulate(args).await,
+        Command::GatewaySim {
+            min_delay_ms,
+            max_delay_ms,
+            failure_rate,
+            duplicate_rate,
+            seed,
+            common,
+        } => {
+            if !(0.0..=1.0).contains(&failure_rate) || !(0.0..=1.0).contains(&duplicate_rate) {
+                anyhow::bail!("--failure-rate and --duplicate-rate must be between 0 and 1");
+            }
+            let cfg = common.load()?;
+            let sim = motcua_payment::gateway_sim::GatewaySimConfig {
+                min_delay_ms,
+                max_delay_ms,
+                failure_rate,
+                duplicate_rate,
+                seed,
+            };
+            let stats = motcua_payment::gateway_sim::run(cfg.kafka.clone(), sim, Shutdown::on_signals()).await?;
+            info!(?stats, "gateway simulator stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reconcile { common } => {
+            let cfg = common.load()?;
+            let store = motcua_store::Store::connect(&cfg.database.url).await?;
+            let bills = store.bills().await?;
+            println!(
+                "{:<20} {:<38} {:>12} {:<8} {:<24}",
+                "bill", "dossier", "amount VND", "status", "gateway transaction"
+            );
+            let (mut paid, mut pending, mut expired, mut collected) = (0, 0, 0, 0i64);
+            for b in &bills {
+                println!(
+                    "{:<20} {:<38} {:>12} {:<8} {:<24}",
+                    b.bill_reference,
+                    b.dossier_id,
+                    b.amount_vnd,
+                    b.status,
+                    b.gateway_tx.as_deref().unwrap_or("-")
+                );
+                match b.status.as_str() {
+                    "paid" => {
+                        paid += 1;
+                        collected += b.amount_vnd;
+                    }
+                    "pending" => pending += 1,
+                    _ => expired += 1,
+                }
+            }
+            println!(
+                "{} bills: {paid} paid ({collected} VND), {pending} pending, {expired} expired",
+                bills.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Registry { command } => registry::admin(command).await,
     }
 }
@@ -297,6 +378,19 @@ async fn run_stage(stage: StageName, common: &Common) -> Result<ExitCode> {
                 retrier.run(shutdown)
             );
             info!(?retried, "retrier stopped");
+            summary
+        }
+        StageName::Payment => {
+            let fees = motcua_payment::FeeSchedule::embedded().map_err(anyhow::Error::msg)?;
+            let payment = Arc::new(motcua_payment::Payment::new(store.clone(), codec.clone(), fees));
+            let expiry = tokio::spawn(expire_bills(
+                payment.clone(),
+                cfg.kafka.clone(),
+                codec.clone(),
+                shutdown.clone(),
+            ));
+            let summary = motcua_runtime::run(payment, codec, cfg.runtime(), shutdown).await;
+            expiry.abort();
             summary
         }
         StageName::Route => {
@@ -363,6 +457,47 @@ async fn watch_routing_files(route: Arc<motcua_route::Route>, check_every_s: u64
             Err(e) => {
                 error!(error = %motcua_runtime::error_chain(&e), "routing tables not reloaded; keeping the current ones")
             }
+        }
+    }
+}
+
+/// Every minute: expire unpaid bills past their validity and publish their status.
+async fn expire_bills(
+    payment: Arc<motcua_payment::Payment>,
+    kafka: motcua_kafka::KafkaConfig,
+    codec: Codec,
+    mut shutdown: Shutdown,
+) {
+    let producer: rdkafka::producer::FutureProducer = match kafka.producer_config("motcua-payment-expiry").create() {
+        Ok(p) => p,
+        Err(e) => {
+            error!(error = %e, "bill expiry disabled: cannot create a producer");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+        }
+        let due = match payment.expiring(motcua_reference::civil::now_ms()).await {
+            Ok(due) => due,
+            Err(e) => {
+                error!(error = %motcua_runtime::error_chain(&e), "reading expiring bills failed; next round retries");
+                continue;
+            }
+        };
+        // Announce first, then mark: a failure in between announces again (same event ids).
+        for (reference, event) in due {
+            if let Err(e) = motcua_runtime::publish::deliver(&producer, &kafka, &codec, &[event]).await {
+                error!(error = %motcua_runtime::error_chain(&e), "publishing a bill expiry failed; next round retries");
+                break;
+            }
+            if let Err(e) = payment.mark_expired(&reference).await {
+                error!(error = %motcua_runtime::error_chain(&e), "marking a bill expired failed; next round retries");
+                break;
+            }
+            metrics::counter!("motcua_payment_expired_total").increment(1);
         }
     }
 }

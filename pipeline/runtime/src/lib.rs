@@ -13,6 +13,7 @@
 //!   and what is done is committed, nothing else.
 
 mod ledger;
+pub mod publish;
 mod runtime;
 mod stage;
 

@@ -26,8 +26,7 @@ use motcua_schemas::{
     Registry,
 };
 use motcua_store::Store;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 
 pub use assess::{assess, needed, Answers, Verdict};
 
@@ -262,6 +261,8 @@ pub enum Error {
     Store(#[from] motcua_store::Error),
     #[error("Kafka")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("delivering events")]
+    Deliver(#[from] motcua_runtime::Error),
     #[error("parked payload does not decode")]
     Decode(#[from] motcua_schemas::Error),
 }
@@ -364,23 +365,7 @@ impl<R: Registries> Retrier<R> {
     }
 
     async fn deliver(&self, events: &[AnyEvent]) -> Result<(), Error> {
-        let mut prepared = Vec::with_capacity(events.len());
-        for e in events {
-            let mut payload = Vec::with_capacity(512);
-            e.encode(&self.verify.codec, &mut payload)?;
-            prepared.push((self.kafka.topic(e.topic()), payload, e));
-        }
-        let sends = prepared.iter().map(|(topic, payload, e)| {
-            let headers = OwnedHeaders::new().insert(Header {
-                key: "motcua-event-id",
-                value: Some(e.event_id()),
-            });
-            let record = FutureRecord::to(topic).key(e.key()).payload(payload).headers(headers);
-            self.producer.send(record, Duration::from_secs(30))
-        });
-        for r in join_all(sends).await {
-            r.map_err(|(e, _)| e)?;
-        }
+        motcua_runtime::publish::deliver(&self.producer, &self.kafka, &self.verify.codec, events).await?;
         Ok(())
     }
 }

@@ -1,0 +1,180 @@
+//! Bills: the payment stage's state.
+
+use sqlx::Row;
+
+use crate::{Result, Store};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bill {
+    pub bill_reference: String,
+    pub dossier_id: String,
+    pub amount_vnd: i64,
+    pub status: String,
+    pub issued_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub paid_at_ms: Option<i64>,
+    pub gateway_tx: Option<String>,
+    pub failures: i32,
+    pub verified_payload: Vec<u8>,
+}
+
+/// What applying a confirmation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// No bill has this reference.
+    Unknown,
+    /// The bill is now paid by this transaction (or was already, by the same one: a
+    /// redelivery, whose events must be emitted again identically).
+    Paid(Bill),
+    /// Paid already by another transaction: a duplicate payment to refund, nothing to emit.
+    AlreadyPaid(Bill),
+    /// A failed attempt was counted; the bill stays pending.
+    Failed(Bill),
+}
+
+const COLUMNS: &str = "bill_reference, dossier_id, amount_vnd, status, issued_at_ms, expires_at_ms, paid_at_ms, gateway_tx, failures, verified_payload";
+
+fn bill<R: Row>(r: &R) -> Bill
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i32: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Vec<u8>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Bill {
+        bill_reference: r.get("bill_reference"),
+        dossier_id: r.get("dossier_id"),
+        amount_vnd: r.get("amount_vnd"),
+        status: r.get("status"),
+        issued_at_ms: r.get("issued_at_ms"),
+        expires_at_ms: r.get("expires_at_ms"),
+        paid_at_ms: r.get("paid_at_ms"),
+        gateway_tx: r.get("gateway_tx"),
+        failures: r.get("failures"),
+        verified_payload: r.get("verified_payload"),
+    }
+}
+
+/// The same statements on either backend (they use only SQL both understand).
+macro_rules! both {
+    ($self:expr, |$pool:ident| $body:expr) => {
+        match $self {
+            Store::Postgres($pool) => $body,
+            Store::Sqlite($pool) => $body,
+        }
+    };
+}
+
+impl Store {
+    /// Issues a bill (idempotent: a dossier billed before keeps its first bill, returned).
+    pub async fn issue_bill(&self, b: &Bill) -> Result<Bill> {
+        let insert = format!(
+            "INSERT INTO bills ({COLUMNS}) VALUES ($1, $2, $3, 'pending', $4, $5, NULL, NULL, 0, $6) ON CONFLICT (dossier_id) DO NOTHING"
+        );
+        let select = format!("SELECT {COLUMNS} FROM bills WHERE dossier_id = $1");
+        both!(self, |pool| {
+            sqlx::query(&insert)
+                .bind(&b.bill_reference)
+                .bind(&b.dossier_id)
+                .bind(b.amount_vnd)
+                .bind(b.issued_at_ms)
+                .bind(b.expires_at_ms)
+                .bind(&b.verified_payload)
+                .execute(pool)
+                .await?;
+            Ok(bill(&sqlx::query(&select).bind(&b.dossier_id).fetch_one(pool).await?))
+        })
+    }
+
+    /// Applies a gateway confirmation to its bill, in one transaction. A successful
+    /// payment of the full amount settles a pending (or expired: the money was taken, so
+    /// it is honoured) bill.
+    pub async fn settle(
+        &self,
+        reference: &str,
+        succeeded: bool,
+        amount_vnd: i64,
+        gateway_tx: &str,
+        at_ms: i64,
+    ) -> Result<Settlement> {
+        let select = format!("SELECT {COLUMNS} FROM bills WHERE bill_reference = $1");
+        both!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let Some(row) = sqlx::query(&select).bind(reference).fetch_optional(&mut *tx).await? else {
+                return Ok(Settlement::Unknown);
+            };
+            let current = bill(&row);
+            let outcome = if current.status == "paid" {
+                if current.gateway_tx.as_deref() == Some(gateway_tx) {
+                    Settlement::Paid(current)
+                } else {
+                    Settlement::AlreadyPaid(current)
+                }
+            } else if succeeded && amount_vnd >= current.amount_vnd {
+                sqlx::query(
+                    "UPDATE bills SET status = 'paid', paid_at_ms = $2, gateway_tx = $3 WHERE bill_reference = $1",
+                )
+                .bind(reference)
+                .bind(at_ms)
+                .bind(gateway_tx)
+                .execute(&mut *tx)
+                .await?;
+                Settlement::Paid(Bill {
+                    status: "paid".to_owned(),
+                    paid_at_ms: Some(at_ms),
+                    gateway_tx: Some(gateway_tx.to_owned()),
+                    ..current
+                })
+            } else {
+                sqlx::query("UPDATE bills SET failures = failures + 1 WHERE bill_reference = $1")
+                    .bind(reference)
+                    .execute(&mut *tx)
+                    .await?;
+                Settlement::Failed(Bill {
+                    failures: current.failures + 1,
+                    ..current
+                })
+            };
+            tx.commit().await?;
+            Ok(outcome)
+        })
+    }
+
+    /// Pending bills past their expiry (to announce, then [`Store::mark_expired`]).
+    pub async fn bills_due_for_expiry(&self, now_ms: i64, limit: i64) -> Result<Vec<Bill>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM bills WHERE status = 'pending' AND expires_at_ms <= $1 ORDER BY expires_at_ms LIMIT $2"
+        );
+        both!(self, |pool| Ok(sqlx::query(&sql)
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(bill)
+            .collect()))
+    }
+
+    /// Marks a bill expired — unless it was paid meanwhile.
+    pub async fn mark_expired(&self, bill_reference: &str) -> Result<()> {
+        let sql = "UPDATE bills SET status = 'expired' WHERE bill_reference = $1 AND status = 'pending'";
+        both!(self, |pool| {
+            sqlx::query(sql).bind(bill_reference).execute(pool).await?;
+            Ok(())
+        })
+    }
+
+    /// Every bill, for reconciliation.
+    pub async fn bills(&self) -> Result<Vec<Bill>> {
+        let sql = format!("SELECT {COLUMNS} FROM bills ORDER BY issued_at_ms, bill_reference");
+        both!(self, |pool| Ok(sqlx::query(&sql)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(bill)
+            .collect()))
+    }
+}

@@ -1,0 +1,156 @@
+use motcua_runtime::Origin;
+use motcua_schemas::{samples, DossierVerified, ProcedureSummary};
+
+use super::*;
+
+fn verified(id: &str, fee: i64) -> DossierVerified {
+    let mut d = samples::dossier();
+    d.dossier_id = id.to_owned();
+    DossierVerified {
+        event_id: format!("v-{id}"),
+        causation_id: "a".into(),
+        dossier_code: format!("H22.06652-251125-{id}"),
+        received_at: 1,
+        procedure: ProcedureSummary {
+            fee_vnd: fee,
+            code: "1.012811".into(),
+            ..samples::procedure()
+        },
+        dossier: d,
+        checks: vec![],
+        verified_at: 2,
+        traceparent: None,
+    }
+}
+
+fn env(input: PaymentInput, offset: i64) -> Envelope<PaymentInput> {
+    Envelope {
+        event: input,
+        origin: Origin {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            timestamp_ms: Some(1_000 + offset),
+        },
+    }
+}
+
+fn confirmation(bill: &str, tx: &str, outcome: PaymentOutcome, amount: i64) -> PaymentInput {
+    PaymentInput::Confirmed(PaymentConfirmed {
+        event_id: format!("c-{tx}-{outcome:?}"),
+        bill_reference: bill.to_owned(),
+        gateway: "g".into(),
+        gateway_transaction_id: tx.to_owned(),
+        amount_vnd: amount,
+        outcome,
+        failure_reason: None,
+        confirmed_at: 5_000,
+    })
+}
+
+async fn stage(dir: &tempfile::TempDir) -> Payment {
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("p.db").display()))
+        .await
+        .expect("store");
+    Payment::new(
+        store,
+        Codec::embedded().expect("codec"),
+        FeeSchedule::embedded().expect("fees"),
+    )
+}
+
+fn events(o: &Outcome) -> &[AnyEvent] {
+    match o {
+        Outcome::Emit(e) => e,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_bill_is_paid_once_whatever_the_gateway_sends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = stage(&dir).await;
+    let v = verified("d1", 50_000);
+    let out = p
+        .handle_batch(&[env(PaymentInput::Verified(Box::new(v.clone())), 0)])
+        .await
+        .expect("billed");
+    let [AnyEvent::PaymentRequested(req), AnyEvent::Status(s)] = events(&out[0]) else {
+        panic!("{out:?}")
+    };
+    assert_eq!(req.amount_vnd, 70_000, "fee 50,000 + charge 20,000 from the schedule");
+    assert_eq!(req.bill_reference, bill_reference("d1"));
+    assert_eq!(s.status, DossierStatus::FinancialObligationRequested);
+    // Redelivered: the same bill.
+    let again = p
+        .handle_batch(&[env(PaymentInput::Verified(Box::new(v)), 0)])
+        .await
+        .expect("billed");
+    assert_eq!(again, out);
+
+    let r = &req.bill_reference;
+    let batch = [
+        env(confirmation(r, "tx1", PaymentOutcome::Failed, 70_000), 1),
+        env(confirmation(r, "tx2", PaymentOutcome::Succeeded, 60_000), 2), // short of the amount
+        env(confirmation(r, "tx3", PaymentOutcome::Succeeded, 70_000), 3),
+        env(confirmation(r, "tx3", PaymentOutcome::Succeeded, 70_000), 4), // duplicate of tx3
+        env(confirmation(r, "tx4", PaymentOutcome::Succeeded, 70_000), 5), // a second payment
+        env(confirmation("HDUNKNOWN", "tx5", PaymentOutcome::Succeeded, 1), 6),
+    ];
+    let out = p.handle_batch(&batch).await.expect("handled");
+    assert!(matches!(events(&out[0]), [AnyEvent::Status(s)] if s.reasons[0].code == "PAYMENT_FAILED"));
+    assert!(matches!(events(&out[1]), [AnyEvent::Status(s)] if s.reasons[0].code == "PAYMENT_FAILED"));
+    let [AnyEvent::Paid(paid)] = events(&out[2]) else {
+        panic!("{:?}", out[2])
+    };
+    assert_eq!(paid.amount_vnd, 70_000);
+    assert_eq!(paid.bill_reference.as_deref(), Some(r.as_str()));
+    assert_eq!(
+        events(&out[3]),
+        events(&out[2]),
+        "the same transaction again re-emits the identical event"
+    );
+    assert!(events(&out[4]).is_empty(), "a second transaction pays nothing more");
+    assert!(matches!(&out[5], Outcome::DeadLetter { reason_code, .. } if reason_code == "UNKNOWN_BILL"));
+}
+
+#[tokio::test]
+async fn free_and_exempt_dossiers_skip_the_bill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = stage(&dir).await;
+    let mut free = verified("d2", 0);
+    free.procedure.code = "9.000001".into();
+    let out = p
+        .handle_batch(&[env(PaymentInput::Verified(Box::new(free)), 0)])
+        .await
+        .expect("handled");
+    assert!(matches!(events(&out[0]), [AnyEvent::Paid(x)] if x.amount_vnd == 0 && x.bill_reference.is_none()));
+    // Exempt from the fee, but the charge remains.
+    let mut exempt = verified("d3", 50_000);
+    exempt
+        .dossier
+        .form_fields
+        .insert("beneficiary_group".into(), "poor_household".into());
+    let out = p
+        .handle_batch(&[env(PaymentInput::Verified(Box::new(exempt)), 1)])
+        .await
+        .expect("handled");
+    assert!(matches!(events(&out[0]), [AnyEvent::PaymentRequested(x), _] if x.fee_vnd == 0 && x.amount_vnd == 20_000));
+}
+
+#[tokio::test]
+async fn unpaid_bills_expire_with_a_status_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut p = stage(&dir).await;
+    p.validity_ms = 100;
+    p.handle_batch(&[env(PaymentInput::Verified(Box::new(verified("d4", 10_000))), 0)])
+        .await
+        .expect("billed");
+    assert!(p.expiring(1_050).await.expect("expire").is_empty(), "not yet");
+    let expired = p.expiring(1_200).await.expect("expire");
+    assert!(matches!(&expired[..], [(_, AnyEvent::Status(s))] if s.reasons[0].code == "BILL_EXPIRED"));
+    // Announced again until marked (a crash between the two repeats the same event).
+    assert_eq!(p.expiring(1_300).await.expect("expire"), expired);
+    p.mark_expired(&expired[0].0).await.expect("mark");
+    assert!(p.expiring(2_000).await.expect("expire").is_empty(), "once marked, done");
+}
