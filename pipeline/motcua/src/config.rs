@@ -22,6 +22,17 @@ pub(crate) struct Config {
     pub(crate) registries: RegistriesConfig,
     pub(crate) verify: VerifyConfig,
     pub(crate) routing: RoutingConfig,
+    pub(crate) result: ResultConfig,
+}
+
+/// The result stage's signing key.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ResultConfig {
+    /// File holding the Ed25519 seed (64 hex digits); `motcua result-key` makes one.
+    pub(crate) signing_key_file: Option<PathBuf>,
+    /// Published with the public key, so wallets know which key signed.
+    pub(crate) signing_key_id: String,
 }
 
 /// Routing data that replaces the compiled-in files; reloaded while the route stage runs.

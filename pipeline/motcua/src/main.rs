@@ -124,6 +124,24 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Simulate the back office: decide routed dossiers (some after a supplement
+    /// request, some late) and publish `dossier.decided`.
+    BackofficeSim {
+        #[arg(long, default_value_t = 0.08)]
+        supplement_rate: f64,
+        #[arg(long, default_value_t = 0.03)]
+        late_rate: f64,
+        #[arg(long, default_value_t = 0.05)]
+        refusal_rate: f64,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Make a new Ed25519 signing key for the result stage: the seed goes to FILE, the
+    /// public key (to publish) to standard output.
+    ResultKey {
+        /// Where to write the secret seed (created with mode 0600).
+        file: PathBuf,
+    },
     /// List bills against their confirmations (reconciliation with the gateway).
     Reconcile {
         #[command(flatten)]
@@ -157,6 +175,8 @@ enum StageName {
     Route,
     /// Bill verified dossiers and settle gateway confirmations.
     Payment,
+    /// Deliver signed results of decided dossiers to the applicants' e-wallets.
+    Result,
 }
 
 #[derive(Debug, Args)]
@@ -294,6 +314,51 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             info!(?stats, "gateway simulator stopped");
             Ok(ExitCode::SUCCESS)
         }
+        Command::BackofficeSim {
+            supplement_rate,
+            late_rate,
+            refusal_rate,
+            common,
+        } => {
+            for (name, v) in [
+                ("supplement", supplement_rate),
+                ("late", late_rate),
+                ("refusal", refusal_rate),
+            ] {
+                if !(0.0..=1.0).contains(&v) {
+                    anyhow::bail!("--{name}-rate {v} must be between 0 and 1");
+                }
+            }
+            let cfg = common.load()?;
+            let reference = Reference::embedded()?;
+            let tables = motcua_routing::RoutingTables::load(&reference, &cfg.routing.files()?)?;
+            let office = motcua_result::backoffice::BackOffice::new(
+                tables,
+                motcua_result::backoffice::BackOfficeConfig {
+                    supplement_rate,
+                    late_rate,
+                    refusal_rate,
+                },
+            );
+            motcua_runtime::run(
+                Arc::new(office),
+                Codec::embedded()?,
+                cfg.runtime(),
+                Shutdown::on_signals(),
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ResultKey { file } => {
+            use rand::RngCore;
+            let mut seed = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut seed);
+            let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+            write_secret(&file, &hex).with_context(|| format!("cannot write {}", file.display()))?;
+            let signer = motcua_result::Signer25519::from_hex_seed(&hex, "").map_err(anyhow::Error::msg)?;
+            println!("{}", signer.public_key_hex());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Reconcile { common } => {
             let cfg = common.load()?;
             let store = motcua_store::Store::connect(&cfg.database.url).await?;
@@ -392,6 +457,22 @@ async fn run_stage(stage: StageName, common: &Common) -> Result<ExitCode> {
             let summary = motcua_runtime::run(payment, codec, cfg.runtime(), shutdown).await;
             expiry.abort();
             summary
+        }
+        StageName::Result => {
+            let file = cfg.result.signing_key_file.as_ref().context(
+                "result.signing_key_file is required: the result stage signs documents (make a key with `motcua result-key FILE`)",
+            )?;
+            let seed = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let signer = motcua_result::Signer25519::from_hex_seed(&seed, &cfg.result.signing_key_id)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            info!(public_key = %signer.public_key_hex(), key_id = %signer.key_id(), "signing results");
+            motcua_runtime::run(
+                Arc::new(motcua_result::ResultStage::new(signer)),
+                codec,
+                cfg.runtime(),
+                shutdown,
+            )
+            .await
         }
         StageName::Route => {
             let route = Arc::new(motcua_route::Route::new(reference, cfg.routing.files()?, store.clone()).await?);
@@ -500,4 +581,15 @@ async fn expire_bills(
             metrics::counter!("motcua_payment_expired_total").increment(1);
         }
     }
+}
+
+fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")
 }
