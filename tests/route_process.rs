@@ -52,8 +52,10 @@ async fn the_route_worker_routes_paid_dossiers_and_reloads_its_tables_on_sighup(
     let r = Reference::embedded().expect("reference");
     let mut g = Generator::new(&r, "22", 9).expect("province");
 
+    let metrics_port = free_port();
     let mut worker = motcua()
         .args(["run", "route"])
+        .env("MOTCUA_METRICS__LISTEN", format!("127.0.0.1:{metrics_port}"))
         .env("MOTCUA_KAFKA__BROKERS", &kafka.brokers)
         .env("MOTCUA_DATABASE__URL", &db)
         .env("MOTCUA_ROUTING__DEPARTMENTS_FILE", &departments)
@@ -82,7 +84,15 @@ async fn the_route_worker_routes_paid_dossiers_and_reloads_its_tables_on_sighup(
         .status()
         .expect("kill");
     assert!(status.success());
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Wait for the reload to be done (its counter on the worker's /metrics).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !http_get(metrics_port, "/metrics")
+        .lines()
+        .any(|l| l.starts_with("motcua_route_reloads_total") && l.ends_with(" 1"))
+    {
+        assert!(std::time::Instant::now() < deadline, "no reload within 30 s of SIGHUP");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let second: Vec<DossierPaid> = (5..10).map(|n| land_at_province(&r, &mut g, n)).collect();
     publish(&kafka, &second).await;
     assert!(

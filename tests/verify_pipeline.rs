@@ -80,7 +80,9 @@ async fn with_30_percent_errors_and_500_ms_latency_every_dossier_ends_exactly_on
     let policy = RetryPolicy {
         first_delay: Duration::from_millis(200),
         max_delay: Duration::from_millis(500),
-        escalate_after: Duration::from_millis(1_500),
+        // Long enough that group A's parked dossiers get several retries (each fails with
+        // probability 0.3² = 9 %), short enough for group B's outage to escalate.
+        escalate_after: Duration::from_secs(5),
     };
     let codec = Codec::embedded().expect("codec");
     let verify = Arc::new(Verify::new(
