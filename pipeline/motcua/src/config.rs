@@ -23,6 +23,27 @@ pub(crate) struct Config {
     pub(crate) verify: VerifyConfig,
     pub(crate) routing: RoutingConfig,
     pub(crate) result: ResultConfig,
+    pub(crate) track: TrackConfig,
+}
+
+/// The track stage's status API and deadline warnings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct TrackConfig {
+    /// Address of the status API (`/dossiers/{code}`, `/stats`, `/units/{code}/load`,
+    /// `/openapi.json`); empty to disable.
+    pub(crate) api_listen: String,
+    /// Warn when a dossier has at most this many working hours left.
+    pub(crate) warn_within_working_hours: u32,
+}
+
+impl Default for TrackConfig {
+    fn default() -> Self {
+        Self {
+            api_listen: "0.0.0.0:8080".to_owned(),
+            warn_within_working_hours: 8,
+        }
+    }
 }
 
 /// The result stage's signing key.

@@ -177,6 +177,8 @@ enum StageName {
     Payment,
     /// Deliver signed results of decided dossiers to the applicants' e-wallets.
     Result,
+    /// Project every event into PostgreSQL, serve the status API, warn of deadlines.
+    Track,
 }
 
 #[derive(Debug, Args)]
@@ -473,6 +475,62 @@ async fn run_stage(stage: StageName, common: &Common) -> Result<ExitCode> {
                 shutdown,
             )
             .await
+        }
+        StageName::Track => {
+            if !cfg.database.url.starts_with("postgres") {
+                anyhow::bail!("the track projection needs PostgreSQL: set database.url to postgres://…");
+            }
+            let track = Arc::new(motcua_track::Track::connect(&cfg.database.url).await?);
+            let pool = track.pool().clone();
+            let api = if cfg.track.api_listen.is_empty() {
+                None
+            } else {
+                let addr: std::net::SocketAddr = cfg
+                    .track
+                    .api_listen
+                    .parse()
+                    .with_context(|| format!("track.api_listen = '{}' is not an address", cfg.track.api_listen))?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot serve the status API on {addr}"))?;
+                info!(%addr, "status API");
+                let router = motcua_track::api::router(pool.clone());
+                Some(tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, router).await {
+                        error!(error = %e, "status API stopped");
+                    }
+                }))
+            };
+            let calendar = motcua_routing::RoutingTables::load(&reference, &cfg.routing.files()?)?
+                .calendar()
+                .clone();
+            let producer: Arc<rdkafka::producer::FutureProducer> =
+                Arc::new(cfg.kafka.producer_config("motcua-track-warnings").create()?);
+            let (kafka, warn_codec) = (cfg.kafka.clone(), codec.clone());
+            let warn_cfg = motcua_track::deadline::WarningConfig::new(cfg.track.warn_within_working_hours);
+            let warn_shutdown = shutdown.clone();
+            let warnings = tokio::spawn(async move {
+                let publish = move |w: Vec<motcua_schemas::DossierStatusChanged>| {
+                    let (producer, kafka, codec) = (producer.clone(), kafka.clone(), warn_codec.clone());
+                    async move {
+                        let events: Vec<motcua_schemas::AnyEvent> = w.into_iter().map(Into::into).collect();
+                        motcua_runtime::publish::deliver(&producer, &kafka, &codec, &events)
+                            .await
+                            .map_err(|e| motcua_runtime::error_chain(&e))
+                    }
+                };
+                motcua_track::deadline::run_warnings(pool, warn_cfg, &calendar, publish, warn_shutdown).await
+            });
+            let summary = motcua_runtime::run(track, codec, cfg.runtime(), shutdown).await;
+            if let Some(api) = api {
+                api.abort();
+            }
+            match warnings.await {
+                Ok(Ok(n)) => info!(warnings = n, "deadline warnings stopped"),
+                Ok(Err(e)) => error!(error = %motcua_runtime::error_chain(&e), "deadline warnings failed"),
+                Err(e) => error!(error = %e, "deadline warnings task"),
+            }
+            summary
         }
         StageName::Route => {
             let route = Arc::new(motcua_route::Route::new(reference, cfg.routing.files()?, store.clone()).await?);

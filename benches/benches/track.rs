@@ -1,0 +1,357 @@
+//! Load harness: projection ingest (events/s) of the track stage into PostgreSQL — the
+//! batched write (one transaction per batch: UNNEST history insert + UNNEST dossier upsert)
+//! next to a row-at-a-time baseline (the same statements, one transaction per event), in
+//! the same run, on the same workload.
+//!
+//! `cargo bench -p motcua-benches --bench track [-- --dossiers 10000]`
+//! Database server: `MOTCUA_BENCH_DATABASE_URL` (default
+//! `postgres://motcua@127.0.0.1:55499/postgres`); the harness creates and drops its own
+//! scratch databases there.
+
+use std::time::{Duration, Instant};
+
+use motcua_schemas::*;
+use motcua_track::Track;
+use sqlx::Connection;
+
+const MIN: i64 = 60_000;
+const DAY: i64 = 86_400_000;
+const T0: i64 = 1_764_036_000_000;
+
+/// Eleven events per dossier (submitted, accepted, received status, verified, bill,
+/// obligation status, paid, routed, processing status, decided, completed), emitted stage by
+/// stage for all dossiers (as they flow through the pipeline), so a batch touches as many
+/// different dossiers as it has events.
+fn workload(dossiers: usize) -> Vec<AnyEvent> {
+    let base = samples::dossier();
+    let procedure = samples::procedure();
+    let mut stages: Vec<Vec<AnyEvent>> = (0..11).map(|_| Vec::with_capacity(dossiers)).collect();
+    for i in 0..dossiers {
+        let id = format!("bench-{i:08}");
+        let code = format!("H22.06652-251125-{i:06}");
+        let t = T0 + i as i64 * 1_000;
+        let mut d = base.clone();
+        d.dossier_id = id.clone();
+        d.submitted_at = t;
+        d.channel = if i % 4 == 0 { Channel::Counter } else { Channel::Online };
+        let due = t + 10 * DAY;
+        let status = |kind: &str, s: DossierStatus, stage: &str, at: i64, due: Option<i64>| -> AnyEvent {
+            DossierStatusChanged {
+                event_id: format!("{id}-{kind}"),
+                causation_id: None,
+                dossier_id: id.clone(),
+                dossier_code: Some(code.clone()),
+                status: s,
+                status_code: s.code(),
+                procedure_code: Some(procedure.code.clone()),
+                stage: stage.into(),
+                reasons: vec![],
+                unit_code: Some("06652".into()),
+                due_at: due,
+                occurred_at: at,
+                traceparent: None,
+            }
+            .into()
+        };
+        stages[0].push(
+            DossierSubmitted {
+                event_id: format!("{id}-sub"),
+                dossier: d.clone(),
+                published_at: t,
+                traceparent: None,
+            }
+            .into(),
+        );
+        stages[1].push(
+            DossierAccepted {
+                event_id: format!("{id}-acc"),
+                causation_id: format!("{id}-sub"),
+                dossier_code: code.clone(),
+                receiving_agency_code: "H22.06652".into(),
+                received_at: t + MIN,
+                procedure: procedure.clone(),
+                dossier: d.clone(),
+                traceparent: None,
+            }
+            .into(),
+        );
+        stages[2].push(status("received", DossierStatus::Received, "intake", t + MIN, None));
+        stages[3].push(
+            DossierVerified {
+                event_id: format!("{id}-ver"),
+                causation_id: format!("{id}-acc"),
+                dossier_code: code.clone(),
+                received_at: t + MIN,
+                procedure: procedure.clone(),
+                dossier: d.clone(),
+                checks: vec![],
+                verified_at: t + 5 * MIN,
+                traceparent: None,
+            }
+            .into(),
+        );
+        stages[4].push(
+            PaymentRequested {
+                event_id: format!("{id}-bill"),
+                causation_id: format!("{id}-ver"),
+                dossier_id: id.clone(),
+                dossier_code: code.clone(),
+                bill_reference: format!("B{i}"),
+                fee_vnd: 100_000,
+                charge_vnd: 0,
+                amount_vnd: 100_000,
+                payer_name: "Nguyễn Thị Hương".into(),
+                description: "Lệ phí".into(),
+                issued_at: t + 10 * MIN,
+                expires_at: t + DAY,
+                traceparent: None,
+            }
+            .into(),
+        );
+        stages[5].push(status(
+            "obligation",
+            DossierStatus::FinancialObligationRequested,
+            "payment",
+            t + 10 * MIN,
+            None,
+        ));
+        stages[6].push(
+            DossierPaid {
+                event_id: format!("{id}-paid"),
+                causation_id: format!("{id}-bill"),
+                dossier_code: code.clone(),
+                received_at: t + MIN,
+                procedure: procedure.clone(),
+                dossier: d.clone(),
+                bill_reference: Some(format!("B{i}")),
+                amount_vnd: 100_000,
+                paid_at: t + 20 * MIN,
+                traceparent: None,
+            }
+            .into(),
+        );
+        stages[7].push(
+            DossierRouted {
+                event_id: format!("{id}-routed"),
+                causation_id: format!("{id}-paid"),
+                dossier_code: code.clone(),
+                received_at: t + MIN,
+                procedure: procedure.clone(),
+                dossier: d,
+                competent_unit_code: "06652".into(),
+                competent_unit_name: "UBND phường Hạ Long".into(),
+                desk: "LAND-1".into(),
+                transferred: false,
+                due_at: due,
+                routed_at: t + 30 * MIN,
+                traceparent: None,
+            }
+            .into(),
+        );
+        stages[8].push(status(
+            "processing",
+            DossierStatus::Processing,
+            "route",
+            t + 30 * MIN,
+            Some(due),
+        ));
+        stages[9].push(
+            DossierDecided {
+                event_id: format!("{id}-dec"),
+                dossier_id: id.clone(),
+                dossier_code: code.clone(),
+                procedure_code: procedure.code.clone(),
+                competent_unit_code: "06652".into(),
+                decision: Decision::Approved,
+                reasons: vec![],
+                decided_by: "officer".into(),
+                applicant_citizen_id: None,
+                applicant_tax_code: None,
+                received_at: t + MIN,
+                due_at: due,
+                decided_at: t + 5 * DAY,
+                traceparent: None,
+            }
+            .into(),
+        );
+        stages[10].push(
+            DossierCompleted {
+                event_id: format!("{id}-done"),
+                causation_id: format!("{id}-dec"),
+                dossier_id: id.clone(),
+                dossier_code: code.clone(),
+                procedure_code: procedure.code.clone(),
+                competent_unit_code: "06652".into(),
+                decision: Decision::Approved,
+                result_document: ResultDocument {
+                    reference: format!("H22-GCN-{i}"),
+                    sha256: "00".repeat(32),
+                    signature: vec![0; 64],
+                    signing_key_id: "k1".into(),
+                    uri: "wallet://x".into(),
+                },
+                wallet_owner: "022090001234".into(),
+                received_at: t + MIN,
+                due_at: due,
+                delivered_at: t + 5 * DAY + MIN,
+                timeliness: Timeliness::Early,
+                traceparent: None,
+            }
+            .into(),
+        );
+    }
+    stages.into_iter().flatten().collect()
+}
+
+struct Scratch {
+    server: String,
+    name: String,
+    url: String,
+}
+
+async fn scratch(server: &str, tag: &str) -> Scratch {
+    let name = format!("motcua_bench_track_{}_{tag}", std::process::id());
+    let mut conn = sqlx::PgConnection::connect(server)
+        .await
+        .expect("connect to the bench server");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("drop");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create");
+    let base = &server[..server.rfind('/').expect("url with a database")];
+    Scratch {
+        server: server.to_owned(),
+        url: format!("{base}/{name}"),
+        name,
+    }
+}
+
+impl Scratch {
+    async fn drop_db(self) {
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.server).await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+                .execute(&mut conn)
+                .await;
+        }
+    }
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+async fn batched(server: &str, events: &[AnyEvent], batch: usize) -> (f64, f64) {
+    let db = scratch(server, &format!("b{batch}")).await;
+    let track = Track::connect(&db.url).await.expect("track");
+    let refs: Vec<&AnyEvent> = events.iter().collect();
+    let start = Instant::now();
+    for chunk in refs.chunks(batch) {
+        track.apply(chunk).await.expect("apply");
+    }
+    let first = start.elapsed();
+    // Redelivery of everything (a replay from the earliest offset): history rows are
+    // skipped by event id, dossier rows merged to the same values.
+    let start = Instant::now();
+    for chunk in refs.chunks(batch) {
+        track.apply(chunk).await.expect("apply again");
+    }
+    let again = start.elapsed();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM track_history")
+        .fetch_one(track.pool())
+        .await
+        .expect("count");
+    assert_eq!(rows as usize, events.len());
+    track.pool().close().await;
+    db.drop_db().await;
+    (rate(events.len(), first), rate(events.len(), again))
+}
+
+/// `writers` concurrent writers on disjoint dossiers (as replicas owning disjoint
+/// partitions: the key is the dossier id), each writing batches of `batch` events.
+async fn concurrent(server: &str, events: &[AnyEvent], batch: usize, writers: usize) -> f64 {
+    let db = scratch(server, &format!("w{writers}")).await;
+    let track = Track::connect(&db.url).await.expect("track");
+    let mut streams: Vec<Vec<AnyEvent>> = vec![Vec::new(); writers];
+    for e in events {
+        let h = e
+            .key()
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        streams[h % writers].push(e.clone());
+    }
+    let start = Instant::now();
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|s| {
+            let track = track.clone();
+            tokio::spawn(async move {
+                let refs: Vec<&AnyEvent> = s.iter().collect();
+                for chunk in refs.chunks(batch) {
+                    track.apply(chunk).await.expect("apply");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    let took = start.elapsed();
+    track.pool().close().await;
+    db.drop_db().await;
+    rate(events.len(), took)
+}
+
+async fn row_at_a_time(server: &str, events: &[AnyEvent]) -> f64 {
+    let db = scratch(server, "each").await;
+    let track = Track::connect(&db.url).await.expect("track");
+    let refs: Vec<&AnyEvent> = events.iter().collect();
+    let start = Instant::now();
+    track.apply_each(&refs).await.expect("apply each");
+    let took = start.elapsed();
+    track.pool().close().await;
+    db.drop_db().await;
+    rate(events.len(), took)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let dossiers: usize = args
+        .iter()
+        .position(|a| a == "--dossiers")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let server = std::env::var("MOTCUA_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://motcua@127.0.0.1:55499/postgres".to_owned());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let events = workload(dossiers);
+        // The baseline on a slice of the same workload (it is slow), in stage order too.
+        let slice: Vec<AnyEvent> = workload(dossiers / 20);
+        println!(
+            "track projection ingest into PostgreSQL: {} dossiers, {} events (baseline: {} events)",
+            dossiers,
+            events.len(),
+            slice.len()
+        );
+        for batch in [500, 2_000, 5_000] {
+            let (first, again) = batched(&server, &events, batch).await;
+            println!(
+                "batched, {batch:>5} events/transaction: {first:>9.0} events/s   redelivered: {again:>9.0} events/s"
+            );
+        }
+        for writers in [2, 4] {
+            let r = concurrent(&server, &events, 2_000, writers).await;
+            println!("batched, 2000 events/transaction, {writers} writers: {r:>9.0} events/s");
+        }
+        let each = row_at_a_time(&server, &slice).await;
+        println!("baseline: 1 event/transaction:         {each:>9.0} events/s");
+    });
+}

@@ -1,0 +1,333 @@
+//! The projection over real PostgreSQL: redelivery, reordering, out-of-order statuses,
+//! deadline warnings.
+
+mod common;
+
+use common::*;
+use motcua_schemas::{AnyEvent, DossierStatus, Timeliness};
+use motcua_track::{mark_warned, pending_warnings, Track, WallClock, WarningConfig};
+use sqlx::PgPool;
+
+#[derive(Debug, PartialEq, Eq, sqlx::FromRow)]
+struct Row {
+    dossier_code: Option<String>,
+    procedure_code: Option<String>,
+    receiving_unit: Option<String>,
+    competent_unit: Option<String>,
+    channel: Option<String>,
+    received_at: Option<i64>,
+    due_at: Option<i64>,
+    completed_at: Option<i64>,
+    timeliness: Option<String>,
+    status_code: Option<i32>,
+    status_at: Option<i64>,
+}
+
+async fn row(pool: &PgPool, id: &str) -> Row {
+    sqlx::query_as(
+        "SELECT dossier_code, procedure_code, receiving_unit, competent_unit, channel, received_at, due_at,
+                completed_at, timeliness, status_code, status_at
+         FROM track_dossiers WHERE dossier_id = $1",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .expect("row")
+}
+
+async fn history_count(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM track_history")
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
+
+fn finished(n: u32) -> Life {
+    let mut l = Life::new(n, NOW - 20 * DAY);
+    l.competent_unit = "H22.STNMT".into();
+    l.channel = motcua_schemas::Channel::Counter;
+    l.done = Some((NOW - 12 * DAY, Timeliness::Early));
+    l
+}
+
+#[tokio::test]
+async fn a_whole_life_is_projected() {
+    let pool = database().await;
+    let track = Track::new(pool.clone());
+    let l = finished(1);
+    let events = l.events();
+    let a = track.apply(&refs(&events)).await.expect("apply");
+    assert_eq!(a.events, 11);
+    assert_eq!(a.new_events, 11);
+    assert_eq!(a.dossiers, 1);
+    assert_eq!(
+        row(&pool, &l.id).await,
+        Row {
+            dossier_code: Some(l.code.clone()),
+            procedure_code: Some("1.004227".into()),
+            receiving_unit: Some("06652".into()),
+            competent_unit: Some("H22.STNMT".into()),
+            channel: Some("counter".into()),
+            received_at: Some(l.received_at()),
+            due_at: Some(l.due_at),
+            completed_at: Some(NOW - 12 * DAY),
+            timeliness: Some("early".into()),
+            status_code: Some(10),
+            status_at: Some(NOW - 12 * DAY),
+        }
+    );
+    assert_eq!(history_count(&pool).await, 11);
+}
+
+/// The same batch twice (a crash after the commit, before the offsets): nothing changes.
+#[tokio::test]
+async fn redelivery_changes_nothing() {
+    let pool = database().await;
+    let track = Track::new(pool.clone());
+    let events: Vec<AnyEvent> = (1..=5).flat_map(|n| finished(n).events()).collect();
+    track.apply(&refs(&events)).await.expect("first");
+    let before = snapshot(&pool).await;
+    let again = track.apply(&refs(&events)).await.expect("again");
+    assert_eq!(again.events, 55);
+    assert_eq!(again.new_events, 0, "no history row twice");
+    // Duplicates inside one batch, and one event at a time.
+    let doubled: Vec<&AnyEvent> = events.iter().chain(events.iter()).collect();
+    track.apply(&doubled).await.expect("doubled");
+    track.apply_each(&refs(&events[..11])).await.expect("each");
+    assert_eq!(snapshot(&pool).await, before);
+    assert_eq!(history_count(&pool).await, 55);
+}
+
+/// Any delivery order — reversed, interleaved, completed before routed, one event per
+/// batch or all in one — gives the same projection as the natural order.
+#[tokio::test]
+async fn delivery_order_does_not_matter() {
+    let lives: Vec<Life> = (1..=4)
+        .map(|n| {
+            let mut l = finished(n);
+            if n % 2 == 0 {
+                l.done = None;
+            }
+            l
+        })
+        .collect();
+    let events: Vec<AnyEvent> = lives.iter().flat_map(Life::events).collect();
+
+    let natural = database().await;
+    Track::new(natural.clone())
+        .apply(&refs(&events))
+        .await
+        .expect("natural");
+    let expected = snapshot(&natural).await;
+
+    let reversed: Vec<AnyEvent> = events.iter().rev().cloned().collect();
+    let db = database().await;
+    Track::new(db.clone())
+        .apply(&refs(&reversed))
+        .await
+        .expect("reversed, one batch");
+    assert_eq!(snapshot(&db).await, expected, "reversed in one batch");
+
+    let db = database().await;
+    Track::new(db.clone())
+        .apply_each(&refs(&reversed))
+        .await
+        .expect("reversed, one by one");
+    assert_eq!(snapshot(&db).await, expected, "reversed, one event per batch");
+
+    // A deterministic shuffle, in batches of 3.
+    let mut shuffled = events.clone();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in (1..shuffled.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        shuffled.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    let db = database().await;
+    let t = Track::new(db.clone());
+    for chunk in shuffled.chunks(3) {
+        t.apply(&refs(chunk)).await.expect("shuffled");
+    }
+    assert_eq!(snapshot(&db).await, expected, "shuffled in batches of 3");
+
+    // Completed before routed, before accepted.
+    let l = &lives[0];
+    let db = database().await;
+    let t = Track::new(db.clone());
+    let (done, _) = l.done.expect("finished");
+    t.apply(&[&l.completed(done, Timeliness::Early)])
+        .await
+        .expect("completed");
+    let r = row(&db, &l.id).await;
+    assert_eq!((r.status_code, r.timeliness.as_deref()), (Some(10), Some("early")));
+    assert_eq!(r.dossier_code.as_deref(), Some(l.code.as_str()));
+    t.apply(&[&l.routed()]).await.expect("routed");
+    t.apply(&[&l.accepted()]).await.expect("accepted");
+    let r = row(&db, &l.id).await;
+    assert_eq!(r.status_code, Some(10), "a late routed/accepted does not reopen it");
+    assert_eq!(r.status_at, Some(done));
+    assert_eq!(
+        r.channel.as_deref(),
+        Some("counter"),
+        "facts from late events still fill in"
+    );
+    assert_eq!(r.received_at, Some(l.received_at()));
+}
+
+/// A supplement request pauses the clock; the resumption extends the due time. Delivered
+/// late, the older supplement request does not move the status back.
+#[tokio::test]
+async fn a_late_older_status_does_not_overwrite_a_newer_one() {
+    let pool = database().await;
+    let t = Track::new(pool.clone());
+    let l = Life::new(7, NOW - 5 * DAY);
+    t.apply(&refs(&l.events())).await.expect("life");
+    let supplement = l.status(
+        "supplement",
+        DossierStatus::SupplementRequested,
+        "backoffice",
+        NOW - 3 * DAY,
+        None,
+    );
+    let resumed_due = l.due_at + 2 * DAY;
+    let resumed = l.status(
+        "resumed",
+        DossierStatus::Processing,
+        "backoffice",
+        NOW - DAY,
+        Some(resumed_due),
+    );
+    t.apply(&[&resumed]).await.expect("resumed first");
+    t.apply(&[&supplement]).await.expect("supplement late");
+    let r = row(&pool, &l.id).await;
+    assert_eq!(r.status_code, Some(4));
+    assert_eq!(r.status_at, Some(NOW - DAY));
+    assert_eq!(r.due_at, Some(resumed_due), "the latest assignment's due time");
+    // The older routed event, redelivered, keeps neither its status nor its due time.
+    t.apply(&[&l.routed()]).await.expect("routed again");
+    let r = row(&pool, &l.id).await;
+    assert_eq!((r.status_code, r.due_at), (Some(4), Some(resumed_due)));
+    // Same millisecond: withdrawn (closed) beats processing (open), whatever the order.
+    let withdrawn = l.status("withdrawn", DossierStatus::Withdrawn, "portal", NOW, None);
+    let processing = l.status("again", DossierStatus::Processing, "backoffice", NOW, None);
+    t.apply(&[&withdrawn, &processing]).await.expect("same ms");
+    assert_eq!(row(&pool, &l.id).await.status_code, Some(7));
+    // History keeps everything, in time order, with the reasons.
+    let reasons: serde_json::Value = sqlx::query_scalar("SELECT reasons FROM track_history WHERE event_id = $1")
+        .bind(format!("{}-status-supplement", l.id))
+        .fetch_one(&pool)
+        .await
+        .expect("history row");
+    assert_eq!(reasons[0]["code"], "MISSING_DOCUMENT");
+    assert_eq!(history_count(&pool).await, 9 + 4);
+}
+
+#[tokio::test]
+async fn deadline_warnings_once_per_due_time() {
+    let pool = database().await;
+    let t = Track::new(pool.clone());
+    let mut soon = Life::new(1, NOW - 9 * DAY);
+    soon.due_at = NOW + 2 * HOUR;
+    let mut later = Life::new(2, NOW - 9 * DAY);
+    later.due_at = NOW + 30 * HOUR;
+    let mut passed = Life::new(3, NOW - 9 * DAY);
+    passed.due_at = NOW - HOUR;
+    let mut done = Life::new(4, NOW - 9 * DAY);
+    done.due_at = NOW + HOUR;
+    done.done = Some((NOW - HOUR, Timeliness::Early));
+    let mut paused = Life::new(5, NOW - 9 * DAY);
+    paused.due_at = NOW + HOUR;
+    let mut events: Vec<AnyEvent> = [&soon, &later, &passed, &done, &paused]
+        .iter()
+        .flat_map(|l| l.events())
+        .collect();
+    events.push(paused.status(
+        "supplement",
+        DossierStatus::SupplementRequested,
+        "backoffice",
+        NOW - HOUR,
+        None,
+    ));
+    t.apply(&refs(&events)).await.expect("apply");
+
+    let config = WarningConfig::new(8);
+    let w = pending_warnings(&pool, NOW, &config, &WallClock).await.expect("scan");
+    let mut ids: Vec<(&str, &str)> = w
+        .iter()
+        .map(|w| (w.dossier_id.as_str(), w.reasons[0].code.as_str()))
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        vec![("dossier-1", "DEADLINE_SOON"), ("dossier-3", "DEADLINE_PASSED")]
+    );
+    let first = w.iter().find(|w| w.dossier_id == "dossier-1").expect("soon");
+    assert_eq!(first.status, DossierStatus::Processing);
+    assert_eq!(first.stage, "track");
+    assert_eq!(first.due_at, Some(soon.due_at));
+    assert_eq!(first.dossier_code.as_deref(), Some(soon.code.as_str()));
+    // Scanning again before marking gives the same event ids (deduplicated downstream).
+    let again = pending_warnings(&pool, NOW, &config, &WallClock).await.expect("rescan");
+    assert_eq!(
+        again.iter().map(|w| &w.event_id).collect::<Vec<_>>(),
+        w.iter().map(|w| &w.event_id).collect::<Vec<_>>()
+    );
+    assert_eq!(mark_warned(&pool, &w).await.expect("mark"), 2);
+    assert!(pending_warnings(&pool, NOW, &config, &WallClock)
+        .await
+        .expect("scan")
+        .is_empty());
+
+    // The warning itself, consumed back: history only, the status does not move.
+    let warning: AnyEvent = first.clone().into();
+    t.apply(&[&warning]).await.expect("warning");
+    let r = row(&pool, "dossier-1").await;
+    assert_eq!((r.status_code, r.status_at), (Some(4), Some(soon.routed_at())));
+    let (stage, code): (String, Option<i32>) =
+        sqlx::query_as("SELECT stage, status_code FROM track_history WHERE event_id = $1")
+            .bind(&first.event_id)
+            .fetch_one(&pool)
+            .await
+            .expect("warning in history");
+    assert_eq!((stage.as_str(), code), ("track", Some(4)));
+
+    // A new due time (extended) is warned again once it comes close.
+    let extended = soon.status(
+        "extended",
+        DossierStatus::Processing,
+        "backoffice",
+        NOW + MIN,
+        Some(NOW + 5 * HOUR),
+    );
+    t.apply(&[&extended]).await.expect("extend");
+    let w2 = pending_warnings(&pool, NOW + 2 * MIN, &config, &WallClock)
+        .await
+        .expect("scan");
+    assert_eq!(w2.len(), 1);
+    assert_eq!(w2[0].due_at, Some(NOW + 5 * HOUR));
+    assert_ne!(w2[0].event_id, first.event_id);
+}
+
+/// Working time, not wall-clock time: Friday 16:00 → Monday 09:00 is 3 working hours.
+#[tokio::test]
+async fn deadline_warnings_count_working_hours_on_the_calendar() {
+    let pool = database().await;
+    let t = Track::new(pool.clone());
+    let friday_4pm = NOW + 3 * DAY + 7 * HOUR;
+    let monday_9am = NOW + 6 * DAY;
+    let mut l = Life::new(1, NOW - 9 * DAY);
+    l.due_at = monday_9am;
+    t.apply(&refs(&l.events())).await.expect("apply");
+    let config = WarningConfig::new(8);
+    let wall = pending_warnings(&pool, friday_4pm, &config, &WallClock)
+        .await
+        .expect("wall");
+    assert!(wall.is_empty(), "65 wall-clock hours away");
+    let calendar = motcua_routing::Calendar::embedded().expect("calendar");
+    let w = pending_warnings(&pool, friday_4pm, &config, &calendar)
+        .await
+        .expect("calendar");
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].reasons[0].message, "3.0 working hours left before the due time");
+}
