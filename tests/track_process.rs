@@ -23,7 +23,7 @@ async fn the_track_worker_projects_events_and_serves_the_status_api() {
         .expect("spawn motcua run track");
     let accepted = samples::accepted();
     publish(&kafka, &[samples::submitted()]).await;
-    publish(&kafka, &[accepted.clone()]).await;
+    publish(&kafka, std::slice::from_ref(&accepted)).await;
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let body = loop {
