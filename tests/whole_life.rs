@@ -1,0 +1,191 @@
+//! Every stage at once, over one real broker and one real PostgreSQL, with the outside
+//! world simulated (registries over HTTP, payment gateway, back office): dossiers go from
+//! submission to a signed result, and the status API tells each one's whole life.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use motcua_intake::generate::Generator;
+use motcua_payment::gateway_sim::{self, GatewaySimConfig};
+use motcua_reference::Reference;
+use motcua_registries::audit::TracingAudit;
+use motcua_registries::http::{HttpConfig, HttpRegistries};
+use motcua_registries::sim::{self, Faults};
+use motcua_registries::synthetic::World;
+use motcua_runtime::{RuntimeConfig, Shutdown};
+use motcua_schemas::{AnyEvent, Codec, Topic};
+use motcua_store::Store;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_life() {
+    const N: usize = 40;
+    let (_broker, kafka) = mock_cluster(2);
+    let db = motcua_store::testing::scratch_postgres_url().await;
+    let store = Store::connect(&db).await.expect("store");
+    let r = Arc::new(Reference::embedded().expect("reference"));
+    let codec = Codec::embedded().expect("codec");
+    let world = World::for_province(&r.units, "22", 5, 100_000).expect("world");
+    let (registry_url, _sim) = sim::spawn(world.clone(), Faults::default())
+        .await
+        .expect("registry simulator");
+
+    let (stop, shutdown) = Shutdown::channel();
+    let rt = |name: &str| {
+        let mut c = RuntimeConfig::new(kafka.clone());
+        c.instance_id = name.to_owned();
+        c
+    };
+    let mut tasks = Vec::new();
+    macro_rules! stage {
+        ($stage:expr, $name:literal) => {
+            tasks.push(tokio::spawn(motcua_runtime::run(
+                Arc::new($stage),
+                codec.clone(),
+                rt($name),
+                shutdown.clone(),
+            )));
+        };
+    }
+    stage!(motcua_intake::Intake::new(r.clone(), store.clone()), "intake");
+    let http = HttpRegistries::new(
+        HttpConfig {
+            base_url: registry_url,
+            ..HttpConfig::default()
+        },
+        Arc::new(TracingAudit),
+    )
+    .expect("registries");
+    stage!(
+        motcua_verify::Verify::new(
+            http,
+            r.clone(),
+            store.clone(),
+            codec.clone(),
+            "verify/e2e".into(),
+            Default::default()
+        ),
+        "verify"
+    );
+    stage!(
+        motcua_payment::Payment::new(
+            store.clone(),
+            codec.clone(),
+            motcua_payment::FeeSchedule::embedded().expect("fees")
+        ),
+        "payment"
+    );
+    stage!(
+        motcua_route::Route::new(r.clone(), Default::default(), store.clone())
+            .await
+            .expect("route"),
+        "route"
+    );
+    let tables = motcua_routing::RoutingTables::embedded(&r).expect("tables");
+    stage!(
+        motcua_result::backoffice::BackOffice::new(tables, Default::default()),
+        "backoffice"
+    );
+    stage!(
+        motcua_result::ResultStage::new(motcua_result::Signer25519::insecure_demo("e2e")),
+        "result"
+    );
+    let track = motcua_track::Track::connect(&db).await.expect("track");
+    let pool = track.pool().clone();
+    stage!(track, "track");
+    let gateway = GatewaySimConfig {
+        min_delay_ms: 5,
+        max_delay_ms: 50,
+        ..GatewaySimConfig::default()
+    };
+    let gateway_task = tokio::spawn(gateway_sim::run(kafka.clone(), gateway, shutdown.clone()));
+
+    let collector = Collector::start(&kafka, &[Topic::Completed, Topic::Status]);
+    let mut g = Generator::new(&r, "22", 6).expect("province").with_world(&world);
+    let submissions: Vec<_> = (0..N).map(|i| g.valid(NOW + i as i64 * 60_000)).collect();
+    publish(&kafka, &submissions).await;
+
+    // Every dossier ends: a result returned, or a stop on the way (supplement requested
+    // by intake/verify, a registry record that does not qualify).
+    let ended = |seen: &[Read]| {
+        seen.iter()
+            .filter_map(|r| match &r.event {
+                Some(AnyEvent::Completed(c)) => Some(c.dossier_id.clone()),
+                Some(AnyEvent::Status(s))
+                    if s.stage != "backoffice"
+                        && matches!(
+                            s.status,
+                            motcua_schemas::DossierStatus::SupplementRequested
+                                | motcua_schemas::DossierStatus::RejectedAtReception
+                                | motcua_schemas::DossierStatus::ProcessingStopped
+                        ) =>
+                {
+                    Some(s.dossier_id.clone())
+                }
+                _ => None,
+            })
+            .collect::<HashSet<_>>()
+            .len()
+    };
+    let done = collector.wait_for(Duration::from_secs(120), |s| ended(s) == N).await;
+    let completed: Vec<motcua_schemas::DossierCompleted> = collector
+        .snapshot()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Some(AnyEvent::Completed(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert!(done, "{} of {N} dossiers ended", ended(&collector.snapshot()));
+    assert!(
+        completed.len() >= N * 3 / 4,
+        "most dossiers complete: {}",
+        completed.len()
+    );
+
+    // The status API for one dossier's whole life, once the projection caught up.
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = api.local_addr().expect("addr").port();
+    let server = tokio::spawn(async move { axum::serve(api, motcua_track::api::router(pool)).await });
+    let one = &completed[0];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let body = tokio::task::spawn_blocking({
+            let path = format!("/dossiers/{}", one.dossier_code);
+            move || http_get(port, &path)
+        })
+        .await
+        .expect("get");
+        if body.contains("\"status_code\":10") {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the projection never showed the result returned: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = stop.send(true);
+    for t in tasks {
+        t.await.expect("join").expect("stage stopped cleanly");
+    }
+    gateway_task.await.expect("join").expect("gateway");
+    server.abort();
+
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let stages: Vec<&str> = v["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|h| h["stage"].as_str())
+        .collect();
+    eprintln!("{}", serde_json::to_string_pretty(&v).expect("pretty"));
+    for stage in ["intake", "route", "result"] {
+        assert!(stages.contains(&stage), "{stage} missing from the history {stages:?}");
+    }
+    assert_eq!(v["dossier_code"], one.dossier_code.as_str());
+    assert_eq!(v["status_code"], 10);
+}
