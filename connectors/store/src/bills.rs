@@ -58,16 +58,6 @@ where
     }
 }
 
-/// The same statements on either backend (they use only SQL both understand).
-macro_rules! both {
-    ($self:expr, |$pool:ident| $body:expr) => {
-        match $self {
-            Store::Postgres($pool) => $body,
-            Store::Sqlite($pool) => $body,
-        }
-    };
-}
-
 impl Store {
     /// Issues a bill (idempotent: a dossier billed before keeps its first bill, returned).
     pub async fn issue_bill(&self, b: &Bill) -> Result<Bill> {

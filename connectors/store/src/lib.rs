@@ -9,6 +9,16 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
 
+/// The same statements on either backend (they use only SQL both understand).
+macro_rules! both {
+    ($self:expr, |$pool:ident| $body:expr) => {
+        match $self {
+            Store::Postgres($pool) => $body,
+            Store::Sqlite($pool) => $body,
+        }
+    };
+}
+
 mod bills;
 mod parked;
 mod routing;
@@ -164,32 +174,21 @@ impl Store {
 
     /// The code of a dossier, if it has one.
     pub async fn dossier_code(&self, dossier_id: &str) -> Result<Option<(String, i64)>> {
-        let sql = match self {
-            Store::Postgres(_) => "SELECT dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = $1",
-            Store::Sqlite(_) => "SELECT dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = ?1",
-        };
-        let row = match self {
-            Store::Postgres(p) => sqlx::query(sql)
-                .bind(dossier_id)
-                .fetch_optional(p)
-                .await?
-                .map(|r| (r.get(0), r.get(1))),
-            Store::Sqlite(p) => sqlx::query(sql)
-                .bind(dossier_id)
-                .fetch_optional(p)
-                .await?
-                .map(|r| (r.get(0), r.get(1))),
-        };
-        Ok(row)
+        let sql = "SELECT dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = $1";
+        both!(self, |pool| Ok(sqlx::query(sql)
+            .bind(dossier_id)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| (r.get(0), r.get(1)))))
     }
 
     /// Number of codes allocated (for reports and tests).
     pub async fn count_codes(&self) -> Result<i64> {
-        let sql = "SELECT COUNT(*) FROM dossier_codes";
-        Ok(match self {
-            Store::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
-            Store::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
-        })
+        both!(self, |pool| Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM dossier_codes"
+        )
+        .fetch_one(pool)
+        .await?))
     }
 
     pub async fn close(&self) {

@@ -24,33 +24,19 @@ impl Store {
         next_attempt_ms: i64,
         error: &str,
     ) -> Result<()> {
-        let sql_pg = "INSERT INTO verify_parked (dossier_id, payload, parked_at_ms, next_attempt_ms, last_error)
-                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dossier_id) DO NOTHING";
-        let sql_lite = "INSERT INTO verify_parked (dossier_id, payload, parked_at_ms, next_attempt_ms, last_error)
-                        VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (dossier_id) DO NOTHING";
-        match self {
-            Store::Postgres(p) => {
-                sqlx::query(sql_pg)
-                    .bind(dossier_id)
-                    .bind(payload)
-                    .bind(now_ms)
-                    .bind(next_attempt_ms)
-                    .bind(error)
-                    .execute(p)
-                    .await?;
-            }
-            Store::Sqlite(p) => {
-                sqlx::query(sql_lite)
-                    .bind(dossier_id)
-                    .bind(payload)
-                    .bind(now_ms)
-                    .bind(next_attempt_ms)
-                    .bind(error)
-                    .execute(p)
-                    .await?;
-            }
-        }
-        Ok(())
+        let sql = "INSERT INTO verify_parked (dossier_id, payload, parked_at_ms, next_attempt_ms, last_error)
+                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dossier_id) DO NOTHING";
+        both!(self, |pool| {
+            sqlx::query(sql)
+                .bind(dossier_id)
+                .bind(payload)
+                .bind(now_ms)
+                .bind(next_attempt_ms)
+                .bind(error)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
     }
 
     /// Claims up to `limit` parked dossiers due at `now_ms`: their next attempt moves to
@@ -109,51 +95,34 @@ impl Store {
 
     /// Schedules the next attempt of a parked dossier.
     pub async fn reschedule(&self, dossier_id: &str, next_attempt_ms: i64, error: &str) -> Result<()> {
-        match self {
-            Store::Postgres(p) => {
-                sqlx::query("UPDATE verify_parked SET next_attempt_ms = $2, last_error = $3 WHERE dossier_id = $1")
-                    .bind(dossier_id)
-                    .bind(next_attempt_ms)
-                    .bind(error)
-                    .execute(p)
-                    .await?;
-            }
-            Store::Sqlite(p) => {
-                sqlx::query("UPDATE verify_parked SET next_attempt_ms = ?2, last_error = ?3 WHERE dossier_id = ?1")
-                    .bind(dossier_id)
-                    .bind(next_attempt_ms)
-                    .bind(error)
-                    .execute(p)
-                    .await?;
-            }
-        }
-        Ok(())
+        let sql = "UPDATE verify_parked SET next_attempt_ms = $2, last_error = $3 WHERE dossier_id = $1";
+        both!(self, |pool| {
+            sqlx::query(sql)
+                .bind(dossier_id)
+                .bind(next_attempt_ms)
+                .bind(error)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
     }
 
     /// Removes a dossier whose outcome has been delivered.
     pub async fn unpark(&self, dossier_id: &str) -> Result<()> {
-        match self {
-            Store::Postgres(p) => {
-                sqlx::query("DELETE FROM verify_parked WHERE dossier_id = $1")
-                    .bind(dossier_id)
-                    .execute(p)
-                    .await?;
-            }
-            Store::Sqlite(p) => {
-                sqlx::query("DELETE FROM verify_parked WHERE dossier_id = ?1")
-                    .bind(dossier_id)
-                    .execute(p)
-                    .await?;
-            }
-        }
-        Ok(())
+        both!(self, |pool| {
+            sqlx::query("DELETE FROM verify_parked WHERE dossier_id = $1")
+                .bind(dossier_id)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
     }
 
     pub async fn parked_count(&self) -> Result<i64> {
-        let sql = "SELECT COUNT(*) FROM verify_parked";
-        Ok(match self {
-            Store::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
-            Store::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
-        })
+        both!(self, |pool| Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM verify_parked"
+        )
+        .fetch_one(pool)
+        .await?))
     }
 }

@@ -79,25 +79,14 @@ impl Store {
 
     /// Open assignments per (authority, desk).
     pub async fn desk_loads(&self) -> Result<Vec<(String, String, i64)>> {
-        let sql_pg =
-            "SELECT authority_code, desk_code, COUNT(*) FROM routing_assignments WHERE NOT closed GROUP BY 1, 2";
-        let sql_lite =
-            "SELECT authority_code, desk_code, COUNT(*) FROM routing_assignments WHERE closed = 0 GROUP BY 1, 2";
-        let rows = match self {
-            Store::Postgres(p) => sqlx::query(sql_pg)
-                .fetch_all(p)
-                .await?
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2)))
-                .collect(),
-            Store::Sqlite(p) => sqlx::query(sql_lite)
-                .fetch_all(p)
-                .await?
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2)))
-                .collect(),
-        };
-        Ok(rows)
+        let sql =
+            "SELECT authority_code, desk_code, COUNT(*) FROM routing_assignments WHERE closed = FALSE GROUP BY 1, 2";
+        both!(self, |pool| Ok(sqlx::query(sql)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()))
     }
 }
 
