@@ -43,18 +43,24 @@ impl Store {
     /// `now_ms + lease_ms`, so another replica does not take them meanwhile (and a
     /// crashed claimer's rows come back after the lease).
     pub async fn claim_due(&self, now_ms: i64, lease_ms: i64, limit: i64) -> Result<Vec<Parked>> {
-        let rows = match self {
-            Store::Postgres(p) => sqlx::query(
-                "UPDATE verify_parked SET next_attempt_ms = $2, attempts = attempts + 1
-                     WHERE dossier_id IN (
-                         SELECT dossier_id FROM verify_parked WHERE next_attempt_ms <= $1
-                         ORDER BY next_attempt_ms LIMIT $3 FOR UPDATE SKIP LOCKED)
-                     RETURNING dossier_id, payload, parked_at_ms, attempts, last_error",
-            )
+        // PostgreSQL: replicas skip each other's rows. SQLite has one connection, one
+        // writer: the UPDATE … RETURNING is already exclusive.
+        let lock = match self {
+            Store::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+            Store::Sqlite(_) => "",
+        };
+        let sql = format!(
+            "UPDATE verify_parked SET next_attempt_ms = $2, attempts = attempts + 1
+             WHERE dossier_id IN (
+                 SELECT dossier_id FROM verify_parked WHERE next_attempt_ms <= $1
+                 ORDER BY next_attempt_ms LIMIT $3 {lock})
+             RETURNING dossier_id, payload, parked_at_ms, attempts, last_error"
+        );
+        both!(self, |pool| Ok(sqlx::query(&sql)
             .bind(now_ms)
             .bind(now_ms + lease_ms)
             .bind(limit)
-            .fetch_all(p)
+            .fetch_all(pool)
             .await?
             .into_iter()
             .map(|r| Parked {
@@ -64,33 +70,7 @@ impl Store {
                 attempts: r.get(3),
                 last_error: r.get(4),
             })
-            .collect(),
-            Store::Sqlite(p) => {
-                // One connection, one writer: a plain UPDATE … RETURNING is already exclusive.
-                sqlx::query(
-                    "UPDATE verify_parked SET next_attempt_ms = ?2, attempts = attempts + 1
-                     WHERE dossier_id IN (
-                         SELECT dossier_id FROM verify_parked WHERE next_attempt_ms <= ?1
-                         ORDER BY next_attempt_ms LIMIT ?3)
-                     RETURNING dossier_id, payload, parked_at_ms, attempts, last_error",
-                )
-                .bind(now_ms)
-                .bind(now_ms + lease_ms)
-                .bind(limit)
-                .fetch_all(p)
-                .await?
-                .into_iter()
-                .map(|r| Parked {
-                    dossier_id: r.get(0),
-                    payload: r.get(1),
-                    parked_at_ms: r.get(2),
-                    attempts: r.get(3),
-                    last_error: r.get(4),
-                })
-                .collect()
-            }
-        };
-        Ok(rows)
+            .collect()))
     }
 
     /// Schedules the next attempt of a parked dossier.

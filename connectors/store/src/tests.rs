@@ -171,3 +171,39 @@ async fn unsupported_urls_are_explained() {
     let e = Store::connect("mysql://x").await.unwrap_err().to_string();
     assert!(e.contains("use postgres://"), "{e}");
 }
+
+async fn parked_dossiers_are_claimed_once_until_their_lease_ends(store: Store) {
+    store.park("d1", b"payload", 1_000, 1_000, "down").await.expect("park");
+    store
+        .park("d1", b"other", 2_000, 2_000, "again")
+        .await
+        .expect("park is idempotent");
+    let claimed = store.claim_due(1_500, 10_000, 10).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].payload, b"payload");
+    assert_eq!(claimed[0].attempts, 1);
+    assert!(
+        store.claim_due(5_000, 10_000, 10).await.expect("claim").is_empty(),
+        "leased"
+    );
+    assert_eq!(
+        store.claim_due(11_500, 10_000, 10).await.expect("claim").len(),
+        1,
+        "lease over"
+    );
+    store.reschedule("d1", 50_000, "still down").await.expect("reschedule");
+    assert!(store.claim_due(40_000, 10_000, 10).await.expect("claim").is_empty());
+    store.unpark("d1").await.expect("unpark");
+    assert_eq!(store.parked_count().await.expect("count"), 0);
+}
+
+#[tokio::test]
+async fn sqlite_parked_dossiers_are_claimed_once_until_their_lease_ends() {
+    let (s, _d) = sqlite().await;
+    parked_dossiers_are_claimed_once_until_their_lease_ends(s).await;
+}
+
+#[tokio::test]
+async fn postgres_parked_dossiers_are_claimed_once_until_their_lease_ends() {
+    parked_dossiers_are_claimed_once_until_their_lease_ends(postgres().await).await;
+}

@@ -20,7 +20,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use motcua_schemas::{AnyEvent, Channel, Decision, DossierStatus, Timeliness, Topic};
+use motcua_schemas::{AnyEvent, Channel, Decision, Dossier, DossierStatus, Timeliness, Topic};
 use sqlx::PgPool;
 
 use crate::Result;
@@ -84,6 +84,15 @@ fn greatest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 }
 
 impl Patch {
+    /// The facts every dossier-carrying event repeats: identity, procedure, where and how
+    /// it was received.
+    fn dossier_facts(&mut self, d: &Dossier) {
+        self.dossier_id = d.dossier_id.clone();
+        self.procedure_code = Some(d.procedure_code.clone());
+        self.receiving_unit = Some(d.receiving_unit_code.clone());
+        self.channel = Some(channel(d.channel));
+    }
+
     /// Merges `new` into `self` exactly as the SQL upsert merges EXCLUDED into the row.
     pub(crate) fn merge(&mut self, new: Patch) {
         first(&mut self.dossier_code, new.dossier_code);
@@ -195,10 +204,7 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
     let (stage, reasons, occurred_at, status): (String, String, i64, Option<DossierStatus>) = match event {
         AnyEvent::Submitted(e) => {
             let d = &e.dossier;
-            p.dossier_id = d.dossier_id.clone();
-            p.procedure_code = Some(d.procedure_code.clone());
-            p.receiving_unit = Some(d.receiving_unit_code.clone());
-            p.channel = Some(channel(d.channel));
+            p.dossier_facts(d);
             p.submitted_at = Some(d.submitted_at);
             (
                 "portal".into(),
@@ -208,13 +214,9 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
             )
         }
         AnyEvent::Accepted(e) => {
-            let d = &e.dossier;
-            p.dossier_id = d.dossier_id.clone();
+            p.dossier_facts(&e.dossier);
             p.dossier_code = Some(e.dossier_code.clone());
-            p.procedure_code = Some(d.procedure_code.clone());
-            p.receiving_unit = Some(d.receiving_unit_code.clone());
-            p.channel = Some(channel(d.channel));
-            p.submitted_at = Some(d.submitted_at);
+            p.submitted_at = Some(e.dossier.submitted_at);
             p.received_at = Some(e.received_at);
             (
                 "intake".into(),
@@ -224,12 +226,8 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
             )
         }
         AnyEvent::Verified(e) => {
-            let d = &e.dossier;
-            p.dossier_id = d.dossier_id.clone();
+            p.dossier_facts(&e.dossier);
             p.dossier_code = Some(e.dossier_code.clone());
-            p.procedure_code = Some(d.procedure_code.clone());
-            p.receiving_unit = Some(d.receiving_unit_code.clone());
-            p.channel = Some(channel(d.channel));
             p.received_at = Some(e.received_at);
             ("verify".into(), "[]".into(), e.verified_at, None)
         }
@@ -244,22 +242,14 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
             )
         }
         AnyEvent::Paid(e) => {
-            let d = &e.dossier;
-            p.dossier_id = d.dossier_id.clone();
+            p.dossier_facts(&e.dossier);
             p.dossier_code = Some(e.dossier_code.clone());
-            p.procedure_code = Some(d.procedure_code.clone());
-            p.receiving_unit = Some(d.receiving_unit_code.clone());
-            p.channel = Some(channel(d.channel));
             p.received_at = Some(e.received_at);
             ("payment".into(), "[]".into(), e.paid_at, None)
         }
         AnyEvent::Routed(e) => {
-            let d = &e.dossier;
-            p.dossier_id = d.dossier_id.clone();
+            p.dossier_facts(&e.dossier);
             p.dossier_code = Some(e.dossier_code.clone());
-            p.procedure_code = Some(d.procedure_code.clone());
-            p.receiving_unit = Some(d.receiving_unit_code.clone());
-            p.channel = Some(channel(d.channel));
             p.received_at = Some(e.received_at);
             p.assign_at = Some(e.routed_at);
             p.competent_unit = Some(e.competent_unit_code.clone());
