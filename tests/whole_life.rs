@@ -94,7 +94,7 @@ async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_
         "result"
     );
     let track = motcua_track::Track::connect(&db).await.expect("track");
-    let pool = track.pool().clone();
+    let pool = track.postgres().expect("postgres").clone();
     stage!(track, "track");
     let gateway = GatewaySimConfig {
         min_delay_ms: 5,

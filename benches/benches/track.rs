@@ -261,11 +261,11 @@ async fn batched(server: &str, events: &[AnyEvent], batch: usize) -> (f64, f64) 
     }
     let again = start.elapsed();
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM track_history")
-        .fetch_one(track.pool())
+        .fetch_one(track.postgres().expect("postgres"))
         .await
         .expect("count");
     assert_eq!(rows as usize, events.len());
-    track.pool().close().await;
+    track.postgres().expect("postgres").close().await;
     db.drop_db().await;
     (rate(events.len(), first), rate(events.len(), again))
 }
@@ -300,7 +300,7 @@ async fn concurrent(server: &str, events: &[AnyEvent], batch: usize, writers: us
         t.await.expect("writer");
     }
     let took = start.elapsed();
-    track.pool().close().await;
+    track.postgres().expect("postgres").close().await;
     db.drop_db().await;
     rate(events.len(), took)
 }
@@ -312,7 +312,7 @@ async fn row_at_a_time(server: &str, events: &[AnyEvent]) -> f64 {
     let start = Instant::now();
     track.apply_each(&refs).await.expect("apply each");
     let took = start.elapsed();
-    track.pool().close().await;
+    track.postgres().expect("postgres").close().await;
     db.drop_db().await;
     rate(events.len(), took)
 }

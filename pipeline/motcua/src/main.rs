@@ -478,10 +478,13 @@ async fn run_stage(stage: StageName, common: &Common) -> Result<ExitCode> {
         }
         StageName::Track => {
             if !cfg.database.url.starts_with("postgres") {
-                anyhow::bail!("the track projection needs PostgreSQL: set database.url to postgres://…");
+                anyhow::bail!(
+                    "the track stage needs PostgreSQL (its status API and deadline warnings do): \
+                     set database.url to postgres://… (SQLite serves only the embedded demo)"
+                );
             }
             let track = Arc::new(motcua_track::Track::connect(&cfg.database.url).await?);
-            let pool = track.pool().clone();
+            let pool = track.postgres().context("the track stage needs PostgreSQL")?.clone();
             let api = if cfg.track.api_listen.is_empty() {
                 None
             } else {

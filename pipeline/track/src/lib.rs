@@ -4,7 +4,9 @@
 //! history of its events), serves it over HTTP ([`api`]) and produces deadline warnings
 //! ([`deadline`]).
 //!
-//! The projection is PostgreSQL only (it relies on `UNNEST`, `JSONB`, `GREATEST`/`LEAST`).
+//! The projection runs on PostgreSQL (production: batched `UNNEST` writes, the status API
+//! and deadline warnings) or on SQLite (the embedded demo: the same tables, merge rule and
+//! guarantees, written row by row; no status API or warnings).
 //!
 //! Guarantees:
 //! - a batch is written in one transaction (one `UNNEST` insert into the history, one
@@ -19,12 +21,16 @@
 pub mod api;
 pub mod deadline;
 pub mod projection;
+pub mod summary;
 mod time;
 
 use motcua_runtime::{error_chain, AllTopics, Envelope, Outcome, Stage, StageError};
 use motcua_schemas::AnyEvent;
+use std::str::FromStr;
+
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
 
 pub use deadline::{mark_warned, pending_warnings, run_warnings, WallClock, WarningConfig, WorkingTime};
 pub use projection::{status_key, status_of_code, Applied, OPEN_STATUS_CODES, STAGE};
@@ -36,6 +42,8 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("projection migrations")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the projection's database URL must be postgres://… or sqlite:…")]
+    UnsupportedUrl,
 }
 
 impl Error {
@@ -44,7 +52,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Database(e) => is_retryable(e),
-            Error::Migrate(_) => false,
+            Error::Migrate(_) | Error::UnsupportedUrl => false,
         }
     }
 }
@@ -72,48 +80,107 @@ pub(crate) fn now_ms() -> i64 {
 /// Applies the projection's migrations (versions 2001..; other components' migrations
 /// in the same database are left alone).
 pub async fn migrate(pool: &PgPool) -> Result<()> {
-    let mut migrator = sqlx::migrate!("./migrations");
+    let mut migrator = sqlx::migrate!("./migrations/postgres");
     migrator.set_ignore_missing(true);
     migrator.run(pool).await?;
     Ok(())
 }
 
+/// The same on SQLite.
+pub async fn migrate_sqlite(pool: &SqlitePool) -> Result<()> {
+    let mut migrator = sqlx::migrate!("./migrations/sqlite");
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await?;
+    Ok(())
+}
+
+/// Where the projection lives.
+#[derive(Debug, Clone)]
+pub enum ProjectionDb {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
 /// The track stage.
 #[derive(Debug, Clone)]
 pub struct Track {
-    pool: PgPool,
+    db: ProjectionDb,
 }
 
 impl Track {
-    /// Connects to PostgreSQL (`postgres://…`) and applies the migrations.
+    /// Connects to PostgreSQL (`postgres://…`) or SQLite (`sqlite:…`, created if missing)
+    /// and applies the migrations.
     pub async fn connect(url: &str) -> Result<Self> {
-        let opts: PgConnectOptions = url.parse()?;
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect_with(opts)
-            .await?;
-        migrate(&pool).await?;
-        Ok(Self { pool })
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts: PgConnectOptions = url.parse()?;
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(std::time::Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            migrate(&pool).await?;
+            Ok(Self::new(pool))
+        } else if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(std::time::Duration::from_secs(10));
+            // SQLite has one writer: one connection queues transactions instead of failing.
+            let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
+            migrate_sqlite(&pool).await?;
+            Ok(Self {
+                db: ProjectionDb::Sqlite(pool),
+            })
+        } else {
+            Err(Error::UnsupportedUrl)
+        }
     }
 
-    /// Over an existing pool whose database was migrated with [`migrate`].
+    /// Over an existing PostgreSQL pool whose database was migrated with [`migrate`].
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            db: ProjectionDb::Postgres(pool),
+        }
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    pub fn db(&self) -> &ProjectionDb {
+        &self.db
+    }
+
+    /// The PostgreSQL pool (the status API and deadline warnings need PostgreSQL).
+    pub fn postgres(&self) -> Option<&PgPool> {
+        match &self.db {
+            ProjectionDb::Postgres(p) => Some(p),
+            ProjectionDb::Sqlite(_) => None,
+        }
+    }
+
+    pub async fn close(&self) {
+        match &self.db {
+            ProjectionDb::Postgres(p) => p.close().await,
+            ProjectionDb::Sqlite(p) => p.close().await,
+        }
     }
 
     /// Writes events into the projection in one transaction (what a batch does).
     pub async fn apply(&self, events: &[&AnyEvent]) -> Result<Applied> {
-        projection::apply(&self.pool, events).await
+        match &self.db {
+            ProjectionDb::Postgres(p) => projection::apply(p, events).await,
+            ProjectionDb::Sqlite(p) => projection::apply_sqlite(p, events).await,
+        }
     }
 
     /// The row-at-a-time baseline: one transaction per event (benchmarks only).
     pub async fn apply_each(&self, events: &[&AnyEvent]) -> Result<Applied> {
-        projection::apply_each(&self.pool, events).await
+        let mut out = Applied::default();
+        for e in events {
+            let a = self.apply(std::slice::from_ref(e)).await?;
+            out.events += a.events;
+            out.new_events += a.new_events;
+            out.dossiers += a.dossiers;
+        }
+        Ok(out)
     }
 }
 

@@ -21,7 +21,7 @@
 use std::collections::{HashMap, HashSet};
 
 use motcua_schemas::{AnyEvent, Channel, Decision, Dossier, DossierStatus, Timeliness, Topic};
-use sqlx::PgPool;
+use sqlx::{PgPool, SqlitePool};
 
 use crate::Result;
 
@@ -346,70 +346,129 @@ FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id";
 
-/// Merge expression of every column (`d` = stored row, `EXCLUDED` = merged patch), in
-/// the order of the UNNEST columns. (SET expressions all see the stored row's old values.)
-const MERGE: [(&str, &str); 17] = [
-    ("dossier_code", "COALESCE(d.dossier_code, EXCLUDED.dossier_code)"),
-    ("procedure_code", "COALESCE(d.procedure_code, EXCLUDED.procedure_code)"),
-    ("receiving_unit", "COALESCE(d.receiving_unit, EXCLUDED.receiving_unit)"),
-    ("channel", "COALESCE(d.channel, EXCLUDED.channel)"),
-    ("submitted_at", "LEAST(d.submitted_at, EXCLUDED.submitted_at)"),
-    ("received_at", "LEAST(d.received_at, EXCLUDED.received_at)"),
-    ("assign_at", "GREATEST(d.assign_at, EXCLUDED.assign_at)"),
-    (
-        "competent_unit",
-        "CASE WHEN EXCLUDED.assign_at >= COALESCE(d.assign_at, EXCLUDED.assign_at) \
-         THEN COALESCE(EXCLUDED.competent_unit, d.competent_unit) \
-         ELSE COALESCE(d.competent_unit, EXCLUDED.competent_unit) END",
-    ),
-    (
-        "due_at",
-        "CASE WHEN EXCLUDED.assign_at >= COALESCE(d.assign_at, EXCLUDED.assign_at) \
-         THEN COALESCE(EXCLUDED.due_at, d.due_at) ELSE COALESCE(d.due_at, EXCLUDED.due_at) END",
-    ),
-    ("decided_at", "COALESCE(d.decided_at, EXCLUDED.decided_at)"),
-    ("decision", "COALESCE(d.decision, EXCLUDED.decision)"),
-    ("completed_at", "COALESCE(d.completed_at, EXCLUDED.completed_at)"),
-    ("timeliness", "COALESCE(d.timeliness, EXCLUDED.timeliness)"),
-    (
-        "status_code",
-        "CASE WHEN EXCLUDED.status_key > COALESCE(d.status_key, -1) THEN EXCLUDED.status_code ELSE d.status_code END",
-    ),
-    (
-        "status_at",
-        "CASE WHEN EXCLUDED.status_key > COALESCE(d.status_key, -1) THEN EXCLUDED.status_at ELSE d.status_at END",
-    ),
-    ("status_key", "GREATEST(d.status_key, EXCLUDED.status_key)"),
-    ("last_event_at", "GREATEST(d.last_event_at, EXCLUDED.last_event_at)"),
+/// How a column of the stored row (`d`) and of the merged patch (`EXCLUDED`) combine.
+#[derive(Clone, Copy)]
+enum Rule {
+    /// The first non-null value stays.
+    First,
+    /// The smaller, ignoring nulls.
+    Least,
+    /// The greater, ignoring nulls.
+    Greatest,
+    /// From the assignment with the latest `assign_at`; an older one only fills nulls.
+    LatestAssignment,
+    /// From the status with the greatest `status_key`.
+    GreatestStatus,
+}
+
+/// Every column but the key, in the order of the UNNEST columns, with its merge rule.
+const MERGE: [(&str, Rule); 17] = [
+    ("dossier_code", Rule::First),
+    ("procedure_code", Rule::First),
+    ("receiving_unit", Rule::First),
+    ("channel", Rule::First),
+    ("submitted_at", Rule::Least),
+    ("received_at", Rule::Least),
+    ("assign_at", Rule::Greatest),
+    ("competent_unit", Rule::LatestAssignment),
+    ("due_at", Rule::LatestAssignment),
+    ("decided_at", Rule::First),
+    ("decision", Rule::First),
+    ("completed_at", Rule::First),
+    ("timeliness", Rule::First),
+    ("status_code", Rule::GreatestStatus),
+    ("status_at", Rule::GreatestStatus),
+    ("status_key", Rule::Greatest),
+    ("last_event_at", Rule::Greatest),
 ];
 
-/// The upsert: every column merged, and rows the patch would not change left alone
-/// (no new tuple version, no index maintenance) — most events of a dossier's life only
-/// confirm what the row already says.
-static UPSERT_DOSSIERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+/// The SQL merge expression of a column. (SET expressions all see the stored row's old
+/// values.) SQLite's two-argument `min`/`max` return NULL when either side is, unlike
+/// PostgreSQL's `LEAST`/`GREATEST`, hence the COALESCEs.
+fn merge_expr(column: &str, rule: Rule, dialect: Dialect) -> String {
+    let c = column;
+    match (rule, dialect) {
+        (Rule::First, _) => format!("COALESCE(d.{c}, EXCLUDED.{c})"),
+        (Rule::Least, Dialect::Postgres) => format!("LEAST(d.{c}, EXCLUDED.{c})"),
+        (Rule::Greatest, Dialect::Postgres) => format!("GREATEST(d.{c}, EXCLUDED.{c})"),
+        (Rule::Least, Dialect::Sqlite) => {
+            format!("min(COALESCE(d.{c}, EXCLUDED.{c}), COALESCE(EXCLUDED.{c}, d.{c}))")
+        }
+        (Rule::Greatest, Dialect::Sqlite) => {
+            format!("max(COALESCE(d.{c}, EXCLUDED.{c}), COALESCE(EXCLUDED.{c}, d.{c}))")
+        }
+        (Rule::LatestAssignment, _) => format!(
+            "CASE WHEN EXCLUDED.assign_at >= COALESCE(d.assign_at, EXCLUDED.assign_at) \
+             THEN COALESCE(EXCLUDED.{c}, d.{c}) ELSE COALESCE(d.{c}, EXCLUDED.{c}) END"
+        ),
+        (Rule::GreatestStatus, _) => format!(
+            "CASE WHEN EXCLUDED.status_key > COALESCE(d.status_key, -1) THEN EXCLUDED.{c} ELSE d.{c} END"
+        ),
+    }
+}
+
+/// The upsert's `ON CONFLICT` clause: every column merged, and rows the patch would not
+/// change left alone (no new row version, no index maintenance) — most events of a
+/// dossier's life only confirm what the row already says.
+fn on_conflict(dialect: Dialect) -> String {
     // last_event_at alone does not justify rewriting the row.
-    let compared: Vec<&(&str, &str)> = MERGE.iter().filter(|(c, _)| *c != "last_event_at").collect();
+    let compared: Vec<&(&str, Rule)> = MERGE.iter().filter(|(c, _)| *c != "last_event_at").collect();
+    let distinct = match dialect {
+        Dialect::Postgres => "IS DISTINCT FROM",
+        Dialect::Sqlite => "IS NOT",
+    };
+    format!(
+        "ON CONFLICT (dossier_id) DO UPDATE SET {sets} WHERE ({new}) {distinct} ({old})",
+        sets = MERGE
+            .iter()
+            .map(|(c, r)| format!("{c} = {}", merge_expr(c, *r, dialect)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        new = compared
+            .iter()
+            .map(|(c, r)| merge_expr(c, *r, dialect))
+            .collect::<Vec<_>>()
+            .join(", "),
+        old = compared.iter().map(|(c, _)| format!("d.{c}")).collect::<Vec<_>>().join(", "),
+    )
+}
+
+fn columns() -> String {
+    MERGE.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
+}
+
+static UPSERT_DOSSIERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "INSERT INTO track_dossiers AS d (dossier_id, {cols}) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
              $6::int8[], $7::int8[], $8::int8[], $9::text[], $10::int8[], $11::int8[], $12::text[], \
-             $13::int8[], $14::text[], $15::int4[], $16::int8[], $17::int8[], $18::int8[]) \
-         ON CONFLICT (dossier_id) DO UPDATE SET {sets} \
-         WHERE ({new}) IS DISTINCT FROM ({old})",
-        cols = MERGE.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "),
-        sets = MERGE
-            .iter()
-            .map(|(c, e)| format!("{c} = {e}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        new = compared.iter().map(|(_, e)| *e).collect::<Vec<_>>().join(", "),
-        old = compared
-            .iter()
-            .map(|(c, _)| format!("d.{c}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+             $13::int8[], $14::text[], $15::int4[], $16::int8[], $17::int8[], $18::int8[]) {conflict}",
+        cols = columns(),
+        conflict = on_conflict(Dialect::Postgres),
     )
 });
+
+/// SQLite: one row per statement (no arrays), all in the batch's transaction.
+static UPSERT_DOSSIER_SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let params: Vec<String> = (1..=MERGE.len() + 1).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT INTO track_dossiers AS d (dossier_id, {cols}) VALUES ({params}) {conflict}",
+        cols = columns(),
+        params = params.join(", "),
+        conflict = on_conflict(Dialect::Sqlite),
+    )
+});
+
+const INSERT_HISTORY_SQLITE: &str = "
+INSERT INTO track_history (event_id, dossier_id, event, status_code, stage, reasons, occurred_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+ON CONFLICT (event_id) DO NOTHING";
 
 /// What one write did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -422,9 +481,28 @@ pub struct Applied {
     pub dossiers: usize,
 }
 
-/// Writes a batch of events in one transaction: one UNNEST insert of the history, one
-/// UNNEST upsert of the dossiers (one merged patch per dossier, in dossier id order so
+/// One patch per dossier from the changes whose events are new, in dossier id order (so
 /// concurrent writers lock rows in the same order).
+fn merged_patches(changes: Vec<Change>, inserted: &HashSet<String>) -> Vec<Patch> {
+    let mut patches: HashMap<String, Patch> = HashMap::with_capacity(inserted.len());
+    for c in changes {
+        if !inserted.contains(&c.event_id) {
+            continue;
+        }
+        match patches.get_mut(&c.patch.dossier_id) {
+            Some(p) => p.merge(c.patch),
+            None => {
+                patches.insert(c.patch.dossier_id.clone(), c.patch);
+            }
+        }
+    }
+    let mut patches: Vec<Patch> = patches.into_values().collect();
+    patches.sort_unstable_by(|a, b| a.dossier_id.cmp(&b.dossier_id));
+    patches
+}
+
+/// Writes a batch of events in one transaction: one UNNEST insert of the history, one
+/// UNNEST upsert of the dossiers (one merged patch per dossier).
 pub(crate) async fn apply(pool: &PgPool, events: &[&AnyEvent]) -> Result<Applied> {
     let changes: Vec<Change> = events.iter().filter_map(|e| change_of(e)).collect();
     if changes.is_empty() {
@@ -464,21 +542,7 @@ pub(crate) async fn apply(pool: &PgPool, events: &[&AnyEvent]) -> Result<Applied
         .await?;
     let new_events = inserted.len() as u64;
     let inserted: HashSet<String> = inserted.into_iter().collect();
-    let mut patches: HashMap<String, Patch> = HashMap::with_capacity(inserted.len());
-    for c in changes {
-        if !inserted.contains(&c.event_id) {
-            continue;
-        }
-        match patches.get_mut(&c.patch.dossier_id) {
-            Some(p) => p.merge(c.patch),
-            None => {
-                patches.insert(c.patch.dossier_id.clone(), c.patch);
-            }
-        }
-    }
-    let mut patches: Vec<Patch> = patches.into_values().collect();
-    // One lock order for every writer.
-    patches.sort_unstable_by(|a, b| a.dossier_id.cmp(&b.dossier_id));
+    let patches = merged_patches(changes, &inserted);
     let dossiers = patches.len();
     if !patches.is_empty() {
         upsert(&mut tx, &patches).await?;
@@ -488,6 +552,64 @@ pub(crate) async fn apply(pool: &PgPool, events: &[&AnyEvent]) -> Result<Applied
         events: total,
         new_events,
         dossiers,
+    })
+}
+
+/// The same write on SQLite (the embedded demo): row by row inside one transaction,
+/// same idempotence and merge rule.
+pub(crate) async fn apply_sqlite(pool: &SqlitePool, events: &[&AnyEvent]) -> Result<Applied> {
+    let changes: Vec<Change> = events.iter().filter_map(|e| change_of(e)).collect();
+    if changes.is_empty() {
+        return Ok(Applied::default());
+    }
+    let total = changes.len();
+    let mut tx = pool.begin().await?;
+    let mut inserted = HashSet::with_capacity(total);
+    for c in &changes {
+        let done = sqlx::query(INSERT_HISTORY_SQLITE)
+            .bind(&c.event_id)
+            .bind(&c.patch.dossier_id)
+            .bind(c.event)
+            .bind(c.status_code)
+            .bind(&c.stage)
+            .bind(&c.reasons)
+            .bind(c.occurred_at)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 1 {
+            inserted.insert(c.event_id.clone());
+        }
+    }
+    let new_events = inserted.len() as u64;
+    let patches = merged_patches(changes, &inserted);
+    for p in &patches {
+        sqlx::query(UPSERT_DOSSIER_SQLITE.as_str())
+            .bind(&p.dossier_id)
+            .bind(&p.dossier_code)
+            .bind(&p.procedure_code)
+            .bind(&p.receiving_unit)
+            .bind(p.channel)
+            .bind(p.submitted_at)
+            .bind(p.received_at)
+            .bind(p.assign_at)
+            .bind(&p.competent_unit)
+            .bind(p.due_at)
+            .bind(p.decided_at)
+            .bind(p.decision)
+            .bind(p.completed_at)
+            .bind(p.timeliness)
+            .bind(p.status_code)
+            .bind(p.status_at)
+            .bind(p.status_key)
+            .bind(p.last_event_at)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(Applied {
+        events: total,
+        new_events,
+        dossiers: patches.len(),
     })
 }
 
@@ -519,17 +641,4 @@ async fn upsert(tx: &mut sqlx::PgConnection, patches: &[Patch]) -> Result<()> {
         .execute(&mut *tx)
         .await?;
     Ok(())
-}
-
-/// The baseline the batched write is measured against: the same statements, one event
-/// per transaction (what a consumer committing message by message would do).
-pub(crate) async fn apply_each(pool: &PgPool, events: &[&AnyEvent]) -> Result<Applied> {
-    let mut out = Applied::default();
-    for e in events {
-        let a = apply(pool, std::slice::from_ref(e)).await?;
-        out.events += a.events;
-        out.new_events += a.new_events;
-        out.dossiers += a.dossiers;
-    }
-    Ok(out)
 }

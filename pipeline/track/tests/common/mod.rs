@@ -267,7 +267,7 @@ impl Life {
 pub async fn database() -> PgPool {
     let url = motcua_store::testing::scratch_postgres_url().await;
     let track = motcua_track::Track::connect(&url).await.expect("connect + migrate");
-    track.pool().clone()
+    track.postgres().expect("postgres").clone()
 }
 
 /// The whole projection as text, to compare two databases or two moments.
