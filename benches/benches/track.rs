@@ -1,4 +1,5 @@
-//! Load harness: projection ingest (events/s) of the track stage into PostgreSQL — the
+//! Load harness: projection ingest (events/s) of the track stage into PostgreSQL (and the
+//! embedded demo's SQLite) — the
 //! batched write (one transaction per batch: UNNEST history insert + UNNEST dossier upsert)
 //! next to a row-at-a-time baseline (the same statements, one transaction per event), in
 //! the same run, on the same workload.
@@ -317,6 +318,25 @@ async fn row_at_a_time(server: &str, events: &[AnyEvent]) -> f64 {
     rate(events.len(), took)
 }
 
+/// The embedded demo's SQLite projection: the same events, batched like the stage's
+/// batches, on a file in a temporary directory; the baseline one event per transaction.
+async fn sqlite(events: &[AnyEvent], batch: usize) -> (f64, f64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
+    let track = Track::connect(&url("batched.db")).await.expect("sqlite");
+    let refs: Vec<&AnyEvent> = events.iter().collect();
+    let start = Instant::now();
+    for chunk in refs.chunks(batch) {
+        track.apply(chunk).await.expect("apply");
+    }
+    let batched = rate(events.len(), start.elapsed());
+    let slice = &refs[..refs.len() / 20];
+    let each = Track::connect(&url("each.db")).await.expect("sqlite");
+    let start = Instant::now();
+    each.apply_each(slice).await.expect("apply each");
+    (batched, rate(slice.len(), start.elapsed()))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let dossiers: usize = args
@@ -353,5 +373,11 @@ fn main() {
         }
         let each = row_at_a_time(&server, &slice).await;
         println!("baseline: 1 event/transaction:         {each:>9.0} events/s");
+        for batch in [500, 2_000] {
+            let (batched, each) = sqlite(&events, batch).await;
+            println!(
+                "SQLite (embedded demo), {batch:>5} events/transaction: {batched:>9.0} events/s   baseline 1 event/transaction: {each:>7.0} events/s"
+            );
+        }
     });
 }

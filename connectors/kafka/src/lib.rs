@@ -144,6 +144,12 @@ impl KafkaConfig {
         format!("{}{}", self.topic_prefix, topic.name())
     }
 
+    /// The consumer group of a stage (or simulator): `<topic prefix>motcua-<name>`, so
+    /// deployments sharing a cluster under different prefixes never share a group.
+    pub fn group(&self, name: &str) -> String {
+        format!("{}motcua-{name}", self.topic_prefix)
+    }
+
     /// Maps a full topic name back to our topic, if it is one of ours.
     pub fn topic_of(&self, name: &str) -> Option<Topic> {
         name.strip_prefix(&self.topic_prefix)?.parse().ok()

@@ -49,6 +49,8 @@ pub struct Generator<'r> {
     inactive: Vec<&'r Procedure>,
     seq: u64,
     seed: u64,
+    /// Seeds the dossier and event ids (the seed unless [`Generator::with_id_salt`]).
+    id_seed: u64,
     world: Option<&'r World>,
 }
 
@@ -81,6 +83,7 @@ impl<'r> Generator<'r> {
             inactive,
             seq: 0,
             seed,
+            id_seed: seed,
             world: None,
         })
     }
@@ -89,6 +92,13 @@ impl<'r> Generator<'r> {
     /// must be of the same province), so they verify against the registry simulator.
     pub fn with_world(mut self, world: &'r World) -> Self {
         self.world = Some(world);
+        self
+    }
+
+    /// The same dossiers under other ids: for a rerun into a database that already holds
+    /// this seed's dossiers (ids must be new for the rerun to be new work).
+    pub fn with_id_salt(mut self, salt: u64) -> Self {
+        self.id_seed = self.seed ^ salt.rotate_left(17);
         self
     }
 
@@ -181,9 +191,9 @@ impl<'r> Generator<'r> {
             .collect();
         let mut form_fields = BTreeMap::new();
         form_fields.insert("ghi_chu".to_owned(), format!("Hồ sơ mẫu số {}", self.seq));
-        let dossier_id = uuid::Uuid::from_u64_pair(self.seed, self.seq).to_string();
+        let dossier_id = uuid::Uuid::from_u64_pair(self.id_seed, self.seq).to_string();
         DossierSubmitted {
-            event_id: uuid::Uuid::from_u64_pair(self.seed ^ 0x5eed, self.seq).to_string(),
+            event_id: uuid::Uuid::from_u64_pair(self.id_seed ^ 0x5eed, self.seq).to_string(),
             dossier: Dossier {
                 dossier_id,
                 portal: match channel {

@@ -54,7 +54,7 @@ pub async fn run(
 ) -> Result<Arc<GatewayStats>, rdkafka::error::KafkaError> {
     let codec = Codec::embedded().map_err(|_| rdkafka::error::KafkaError::Canceled)?;
     let consumer: StreamConsumer = kafka
-        .consumer_config("motcua-gateway-sim", "motcua-gateway-sim")
+        .consumer_config(&kafka.group("gateway-sim"), "motcua-gateway-sim")
         .create()?;
     consumer.subscribe(&[&kafka.topic(motcua_schemas::Topic::PaymentRequested)])?;
     let producer: Arc<FutureProducer> = Arc::new(kafka.producer_config("motcua-gateway-sim").create()?);

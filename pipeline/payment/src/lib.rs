@@ -97,6 +97,17 @@ impl Payment {
             })
             .await
             .map_err(store_error)?;
+        if bill.status == "paid" {
+            // Verified again after its bill was paid (a replay of the topic, or the same
+            // dossier resubmitted): the payment stands; re-emit its identical event
+            // rather than asking the citizen to pay twice.
+            let original: DossierVerified = self
+                .codec
+                .decode(&bill.verified_payload)
+                .map_err(|e| StageError::Fatal(error_chain(&e)))?;
+            let at = bill.paid_at_ms.unwrap_or(at);
+            return Ok(vec![paid(&original, Some(&bill), bill.amount_vnd, at)]);
+        }
         metrics::counter!("motcua_payment_dossiers_total", "outcome" => "billed").increment(1);
         let requested = PaymentRequested {
             event_id: derived_event_id(&v.event_id, STAGE, "requested"),

@@ -112,6 +112,13 @@ async fn a_bill_is_paid_once_whatever_the_gateway_sends() {
     );
     assert!(events(&out[4]).is_empty(), "a second transaction pays nothing more");
     assert!(matches!(&out[5], Outcome::DeadLetter { reason_code, .. } if reason_code == "UNKNOWN_BILL"));
+
+    // Verified again once paid (a replay): no second bill, the identical paid event.
+    let replay = p
+        .handle_batch(&[env(PaymentInput::Verified(Box::new(verified("d1", 50_000))), 9)])
+        .await
+        .expect("replayed");
+    assert_eq!(events(&replay[0]), events(&out[2]), "the payment stands");
 }
 
 #[tokio::test]

@@ -1,3 +1,4 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,9 @@ pub struct RuntimeConfig {
     /// How long a batch may keep failing with retryable errors before the worker gives up
     /// (exits non-zero without committing it) and lets its supervisor restart it.
     pub retry_budget: Duration,
+    /// Partitions this worker currently owns, kept up to date by the worker on every
+    /// rebalance (readiness checks, progress displays).
+    pub assigned: Arc<AtomicUsize>,
 }
 
 impl RuntimeConfig {
@@ -50,6 +54,7 @@ impl RuntimeConfig {
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(10),
             retry_budget: Duration::from_secs(120),
+            assigned: Arc::new(AtomicUsize::new(0)),
         }
     }
 }
@@ -140,6 +145,7 @@ fn lock(ledger: &Mutex<Ledger>) -> MutexGuard<'_, Ledger> {
 
 struct StageContext {
     ledger: Arc<Mutex<Ledger>>,
+    assigned: Arc<AtomicUsize>,
     drain_timeout: Duration,
     stage: &'static str,
 }
@@ -211,6 +217,8 @@ impl ConsumerContext for StageContext {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => warn!(stage = self.stage, error = %e, "commit on revocation failed"),
         }
+        self.assigned
+            .fetch_sub(tps.len().min(self.assigned.load(Ordering::Relaxed)), Ordering::Relaxed);
         info!(stage = self.stage, partitions = tps.len(), "partitions revoked");
     }
 
@@ -221,6 +229,7 @@ impl ConsumerContext for StageContext {
                 for e in tpl.elements() {
                     l.assign((e.topic().to_owned(), e.partition()));
                 }
+                self.assigned.fetch_add(tpl.count(), Ordering::Relaxed);
                 info!(stage = self.stage, partitions = tpl.count(), "partitions assigned");
             }
             Rebalance::Revoke(_) => {}
@@ -311,10 +320,12 @@ pub async fn run<S: Stage>(
     let name = stage.name();
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let client_id = format!("motcua-{name}-{}", cfg.instance_id);
-    let mut consumer_cfg = cfg.kafka.consumer_config(&format!("motcua-{name}"), &client_id);
+    let group = cfg.kafka.group(name);
+    let mut consumer_cfg = cfg.kafka.consumer_config(&group, &client_id);
     consumer_cfg.set("statistics.interval.ms", "5000");
     let consumer: Arc<Worker<StageContext>> = Arc::new(consumer_cfg.create_with_context(StageContext {
         ledger: ledger.clone(),
+        assigned: cfg.assigned.clone(),
         drain_timeout: cfg.drain_timeout,
         stage: name,
     })?);
@@ -331,7 +342,7 @@ pub async fn run<S: Stage>(
         .collect();
     let refs: Vec<&str> = input_topics.iter().map(String::as_str).collect();
     consumer.subscribe(&refs)?;
-    info!(stage = name, topics = ?input_topics, group = %format!("motcua-{name}"), "worker started");
+    info!(stage = name, topics = ?input_topics, group = %group, "worker started");
 
     let mut summary = RunSummary::default();
     let outcome = consume_loop(

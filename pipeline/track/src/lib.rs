@@ -125,7 +125,9 @@ impl Track {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(std::time::Duration::from_secs(10));
+                .busy_timeout(std::time::Duration::from_secs(10))
+                // Two statement kinds × every chunk size up to 64 rows stay prepared.
+                .statement_cache_capacity(256);
             // SQLite has one writer: one connection queues transactions instead of failing.
             let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
             migrate_sqlite(&pool).await?;

@@ -407,9 +407,9 @@ fn merge_expr(column: &str, rule: Rule, dialect: Dialect) -> String {
             "CASE WHEN EXCLUDED.assign_at >= COALESCE(d.assign_at, EXCLUDED.assign_at) \
              THEN COALESCE(EXCLUDED.{c}, d.{c}) ELSE COALESCE(d.{c}, EXCLUDED.{c}) END"
         ),
-        (Rule::GreatestStatus, _) => format!(
-            "CASE WHEN EXCLUDED.status_key > COALESCE(d.status_key, -1) THEN EXCLUDED.{c} ELSE d.{c} END"
-        ),
+        (Rule::GreatestStatus, _) => {
+            format!("CASE WHEN EXCLUDED.status_key > COALESCE(d.status_key, -1) THEN EXCLUDED.{c} ELSE d.{c} END")
+        }
     }
 }
 
@@ -435,7 +435,11 @@ fn on_conflict(dialect: Dialect) -> String {
             .map(|(c, r)| merge_expr(c, *r, dialect))
             .collect::<Vec<_>>()
             .join(", "),
-        old = compared.iter().map(|(c, _)| format!("d.{c}")).collect::<Vec<_>>().join(", "),
+        old = compared
+            .iter()
+            .map(|(c, _)| format!("d.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
     )
 }
 
@@ -454,21 +458,36 @@ static UPSERT_DOSSIERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
     )
 });
 
-/// SQLite: one row per statement (no arrays), all in the batch's transaction.
-static UPSERT_DOSSIER_SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let params: Vec<String> = (1..=MERGE.len() + 1).map(|i| format!("?{i}")).collect();
+/// SQLite has no arrays: multi-row VALUES statements of up to this many rows (a fixed
+/// bound keeps the number of distinct statements, hence of prepared ones, small).
+const SQLITE_ROWS: usize = 64;
+
+fn values(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=columns).map(|c| format!("?{}", r * columns + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn insert_history_sqlite(rows: usize) -> String {
     format!(
-        "INSERT INTO track_dossiers AS d (dossier_id, {cols}) VALUES ({params}) {conflict}",
+        "INSERT INTO track_history (event_id, dossier_id, event, status_code, stage, reasons, occurred_at) \
+         VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        values(rows, 7)
+    )
+}
+
+fn upsert_dossiers_sqlite(rows: usize) -> String {
+    format!(
+        "INSERT INTO track_dossiers AS d (dossier_id, {cols}) VALUES {values} {conflict}",
         cols = columns(),
-        params = params.join(", "),
+        values = values(rows, MERGE.len() + 1),
         conflict = on_conflict(Dialect::Sqlite),
     )
-});
-
-const INSERT_HISTORY_SQLITE: &str = "
-INSERT INTO track_history (event_id, dossier_id, event, status_code, stage, reasons, occurred_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-ON CONFLICT (event_id) DO NOTHING";
+}
 
 /// What one write did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -555,8 +574,8 @@ pub(crate) async fn apply(pool: &PgPool, events: &[&AnyEvent]) -> Result<Applied
     })
 }
 
-/// The same write on SQLite (the embedded demo): row by row inside one transaction,
-/// same idempotence and merge rule.
+/// The same write on SQLite (the embedded demo): multi-row statements inside one
+/// transaction, same idempotence and merge rule.
 pub(crate) async fn apply_sqlite(pool: &SqlitePool, events: &[&AnyEvent]) -> Result<Applied> {
     let changes: Vec<Change> = events.iter().filter_map(|e| change_of(e)).collect();
     if changes.is_empty() {
@@ -565,45 +584,48 @@ pub(crate) async fn apply_sqlite(pool: &SqlitePool, events: &[&AnyEvent]) -> Res
     let total = changes.len();
     let mut tx = pool.begin().await?;
     let mut inserted = HashSet::with_capacity(total);
-    for c in &changes {
-        let done = sqlx::query(INSERT_HISTORY_SQLITE)
-            .bind(&c.event_id)
-            .bind(&c.patch.dossier_id)
-            .bind(c.event)
-            .bind(c.status_code)
-            .bind(&c.stage)
-            .bind(&c.reasons)
-            .bind(c.occurred_at)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 1 {
-            inserted.insert(c.event_id.clone());
+    for chunk in changes.chunks(SQLITE_ROWS) {
+        let sql = insert_history_sqlite(chunk.len());
+        let mut q = sqlx::query_scalar::<_, String>(&sql);
+        for c in chunk {
+            q = q
+                .bind(&c.event_id)
+                .bind(&c.patch.dossier_id)
+                .bind(c.event)
+                .bind(c.status_code)
+                .bind(&c.stage)
+                .bind(&c.reasons)
+                .bind(c.occurred_at);
         }
+        inserted.extend(q.fetch_all(&mut *tx).await?);
     }
     let new_events = inserted.len() as u64;
     let patches = merged_patches(changes, &inserted);
-    for p in &patches {
-        sqlx::query(UPSERT_DOSSIER_SQLITE.as_str())
-            .bind(&p.dossier_id)
-            .bind(&p.dossier_code)
-            .bind(&p.procedure_code)
-            .bind(&p.receiving_unit)
-            .bind(p.channel)
-            .bind(p.submitted_at)
-            .bind(p.received_at)
-            .bind(p.assign_at)
-            .bind(&p.competent_unit)
-            .bind(p.due_at)
-            .bind(p.decided_at)
-            .bind(p.decision)
-            .bind(p.completed_at)
-            .bind(p.timeliness)
-            .bind(p.status_code)
-            .bind(p.status_at)
-            .bind(p.status_key)
-            .bind(p.last_event_at)
-            .execute(&mut *tx)
-            .await?;
+    for chunk in patches.chunks(SQLITE_ROWS) {
+        let sql = upsert_dossiers_sqlite(chunk.len());
+        let mut q = sqlx::query(&sql);
+        for p in chunk {
+            q = q
+                .bind(&p.dossier_id)
+                .bind(&p.dossier_code)
+                .bind(&p.procedure_code)
+                .bind(&p.receiving_unit)
+                .bind(p.channel)
+                .bind(p.submitted_at)
+                .bind(p.received_at)
+                .bind(p.assign_at)
+                .bind(&p.competent_unit)
+                .bind(p.due_at)
+                .bind(p.decided_at)
+                .bind(p.decision)
+                .bind(p.completed_at)
+                .bind(p.timeliness)
+                .bind(p.status_code)
+                .bind(p.status_at)
+                .bind(p.status_key)
+                .bind(p.last_event_at);
+        }
+        q.execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(Applied {

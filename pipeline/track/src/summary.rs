@@ -52,9 +52,7 @@ impl Track {
         let grouped = |column: &str| {
             format!("SELECT {column}, COUNT(*) FROM track_dossiers WHERE {column} IS NOT NULL GROUP BY {column}")
         };
-        let rows: Vec<(i32, i64)> = on_both!(db, |p| sqlx::query_as(&grouped("status_code"))
-            .fetch_all(p)
-            .await?);
+        let rows: Vec<(i32, i64)> = on_both!(db, |p| sqlx::query_as(&grouped("status_code")).fetch_all(p).await?);
         s.by_status = rows.into_iter().collect();
         for (column, into) in [
             ("timeliness", &mut s.by_timeliness),

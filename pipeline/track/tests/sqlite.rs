@@ -40,7 +40,8 @@ async fn rows(track: &Track) -> Vec<DossierRow> {
 }
 
 fn lives() -> Vec<AnyEvent> {
-    (1..=6)
+    // Enough dossiers that one batch spans several of SQLite's multi-row statements.
+    (1..=80)
         .flat_map(|n| {
             let mut l = Life::new(n, NOW + n as i64 * HOUR);
             l.done = match n % 3 {
@@ -65,8 +66,11 @@ async fn sqlite_projection_equals_postgres_in_any_order_and_on_redelivery() {
     let pg = Track::new(database().await);
     pg.apply(&refs(&events)).await.expect("postgres");
     let expected = rows(&pg).await;
-    assert_eq!(expected.len(), 6);
-    assert!(expected.iter().any(|r| r.status_code == Some(10)), "some dossiers completed");
+    assert_eq!(expected.len(), 80);
+    assert!(
+        expected.iter().any(|r| r.status_code == Some(10)),
+        "some dossiers completed"
+    );
     let expected_summary = pg.summary().await.expect("summary");
 
     let dir = tempfile::tempdir().expect("tempdir");

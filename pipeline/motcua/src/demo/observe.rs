@@ -1,0 +1,422 @@
+//! What the demo sees on the topics, as a downstream consumer would: every event of every
+//! dossier with its broker timestamp, folded into counts, a throughput timeline, stage
+//! latencies and each dossier's terminal state.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use motcua_kafka::KafkaConfig;
+use motcua_runtime::Shutdown;
+use motcua_schemas::{AnyEvent, Codec, DossierStatus, Topic};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::Message;
+
+/// The steps of a dossier's life the demo follows, in pipeline order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Step {
+    Submitted,
+    Accepted,
+    IntakeStopped,
+    Verified,
+    VerifyStopped,
+    Billed,
+    Paid,
+    Routed,
+    Decided,
+    Completed,
+}
+
+impl Step {
+    pub(crate) const ALL: [Step; 10] = [
+        Step::Submitted,
+        Step::Accepted,
+        Step::IntakeStopped,
+        Step::Verified,
+        Step::VerifyStopped,
+        Step::Billed,
+        Step::Paid,
+        Step::Routed,
+        Step::Decided,
+        Step::Completed,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Step::Submitted => "submitted",
+            Step::Accepted => "accepted",
+            Step::IntakeStopped => "stopped at intake",
+            Step::Verified => "verified",
+            Step::VerifyStopped => "stopped at verify",
+            Step::Billed => "billed",
+            Step::Paid => "paid",
+            Step::Routed => "routed",
+            Step::Decided => "decided",
+            Step::Completed => "result returned",
+        }
+    }
+
+    fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+/// How a dossier's automated life ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Terminal {
+    /// Signed result delivered (status 10).
+    ResultReturned,
+    /// Refused at the counter by intake (status 3).
+    RejectedAtReception,
+    /// Intake or verify asked the citizen for more papers (status 5); waits for them.
+    SupplementRequested,
+    /// Registries could not answer in time: handed to an officer (status 4, by verify).
+    Escalated,
+}
+
+impl Terminal {
+    pub(crate) const ALL: [Terminal; 4] = [
+        Terminal::ResultReturned,
+        Terminal::RejectedAtReception,
+        Terminal::SupplementRequested,
+        Terminal::Escalated,
+    ];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Terminal::ResultReturned => "result returned",
+            Terminal::RejectedAtReception => "rejected at reception",
+            Terminal::SupplementRequested => "supplement requested",
+            Terminal::Escalated => "escalated to an officer",
+        }
+    }
+
+    /// The national status code the projection holds for a dossier that ended so.
+    pub(crate) fn status_code(self) -> i32 {
+        match self {
+            Terminal::ResultReturned => 10,
+            Terminal::RejectedAtReception => 3,
+            Terminal::SupplementRequested => 5,
+            Terminal::Escalated => 4,
+        }
+    }
+}
+
+/// One dossier while it is followed.
+#[derive(Debug, Default)]
+struct Followed {
+    seen: u16,
+    times: [i64; Step::ALL.len()],
+    terminal_event: Option<String>,
+    ended_seen_at: Option<Instant>,
+}
+
+impl Followed {
+    fn at(&self, s: Step) -> Option<i64> {
+        (self.seen & s.bit() != 0).then(|| self.times[s as usize])
+    }
+}
+
+/// The latency figures: stage → samples in milliseconds.
+pub(crate) const LATENCIES: [&str; 8] = [
+    "intake",
+    "verify",
+    "payment",
+    "gateway (citizen pays)",
+    "route",
+    "back office",
+    "result",
+    "end to end",
+];
+
+/// Everything observed so far.
+#[derive(Debug, Default)]
+pub(crate) struct Observed {
+    /// Broker time of the run's start: the timeline's zero.
+    pub(crate) start_ms: i64,
+    followed: HashMap<String, Followed>,
+    /// Dossiers that reached each step (each once, however often redelivered).
+    pub(crate) steps: BTreeMap<Step, u64>,
+    /// Per step, dossiers per second of broker time since `start_ms`.
+    pub(crate) timeline: BTreeMap<Step, Vec<u32>>,
+    pub(crate) latencies: BTreeMap<&'static str, Vec<u32>>,
+    pub(crate) terminal: BTreeMap<Terminal, u64>,
+    /// Dossiers that reached a second, different terminal event (must stay 0).
+    pub(crate) terminal_twice: u64,
+    /// Time of the last terminal event (broker time).
+    pub(crate) last_terminal_ms: i64,
+    pub(crate) timeliness: BTreeMap<String, u64>,
+    pub(crate) decisions: BTreeMap<String, u64>,
+    /// `stage/status code/reason code` of the stops (intake, verify).
+    pub(crate) reasons: BTreeMap<String, u64>,
+    /// Receiving unit → (online, other channels) submissions.
+    pub(crate) received_by_unit: BTreeMap<String, (u64, u64)>,
+    /// Competent unit → routed dossiers.
+    pub(crate) routed_to_unit: BTreeMap<String, u64>,
+    pub(crate) dead_letters: BTreeMap<String, u64>,
+    pub(crate) dead_letter_keys: Vec<String>,
+    /// Distinct dead-lettered messages (by origin topic, partition and offset).
+    pub(crate) dead_letter_origins: HashSet<String>,
+    dead_letter_seen: HashSet<String>,
+    /// Dead-lettered messages that are not the demo's deliberately malformed ones.
+    pub(crate) unexpected_dead_letters: u64,
+    /// Events seen again (redelivery or a duplicate the gateway sent).
+    pub(crate) repeats: u64,
+    pub(crate) undecodable: u64,
+}
+
+impl Observed {
+    pub(crate) fn starting_at(start_ms: i64) -> Self {
+        Self {
+            start_ms,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn ended(&self) -> u64 {
+        self.terminal.values().sum()
+    }
+
+    /// Distinct messages dead-lettered (by any stage).
+    pub(crate) fn dead_lettered(&self) -> u64 {
+        self.dead_letter_origins.len() as u64
+    }
+
+    pub(crate) fn step(&self, s: Step) -> u64 {
+        self.steps.get(&s).copied().unwrap_or(0)
+    }
+
+    fn record(&mut self, dossier_id: &str, step: Step, at_ms: i64) -> bool {
+        let f = self.followed.entry(dossier_id.to_owned()).or_default();
+        if f.seen & step.bit() != 0 {
+            self.repeats += 1;
+            return false;
+        }
+        f.seen |= step.bit();
+        f.times[step as usize] = at_ms;
+        *self.steps.entry(step).or_default() += 1;
+        let second = ((at_ms - self.start_ms).max(0) / 1000) as usize;
+        let line = self.timeline.entry(step).or_default();
+        if line.len() <= second {
+            line.resize(second + 1, 0);
+        }
+        line[second] += 1;
+        true
+    }
+
+    fn end(&mut self, dossier_id: &str, how: Terminal, event_id: &str, at_ms: i64) {
+        let f = self.followed.entry(dossier_id.to_owned()).or_default();
+        match &f.terminal_event {
+            Some(id) if id == event_id => return,
+            Some(_) => {
+                self.terminal_twice += 1;
+                return;
+            }
+            None => {}
+        }
+        f.terminal_event = Some(event_id.to_owned());
+        f.ended_seen_at = Some(Instant::now());
+        *self.terminal.entry(how).or_default() += 1;
+        self.last_terminal_ms = self.last_terminal_ms.max(at_ms);
+    }
+
+    /// Folds one event read from the broker at broker time `at_ms`.
+    pub(crate) fn observe(&mut self, event: &AnyEvent, at_ms: i64) {
+        match event {
+            AnyEvent::Submitted(e) => {
+                let d = &e.dossier;
+                if self.record(&d.dossier_id, Step::Submitted, at_ms) {
+                    let u = self.received_by_unit.entry(d.receiving_unit_code.clone()).or_default();
+                    if d.channel == motcua_schemas::Channel::Online {
+                        u.0 += 1;
+                    } else {
+                        u.1 += 1;
+                    }
+                }
+            }
+            AnyEvent::Accepted(e) => {
+                self.record(&e.dossier.dossier_id, Step::Accepted, at_ms);
+            }
+            AnyEvent::Verified(e) => {
+                self.record(&e.dossier.dossier_id, Step::Verified, at_ms);
+            }
+            AnyEvent::PaymentRequested(e) => {
+                self.record(&e.dossier_id, Step::Billed, at_ms);
+            }
+            AnyEvent::Paid(e) => {
+                self.record(&e.dossier.dossier_id, Step::Paid, at_ms);
+            }
+            AnyEvent::Routed(e) => {
+                if self.record(&e.dossier.dossier_id, Step::Routed, at_ms) {
+                    *self.routed_to_unit.entry(e.competent_unit_code.clone()).or_default() += 1;
+                }
+            }
+            AnyEvent::Decided(e) => {
+                if self.record(&e.dossier_id, Step::Decided, at_ms) {
+                    let d = match e.decision {
+                        motcua_schemas::Decision::Approved => "approved",
+                        motcua_schemas::Decision::Refused => "refused",
+                    };
+                    *self.decisions.entry(d.to_owned()).or_default() += 1;
+                }
+            }
+            AnyEvent::Completed(e) => {
+                if self.record(&e.dossier_id, Step::Completed, at_ms) {
+                    let t = match e.timeliness {
+                        motcua_schemas::Timeliness::Early => "early",
+                        motcua_schemas::Timeliness::OnTime => "on_time",
+                        motcua_schemas::Timeliness::Late => "late",
+                    };
+                    *self.timeliness.entry(t.to_owned()).or_default() += 1;
+                }
+                self.end(&e.dossier_id, Terminal::ResultReturned, &e.event_id, at_ms);
+            }
+            AnyEvent::Status(s) => {
+                let (step, how) = match (s.stage.as_str(), s.status) {
+                    ("intake", DossierStatus::RejectedAtReception) => {
+                        (Step::IntakeStopped, Terminal::RejectedAtReception)
+                    }
+                    ("intake", DossierStatus::SupplementRequested) => {
+                        (Step::IntakeStopped, Terminal::SupplementRequested)
+                    }
+                    ("verify", DossierStatus::SupplementRequested) => {
+                        (Step::VerifyStopped, Terminal::SupplementRequested)
+                    }
+                    ("verify", DossierStatus::Processing) => (Step::VerifyStopped, Terminal::Escalated),
+                    _ => return,
+                };
+                if self.record(&s.dossier_id, step, at_ms) {
+                    for r in &s.reasons {
+                        let key = format!("{}/{}/{}", s.stage, s.status.code(), r.code);
+                        *self.reasons.entry(key).or_default() += 1;
+                    }
+                }
+                self.end(&s.dossier_id, how, &s.event_id, at_ms);
+            }
+            AnyEvent::DeadLetter(d) => {
+                // Each group that cannot read a message dead-letters it (intake and track
+                // both read submissions): count per stage, and distinct origins.
+                let origin = format!("{}/{}/{}", d.origin_topic, d.origin_partition, d.origin_offset);
+                if !self.dead_letter_seen.insert(format!("{}@{origin}", d.stage)) {
+                    self.repeats += 1;
+                    return;
+                }
+                *self
+                    .dead_letters
+                    .entry(format!("{}: {}", d.stage, d.reason_code))
+                    .or_default() += 1;
+                if self.dead_letter_origins.insert(origin) {
+                    let key = d.origin_key.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+                    // The demo's malformed messages are keyed junk-<n> on the submissions topic.
+                    let deliberate = key.starts_with("junk-") && d.origin_topic.ends_with(Topic::Submitted.name());
+                    if !deliberate {
+                        self.unexpected_dead_letters += 1;
+                    }
+                    if self.dead_letter_keys.len() < 5 {
+                        self.dead_letter_keys.push(key.into_owned());
+                    }
+                }
+            }
+            AnyEvent::PaymentConfirmed(_) => {}
+        }
+    }
+
+    /// Folds the latencies of dossiers that ended more than `after` ago (a soak's memory
+    /// stays bounded); `None` folds every dossier still followed.
+    pub(crate) fn settle(&mut self, after: Option<Duration>) {
+        let done: Vec<String> = self
+            .followed
+            .iter()
+            .filter(|(_, f)| match after {
+                None => true,
+                Some(a) => f.ended_seen_at.is_some_and(|t| t.elapsed() >= a),
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in done {
+            if let Some(f) = self.followed.remove(&k) {
+                self.fold(&f);
+            }
+        }
+    }
+
+    fn fold(&mut self, f: &Followed) {
+        use Step::*;
+        let first_of = |steps: &[Step]| steps.iter().filter_map(|s| f.at(*s)).min();
+        let first = |a: Step, b: Step| first_of(&[a, b]);
+        let ended = f
+            .terminal_event
+            .as_ref()
+            .and_then(|_| first_of(&[Completed, IntakeStopped, VerifyStopped]));
+        let pairs: [(&'static str, Option<i64>, Option<i64>); 8] = [
+            ("intake", f.at(Submitted), first(Accepted, IntakeStopped)),
+            ("verify", f.at(Accepted), first(Verified, VerifyStopped)),
+            ("payment", f.at(Verified), first(Billed, Paid)),
+            ("gateway (citizen pays)", f.at(Billed), f.at(Paid)),
+            ("route", f.at(Paid), f.at(Routed)),
+            ("back office", f.at(Routed), f.at(Decided)),
+            ("result", f.at(Decided), f.at(Completed)),
+            ("end to end", f.at(Submitted), ended),
+        ];
+        for (name, from, to) in pairs {
+            if let (Some(a), Some(b)) = (from, to) {
+                self.latencies
+                    .entry(name)
+                    .or_default()
+                    .push((b - a).clamp(0, u32::MAX as i64) as u32);
+            }
+        }
+    }
+}
+
+/// Starts following every topic from the beginning, in its own consumer group. Returns
+/// once the group is joined, so nothing published afterwards is missed.
+pub(crate) async fn start(
+    kafka: &KafkaConfig,
+    codec: Codec,
+    observed: Arc<Mutex<Observed>>,
+    mut shutdown: Shutdown,
+) -> Result<tokio::task::JoinHandle<Result<()>>> {
+    let consumer: StreamConsumer = kafka
+        .consumer_config(
+            &kafka.group(&format!("demo-observer-{}", std::process::id())),
+            "motcua-demo-observer",
+        )
+        .set("enable.auto.commit", "false")
+        .create()
+        .context("creating the observer's consumer")?;
+    let topics: Vec<(String, Topic)> = Topic::ALL.iter().map(|t| (kafka.topic(*t), *t)).collect();
+    let names: Vec<&str> = topics.iter().map(|(n, _)| n.as_str()).collect();
+    consumer.subscribe(&names).context("subscribing the observer")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while consumer.assignment()?.count() == 0 {
+        if Instant::now() > deadline {
+            anyhow::bail!("the observer could not join its consumer group within 60 s");
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+    }
+    Ok(tokio::spawn(async move {
+        loop {
+            let m = tokio::select! {
+                _ = shutdown.wait() => return Ok(()),
+                m = consumer.recv() => m.context("observer reading the topics")?,
+            };
+            let Some(topic) = topics.iter().find(|(n, _)| n == m.topic()).map(|(_, t)| *t) else {
+                continue;
+            };
+            let at = m
+                .timestamp()
+                .to_millis()
+                .unwrap_or_else(motcua_reference::civil::now_ms);
+            let decoded = m.payload().map(|p| AnyEvent::decode(&codec, topic, p));
+            let mut o = observed.lock().expect("observer state");
+            match decoded {
+                Some(Ok(e)) => o.observe(&e, at),
+                // Malformed submissions show up as dead letters; here they are skipped.
+                _ => o.undecodable += 1,
+            }
+        }
+    }))
+}
