@@ -430,9 +430,14 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
             &shutdown,
         ),
     ));
+    // The projection takes every event of every dossier: larger batches, fewer
+    // transactions.
+    let mut track_rt = rt("track");
+    track_rt.max_batch = 2_000;
+    track_rt.linger = Duration::from_millis(50);
     stages.push((
         motcua_track::STAGE,
-        spawn(Arc::new(track.clone()), &codec, rt("track"), &shutdown),
+        spawn(Arc::new(track.clone()), &codec, track_rt, &shutdown),
     ));
     let gateway = GatewaySimConfig {
         min_delay_ms: 20,
@@ -457,16 +462,6 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
 
     let lag = Arc::new(lag::LagReader::new(&kafka, &stage_inputs(), args.partitions)?);
     let published = Arc::new(Mutex::new(Published::default()));
-    let progress = progress::Progress::new(args.progress, stage_inputs().iter().map(|(s, _)| *s).collect());
-    let (progress_stop, progress_shutdown) = Shutdown::channel();
-    let progress_task = tokio::spawn(progress::run(
-        progress,
-        observed.clone(),
-        published.clone(),
-        lag.clone(),
-        progress_shutdown,
-    ));
-
     // Every group joined first: the figures then measure the pipeline, not start-up.
     let join_deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -487,6 +482,16 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
         "  groups   every stage joined its group after {:.1} s",
         started.elapsed().as_secs_f64()
     );
+
+    let progress = progress::Progress::new(args.progress, stage_inputs().iter().map(|(s, _)| *s).collect());
+    let (progress_stop, progress_shutdown) = Shutdown::channel();
+    let progress_task = tokio::spawn(progress::run(
+        progress,
+        observed.clone(),
+        published.clone(),
+        lag.clone(),
+        progress_shutdown,
+    ));
 
     // The portals.
     observed.lock().expect("observer state").start_ms = now_ms();

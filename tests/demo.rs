@@ -1,0 +1,269 @@
+//! `motcua demo` end to end, as a user runs it (the real binary): over a separately
+//! started broker (tansu) and PostgreSQL, every dossier ends in exactly one terminal
+//! state, the report's figures equal what the test counts in the database itself, and the
+//! dead-letter topic holds the deliberately malformed messages and nothing else. Then on
+//! embedded defaults (in-process broker, SQLite), as a soak, and with bad flags.
+
+mod support;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use motcua_kafka::KafkaConfig;
+use motcua_schemas::{AnyEvent, Topic};
+use serde_json::Value;
+use sqlx::Row;
+use support::*;
+
+fn demo(args: &[&str]) -> (bool, String, String) {
+    let out = motcua().arg("demo").args(args).output().expect("run motcua demo");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn report(path: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(path.with_extension("json")).expect("report json");
+    serde_json::from_str(&text).expect("report is JSON")
+}
+
+fn num(v: &Value, path: &[&str]) -> i64 {
+    let mut v = v;
+    for p in path {
+        v = &v[*p];
+    }
+    v.as_i64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_ends_every_dossier_once_and_its_report_equals_the_database() {
+    let tansu = Tansu::start();
+    let db = motcua_store::testing::scratch_postgres_url().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let html = dir.path().join("report.html");
+    let (ok, out, err) = demo(&[
+        "--dossiers",
+        "1200",
+        "--seed",
+        "7",
+        "--malformed-rate",
+        "0.01",
+        "--registry-error-rate",
+        "0.05",
+        "--brokers",
+        &tansu.brokers,
+        "--database-url",
+        &db,
+        "--report",
+        html.to_str().expect("utf-8 path"),
+        "--progress",
+        "plain",
+    ]);
+    assert!(ok, "demo failed:\n{out}\n{err}");
+    assert!(out.contains("checked    all"), "{out}");
+    let r = report(&html);
+    let page = std::fs::read_to_string(&html).expect("html");
+    assert!(page.contains("<svg") && page.contains("Checked against the database"));
+    assert!(
+        !page.contains("src=\"http") && !page.contains("<script"),
+        "self-contained"
+    );
+
+    let dossiers = num(&r, &["published", "valid"]) + num(&r, &["published", "defective"]);
+    let malformed = num(&r, &["published", "malformed"]);
+    assert_eq!(num(&r, &["published", "total"]), 1200);
+    assert!(malformed > 0, "some malformed messages were published");
+    assert_eq!(num(&r, &["ended"]), dossiers);
+
+    // Counted here, straight from PostgreSQL.
+    let pool = sqlx::PgPool::connect(&db).await.expect("connect");
+    let by_status: BTreeMap<i32, i64> = sqlx::query("SELECT status_code, count(*) FROM track_dossiers GROUP BY 1")
+        .fetch_all(&pool)
+        .await
+        .expect("statuses")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        by_status.values().sum::<i64>(),
+        dossiers,
+        "one projected row per dossier"
+    );
+    for (name, code) in [
+        ("result_returned", 10),
+        ("rejected_at_reception", 3),
+        ("supplement_requested", 5),
+        ("escalated", 4),
+    ] {
+        assert_eq!(
+            num(&r, &["terminal", name]),
+            by_status.get(&code).copied().unwrap_or(0),
+            "{name}"
+        );
+    }
+    assert!(
+        by_status.keys().all(|c| [3, 4, 5, 10].contains(c)),
+        "every dossier is in a terminal state: {by_status:?}"
+    );
+
+    // Exactly one terminal event per dossier in its history.
+    let terminal_events: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT dossier_id, count(*) FROM track_history
+         WHERE event = 'dossier.completed'
+            OR (stage = 'intake' AND status_code IN (3, 5))
+            OR (stage = 'verify' AND status_code IN (4, 5))
+         GROUP BY dossier_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("terminal events");
+    assert_eq!(terminal_events.len() as i64, dossiers, "every dossier ended");
+    assert!(terminal_events.iter().all(|(_, n)| *n == 1), "each exactly once");
+
+    let timeliness: BTreeMap<String, i64> =
+        sqlx::query_as("SELECT timeliness, count(*) FROM track_dossiers WHERE timeliness IS NOT NULL GROUP BY 1")
+            .fetch_all(&pool)
+            .await
+            .expect("timeliness")
+            .into_iter()
+            .collect();
+    for (k, v) in &timeliness {
+        assert_eq!(num(&r, &["timeliness", k]), *v, "{k}");
+    }
+    let codes: i64 = sqlx::query_scalar("SELECT count(*) FROM dossier_codes")
+        .fetch_one(&pool)
+        .await
+        .expect("codes");
+    assert_eq!(num(&r, &["steps", "accepted"]), codes);
+    let (bills, paid): (i64, i64) = sqlx::query_as("SELECT count(*), count(paid_at_ms) FROM bills")
+        .fetch_one(&pool)
+        .await
+        .expect("bills");
+    assert_eq!(num(&r, &["steps", "billed"]), bills);
+    assert_eq!(bills, paid, "every bill was paid");
+    let online: i64 = sqlx::query_scalar("SELECT count(*) FROM track_dossiers WHERE channel = 'online'")
+        .fetch_one(&pool)
+        .await
+        .expect("online");
+    assert_eq!(num(&r, &["online"]), online);
+    let centers: i64 = r["centers"]
+        .as_array()
+        .expect("centers")
+        .iter()
+        .map(|c| c["online"].as_i64().unwrap_or(0) + c["other"].as_i64().unwrap_or(0))
+        .sum();
+    let received_in_province: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM track_dossiers WHERE receiving_unit IN (SELECT unnest($1::text[]))")
+            .bind(
+                r["centers"]
+                    .as_array()
+                    .expect("centers")
+                    .iter()
+                    .map(|c| c["code"].as_str().unwrap_or("").to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_one(&pool)
+            .await
+            .expect("load per center");
+    assert_eq!(centers, received_in_province, "load per center");
+    assert_eq!(r["centers"].as_array().map(Vec::len), Some(54), "Quảng Ninh's 54 units");
+
+    // The dead-letter topic, read back from the broker: only the malformed messages, each
+    // dead-lettered by both groups that read submissions (intake, track).
+    let mut kafka = KafkaConfig::with_brokers(tansu.brokers.clone());
+    kafka.topic_prefix = r["settings"]["topic_prefix"].as_str().expect("prefix").to_owned();
+    let expected = 2 * malformed as usize;
+    let dead = read_until(&kafka, &[Topic::DeadLetter], Duration::from_secs(60), |seen| {
+        seen.len() >= expected
+    })
+    .await;
+    assert_eq!(dead.len(), expected, "dead letters");
+    let mut origins = HashSet::new();
+    for d in &dead {
+        let Some(AnyEvent::DeadLetter(d)) = &d.event else {
+            panic!("not a dead letter: {d:?}")
+        };
+        let key = String::from_utf8_lossy(d.origin_key.as_deref().unwrap_or_default()).into_owned();
+        assert!(key.starts_with("junk-"), "only malformed messages: {key}");
+        assert_eq!(d.reason_code, "BAD_MAGIC_BYTE");
+        origins.insert((d.origin_partition, d.origin_offset));
+    }
+    assert_eq!(origins.len() as i64, malformed);
+    assert_eq!(num(&r, &["dead_lettered"]), malformed);
+}
+
+#[test]
+fn the_demo_runs_on_embedded_defaults_and_as_a_soak() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let html = dir.path().join("r.html");
+    let (ok, out, err) = demo(&[
+        "--dossiers",
+        "400",
+        "--report",
+        html.to_str().expect("utf-8 path"),
+        "--progress",
+        "plain",
+    ]);
+    assert!(ok, "demo failed:\n{out}\n{err}");
+    assert!(out.contains("in-process"), "{out}");
+    assert!(out.contains("sqlite"), "{out}");
+    assert!(
+        out.contains("] published"),
+        "plain progress lines when not on a terminal: {out}"
+    );
+    let r = report(&html);
+    assert_eq!(r["drained"], Value::Bool(true));
+    assert!(r["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .all(|c| c["ok"] == Value::Bool(true)));
+    assert_eq!(
+        num(&r, &["ended"]),
+        num(&r, &["published", "valid"]) + num(&r, &["published", "defective"])
+    );
+
+    // A short soak: publishes at a rate until its duration, then drains and reports.
+    let html = dir.path().join("soak.html");
+    let (ok, out, err) = demo(&[
+        "--soak",
+        "--rate",
+        "100",
+        "--duration-secs",
+        "3",
+        "--report",
+        html.to_str().expect("utf-8 path"),
+        "--progress",
+        "off",
+    ]);
+    assert!(ok, "soak failed:\n{out}\n{err}");
+    let r = report(&html);
+    let published = num(&r, &["published", "total"]);
+    assert!((200..=400).contains(&published), "about 100/s for 3 s: {published}");
+    assert_eq!(r["drained"], Value::Bool(true));
+}
+
+#[test]
+fn bad_demo_flags_are_explained() {
+    for (args, expected) in [
+        (
+            &["--registry-error-rate", "2"][..],
+            "--registry-error-rate must be a share",
+        ),
+        (&["--duration-secs", "5"][..], "--duration-secs needs --soak"),
+        (&["--dossiers", "0"][..], "--dossiers must be at least 1"),
+        (&["--province", "99"][..], "not one of the 34 province codes"),
+        (&["--progress", "fancy"][..], "invalid value 'fancy'"),
+        (&["--database-url", "mysql://x"][..], "not supported"),
+    ] {
+        let (ok, out, err) = demo(args);
+        assert!(!ok, "{args:?} accepted");
+        assert!(!err.contains("panicked"), "panic: {err}");
+        assert!(
+            err.contains(expected) || out.contains(expected),
+            "{args:?}: expected {expected:?} in:\n{out}\n{err}"
+        );
+    }
+}
