@@ -269,7 +269,7 @@ td,th{{border:1px solid #e3e3e3;padding:4px 8px;text-align:right}} td:first-chil
 .verdict.bad{{background:#fdecea;border-color:#f3b8b1}}
 footer{{color:#777;font-size:.85em;margin-top:28px}}
 </style></head><body><main>
-<h1>One-stop centers of {prov} — a simulated day's intake, end to end</h1>
+<h1>One-stop centers of {prov} — {total} submissions through the whole pipeline</h1>
 <p class="sub">{units} receiving centers (communes, wards, special zones) · {total} submissions · generated {at} · motcua {version}</p>
 "#,
         prov = esc(&s.province_name),
@@ -403,6 +403,15 @@ footer{{color:#777;font-size:.85em;margin-top:28px}}
         })
         .collect();
     h.push_str(&bars(&rows, &[("online", COLORS[0]), ("counter, post", COLORS[1])]));
+    let routed = r.steps.get("routed").copied().unwrap_or(0);
+    let _ = write!(
+        h,
+        "<p class=\"sub\">{} of {} routed dossiers ({}) went to another unit than the one that received them: \
+         received outside their jurisdiction, or decided at district or province level.</p>",
+        n(r.routed_elsewhere),
+        n(routed),
+        pct((routed > 0).then(|| r.routed_elsewhere as f64 / routed as f64))
+    );
 
     h.push_str("<h2>Top reasons dossiers stopped (intake and verify)</h2>");
     let rows: Vec<(String, Vec<(u64, &str)>)> = r

@@ -155,6 +155,9 @@ pub(crate) struct Observed {
     pub(crate) received_by_unit: BTreeMap<String, (u64, u64)>,
     /// Competent unit → routed dossiers.
     pub(crate) routed_to_unit: BTreeMap<String, u64>,
+    /// Routed dossiers whose competent unit is not the one that received them (outside
+    /// its jurisdiction, or a district/province-level procedure).
+    pub(crate) routed_elsewhere: u64,
     pub(crate) dead_letters: BTreeMap<String, u64>,
     pub(crate) dead_letter_keys: Vec<String>,
     /// Distinct dead-lettered messages (by origin topic, partition and offset).
@@ -251,6 +254,9 @@ impl Observed {
             AnyEvent::Routed(e) => {
                 if self.record(&e.dossier.dossier_id, Step::Routed, at_ms) {
                     *self.routed_to_unit.entry(e.competent_unit_code.clone()).or_default() += 1;
+                    if e.competent_unit_code != e.dossier.receiving_unit_code {
+                        self.routed_elsewhere += 1;
+                    }
                 }
             }
             AnyEvent::Decided(e) => {

@@ -140,7 +140,8 @@ impl Progress {
     }
 }
 
-/// Redraws until `shutdown`, then once more with the final figures.
+/// Redraws until `shutdown`, then once more with the final figures. (With the display
+/// off it still folds finished dossiers, so a soak's memory stays bounded.)
 pub(crate) async fn run(
     mut progress: Progress,
     observed: Arc<Mutex<Observed>>,
@@ -148,17 +149,14 @@ pub(crate) async fn run(
     lag: Arc<LagReader>,
     mut shutdown: Shutdown,
 ) {
-    if progress.mode == Mode::Off {
-        return;
-    }
     loop {
         let stopping = tokio::select! {
             _ = shutdown.wait() => true,
             _ = tokio::time::sleep(progress.every()) => false,
         };
-        let l = lag.clone();
-        let lag_now = tokio::task::spawn_blocking(move || l.read()).await.unwrap_or_default();
-        {
+        if progress.mode != Mode::Off {
+            let l = lag.clone();
+            let lag_now = tokio::task::spawn_blocking(move || l.read()).await.unwrap_or_default();
             let o = observed.lock().expect("observer state");
             let p = *published.lock().expect("published");
             progress.draw(&o, &p, &lag_now);

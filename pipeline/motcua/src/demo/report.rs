@@ -182,6 +182,8 @@ pub(crate) struct Report {
     /// Per step, dossiers per second (one bucket per second of broker time).
     pub(crate) throughput: BTreeMap<String, Vec<u32>>,
     pub(crate) centers: Vec<Center>,
+    /// Routed dossiers handed to another unit than the receiving one.
+    pub(crate) routed_elsewhere: u64,
     /// `stage/status code/reason code` → dossiers, most frequent first.
     pub(crate) stop_reasons: Vec<(String, u64)>,
     pub(crate) dead_letters: BTreeMap<String, u64>,
@@ -385,6 +387,7 @@ pub(crate) fn build(mut i: Inputs<'_>) -> Report {
             .map(|(s, v)| (s.name().to_owned(), v.clone()))
             .collect(),
         centers,
+        routed_elsewhere: o.routed_elsewhere,
         stop_reasons,
         dead_letters: o.dead_letters.clone(),
         dead_lettered: o.dead_lettered(),
@@ -521,11 +524,13 @@ impl Report {
         let busiest = self.centers.iter().max_by_key(|c| c.online + c.other);
         if let Some(c) = busiest {
             println!(
-                "  centers    {} receiving; busiest {} {} ({} dossiers)",
+                "  centers    {} receiving; busiest {} {} ({} dossiers); {} routed dossiers handed to another unit \
+                 than the one that received them",
                 self.centers.len(),
                 c.code,
                 c.name,
-                c.online + c.other
+                c.online + c.other,
+                thousands(self.routed_elsewhere)
             );
         }
         let failed: Vec<&Check> = self.checks.iter().filter(|c| !c.ok).collect();
