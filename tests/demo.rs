@@ -194,26 +194,65 @@ async fn the_demo_ends_every_dossier_once_and_its_report_equals_the_database() {
     assert_eq!(num(&r, &["dead_lettered"]), malformed);
 }
 
-#[test]
-fn the_demo_runs_on_embedded_defaults_and_as_a_soak() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_on_embedded_defaults_and_as_a_soak() {
+    use std::io::BufRead;
     let dir = tempfile::tempdir().expect("tempdir");
     let html = dir.path().join("r.html");
-    let (ok, out, err) = demo(&[
-        "--dossiers",
-        "400",
-        "--report",
-        html.to_str().expect("utf-8 path"),
-        "--progress",
-        "plain",
-    ]);
-    assert!(ok, "demo failed:\n{out}\n{err}");
+    // With --keep-serving the status API (over the SQLite projection) stays up after the
+    // report: ask it, then Ctrl-C (SIGINT).
+    let mut child = motcua()
+        .arg("demo")
+        .args(["--dossiers", "400", "--progress", "plain", "--keep-serving", "--report"])
+        .arg(&html)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn demo");
+    let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut out = String::new();
+    let mut api = None;
+    for line in stdout.lines() {
+        let line = line.expect("line");
+        out.push_str(&line);
+        out.push('\n');
+        if let Some(rest) = line.trim().strip_prefix("status   still at ") {
+            api = rest
+                .split_whitespace()
+                .next()
+                .map(|u| u.trim_end_matches('/').to_owned());
+            break;
+        }
+    }
+    let api = api.unwrap_or_else(|| panic!("no status API announced:\n{out}"));
     assert!(out.contains("in-process"), "{out}");
     assert!(out.contains("sqlite"), "{out}");
     assert!(
         out.contains("] published"),
         "plain progress lines when not on a terminal: {out}"
     );
+    assert!(out.contains("checked    all"), "{out}");
     let r = report(&html);
+    let stats: Value = reqwest::get(format!("{api}/stats"))
+        .await
+        .expect("GET /stats")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        stats["completed"].as_i64(),
+        Some(num(&r, &["terminal", "result_returned"]))
+    );
+    let code = r["sample_code"].as_str().expect("a sample dossier code");
+    let d: Value = reqwest::get(format!("{api}/dossiers/{code}"))
+        .await
+        .expect("GET /dossiers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(d["status"], "result_returned", "{d}");
+    sigint(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
     assert_eq!(r["drained"], Value::Bool(true));
     assert!(r["checks"]
         .as_array()
@@ -226,6 +265,7 @@ fn the_demo_runs_on_embedded_defaults_and_as_a_soak() {
     );
 
     // A short soak: publishes at a rate until its duration, then drains and reports.
+    let dir = tempfile::tempdir().expect("tempdir");
     let html = dir.path().join("soak.html");
     let (ok, out, err) = demo(&[
         "--soak",

@@ -224,6 +224,10 @@ pub fn sigterm(child: &Child) {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
 }
 
+pub fn sigint(child: &Child) {
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+}
+
 pub fn sigkill(child: &mut Child) {
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");

@@ -17,30 +17,47 @@ use sqlx::PgPool;
 
 use crate::projection::status_of_code;
 use crate::time::{format_local, parse_instant};
+use crate::ProjectionDb;
 
 /// The clock of the API (overdue and due-soon are relative to it).
 pub type Now = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 #[derive(Clone)]
 struct AppState {
-    pool: PgPool,
+    db: ProjectionDb,
     now: Now,
 }
 
-/// The API over a migrated projection database, on the system clock.
+/// The same query on whichever database holds the projection (the SQL is written once,
+/// in the dialect both understand).
+macro_rules! on_db {
+    ($s:expr, |$pool:ident| $body:expr) => {
+        match &$s.db {
+            ProjectionDb::Postgres($pool) => $body,
+            ProjectionDb::Sqlite($pool) => $body,
+        }
+    };
+}
+
+/// The API over a migrated PostgreSQL projection, on the system clock.
 pub fn router(pool: PgPool) -> Router {
     router_with_clock(pool, Arc::new(crate::now_ms))
 }
 
 /// The API with a given clock (tests, replays).
 pub fn router_with_clock(pool: PgPool, now: Now) -> Router {
+    router_over(ProjectionDb::Postgres(pool), now)
+}
+
+/// The API over either projection database (the embedded demo serves it from SQLite).
+pub fn router_over(db: ProjectionDb, now: Now) -> Router {
     Router::new()
         .route("/dossiers/{code}", get(dossier))
         .route("/stats", get(stats))
         .route("/units/{code}/load", get(unit_load))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
-        .with_state(AppState { pool, now })
+        .with_state(AppState { db, now })
 }
 
 /// An error answer.
@@ -126,7 +143,8 @@ struct HistoryRow {
     event: String,
     status_code: Option<i32>,
     stage: String,
-    reasons: Value,
+    /// JSON text (the column is JSONB on PostgreSQL, TEXT on SQLite).
+    reasons: String,
     occurred_at: i64,
 }
 
@@ -135,21 +153,13 @@ const DOSSIER_COLUMNS: &str = "dossier_id, dossier_code, procedure_code, receivi
 
 /// `GET /dossiers/{code}`: by dossier code, or by dossier id.
 async fn dossier(State(s): State<AppState>, Path(code): Path<String>) -> ApiResult {
-    let by_code: Option<DossierRow> = sqlx::query_as(&format!(
-        "SELECT {DOSSIER_COLUMNS} FROM track_dossiers WHERE dossier_code = $1 ORDER BY received_at LIMIT 1"
-    ))
-    .bind(&code)
-    .fetch_optional(&s.pool)
-    .await?;
+    let by_code =
+        format!("SELECT {DOSSIER_COLUMNS} FROM track_dossiers WHERE dossier_code = $1 ORDER BY received_at LIMIT 1");
+    let by_code: Option<DossierRow> = on_db!(s, |p| sqlx::query_as(&by_code).bind(&code).fetch_optional(p).await?);
+    let by_id = format!("SELECT {DOSSIER_COLUMNS} FROM track_dossiers WHERE dossier_id = $1");
     let row = match by_code {
         Some(r) => r,
-        None => sqlx::query_as(&format!(
-            "SELECT {DOSSIER_COLUMNS} FROM track_dossiers WHERE dossier_id = $1"
-        ))
-        .bind(&code)
-        .fetch_optional(&s.pool)
-        .await?
-        .ok_or_else(|| {
+        None => on_db!(s, |p| sqlx::query_as(&by_id).bind(&code).fetch_optional(p).await?).ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "dossier_not_found",
@@ -157,13 +167,13 @@ async fn dossier(State(s): State<AppState>, Path(code): Path<String>) -> ApiResu
             )
         })?,
     };
-    let history: Vec<HistoryRow> = sqlx::query_as(
-        "SELECT event_id, event, status_code, stage, reasons, occurred_at FROM track_history
-         WHERE dossier_id = $1 ORDER BY occurred_at, event_id",
-    )
-    .bind(&row.dossier_id)
-    .fetch_all(&s.pool)
-    .await?;
+    let history_sql =
+        "SELECT event_id, event, status_code, stage, CAST(reasons AS TEXT) AS reasons, occurred_at FROM track_history
+         WHERE dossier_id = $1 ORDER BY occurred_at, event_id";
+    let history: Vec<HistoryRow> = on_db!(s, |p| sqlx::query_as(history_sql)
+        .bind(&row.dossier_id)
+        .fetch_all(p)
+        .await?);
     let now = (s.now)();
     let overdue = is_open(row.status_code) && row.due_at.is_some_and(|d| d < now);
     let history: Vec<Value> = history
@@ -175,7 +185,7 @@ async fn dossier(State(s): State<AppState>, Path(code): Path<String>) -> ApiResu
                 "status": status_name(h.status_code),
                 "status_code": h.status_code,
                 "stage": h.stage,
-                "reasons": h.reasons,
+                "reasons": serde_json::from_str::<Value>(&h.reasons).unwrap_or_else(|_| json!([])),
                 "occurred_at": format_local(h.occurred_at),
                 "occurred_at_ms": h.occurred_at,
             })
@@ -267,25 +277,24 @@ async fn stats(State(s): State<AppState>, Query(q): Query<HashMap<String, String
             return Err(ApiError::bad_request("from must be before to"));
         }
     }
-    let row: StatsRow = sqlx::query_as(
-        "SELECT
+    let stats_sql = "SELECT
             count(*) FILTER (WHERE received_at >= $3 AND received_at < $4) AS received,
             count(*) FILTER (WHERE received_at >= $3 AND received_at < $4 AND channel = 'online') AS received_online,
             count(*) FILTER (WHERE completed_at >= $3 AND completed_at < $4 AND timeliness = 'early') AS early,
             count(*) FILTER (WHERE completed_at >= $3 AND completed_at < $4 AND timeliness = 'on_time') AS on_time,
             count(*) FILTER (WHERE completed_at >= $3 AND completed_at < $4 AND timeliness = 'late') AS late,
-            (avg(completed_at - received_at) FILTER (WHERE completed_at >= $3 AND completed_at < $4))::float8
+            CAST(avg(completed_at - received_at) FILTER (WHERE completed_at >= $3 AND completed_at < $4) AS DOUBLE PRECISION)
                 AS avg_processing_ms
          FROM track_dossiers
-         WHERE ($1::text IS NULL OR receiving_unit = $1 OR competent_unit = $1)
-           AND ($2::text IS NULL OR procedure_code = $2)",
-    )
-    .bind(unit)
-    .bind(procedure)
-    .bind(from.unwrap_or(i64::MIN))
-    .bind(to.unwrap_or(i64::MAX))
-    .fetch_one(&s.pool)
-    .await?;
+         WHERE (CAST($1 AS TEXT) IS NULL OR receiving_unit = $1 OR competent_unit = $1)
+           AND (CAST($2 AS TEXT) IS NULL OR procedure_code = $2)";
+    let row: StatsRow = on_db!(s, |p| sqlx::query_as(stats_sql)
+        .bind(unit)
+        .bind(procedure)
+        .bind(from.unwrap_or(i64::MIN))
+        .bind(to.unwrap_or(i64::MAX))
+        .fetch_one(p)
+        .await?);
     let completed = row.early + row.on_time + row.late;
     let ratio = |n: i64, d: i64| {
         if d == 0 {
@@ -338,20 +347,19 @@ async fn unit_load(
             .ok_or_else(|| ApiError::bad_request(format!("hours={h:?} must be a whole number from 1 to 8760")))?,
     };
     let now = (s.now)();
-    let rows: Vec<LoadRow> = sqlx::query_as(
-        "SELECT status_code,
+    let load_sql = "SELECT status_code,
                 count(*) AS open,
                 count(*) FILTER (WHERE due_at < $2) AS overdue,
                 count(*) FILTER (WHERE due_at >= $2 AND due_at < $3) AS due_soon
          FROM track_dossiers
          WHERE COALESCE(competent_unit, receiving_unit) = $1 AND status_code IN (1, 2, 4, 5, 6)
-         GROUP BY status_code ORDER BY status_code",
-    )
-    .bind(&code)
-    .bind(now)
-    .bind(now + hours * 3_600_000)
-    .fetch_all(&s.pool)
-    .await?;
+         GROUP BY status_code ORDER BY status_code";
+    let rows: Vec<LoadRow> = on_db!(s, |p| sqlx::query_as(load_sql)
+        .bind(&code)
+        .bind(now)
+        .bind(now + hours * 3_600_000)
+        .fetch_all(p)
+        .await?);
     let by_status: serde_json::Map<String, Value> = rows
         .iter()
         .map(|r| {

@@ -153,32 +153,42 @@ fn latency_chart(r: &Report) -> String {
     svg
 }
 
-/// One stacked horizontal bar with a legend.
+/// One stacked horizontal bar with a legend (wrapped onto as many lines as it needs).
 fn stacked_bar(parts: &[(&str, u64, &str)]) -> String {
     let total: u64 = parts.iter().map(|p| p.1).sum::<u64>().max(1);
-    let mut svg = String::from(r#"<svg viewBox="0 0 860 60" class="chart" role="img">"#);
+    let mut bar = String::new();
+    let mut legend = String::new();
     let mut x = 0.0;
-    let mut lx = 0.0;
+    let (mut lx, mut ly) = (0.0, 38.0);
     for (label, v, color) in parts {
         let w = 860.0 * *v as f64 / total as f64;
         let _ = write!(
-            svg,
+            bar,
             r#"<rect x="{x:.1}" y="0" width="{w:.1}" height="26" fill="{color}"><title>{} {}</title></rect>"#,
             esc(label),
             v
         );
         x += w;
         let text = format!("{} {} ({:.1} %)", label, n(*v), 100.0 * *v as f64 / total as f64);
+        // About 6 px per character at 11 px.
+        let width = 24.0 + 6.2 * text.chars().count() as f64;
+        if lx > 0.0 && lx + width > 860.0 {
+            lx = 0.0;
+            ly += 18.0;
+        }
         let _ = write!(
-            svg,
-            r#"<rect x="{lx:.1}" y="38" width="12" height="12" fill="{color}"/><text x="{:.1}" y="48" class="tick">{}</text>"#,
+            legend,
+            r#"<rect x="{lx:.1}" y="{ly:.1}" width="12" height="12" fill="{color}"/><text x="{:.1}" y="{:.1}" class="tick">{}</text>"#,
             lx + 16.0,
+            ly + 10.0,
             esc(&text)
         );
-        lx += 30.0 + 7.0 * text.chars().count() as f64;
+        lx += width;
     }
-    svg.push_str("</svg>");
-    svg
+    format!(
+        r#"<svg viewBox="0 0 860 {:.0}" class="chart" role="img">{bar}{legend}</svg>"#,
+        ly + 22.0
+    )
 }
 
 /// Horizontal bars, each row possibly stacked (values with their colors).
@@ -230,7 +240,7 @@ fn bars(rows: &[(String, Vec<(u64, &str)>)], legend: &[(&str, &str)]) -> String 
             h - 6.0,
             esc(label)
         );
-        lx += 30.0 + 7.0 * label.chars().count() as f64;
+        lx += 24.0 + 6.2 * label.chars().count() as f64;
     }
     svg.push_str("</svg>");
     svg

@@ -89,7 +89,7 @@ pub(crate) struct DemoArgs {
     #[arg(long)]
     brokers: Option<String>,
     /// Use this database (postgres://… or sqlite:…) instead of embedded SQLite files in a
-    /// temporary directory. With PostgreSQL the status API is served during the run.
+    /// temporary directory.
     #[arg(long)]
     database_url: Option<String>,
     /// Where to write the HTML report; the same figures go to a .json file next to it.
@@ -99,6 +99,12 @@ pub(crate) struct DemoArgs {
     /// `plain` or `off`.
     #[arg(long, default_value = "auto")]
     progress: progress::Mode,
+    /// Address of the status API served during the run (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    api_listen: String,
+    /// After the report, keep serving the status API until Ctrl-C.
+    #[arg(long)]
+    keep_serving: bool,
     /// Give up waiting for the pipeline to drain after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
@@ -448,17 +454,15 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     };
     let gateway_task = tokio::spawn(gateway_sim::run(kafka.clone(), gateway, shutdown.clone()));
 
-    // The status API, where the projection is PostgreSQL.
-    let api_task = match track.postgres() {
-        Some(pool) => {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let addr = listener.local_addr()?;
-            println!("  status   http://{addr}/dossiers/<code>, /stats, /units/<code>/load");
-            let router = motcua_track::api::router(pool.clone());
-            Some(tokio::spawn(async move { axum::serve(listener, router).await }))
-        }
-        None => None,
-    };
+    // The status API over the projection, while the run lasts (and after, with
+    // --keep-serving).
+    let listener = tokio::net::TcpListener::bind(&args.api_listen)
+        .await
+        .with_context(|| format!("cannot serve the status API on {}", args.api_listen))?;
+    let api_addr = listener.local_addr()?;
+    println!("  status   http://{api_addr}/dossiers/<code>, /stats, /units/<code>/load, /openapi.json");
+    let router = motcua_track::api::router_over(track.db().clone(), Arc::new(now_ms));
+    let api_task = tokio::spawn(async move { axum::serve(listener, router).await });
 
     let lag = Arc::new(lag::LagReader::new(&kafka, &stage_inputs(), args.partitions)?);
     let published = Arc::new(Mutex::new(Published::default()));
@@ -556,9 +560,6 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     let _ = retrier_task.await;
     let gateway_stats = gateway_task.await.ok().and_then(|r| r.ok());
     let _ = observer.await;
-    if let Some(t) = api_task {
-        t.abort();
-    }
     let registry = registry_figures(&registry_url, &client_side).await;
     registry_task.abort();
 
@@ -591,7 +592,6 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
             )
         }),
     });
-    track.close().await;
     for s in [&stores.intake, &stores.verify, &stores.payment, &stores.route] {
         s.close().await;
     }
@@ -610,6 +610,15 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode> {
     for f in &failed {
         println!("  STAGE FAILED  {f}");
     }
+    if args.keep_serving {
+        println!(
+            "  status   still at http://{api_addr}/ (e.g. /stats, /dossiers/{}); Ctrl-C to quit",
+            report.sample_code.as_deref().unwrap_or("<code>")
+        );
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    api_task.abort();
+    track.close().await;
     Ok(if report.ok() && failed.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -168,6 +168,8 @@ pub(crate) struct Observed {
     /// Events seen again (redelivery or a duplicate the gateway sent).
     pub(crate) repeats: u64,
     pub(crate) undecodable: u64,
+    /// The code of one dossier that got its result (to look up in the status API).
+    pub(crate) sample_code: Option<String>,
 }
 
 impl Observed {
@@ -270,6 +272,9 @@ impl Observed {
             }
             AnyEvent::Completed(e) => {
                 if self.record(&e.dossier_id, Step::Completed, at_ms) {
+                    if self.sample_code.is_none() {
+                        self.sample_code = Some(e.dossier_code.clone());
+                    }
                     let t = match e.timeliness {
                         motcua_schemas::Timeliness::Early => "early",
                         motcua_schemas::Timeliness::OnTime => "on_time",

@@ -193,6 +193,8 @@ pub(crate) struct Report {
     pub(crate) unexpected_dead_letters: u64,
     pub(crate) dead_letter_keys: Vec<String>,
     pub(crate) repeats: u64,
+    /// A dossier that got its result, to look up in the status API.
+    pub(crate) sample_code: Option<String>,
     pub(crate) lag: BTreeMap<String, i64>,
     /// (bills seen, failed first attempts, duplicate confirmations) at the gateway.
     pub(crate) gateway: Option<(u64, u64, u64)>,
@@ -394,6 +396,7 @@ pub(crate) fn build(mut i: Inputs<'_>) -> Report {
         unexpected_dead_letters: o.unexpected_dead_letters,
         dead_letter_keys: o.dead_letter_keys.clone(),
         repeats: o.repeats,
+        sample_code: o.sample_code.clone(),
         lag: i.lag.iter().map(|(s, g)| ((*s).to_owned(), g.lag)).collect(),
         gateway: i.gateway,
         registry: i.registry,
