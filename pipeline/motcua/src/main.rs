@@ -479,7 +479,7 @@ async fn run_stage(stage: StageName, common: &Common) -> Result<ExitCode> {
         StageName::Track => {
             if !cfg.database.url.starts_with("postgres") {
                 anyhow::bail!(
-                    "the track stage needs PostgreSQL (its status API and deadline warnings do): \
+                    "the track stage needs PostgreSQL (its deadline warnings do): \
                      set database.url to postgres://… (SQLite serves only the embedded demo)"
                 );
             }

@@ -5,8 +5,8 @@
 //! ([`deadline`]).
 //!
 //! The projection runs on PostgreSQL (production: batched `UNNEST` writes, the status API
-//! and deadline warnings) or on SQLite (the embedded demo: the same tables, merge rule and
-//! guarantees, written row by row; no status API or warnings).
+//! and deadline warnings) or on SQLite (the embedded demo: the same tables, merge rule,
+//! guarantees and status API, written with multi-row statements; no deadline warnings).
 //!
 //! Guarantees:
 //! - a batch is written in one transaction (one `UNNEST` insert into the history, one
@@ -150,7 +150,7 @@ impl Track {
         &self.db
     }
 
-    /// The PostgreSQL pool (the status API and deadline warnings need PostgreSQL).
+    /// The PostgreSQL pool (deadline warnings need PostgreSQL).
     pub fn postgres(&self) -> Option<&PgPool> {
         match &self.db {
             ProjectionDb::Postgres(p) => Some(p),
