@@ -399,6 +399,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
 }
 
 async fn run_stage(stage: StageName, common: &Common) -> Result<ExitCode> {
+    // Signals first: a SIGTERM while still starting (connecting to the store, joining
+    // the group) must end the worker cleanly, not kill it.
+    let shutdown = Shutdown::on_signals();
     let cfg = common.load()?;
     if let Some(addr) = cfg.metrics_addr()? {
         metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -416,7 +419,6 @@ async fn run_stage(stage: StageName, common: &Common) -> Result<ExitCode> {
     );
     let codec = Codec::embedded()?;
     let store = motcua_store::Store::connect(&cfg.database.url).await?;
-    let shutdown = Shutdown::on_signals();
     let summary = match stage {
         StageName::Intake => {
             let intake = Arc::new(motcua_intake::Intake::new(reference, store.clone()));

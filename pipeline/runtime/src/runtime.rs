@@ -77,11 +77,14 @@ impl Shutdown {
         (tx, Self { rx })
     }
 
-    /// A shutdown triggered by SIGTERM or SIGINT (Ctrl-C).
+    /// A shutdown triggered by SIGTERM or SIGINT (Ctrl-C). The handlers are in place when
+    /// this returns: call it first, so a signal during start-up also ends the worker
+    /// cleanly instead of killing it.
     pub fn on_signals() -> Self {
         let (tx, me) = Self::channel();
+        let signals = Signals::install();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signals.wait().await;
             info!("shutdown requested: draining in-flight messages");
             let _ = tx.send(true);
         });
@@ -100,25 +103,50 @@ impl Shutdown {
     }
 }
 
+/// SIGTERM and SIGINT handlers, registered on creation.
 #[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+enum Signals {
+    Unix(tokio::signal::unix::Signal, tokio::signal::unix::Signal),
+    CtrlC,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(term), Ok(int)) => Signals::Unix(term, int),
+            _ => Signals::CtrlC,
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+    }
+
+    async fn wait(self) {
+        match self {
+            Signals::Unix(mut term, mut int) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            Signals::CtrlC => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> Self {
+        Signals
+    }
+
+    async fn wait(self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Counts of one run.
