@@ -28,17 +28,6 @@ struct AppState {
     now: Now,
 }
 
-/// The same query on whichever database holds the projection (the SQL is written once,
-/// in the dialect both understand).
-macro_rules! on_db {
-    ($s:expr, |$pool:ident| $body:expr) => {
-        match &$s.db {
-            ProjectionDb::Postgres($pool) => $body,
-            ProjectionDb::Sqlite($pool) => $body,
-        }
-    };
-}
-
 /// The API over a migrated PostgreSQL projection, on the system clock.
 pub fn router(pool: PgPool) -> Router {
     router_with_clock(pool, Arc::new(crate::now_ms))
@@ -155,11 +144,14 @@ const DOSSIER_COLUMNS: &str = "dossier_id, dossier_code, procedure_code, receivi
 async fn dossier(State(s): State<AppState>, Path(code): Path<String>) -> ApiResult {
     let by_code =
         format!("SELECT {DOSSIER_COLUMNS} FROM track_dossiers WHERE dossier_code = $1 ORDER BY received_at LIMIT 1");
-    let by_code: Option<DossierRow> = on_db!(s, |p| sqlx::query_as(&by_code).bind(&code).fetch_optional(p).await?);
+    let by_code: Option<DossierRow> = on_db!(&s.db, |p| sqlx::query_as(&by_code)
+        .bind(&code)
+        .fetch_optional(p)
+        .await?);
     let by_id = format!("SELECT {DOSSIER_COLUMNS} FROM track_dossiers WHERE dossier_id = $1");
     let row = match by_code {
         Some(r) => r,
-        None => on_db!(s, |p| sqlx::query_as(&by_id).bind(&code).fetch_optional(p).await?).ok_or_else(|| {
+        None => on_db!(&s.db, |p| sqlx::query_as(&by_id).bind(&code).fetch_optional(p).await?).ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "dossier_not_found",
@@ -170,7 +162,7 @@ async fn dossier(State(s): State<AppState>, Path(code): Path<String>) -> ApiResu
     let history_sql =
         "SELECT event_id, event, status_code, stage, CAST(reasons AS TEXT) AS reasons, occurred_at FROM track_history
          WHERE dossier_id = $1 ORDER BY occurred_at, event_id";
-    let history: Vec<HistoryRow> = on_db!(s, |p| sqlx::query_as(history_sql)
+    let history: Vec<HistoryRow> = on_db!(&s.db, |p| sqlx::query_as(history_sql)
         .bind(&row.dossier_id)
         .fetch_all(p)
         .await?);
@@ -288,7 +280,7 @@ async fn stats(State(s): State<AppState>, Query(q): Query<HashMap<String, String
          FROM track_dossiers
          WHERE (CAST($1 AS TEXT) IS NULL OR receiving_unit = $1 OR competent_unit = $1)
            AND (CAST($2 AS TEXT) IS NULL OR procedure_code = $2)";
-    let row: StatsRow = on_db!(s, |p| sqlx::query_as(stats_sql)
+    let row: StatsRow = on_db!(&s.db, |p| sqlx::query_as(stats_sql)
         .bind(unit)
         .bind(procedure)
         .bind(from.unwrap_or(i64::MIN))
@@ -354,7 +346,7 @@ async fn unit_load(
          FROM track_dossiers
          WHERE COALESCE(competent_unit, receiving_unit) = $1 AND status_code IN (1, 2, 4, 5, 6)
          GROUP BY status_code ORDER BY status_code";
-    let rows: Vec<LoadRow> = on_db!(s, |p| sqlx::query_as(load_sql)
+    let rows: Vec<LoadRow> = on_db!(&s.db, |p| sqlx::query_as(load_sql)
         .bind(&code)
         .bind(now)
         .bind(now + hours * 3_600_000)

@@ -18,6 +18,17 @@
 //!   depend on delivery order, and a late older event never overwrites a newer status;
 //! - overdue is derived from the due time at read time, never stored.
 
+/// The same statements on whichever database holds the projection (the SQL is written
+/// once, in the dialect both understand); `$db` is a `&ProjectionDb`.
+macro_rules! on_db {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::ProjectionDb::Postgres($pool) => $body,
+            $crate::ProjectionDb::Sqlite($pool) => $body,
+        }
+    };
+}
+
 pub mod api;
 pub mod deadline;
 pub mod projection;

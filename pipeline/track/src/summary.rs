@@ -26,25 +26,16 @@ pub struct ProjectionSummary {
     pub reasons: BTreeMap<String, i64>,
 }
 
-macro_rules! on_both {
-    ($db:expr, |$pool:ident| $body:expr) => {
-        match $db {
-            ProjectionDb::Postgres($pool) => $body,
-            ProjectionDb::Sqlite($pool) => $body,
-        }
-    };
-}
-
 impl Track {
     /// Counts the whole projection (one consistent read per figure; run it when the
     /// stage is idle for figures that add up).
     pub async fn summary(&self) -> Result<ProjectionSummary> {
         let db = self.db();
         let mut s = ProjectionSummary {
-            dossiers: on_both!(db, |p| sqlx::query_scalar("SELECT COUNT(*) FROM track_dossiers")
+            dossiers: on_db!(db, |p| sqlx::query_scalar("SELECT COUNT(*) FROM track_dossiers")
                 .fetch_one(p)
                 .await?),
-            history_events: on_both!(db, |p| sqlx::query_scalar("SELECT COUNT(*) FROM track_history")
+            history_events: on_db!(db, |p| sqlx::query_scalar("SELECT COUNT(*) FROM track_history")
                 .fetch_one(p)
                 .await?),
             ..Default::default()
@@ -52,7 +43,7 @@ impl Track {
         let grouped = |column: &str| {
             format!("SELECT {column}, COUNT(*) FROM track_dossiers WHERE {column} IS NOT NULL GROUP BY {column}")
         };
-        let rows: Vec<(i32, i64)> = on_both!(db, |p| sqlx::query_as(&grouped("status_code")).fetch_all(p).await?);
+        let rows: Vec<(i32, i64)> = on_db!(db, |p| sqlx::query_as(&grouped("status_code")).fetch_all(p).await?);
         s.by_status = rows.into_iter().collect();
         for (column, into) in [
             ("timeliness", &mut s.by_timeliness),
@@ -60,7 +51,7 @@ impl Track {
             ("channel", &mut s.by_channel),
             ("receiving_unit", &mut s.by_receiving_unit),
         ] {
-            let rows: Vec<(String, i64)> = on_both!(db, |p| sqlx::query_as(&grouped(column)).fetch_all(p).await?);
+            let rows: Vec<(String, i64)> = on_db!(db, |p| sqlx::query_as(&grouped(column)).fetch_all(p).await?);
             *into = rows.into_iter().collect();
         }
         let reasons_text = match db {
@@ -71,7 +62,7 @@ impl Track {
             "SELECT stage, status_code, {reasons_text} AS reasons FROM track_history \
              WHERE {reasons_text} <> '[]'"
         );
-        let rows: Vec<(String, Option<i32>, String)> = on_both!(db, |p| sqlx::query(&sql)
+        let rows: Vec<(String, Option<i32>, String)> = on_db!(db, |p| sqlx::query(&sql)
             .fetch_all(p)
             .await?
             .into_iter()

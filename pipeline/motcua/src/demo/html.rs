@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::observe::Terminal;
-use super::report::{pct, Report};
+use super::report::{pct, thousands as n, Report};
 
 const COLORS: [&str; 8] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -15,18 +15,6 @@ fn esc(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-fn n(v: u64) -> String {
-    let s = v.to_string();
-    let mut out = String::new();
-    for (k, c) in s.chars().enumerate() {
-        if k > 0 && (s.len() - k) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// A "nice" upper bound for an axis.

@@ -405,7 +405,8 @@ pub(crate) fn build(mut i: Inputs<'_>) -> Report {
     }
 }
 
-fn thousands(n: u64) -> String {
+/// 12,345,678
+pub(crate) fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (k, c) in s.chars().enumerate() {
