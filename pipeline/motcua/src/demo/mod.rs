@@ -156,7 +156,7 @@ fn stage_inputs() -> Vec<(&'static str, Vec<Topic>)> {
             motcua_verify::STAGE,
             <motcua_schemas::DossierAccepted as Input>::topics(),
         ),
-        (motcua_payment::STAGE, vec![Topic::Verified, Topic::PaymentConfirmed]),
+        (motcua_payment::STAGE, <motcua_payment::PaymentInput as Input>::topics()),
         (motcua_route::STAGE, <motcua_schemas::DossierPaid as Input>::topics()),
         (
             motcua_result::backoffice::STAGE,
