@@ -118,7 +118,7 @@ fn the_registry_simulator_serves_its_world_over_http() {
         .spawn()
         .expect("spawn registry-sim");
     let units = motcua_reference::AdminUnits::embedded().expect("units");
-    let world = motcua_registries::synthetic::World::for_province(&units, "22", 3, 5_000).expect("world");
+    let world = motcua_simulators::world::World::for_province(&units, "22", 3, 5_000).expect("world");
     let citizen = world.citizen(42);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

@@ -7,10 +7,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use motcua_intake::generate::{Defect, Generator};
 use motcua_reference::Reference;
 use motcua_runtime::{RuntimeConfig, Shutdown};
 use motcua_schemas::{AnyEvent, Codec, DossierStatus, Topic};
+use motcua_simulators::portal::{Defect, Generator};
 use motcua_store::Store;
 use support::*;
 

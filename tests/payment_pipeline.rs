@@ -8,12 +8,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use motcua_intake::generate::Generator;
-use motcua_payment::gateway_sim::{self, GatewaySimConfig};
 use motcua_payment::{FeeSchedule, Payment};
 use motcua_reference::Reference;
 use motcua_runtime::{RuntimeConfig, Shutdown};
 use motcua_schemas::{AnyEvent, Codec, DossierVerified, Topic};
+use motcua_simulators::gateway::{self as gateway_sim, GatewaySimConfig};
+use motcua_simulators::portal::Generator;
 use motcua_store::Store;
 use support::*;
 

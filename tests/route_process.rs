@@ -6,9 +6,9 @@ mod support;
 use std::process::Stdio;
 use std::time::Duration;
 
-use motcua_intake::generate::Generator;
 use motcua_reference::Reference;
 use motcua_schemas::{AnyEvent, CompetentLevel, DossierPaid, ProcedureField, Topic};
+use motcua_simulators::portal::Generator;
 use support::*;
 
 fn land_at_province(r: &Reference, g: &mut Generator<'_>, n: usize) -> DossierPaid {

@@ -8,14 +8,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use motcua_intake::generate::Generator;
 use motcua_reference::Reference;
 use motcua_registries::audit::PgAuditLog;
 use motcua_registries::http::{HttpConfig, HttpRegistries};
-use motcua_registries::sim::{self, Faults};
-use motcua_registries::synthetic::World;
 use motcua_runtime::{RuntimeConfig, Shutdown};
 use motcua_schemas::{AnyEvent, Codec, DossierAccepted, DossierStatus, DossierSubmitted, Topic};
+use motcua_simulators::portal::Generator;
+use motcua_simulators::registries::{self as sim, Faults};
+use motcua_simulators::world::World;
 use motcua_store::Store;
 use motcua_verify::{Retrier, RetryPolicy, Verify};
 use support::*;

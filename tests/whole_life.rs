@@ -8,15 +8,15 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use motcua_intake::generate::Generator;
-use motcua_payment::gateway_sim::{self, GatewaySimConfig};
 use motcua_reference::Reference;
 use motcua_registries::audit::TracingAudit;
 use motcua_registries::http::{HttpConfig, HttpRegistries};
-use motcua_registries::sim::{self, Faults};
-use motcua_registries::synthetic::World;
 use motcua_runtime::{RuntimeConfig, Shutdown};
 use motcua_schemas::{AnyEvent, Codec, Topic};
+use motcua_simulators::gateway::{self as gateway_sim, GatewaySimConfig};
+use motcua_simulators::portal::Generator;
+use motcua_simulators::registries::{self as sim, Faults};
+use motcua_simulators::world::World;
 use motcua_store::Store;
 use support::*;
 
@@ -86,7 +86,7 @@ async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_
     );
     let tables = motcua_routing::RoutingTables::embedded(&r).expect("tables");
     stage!(
-        motcua_result::backoffice::BackOffice::new(tables, Default::default()),
+        motcua_simulators::backoffice::BackOffice::new(tables, Default::default()),
         "backoffice"
     );
     stage!(

@@ -6,9 +6,9 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use motcua_intake::generate::Generator;
 use motcua_reference::Reference;
 use motcua_schemas::{AnyEvent, Topic};
+use motcua_simulators::portal::Generator;
 use motcua_store::Store;
 use support::*;
 

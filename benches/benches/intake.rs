@@ -5,9 +5,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use motcua_intake::generate::{Defect, Generator};
 use motcua_intake::validate;
 use motcua_reference::Reference;
+use motcua_simulators::portal::{Defect, Generator};
 
 fn intake(c: &mut Criterion) {
     let r = Reference::embedded().expect("reference");

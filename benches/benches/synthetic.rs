@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use motcua_reference::AdminUnits;
-use motcua_registries::synthetic::World;
+use motcua_simulators::world::World;
 
 fn synthetic(c: &mut Criterion) {
     let units = AdminUnits::embedded().expect("units");

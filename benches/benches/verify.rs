@@ -9,14 +9,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use motcua_intake::generate::Generator;
 use motcua_reference::Reference;
 use motcua_registries::audit::TracingAudit;
 use motcua_registries::http::{HttpConfig, HttpRegistries};
-use motcua_registries::sim::{self, Faults};
-use motcua_registries::synthetic::World;
 use motcua_runtime::{Envelope, Origin, Stage};
 use motcua_schemas::{Codec, DossierAccepted};
+use motcua_simulators::portal::Generator;
+use motcua_simulators::registries::{self as sim, Faults};
+use motcua_simulators::world::World;
 use motcua_store::Store;
 use motcua_verify::{RetryPolicy, Verify};
 

@@ -17,6 +17,25 @@ pub use error::{Error, Result};
 pub use events::*;
 pub use topic::Topic;
 
+/// The names of the components that write events: the pipeline's stages (consumer group
+/// `motcua-<name>`, metrics label, `stage` of the status events they emit) and the outside
+/// world that publishes into the flow. Declared once here; each stage crate's `STAGE`
+/// is one of them and the stage table (`motcua-wiring`) lists the stages.
+pub mod component {
+    /// Upstream portals publishing submissions.
+    pub const PORTAL: &str = "portal";
+    pub const INTAKE: &str = "intake";
+    pub const VERIFY: &str = "verify";
+    pub const PAYMENT: &str = "payment";
+    /// The payment gateway confirming bills.
+    pub const GATEWAY: &str = "gateway";
+    pub const ROUTE: &str = "route";
+    /// The back office (officers) deciding routed dossiers.
+    pub const BACKOFFICE: &str = "backoffice";
+    pub const RESULT: &str = "result";
+    pub const TRACK: &str = "track";
+}
+
 /// Deterministic event ids: the same input, stage and output kind always give the same id,
 /// so a redelivered message re-emits byte-identical events and every consumer can
 /// deduplicate by event id.

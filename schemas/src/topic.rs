@@ -49,6 +49,23 @@ impl Topic {
         }
     }
 
+    /// The component that writes this topic (the `stage` a consumer sees in history and
+    /// metrics); `None` for the topics every stage writes (statuses, dead letters).
+    pub const fn producer(self) -> Option<&'static str> {
+        use crate::component::*;
+        Some(match self {
+            Topic::Submitted => PORTAL,
+            Topic::Accepted => INTAKE,
+            Topic::Verified => VERIFY,
+            Topic::PaymentRequested | Topic::Paid => PAYMENT,
+            Topic::PaymentConfirmed => GATEWAY,
+            Topic::Routed => ROUTE,
+            Topic::Decided => BACKOFFICE,
+            Topic::Completed => RESULT,
+            Topic::Status | Topic::DeadLetter => return None,
+        })
+    }
+
     /// Confluent TopicNameStrategy subject of the message value.
     pub fn value_subject(self) -> String {
         format!("{}-value", self.name())

@@ -1,16 +1,15 @@
 //! Connectors to the national registries a dossier is verified against: population
 //! (citizen ID → person), land (parcel → owners, restrictions) and business registration
-//! (tax code → enterprise). One trait per registry; implementations: a PostgreSQL replica
-//! (`sql`) and synthetic data (`synthetic`) for simulators, demos and tests.
+//! (tax code → enterprise). One trait per registry; implementations: the national
+//! data-exchange gateway over HTTP (`http`) and a PostgreSQL replica (`sql`). The
+//! simulated registries live in `motcua-simulators`, outside the production crates.
 
 pub mod any;
 pub mod audit;
 pub mod http;
 pub mod model;
 pub mod resilience;
-pub mod sim;
 pub mod sql;
-pub mod synthetic;
 
 use std::future::Future;
 

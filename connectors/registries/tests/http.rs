@@ -7,9 +7,9 @@ use std::time::Duration;
 use motcua_reference::AdminUnits;
 use motcua_registries::audit::PgAuditLog;
 use motcua_registries::http::{HttpConfig, HttpRegistries};
-use motcua_registries::sim::{self, Faults};
-use motcua_registries::synthetic::World;
 use motcua_registries::{BusinessRegistry, Error, LandRegistry, Lookup, PopulationRegistry};
+use motcua_simulators::registries::{self as sim, Faults};
+use motcua_simulators::world::World;
 
 const LOOKUP: Lookup<'static> = Lookup {
     caller: "verify/test",

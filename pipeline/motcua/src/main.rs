@@ -1,8 +1,6 @@
 //! `motcua`: run a stage worker, administer topics, publish dossiers, or try the whole
 //! thing with `motcua demo`.
 
-mod config;
-mod demo;
 mod portal_json;
 mod publish;
 mod registry;
@@ -18,7 +16,7 @@ use motcua_runtime::Shutdown;
 use motcua_schemas::Codec;
 use tracing::{error, info};
 
-use crate::config::Config;
+use motcua_wiring::{Config, Launch, STAGES};
 
 /// motcua — a Kafka pipeline for administrative-procedure dossiers of one-stop public
 /// service centers.
@@ -51,8 +49,9 @@ enum Command {
     /// failure, database unavailable beyond the retry budget, bad configuration); the
     /// supervisor restarts it, and uncommitted input is processed again, idempotently.
     Run {
-        #[arg(value_enum)]
-        stage: StageName,
+        /// The stage (see the list below).
+        #[arg(value_parser = stage_names())]
+        stage: String,
         #[command(flatten)]
         common: Common,
     },
@@ -95,9 +94,10 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         world_citizens: u64,
     },
-    /// Try motcua on one machine: starts an in-process Kafka broker and an embedded
-    /// store, publishes generated submissions, runs intake, prints a summary.
-    Demo(demo::DemoArgs),
+    /// Try motcua on one machine: a whole province's centers with every stage over an
+    /// in-process Kafka broker and embedded stores, the outside world simulated; prints
+    /// a summary and writes a report checked against the database.
+    Demo(motcua_demo::DemoArgs),
     /// Serve the registry gateway API (population, land, business) from a synthetic,
     /// seeded world, with injectable faults — a stand-in for the national databases.
     RegistrySim(registry::SimArgs),
@@ -164,21 +164,13 @@ enum TopicsCommand {
     List,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum StageName {
-    /// Validate submissions, give them their official dossier code.
-    Intake,
-    /// Check dossiers against the population, land and business registries.
-    Verify,
-    /// Give paid dossiers their competent authority, desk and legal due time
-    /// (routing tables reload on SIGHUP or when their files change).
-    Route,
-    /// Bill verified dossiers and settle gateway confirmations.
-    Payment,
-    /// Deliver signed results of decided dossiers to the applicants' e-wallets.
-    Result,
-    /// Project every event into PostgreSQL, serve the status API, warn of deadlines.
-    Track,
+/// The stage names of the stage table, each with its one-line description.
+fn stage_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        STAGES
+            .iter()
+            .map(|s| clap::builder::PossibleValue::new(s.name).help(s.about)),
+    )
 }
 
 #[derive(Debug, Args)]
@@ -248,7 +240,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Run { stage, common } => run_stage(stage, &common).await,
+        Command::Run { stage, common } => run_stage(&stage, &common).await,
         Command::Topics {
             command:
                 TopicsCommand::Create {
@@ -291,7 +283,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             publish::generate(count, seed, &province, defect_rate, world_citizens)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo(args) => demo::run(args).await,
+        Command::Demo(args) => motcua_demo::run(args).await,
         Command::RegistrySim(args) => registry::simulate(args).await,
         Command::GatewaySim {
             min_delay_ms,
@@ -305,14 +297,14 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 anyhow::bail!("--failure-rate and --duplicate-rate must be between 0 and 1");
             }
             let cfg = common.load()?;
-            let sim = motcua_payment::gateway_sim::GatewaySimConfig {
+            let sim = motcua_simulators::gateway::GatewaySimConfig {
                 min_delay_ms,
                 max_delay_ms,
                 failure_rate,
                 duplicate_rate,
                 seed,
             };
-            let stats = motcua_payment::gateway_sim::run(cfg.kafka.clone(), sim, Shutdown::on_signals()).await?;
+            let stats = motcua_simulators::gateway::run(cfg.kafka.clone(), sim, Shutdown::on_signals()).await?;
             info!(?stats, "gateway simulator stopped");
             Ok(ExitCode::SUCCESS)
         }
@@ -334,9 +326,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             let cfg = common.load()?;
             let reference = Reference::embedded()?;
             let tables = motcua_routing::RoutingTables::load(&reference, &cfg.routing.files()?)?;
-            let office = motcua_result::backoffice::BackOffice::new(
+            let office = motcua_simulators::backoffice::BackOffice::new(
                 tables,
-                motcua_result::backoffice::BackOfficeConfig {
+                motcua_simulators::backoffice::BackOfficeConfig {
                     supplement_rate,
                     late_rate,
                     refusal_rate,
@@ -352,13 +344,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::ResultKey { file } => {
-            use rand::RngCore;
-            let mut seed = [0u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut seed);
-            let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
-            write_secret(&file, &hex).with_context(|| format!("cannot write {}", file.display()))?;
-            let signer = motcua_result::Signer25519::from_hex_seed(&hex, "").map_err(anyhow::Error::msg)?;
-            println!("{}", signer.public_key_hex());
+            println!("{}", motcua_wiring::keys::new_result_key(&file)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Reconcile { common } => {
@@ -398,10 +384,11 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
     }
 }
 
-async fn run_stage(stage: StageName, common: &Common) -> Result<ExitCode> {
+async fn run_stage(name: &str, common: &Common) -> Result<ExitCode> {
     // Signals first: a SIGTERM while still starting (connecting to the store, joining
     // the group) must end the worker cleanly, not kill it.
     let shutdown = Shutdown::on_signals();
+    let spec = motcua_wiring::stage(name).with_context(|| format!("no stage called '{name}'"))?;
     let cfg = common.load()?;
     if let Some(addr) = cfg.metrics_addr()? {
         metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -417,136 +404,7 @@ async fn run_stage(stage: StageName, common: &Common) -> Result<ExitCode> {
         )
         .context("loading reference data")?,
     );
-    let codec = Codec::embedded()?;
-    let store = motcua_store::Store::connect(&cfg.database.url).await?;
-    let summary = match stage {
-        StageName::Intake => {
-            let intake = Arc::new(motcua_intake::Intake::new(reference, store.clone()));
-            motcua_runtime::run(intake, codec, cfg.runtime(), shutdown).await
-        }
-        StageName::Verify => {
-            let runtime = cfg.runtime();
-            let registries = registry::from_config(&cfg).await?;
-            let caller = format!("verify/{}", runtime.instance_id);
-            let verify = Arc::new(motcua_verify::Verify::new(
-                registries,
-                reference,
-                store.clone(),
-                codec.clone(),
-                caller,
-                cfg.verify.policy(),
-            ));
-            let mut retrier = motcua_verify::Retrier::new(
-                verify.clone(),
-                cfg.kafka.clone(),
-                &format!("motcua-verify-retrier-{}", runtime.instance_id),
-            )?;
-            retrier.poll = std::time::Duration::from_millis(cfg.verify.retry_poll_ms);
-            let (summary, retried) = tokio::join!(
-                motcua_runtime::run(verify, codec, runtime, shutdown.clone()),
-                retrier.run(shutdown)
-            );
-            info!(?retried, "retrier stopped");
-            summary
-        }
-        StageName::Payment => {
-            let fees = motcua_payment::FeeSchedule::embedded().map_err(anyhow::Error::msg)?;
-            let payment = Arc::new(motcua_payment::Payment::new(store.clone(), codec.clone(), fees));
-            let expiry = tokio::spawn(expire_bills(
-                payment.clone(),
-                cfg.kafka.clone(),
-                codec.clone(),
-                shutdown.clone(),
-            ));
-            let summary = motcua_runtime::run(payment, codec, cfg.runtime(), shutdown).await;
-            expiry.abort();
-            summary
-        }
-        StageName::Result => {
-            let file = cfg.result.signing_key_file.as_ref().context(
-                "result.signing_key_file is required: the result stage signs documents (make a key with `motcua result-key FILE`)",
-            )?;
-            let seed = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-            let signer = motcua_result::Signer25519::from_hex_seed(&seed, &cfg.result.signing_key_id)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            info!(public_key = %signer.public_key_hex(), key_id = %signer.key_id(), "signing results");
-            motcua_runtime::run(
-                Arc::new(motcua_result::ResultStage::new(signer)),
-                codec,
-                cfg.runtime(),
-                shutdown,
-            )
-            .await
-        }
-        StageName::Track => {
-            if !cfg.database.url.starts_with("postgres") {
-                anyhow::bail!(
-                    "the track stage needs PostgreSQL (its deadline warnings do): \
-                     set database.url to postgres://… (SQLite serves only the embedded demo)"
-                );
-            }
-            let track = Arc::new(motcua_track::Track::connect(&cfg.database.url).await?);
-            let pool = track.postgres().context("the track stage needs PostgreSQL")?.clone();
-            let api = if cfg.track.api_listen.is_empty() {
-                None
-            } else {
-                let addr: std::net::SocketAddr = cfg
-                    .track
-                    .api_listen
-                    .parse()
-                    .with_context(|| format!("track.api_listen = '{}' is not an address", cfg.track.api_listen))?;
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot serve the status API on {addr}"))?;
-                info!(%addr, "status API");
-                let router = motcua_track::api::router(pool.clone());
-                Some(tokio::spawn(async move {
-                    if let Err(e) = axum::serve(listener, router).await {
-                        error!(error = %e, "status API stopped");
-                    }
-                }))
-            };
-            let calendar = motcua_routing::RoutingTables::load(&reference, &cfg.routing.files()?)?
-                .calendar()
-                .clone();
-            let producer: Arc<rdkafka::producer::FutureProducer> =
-                Arc::new(cfg.kafka.producer_config("motcua-track-warnings").create()?);
-            let (kafka, warn_codec) = (cfg.kafka.clone(), codec.clone());
-            let warn_cfg = motcua_track::deadline::WarningConfig::new(cfg.track.warn_within_working_hours);
-            let warn_shutdown = shutdown.clone();
-            let warnings = tokio::spawn(async move {
-                let publish = move |w: Vec<motcua_schemas::DossierStatusChanged>| {
-                    let (producer, kafka, codec) = (producer.clone(), kafka.clone(), warn_codec.clone());
-                    async move {
-                        let events: Vec<motcua_schemas::AnyEvent> = w.into_iter().map(Into::into).collect();
-                        motcua_runtime::publish::deliver(&producer, &kafka, &codec, &events)
-                            .await
-                            .map_err(|e| motcua_runtime::error_chain(&e))
-                    }
-                };
-                motcua_track::deadline::run_warnings(pool, warn_cfg, &calendar, publish, warn_shutdown).await
-            });
-            let summary = motcua_runtime::run(track, codec, cfg.runtime(), shutdown).await;
-            if let Some(api) = api {
-                api.abort();
-            }
-            match warnings.await {
-                Ok(Ok(n)) => info!(warnings = n, "deadline warnings stopped"),
-                Ok(Err(e)) => error!(error = %motcua_runtime::error_chain(&e), "deadline warnings failed"),
-                Err(e) => error!(error = %e, "deadline warnings task"),
-            }
-            summary
-        }
-        StageName::Route => {
-            let route = Arc::new(motcua_route::Route::new(reference, cfg.routing.files()?, store.clone()).await?);
-            let watcher = tokio::spawn(watch_routing_files(route.clone(), cfg.routing.reload_check_s));
-            let summary = motcua_runtime::run(route, codec, cfg.runtime(), shutdown).await;
-            watcher.abort();
-            summary
-        }
-    };
-    store.close().await;
-    let summary = summary?;
+    let summary = (spec.launch)(Launch::new(cfg, reference, Codec::embedded()?, shutdown)).await?;
     info!(
         consumed = summary.consumed,
         processed = summary.processed,
@@ -554,105 +412,4 @@ async fn run_stage(stage: StageName, common: &Common) -> Result<ExitCode> {
         "stopped cleanly"
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reloads the routing tables on SIGHUP, and when a configured file's modification time
-/// changes. A file that does not load is reported and the current tables stay.
-async fn watch_routing_files(route: Arc<motcua_route::Route>, check_every_s: u64) {
-    let files = route.files().clone();
-    let paths: Vec<PathBuf> = [files.departments, files.desks, files.holidays]
-        .into_iter()
-        .flatten()
-        .collect();
-    let stamp = |paths: &[PathBuf]| -> Vec<Option<std::time::SystemTime>> {
-        paths
-            .iter()
-            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-            .collect()
-    };
-    let mut last = stamp(&paths);
-    #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let period = std::time::Duration::from_secs(check_every_s.max(1));
-    loop {
-        #[cfg(unix)]
-        let hangup = async {
-            match hup.as_mut() {
-                Some(h) => {
-                    h.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let hangup = std::future::pending::<()>();
-        let by_signal = tokio::select! {
-            _ = hangup => true,
-            _ = tokio::time::sleep(period) => false,
-        };
-        let now = stamp(&paths);
-        let changed = check_every_s > 0 && now != last;
-        if !(by_signal || changed) {
-            continue;
-        }
-        last = now;
-        match route.reload().await {
-            Ok(generation) => info!(generation, by_signal, "routing tables reloaded"),
-            Err(e) => {
-                error!(error = %motcua_runtime::error_chain(&e), "routing tables not reloaded; keeping the current ones")
-            }
-        }
-    }
-}
-
-/// Every minute: expire unpaid bills past their validity and publish their status.
-async fn expire_bills(
-    payment: Arc<motcua_payment::Payment>,
-    kafka: motcua_kafka::KafkaConfig,
-    codec: Codec,
-    mut shutdown: Shutdown,
-) {
-    let producer: rdkafka::producer::FutureProducer = match kafka.producer_config("motcua-payment-expiry").create() {
-        Ok(p) => p,
-        Err(e) => {
-            error!(error = %e, "bill expiry disabled: cannot create a producer");
-            return;
-        }
-    };
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
-        }
-        let due = match payment.expiring(motcua_reference::civil::now_ms()).await {
-            Ok(due) => due,
-            Err(e) => {
-                error!(error = %motcua_runtime::error_chain(&e), "reading expiring bills failed; next round retries");
-                continue;
-            }
-        };
-        // Announce first, then mark: a failure in between announces again (same event ids).
-        for (reference, event) in due {
-            if let Err(e) = motcua_runtime::publish::deliver(&producer, &kafka, &codec, &[event]).await {
-                error!(error = %motcua_runtime::error_chain(&e), "publishing a bill expiry failed; next round retries");
-                break;
-            }
-            if let Err(e) = payment.mark_expired(&reference).await {
-                error!(error = %motcua_runtime::error_chain(&e), "marking a bill expired failed; next round retries");
-                break;
-            }
-            metrics::counter!("motcua_payment_expired_total").increment(1);
-        }
-    }
-}
-
-fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options.open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.write_all(b"\n")
 }

@@ -3,109 +3,17 @@
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use motcua_intake::generate::{Defect, Generator};
-use motcua_kafka::KafkaConfig;
-pub(crate) use motcua_reference::civil::now_ms;
+use motcua_reference::civil::now_ms;
 use motcua_reference::Reference;
-use motcua_schemas::{Codec, DossierSubmitted, Event};
+use motcua_schemas::{Codec, DossierSubmitted};
+use motcua_simulators::portal::{Defect, Generator};
+use motcua_simulators::publisher::Publisher;
 use rand::{Rng, SeedableRng};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
-use crate::config::Config;
 use crate::portal_json::PortalDossier;
-
-/// An idempotent producer of Avro events, as a portal would run it.
-pub(crate) struct Publisher {
-    producer: FutureProducer,
-    codec: Codec,
-    kafka: KafkaConfig,
-    pending: Vec<DeliveryFuture>,
-}
-
-impl Publisher {
-    pub(crate) fn new(kafka: &KafkaConfig, codec: Codec) -> Result<Self> {
-        let producer: FutureProducer = kafka
-            .producer_config("motcua-publisher")
-            .create()
-            .context("creating the Kafka producer")?;
-        Ok(Self {
-            producer,
-            codec,
-            kafka: kafka.clone(),
-            pending: Vec::new(),
-        })
-    }
-
-    pub(crate) async fn send<E: Event>(&mut self, event: &E) -> Result<()> {
-        let payload = self.codec.encode(event)?;
-        self.send_raw(
-            &self.kafka.topic(E::TOPIC),
-            event.key().as_bytes(),
-            &payload,
-            Some(event.event_id()),
-        )
-        .await
-    }
-
-    /// Enqueues bytes as they are (the demo uses it to publish malformed messages).
-    pub(crate) async fn send_raw(
-        &mut self,
-        topic: &str,
-        key: &[u8],
-        payload: &[u8],
-        event_id: Option<&str>,
-    ) -> Result<()> {
-        let mut headers = OwnedHeaders::new();
-        if let Some(id) = event_id {
-            headers = headers.insert(Header {
-                key: "motcua-event-id",
-                value: Some(id),
-            });
-        }
-        loop {
-            let record = FutureRecord::to(topic)
-                .key(key)
-                .payload(payload)
-                .headers(headers.clone());
-            match self.producer.send_result(record) {
-                Ok(f) => {
-                    self.pending.push(f);
-                    // Settle acknowledgements regularly so memory stays bounded.
-                    if self.pending.len() >= 10_000 {
-                        self.flush().await?;
-                    }
-                    return Ok(());
-                }
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                    _,
-                )) => {
-                    self.flush().await?;
-                }
-                Err((e, _)) => bail!("cannot enqueue a message for {topic}: {e}"),
-            }
-        }
-    }
-
-    /// Waits until every enqueued message is acknowledged by the broker.
-    pub(crate) async fn flush(&mut self) -> Result<()> {
-        for f in self.pending.drain(..) {
-            match f.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => bail!("the broker did not accept a message: {e}"),
-                Err(_) => bail!("the producer was closed before a delivery report"),
-            }
-        }
-        self.producer
-            .flush(Duration::from_secs(30))
-            .context("flushing the producer")?;
-        Ok(())
-    }
-}
+use motcua_wiring::Config;
 
 pub(crate) async fn publish_file(cfg: &Config, file: &Path, dry_run: bool) -> Result<ExitCode> {
     let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
@@ -166,7 +74,7 @@ pub(crate) fn generate(count: u64, seed: u64, province: &str, defect_rate: f64, 
     let mut g = Generator::new(&reference, province, seed)
         .with_context(|| format!("province '{province}' is not one of the 34 province codes (e.g. 22, 01, 79)"))?;
     let world = (world_citizens > 0)
-        .then(|| motcua_registries::synthetic::World::for_province(&reference.units, province, seed, world_citizens))
+        .then(|| motcua_simulators::world::World::for_province(&reference.units, province, seed, world_citizens))
         .flatten();
     if let Some(w) = &world {
         g = g.with_world(w);

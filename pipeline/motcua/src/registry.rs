@@ -1,22 +1,14 @@
-//! Registry commands: the simulator, the replica loader, and building the registries a
-//! verify worker asks from its configuration.
+//! Registry commands: the simulator and the replica loader.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use motcua_reference::Reference;
-use motcua_registries::any::AnyRegistries;
-use motcua_registries::audit::{AuditSink, PgAuditLog, TracingAudit};
-use motcua_registries::http::HttpRegistries;
-use motcua_registries::sim::{self, Faults, Outage};
 use motcua_registries::sql::SqlRegistries;
-use motcua_registries::synthetic::World;
-
-use crate::config::{AuditTarget, Config, RegistryMode};
+use motcua_simulators::registries::{self as sim, Faults, Outage};
+use motcua_simulators::world::World;
 
 #[derive(Debug, Args)]
 pub(crate) struct WorldArgs {
@@ -113,7 +105,7 @@ pub(crate) async fn admin(command: RegistryCommand) -> Result<ExitCode> {
             let sql = SqlRegistries::connect(&database_url)
                 .await
                 .with_context(|| format!("connecting to {}", motcua_store::redact(&database_url)))?;
-            let stats = sql.load_world(&w, batch).await?;
+            let stats = motcua_simulators::replica::load_world(&sql, &w, batch).await?;
             let secs = stats.elapsed.as_secs_f64();
             let rows = stats.citizens + stats.parcels + stats.businesses;
             println!(
@@ -125,38 +117,6 @@ pub(crate) async fn admin(command: RegistryCommand) -> Result<ExitCode> {
                 rows as f64 / secs.max(1e-3)
             );
             Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-/// The registries a verify worker asks, as configured.
-pub(crate) async fn from_config(cfg: &Config) -> Result<AnyRegistries> {
-    let r = &cfg.registries;
-    match r.mode {
-        RegistryMode::Sql => {
-            let url = r.sql_url.as_deref().unwrap_or(&cfg.database.url);
-            if !url.starts_with("postgres") {
-                bail!("registries.mode = \"sql\" needs a PostgreSQL replica: set registries.sql_url");
-            }
-            Ok(AnyRegistries::Sql(
-                SqlRegistries::connect(url)
-                    .await
-                    .context("connecting to the registry replica")?,
-            ))
-        }
-        RegistryMode::Http => {
-            let audit: Arc<dyn AuditSink> = match (r.audit, cfg.database.url.starts_with("postgres")) {
-                (AuditTarget::Log, _) | (AuditTarget::Auto, false) => Arc::new(TracingAudit),
-                (AuditTarget::Database | AuditTarget::Auto, true) => {
-                    let pool = sqlx::PgPool::connect(&cfg.database.url)
-                        .await
-                        .context("connecting the audit log")?;
-                    PgAuditLog::migrate(&pool).await.context("audit log migrations")?;
-                    Arc::new(PgAuditLog::start(pool, Duration::from_millis(200)))
-                }
-                (AuditTarget::Database, false) => bail!("registries.audit = \"database\" needs PostgreSQL"),
-            };
-            Ok(AnyRegistries::Http(HttpRegistries::new(r.http.clone(), audit)?))
         }
     }
 }

@@ -1,0 +1,569 @@
+//! The demo's report: figures from what the observer saw on the topics, each checked
+//! against the database the stages wrote (projection, codes, bills).
+
+use std::collections::BTreeMap;
+
+use motcua_reference::Reference;
+use motcua_runtime::RunSummary;
+use motcua_store::Bill;
+use motcua_track::summary::ProjectionSummary;
+use serde::Serialize;
+
+use super::lag::GroupLag;
+use super::observe::{Observed, Step, Terminal, LATENCIES};
+use super::Published;
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Settings {
+    pub(crate) province_code: String,
+    pub(crate) province_name: String,
+    pub(crate) units: usize,
+    pub(crate) seed: u64,
+    pub(crate) partitions: i32,
+    pub(crate) broker: String,
+    pub(crate) topic_prefix: String,
+    pub(crate) store: String,
+    pub(crate) registry_error_rate: f64,
+    pub(crate) registry_latency_ms: u64,
+    pub(crate) gateway_failure_rate: f64,
+    pub(crate) gateway_duplicate_rate: f64,
+    pub(crate) defect_rate: f64,
+    pub(crate) malformed_rate: f64,
+    pub(crate) late_rate: f64,
+    pub(crate) soak: bool,
+    pub(crate) rate: u64,
+}
+
+/// The registry simulator's counts and verify's client-side figures.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct RegistryFigures {
+    /// Requests the simulator answered (found or not found).
+    pub(crate) answered: u64,
+    /// Requests it answered 503 on purpose.
+    pub(crate) faults_injected: u64,
+    /// Lookups verify made (before its cache).
+    pub(crate) lookups: u64,
+    pub(crate) cache_hits: u64,
+    pub(crate) breaker_rejections: u64,
+}
+
+/// Bills issued and paid.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BillCounts {
+    pub(crate) issued: i64,
+    pub(crate) paid: i64,
+}
+
+impl BillCounts {
+    pub(crate) fn of(bills: &[Bill]) -> Self {
+        Self {
+            issued: bills.len() as i64,
+            paid: bills.iter().filter(|b| b.paid_at_ms.is_some()).count() as i64,
+        }
+    }
+}
+
+/// What the database held before the run (a reused database).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Baseline {
+    pub(crate) projection: ProjectionSummary,
+    pub(crate) codes: i64,
+    pub(crate) bills: BillCounts,
+}
+
+fn minus_map<K: Ord + Clone>(after: &BTreeMap<K, i64>, before: &BTreeMap<K, i64>) -> BTreeMap<K, i64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v != 0)
+        .collect()
+}
+
+/// This run's share of the projection.
+fn minus(after: &ProjectionSummary, before: &ProjectionSummary) -> ProjectionSummary {
+    ProjectionSummary {
+        dossiers: after.dossiers - before.dossiers,
+        history_events: after.history_events - before.history_events,
+        by_status: minus_map(&after.by_status, &before.by_status),
+        by_timeliness: minus_map(&after.by_timeliness, &before.by_timeliness),
+        by_decision: minus_map(&after.by_decision, &before.by_decision),
+        by_channel: minus_map(&after.by_channel, &before.by_channel),
+        by_receiving_unit: minus_map(&after.by_receiving_unit, &before.by_receiving_unit),
+        reasons: minus_map(&after.reasons, &before.reasons),
+    }
+}
+
+pub(crate) struct Inputs<'a> {
+    pub(crate) settings: Settings,
+    pub(crate) reference: &'a Reference,
+    pub(crate) published: Published,
+    pub(crate) publish_secs: f64,
+    pub(crate) wall_secs: f64,
+    pub(crate) drained: bool,
+    pub(crate) interrupted: bool,
+    pub(crate) observed: Observed,
+    pub(crate) summaries: Vec<(&'static str, RunSummary)>,
+    pub(crate) lag: Vec<(&'static str, GroupLag)>,
+    pub(crate) projection: ProjectionSummary,
+    pub(crate) codes: i64,
+    pub(crate) bills: BillCounts,
+    pub(crate) before: Baseline,
+    pub(crate) registry: RegistryFigures,
+    /// (bills seen, failed first attempts, duplicate confirmations)
+    pub(crate) gateway: Option<(u64, u64, u64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct StageFigures {
+    pub(crate) stage: String,
+    /// Messages the worker consumed and processed (from its run summary).
+    pub(crate) consumed: u64,
+    pub(crate) produced: u64,
+    pub(crate) dead_lettered: u64,
+    /// Busy time of the worker (first message in → last output acknowledged).
+    pub(crate) busy_secs: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Latency {
+    pub(crate) stage: String,
+    pub(crate) samples: usize,
+    pub(crate) p50_ms: u32,
+    pub(crate) p95_ms: u32,
+    pub(crate) p99_ms: u32,
+    pub(crate) max_ms: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Center {
+    pub(crate) code: String,
+    pub(crate) name: String,
+    pub(crate) online: u64,
+    pub(crate) other: u64,
+    /// Dossiers routed to it as the competent unit.
+    pub(crate) competent: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Check {
+    pub(crate) figure: String,
+    pub(crate) report: i64,
+    pub(crate) database: i64,
+    pub(crate) source: String,
+    pub(crate) ok: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Report {
+    pub(crate) settings: Settings,
+    pub(crate) generated_at: String,
+    pub(crate) published: Published,
+    pub(crate) publish_secs: f64,
+    pub(crate) wall_secs: f64,
+    /// Every dossier ended and every group's lag reached zero.
+    pub(crate) drained: bool,
+    pub(crate) interrupted: bool,
+    /// Broker time from the first submission to the last terminal event.
+    pub(crate) pipeline_secs: f64,
+    /// Dossiers that reached a terminal state per second of `pipeline_secs`.
+    pub(crate) end_to_end_per_sec: f64,
+    pub(crate) steps: BTreeMap<String, u64>,
+    pub(crate) terminal: BTreeMap<Terminal, u64>,
+    pub(crate) ended: u64,
+    /// Dossiers with two different terminal events (must be 0).
+    pub(crate) terminal_twice: u64,
+    pub(crate) timeliness: BTreeMap<String, u64>,
+    pub(crate) on_time_rate: Option<f64>,
+    pub(crate) decisions: BTreeMap<String, u64>,
+    pub(crate) online: u64,
+    pub(crate) online_rate: Option<f64>,
+    pub(crate) stages: Vec<StageFigures>,
+    pub(crate) latencies: Vec<Latency>,
+    /// Per step, dossiers per second (one bucket per second of broker time).
+    pub(crate) throughput: BTreeMap<String, Vec<u32>>,
+    pub(crate) centers: Vec<Center>,
+    /// Routed dossiers handed to another unit than the receiving one.
+    pub(crate) routed_elsewhere: u64,
+    /// `stage/status code/reason code` → dossiers, most frequent first.
+    pub(crate) stop_reasons: Vec<(String, u64)>,
+    pub(crate) dead_letters: BTreeMap<String, u64>,
+    /// Distinct messages dead-lettered (by any stage).
+    pub(crate) dead_lettered: u64,
+    /// Of them, not the demo's deliberately malformed messages (must be 0).
+    pub(crate) unexpected_dead_letters: u64,
+    pub(crate) dead_letter_keys: Vec<String>,
+    pub(crate) repeats: u64,
+    /// A dossier that got its result, to look up in the status API.
+    pub(crate) sample_code: Option<String>,
+    pub(crate) lag: BTreeMap<String, i64>,
+    /// (bills seen, failed first attempts, duplicate confirmations) at the gateway.
+    pub(crate) gateway: Option<(u64, u64, u64)>,
+    pub(crate) registry: RegistryFigures,
+    pub(crate) checks: Vec<Check>,
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    // Nearest rank.
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ratio(n: u64, d: u64) -> Option<f64> {
+    (d > 0).then(|| n as f64 / d as f64)
+}
+
+pub(crate) fn build(mut i: Inputs<'_>) -> Report {
+    i.observed.settle(None);
+    let o = &i.observed;
+    let run_share = minus(&i.projection, &i.before.projection);
+    let p = &run_share;
+    let codes = i.codes - i.before.codes;
+    let bills = BillCounts {
+        issued: i.bills.issued - i.before.bills.issued,
+        paid: i.bills.paid - i.before.bills.paid,
+    };
+
+    let latencies = LATENCIES
+        .iter()
+        .filter_map(|name| {
+            let mut v = o.latencies.get(name)?.clone();
+            v.sort_unstable();
+            Some(Latency {
+                stage: (*name).to_owned(),
+                samples: v.len(),
+                p50_ms: percentile(&v, 0.50),
+                p95_ms: percentile(&v, 0.95),
+                p99_ms: percentile(&v, 0.99),
+                max_ms: v.last().copied().unwrap_or(0),
+            })
+        })
+        .collect();
+
+    let centers = i
+        .reference
+        .units
+        .units_of(&i.settings.province_code)
+        .map(|u| {
+            let (online, other) = o.received_by_unit.get(&u.code).copied().unwrap_or_default();
+            Center {
+                code: u.code.clone(),
+                name: u.name.clone(),
+                online,
+                other,
+                competent: o.routed_to_unit.get(&u.code).copied().unwrap_or(0),
+            }
+        })
+        .collect();
+
+    let mut stop_reasons: Vec<(String, u64)> = o.reasons.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    stop_reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+
+    let online: u64 = o.received_by_unit.values().map(|(on, _)| on).sum();
+    let submitted = o.step(Step::Submitted);
+    let completed = o.timeliness.values().sum::<u64>();
+    let in_time = o.timeliness.get("early").copied().unwrap_or(0) + o.timeliness.get("on_time").copied().unwrap_or(0);
+    let pipeline_secs = ((o.last_terminal_ms - o.start_ms).max(1) as f64 / 1000.0).max(1e-3);
+
+    // Every figure that the database also holds, side by side.
+    let mut checks = Vec::new();
+    let mut check = |figure: &str, report: u64, database: i64, source: &str| {
+        checks.push(Check {
+            figure: figure.to_owned(),
+            report: report as i64,
+            database,
+            source: source.to_owned(),
+            ok: report as i64 == database,
+        });
+    };
+    check("dossiers submitted", submitted, p.dossiers, "track_dossiers rows");
+    for t in Terminal::ALL {
+        check(
+            t.label(),
+            o.terminal.get(&t).copied().unwrap_or(0),
+            p.by_status.get(&t.status_code()).copied().unwrap_or(0),
+            &format!("track_dossiers with status {}", t.status_code()),
+        );
+    }
+    let open: i64 = p
+        .by_status
+        .iter()
+        .filter(|(c, _)| !Terminal::ALL.iter().any(|t| t.status_code() == **c))
+        .map(|(_, n)| n)
+        .sum();
+    check("still open", 0, open, "track_dossiers in any other status");
+    for (name, key) in [
+        ("completed early", "early"),
+        ("completed on time", "on_time"),
+        ("completed late", "late"),
+    ] {
+        check(
+            name,
+            o.timeliness.get(key).copied().unwrap_or(0),
+            p.by_timeliness.get(key).copied().unwrap_or(0),
+            &format!("track_dossiers timeliness = {key}"),
+        );
+    }
+    for d in ["approved", "refused"] {
+        check(
+            d,
+            o.decisions.get(d).copied().unwrap_or(0),
+            p.by_decision.get(d).copied().unwrap_or(0),
+            &format!("track_dossiers decision = {d}"),
+        );
+    }
+    check(
+        "received online",
+        online,
+        p.by_channel.get("online").copied().unwrap_or(0),
+        "track_dossiers channel = online",
+    );
+    let mismatched_units = o
+        .received_by_unit
+        .iter()
+        .filter(|(u, (on, other))| p.by_receiving_unit.get(*u).copied().unwrap_or(0) != (on + other) as i64)
+        .count();
+    check(
+        "centers whose load differs",
+        0,
+        mismatched_units as i64,
+        "track_dossiers grouped by receiving unit",
+    );
+    let stop_reasons_db: BTreeMap<&String, &i64> = p
+        .reasons
+        .iter()
+        .filter(|(k, _)| k.starts_with("intake/") || k.starts_with("verify/"))
+        .collect();
+    let stop_reasons_differ = stop_reasons_db.len() != o.reasons.len()
+        || o.reasons
+            .iter()
+            .any(|(k, v)| stop_reasons_db.get(k).copied().copied() != Some(*v as i64));
+    check(
+        "stop reasons that differ",
+        0,
+        i64::from(stop_reasons_differ),
+        "track_history reasons of intake and verify",
+    );
+    check("dossier codes", o.step(Step::Accepted), codes, "dossier_codes rows");
+    check("bills issued", o.step(Step::Billed), bills.issued, "bills rows");
+    check("bills paid", o.step(Step::Billed), bills.paid, "bills with a payment");
+
+    let mut stages: Vec<StageFigures> = i
+        .summaries
+        .iter()
+        .map(|(name, s)| StageFigures {
+            stage: (*name).to_owned(),
+            consumed: s.consumed,
+            produced: s.produced,
+            dead_lettered: s.dead_lettered,
+            busy_secs: s.busy.map(|d| d.as_secs_f64()),
+        })
+        .collect();
+    stages.sort_by_key(|s| super::groups().iter().position(|(n, _)| *n == s.stage));
+
+    Report {
+        generated_at: motcua_track::format_local(motcua_reference::civil::now_ms()),
+        published: i.published,
+        publish_secs: i.publish_secs,
+        wall_secs: i.wall_secs,
+        drained: i.drained,
+        interrupted: i.interrupted,
+        pipeline_secs,
+        end_to_end_per_sec: o.ended() as f64 / pipeline_secs,
+        steps: o.steps.iter().map(|(s, n)| (s.name().to_owned(), *n)).collect(),
+        terminal: o.terminal.clone(),
+        ended: o.ended(),
+        terminal_twice: o.terminal_twice,
+        timeliness: o.timeliness.clone(),
+        on_time_rate: ratio(in_time, completed),
+        decisions: o.decisions.clone(),
+        online,
+        online_rate: ratio(online, submitted),
+        stages,
+        latencies,
+        throughput: o
+            .timeline
+            .iter()
+            .map(|(s, v)| (s.name().to_owned(), v.clone()))
+            .collect(),
+        centers,
+        routed_elsewhere: o.routed_elsewhere,
+        stop_reasons,
+        dead_letters: o.dead_letters.clone(),
+        dead_lettered: o.dead_lettered(),
+        unexpected_dead_letters: o.unexpected_dead_letters,
+        dead_letter_keys: o.dead_letter_keys.clone(),
+        repeats: o.repeats,
+        sample_code: o.sample_code.clone(),
+        lag: i.lag.iter().map(|(s, g)| ((*s).to_owned(), g.lag)).collect(),
+        gateway: i.gateway,
+        registry: i.registry,
+        checks,
+        settings: i.settings,
+    }
+}
+
+/// 12,345,678
+pub(crate) fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (k, c) in s.chars().enumerate() {
+        if k > 0 && (s.len() - k) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub(crate) fn pct(r: Option<f64>) -> String {
+    r.map_or("–".to_owned(), |r| format!("{:.1} %", r * 100.0))
+}
+
+impl Report {
+    /// Every dossier ended exactly once, nothing but the malformed messages
+    /// dead-lettered, and every figure equals the database's.
+    pub(crate) fn ok(&self) -> bool {
+        self.drained
+            && self.terminal_twice == 0
+            && self.ended == self.published.dossiers()
+            && self.dead_lettered == self.published.malformed
+            && self.unexpected_dead_letters == 0
+            && self.checks.iter().all(|c| c.ok)
+    }
+
+    pub(crate) fn terminal_count(&self, t: Terminal) -> u64 {
+        self.terminal.get(&t).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn print_terminal(&self) {
+        let p = &self.published;
+        println!();
+        println!(
+            "  published  {} submissions in {:.1} s: {} valid, {} defective, {} malformed",
+            thousands(p.total),
+            self.publish_secs,
+            thousands(p.valid),
+            thousands(p.defective),
+            thousands(p.malformed)
+        );
+        println!(
+            "  end to end {} dossiers reached a terminal state in {:.1} s → {:.0} dossiers/s through every stage",
+            thousands(self.ended),
+            self.pipeline_secs,
+            self.end_to_end_per_sec
+        );
+        for t in Terminal::ALL {
+            let n = self.terminal_count(t);
+            let extra = match t {
+                Terminal::ResultReturned => format!(
+                    "  approved {}, refused {}; on time {} (early {}, on time {}, late {})",
+                    self.decisions.get("approved").copied().unwrap_or(0),
+                    self.decisions.get("refused").copied().unwrap_or(0),
+                    pct(self.on_time_rate),
+                    self.timeliness.get("early").copied().unwrap_or(0),
+                    self.timeliness.get("on_time").copied().unwrap_or(0),
+                    self.timeliness.get("late").copied().unwrap_or(0),
+                ),
+                _ => String::new(),
+            };
+            println!("    {:<24}{:>7}{extra}", t.label(), thousands(n));
+        }
+        println!(
+            "    {:<24}{:>7}  messages, all malformed: {}; per stage {}",
+            "dead-lettered",
+            thousands(self.dead_lettered),
+            if self.unexpected_dead_letters == 0 {
+                "yes".to_owned()
+            } else {
+                format!("NO, {} are not", self.unexpected_dead_letters)
+            },
+            self.dead_letters
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let g = &self.registry;
+        println!(
+            "  outside    registries answered {} requests, {} faults injected (503), absorbed by retries or parking; \
+             verify's cache served {} of {} lookups",
+            thousands(g.answered),
+            thousands(g.faults_injected),
+            thousands(g.cache_hits),
+            thousands(g.lookups)
+        );
+        if let Some((bills, failures, duplicates)) = self.gateway {
+            println!(
+                "             gateway: {} bills, {} failed first attempts, {} duplicate confirmations",
+                thousands(bills),
+                thousands(failures),
+                thousands(duplicates)
+            );
+        }
+        println!(
+            "  channels   {} online ({})",
+            thousands(self.online),
+            pct(self.online_rate)
+        );
+        let top: Vec<String> = self
+            .stop_reasons
+            .iter()
+            .take(4)
+            .map(|(k, v)| format!("{} {v}", k.rsplit('/').next().unwrap_or(k)))
+            .collect();
+        println!("  stops      {}", top.join(", "));
+        println!(
+            "  latency    {:<24}{:>8}{:>8}{:>8}  (ms, broker time in → out)",
+            "", "p50", "p95", "p99"
+        );
+        for l in &self.latencies {
+            println!(
+                "             {:<24}{:>8}{:>8}{:>8}",
+                l.stage, l.p50_ms, l.p95_ms, l.p99_ms
+            );
+        }
+        let busiest = self.centers.iter().max_by_key(|c| c.online + c.other);
+        if let Some(c) = busiest {
+            println!(
+                "  centers    {} receiving; busiest {} {} ({} dossiers); {} routed dossiers handed to another unit \
+                 than the one that received them",
+                self.centers.len(),
+                c.code,
+                c.name,
+                c.online + c.other,
+                thousands(self.routed_elsewhere)
+            );
+        }
+        let failed: Vec<&Check> = self.checks.iter().filter(|c| !c.ok).collect();
+        if failed.is_empty() {
+            println!(
+                "  checked    all {} figures equal the database's (projection, codes, bills); each dossier ended exactly once",
+                self.checks.len()
+            );
+        } else {
+            for c in failed {
+                println!(
+                    "  MISMATCH   {}: report {} vs database {} ({})",
+                    c.figure, c.report, c.database, c.source
+                );
+            }
+        }
+        if self.terminal_twice > 0 {
+            println!(
+                "  MISMATCH   {} dossiers reached two terminal states",
+                self.terminal_twice
+            );
+        }
+        if !self.drained {
+            println!(
+                "  INCOMPLETE {} of {} dossiers ended; lag {:?}",
+                self.ended,
+                self.published.dossiers(),
+                self.lag
+            );
+        }
+    }
+}

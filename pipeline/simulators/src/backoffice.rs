@@ -1,0 +1,164 @@
+//! The back-office simulator (`motcua backoffice-sim`): the officers who decide routed
+//! dossiers, as a stage. Each dossier's fate is drawn from its id (so a redelivery decides
+//! the same): processing takes a share of the legal time (a few run late); some need a
+//! supplement first — the clock pauses while the citizen adds papers and the due time is
+//! extended by exactly the paused working time; most are approved.
+
+use motcua_routing::RoutingTables;
+use motcua_runtime::{Envelope, Outcome, Stage, StageError};
+use motcua_schemas::{
+    derived_event_id, AnyEvent, ApplicantKind, Decision, DossierDecided, DossierRouted, DossierStatus,
+    DossierStatusChanged, Reason,
+};
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+
+pub const STAGE: &str = motcua_schemas::component::BACKOFFICE;
+
+#[derive(Debug, Clone)]
+pub struct BackOfficeConfig {
+    /// Share of dossiers that need a supplement before the decision.
+    pub supplement_rate: f64,
+    /// Share decided after their due time.
+    pub late_rate: f64,
+    /// Share refused.
+    pub refusal_rate: f64,
+}
+
+impl Default for BackOfficeConfig {
+    fn default() -> Self {
+        Self {
+            supplement_rate: 0.08,
+            late_rate: 0.03,
+            refusal_rate: 0.05,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct BackOffice {
+    tables: RoutingTables,
+    cfg: BackOfficeConfig,
+}
+
+impl BackOffice {
+    pub fn new(tables: RoutingTables, cfg: BackOfficeConfig) -> Self {
+        Self { tables, cfg }
+    }
+
+    fn status(
+        r: &DossierRouted,
+        kind: &str,
+        status: DossierStatus,
+        reasons: Vec<Reason>,
+        due: i64,
+        at: i64,
+    ) -> AnyEvent {
+        DossierStatusChanged {
+            event_id: derived_event_id(&r.event_id, STAGE, kind),
+            causation_id: Some(r.event_id.clone()),
+            dossier_id: r.dossier.dossier_id.clone(),
+            dossier_code: Some(r.dossier_code.clone()),
+            status,
+            status_code: status.code(),
+            procedure_code: Some(r.procedure.code.clone()),
+            stage: STAGE.to_owned(),
+            reasons,
+            unit_code: Some(r.competent_unit_code.clone()),
+            due_at: Some(due),
+            occurred_at: at,
+            traceparent: r.traceparent.clone(),
+        }
+        .into()
+    }
+
+    /// The events of one routed dossier's processing, ending with its decision.
+    pub fn decide(&self, r: &DossierRouted) -> Vec<AnyEvent> {
+        let seed: [u8; 32] = Sha256::digest(r.dossier.dossier_id.as_bytes()).into();
+        let mut rng = rand::rngs::StdRng::from_seed(seed);
+        let span = (r.due_at - r.received_at).max(60_000);
+        let mut due = r.due_at;
+        let mut events = Vec::new();
+        if rng.gen_bool(self.cfg.supplement_rate) {
+            // Asked at a quarter of the time; the citizen answers two days later.
+            let asked = r.received_at + span / 4;
+            let answered = asked + 2 * 86_400_000;
+            due = self
+                .tables
+                .calendar()
+                .extend_for_suspension(due, asked, answered)
+                .unwrap_or(due + (answered - asked));
+            let reason = Reason {
+                code: "SUPPLEMENT_REQUESTED_BY_OFFICER".into(),
+                message: "Cán bộ yêu cầu bổ sung bản sao giấy tờ".into(),
+            };
+            events.push(Self::status(
+                r,
+                "supplement",
+                DossierStatus::SupplementRequested,
+                vec![reason],
+                due,
+                asked,
+            ));
+            events.push(Self::status(
+                r,
+                "resumed",
+                DossierStatus::Processing,
+                Vec::new(),
+                due,
+                answered,
+            ));
+        }
+        let late = rng.gen_bool(self.cfg.late_rate);
+        let share: f64 = if late {
+            rng.gen_range(1.05..1.6)
+        } else {
+            rng.gen_range(0.2..0.98)
+        };
+        let decided_at = r.received_at + (span as f64 * share) as i64 + (due - r.due_at);
+        let refused = rng.gen_bool(self.cfg.refusal_rate);
+        let reasons = if refused {
+            vec![Reason {
+                code: "NOT_ELIGIBLE".into(),
+                message: "Hồ sơ không đủ điều kiện theo quy định".into(),
+            }]
+        } else {
+            Vec::new()
+        };
+        let applicant = &r.dossier.applicant;
+        events.push(
+            DossierDecided {
+                event_id: derived_event_id(&r.event_id, STAGE, "decided"),
+                dossier_id: r.dossier.dossier_id.clone(),
+                dossier_code: r.dossier_code.clone(),
+                procedure_code: r.procedure.code.clone(),
+                competent_unit_code: r.competent_unit_code.clone(),
+                decision: if refused { Decision::Refused } else { Decision::Approved },
+                reasons,
+                decided_by: format!("{}/{}", r.competent_unit_code, r.desk),
+                applicant_citizen_id: applicant.citizen_id.clone(),
+                applicant_tax_code: (applicant.kind == ApplicantKind::Business)
+                    .then(|| applicant.tax_code.clone())
+                    .flatten(),
+                received_at: r.received_at,
+                due_at: due,
+                decided_at,
+                traceparent: r.traceparent.clone(),
+            }
+            .into(),
+        );
+        events
+    }
+}
+
+impl Stage for BackOffice {
+    type Input = DossierRouted;
+
+    fn name(&self) -> &'static str {
+        STAGE
+    }
+
+    async fn handle_batch(&self, batch: &[Envelope<DossierRouted>]) -> Result<Vec<Outcome>, StageError> {
+        Ok(batch.iter().map(|e| Outcome::Emit(self.decide(&e.event))).collect())
+    }
+}

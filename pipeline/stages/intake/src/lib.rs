@@ -1,0 +1,208 @@
+//! The intake stage: checks a submission against the procedure catalog and the 2025
+//! administrative units, gives it its official dossier code, and acknowledges it —
+//! `dossier.accepted` plus a "received" status — or refuses it with machine-readable
+//! reasons ("rejected at reception" or "supplement requested").
+
+pub use motcua_reference::ids;
+mod validate;
+
+use std::sync::Arc;
+
+use motcua_reference::{civil, Reference};
+use motcua_runtime::{Envelope, Outcome, Stage, StageError};
+use motcua_schemas::{
+    derived_event_id, AnyEvent, DossierAccepted, DossierStatus, DossierStatusChanged, DossierSubmitted, Reason,
+};
+use motcua_store::{CodeAllocation, CodeRequest, Store};
+
+pub use validate::{validate, Admission, Refusal};
+
+pub const STAGE: &str = motcua_schemas::component::INTAKE;
+
+/// The intake stage.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    reference: Arc<Reference>,
+    store: Store,
+}
+
+impl Intake {
+    pub fn new(reference: Arc<Reference>, store: Store) -> Self {
+        Self { reference, store }
+    }
+}
+
+impl Stage for Intake {
+    type Input = DossierSubmitted;
+
+    fn name(&self) -> &'static str {
+        STAGE
+    }
+
+    async fn handle_batch(&self, batch: &[Envelope<DossierSubmitted>]) -> Result<Vec<Outcome>, StageError> {
+        let verdicts: Vec<Result<Admission, Refusal>> =
+            batch.iter().map(|e| validate(&self.reference, &e.event)).collect();
+        let requests: Vec<CodeRequest> = batch
+            .iter()
+            .zip(&verdicts)
+            .filter_map(|(e, v)| v.as_ref().ok().map(|a| code_request(&e.event, a)))
+            .collect();
+        let mut allocations = self
+            .store
+            .allocate_codes(&requests)
+            .await
+            .map_err(|e| {
+                let reason = format!("allocating dossier codes: {}", motcua_runtime::error_chain(&e));
+                if e.is_retryable() {
+                    StageError::Retryable(reason)
+                } else {
+                    StageError::Fatal(reason)
+                }
+            })?
+            .into_iter();
+        let mut out = Vec::with_capacity(batch.len());
+        for (e, verdict) in batch.iter().zip(verdicts) {
+            let events = match verdict {
+                Ok(admission) => {
+                    let allocation = allocations
+                        .next()
+                        .ok_or_else(|| StageError::Fatal("store returned fewer codes than requested".to_owned()))?;
+                    accepted_events(&e.event, admission, &allocation)
+                }
+                Err(refusal) => vec![refusal_event(&e.event, refusal)],
+            };
+            out.push(Outcome::Emit(events));
+        }
+        Ok(out)
+    }
+}
+
+/// The reception time: when the applicant submitted (online submissions are received the
+/// moment they are submitted; counter software stamps the counter time). Using the
+/// submission's own time keeps redelivery deterministic.
+fn code_request(s: &DossierSubmitted, a: &Admission) -> CodeRequest {
+    CodeRequest {
+        dossier_id: s.dossier.dossier_id.clone(),
+        agency_code: a.agency_code.clone(),
+        day: civil::vn_yymmdd(s.dossier.submitted_at),
+        received_at_ms: s.dossier.submitted_at,
+    }
+}
+
+/// `dossier.accepted` and the "received" status. Everything in them derives from the
+/// input and the stored allocation, so a redelivery emits identical events.
+pub fn accepted_events(s: &DossierSubmitted, a: Admission, allocation: &CodeAllocation) -> Vec<AnyEvent> {
+    let counter_label = if allocation.newly_allocated {
+        "accepted"
+    } else {
+        "accepted_again"
+    };
+    metrics::counter!("motcua_intake_dossiers_total", "outcome" => counter_label).increment(1);
+    tracing::debug!(dossier_id = %s.dossier.dossier_id, dossier_code = %allocation.dossier_code, "accepted");
+    let status = DossierStatusChanged {
+        event_id: derived_event_id(&s.event_id, STAGE, "status"),
+        causation_id: Some(s.event_id.clone()),
+        dossier_id: s.dossier.dossier_id.clone(),
+        dossier_code: Some(allocation.dossier_code.clone()),
+        status: DossierStatus::Received,
+        status_code: DossierStatus::Received.code(),
+        procedure_code: Some(s.dossier.procedure_code.clone()),
+        stage: STAGE.to_owned(),
+        reasons: Vec::new(),
+        unit_code: Some(s.dossier.receiving_unit_code.clone()),
+        due_at: None,
+        occurred_at: allocation.received_at_ms,
+        traceparent: s.traceparent.clone(),
+    };
+    let accepted = DossierAccepted {
+        event_id: derived_event_id(&s.event_id, STAGE, "accepted"),
+        causation_id: s.event_id.clone(),
+        dossier_code: allocation.dossier_code.clone(),
+        receiving_agency_code: a.agency_code,
+        received_at: allocation.received_at_ms,
+        procedure: a.procedure,
+        dossier: s.dossier.clone(),
+        traceparent: s.traceparent.clone(),
+    };
+    vec![accepted.into(), status.into()]
+}
+
+/// The status event of a refused submission.
+pub fn refusal_event(s: &DossierSubmitted, r: Refusal) -> AnyEvent {
+    let label = match r.status {
+        DossierStatus::SupplementRequested => "supplement_requested",
+        _ => "rejected",
+    };
+    metrics::counter!("motcua_intake_dossiers_total", "outcome" => label).increment(1);
+    for reason in &r.reasons {
+        metrics::counter!("motcua_intake_refusal_reasons_total", "reason_code" => reason.code.clone()).increment(1);
+    }
+    tracing::debug!(dossier_id = %s.dossier.dossier_id, status = r.status.as_str(), reasons = r.reasons.len(), "refused");
+    DossierStatusChanged {
+        event_id: derived_event_id(&s.event_id, STAGE, "status"),
+        causation_id: Some(s.event_id.clone()),
+        dossier_id: s.dossier.dossier_id.clone(),
+        dossier_code: None,
+        status: r.status,
+        status_code: r.status.code(),
+        procedure_code: Some(s.dossier.procedure_code.clone()),
+        stage: STAGE.to_owned(),
+        reasons: r.reasons,
+        unit_code: Some(s.dossier.receiving_unit_code.clone()),
+        due_at: None,
+        occurred_at: s.published_at,
+        traceparent: s.traceparent.clone(),
+    }
+    .into()
+}
+
+/// Reason codes the intake stage emits, for documentation and dashboards.
+pub const REASON_CODES: &[(&str, &str)] = &[
+    (
+        "UNKNOWN_PROCEDURE",
+        "rejected: the procedure code is not in the catalog",
+    ),
+    ("PROCEDURE_INACTIVE", "rejected: the procedure has been abolished"),
+    (
+        "UNKNOWN_RECEIVING_UNIT",
+        "rejected: the receiving center code is not a 2025 unit or provincial center",
+    ),
+    (
+        "NOT_RECEIVABLE_AT_UNIT",
+        "rejected: this center may not receive this procedure for this jurisdiction",
+    ),
+    (
+        "MISSING_CITIZEN_ID",
+        "rejected: a citizen applicant without a citizen ID",
+    ),
+    (
+        "INVALID_CITIZEN_ID",
+        "rejected: the citizen ID is not a valid 12-digit ID, or contradicts the date of birth",
+    ),
+    ("INVALID_TAX_CODE", "rejected: a tax code fails its check digit"),
+    (
+        "UNKNOWN_UNIT",
+        "rejected: a residence or parcel unit code is not a 2025 unit",
+    ),
+    ("INVALID_SUBMITTED_AT", "rejected: the submission time is implausible"),
+    (
+        "MISSING_JURISDICTION",
+        "supplement: no residence / head-office unit or land parcel to decide the competent unit",
+    ),
+    (
+        "MISSING_DOCUMENT",
+        "supplement: a document the procedure requires is missing",
+    ),
+    (
+        "INVALID_DOCUMENT",
+        "supplement: a document has no URI or an invalid SHA-256",
+    ),
+];
+
+/// Turns a refusal's reasons into a compact "CODE, CODE" string (logs, summaries).
+pub fn reason_codes(reasons: &[Reason]) -> String {
+    reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests;

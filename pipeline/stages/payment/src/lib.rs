@@ -1,0 +1,300 @@
+//! The payment stage. A verified dossier gets a bill (fee + charge, exemptions applied)
+//! with a unique reference: `payment.requested` and the "financial obligation requested"
+//! status; a dossier that owes nothing is `dossier.paid` at once. Gateway confirmations
+//! (`payment.confirmed`, which gateways send twice, late, or out of order) are matched by
+//! reference; the first successful full payment settles the bill and emits `dossier.paid`
+//! — once: a duplicate of the same transaction re-emits the identical event (same id), a
+//! second transaction is reported for refund and emits nothing. Pending bills live in the
+//! database; expired ones get a status event ([`expire`]).
+
+mod fees;
+
+use motcua_runtime::{error_chain, Envelope, Input, Outcome, Stage, StageError};
+use motcua_schemas::{
+    derived_event_id, AnyEvent, Codec, DossierPaid, DossierStatus, DossierStatusChanged, DossierVerified, Event,
+    PaymentConfirmed, PaymentOutcome, PaymentRequested, Reason, Topic,
+};
+use motcua_store::{Bill, Settlement, Store};
+
+pub use fees::{Fee, FeeSchedule};
+
+pub const STAGE: &str = motcua_schemas::component::PAYMENT;
+
+/// The payment stage reads verified dossiers and gateway confirmations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentInput {
+    Verified(Box<DossierVerified>),
+    Confirmed(PaymentConfirmed),
+}
+
+impl Input for PaymentInput {
+    fn topics() -> Vec<Topic> {
+        vec![Topic::Verified, Topic::PaymentConfirmed]
+    }
+
+    fn decode(codec: &Codec, topic: Topic, bytes: &[u8]) -> motcua_schemas::Result<Self> {
+        Ok(match topic {
+            Topic::PaymentConfirmed => PaymentInput::Confirmed(codec.decode(bytes)?),
+            _ => PaymentInput::Verified(Box::new(codec.decode(bytes)?)),
+        })
+    }
+
+    fn key(&self) -> &str {
+        match self {
+            PaymentInput::Verified(v) => Event::key(v.as_ref()),
+            PaymentInput::Confirmed(c) => Event::key(c),
+        }
+    }
+}
+
+/// A bill's reference: derived from the dossier id, so a redelivered dossier gets the
+/// same bill; short enough for a payment slip.
+pub fn bill_reference(dossier_id: &str) -> String {
+    let id = derived_event_id(dossier_id, STAGE, "bill");
+    format!("HD{}", id.replace('-', "")[..16].to_uppercase())
+}
+
+#[derive(Debug)]
+pub struct Payment {
+    store: Store,
+    codec: Codec,
+    fees: FeeSchedule,
+    /// How long a bill may be paid.
+    pub validity_ms: i64,
+}
+
+impl Payment {
+    pub fn new(store: Store, codec: Codec, fees: FeeSchedule) -> Self {
+        Self {
+            store,
+            codec,
+            fees,
+            validity_ms: 72 * 3_600_000,
+        }
+    }
+
+    async fn on_verified(&self, v: &DossierVerified, at: i64) -> Result<Vec<AnyEvent>, StageError> {
+        let fee = self.fees.fee(&v.procedure, v);
+        if fee.total() == 0 {
+            metrics::counter!("motcua_payment_dossiers_total", "outcome" => "free").increment(1);
+            return Ok(vec![paid(v, None, 0, at)]);
+        }
+        let payload = self.codec.encode(v).map_err(|e| StageError::Fatal(error_chain(&e)))?;
+        let bill = self
+            .store
+            .issue_bill(&Bill {
+                bill_reference: bill_reference(&v.dossier.dossier_id),
+                dossier_id: v.dossier.dossier_id.clone(),
+                amount_vnd: fee.total(),
+                status: "pending".into(),
+                issued_at_ms: at,
+                expires_at_ms: at + self.validity_ms,
+                paid_at_ms: None,
+                gateway_tx: None,
+                failures: 0,
+                verified_payload: payload,
+            })
+            .await
+            .map_err(store_error)?;
+        if bill.status == "paid" {
+            // Verified again after its bill was paid (a replay of the topic, or the same
+            // dossier resubmitted): the payment stands; re-emit its identical event
+            // rather than asking the citizen to pay twice.
+            let original: DossierVerified = self
+                .codec
+                .decode(&bill.verified_payload)
+                .map_err(|e| StageError::Fatal(error_chain(&e)))?;
+            let at = bill.paid_at_ms.unwrap_or(at);
+            return Ok(vec![paid(&original, Some(&bill), bill.amount_vnd, at)]);
+        }
+        metrics::counter!("motcua_payment_dossiers_total", "outcome" => "billed").increment(1);
+        let requested = PaymentRequested {
+            event_id: derived_event_id(&v.event_id, STAGE, "requested"),
+            causation_id: v.event_id.clone(),
+            dossier_id: v.dossier.dossier_id.clone(),
+            dossier_code: v.dossier_code.clone(),
+            bill_reference: bill.bill_reference.clone(),
+            fee_vnd: fee.fee_vnd,
+            charge_vnd: fee.charge_vnd,
+            amount_vnd: bill.amount_vnd,
+            payer_name: v.dossier.applicant.full_name.clone(),
+            description: format!("Lệ phí, phí hồ sơ {} ({})", v.dossier_code, v.procedure.name),
+            issued_at: bill.issued_at_ms,
+            expires_at: bill.expires_at_ms,
+            traceparent: v.traceparent.clone(),
+        };
+        let status = status_event(
+            &v.event_id,
+            "status",
+            v,
+            DossierStatus::FinancialObligationRequested,
+            Vec::new(),
+            bill.issued_at_ms,
+        );
+        Ok(vec![requested.into(), status])
+    }
+
+    async fn on_confirmed(&self, c: &PaymentConfirmed) -> Result<Outcome, StageError> {
+        let settlement = self
+            .store
+            .settle(
+                &c.bill_reference,
+                c.outcome == PaymentOutcome::Succeeded,
+                c.amount_vnd,
+                &c.gateway_transaction_id,
+                c.confirmed_at,
+            )
+            .await
+            .map_err(store_error)?;
+        let verified = |b: &Bill| -> Result<DossierVerified, StageError> {
+            self.codec
+                .decode(&b.verified_payload)
+                .map_err(|e| StageError::Fatal(error_chain(&e)))
+        };
+        Ok(match settlement {
+            Settlement::Unknown => Outcome::DeadLetter {
+                reason_code: "UNKNOWN_BILL".into(),
+                reason: format!("no bill has reference {}", c.bill_reference),
+            },
+            Settlement::Paid(b) => {
+                let v = verified(&b)?;
+                let at = b.paid_at_ms.unwrap_or(c.confirmed_at);
+                Outcome::Emit(vec![paid(&v, Some(&b), b.amount_vnd, at)])
+            }
+            Settlement::AlreadyPaid(b) => {
+                metrics::counter!("motcua_payment_duplicate_payments_total").increment(1);
+                tracing::warn!(bill = %b.bill_reference, tx = %c.gateway_transaction_id, "second payment of a paid bill: refund it");
+                Outcome::Emit(Vec::new())
+            }
+            Settlement::Failed(b) => {
+                metrics::counter!("motcua_payment_failures_total").increment(1);
+                let v = verified(&b)?;
+                let reason = Reason {
+                    code: "PAYMENT_FAILED".into(),
+                    message: c
+                        .failure_reason
+                        .clone()
+                        .unwrap_or_else(|| format!("số tiền {} nhỏ hơn {}", c.amount_vnd, b.amount_vnd)),
+                };
+                Outcome::Emit(vec![status_event(
+                    &c.event_id,
+                    "payment-failed",
+                    &v,
+                    DossierStatus::FinancialObligationRequested,
+                    vec![reason],
+                    c.confirmed_at,
+                )])
+            }
+        })
+    }
+
+    /// Pending bills past their validity, with the status event announcing each. Publish
+    /// the events, then [`Payment::mark_expired`]: a crash in between announces them again
+    /// with the same event ids.
+    pub async fn expiring(&self, now_ms: i64) -> Result<Vec<(String, AnyEvent)>, motcua_store::Error> {
+        let due = self.store.bills_due_for_expiry(now_ms, 1_000).await?;
+        let mut out = Vec::with_capacity(due.len());
+        for b in due {
+            let Ok(v) = self.codec.decode::<DossierVerified>(&b.verified_payload) else {
+                continue;
+            };
+            let reason = Reason {
+                code: "BILL_EXPIRED".into(),
+                message: format!("Hóa đơn {} đã hết hạn thanh toán", b.bill_reference),
+            };
+            let at = b.expires_at_ms;
+            out.push((
+                b.bill_reference.clone(),
+                status_event(
+                    &b.bill_reference,
+                    "expired",
+                    &v,
+                    DossierStatus::ProcessingStopped,
+                    vec![reason],
+                    at,
+                ),
+            ));
+        }
+        Ok(out)
+    }
+
+    pub async fn mark_expired(&self, bill_reference: &str) -> Result<(), motcua_store::Error> {
+        self.store.mark_expired(bill_reference).await
+    }
+}
+
+fn store_error(e: motcua_store::Error) -> StageError {
+    let reason = format!("bills: {}", error_chain(&e));
+    if e.is_retryable() {
+        StageError::Retryable(reason)
+    } else {
+        StageError::Fatal(reason)
+    }
+}
+
+fn paid(v: &DossierVerified, bill: Option<&Bill>, amount: i64, at: i64) -> AnyEvent {
+    DossierPaid {
+        event_id: derived_event_id(&v.event_id, STAGE, "paid"),
+        causation_id: v.event_id.clone(),
+        dossier_code: v.dossier_code.clone(),
+        received_at: v.received_at,
+        procedure: v.procedure.clone(),
+        dossier: v.dossier.clone(),
+        bill_reference: bill.map(|b| b.bill_reference.clone()),
+        amount_vnd: amount,
+        paid_at: at,
+        traceparent: v.traceparent.clone(),
+    }
+    .into()
+}
+
+fn status_event(
+    cause: &str,
+    kind: &str,
+    v: &DossierVerified,
+    status: DossierStatus,
+    reasons: Vec<Reason>,
+    at: i64,
+) -> AnyEvent {
+    DossierStatusChanged {
+        event_id: derived_event_id(cause, STAGE, kind),
+        causation_id: Some(cause.to_owned()),
+        dossier_id: v.dossier.dossier_id.clone(),
+        dossier_code: Some(v.dossier_code.clone()),
+        status,
+        status_code: status.code(),
+        procedure_code: Some(v.procedure.code.clone()),
+        stage: STAGE.to_owned(),
+        reasons,
+        unit_code: Some(v.dossier.receiving_unit_code.clone()),
+        due_at: None,
+        occurred_at: at,
+        traceparent: v.traceparent.clone(),
+    }
+    .into()
+}
+
+impl Stage for Payment {
+    type Input = PaymentInput;
+
+    fn name(&self) -> &'static str {
+        STAGE
+    }
+
+    async fn handle_batch(&self, batch: &[Envelope<PaymentInput>]) -> Result<Vec<Outcome>, StageError> {
+        let mut out = Vec::with_capacity(batch.len());
+        for e in batch {
+            out.push(match &e.event {
+                PaymentInput::Verified(v) => {
+                    let at = e.origin.timestamp_ms.unwrap_or(v.verified_at);
+                    Outcome::Emit(self.on_verified(v, at).await?)
+                }
+                PaymentInput::Confirmed(c) => self.on_confirmed(c).await?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,214 @@
+//! The result stage: when the back office decides, the result document is issued to the
+//! applicant's e-wallet — referenced `issuer-doctype-docid`, its SHA-256 and an Ed25519
+//! signature anyone can verify with the published public key — and the dossier is
+//! marked early / on time / late against its due time (`dossier.completed`, status 10
+//! "result returned").
+//! The back-office simulator that decides routed dossiers lives in `motcua-simulators`.
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use motcua_reference::civil;
+use motcua_runtime::{Envelope, Outcome, Stage, StageError};
+use motcua_schemas::{
+    derived_event_id, AnyEvent, Decision, DossierCompleted, DossierDecided, DossierStatus, DossierStatusChanged,
+    ResultDocument, Timeliness,
+};
+use sha2::{Digest, Sha256};
+
+pub const STAGE: &str = motcua_schemas::component::RESULT;
+
+/// The issuing authority's signing key.
+#[derive(Debug, Clone)]
+pub struct Signer25519 {
+    key: SigningKey,
+    key_id: String,
+}
+
+impl Signer25519 {
+    /// From a 32-byte seed in hex (keep it in a secret store).
+    pub fn from_hex_seed(hex: &str, key_id: &str) -> Result<Self, String> {
+        let bytes = decode_hex(hex.trim())
+            .ok_or_else(|| "the signing key must be 64 hex digits (a 32-byte seed)".to_owned())?;
+        let seed: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| "the signing key must be 64 hex digits (a 32-byte seed)".to_owned())?;
+        Ok(Self {
+            key: SigningKey::from_bytes(&seed),
+            key_id: key_id.to_owned(),
+        })
+    }
+
+    /// A key derived from a label, for demos and tests only.
+    pub fn insecure_demo(label: &str) -> Self {
+        let seed: [u8; 32] = Sha256::digest(format!("motcua demo signing key {label}").as_bytes()).into();
+        Self {
+            key: SigningKey::from_bytes(&seed),
+            key_id: format!("demo-{label}"),
+        }
+    }
+
+    pub fn public_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    pub fn public_key_hex(&self) -> String {
+        hex(self.key.verifying_key().as_bytes())
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Early: decided on a day before the due day; on time: by the due time; late: after it.
+pub fn timeliness(decided_at: i64, due_at: i64) -> Timeliness {
+    if decided_at > due_at {
+        Timeliness::Late
+    } else if civil::vn_day(decided_at) < civil::vn_day(due_at) {
+        Timeliness::Early
+    } else {
+        Timeliness::OnTime
+    }
+}
+
+/// The result document: its canonical text (what is hashed and signed).
+pub fn document_text(d: &DossierDecided, reference: &str) -> String {
+    let decision = match d.decision {
+        Decision::Approved => "APPROVED",
+        Decision::Refused => "REFUSED",
+    };
+    format!(
+        "motcua-result-v1\nreference={reference}\ndossier_code={}\nprocedure={}\nauthority={}\ndecision={decision}\ndecided_at={}\nholder={}\n",
+        d.dossier_code,
+        d.procedure_code,
+        d.competent_unit_code,
+        d.decided_at,
+        d.applicant_citizen_id.as_deref().or(d.applicant_tax_code.as_deref()).unwrap_or("-"),
+    )
+}
+
+#[derive(Debug)]
+pub struct ResultStage {
+    signer: Signer25519,
+}
+
+impl ResultStage {
+    pub fn new(signer: Signer25519) -> Self {
+        Self { signer }
+    }
+
+    pub fn complete(&self, d: &DossierDecided, delivered_at: i64) -> Vec<AnyEvent> {
+        let doctype = match d.decision {
+            Decision::Approved => "KQ",
+            Decision::Refused => "TC",
+        };
+        let reference = format!("{}-{doctype}-{}", d.competent_unit_code, d.dossier_code);
+        let digest = Sha256::digest(document_text(d, &reference).as_bytes());
+        let signature = self.signer.key.sign(&digest);
+        let owner = d
+            .applicant_citizen_id
+            .clone()
+            .or_else(|| d.applicant_tax_code.clone())
+            .unwrap_or_else(|| d.dossier_id.clone());
+        let timeliness = timeliness(d.decided_at, d.due_at);
+        let label = match timeliness {
+            Timeliness::Early => "early",
+            Timeliness::OnTime => "on_time",
+            Timeliness::Late => "late",
+        };
+        metrics::counter!("motcua_result_dossiers_total", "timeliness" => label).increment(1);
+        let completed = DossierCompleted {
+            event_id: derived_event_id(&d.event_id, STAGE, "completed"),
+            causation_id: d.event_id.clone(),
+            dossier_id: d.dossier_id.clone(),
+            dossier_code: d.dossier_code.clone(),
+            procedure_code: d.procedure_code.clone(),
+            competent_unit_code: d.competent_unit_code.clone(),
+            decision: d.decision,
+            result_document: ResultDocument {
+                uri: format!("wallet://{owner}/{reference}"),
+                reference,
+                sha256: hex(&digest),
+                signature: signature.to_bytes().to_vec(),
+                signing_key_id: self.signer.key_id.clone(),
+            },
+            wallet_owner: owner,
+            received_at: d.received_at,
+            due_at: d.due_at,
+            delivered_at,
+            timeliness,
+            traceparent: d.traceparent.clone(),
+        };
+        let status = DossierStatusChanged {
+            event_id: derived_event_id(&d.event_id, STAGE, "status"),
+            causation_id: Some(d.event_id.clone()),
+            dossier_id: d.dossier_id.clone(),
+            dossier_code: Some(d.dossier_code.clone()),
+            status: DossierStatus::ResultReturned,
+            status_code: DossierStatus::ResultReturned.code(),
+            procedure_code: Some(d.procedure_code.clone()),
+            stage: STAGE.to_owned(),
+            reasons: d.reasons.clone(),
+            unit_code: Some(d.competent_unit_code.clone()),
+            due_at: Some(d.due_at),
+            occurred_at: delivered_at,
+            traceparent: d.traceparent.clone(),
+        };
+        vec![completed.into(), status.into()]
+    }
+}
+
+/// Checks a delivered result: the document's hash and the signature over it.
+pub fn verify_result(key: &VerifyingKey, doc: &ResultDocument, text: &str) -> bool {
+    let digest = Sha256::digest(text.as_bytes());
+    if hex(&digest) != doc.sha256 {
+        return false;
+    }
+    let Ok(bytes) = <[u8; 64]>::try_from(doc.signature.as_slice()) else {
+        return false;
+    };
+    key.verify_strict(&digest, &ed25519_dalek::Signature::from_bytes(&bytes))
+        .is_ok()
+}
+
+impl Stage for ResultStage {
+    type Input = DossierDecided;
+
+    fn name(&self) -> &'static str {
+        STAGE
+    }
+
+    async fn handle_batch(&self, batch: &[Envelope<DossierDecided>]) -> Result<Vec<Outcome>, StageError> {
+        // Delivered at the input's time: a redelivery re-emits identical events.
+        Ok(batch
+            .iter()
+            .map(|e| {
+                Outcome::Emit(
+                    self.complete(
+                        &e.event,
+                        e.origin
+                            .timestamp_ms
+                            .unwrap_or(e.event.decided_at)
+                            .max(e.event.decided_at),
+                    ),
+                )
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,123 @@
+use motcua_schemas::samples;
+
+use super::*;
+use motcua_simulators::backoffice;
+
+fn decided(decided_at: i64, due_at: i64) -> DossierDecided {
+    DossierDecided {
+        event_id: "dc-1".into(),
+        dossier_id: "d-1".into(),
+        dossier_code: "H22.06652-251125-0001".into(),
+        procedure_code: "1.012811".into(),
+        competent_unit_code: "06652".into(),
+        decision: Decision::Approved,
+        reasons: vec![],
+        decided_by: "officer".into(),
+        applicant_citizen_id: Some("022090001234".into()),
+        applicant_tax_code: None,
+        received_at: 1_764_036_000_000,
+        due_at,
+        decided_at,
+        traceparent: None,
+    }
+}
+
+const DAY: i64 = 86_400_000;
+
+#[test]
+fn results_are_signed_verifiable_and_classified_by_timeliness() {
+    let signer = Signer25519::insecure_demo("test");
+    let stage = ResultStage::new(signer.clone());
+    let due = 1_764_036_000_000 + 5 * DAY;
+    let d = decided(due - 2 * DAY, due);
+    let events = stage.complete(&d, d.decided_at + 1_000);
+    let [AnyEvent::Completed(c), AnyEvent::Status(s)] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(c.timeliness, Timeliness::Early);
+    assert_eq!(s.status, DossierStatus::ResultReturned);
+    assert_eq!(c.result_document.reference, "06652-KQ-H22.06652-251125-0001");
+    assert_eq!(c.wallet_owner, "022090001234");
+    let text = document_text(&d, &c.result_document.reference);
+    assert!(
+        verify_result(&signer.public_key(), &c.result_document, &text),
+        "signature verifies"
+    );
+    assert!(!verify_result(
+        &signer.public_key(),
+        &c.result_document,
+        &text.replace("APPROVED", "REFUSED")
+    ));
+    assert!(!verify_result(
+        &Signer25519::insecure_demo("other").public_key(),
+        &c.result_document,
+        &text
+    ));
+    // The same decision again gives the same events (idempotent).
+    assert_eq!(stage.complete(&d, d.decided_at + 1_000), events);
+
+    assert_eq!(
+        timeliness(due - 60_000, due),
+        Timeliness::OnTime,
+        "same day, before the due time"
+    );
+    assert_eq!(timeliness(due + 1, due), Timeliness::Late);
+    assert!(Signer25519::from_hex_seed("abc", "k").is_err());
+    let s = Signer25519::from_hex_seed(&"11".repeat(32), "k1").expect("seed");
+    assert_eq!(s.public_key_hex().len(), 64);
+}
+
+#[test]
+fn the_back_office_decides_deterministically_and_extends_suspended_deadlines() {
+    let reference = motcua_reference::Reference::embedded().expect("reference");
+    let tables = motcua_routing::RoutingTables::embedded(&reference).expect("tables");
+    let office = backoffice::BackOffice::new(
+        tables,
+        backoffice::BackOfficeConfig {
+            supplement_rate: 0.5,
+            late_rate: 0.2,
+            refusal_rate: 0.1,
+        },
+    );
+    let base = samples::dossier();
+    let (mut supplements, mut late, mut extended) = (0, 0, 0);
+    for i in 0..200i64 {
+        let mut dossier = base.clone();
+        dossier.dossier_id = format!("d-{i}");
+        let routed = motcua_schemas::DossierRouted {
+            event_id: format!("r-{i}"),
+            causation_id: "p".into(),
+            dossier_code: format!("H22.06652-251125-{i:04}"),
+            received_at: 1_764_036_000_000 + i * 5 * 3_600_000,
+            procedure: samples::procedure(),
+            dossier,
+            competent_unit_code: "06652".into(),
+            competent_unit_name: "Phường".into(),
+            desk: "DDXD".into(),
+            transferred: false,
+            due_at: 1_764_036_000_000 + i * 5 * 3_600_000 + 14 * DAY,
+            routed_at: 1_764_036_000_000 + 3_600_000,
+            traceparent: None,
+        };
+        let events = office.decide(&routed);
+        assert_eq!(events, office.decide(&routed), "deterministic per dossier");
+        let Some(AnyEvent::Decided(d)) = events.last() else {
+            panic!("{events:?}")
+        };
+        if events.len() == 3 {
+            supplements += 1;
+            // The due time moves by the paused *working* time (none if the pause fell on
+            // a weekend).
+            assert!(d.due_at >= routed.due_at);
+            extended += usize::from(d.due_at > routed.due_at);
+        } else {
+            assert_eq!(d.due_at, routed.due_at);
+        }
+        if d.decided_at > d.due_at {
+            late += 1;
+        }
+    }
+    assert!((60..140).contains(&supplements), "{supplements}");
+    assert!(extended > 0, "some pauses took working time");
+    assert!((15..70).contains(&late), "{late}");
+}

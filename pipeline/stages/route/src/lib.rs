@@ -1,0 +1,274 @@
+//! The route stage: for each paid dossier, the competent authority (the commune-level unit
+//! of its jurisdiction or the responsible provincial department), the least-loaded desk
+//! serving its field there, and its legal due time on the working-day calendar. Emits
+//! `dossier.routed` and the "processing" status.
+//!
+//! The routing tables (units, departments, desks, calendar) can be reloaded while the
+//! stage runs ([`Route::reload`]: on SIGHUP or a file change); decisions in flight finish
+//! on the tables they started with, the next batch uses the new ones.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use motcua_reference::Reference;
+use motcua_routing::{AuthorityId, DeskId, RouteQuery, RoutingFiles, RoutingTables};
+use motcua_runtime::{error_chain, Envelope, Outcome, Stage, StageError};
+use motcua_schemas::{
+    derived_event_id, AnyEvent, ApplicantKind, DossierPaid, DossierRouted, DossierStatus, DossierStatusChanged, Reason,
+};
+use motcua_store::{Assignment, Store};
+
+pub const STAGE: &str = motcua_schemas::component::ROUTE;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("routing tables")]
+    Tables(#[from] motcua_routing::Error),
+    #[error("reference data")]
+    Reference(#[from] motcua_reference::Error),
+    #[error("store")]
+    Store(#[from] motcua_store::Error),
+}
+
+/// One generation of routing tables, with the desk loads counted against them.
+#[derive(Debug)]
+struct Snapshot {
+    tables: RoutingTables,
+    loads: Mutex<Vec<u32>>,
+    generation: u64,
+}
+
+impl Snapshot {
+    /// `open`: open assignments per (authority code, desk code), from the store — desk
+    /// ids change between generations, codes do not.
+    fn new(tables: RoutingTables, open: &[(String, String, i64)], generation: u64) -> Self {
+        let mut desk_by_code: HashMap<(&str, &str), DeskId> = HashMap::new();
+        for (i, authority) in tables.authorities().iter().enumerate() {
+            for desk in tables.desks_of(AuthorityId::new(i as u32)) {
+                if let Some(info) = tables.desk(desk) {
+                    desk_by_code.insert((authority.code.as_str(), info.code), desk);
+                }
+            }
+        }
+        let mut loads = vec![0u32; tables.desk_count()];
+        for (authority, desk, count) in open {
+            if let Some(id) = desk_by_code.get(&(authority.as_str(), desk.as_str())) {
+                loads[id.index()] = (*count).clamp(0, i64::from(u32::MAX)) as u32;
+            }
+        }
+        Self {
+            loads: Mutex::new(loads),
+            tables,
+            generation,
+        }
+    }
+}
+
+/// The route stage.
+#[derive(Debug)]
+pub struct Route {
+    reference: Arc<Reference>,
+    files: RoutingFiles,
+    store: Store,
+    current: RwLock<Arc<Snapshot>>,
+}
+
+impl Route {
+    /// Builds the tables from `files` (embedded data where a file is not given) and the
+    /// desk loads from the store.
+    pub async fn new(reference: Arc<Reference>, files: RoutingFiles, store: Store) -> Result<Self, Error> {
+        let tables = RoutingTables::load(&reference, &files)?;
+        let open = store.desk_loads().await?;
+        Ok(Self {
+            current: RwLock::new(Arc::new(Snapshot::new(tables, &open, 1))),
+            reference,
+            files,
+            store,
+        })
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Rebuilds the tables from the files and swaps them in atomically. On error the old
+    /// tables stay (a broken file never stops routing). Returns the new generation.
+    pub async fn reload(&self) -> Result<u64, Error> {
+        let tables = RoutingTables::load(&self.reference, &self.files)?;
+        let open = self.store.desk_loads().await?;
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        let generation = current.generation + 1;
+        *current = Arc::new(Snapshot::new(tables, &open, generation));
+        metrics::counter!("motcua_route_reloads_total").increment(1);
+        tracing::info!(generation, "routing tables reloaded");
+        Ok(generation)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.snapshot().generation
+    }
+
+    pub fn files(&self) -> &RoutingFiles {
+        &self.files
+    }
+
+    fn decide(&self, snap: &Snapshot, paid: &DossierPaid, at: i64) -> Result<Assignment, motcua_routing::Error> {
+        let d = &paid.dossier;
+        let residence = d.applicant.residence_unit_code.as_deref();
+        let query = RouteQuery {
+            procedure_code: &paid.procedure.code,
+            residence_unit_code: residence,
+            parcel_unit_code: d.land_parcels.first().map(|p| p.unit_code.as_str()),
+            head_office_unit_code: (d.applicant.kind == ApplicantKind::Business)
+                .then_some(residence)
+                .flatten(),
+            receiving_center_code: &d.receiving_unit_code,
+            // The legal clock starts at reception, not at payment.
+            received_at_ms: paid.received_at,
+        };
+        let mut loads = snap.loads.lock().unwrap_or_else(|p| p.into_inner());
+        let decision = snap.tables.route_codes(&query, &loads)?;
+        loads[decision.desk.index()] += 1;
+        let authority = snap
+            .tables
+            .authority(decision.authority)
+            .map(|a| a.code.clone())
+            .unwrap_or_default();
+        let desk = snap
+            .tables
+            .desk(decision.desk)
+            .map(|i| i.code.to_owned())
+            .unwrap_or_default();
+        Ok(Assignment {
+            dossier_id: d.dossier_id.clone(),
+            authority_code: authority,
+            desk_code: desk,
+            transferred: decision.transfer.is_transfer(),
+            due_at_ms: decision.deadline.due_ms,
+            routed_at_ms: at,
+        })
+    }
+
+    fn authority_name(&self, snap: &Snapshot, code: &str) -> String {
+        snap.tables
+            .authorities()
+            .iter()
+            .find(|a| a.code == code)
+            .map(|a| a.name.clone())
+            .unwrap_or_else(|| code.to_owned())
+    }
+}
+
+fn routed_events(paid: &DossierPaid, a: &Assignment, authority_name: String) -> Vec<AnyEvent> {
+    let routed = DossierRouted {
+        event_id: derived_event_id(&paid.event_id, STAGE, "routed"),
+        causation_id: paid.event_id.clone(),
+        dossier_code: paid.dossier_code.clone(),
+        received_at: paid.received_at,
+        procedure: paid.procedure.clone(),
+        dossier: paid.dossier.clone(),
+        competent_unit_code: a.authority_code.clone(),
+        competent_unit_name: authority_name,
+        desk: a.desk_code.clone(),
+        transferred: a.transferred,
+        due_at: a.due_at_ms,
+        routed_at: a.routed_at_ms,
+        traceparent: paid.traceparent.clone(),
+    };
+    vec![
+        routed.into(),
+        status(paid, DossierStatus::Processing, Vec::new(), Some(a), a.routed_at_ms),
+    ]
+}
+
+fn status(
+    paid: &DossierPaid,
+    status: DossierStatus,
+    reasons: Vec<Reason>,
+    a: Option<&Assignment>,
+    at: i64,
+) -> AnyEvent {
+    DossierStatusChanged {
+        event_id: derived_event_id(&paid.event_id, STAGE, "status"),
+        causation_id: Some(paid.event_id.clone()),
+        dossier_id: paid.dossier.dossier_id.clone(),
+        dossier_code: Some(paid.dossier_code.clone()),
+        status,
+        status_code: status.code(),
+        procedure_code: Some(paid.procedure.code.clone()),
+        stage: STAGE.to_owned(),
+        reasons,
+        unit_code: Some(a.map_or_else(
+            || paid.dossier.receiving_unit_code.clone(),
+            |a| a.authority_code.clone(),
+        )),
+        due_at: a.map(|a| a.due_at_ms),
+        occurred_at: at,
+        traceparent: paid.traceparent.clone(),
+    }
+    .into()
+}
+
+impl Stage for Route {
+    type Input = DossierPaid;
+
+    fn name(&self) -> &'static str {
+        STAGE
+    }
+
+    async fn handle_batch(&self, batch: &[Envelope<DossierPaid>]) -> Result<Vec<Outcome>, StageError> {
+        // One generation for the whole batch, even if a reload lands meanwhile.
+        let snap = self.snapshot();
+        let mut decided = Vec::with_capacity(batch.len());
+        let mut assignments = Vec::new();
+        for e in batch {
+            let at = e.origin.timestamp_ms.unwrap_or(e.event.paid_at);
+            match self.decide(&snap, &e.event, at) {
+                Ok(a) => {
+                    decided.push(Ok(assignments.len()));
+                    assignments.push(a);
+                }
+                Err(err) => decided.push(Err(err)),
+            }
+        }
+        // Stored first: a dossier routed before keeps its first desk and due time.
+        let stored = self.store.assign(&assignments).await.map_err(|e| {
+            let reason = format!("recording routing assignments: {}", error_chain(&e));
+            if e.is_retryable() {
+                StageError::Retryable(reason)
+            } else {
+                StageError::Fatal(reason)
+            }
+        })?;
+        let mut out = Vec::with_capacity(batch.len());
+        for (e, d) in batch.iter().zip(decided) {
+            let events = match d {
+                Ok(i) => {
+                    metrics::counter!("motcua_route_dossiers_total", "outcome" => "routed").increment(1);
+                    let a = &stored[i];
+                    routed_events(&e.event, a, self.authority_name(&snap, &a.authority_code))
+                }
+                Err(err) => {
+                    metrics::counter!("motcua_route_dossiers_total", "outcome" => "refused").increment(1);
+                    let at = e.origin.timestamp_ms.unwrap_or(e.event.paid_at);
+                    let reason = Reason {
+                        code: err.reason_code().to_owned(),
+                        message: error_chain(&err),
+                    };
+                    vec![status(
+                        &e.event,
+                        DossierStatus::ProcessingStopped,
+                        vec![reason],
+                        None,
+                        at,
+                    )]
+                }
+            };
+            out.push(Outcome::Emit(events));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

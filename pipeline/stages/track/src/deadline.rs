@@ -1,0 +1,232 @@
+//! Deadline warnings: open dossiers whose due time is within N working hours get one
+//! warning status event per due time (a due time extended after a supplement pause is
+//! warned again). The projection remembers the due time it warned for (`warned_due_at`),
+//! and the warning's event id is derived from (dossier, due time), so a warning produced
+//! twice (crash between publishing and remembering) is deduplicated downstream.
+
+use std::future::Future;
+use std::time::Duration;
+
+use motcua_runtime::Shutdown;
+use motcua_schemas::{derived_event_id, DossierStatusChanged, Reason};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::projection::{status_of_code, STAGE};
+use crate::{ProjectionDb, Result};
+
+/// Working time between two instants. The routing calendar ([`motcua_routing::Calendar`])
+/// is the real one (working hours, weekends, holidays and make-up days from data);
+/// [`WallClock`] approximates it with wall-clock time.
+pub trait WorkingTime: Send + Sync {
+    /// Working ms from `from_ms` to `to_ms` (negative when `to_ms` is earlier); `None`
+    /// when the instants are outside the calendar's range.
+    fn working_ms_between(&self, from_ms: i64, to_ms: i64) -> Option<i64>;
+}
+
+impl WorkingTime for motcua_routing::Calendar {
+    fn working_ms_between(&self, from_ms: i64, to_ms: i64) -> Option<i64> {
+        motcua_routing::Calendar::working_ms_between(self, from_ms, to_ms).ok()
+    }
+}
+
+/// Every hour counts (an approximation: warns earlier than the calendar would over
+/// nights, weekends and holidays).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WallClock;
+
+impl WorkingTime for WallClock {
+    fn working_ms_between(&self, from_ms: i64, to_ms: i64) -> Option<i64> {
+        Some(to_ms - from_ms)
+    }
+}
+
+/// Deadline warning settings.
+#[derive(Debug, Clone)]
+pub struct WarningConfig {
+    /// Warn when at most this many working hours are left (or the due time passed).
+    pub working_hours: u32,
+    /// Candidates are preselected by wall-clock time: due within this much calendar time.
+    /// Must cover `working_hours` of working time across weekends and holidays (Tết is
+    /// the longest gap); the default allows 16 calendar days plus 3 days per 8 hours.
+    pub lookahead: Duration,
+    /// How often [`run_warnings`] scans.
+    pub interval: Duration,
+    /// Most warnings per scan.
+    pub limit: i64,
+}
+
+impl WarningConfig {
+    pub fn new(working_hours: u32) -> Self {
+        let days = 16 + 3 * u64::from(working_hours.div_ceil(8));
+        Self {
+            working_hours,
+            lookahead: Duration::from_secs(days * 86_400),
+            interval: Duration::from_secs(60),
+            limit: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Candidate {
+    dossier_id: String,
+    dossier_code: Option<String>,
+    procedure_code: Option<String>,
+    unit: Option<String>,
+    due_at: i64,
+    status_code: i32,
+}
+
+/// The warnings due at `now_ms`: open dossiers (not waiting for a supplement: their clock
+/// is paused) whose due time is at most `working_hours` of working time away, and that
+/// were not yet warned for this due time. Read only: call [`mark_warned`] once the
+/// warnings are published.
+pub async fn pending_warnings(
+    db: impl Into<ProjectionDb>,
+    now_ms: i64,
+    config: &WarningConfig,
+    clock: &dyn WorkingTime,
+) -> Result<Vec<DossierStatusChanged>> {
+    let horizon_ms = i64::from(config.working_hours) * 3_600_000;
+    let lookahead_ms = i64::try_from(config.lookahead.as_millis()).unwrap_or(i64::MAX / 2);
+    // `warned_due_at IS NULL OR <>` rather than IS DISTINCT FROM: both dialects read it.
+    let rows: Vec<Candidate> = on_db!(&db.into(), |p| sqlx::query_as(
+        "SELECT dossier_id, dossier_code, procedure_code,
+                COALESCE(competent_unit, receiving_unit) AS unit, due_at, status_code
+         FROM track_dossiers
+         WHERE status_code IN (1, 2, 4, 6) AND due_at IS NOT NULL AND due_at <= $1
+           AND (warned_due_at IS NULL OR warned_due_at <> due_at)
+         ORDER BY due_at, dossier_id
+         LIMIT $2",
+    )
+    .bind(now_ms.saturating_add(lookahead_ms))
+    .bind(config.limit)
+    .fetch_all(p)
+    .await?);
+    let mut out = Vec::new();
+    for c in rows {
+        // Out of the calendar's range: fall back to wall-clock time.
+        let left = clock.working_ms_between(now_ms, c.due_at).unwrap_or(c.due_at - now_ms);
+        if left > horizon_ms {
+            continue;
+        }
+        let Some(status) = status_of_code(c.status_code) else {
+            continue;
+        };
+        let reason = if left < 0 {
+            Reason {
+                code: "DEADLINE_PASSED".into(),
+                message: format!("the due time passed {:.1} working hours ago", -left as f64 / 3.6e6),
+            }
+        } else {
+            Reason {
+                code: "DEADLINE_SOON".into(),
+                message: format!("{:.1} working hours left before the due time", left as f64 / 3.6e6),
+            }
+        };
+        out.push(DossierStatusChanged {
+            event_id: derived_event_id(&format!("{}@{}", c.dossier_id, c.due_at), STAGE, "deadline-warning"),
+            causation_id: None,
+            dossier_id: c.dossier_id,
+            dossier_code: c.dossier_code,
+            status,
+            status_code: status.code(),
+            procedure_code: c.procedure_code,
+            stage: STAGE.to_owned(),
+            reasons: vec![reason],
+            unit_code: c.unit,
+            due_at: Some(c.due_at),
+            occurred_at: now_ms,
+            traceparent: None,
+        });
+    }
+    Ok(out)
+}
+
+/// Remembers that these warnings were published (for the due time each was about).
+pub async fn mark_warned(db: impl Into<ProjectionDb>, warnings: &[DossierStatusChanged]) -> Result<u64> {
+    match db.into() {
+        ProjectionDb::Postgres(pool) => mark_warned_postgres(&pool, warnings).await,
+        ProjectionDb::Sqlite(pool) => mark_warned_sqlite(&pool, warnings).await,
+    }
+}
+
+async fn mark_warned_postgres(pool: &PgPool, warnings: &[DossierStatusChanged]) -> Result<u64> {
+    let ids: Vec<&str> = warnings.iter().map(|w| w.dossier_id.as_str()).collect();
+    let due: Vec<Option<i64>> = warnings.iter().map(|w| w.due_at).collect();
+    let done = sqlx::query(
+        "UPDATE track_dossiers AS d SET warned_due_at = w.due
+         FROM UNNEST($1::text[], $2::int8[]) AS w(id, due)
+         WHERE d.dossier_id = w.id",
+    )
+    .bind(&ids)
+    .bind(&due)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(done)
+}
+
+/// SQLite has no arrays: one statement per warning, in one transaction.
+async fn mark_warned_sqlite(pool: &SqlitePool, warnings: &[DossierStatusChanged]) -> Result<u64> {
+    let mut tx = pool.begin().await?;
+    let mut done = 0;
+    for w in warnings {
+        done += sqlx::query("UPDATE track_dossiers SET warned_due_at = $1 WHERE dossier_id = $2")
+            .bind(w.due_at)
+            .bind(&w.dossier_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    }
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// Scans every `config.interval` until shutdown: pending warnings are handed to `publish`
+/// (which must return only once they are durable, e.g. acknowledged by Kafka on
+/// `dossier.status`), then remembered. A failed publish is retried at the next scan.
+/// Returns the number of warnings published.
+pub async fn run_warnings<F, Fut>(
+    db: impl Into<ProjectionDb>,
+    config: WarningConfig,
+    clock: &dyn WorkingTime,
+    mut publish: F,
+    mut shutdown: Shutdown,
+) -> Result<u64>
+where
+    F: FnMut(Vec<DossierStatusChanged>) -> Fut,
+    Fut: Future<Output = std::result::Result<(), String>>,
+{
+    let db = db.into();
+    let mut published = 0u64;
+    let mut tick = tokio::time::interval(config.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return Ok(published),
+            _ = tick.tick() => {}
+        }
+        let warnings = match pending_warnings(&db, crate::now_ms(), &config, clock).await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %motcua_runtime::error_chain(&e), "deadline warning scan failed");
+                continue;
+            }
+        };
+        if warnings.is_empty() {
+            continue;
+        }
+        let n = warnings.len() as u64;
+        match publish(warnings.clone()).await {
+            Ok(()) => {
+                if let Err(e) = mark_warned(&db, &warnings).await {
+                    tracing::warn!(error = %motcua_runtime::error_chain(&e), "remembering deadline warnings failed; they will be produced again with the same event ids");
+                }
+                published += n;
+                metrics::counter!("motcua_track_deadline_warnings_total").increment(n);
+            }
+            Err(e) => tracing::warn!(error = %e, "publishing deadline warnings failed; retrying at the next scan"),
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The track stage: consumes every dossier topic and maintains a PostgreSQL projection of
+//! each dossier (current national status 1–10, dossier and procedure codes, receiving and
+//! competent units, channel, reception, due and completion times, timeliness, and the full
+//! history of its events), serves it over HTTP ([`api`]) and produces deadline warnings
+//! ([`deadline`]).
+//!
+//! The projection runs on PostgreSQL (production: batched `UNNEST` writes) or on SQLite
+//! (the embedded demo: the same tables, merge rule, guarantees, status API and deadline
+//! warnings, written with multi-row statements).
+//!
+//! Guarantees:
+//! - a batch is written in one transaction (one `UNNEST` insert into the history, one
+//!   `UNNEST` upsert of the dossiers) and [`Track::handle_batch`] returns only after the
+//!   commit, so the runtime commits the offsets only after the batch is durable;
+//! - idempotent by event id: history rows are keyed by event id (`ON CONFLICT DO NOTHING`),
+//!   and the dossier merge is idempotent, so a redelivered batch changes nothing;
+//! - safe against out-of-order delivery: the merge rule (see [`projection`]) does not
+//!   depend on delivery order, and a late older event never overwrites a newer status;
+//! - overdue is derived from the due time at read time, never stored.
+
+/// The same statements on whichever database holds the projection (the SQL is written
+/// once, in the dialect both understand); `$db` is a `&ProjectionDb`.
+macro_rules! on_db {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::ProjectionDb::Postgres($pool) => $body,
+            $crate::ProjectionDb::Sqlite($pool) => $body,
+        }
+    };
+}
+
+pub mod api;
+pub mod deadline;
+pub mod projection;
+pub mod summary;
+mod time;
+
+use motcua_runtime::{error_chain, AllTopics, Envelope, Outcome, Stage, StageError};
+use motcua_schemas::AnyEvent;
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use deadline::{mark_warned, pending_warnings, run_warnings, WallClock, WarningConfig, WorkingTime};
+pub use projection::{status_key, status_of_code, Applied, OPEN_STATUS_CODES, STAGE};
+pub use time::{format_local, parse_instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("projection database")]
+    Database(#[from] sqlx::Error),
+    #[error("projection migrations")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the projection's database URL must be postgres://… or sqlite:…")]
+    UnsupportedUrl,
+}
+
+impl Error {
+    /// Whether retrying later can help (connection lost, pool exhausted, serialization
+    /// failure or deadlock, server shutting down or out of resources).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Database(e) => is_retryable(e),
+            Error::Migrate(_) | Error::UnsupportedUrl => false,
+        }
+    }
+}
+
+fn is_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| ["08", "40", "53", "57"].iter().any(|class| c.starts_with(class))),
+        _ => false,
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Milliseconds since the epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Applies the projection's migrations (versions 2001..; other components' migrations
+/// in the same database are left alone).
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    let mut migrator = sqlx::migrate!("./migrations/postgres");
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await?;
+    Ok(())
+}
+
+/// The same on SQLite.
+pub async fn migrate_sqlite(pool: &SqlitePool) -> Result<()> {
+    let mut migrator = sqlx::migrate!("./migrations/sqlite");
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await?;
+    Ok(())
+}
+
+/// Where the projection lives.
+#[derive(Debug, Clone)]
+pub enum ProjectionDb {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+impl From<&PgPool> for ProjectionDb {
+    fn from(pool: &PgPool) -> Self {
+        ProjectionDb::Postgres(pool.clone())
+    }
+}
+
+impl From<&SqlitePool> for ProjectionDb {
+    fn from(pool: &SqlitePool) -> Self {
+        ProjectionDb::Sqlite(pool.clone())
+    }
+}
+
+impl From<PgPool> for ProjectionDb {
+    fn from(pool: PgPool) -> Self {
+        ProjectionDb::Postgres(pool)
+    }
+}
+
+impl From<&ProjectionDb> for ProjectionDb {
+    fn from(db: &ProjectionDb) -> Self {
+        db.clone()
+    }
+}
+
+/// The track stage.
+#[derive(Debug, Clone)]
+pub struct Track {
+    db: ProjectionDb,
+}
+
+impl Track {
+    /// Connects to PostgreSQL (`postgres://…`) or SQLite (`sqlite:…`, created if missing)
+    /// and applies the migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts: PgConnectOptions = url.parse()?;
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(std::time::Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            migrate(&pool).await?;
+            Ok(Self::new(pool))
+        } else if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(std::time::Duration::from_secs(10))
+                // Two statement kinds × every chunk size up to 64 rows stay prepared.
+                .statement_cache_capacity(256);
+            // SQLite has one writer: one connection queues transactions instead of failing.
+            let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?;
+            migrate_sqlite(&pool).await?;
+            Ok(Self {
+                db: ProjectionDb::Sqlite(pool),
+            })
+        } else {
+            Err(Error::UnsupportedUrl)
+        }
+    }
+
+    /// Over an existing PostgreSQL pool whose database was migrated with [`migrate`].
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            db: ProjectionDb::Postgres(pool),
+        }
+    }
+
+    pub fn db(&self) -> &ProjectionDb {
+        &self.db
+    }
+
+    /// The PostgreSQL pool (deadline warnings need PostgreSQL).
+    pub fn postgres(&self) -> Option<&PgPool> {
+        match &self.db {
+            ProjectionDb::Postgres(p) => Some(p),
+            ProjectionDb::Sqlite(_) => None,
+        }
+    }
+
+    pub async fn close(&self) {
+        match &self.db {
+            ProjectionDb::Postgres(p) => p.close().await,
+            ProjectionDb::Sqlite(p) => p.close().await,
+        }
+    }
+
+    /// Writes events into the projection in one transaction (what a batch does).
+    pub async fn apply(&self, events: &[&AnyEvent]) -> Result<Applied> {
+        match &self.db {
+            ProjectionDb::Postgres(p) => projection::apply(p, events).await,
+            ProjectionDb::Sqlite(p) => projection::apply_sqlite(p, events).await,
+        }
+    }
+
+    /// The row-at-a-time baseline: one transaction per event (benchmarks only).
+    pub async fn apply_each(&self, events: &[&AnyEvent]) -> Result<Applied> {
+        let mut out = Applied::default();
+        for e in events {
+            let a = self.apply(std::slice::from_ref(e)).await?;
+            out.events += a.events;
+            out.new_events += a.new_events;
+            out.dossiers += a.dossiers;
+        }
+        Ok(out)
+    }
+}
+
+impl Stage for Track {
+    type Input = AllTopics;
+
+    fn name(&self) -> &'static str {
+        STAGE
+    }
+
+    async fn handle_batch(&self, batch: &[Envelope<AllTopics>]) -> Result<Vec<Outcome>, StageError> {
+        let events: Vec<&AnyEvent> = batch.iter().map(|e| &e.event.0).collect();
+        let applied = self.apply(&events).await.map_err(|e| {
+            let reason = format!("writing the projection: {}", error_chain(&e));
+            if e.is_retryable() {
+                StageError::Retryable(reason)
+            } else {
+                StageError::Fatal(reason)
+            }
+        })?;
+        metrics::counter!("motcua_track_events_total").increment(applied.events as u64);
+        metrics::counter!("motcua_track_duplicate_events_total")
+            .increment((applied.events as u64).saturating_sub(applied.new_events));
+        Ok(vec![Outcome::Emit(Vec::new()); batch.len()])
+    }
+}

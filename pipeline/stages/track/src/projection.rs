@@ -1,0 +1,668 @@
+//! From events to projection rows, and the batched write.
+//!
+//! Each event becomes one history row and one *patch* of its dossier's row. Patches are
+//! merged with a rule that is the same in Rust (several events of one dossier in a batch)
+//! and in SQL (the patch against the stored row), and that does not depend on the order
+//! in which events arrive:
+//!
+//! - identity facts (dossier code, procedure, receiving unit, channel, decision, completion
+//!   time, timeliness) never change once known: the first non-null value stays;
+//! - `submitted_at` / `received_at`: the earliest;
+//! - competent unit and due time: from the assignment with the latest time (routing, a
+//!   re-routing, a due time extended after a supplement pause); an older one only fills
+//!   what is still unknown;
+//! - the current status: the one with the greatest [`status_key`] — first the *phase*
+//!   (open 1, 2, 4, 5, 6 < closed 3, 7, 8, 9 < result returned 10: a dossier never goes
+//!   back from closed to open, whatever the clocks of the stages say), then the time it
+//!   occurred, then a fixed precedence of the codes for events of the same millisecond.
+//!   A late older event therefore never overwrites a newer status. Status events the
+//!   track stage produces itself (deadline warnings) are history only.
+
+use std::collections::{HashMap, HashSet};
+
+use motcua_schemas::{AnyEvent, Channel, Decision, Dossier, DossierStatus, Timeliness, Topic};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::Result;
+
+/// The stage name of the track stage (consumer group `motcua-track`, `stage` of warnings).
+pub const STAGE: &str = motcua_schemas::component::TRACK;
+
+/// One event's contribution: a history row and a patch of its dossier.
+#[derive(Debug, Clone)]
+pub(crate) struct Change {
+    pub(crate) event_id: String,
+    pub(crate) event: &'static str,
+    pub(crate) stage: String,
+    pub(crate) reasons: String,
+    pub(crate) occurred_at: i64,
+    pub(crate) status_code: Option<i32>,
+    pub(crate) patch: Patch,
+}
+
+/// A partial dossier row (see the module documentation for the merge rule).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Patch {
+    pub(crate) dossier_id: String,
+    pub(crate) dossier_code: Option<String>,
+    pub(crate) procedure_code: Option<String>,
+    pub(crate) receiving_unit: Option<String>,
+    pub(crate) channel: Option<&'static str>,
+    pub(crate) submitted_at: Option<i64>,
+    pub(crate) received_at: Option<i64>,
+    pub(crate) assign_at: Option<i64>,
+    pub(crate) competent_unit: Option<String>,
+    pub(crate) due_at: Option<i64>,
+    pub(crate) decided_at: Option<i64>,
+    pub(crate) decision: Option<&'static str>,
+    pub(crate) completed_at: Option<i64>,
+    pub(crate) timeliness: Option<&'static str>,
+    pub(crate) status_code: Option<i32>,
+    pub(crate) status_at: Option<i64>,
+    pub(crate) status_key: Option<i64>,
+    pub(crate) last_event_at: Option<i64>,
+}
+
+fn first<T>(a: &mut Option<T>, b: Option<T>) {
+    if a.is_none() {
+        *a = b;
+    }
+}
+
+fn least(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+fn greatest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+impl Patch {
+    /// The facts every dossier-carrying event repeats: identity, procedure, where and how
+    /// it was received.
+    fn dossier_facts(&mut self, d: &Dossier) {
+        self.dossier_id = d.dossier_id.clone();
+        self.procedure_code = Some(d.procedure_code.clone());
+        self.receiving_unit = Some(d.receiving_unit_code.clone());
+        self.channel = Some(channel(d.channel));
+    }
+
+    /// Merges `new` into `self` exactly as the SQL upsert merges EXCLUDED into the row.
+    pub(crate) fn merge(&mut self, new: Patch) {
+        first(&mut self.dossier_code, new.dossier_code);
+        first(&mut self.procedure_code, new.procedure_code);
+        first(&mut self.receiving_unit, new.receiving_unit);
+        first(&mut self.channel, new.channel);
+        self.submitted_at = least(self.submitted_at, new.submitted_at);
+        self.received_at = least(self.received_at, new.received_at);
+        let newer_assignment = match (new.assign_at, self.assign_at) {
+            (Some(n), Some(c)) => n >= c,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if newer_assignment {
+            self.competent_unit = new.competent_unit.or(self.competent_unit.take());
+            self.due_at = new.due_at.or(self.due_at);
+        } else {
+            first(&mut self.competent_unit, new.competent_unit);
+            first(&mut self.due_at, new.due_at);
+        }
+        self.assign_at = greatest(self.assign_at, new.assign_at);
+        first(&mut self.decided_at, new.decided_at);
+        first(&mut self.decision, new.decision);
+        first(&mut self.completed_at, new.completed_at);
+        first(&mut self.timeliness, new.timeliness);
+        if new.status_key.is_some() && new.status_key > self.status_key {
+            self.status_code = new.status_code;
+            self.status_at = new.status_at;
+            self.status_key = new.status_key;
+        }
+        self.last_event_at = greatest(self.last_event_at, new.last_event_at);
+    }
+}
+
+/// The national status of a numeric code.
+pub fn status_of_code(code: i32) -> Option<DossierStatus> {
+    use DossierStatus::*;
+    Some(match code {
+        1 => Registered,
+        2 => Received,
+        3 => RejectedAtReception,
+        4 => Processing,
+        5 => SupplementRequested,
+        6 => FinancialObligationRequested,
+        7 => Withdrawn,
+        8 => ProcessingStopped,
+        9 => Completed,
+        10 => ResultReturned,
+        _ => return None,
+    })
+}
+
+/// Statuses of a dossier still being worked on (the deadline runs).
+pub const OPEN_STATUS_CODES: [i32; 5] = [1, 2, 4, 5, 6];
+
+/// The precedence key of a status reached at `at` (see the module documentation):
+/// phase in bits 50.., time in bits 4..50, code precedence in bits 0..4.
+pub fn status_key(code: i32, at: i64) -> i64 {
+    let (phase, rank) = match code {
+        1 => (0, 1),
+        2 => (0, 2),
+        6 => (0, 3),
+        4 => (0, 4),
+        5 => (0, 5),
+        9 => (1, 6),
+        3 => (1, 7),
+        7 => (1, 8),
+        8 => (1, 9),
+        10 => (2, 10),
+        _ => (0, 0),
+    };
+    let at = at.clamp(0, (1 << 46) - 1);
+    (phase << 50) | (at << 4) | rank
+}
+
+fn reasons_json(reasons: &[motcua_schemas::Reason]) -> String {
+    let v: Vec<serde_json::Value> = reasons
+        .iter()
+        .map(|r| serde_json::json!({"code": r.code, "message": r.message}))
+        .collect();
+    serde_json::Value::Array(v).to_string()
+}
+
+fn channel(c: Channel) -> &'static str {
+    c.as_str()
+}
+
+pub(crate) fn timeliness_str(t: Timeliness) -> &'static str {
+    match t {
+        Timeliness::Early => "early",
+        Timeliness::OnTime => "on_time",
+        Timeliness::Late => "late",
+    }
+}
+
+fn decision_str(d: Decision) -> &'static str {
+    match d {
+        Decision::Approved => "approved",
+        Decision::Refused => "refused",
+    }
+}
+
+/// What an event tells about its dossier; `None` for events that carry no dossier id
+/// (`payment.confirmed` is keyed by bill reference) and dead letters.
+pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
+    let topic: Topic = event.topic();
+    // The component that wrote the event: one table for every topic (in the schemas).
+    let producer = |t: Topic| t.producer().unwrap_or_default().to_owned();
+    let mut p = Patch::default();
+    let mut history_status = None;
+    let (stage, reasons, occurred_at, status): (String, String, i64, Option<DossierStatus>) = match event {
+        AnyEvent::Submitted(e) => {
+            let d = &e.dossier;
+            p.dossier_facts(d);
+            p.submitted_at = Some(d.submitted_at);
+            (
+                producer(topic),
+                "[]".into(),
+                d.submitted_at,
+                Some(DossierStatus::Registered),
+            )
+        }
+        AnyEvent::Accepted(e) => {
+            p.dossier_facts(&e.dossier);
+            p.dossier_code = Some(e.dossier_code.clone());
+            p.submitted_at = Some(e.dossier.submitted_at);
+            p.received_at = Some(e.received_at);
+            (
+                producer(topic),
+                "[]".into(),
+                e.received_at,
+                Some(DossierStatus::Received),
+            )
+        }
+        AnyEvent::Verified(e) => {
+            p.dossier_facts(&e.dossier);
+            p.dossier_code = Some(e.dossier_code.clone());
+            p.received_at = Some(e.received_at);
+            (producer(topic), "[]".into(), e.verified_at, None)
+        }
+        AnyEvent::PaymentRequested(e) => {
+            p.dossier_id = e.dossier_id.clone();
+            p.dossier_code = Some(e.dossier_code.clone());
+            (
+                producer(topic),
+                "[]".into(),
+                e.issued_at,
+                Some(DossierStatus::FinancialObligationRequested),
+            )
+        }
+        AnyEvent::Paid(e) => {
+            p.dossier_facts(&e.dossier);
+            p.dossier_code = Some(e.dossier_code.clone());
+            p.received_at = Some(e.received_at);
+            (producer(topic), "[]".into(), e.paid_at, None)
+        }
+        AnyEvent::Routed(e) => {
+            p.dossier_facts(&e.dossier);
+            p.dossier_code = Some(e.dossier_code.clone());
+            p.received_at = Some(e.received_at);
+            p.assign_at = Some(e.routed_at);
+            p.competent_unit = Some(e.competent_unit_code.clone());
+            p.due_at = Some(e.due_at);
+            (
+                producer(topic),
+                "[]".into(),
+                e.routed_at,
+                Some(DossierStatus::Processing),
+            )
+        }
+        AnyEvent::Decided(e) => {
+            p.dossier_id = e.dossier_id.clone();
+            p.dossier_code = Some(e.dossier_code.clone());
+            p.procedure_code = Some(e.procedure_code.clone());
+            p.received_at = Some(e.received_at);
+            p.assign_at = Some(e.decided_at);
+            p.competent_unit = Some(e.competent_unit_code.clone());
+            p.due_at = Some(e.due_at);
+            p.decided_at = Some(e.decided_at);
+            p.decision = Some(decision_str(e.decision));
+            (
+                producer(topic),
+                reasons_json(&e.reasons),
+                e.decided_at,
+                Some(DossierStatus::Completed),
+            )
+        }
+        AnyEvent::Completed(e) => {
+            p.dossier_id = e.dossier_id.clone();
+            p.dossier_code = Some(e.dossier_code.clone());
+            p.procedure_code = Some(e.procedure_code.clone());
+            p.received_at = Some(e.received_at);
+            p.assign_at = Some(e.delivered_at);
+            p.competent_unit = Some(e.competent_unit_code.clone());
+            p.due_at = Some(e.due_at);
+            p.decision = Some(decision_str(e.decision));
+            p.completed_at = Some(e.delivered_at);
+            p.timeliness = Some(timeliness_str(e.timeliness));
+            (
+                producer(topic),
+                "[]".into(),
+                e.delivered_at,
+                Some(DossierStatus::ResultReturned),
+            )
+        }
+        AnyEvent::Status(e) => {
+            p.dossier_id = e.dossier_id.clone();
+            p.dossier_code = e.dossier_code.clone();
+            p.procedure_code = e.procedure_code.clone();
+            if e.due_at.is_some() {
+                // A status carrying a due time (routing, resumption after a supplement)
+                // is an assignment; its unit is then the competent one.
+                p.assign_at = Some(e.occurred_at);
+                p.due_at = e.due_at;
+                p.competent_unit = e.unit_code.clone();
+            }
+            // Deadline warnings (produced by this stage) are history only: the history
+            // keeps the status they were about, the current status does not move.
+            if e.stage == STAGE {
+                history_status = Some(e.status);
+                (e.stage.clone(), reasons_json(&e.reasons), e.occurred_at, None)
+            } else {
+                (e.stage.clone(), reasons_json(&e.reasons), e.occurred_at, Some(e.status))
+            }
+        }
+        AnyEvent::PaymentConfirmed(_) | AnyEvent::DeadLetter(_) => return None,
+    };
+    if p.dossier_id.is_empty() {
+        return None;
+    }
+    if let Some(code) = status.map(DossierStatus::code) {
+        p.status_code = Some(code);
+        p.status_at = Some(occurred_at);
+        p.status_key = Some(status_key(code, occurred_at));
+    }
+    p.last_event_at = Some(occurred_at);
+    Some(Change {
+        event_id: event.event_id().to_owned(),
+        event: topic.name(),
+        stage,
+        reasons,
+        occurred_at,
+        status_code: status.or(history_status).map(DossierStatus::code),
+        patch: p,
+    })
+}
+
+const INSERT_HISTORY: &str = "
+INSERT INTO track_history (event_id, dossier_id, event, status_code, stage, reasons, occurred_at)
+SELECT e, d, k, s, st, r::jsonb, o
+FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[], $7::int8[])
+     AS t(e, d, k, s, st, r, o)
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id";
+
+/// How a column of the stored row (`d`) and of the merged patch (`EXCLUDED`) combine.
+#[derive(Clone, Copy)]
+enum Rule {
+    /// The first non-null value stays.
+    First,
+    /// The smaller, ignoring nulls.
+    Least,
+    /// The greater, ignoring nulls.
+    Greatest,
+    /// From the assignment with the latest `assign_at`; an older one only fills nulls.
+    LatestAssignment,
+    /// From the status with the greatest `status_key`.
+    GreatestStatus,
+}
+
+/// Every column but the key, in the order of the UNNEST columns, with its merge rule.
+const MERGE: [(&str, Rule); 17] = [
+    ("dossier_code", Rule::First),
+    ("procedure_code", Rule::First),
+    ("receiving_unit", Rule::First),
+    ("channel", Rule::First),
+    ("submitted_at", Rule::Least),
+    ("received_at", Rule::Least),
+    ("assign_at", Rule::Greatest),
+    ("competent_unit", Rule::LatestAssignment),
+    ("due_at", Rule::LatestAssignment),
+    ("decided_at", Rule::First),
+    ("decision", Rule::First),
+    ("completed_at", Rule::First),
+    ("timeliness", Rule::First),
+    ("status_code", Rule::GreatestStatus),
+    ("status_at", Rule::GreatestStatus),
+    ("status_key", Rule::Greatest),
+    ("last_event_at", Rule::Greatest),
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+/// The SQL merge expression of a column. (SET expressions all see the stored row's old
+/// values.) SQLite's two-argument `min`/`max` return NULL when either side is, unlike
+/// PostgreSQL's `LEAST`/`GREATEST`, hence the COALESCEs.
+fn merge_expr(column: &str, rule: Rule, dialect: Dialect) -> String {
+    let c = column;
+    match (rule, dialect) {
+        (Rule::First, _) => format!("COALESCE(d.{c}, EXCLUDED.{c})"),
+        (Rule::Least, Dialect::Postgres) => format!("LEAST(d.{c}, EXCLUDED.{c})"),
+        (Rule::Greatest, Dialect::Postgres) => format!("GREATEST(d.{c}, EXCLUDED.{c})"),
+        (Rule::Least, Dialect::Sqlite) => {
+            format!("min(COALESCE(d.{c}, EXCLUDED.{c}), COALESCE(EXCLUDED.{c}, d.{c}))")
+        }
+        (Rule::Greatest, Dialect::Sqlite) => {
+            format!("max(COALESCE(d.{c}, EXCLUDED.{c}), COALESCE(EXCLUDED.{c}, d.{c}))")
+        }
+        (Rule::LatestAssignment, _) => format!(
+            "CASE WHEN EXCLUDED.assign_at >= COALESCE(d.assign_at, EXCLUDED.assign_at) \
+             THEN COALESCE(EXCLUDED.{c}, d.{c}) ELSE COALESCE(d.{c}, EXCLUDED.{c}) END"
+        ),
+        (Rule::GreatestStatus, _) => {
+            format!("CASE WHEN EXCLUDED.status_key > COALESCE(d.status_key, -1) THEN EXCLUDED.{c} ELSE d.{c} END")
+        }
+    }
+}
+
+/// The upsert's `ON CONFLICT` clause: every column merged, and rows the patch would not
+/// change left alone (no new row version, no index maintenance) — most events of a
+/// dossier's life only confirm what the row already says.
+fn on_conflict(dialect: Dialect) -> String {
+    // last_event_at alone does not justify rewriting the row.
+    let compared: Vec<&(&str, Rule)> = MERGE.iter().filter(|(c, _)| *c != "last_event_at").collect();
+    let distinct = match dialect {
+        Dialect::Postgres => "IS DISTINCT FROM",
+        Dialect::Sqlite => "IS NOT",
+    };
+    format!(
+        "ON CONFLICT (dossier_id) DO UPDATE SET {sets} WHERE ({new}) {distinct} ({old})",
+        sets = MERGE
+            .iter()
+            .map(|(c, r)| format!("{c} = {}", merge_expr(c, *r, dialect)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        new = compared
+            .iter()
+            .map(|(c, r)| merge_expr(c, *r, dialect))
+            .collect::<Vec<_>>()
+            .join(", "),
+        old = compared
+            .iter()
+            .map(|(c, _)| format!("d.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
+
+fn columns() -> String {
+    MERGE.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
+}
+
+static UPSERT_DOSSIERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO track_dossiers AS d (dossier_id, {cols}) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+             $6::int8[], $7::int8[], $8::int8[], $9::text[], $10::int8[], $11::int8[], $12::text[], \
+             $13::int8[], $14::text[], $15::int4[], $16::int8[], $17::int8[], $18::int8[]) {conflict}",
+        cols = columns(),
+        conflict = on_conflict(Dialect::Postgres),
+    )
+});
+
+/// SQLite has no arrays: multi-row VALUES statements of up to this many rows (a fixed
+/// bound keeps the number of distinct statements, hence of prepared ones, small).
+const SQLITE_ROWS: usize = 64;
+
+fn values(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=columns).map(|c| format!("?{}", r * columns + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn insert_history_sqlite(rows: usize) -> String {
+    format!(
+        "INSERT INTO track_history (event_id, dossier_id, event, status_code, stage, reasons, occurred_at) \
+         VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        values(rows, 7)
+    )
+}
+
+fn upsert_dossiers_sqlite(rows: usize) -> String {
+    format!(
+        "INSERT INTO track_dossiers AS d (dossier_id, {cols}) VALUES {values} {conflict}",
+        cols = columns(),
+        values = values(rows, MERGE.len() + 1),
+        conflict = on_conflict(Dialect::Sqlite),
+    )
+}
+
+/// What one write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Events that carried a dossier (history rows offered).
+    pub events: usize,
+    /// History rows actually inserted (redelivered events are not).
+    pub new_events: u64,
+    /// Dossiers touched by new events (rows inserted or merged).
+    pub dossiers: usize,
+}
+
+/// One patch per dossier from the changes whose events are new, in dossier id order (so
+/// concurrent writers lock rows in the same order).
+fn merged_patches(changes: Vec<Change>, inserted: &HashSet<String>) -> Vec<Patch> {
+    let mut patches: HashMap<String, Patch> = HashMap::with_capacity(inserted.len());
+    for c in changes {
+        if !inserted.contains(&c.event_id) {
+            continue;
+        }
+        match patches.get_mut(&c.patch.dossier_id) {
+            Some(p) => p.merge(c.patch),
+            None => {
+                patches.insert(c.patch.dossier_id.clone(), c.patch);
+            }
+        }
+    }
+    let mut patches: Vec<Patch> = patches.into_values().collect();
+    patches.sort_unstable_by(|a, b| a.dossier_id.cmp(&b.dossier_id));
+    patches
+}
+
+/// Writes a batch of events in one transaction: one UNNEST insert of the history, one
+/// UNNEST upsert of the dossiers (one merged patch per dossier).
+pub(crate) async fn apply(pool: &PgPool, events: &[&AnyEvent]) -> Result<Applied> {
+    let changes: Vec<Change> = events.iter().filter_map(|e| change_of(e)).collect();
+    if changes.is_empty() {
+        return Ok(Applied::default());
+    }
+    let total = changes.len();
+    let n = changes.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut dossier_ids = Vec::with_capacity(n);
+    let mut kinds = Vec::with_capacity(n);
+    let mut statuses = Vec::with_capacity(n);
+    let mut stages = Vec::with_capacity(n);
+    let mut reasons = Vec::with_capacity(n);
+    let mut times = Vec::with_capacity(n);
+    for c in &changes {
+        ids.push(c.event_id.as_str());
+        dossier_ids.push(c.patch.dossier_id.as_str());
+        kinds.push(c.event);
+        statuses.push(c.status_code);
+        stages.push(c.stage.as_str());
+        reasons.push(c.reasons.as_str());
+        times.push(c.occurred_at);
+    }
+
+    let mut tx = pool.begin().await?;
+    // Only events seen for the first time change the dossiers: the history row and the
+    // dossier merge commit together, so a known event id means its patch is applied.
+    let inserted: Vec<String> = sqlx::query_scalar(INSERT_HISTORY)
+        .bind(&ids)
+        .bind(&dossier_ids)
+        .bind(&kinds)
+        .bind(&statuses)
+        .bind(&stages)
+        .bind(&reasons)
+        .bind(&times)
+        .fetch_all(&mut *tx)
+        .await?;
+    let new_events = inserted.len() as u64;
+    let inserted: HashSet<String> = inserted.into_iter().collect();
+    let patches = merged_patches(changes, &inserted);
+    let dossiers = patches.len();
+    if !patches.is_empty() {
+        upsert(&mut tx, &patches).await?;
+    }
+    tx.commit().await?;
+    Ok(Applied {
+        events: total,
+        new_events,
+        dossiers,
+    })
+}
+
+/// The same write on SQLite (the embedded demo): multi-row statements inside one
+/// transaction, same idempotence and merge rule.
+pub(crate) async fn apply_sqlite(pool: &SqlitePool, events: &[&AnyEvent]) -> Result<Applied> {
+    let changes: Vec<Change> = events.iter().filter_map(|e| change_of(e)).collect();
+    if changes.is_empty() {
+        return Ok(Applied::default());
+    }
+    let total = changes.len();
+    let mut tx = pool.begin().await?;
+    let mut inserted = HashSet::with_capacity(total);
+    for chunk in changes.chunks(SQLITE_ROWS) {
+        let sql = insert_history_sqlite(chunk.len());
+        let mut q = sqlx::query_scalar::<_, String>(&sql);
+        for c in chunk {
+            q = q
+                .bind(&c.event_id)
+                .bind(&c.patch.dossier_id)
+                .bind(c.event)
+                .bind(c.status_code)
+                .bind(&c.stage)
+                .bind(&c.reasons)
+                .bind(c.occurred_at);
+        }
+        inserted.extend(q.fetch_all(&mut *tx).await?);
+    }
+    let new_events = inserted.len() as u64;
+    let patches = merged_patches(changes, &inserted);
+    for chunk in patches.chunks(SQLITE_ROWS) {
+        let sql = upsert_dossiers_sqlite(chunk.len());
+        let mut q = sqlx::query(&sql);
+        for p in chunk {
+            q = q
+                .bind(&p.dossier_id)
+                .bind(&p.dossier_code)
+                .bind(&p.procedure_code)
+                .bind(&p.receiving_unit)
+                .bind(p.channel)
+                .bind(p.submitted_at)
+                .bind(p.received_at)
+                .bind(p.assign_at)
+                .bind(&p.competent_unit)
+                .bind(p.due_at)
+                .bind(p.decided_at)
+                .bind(p.decision)
+                .bind(p.completed_at)
+                .bind(p.timeliness)
+                .bind(p.status_code)
+                .bind(p.status_at)
+                .bind(p.status_key)
+                .bind(p.last_event_at);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(Applied {
+        events: total,
+        new_events,
+        dossiers: patches.len(),
+    })
+}
+
+async fn upsert(tx: &mut sqlx::PgConnection, patches: &[Patch]) -> Result<()> {
+    macro_rules! col {
+        ($f:ident) => {
+            patches.iter().map(|p| p.$f.clone()).collect::<Vec<_>>()
+        };
+    }
+    sqlx::query(UPSERT_DOSSIERS.as_str())
+        .bind(col!(dossier_id))
+        .bind(col!(dossier_code))
+        .bind(col!(procedure_code))
+        .bind(col!(receiving_unit))
+        .bind(col!(channel))
+        .bind(col!(submitted_at))
+        .bind(col!(received_at))
+        .bind(col!(assign_at))
+        .bind(col!(competent_unit))
+        .bind(col!(due_at))
+        .bind(col!(decided_at))
+        .bind(col!(decision))
+        .bind(col!(completed_at))
+        .bind(col!(timeliness))
+        .bind(col!(status_code))
+        .bind(col!(status_at))
+        .bind(col!(status_key))
+        .bind(col!(last_event_at))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}

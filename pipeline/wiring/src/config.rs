@@ -1,0 +1,422 @@
+//! Worker configuration: a TOML file, then `MOTCUA_<SECTION>__<KEY>` environment
+//! variables, then command-line flags. Every key is typed and unknown keys are refused,
+//! so a typo fails at start-up instead of being silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use motcua_kafka::KafkaConfig;
+use motcua_runtime::RuntimeConfig;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub database: DatabaseConfig,
+    pub runtime: RuntimeSection,
+    pub metrics: MetricsConfig,
+    pub reference: ReferenceConfig,
+    pub registries: RegistriesConfig,
+    pub verify: VerifyConfig,
+    pub routing: RoutingConfig,
+    pub result: ResultConfig,
+    pub track: TrackConfig,
+}
+
+/// The track stage's status API and deadline warnings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackConfig {
+    /// Address of the status API (`/dossiers/{code}`, `/stats`, `/units/{code}/load`,
+    /// `/openapi.json`); empty to disable.
+    pub api_listen: String,
+    /// Warn when a dossier has at most this many working hours left.
+    pub warn_within_working_hours: u32,
+}
+
+impl Default for TrackConfig {
+    fn default() -> Self {
+        Self {
+            api_listen: "0.0.0.0:8080".to_owned(),
+            warn_within_working_hours: 8,
+        }
+    }
+}
+
+/// The result stage's signing key.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResultConfig {
+    /// File holding the Ed25519 seed (64 hex digits); `motcua result-key` makes one.
+    pub signing_key_file: Option<PathBuf>,
+    /// Published with the public key, so wallets know which key signed.
+    pub signing_key_id: String,
+}
+
+/// Routing data that replaces the compiled-in files; reloaded while the route stage runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    pub departments_file: Option<PathBuf>,
+    pub desks_file: Option<PathBuf>,
+    pub holidays_file: Option<PathBuf>,
+    /// Working hours, e.g. "07:00-11:30,13:30-17:00".
+    pub working_hours: String,
+    /// How often the files are checked for changes (SIGHUP reloads at once); 0 = only SIGHUP.
+    pub reload_check_s: u64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            departments_file: None,
+            desks_file: None,
+            holidays_file: None,
+            working_hours: "07:00-11:30,13:30-17:00".to_owned(),
+            reload_check_s: 10,
+        }
+    }
+}
+
+impl RoutingConfig {
+    pub fn files(&self) -> Result<motcua_routing::RoutingFiles> {
+        let working_hours = motcua_routing::WorkingHours::parse(&self.working_hours)
+            .map_err(|e| anyhow::anyhow!("routing.working_hours = '{}': {e}", self.working_hours))?;
+        Ok(motcua_routing::RoutingFiles {
+            departments: self.departments_file.clone(),
+            desks: self.desks_file.clone(),
+            holidays: self.holidays_file.clone(),
+            working_hours,
+        })
+    }
+}
+
+/// Which registries the verify stage asks, and where lookups are audited.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistriesConfig {
+    pub mode: RegistryMode,
+    pub http: motcua_registries::http::HttpConfig,
+    /// PostgreSQL URL of the registry replica (mode = "sql"); database.url when absent.
+    pub sql_url: Option<String>,
+    pub audit: AuditTarget,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistryMode {
+    /// The national data-exchange gateway over HTTP (`registries.http`).
+    #[default]
+    Http,
+    /// A PostgreSQL replica of the registries.
+    Sql,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditTarget {
+    /// The `registry_audit` table when database.url is PostgreSQL, the log otherwise.
+    #[default]
+    Auto,
+    Database,
+    Log,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyConfig {
+    /// First retry of a dossier whose registry was unavailable.
+    pub first_retry_ms: u64,
+    pub max_retry_ms: u64,
+    /// A dossier parked this long is escalated to an officer.
+    pub escalate_after_s: u64,
+    /// How often the retrier looks for due dossiers.
+    pub retry_poll_ms: u64,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        let p = motcua_verify::RetryPolicy::default();
+        Self {
+            first_retry_ms: p.first_delay.as_millis() as u64,
+            max_retry_ms: p.max_delay.as_millis() as u64,
+            escalate_after_s: p.escalate_after.as_secs(),
+            retry_poll_ms: 500,
+        }
+    }
+}
+
+impl VerifyConfig {
+    pub fn policy(&self) -> motcua_verify::RetryPolicy {
+        motcua_verify::RetryPolicy {
+            first_delay: Duration::from_millis(self.first_retry_ms),
+            max_delay: Duration::from_millis(self.max_retry_ms),
+            escalate_after: Duration::from_secs(self.escalate_after_s),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://user:pass@host/db` in production; `sqlite://file.db` (embedded) by default.
+    pub url: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://motcua.db".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSection {
+    pub max_batch: usize,
+    pub linger_ms: u64,
+    pub max_in_flight: usize,
+    pub drain_timeout_ms: u64,
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    pub retry_budget_ms: u64,
+    /// Replica name in client ids and logs; defaults to host name + pid.
+    pub instance_id: Option<String>,
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        let d = RuntimeConfig::new(KafkaConfig::default());
+        Self {
+            max_batch: d.max_batch,
+            linger_ms: d.linger.as_millis() as u64,
+            max_in_flight: d.max_in_flight,
+            drain_timeout_ms: d.drain_timeout.as_millis() as u64,
+            retry_initial_ms: d.retry_initial.as_millis() as u64,
+            retry_max_ms: d.retry_max.as_millis() as u64,
+            retry_budget_ms: d.retry_budget.as_millis() as u64,
+            instance_id: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the Prometheus endpoint (`/metrics`); empty to disable.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:9464".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReferenceConfig {
+    /// Newer administrative-units CSV; the compiled-in 2025 list when absent.
+    pub units_file: Option<PathBuf>,
+    /// Newer procedure catalog CSV; the compiled-in catalog when absent.
+    pub procedures_file: Option<PathBuf>,
+}
+
+const ENV_PREFIX: &str = "MOTCUA_";
+
+impl Config {
+    /// Loads `file` (if any), applies `MOTCUA_<SECTION>__<KEY>` variables, validates.
+    pub fn load(file: Option<&Path>) -> Result<Self> {
+        let mut table = match file {
+            Some(p) => {
+                let text =
+                    std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("config file {} is not valid TOML", p.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (k, v) in std::env::vars() {
+            let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            // Only SECTION__KEY variables are configuration (MOTCUA_TEST_… and the like are not).
+            if !rest.contains("__") {
+                continue;
+            }
+            set_path(&mut table, &rest.to_ascii_lowercase(), &v)
+                .with_context(|| format!("environment variable {k}"))?;
+        }
+        let origin = file.map_or_else(
+            || "environment".to_owned(),
+            |p| format!("{} / environment", p.display()),
+        );
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration ({origin}): {}", e.message()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.kafka.validate()?;
+        if self.runtime.max_batch == 0 || self.runtime.max_batch > 10_000 {
+            bail!(
+                "runtime.max_batch = {} must be between 1 and 10000",
+                self.runtime.max_batch
+            );
+        }
+        if self.runtime.max_in_flight < self.runtime.max_batch {
+            bail!(
+                "runtime.max_in_flight = {} must be at least runtime.max_batch = {}",
+                self.runtime.max_in_flight,
+                self.runtime.max_batch
+            );
+        }
+        if !self.metrics.listen.is_empty() {
+            self.metrics_addr()?;
+        }
+        self.routing.files()?;
+        if self.registries.audit == AuditTarget::Database && !self.database.url.starts_with("postgres") {
+            bail!(
+                "registries.audit = \"database\" needs a PostgreSQL database.url; use \"log\" with the embedded store"
+            );
+        }
+        if self.verify.first_retry_ms == 0 || self.verify.max_retry_ms < self.verify.first_retry_ms {
+            bail!("verify.first_retry_ms must be > 0 and verify.max_retry_ms at least as large");
+        }
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres")) {
+            bail!(
+                "database.url = '{}' must start with postgres:// (production) or sqlite:// (embedded)",
+                motcua_store::redact(&self.database.url)
+            );
+        }
+        Ok(())
+    }
+
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>> {
+        if self.metrics.listen.is_empty() {
+            return Ok(None);
+        }
+        self.metrics.listen.parse().map(Some).with_context(|| {
+            format!(
+                "metrics.listen = '{}' is not an address like 0.0.0.0:9464",
+                self.metrics.listen
+            )
+        })
+    }
+
+    pub fn runtime(&self) -> RuntimeConfig {
+        let mut r = RuntimeConfig::new(self.kafka.clone());
+        let s = &self.runtime;
+        r.max_batch = s.max_batch;
+        r.linger = Duration::from_millis(s.linger_ms);
+        r.max_in_flight = s.max_in_flight;
+        r.drain_timeout = Duration::from_millis(s.drain_timeout_ms);
+        r.retry_initial = Duration::from_millis(s.retry_initial_ms);
+        r.retry_max = Duration::from_millis(s.retry_max_ms);
+        r.retry_budget = Duration::from_millis(s.retry_budget_ms);
+        if let Some(id) = &s.instance_id {
+            r.instance_id = id.clone();
+        }
+        r
+    }
+}
+
+/// Sets `section__key[__subkey]` in the table; values that parse as integers or booleans
+/// become those, anything else a string (serde then checks the type).
+fn set_path(table: &mut toml::Table, path: &str, value: &str) -> Result<()> {
+    let parts: Vec<&str> = path.split("__").collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        bail!("'{path}' has an empty section or key");
+    }
+    let mut t = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = t
+            .entry((*p).to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = match entry {
+            toml::Value::Table(t) => t,
+            _ => bail!("'{p}' is a value, not a section"),
+        };
+    }
+    // librdkafka properties are strings, whatever they look like.
+    let raw_string = parts.len() == 3 && parts[0] == "kafka" && (parts[1] == "consumer" || parts[1] == "producer");
+    let v = if raw_string {
+        toml::Value::String(value.to_owned())
+    } else if let Ok(i) = value.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(b) = value.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else {
+        toml::Value::String(value.to_owned())
+    };
+    t.insert(parts[parts.len() - 1].to_owned(), v);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        let table: toml::Table = text.parse()?;
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("{}", e.message()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The documented example configuration is a valid configuration.
+    #[test]
+    fn the_example_config_in_deploy_loads() {
+        let cfg = parse(include_str!("../../../deploy/motcua.toml")).expect("deploy/motcua.toml");
+        assert_eq!(cfg.registries.http.max_attempts, 3);
+        assert_eq!(cfg.routing.reload_check_s, 10);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let e = parse("[kafka]\nbrokrs = \"x:1\"\n").unwrap_err().to_string();
+        assert!(e.contains("unknown field `brokrs`"), "{e}");
+        let e = parse("[kafkaa]\n").unwrap_err().to_string();
+        assert!(e.contains("unknown field `kafkaa`"), "{e}");
+    }
+
+    #[test]
+    fn values_are_typed_and_checked() {
+        let e = parse("[runtime]\nmax_batch = \"many\"\n").unwrap_err().to_string();
+        assert!(e.contains("invalid type"), "{e}");
+        let e = parse("[runtime]\nmax_batch = 0\n").unwrap_err().to_string();
+        assert!(e.contains("max_batch = 0 must be between 1 and 10000"), "{e}");
+        let e = parse("[metrics]\nlisten = \"nowhere\"\n").unwrap_err().to_string();
+        assert!(e.contains("not an address"), "{e}");
+        let cfg =
+            parse("[kafka]\nbrokers = \"k1:9092,k2:9092\"\n[database]\nurl = \"postgres://u@h/db\"\n").expect("valid");
+        assert_eq!(cfg.kafka.brokers, "k1:9092,k2:9092");
+    }
+
+    #[test]
+    fn env_paths_nest_and_type() {
+        let mut t = toml::Table::new();
+        set_path(&mut t, "kafka__brokers", "a:1").expect("set");
+        set_path(&mut t, "runtime__max_batch", "42").expect("set");
+        set_path(&mut t, "kafka__consumer__fetch.min.bytes", "1000").expect("set");
+        let cfg: Config = toml::Value::Table(t).try_into().expect("typed");
+        assert_eq!(cfg.kafka.brokers, "a:1");
+        assert_eq!(cfg.runtime.max_batch, 42);
+        // librdkafka properties stay strings even when they look like numbers.
+        assert_eq!(
+            cfg.kafka.consumer.get("fetch.min.bytes").map(String::as_str),
+            Some("1000")
+        );
+        assert!(set_path(&mut toml::Table::new(), "kafka____x", "1").is_err());
+    }
+}

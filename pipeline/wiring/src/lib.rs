@@ -1,0 +1,19 @@
+//! How motcua is put together, shared by the `motcua` binary and the demo so both run
+//! the same wiring:
+//!
+//! - [`config`]: the typed configuration (TOML file, then `MOTCUA_<SECTION>__<KEY>`
+//!   environment variables; unknown keys refused);
+//! - [`stages`]: the stage table — every stage declared once, with its inputs, timers,
+//!   side services and how it is built from the configuration;
+//! - [`registries`]: the registry connectors a verify worker asks, as configured;
+//! - [`keys`]: the result stage's signing keys.
+//!
+//! An application crate: errors are `anyhow` with context for the person reading them.
+
+pub mod config;
+pub mod keys;
+pub mod registries;
+pub mod stages;
+
+pub use config::Config;
+pub use stages::{stage, Launch, StageSpec, STAGES};

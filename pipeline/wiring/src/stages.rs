@@ -1,0 +1,391 @@
+//! The stage table: every stage of the pipeline, declared once — its name, what it is
+//! for, the topics its group reads, its timer work and side services, and how a worker of
+//! it is built from the configuration and run. `motcua run <stage>`, `motcua demo`, help
+//! texts and anything else that needs the list of stages read [`STAGES`].
+//!
+//! Adding a stage: write its crate (a [`motcua_runtime::Stage`]), then add one entry here
+//! with a `launch` function. Nothing else names it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::future::BoxFuture;
+use motcua_reference::Reference;
+use motcua_registries::any::AnyRegistries;
+use motcua_runtime::{error_chain, Input, RunSummary, RuntimeConfig, Shutdown};
+use motcua_schemas::{Codec, Topic};
+use motcua_store::Store;
+use tracing::{error, info};
+
+use crate::config::Config;
+
+/// One stage of the pipeline.
+#[derive(Debug)]
+pub struct StageSpec {
+    /// The stage's name: consumer group `motcua-<name>`, metrics label, `stage` of its
+    /// status events (the stage crate's `STAGE`).
+    pub name: &'static str,
+    /// What it does, in one line (`motcua run --help`).
+    pub about: &'static str,
+    /// The topics its consumer group reads.
+    pub inputs: fn() -> Vec<Topic>,
+    /// Work it does besides consuming: timers and side services, for the documentation.
+    pub also: &'static [&'static str],
+    /// Builds the stage and its timers from `Launch::config`, runs them until the
+    /// shutdown fires or a fatal error, and closes what it opened.
+    pub launch: fn(Launch) -> BoxFuture<'static, Result<RunSummary>>,
+}
+
+/// Every stage, in pipeline order.
+pub const STAGES: [StageSpec; 6] = [
+    StageSpec {
+        name: motcua_intake::STAGE,
+        about: "Validate submissions, give them their official dossier code",
+        inputs: <motcua_schemas::DossierSubmitted as Input>::topics,
+        also: &[],
+        launch: |l| Box::pin(intake(l)),
+    },
+    StageSpec {
+        name: motcua_verify::STAGE,
+        about: "Check dossiers against the population, land and business registries",
+        inputs: <motcua_schemas::DossierAccepted as Input>::topics,
+        also: &["retrier: asks again for dossiers parked while a registry was down, escalates old ones"],
+        launch: |l| Box::pin(verify(l)),
+    },
+    StageSpec {
+        name: motcua_payment::STAGE,
+        about: "Bill verified dossiers and settle gateway confirmations",
+        inputs: <motcua_payment::PaymentInput as Input>::topics,
+        also: &["bill expiry: every minute, unpaid bills past their validity are announced and marked expired"],
+        launch: |l| Box::pin(payment(l)),
+    },
+    StageSpec {
+        name: motcua_route::STAGE,
+        about: "Give paid dossiers their competent authority, desk and legal due time \
+                (routing tables reload on SIGHUP or when their files change)",
+        inputs: <motcua_schemas::DossierPaid as Input>::topics,
+        also: &["routing-table reload: on SIGHUP, and when a configured file changes"],
+        launch: |l| Box::pin(route(l)),
+    },
+    StageSpec {
+        name: motcua_result::STAGE,
+        about: "Deliver signed results of decided dossiers to the applicants' e-wallets",
+        inputs: <motcua_schemas::DossierDecided as Input>::topics,
+        also: &[],
+        launch: |l| Box::pin(result(l)),
+    },
+    StageSpec {
+        name: motcua_track::STAGE,
+        about: "Project every event into the database, serve the status API, warn of deadlines",
+        inputs: <motcua_runtime::AllTopics as Input>::topics,
+        also: &[
+            "status API (track.api_listen)",
+            "deadline warnings: every minute, open dossiers close to their due time",
+        ],
+        launch: |l| Box::pin(track(l)),
+    },
+];
+
+/// The stage called `name`.
+pub fn stage(name: &str) -> Option<&'static StageSpec> {
+    STAGES.iter().find(|s| s.name == name)
+}
+
+/// What a stage worker is started with. [`Launch::new`] derives everything from the
+/// configuration; callers may adjust the runtime tuning or hand in shared pieces first.
+#[derive(Debug)]
+pub struct Launch {
+    pub config: Config,
+    /// Runtime tuning (from `config.runtime`); its `assigned` counter tells the caller
+    /// when the worker owns partitions.
+    pub runtime: RuntimeConfig,
+    pub reference: Arc<Reference>,
+    pub codec: Codec,
+    pub shutdown: Shutdown,
+    /// The registries the verify stage asks; built from `config.registries` when `None`
+    /// (a caller that wants the client's statistics builds it with
+    /// [`crate::registries::from_config`] and keeps a clone).
+    pub registries: Option<AnyRegistries>,
+}
+
+impl Launch {
+    pub fn new(config: Config, reference: Arc<Reference>, codec: Codec, shutdown: Shutdown) -> Self {
+        let runtime = config.runtime();
+        Self {
+            config,
+            runtime,
+            reference,
+            codec,
+            shutdown,
+            registries: None,
+        }
+    }
+
+    async fn store(&self) -> Result<Store> {
+        Store::connect(&self.config.database.url).await.with_context(|| {
+            format!(
+                "opening the store at {}",
+                motcua_store::redact(&self.config.database.url)
+            )
+        })
+    }
+}
+
+async fn intake(l: Launch) -> Result<RunSummary> {
+    let store = l.store().await?;
+    let stage = Arc::new(motcua_intake::Intake::new(l.reference, store.clone()));
+    let summary = motcua_runtime::run(stage, l.codec, l.runtime, l.shutdown).await;
+    store.close().await;
+    Ok(summary?)
+}
+
+async fn verify(l: Launch) -> Result<RunSummary> {
+    let store = l.store().await?;
+    let registries = match l.registries {
+        Some(r) => r,
+        None => crate::registries::from_config(&l.config).await?,
+    };
+    let caller = format!("verify/{}", l.runtime.instance_id);
+    let verify = Arc::new(motcua_verify::Verify::new(
+        registries,
+        l.reference,
+        store.clone(),
+        l.codec.clone(),
+        caller,
+        l.config.verify.policy(),
+    ));
+    let mut retrier = motcua_verify::Retrier::new(
+        verify.clone(),
+        l.config.kafka.clone(),
+        &format!("motcua-verify-retrier-{}", l.runtime.instance_id),
+    )?;
+    retrier.poll = Duration::from_millis(l.config.verify.retry_poll_ms);
+    let (summary, retried) = tokio::join!(
+        motcua_runtime::run(verify, l.codec, l.runtime, l.shutdown.clone()),
+        retrier.run(l.shutdown)
+    );
+    info!(?retried, "retrier stopped");
+    store.close().await;
+    Ok(summary?)
+}
+
+async fn payment(l: Launch) -> Result<RunSummary> {
+    let store = l.store().await?;
+    let fees = motcua_payment::FeeSchedule::embedded().map_err(anyhow::Error::msg)?;
+    let payment = Arc::new(motcua_payment::Payment::new(store.clone(), l.codec.clone(), fees));
+    let expiry = tokio::spawn(expire_bills(
+        payment.clone(),
+        l.config.kafka.clone(),
+        l.codec.clone(),
+        l.shutdown.clone(),
+    ));
+    let summary = motcua_runtime::run(payment, l.codec, l.runtime, l.shutdown).await;
+    expiry.abort();
+    store.close().await;
+    Ok(summary?)
+}
+
+async fn route(l: Launch) -> Result<RunSummary> {
+    let store = l.store().await?;
+    let route = Arc::new(motcua_route::Route::new(l.reference, l.config.routing.files()?, store.clone()).await?);
+    let watcher = tokio::spawn(watch_routing_files(route.clone(), l.config.routing.reload_check_s));
+    let summary = motcua_runtime::run(route, l.codec, l.runtime, l.shutdown).await;
+    watcher.abort();
+    store.close().await;
+    Ok(summary?)
+}
+
+async fn result(l: Launch) -> Result<RunSummary> {
+    let file = l.config.result.signing_key_file.as_ref().context(
+        "result.signing_key_file is required: the result stage signs documents (make a key with `motcua result-key FILE`)",
+    )?;
+    let seed = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let signer = motcua_result::Signer25519::from_hex_seed(&seed, &l.config.result.signing_key_id)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    info!(public_key = %signer.public_key_hex(), key_id = %signer.key_id(), "signing results");
+    let stage = Arc::new(motcua_result::ResultStage::new(signer));
+    Ok(motcua_runtime::run(stage, l.codec, l.runtime, l.shutdown).await?)
+}
+
+async fn track(l: Launch) -> Result<RunSummary> {
+    let cfg = &l.config;
+    let track = motcua_track::Track::connect(&cfg.database.url)
+        .await
+        .with_context(|| format!("opening the projection at {}", motcua_store::redact(&cfg.database.url)))?;
+    let api = if cfg.track.api_listen.is_empty() {
+        None
+    } else {
+        let addr: std::net::SocketAddr = cfg
+            .track
+            .api_listen
+            .parse()
+            .with_context(|| format!("track.api_listen = '{}' is not an address", cfg.track.api_listen))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve the status API on {addr}"))?;
+        info!(%addr, "status API");
+        let router = motcua_track::api::router_over(track.db().clone(), Arc::new(motcua_reference::civil::now_ms));
+        Some(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                error!(error = %e, "status API stopped");
+            }
+        }))
+    };
+    let calendar = motcua_routing::RoutingTables::load(&l.reference, &cfg.routing.files()?)?
+        .calendar()
+        .clone();
+    let producer: Arc<rdkafka::producer::FutureProducer> = Arc::new(
+        cfg.kafka
+            .producer_config(&format!("motcua-track-warnings-{}", l.runtime.instance_id))
+            .create()?,
+    );
+    let (kafka, warn_codec) = (cfg.kafka.clone(), l.codec.clone());
+    let warn_cfg = motcua_track::deadline::WarningConfig::new(cfg.track.warn_within_working_hours);
+    let (warn_db, warn_shutdown) = (track.db().clone(), l.shutdown.clone());
+    let warnings = tokio::spawn(async move {
+        let publish = move |w: Vec<motcua_schemas::DossierStatusChanged>| {
+            let (producer, kafka, codec) = (producer.clone(), kafka.clone(), warn_codec.clone());
+            async move {
+                let events: Vec<motcua_schemas::AnyEvent> = w.into_iter().map(Into::into).collect();
+                motcua_runtime::publish::deliver(&producer, &kafka, &codec, &events)
+                    .await
+                    .map_err(|e| error_chain(&e))
+            }
+        };
+        motcua_track::deadline::run_warnings(warn_db, warn_cfg, &calendar, publish, warn_shutdown).await
+    });
+    let summary = motcua_runtime::run(Arc::new(track.clone()), l.codec, l.runtime, l.shutdown).await;
+    if let Some(api) = api {
+        api.abort();
+    }
+    match warnings.await {
+        Ok(Ok(n)) => info!(warnings = n, "deadline warnings stopped"),
+        Ok(Err(e)) => error!(error = %error_chain(&e), "deadline warnings failed"),
+        Err(e) => error!(error = %e, "deadline warnings task"),
+    }
+    track.close().await;
+    Ok(summary?)
+}
+
+/// Reloads the routing tables on SIGHUP, and when a configured file's modification time
+/// changes. A file that does not load is reported and the current tables stay.
+async fn watch_routing_files(route: Arc<motcua_route::Route>, check_every_s: u64) {
+    let files = route.files().clone();
+    let paths: Vec<PathBuf> = [files.departments, files.desks, files.holidays]
+        .into_iter()
+        .flatten()
+        .collect();
+    let stamp = |paths: &[PathBuf]| -> Vec<Option<std::time::SystemTime>> {
+        paths
+            .iter()
+            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .collect()
+    };
+    let mut last = stamp(&paths);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let period = Duration::from_secs(check_every_s.max(1));
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let by_signal = tokio::select! {
+            _ = hangup => true,
+            _ = tokio::time::sleep(period) => false,
+        };
+        let now = stamp(&paths);
+        let changed = check_every_s > 0 && now != last;
+        if !(by_signal || changed) {
+            continue;
+        }
+        last = now;
+        match route.reload().await {
+            Ok(generation) => info!(generation, by_signal, "routing tables reloaded"),
+            Err(e) => {
+                error!(error = %error_chain(&e), "routing tables not reloaded; keeping the current ones")
+            }
+        }
+    }
+}
+
+/// Every minute: expire unpaid bills past their validity and publish their status.
+async fn expire_bills(
+    payment: Arc<motcua_payment::Payment>,
+    kafka: motcua_kafka::KafkaConfig,
+    codec: Codec,
+    mut shutdown: Shutdown,
+) {
+    let producer: rdkafka::producer::FutureProducer = match kafka.producer_config("motcua-payment-expiry").create() {
+        Ok(p) => p,
+        Err(e) => {
+            error!(error = %e, "bill expiry disabled: cannot create a producer");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+        let due = match payment.expiring(motcua_reference::civil::now_ms()).await {
+            Ok(due) => due,
+            Err(e) => {
+                error!(error = %error_chain(&e), "reading expiring bills failed; next round retries");
+                continue;
+            }
+        };
+        // Announce first, then mark: a failure in between announces again (same event ids).
+        for (reference, event) in due {
+            if let Err(e) = motcua_runtime::publish::deliver(&producer, &kafka, &codec, &[event]).await {
+                error!(error = %error_chain(&e), "publishing a bill expiry failed; next round retries");
+                break;
+            }
+            if let Err(e) = payment.mark_expired(&reference).await {
+                error!(error = %error_chain(&e), "marking a bill expired failed; next round retries");
+                break;
+            }
+            metrics::counter!("motcua_payment_expired_total").increment(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_are_the_stage_crates_names() {
+        let mut names: Vec<&str> = STAGES.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), STAGES.len());
+        assert_eq!(stage("route").map(|s| s.name), Some(motcua_route::STAGE));
+        assert!(stage("routing").is_none());
+    }
+
+    #[test]
+    fn every_topic_of_the_flow_but_dead_letters_is_read_by_some_stage() {
+        for t in Topic::ALL {
+            let readers: Vec<&str> = STAGES
+                .iter()
+                .filter(|s| (s.inputs)().contains(&t))
+                .map(|s| s.name)
+                .collect();
+            match t {
+                Topic::DeadLetter => assert!(readers.is_empty(), "{t} is read by {readers:?}"),
+                // Every event reaches the projection.
+                _ => assert!(readers.contains(&motcua_track::STAGE), "{t} is not projected"),
+            }
+        }
+    }
+}
