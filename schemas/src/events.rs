@@ -346,36 +346,262 @@ pub enum DossierStatus {
     ResultReturned,
 }
 
+/// Where a status stands in a dossier's life. A dossier never goes back from a later
+/// phase to an earlier one, whatever the clocks of the stages say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    /// Still being worked on (or waiting on the citizen): the legal clock matters.
+    Open,
+    /// Decided, rejected, withdrawn or stopped.
+    Closed,
+    /// The result is in the citizen's hands.
+    Returned,
+}
+
+/// The one table of the national statuses: code, name, phase, and the precedence that
+/// orders two statuses reached in the same millisecond (later in the table wins).
+const STATUS_TABLE: [(DossierStatus, i32, &str, Phase, u8); 10] = [
+    (DossierStatus::Registered, 1, "registered", Phase::Open, 1),
+    (DossierStatus::Received, 2, "received", Phase::Open, 2),
+    (
+        DossierStatus::RejectedAtReception,
+        3,
+        "rejected_at_reception",
+        Phase::Closed,
+        7,
+    ),
+    (DossierStatus::Processing, 4, "processing", Phase::Open, 4),
+    (
+        DossierStatus::SupplementRequested,
+        5,
+        "supplement_requested",
+        Phase::Open,
+        5,
+    ),
+    (
+        DossierStatus::FinancialObligationRequested,
+        6,
+        "financial_obligation_requested",
+        Phase::Open,
+        3,
+    ),
+    (DossierStatus::Withdrawn, 7, "withdrawn", Phase::Closed, 8),
+    (
+        DossierStatus::ProcessingStopped,
+        8,
+        "processing_stopped",
+        Phase::Closed,
+        9,
+    ),
+    (DossierStatus::Completed, 9, "completed", Phase::Closed, 6),
+    (
+        DossierStatus::ResultReturned,
+        10,
+        "result_returned",
+        Phase::Returned,
+        10,
+    ),
+];
+
 impl DossierStatus {
+    /// Every status, in code order.
+    pub const ALL: [DossierStatus; 10] = [
+        DossierStatus::Registered,
+        DossierStatus::Received,
+        DossierStatus::RejectedAtReception,
+        DossierStatus::Processing,
+        DossierStatus::SupplementRequested,
+        DossierStatus::FinancialObligationRequested,
+        DossierStatus::Withdrawn,
+        DossierStatus::ProcessingStopped,
+        DossierStatus::Completed,
+        DossierStatus::ResultReturned,
+    ];
+
+    fn row(self) -> &'static (DossierStatus, i32, &'static str, Phase, u8) {
+        // The table is in declaration order (checked by a test).
+        &STATUS_TABLE[self as usize]
+    }
+
     /// The national portal's numeric code.
     pub fn code(self) -> i32 {
-        match self {
-            DossierStatus::Registered => 1,
-            DossierStatus::Received => 2,
-            DossierStatus::RejectedAtReception => 3,
-            DossierStatus::Processing => 4,
-            DossierStatus::SupplementRequested => 5,
-            DossierStatus::FinancialObligationRequested => 6,
-            DossierStatus::Withdrawn => 7,
-            DossierStatus::ProcessingStopped => 8,
-            DossierStatus::Completed => 9,
-            DossierStatus::ResultReturned => 10,
-        }
+        self.row().1
+    }
+
+    /// The status of a national code, if it is one.
+    pub fn from_code(code: i32) -> Option<Self> {
+        STATUS_TABLE.iter().find(|r| r.1 == code).map(|r| r.0)
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            DossierStatus::Registered => "registered",
-            DossierStatus::Received => "received",
-            DossierStatus::RejectedAtReception => "rejected_at_reception",
-            DossierStatus::Processing => "processing",
-            DossierStatus::SupplementRequested => "supplement_requested",
-            DossierStatus::FinancialObligationRequested => "financial_obligation_requested",
-            DossierStatus::Withdrawn => "withdrawn",
-            DossierStatus::ProcessingStopped => "processing_stopped",
-            DossierStatus::Completed => "completed",
-            DossierStatus::ResultReturned => "result_returned",
+        self.row().2
+    }
+
+    pub fn phase(self) -> Phase {
+        self.row().3
+    }
+
+    /// Whether the dossier is still being worked on (its deadline runs, or is paused
+    /// while it waits for a supplement).
+    pub fn is_open(self) -> bool {
+        self.phase() == Phase::Open
+    }
+
+    /// Precedence between statuses reached in the same millisecond (greater wins).
+    pub fn precedence(self) -> u8 {
+        self.row().4
+    }
+}
+
+/// An event that can cause a status change: it names the dossier and what is known of it
+/// at that point (code, procedure, the unit it is with, its due time).
+pub trait StatusCause {
+    fn cause_event_id(&self) -> &str;
+    fn dossier_id(&self) -> &str;
+    fn dossier_code(&self) -> Option<&str>;
+    fn procedure_code(&self) -> &str;
+    /// The unit the dossier is with: the receiving unit until it is routed, then the
+    /// competent one.
+    fn unit_code(&self) -> &str;
+    fn due_at(&self) -> Option<TimestampMillis>;
+    fn traceparent(&self) -> Option<&str>;
+}
+
+macro_rules! status_cause {
+    ($ty:ty, |$s:ident| code: $code:expr, procedure: $proc:expr, dossier: $dossier:expr, unit: $unit:expr, due: $due:expr) => {
+        impl StatusCause for $ty {
+            fn cause_event_id(&self) -> &str {
+                &self.event_id
+            }
+            fn dossier_id(&self) -> &str {
+                let $s = self;
+                $dossier
+            }
+            #[allow(unused_variables)]
+            fn dossier_code(&self) -> Option<&str> {
+                let $s = self;
+                $code
+            }
+            fn procedure_code(&self) -> &str {
+                let $s = self;
+                $proc
+            }
+            fn unit_code(&self) -> &str {
+                let $s = self;
+                $unit
+            }
+            #[allow(unused_variables)]
+            fn due_at(&self) -> Option<TimestampMillis> {
+                let $s = self;
+                $due
+            }
+            fn traceparent(&self) -> Option<&str> {
+                self.traceparent.as_deref()
+            }
         }
+    };
+}
+
+status_cause!(DossierSubmitted, |s| code: None, procedure: &s.dossier.procedure_code,
+    dossier: &s.dossier.dossier_id, unit: &s.dossier.receiving_unit_code, due: None);
+status_cause!(DossierAccepted, |s| code: Some(&s.dossier_code), procedure: &s.procedure.code,
+    dossier: &s.dossier.dossier_id, unit: &s.dossier.receiving_unit_code, due: None);
+status_cause!(DossierVerified, |s| code: Some(&s.dossier_code), procedure: &s.procedure.code,
+    dossier: &s.dossier.dossier_id, unit: &s.dossier.receiving_unit_code, due: None);
+status_cause!(DossierPaid, |s| code: Some(&s.dossier_code), procedure: &s.procedure.code,
+    dossier: &s.dossier.dossier_id, unit: &s.dossier.receiving_unit_code, due: None);
+status_cause!(DossierRouted, |s| code: Some(&s.dossier_code), procedure: &s.procedure.code,
+    dossier: &s.dossier.dossier_id, unit: &s.competent_unit_code, due: Some(s.due_at));
+status_cause!(DossierDecided, |s| code: Some(&s.dossier_code), procedure: &s.procedure_code,
+    dossier: &s.dossier_id, unit: &s.competent_unit_code, due: Some(s.due_at));
+
+impl DossierStatusChanged {
+    /// A status change with no cause event (a timer's, e.g. a deadline warning): the
+    /// optional facts are empty until set with the `with_*` methods.
+    pub fn new(
+        event_id: String,
+        stage: &str,
+        dossier_id: &str,
+        status: DossierStatus,
+        occurred_at: TimestampMillis,
+    ) -> Self {
+        Self {
+            event_id,
+            causation_id: None,
+            dossier_id: dossier_id.to_owned(),
+            dossier_code: None,
+            status,
+            status_code: status.code(),
+            procedure_code: None,
+            stage: stage.to_owned(),
+            reasons: Vec::new(),
+            unit_code: None,
+            due_at: None,
+            occurred_at,
+            traceparent: None,
+        }
+    }
+
+    /// The status change `stage` makes because of `cause`: its event id derives from the
+    /// cause's (so a redelivery emits the identical event), and the dossier's facts come
+    /// from the cause.
+    pub fn caused_by(
+        cause: &impl StatusCause,
+        stage: &str,
+        kind: &str,
+        status: DossierStatus,
+        occurred_at: TimestampMillis,
+    ) -> Self {
+        Self::about(cause, cause.cause_event_id(), stage, kind, status, occurred_at)
+    }
+
+    /// Like [`Self::caused_by`], for a dossier described by `dossier` but caused by another
+    /// event (a payment confirmation about a verified dossier, a timer).
+    pub fn about(
+        dossier: &impl StatusCause,
+        cause_event_id: &str,
+        stage: &str,
+        kind: &str,
+        status: DossierStatus,
+        occurred_at: TimestampMillis,
+    ) -> Self {
+        let mut e = Self::new(
+            crate::derived_event_id(cause_event_id, stage, kind),
+            stage,
+            dossier.dossier_id(),
+            status,
+            occurred_at,
+        );
+        e.causation_id = Some(cause_event_id.to_owned());
+        e.dossier_code = dossier.dossier_code().map(str::to_owned);
+        e.procedure_code = Some(dossier.procedure_code().to_owned());
+        e.unit_code = Some(dossier.unit_code().to_owned());
+        e.due_at = dossier.due_at();
+        e.traceparent = dossier.traceparent().map(str::to_owned);
+        e
+    }
+
+    pub fn with_reasons(mut self, reasons: Vec<Reason>) -> Self {
+        self.reasons = reasons;
+        self
+    }
+
+    pub fn with_code(mut self, dossier_code: Option<String>) -> Self {
+        self.dossier_code = dossier_code;
+        self
+    }
+
+    pub fn with_procedure(mut self, procedure_code: Option<String>) -> Self {
+        self.procedure_code = procedure_code;
+        self
+    }
+
+    /// The unit the dossier is with and its due time (an assignment: routing, a due time
+    /// moved after a supplement pause).
+    pub fn with_assignment(mut self, unit_code: Option<String>, due_at: Option<TimestampMillis>) -> Self {
+        self.unit_code = unit_code;
+        self.due_at = due_at;
+        self
     }
 }
 

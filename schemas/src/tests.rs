@@ -181,3 +181,24 @@ fn derived_event_ids_are_deterministic_and_distinct() {
     assert_ne!(a, derived_event_id("e1", "intake", "status"));
     assert_ne!(a, derived_event_id("e2", "intake", "accepted"));
 }
+
+#[test]
+fn the_status_table_gives_each_status_its_national_code_and_back() {
+    use crate::DossierStatus;
+    for (i, s) in DossierStatus::ALL.into_iter().enumerate() {
+        assert_eq!(s.code(), i as i32 + 1, "{s:?}");
+        assert_eq!(DossierStatus::from_code(s.code()), Some(s));
+    }
+    assert_eq!(DossierStatus::from_code(0), None);
+    assert_eq!(DossierStatus::from_code(11), None);
+    let open: Vec<i32> = DossierStatus::ALL
+        .into_iter()
+        .filter(|s| s.is_open())
+        .map(|s| s.code())
+        .collect();
+    assert_eq!(open, [1, 2, 4, 5, 6]);
+    let mut precedence: Vec<u8> = DossierStatus::ALL.iter().map(|s| s.precedence()).collect();
+    precedence.sort_unstable();
+    precedence.dedup();
+    assert_eq!(precedence.len(), 10, "precedences must be distinct");
+}

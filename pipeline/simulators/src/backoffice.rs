@@ -54,22 +54,10 @@ impl BackOffice {
         due: i64,
         at: i64,
     ) -> AnyEvent {
-        DossierStatusChanged {
-            event_id: derived_event_id(&r.event_id, STAGE, kind),
-            causation_id: Some(r.event_id.clone()),
-            dossier_id: r.dossier.dossier_id.clone(),
-            dossier_code: Some(r.dossier_code.clone()),
-            status,
-            status_code: status.code(),
-            procedure_code: Some(r.procedure.code.clone()),
-            stage: STAGE.to_owned(),
-            reasons,
-            unit_code: Some(r.competent_unit_code.clone()),
-            due_at: Some(due),
-            occurred_at: at,
-            traceparent: r.traceparent.clone(),
-        }
-        .into()
+        DossierStatusChanged::caused_by(r, STAGE, kind, status, at)
+            .with_reasons(reasons)
+            .with_assignment(Some(r.competent_unit_code.clone()), Some(due))
+            .into()
     }
 
     /// The events of one routed dossier's processing, ending with its decision.

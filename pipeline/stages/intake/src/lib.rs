@@ -99,21 +99,9 @@ pub fn accepted_events(s: &DossierSubmitted, a: Admission, allocation: &CodeAllo
     };
     metrics::counter!("motcua_intake_dossiers_total", "outcome" => counter_label).increment(1);
     tracing::debug!(dossier_id = %s.dossier.dossier_id, dossier_code = %allocation.dossier_code, "accepted");
-    let status = DossierStatusChanged {
-        event_id: derived_event_id(&s.event_id, STAGE, "status"),
-        causation_id: Some(s.event_id.clone()),
-        dossier_id: s.dossier.dossier_id.clone(),
-        dossier_code: Some(allocation.dossier_code.clone()),
-        status: DossierStatus::Received,
-        status_code: DossierStatus::Received.code(),
-        procedure_code: Some(s.dossier.procedure_code.clone()),
-        stage: STAGE.to_owned(),
-        reasons: Vec::new(),
-        unit_code: Some(s.dossier.receiving_unit_code.clone()),
-        due_at: None,
-        occurred_at: allocation.received_at_ms,
-        traceparent: s.traceparent.clone(),
-    };
+    let status =
+        DossierStatusChanged::caused_by(s, STAGE, "status", DossierStatus::Received, allocation.received_at_ms)
+            .with_code(Some(allocation.dossier_code.clone()));
     let accepted = DossierAccepted {
         event_id: derived_event_id(&s.event_id, STAGE, "accepted"),
         causation_id: s.event_id.clone(),
@@ -138,22 +126,9 @@ pub fn refusal_event(s: &DossierSubmitted, r: Refusal) -> AnyEvent {
         metrics::counter!("motcua_intake_refusal_reasons_total", "reason_code" => reason.code.clone()).increment(1);
     }
     tracing::debug!(dossier_id = %s.dossier.dossier_id, status = r.status.as_str(), reasons = r.reasons.len(), "refused");
-    DossierStatusChanged {
-        event_id: derived_event_id(&s.event_id, STAGE, "status"),
-        causation_id: Some(s.event_id.clone()),
-        dossier_id: s.dossier.dossier_id.clone(),
-        dossier_code: None,
-        status: r.status,
-        status_code: r.status.code(),
-        procedure_code: Some(s.dossier.procedure_code.clone()),
-        stage: STAGE.to_owned(),
-        reasons: r.reasons,
-        unit_code: Some(s.dossier.receiving_unit_code.clone()),
-        due_at: None,
-        occurred_at: s.published_at,
-        traceparent: s.traceparent.clone(),
-    }
-    .into()
+    DossierStatusChanged::caused_by(s, STAGE, "status", r.status, s.published_at)
+        .with_reasons(r.reasons)
+        .into()
 }
 
 /// Reason codes the intake stage emits, for documentation and dashboards.

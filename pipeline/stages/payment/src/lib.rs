@@ -256,22 +256,9 @@ fn status_event(
     reasons: Vec<Reason>,
     at: i64,
 ) -> AnyEvent {
-    DossierStatusChanged {
-        event_id: derived_event_id(cause, STAGE, kind),
-        causation_id: Some(cause.to_owned()),
-        dossier_id: v.dossier.dossier_id.clone(),
-        dossier_code: Some(v.dossier_code.clone()),
-        status,
-        status_code: status.code(),
-        procedure_code: Some(v.procedure.code.clone()),
-        stage: STAGE.to_owned(),
-        reasons,
-        unit_code: Some(v.dossier.receiving_unit_code.clone()),
-        due_at: None,
-        occurred_at: at,
-        traceparent: v.traceparent.clone(),
-    }
-    .into()
+    DossierStatusChanged::about(v, cause, STAGE, kind, status, at)
+        .with_reasons(reasons)
+        .into()
 }
 
 impl Stage for Payment {

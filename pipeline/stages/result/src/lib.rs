@@ -152,21 +152,8 @@ impl ResultStage {
             timeliness,
             traceparent: d.traceparent.clone(),
         };
-        let status = DossierStatusChanged {
-            event_id: derived_event_id(&d.event_id, STAGE, "status"),
-            causation_id: Some(d.event_id.clone()),
-            dossier_id: d.dossier_id.clone(),
-            dossier_code: Some(d.dossier_code.clone()),
-            status: DossierStatus::ResultReturned,
-            status_code: DossierStatus::ResultReturned.code(),
-            procedure_code: Some(d.procedure_code.clone()),
-            stage: STAGE.to_owned(),
-            reasons: d.reasons.clone(),
-            unit_code: Some(d.competent_unit_code.clone()),
-            due_at: Some(d.due_at),
-            occurred_at: delivered_at,
-            traceparent: d.traceparent.clone(),
-        };
+        let status = DossierStatusChanged::caused_by(d, STAGE, "status", DossierStatus::ResultReturned, delivered_at)
+            .with_reasons(d.reasons.clone());
         vec![completed.into(), status.into()]
     }
 }

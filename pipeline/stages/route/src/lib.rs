@@ -188,25 +188,16 @@ fn status(
     a: Option<&Assignment>,
     at: i64,
 ) -> AnyEvent {
-    DossierStatusChanged {
-        event_id: derived_event_id(&paid.event_id, STAGE, "status"),
-        causation_id: Some(paid.event_id.clone()),
-        dossier_id: paid.dossier.dossier_id.clone(),
-        dossier_code: Some(paid.dossier_code.clone()),
-        status,
-        status_code: status.code(),
-        procedure_code: Some(paid.procedure.code.clone()),
-        stage: STAGE.to_owned(),
-        reasons,
-        unit_code: Some(a.map_or_else(
-            || paid.dossier.receiving_unit_code.clone(),
-            |a| a.authority_code.clone(),
-        )),
-        due_at: a.map(|a| a.due_at_ms),
-        occurred_at: at,
-        traceparent: paid.traceparent.clone(),
-    }
-    .into()
+    DossierStatusChanged::caused_by(paid, STAGE, "status", status, at)
+        .with_reasons(reasons)
+        .with_assignment(
+            Some(a.map_or_else(
+                || paid.dossier.receiving_unit_code.clone(),
+                |a| a.authority_code.clone(),
+            )),
+            a.map(|a| a.due_at_ms),
+        )
+        .into()
 }
 
 impl Stage for Route {

@@ -15,9 +15,9 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::projection::status_of_code;
 use crate::time::{format_local, parse_instant};
 use crate::ProjectionDb;
+use motcua_schemas::DossierStatus;
 
 /// The clock of the API (overdue and due-soon are relative to it).
 pub type Now = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -99,12 +99,13 @@ fn ts(ms: Option<i64>) -> Value {
 }
 
 fn status_name(code: Option<i32>) -> Value {
-    code.and_then(status_of_code)
+    code.and_then(DossierStatus::from_code)
         .map_or(Value::Null, |s| Value::String(s.as_str().to_owned()))
 }
 
 fn is_open(code: Option<i32>) -> bool {
-    code.is_some_and(|c| crate::OPEN_STATUS_CODES.contains(&c))
+    code.and_then(DossierStatus::from_code)
+        .is_some_and(DossierStatus::is_open)
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -355,7 +356,7 @@ async fn unit_load(
     let by_status: serde_json::Map<String, Value> = rows
         .iter()
         .map(|r| {
-            let name = status_of_code(r.status_code).map_or("unknown", |s| s.as_str());
+            let name = DossierStatus::from_code(r.status_code).map_or("unknown", DossierStatus::as_str);
             (name.to_owned(), json!(r.open))
         })
         .collect();

@@ -11,7 +11,9 @@ use motcua_runtime::Shutdown;
 use motcua_schemas::{derived_event_id, DossierStatusChanged, Reason};
 use sqlx::{PgPool, SqlitePool};
 
-use crate::projection::{status_of_code, STAGE};
+use motcua_schemas::DossierStatus;
+
+use crate::projection::STAGE;
 use crate::{ProjectionDb, Result};
 
 /// Working time between two instants. The routing calendar ([`motcua_routing::Calendar`])
@@ -110,7 +112,7 @@ pub async fn pending_warnings(
         if left > horizon_ms {
             continue;
         }
-        let Some(status) = status_of_code(c.status_code) else {
+        let Some(status) = DossierStatus::from_code(c.status_code) else {
             continue;
         };
         let reason = if left < 0 {
@@ -124,21 +126,14 @@ pub async fn pending_warnings(
                 message: format!("{:.1} working hours left before the due time", left as f64 / 3.6e6),
             }
         };
-        out.push(DossierStatusChanged {
-            event_id: derived_event_id(&format!("{}@{}", c.dossier_id, c.due_at), STAGE, "deadline-warning"),
-            causation_id: None,
-            dossier_id: c.dossier_id,
-            dossier_code: c.dossier_code,
-            status,
-            status_code: status.code(),
-            procedure_code: c.procedure_code,
-            stage: STAGE.to_owned(),
-            reasons: vec![reason],
-            unit_code: c.unit,
-            due_at: Some(c.due_at),
-            occurred_at: now_ms,
-            traceparent: None,
-        });
+        let event_id = derived_event_id(&format!("{}@{}", c.dossier_id, c.due_at), STAGE, "deadline-warning");
+        out.push(
+            DossierStatusChanged::new(event_id, STAGE, &c.dossier_id, status, now_ms)
+                .with_code(c.dossier_code)
+                .with_procedure(c.procedure_code)
+                .with_reasons(vec![reason])
+                .with_assignment(c.unit, Some(c.due_at)),
+        );
     }
     Ok(out)
 }

@@ -44,7 +44,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use deadline::{mark_warned, pending_warnings, run_warnings, WallClock, WarningConfig, WorkingTime};
-pub use projection::{status_key, status_of_code, Applied, OPEN_STATUS_CODES, STAGE};
+pub use projection::{status_key, Applied, STAGE};
 pub use time::{format_local, parse_instant};
 
 #[derive(Debug, thiserror::Error)]

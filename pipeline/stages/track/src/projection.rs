@@ -40,46 +40,70 @@ pub(crate) struct Change {
     pub(crate) patch: Patch,
 }
 
-/// A partial dossier row (see the module documentation for the merge rule).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Patch {
-    pub(crate) dossier_id: String,
-    pub(crate) dossier_code: Option<String>,
-    pub(crate) procedure_code: Option<String>,
-    pub(crate) receiving_unit: Option<String>,
-    pub(crate) channel: Option<&'static str>,
-    pub(crate) submitted_at: Option<i64>,
-    pub(crate) received_at: Option<i64>,
-    pub(crate) assign_at: Option<i64>,
-    pub(crate) competent_unit: Option<String>,
-    pub(crate) due_at: Option<i64>,
-    pub(crate) decided_at: Option<i64>,
-    pub(crate) decision: Option<&'static str>,
-    pub(crate) completed_at: Option<i64>,
-    pub(crate) timeliness: Option<&'static str>,
-    pub(crate) status_code: Option<i32>,
-    pub(crate) status_at: Option<i64>,
-    pub(crate) status_key: Option<i64>,
-    pub(crate) last_event_at: Option<i64>,
+/// Declares the dossier row's columns once, each with its merge rule: the `Patch`
+/// struct (a partial row), its Rust merge and the SQL upsert's `MERGE` table all come
+/// from this one list, so the two merges cannot drift apart.
+macro_rules! dossier_columns {
+    ($($column:ident: $ty:ty => $rule:ident),* $(,)?) => {
+        /// A partial dossier row (see the module documentation for the merge rule).
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub(crate) struct Patch {
+            pub(crate) dossier_id: String,
+            $(pub(crate) $column: Option<$ty>,)*
+        }
+
+        /// Every column but the key, in the order of the UNNEST columns, with its merge rule.
+        const MERGE: &[(&str, Rule)] = &[$((stringify!($column), Rule::$rule)),*];
+
+        impl Patch {
+            /// Merges `new` into `self` exactly as the SQL upsert merges EXCLUDED into the
+            /// row (every rule sees the values from before the merge, as SQL SETs do).
+            pub(crate) fn merge(&mut self, new: Patch) {
+                let before = Before::of(self, &new);
+                $(Rule::$rule.apply(&mut self.$column, new.$column, &before);)*
+            }
+        }
+    };
 }
 
-fn first<T>(a: &mut Option<T>, b: Option<T>) {
-    if a.is_none() {
-        *a = b;
-    }
+dossier_columns! {
+    dossier_code: String => First,
+    procedure_code: String => First,
+    receiving_unit: String => First,
+    channel: &'static str => First,
+    submitted_at: i64 => Least,
+    received_at: i64 => Least,
+    assign_at: i64 => Greatest,
+    competent_unit: String => LatestAssignment,
+    due_at: i64 => LatestAssignment,
+    decided_at: i64 => First,
+    decision: &'static str => First,
+    completed_at: i64 => First,
+    timeliness: &'static str => First,
+    status_code: i32 => GreatestStatus,
+    status_at: i64 => GreatestStatus,
+    status_key: i64 => Greatest,
+    last_event_at: i64 => Greatest,
 }
 
-fn least(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, y) => x.or(y),
-    }
+/// What the rules compare, taken before any column changes.
+struct Before {
+    /// The patch's assignment is at least as recent as the row's.
+    newer_assignment: bool,
+    /// The patch's status outranks the row's.
+    newer_status: bool,
 }
 
-fn greatest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.max(y)),
-        (x, y) => x.or(y),
+impl Before {
+    fn of(row: &Patch, new: &Patch) -> Self {
+        Self {
+            newer_assignment: match (new.assign_at, row.assign_at) {
+                (Some(n), Some(c)) => n >= c,
+                (Some(_), None) => true,
+                (None, _) => false,
+            },
+            newer_status: new.status_key.is_some() && new.status_key > row.status_key,
+        }
     }
 }
 
@@ -92,78 +116,14 @@ impl Patch {
         self.receiving_unit = Some(d.receiving_unit_code.clone());
         self.channel = Some(channel(d.channel));
     }
-
-    /// Merges `new` into `self` exactly as the SQL upsert merges EXCLUDED into the row.
-    pub(crate) fn merge(&mut self, new: Patch) {
-        first(&mut self.dossier_code, new.dossier_code);
-        first(&mut self.procedure_code, new.procedure_code);
-        first(&mut self.receiving_unit, new.receiving_unit);
-        first(&mut self.channel, new.channel);
-        self.submitted_at = least(self.submitted_at, new.submitted_at);
-        self.received_at = least(self.received_at, new.received_at);
-        let newer_assignment = match (new.assign_at, self.assign_at) {
-            (Some(n), Some(c)) => n >= c,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if newer_assignment {
-            self.competent_unit = new.competent_unit.or(self.competent_unit.take());
-            self.due_at = new.due_at.or(self.due_at);
-        } else {
-            first(&mut self.competent_unit, new.competent_unit);
-            first(&mut self.due_at, new.due_at);
-        }
-        self.assign_at = greatest(self.assign_at, new.assign_at);
-        first(&mut self.decided_at, new.decided_at);
-        first(&mut self.decision, new.decision);
-        first(&mut self.completed_at, new.completed_at);
-        first(&mut self.timeliness, new.timeliness);
-        if new.status_key.is_some() && new.status_key > self.status_key {
-            self.status_code = new.status_code;
-            self.status_at = new.status_at;
-            self.status_key = new.status_key;
-        }
-        self.last_event_at = greatest(self.last_event_at, new.last_event_at);
-    }
 }
 
-/// The national status of a numeric code.
-pub fn status_of_code(code: i32) -> Option<DossierStatus> {
-    use DossierStatus::*;
-    Some(match code {
-        1 => Registered,
-        2 => Received,
-        3 => RejectedAtReception,
-        4 => Processing,
-        5 => SupplementRequested,
-        6 => FinancialObligationRequested,
-        7 => Withdrawn,
-        8 => ProcessingStopped,
-        9 => Completed,
-        10 => ResultReturned,
-        _ => return None,
-    })
-}
-
-/// Statuses of a dossier still being worked on (the deadline runs).
-pub const OPEN_STATUS_CODES: [i32; 5] = [1, 2, 4, 5, 6];
-
-/// The precedence key of a status reached at `at` (see the module documentation):
-/// phase in bits 50.., time in bits 4..50, code precedence in bits 0..4.
+/// The precedence key of a status reached at `at` (see the module documentation): the
+/// status's phase in bits 50.., time in bits 4..50, its same-millisecond precedence in
+/// bits 0..4 (phase and precedence come from the status table in the schemas).
 pub fn status_key(code: i32, at: i64) -> i64 {
-    let (phase, rank) = match code {
-        1 => (0, 1),
-        2 => (0, 2),
-        6 => (0, 3),
-        4 => (0, 4),
-        5 => (0, 5),
-        9 => (1, 6),
-        3 => (1, 7),
-        7 => (1, 8),
-        8 => (1, 9),
-        10 => (2, 10),
-        _ => (0, 0),
-    };
+    let (phase, rank) =
+        DossierStatus::from_code(code).map_or((0, 0), |s| (s.phase() as i64, i64::from(s.precedence())));
     let at = at.clamp(0, (1 << 46) - 1);
     (phase << 50) | (at << 4) | rank
 }
@@ -363,26 +323,41 @@ enum Rule {
     GreatestStatus,
 }
 
-/// Every column but the key, in the order of the UNNEST columns, with its merge rule.
-const MERGE: [(&str, Rule); 17] = [
-    ("dossier_code", Rule::First),
-    ("procedure_code", Rule::First),
-    ("receiving_unit", Rule::First),
-    ("channel", Rule::First),
-    ("submitted_at", Rule::Least),
-    ("received_at", Rule::Least),
-    ("assign_at", Rule::Greatest),
-    ("competent_unit", Rule::LatestAssignment),
-    ("due_at", Rule::LatestAssignment),
-    ("decided_at", Rule::First),
-    ("decision", Rule::First),
-    ("completed_at", Rule::First),
-    ("timeliness", Rule::First),
-    ("status_code", Rule::GreatestStatus),
-    ("status_at", Rule::GreatestStatus),
-    ("status_key", Rule::Greatest),
-    ("last_event_at", Rule::Greatest),
-];
+impl Rule {
+    /// The rule in Rust, for several events of one dossier in a batch.
+    fn apply<T: Ord>(self, column: &mut Option<T>, new: Option<T>, before: &Before) {
+        match self {
+            Rule::First => {
+                if column.is_none() {
+                    *column = new;
+                }
+            }
+            Rule::Least => {
+                if new.is_some() && (column.is_none() || new < *column) {
+                    *column = new;
+                }
+            }
+            Rule::Greatest => {
+                if new > *column {
+                    *column = new;
+                }
+            }
+            Rule::LatestAssignment => {
+                let (newer, older) = if before.newer_assignment {
+                    (new, column.take())
+                } else {
+                    (column.take(), new)
+                };
+                *column = newer.or(older);
+            }
+            Rule::GreatestStatus => {
+                if before.newer_status {
+                    *column = new;
+                }
+            }
+        }
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Dialect {

@@ -182,22 +182,9 @@ impl<R: Registries> Verify<R> {
 }
 
 fn status(accepted: &DossierAccepted, status: DossierStatus, reasons: Vec<Reason>, at: i64) -> AnyEvent {
-    DossierStatusChanged {
-        event_id: derived_event_id(&accepted.event_id, STAGE, "status"),
-        causation_id: Some(accepted.event_id.clone()),
-        dossier_id: accepted.dossier.dossier_id.clone(),
-        dossier_code: Some(accepted.dossier_code.clone()),
-        status,
-        status_code: status.code(),
-        procedure_code: Some(accepted.procedure.code.clone()),
-        stage: STAGE.to_owned(),
-        reasons,
-        unit_code: Some(accepted.dossier.receiving_unit_code.clone()),
-        due_at: None,
-        occurred_at: at,
-        traceparent: accepted.traceparent.clone(),
-    }
-    .into()
+    DossierStatusChanged::caused_by(accepted, STAGE, "status", status, at)
+        .with_reasons(reasons)
+        .into()
 }
 
 fn store_error(e: motcua_store::Error) -> StageError {
