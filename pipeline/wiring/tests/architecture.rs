@@ -1,0 +1,94 @@
+//! The dependency rules of ARCHITECTURE.md, checked against the crates' manifests.
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The `[dependencies]` (not dev-dependencies) of the crate in `dir`.
+fn dependencies(dir: &str) -> Vec<String> {
+    let path = root().join(dir).join("Cargo.toml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let manifest: toml::Table = text.parse().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    manifest
+        .get("dependencies")
+        .and_then(toml::Value::as_table)
+        .map(|t| t.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+const STAGES: [&str; 6] = ["intake", "verify", "payment", "route", "result", "track"];
+
+/// The production crates: everything a deployed worker runs.
+fn production_crates() -> Vec<String> {
+    let mut dirs: Vec<String> = [
+        "schemas",
+        "connectors/kafka",
+        "connectors/store",
+        "connectors/registries",
+        "pipeline/domain/reference",
+        "pipeline/domain/routing",
+        "pipeline/runtime",
+        "pipeline/wiring",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    dirs.extend(STAGES.map(|s| format!("pipeline/stages/{s}")));
+    dirs
+}
+
+#[test]
+fn production_crates_depend_on_no_simulator_and_not_on_the_demo() {
+    for dir in production_crates() {
+        let deps = dependencies(&dir);
+        for banned in ["motcua-simulators", "motcua-demo"] {
+            assert!(!deps.iter().any(|d| d == banned), "{dir} depends on {banned}");
+        }
+    }
+}
+
+#[test]
+fn a_stage_depends_on_no_other_stage_nor_on_the_wiring() {
+    for stage in STAGES {
+        let deps = dependencies(&format!("pipeline/stages/{stage}"));
+        for other in STAGES {
+            assert!(
+                !deps.iter().any(|d| *d == format!("motcua-{other}")),
+                "stage {stage} depends on stage {other}"
+            );
+        }
+        assert!(!deps.iter().any(|d| d == "motcua-wiring"), "stage {stage} depends on the wiring");
+    }
+}
+
+#[test]
+fn the_lower_layers_depend_on_no_stage_and_no_runtime() {
+    for dir in [
+        "schemas",
+        "connectors/kafka",
+        "connectors/store",
+        "connectors/registries",
+        "pipeline/domain/reference",
+        "pipeline/domain/routing",
+    ] {
+        let deps = dependencies(dir);
+        for stage in STAGES {
+            assert!(!deps.iter().any(|d| *d == format!("motcua-{stage}")), "{dir} depends on {stage}");
+        }
+        assert!(!deps.iter().any(|d| d == "motcua-runtime"), "{dir} depends on the runtime");
+    }
+}
+
+#[test]
+fn every_stage_crate_is_in_the_stage_table() {
+    let names: Vec<&str> = motcua_wiring::STAGES.iter().map(|s| s.name).collect();
+    for stage in STAGES {
+        assert!(names.contains(&stage), "{stage} is not in the stage table");
+        assert!(
+            root().join("pipeline/stages").join(stage).join("Cargo.toml").exists(),
+            "{stage} has no crate under pipeline/stages"
+        );
+    }
+    assert_eq!(names.len(), STAGES.len(), "the stage table has a stage this test does not know");
+}
