@@ -359,64 +359,32 @@ pub enum Phase {
 }
 
 /// The one table of the national statuses: code, name, phase, and the precedence that
-/// orders two statuses reached in the same millisecond (later in the table wins).
+/// orders two statuses reached in the same millisecond (the greater wins).
+#[rustfmt::skip]
 const STATUS_TABLE: [(DossierStatus, i32, &str, Phase, u8); 10] = [
-    (DossierStatus::Registered, 1, "registered", Phase::Open, 1),
-    (DossierStatus::Received, 2, "received", Phase::Open, 2),
-    (
-        DossierStatus::RejectedAtReception,
-        3,
-        "rejected_at_reception",
-        Phase::Closed,
-        7,
-    ),
-    (DossierStatus::Processing, 4, "processing", Phase::Open, 4),
-    (
-        DossierStatus::SupplementRequested,
-        5,
-        "supplement_requested",
-        Phase::Open,
-        5,
-    ),
-    (
-        DossierStatus::FinancialObligationRequested,
-        6,
-        "financial_obligation_requested",
-        Phase::Open,
-        3,
-    ),
-    (DossierStatus::Withdrawn, 7, "withdrawn", Phase::Closed, 8),
-    (
-        DossierStatus::ProcessingStopped,
-        8,
-        "processing_stopped",
-        Phase::Closed,
-        9,
-    ),
-    (DossierStatus::Completed, 9, "completed", Phase::Closed, 6),
-    (
-        DossierStatus::ResultReturned,
-        10,
-        "result_returned",
-        Phase::Returned,
-        10,
-    ),
+    (DossierStatus::Registered,                   1,  "registered",                     Phase::Open,     1),
+    (DossierStatus::Received,                     2,  "received",                       Phase::Open,     2),
+    (DossierStatus::RejectedAtReception,          3,  "rejected_at_reception",          Phase::Closed,   7),
+    (DossierStatus::Processing,                   4,  "processing",                     Phase::Open,     4),
+    (DossierStatus::SupplementRequested,          5,  "supplement_requested",           Phase::Open,     5),
+    (DossierStatus::FinancialObligationRequested, 6,  "financial_obligation_requested", Phase::Open,     3),
+    (DossierStatus::Withdrawn,                    7,  "withdrawn",                      Phase::Closed,   8),
+    (DossierStatus::ProcessingStopped,            8,  "processing_stopped",             Phase::Closed,   9),
+    (DossierStatus::Completed,                    9,  "completed",                      Phase::Closed,   6),
+    (DossierStatus::ResultReturned,               10, "result_returned",                Phase::Returned, 10),
 ];
 
 impl DossierStatus {
-    /// Every status, in code order.
-    pub const ALL: [DossierStatus; 10] = [
-        DossierStatus::Registered,
-        DossierStatus::Received,
-        DossierStatus::RejectedAtReception,
-        DossierStatus::Processing,
-        DossierStatus::SupplementRequested,
-        DossierStatus::FinancialObligationRequested,
-        DossierStatus::Withdrawn,
-        DossierStatus::ProcessingStopped,
-        DossierStatus::Completed,
-        DossierStatus::ResultReturned,
-    ];
+    /// Every status, in code order (from the table).
+    pub const ALL: [DossierStatus; 10] = {
+        let mut all = [DossierStatus::Registered; 10];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = STATUS_TABLE[i].0;
+            i += 1;
+        }
+        all
+    };
 
     fn row(self) -> &'static (DossierStatus, i32, &'static str, Phase, u8) {
         // The table is in declaration order (checked by a test).
