@@ -186,6 +186,8 @@ fn derived_event_ids_are_deterministic_and_distinct() {
 fn the_status_table_gives_each_status_its_national_code_and_back() {
     use crate::DossierStatus;
     for (i, s) in DossierStatus::ALL.into_iter().enumerate() {
+        // ALL is read off the table: this checks the table is in declaration order.
+        assert_eq!(s as usize, i, "{s:?} is out of place in the status table");
         assert_eq!(s.code(), i as i32 + 1, "{s:?}");
         assert_eq!(DossierStatus::from_code(s.code()), Some(s));
     }
