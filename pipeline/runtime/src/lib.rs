@@ -16,6 +16,7 @@ mod ledger;
 pub mod publish;
 mod runtime;
 mod stage;
+pub mod telemetry;
 
 pub use runtime::{run, RunSummary, RuntimeConfig, Shutdown};
 pub use stage::{AllTopics, Envelope, Input, Origin, Outcome, Stage, StageError};

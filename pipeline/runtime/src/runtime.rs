@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tracing::{debug, error, info, info_span, warn};
 
 use crate::ledger::{Ledger, Tp};
+use crate::telemetry;
 use crate::{Envelope, Error, Input, Origin, Outcome, Result, Stage, StageError};
 
 /// Tuning of one worker. Defaults suit a stage whose batch takes milliseconds.
@@ -187,8 +188,7 @@ impl ClientContext for StageContext {
                 .filter(|p| p.consumer_lag >= 0)
                 .map(|p| p.consumer_lag)
                 .sum();
-            metrics::gauge!("motcua_consumer_lag_messages", "stage" => self.stage, "topic" => topic.clone())
-                .set(lag as f64);
+            telemetry::consumer_lag(self.stage, topic, lag);
         }
     }
 }
@@ -267,13 +267,9 @@ impl ConsumerContext for StageContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
-            Ok(()) => metrics::counter!("motcua_offsets_committed_total", "stage" => self.stage)
-                .increment(offsets.count() as u64),
+            Ok(()) => telemetry::offsets_committed(self.stage, offsets.count()),
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => {
-                metrics::counter!("motcua_offset_commit_failures_total", "stage" => self.stage).increment(1);
-                warn!(stage = self.stage, error = %e, "offset commit failed; it is retried with the next commit");
-            }
+            Err(e) => telemetry::offset_commit_failed(self.stage, &e),
         }
     }
 }
@@ -298,7 +294,7 @@ impl ProducerContext for DeliveryContext {
         match result {
             Ok(_) => lock(&self.ledger).ack(&token.tp, token.epoch, token.offset),
             Err((e, m)) => {
-                metrics::counter!("motcua_delivery_failures_total", "stage" => self.stage).increment(1);
+                telemetry::delivery_failed(self.stage);
                 let mut ledger = lock(&self.ledger);
                 // The first failure stops the worker; the ones queued behind it add nothing.
                 if ledger.fatal().is_none() {
@@ -440,7 +436,7 @@ async fn consume_loop<S: Stage>(
         }
         store_committable(consumer, ledger, name);
         let in_flight = lock(ledger).in_flight();
-        metrics::gauge!("motcua_stage_in_flight_messages", "stage" => name).set(in_flight as f64);
+        telemetry::in_flight(name, in_flight);
         if in_flight >= cfg.max_in_flight {
             tokio::time::sleep(Duration::from_millis(2)).await;
             continue;
@@ -536,16 +532,12 @@ async fn consume_loop<S: Stage>(
                         });
                     }
                     summary.processed += 1;
-                    metrics::counter!("motcua_stage_messages_total", "stage" => name, "outcome" => "processed")
-                        .increment(1);
+                    telemetry::message_processed(name);
                     out
                 }
                 Outcome::DeadLetter { reason_code, reason } => {
-                    warn!(reason_code = %reason_code, reason = %reason, "dead-lettering message");
+                    telemetry::message_dead_lettered(name, &reason_code, &reason);
                     summary.dead_lettered += 1;
-                    metrics::counter!("motcua_stage_messages_total", "stage" => name, "outcome" => "dead_lettered")
-                        .increment(1);
-                    metrics::counter!("motcua_dead_letters_total", "stage" => name, "reason_code" => reason_code.clone()).increment(1);
                     vec![dead_letter(codec, name, &dlq_topic, m, &reason_code, &reason)?]
                 }
             };
@@ -568,9 +560,7 @@ async fn consume_loop<S: Stage>(
                 summary.produced += 1;
             }
         }
-        metrics::histogram!("motcua_stage_batch_duration_seconds", "stage" => name)
-            .record(started.elapsed().as_secs_f64());
-        metrics::histogram!("motcua_stage_batch_size_messages", "stage" => name).record(batch.len() as f64);
+        telemetry::batch_done(name, started.elapsed(), batch.len());
     }
     // Shutdown: wait (bounded) for the last outputs, so the busy time covers them.
     let deadline = Instant::now() + cfg.drain_timeout;
@@ -609,8 +599,7 @@ fn push_received(
     let m = match r {
         Ok(m) => m,
         Err(e) => {
-            metrics::counter!("motcua_consumer_errors_total").increment(1);
-            warn!(error = %e, "consumer error");
+            telemetry::consumer_error(&e);
             return;
         }
     };
@@ -660,14 +649,14 @@ async fn handle_with_retry<S: Stage>(
                 })
             }
             Err(StageError::Retryable(reason)) => {
-                metrics::counter!("motcua_stage_retries_total", "stage" => stage.name()).increment(1);
                 if started.elapsed() >= cfg.retry_budget {
+                    telemetry::batch_retries_exhausted(stage.name());
                     return Err(Error::Fatal {
                         stage: stage.name().to_owned(),
                         reason: format!("still failing after {:?} of retries: {reason}", cfg.retry_budget),
                     });
                 }
-                warn!(stage = stage.name(), %reason, retry_in = ?delay, "batch failed, retrying");
+                telemetry::batch_retrying(stage.name(), &reason, delay);
                 let mut sd = shutdown.clone();
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
@@ -777,7 +766,7 @@ fn store_committable(consumer: &Worker<StageContext>, ledger: &Mutex<Ledger>, st
         let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
     }
     match consumer.store_offsets(&tpl) {
-        Ok(()) => metrics::counter!("motcua_offsets_stored_total", "stage" => stage).increment(ready.len() as u64),
+        Ok(()) => telemetry::offsets_stored(stage, ready.len()),
         // The partition may have been revoked in the meantime; its new owner redoes it.
         Err(e) => debug!(stage, error = %e, "storing offsets failed"),
     }

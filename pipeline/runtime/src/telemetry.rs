@@ -1,0 +1,142 @@
+//! The runtime's metrics and the log lines that go with them, in one place: names,
+//! descriptions, and one function per thing that happens. Labels stay bounded (stage,
+//! topic, outcome, reason code), never a dossier id.
+
+use std::time::Duration;
+
+use metrics::Unit;
+use tracing::warn;
+
+pub const CONSUMER_LAG_MESSAGES: &str = "motcua_consumer_lag_messages";
+pub const CONSUMER_ERRORS_TOTAL: &str = "motcua_consumer_errors_total";
+pub const OFFSETS_STORED_TOTAL: &str = "motcua_offsets_stored_total";
+pub const OFFSETS_COMMITTED_TOTAL: &str = "motcua_offsets_committed_total";
+pub const OFFSET_COMMIT_FAILURES_TOTAL: &str = "motcua_offset_commit_failures_total";
+pub const DELIVERY_FAILURES_TOTAL: &str = "motcua_delivery_failures_total";
+pub const STAGE_IN_FLIGHT_MESSAGES: &str = "motcua_stage_in_flight_messages";
+pub const STAGE_MESSAGES_TOTAL: &str = "motcua_stage_messages_total";
+pub const DEAD_LETTERS_TOTAL: &str = "motcua_dead_letters_total";
+pub const STAGE_RETRIES_TOTAL: &str = "motcua_stage_retries_total";
+pub const STAGE_BATCH_DURATION_SECONDS: &str = "motcua_stage_batch_duration_seconds";
+pub const STAGE_BATCH_SIZE_MESSAGES: &str = "motcua_stage_batch_size_messages";
+
+/// Registers every runtime metric with its unit and description (call once, after the
+/// exporter is installed).
+pub fn describe() {
+    metrics::describe_gauge!(
+        CONSUMER_LAG_MESSAGES,
+        Unit::Count,
+        "Messages not yet consumed, per stage and input topic (librdkafka statistics)"
+    );
+    metrics::describe_counter!(
+        CONSUMER_ERRORS_TOTAL,
+        Unit::Count,
+        "Errors the Kafka consumer reported while receiving"
+    );
+    metrics::describe_counter!(
+        OFFSETS_STORED_TOTAL,
+        Unit::Count,
+        "Partition offsets stored for commit once their outputs were acknowledged"
+    );
+    metrics::describe_counter!(
+        OFFSETS_COMMITTED_TOTAL,
+        Unit::Count,
+        "Partition offsets committed to the consumer group"
+    );
+    metrics::describe_counter!(
+        OFFSET_COMMIT_FAILURES_TOTAL,
+        Unit::Count,
+        "Offset commits that failed (retried with the next commit)"
+    );
+    metrics::describe_counter!(
+        DELIVERY_FAILURES_TOTAL,
+        Unit::Count,
+        "Produced messages the broker did not acknowledge (stops the worker)"
+    );
+    metrics::describe_gauge!(
+        STAGE_IN_FLIGHT_MESSAGES,
+        Unit::Count,
+        "Handled input messages whose outputs are not yet acknowledged"
+    );
+    metrics::describe_counter!(
+        STAGE_MESSAGES_TOTAL,
+        Unit::Count,
+        "Input messages handled, by outcome (processed, dead_lettered)"
+    );
+    metrics::describe_counter!(
+        DEAD_LETTERS_TOTAL,
+        Unit::Count,
+        "Input messages sent to the dead-letter topic, by reason code"
+    );
+    metrics::describe_counter!(
+        STAGE_RETRIES_TOTAL,
+        Unit::Count,
+        "Batches the stage failed with a retryable error"
+    );
+    metrics::describe_histogram!(
+        STAGE_BATCH_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time from receiving a batch to having produced its outputs"
+    );
+    metrics::describe_histogram!(STAGE_BATCH_SIZE_MESSAGES, Unit::Count, "Input messages per batch");
+}
+
+pub(crate) fn consumer_lag(stage: &'static str, topic: &str, lag: i64) {
+    metrics::gauge!(CONSUMER_LAG_MESSAGES, "stage" => stage, "topic" => topic.to_owned()).set(lag as f64);
+}
+
+pub(crate) fn consumer_error(error: &rdkafka::error::KafkaError) {
+    metrics::counter!(CONSUMER_ERRORS_TOTAL).increment(1);
+    warn!(error = %error, "consumer error");
+}
+
+pub(crate) fn offsets_stored(stage: &'static str, n: usize) {
+    metrics::counter!(OFFSETS_STORED_TOTAL, "stage" => stage).increment(n as u64);
+}
+
+pub(crate) fn offsets_committed(stage: &'static str, n: usize) {
+    metrics::counter!(OFFSETS_COMMITTED_TOTAL, "stage" => stage).increment(n as u64);
+}
+
+pub(crate) fn offset_commit_failed(stage: &'static str, error: &rdkafka::error::KafkaError) {
+    metrics::counter!(OFFSET_COMMIT_FAILURES_TOTAL, "stage" => stage).increment(1);
+    warn!(stage, error = %error, "offset commit failed; it is retried with the next commit");
+}
+
+/// Counts every failed delivery; the caller logs only the first (the ones queued behind
+/// it add nothing).
+pub(crate) fn delivery_failed(stage: &'static str) {
+    metrics::counter!(DELIVERY_FAILURES_TOTAL, "stage" => stage).increment(1);
+}
+
+pub(crate) fn in_flight(stage: &'static str, n: usize) {
+    metrics::gauge!(STAGE_IN_FLIGHT_MESSAGES, "stage" => stage).set(n as f64);
+}
+
+pub(crate) fn message_processed(stage: &'static str) {
+    metrics::counter!(STAGE_MESSAGES_TOTAL, "stage" => stage, "outcome" => "processed").increment(1);
+}
+
+/// Logged inside the message's span, which carries the dossier id.
+pub(crate) fn message_dead_lettered(stage: &'static str, reason_code: &str, reason: &str) {
+    warn!(reason_code = %reason_code, reason = %reason, "dead-lettering message");
+    metrics::counter!(STAGE_MESSAGES_TOTAL, "stage" => stage, "outcome" => "dead_lettered").increment(1);
+    metrics::counter!(DEAD_LETTERS_TOTAL, "stage" => stage, "reason_code" => reason_code.to_owned()).increment(1);
+}
+
+/// A retryable failure that will be retried after `delay`.
+pub(crate) fn batch_retrying(stage: &'static str, reason: &str, delay: Duration) {
+    metrics::counter!(STAGE_RETRIES_TOTAL, "stage" => stage).increment(1);
+    warn!(stage, %reason, retry_in = ?delay, "batch failed, retrying");
+}
+
+/// A retryable failure past the retry budget: counted like the others, the worker then
+/// stops with a fatal error (logged by whoever reports it).
+pub(crate) fn batch_retries_exhausted(stage: &'static str) {
+    metrics::counter!(STAGE_RETRIES_TOTAL, "stage" => stage).increment(1);
+}
+
+pub(crate) fn batch_done(stage: &'static str, elapsed: Duration, size: usize) {
+    metrics::histogram!(STAGE_BATCH_DURATION_SECONDS, "stage" => stage).record(elapsed.as_secs_f64());
+    metrics::histogram!(STAGE_BATCH_SIZE_MESSAGES, "stage" => stage).record(size as f64);
+}
