@@ -122,8 +122,7 @@ async fn write(pool: &PgPool, buf: &mut Vec<AuditRecord>) {
         // Keep the records and try again with the next batch; a database outage must not
         // lose the audit trail while the worker keeps retrying its own work.
         Err(e) => {
-            metrics::counter!("motcua_registry_audit_write_failures_total").increment(1);
-            tracing::warn!(error = %e, queued = buf.len(), "audit write failed; will retry");
+            crate::telemetry::audit_write_failed(&e, buf.len());
         }
     }
 }

@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 use crate::audit::{AuditRecord, AuditSink};
 use crate::model::{Business, Citizen, Parcel};
 use crate::resilience::{CircuitBreaker, TtlCache};
+use crate::telemetry;
 use crate::{BusinessRegistry, Error, LandRegistry, Lookup, PopulationRegistry, Result};
 
 /// The `[registries.http]` settings.
@@ -185,17 +186,16 @@ impl HttpRegistries {
                 attempts,
                 latency_ms: started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32,
             });
-            metrics::counter!("motcua_registry_lookups_total", "registry" => ep.name, "outcome" => outcome)
-                .increment(1);
+            telemetry::lookup_done(ep.name, outcome);
         };
         if let Some(v) = ep.cache.get(key, started) {
             ep.hits.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("motcua_registry_cache_total", "registry" => ep.name, "result" => "hit").increment(1);
+            telemetry::cache_hit(ep.name);
             audit("found", true, 0);
             return Ok(Some(v));
         }
         ep.misses.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("motcua_registry_cache_total", "registry" => ep.name, "result" => "miss").increment(1);
+        telemetry::cache_miss(ep.name);
 
         let cfg = &self.inner.cfg;
         let url = format!("{}{path}", cfg.base_url.trim_end_matches('/'));
@@ -222,8 +222,7 @@ impl HttpRegistries {
                 ep.requests.fetch_add(1, Ordering::Relaxed);
                 let t = Instant::now();
                 let r = self.attempt::<V>(&url, lookup).await;
-                metrics::histogram!("motcua_registry_request_duration_seconds", "registry" => ep.name)
-                    .record(t.elapsed().as_secs_f64());
+                telemetry::request_done(ep.name, t.elapsed());
                 r
             };
             match outcome {
@@ -248,8 +247,7 @@ impl HttpRegistries {
                 }
                 Attempt::Failed(reason) => {
                     if ep.breaker.on_failure(Instant::now()) {
-                        metrics::counter!("motcua_registry_circuit_opened_total", "registry" => ep.name).increment(1);
-                        tracing::warn!(registry = ep.name, %reason, "circuit opened");
+                        telemetry::circuit_opened(ep.name, &reason);
                     }
                     last = reason;
                     if attempt < cfg.max_attempts {

@@ -10,6 +10,7 @@ pub mod http;
 pub mod model;
 pub mod resilience;
 pub mod sql;
+pub mod telemetry;
 
 use std::future::Future;
 
