@@ -4,6 +4,7 @@
 //! reasons ("rejected at reception" or "supplement requested").
 
 pub use motcua_reference::ids;
+pub mod telemetry;
 mod validate;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use motcua_schemas::{
     derived_event_id, AnyEvent, DossierAccepted, DossierStatus, DossierStatusChanged, DossierSubmitted, Reason,
 };
 use motcua_store::{CodeAllocation, CodeRequest, Store};
+use telemetry::Decided;
 
 pub use validate::{validate, Admission, Refusal};
 
@@ -61,18 +63,34 @@ impl Stage for Intake {
             })?
             .into_iter();
         let mut out = Vec::with_capacity(batch.len());
+        let mut decided = Vec::with_capacity(batch.len());
         for (e, verdict) in batch.iter().zip(verdicts) {
+            let dossier_id = e.event.dossier.dossier_id.clone();
             let events = match verdict {
                 Ok(admission) => {
                     let allocation = allocations
                         .next()
                         .ok_or_else(|| StageError::Fatal("store returned fewer codes than requested".to_owned()))?;
+                    decided.push(Decided::Accepted {
+                        dossier_id,
+                        dossier_code: allocation.dossier_code.clone(),
+                        newly_allocated: allocation.newly_allocated,
+                    });
                     accepted_events(&e.event, admission, &allocation)
                 }
-                Err(refusal) => vec![refusal_event(&e.event, refusal)],
+                Err(refusal) => {
+                    decided.push(Decided::Refused {
+                        dossier_id,
+                        status: refusal.status,
+                        reason_codes: refusal.reasons.iter().map(|r| r.code.clone()).collect(),
+                    });
+                    vec![refusal_event(&e.event, refusal)]
+                }
             };
             out.push(Outcome::Emit(events));
         }
+        // Counted here, where nothing can fail any more: a retried batch counts once.
+        decided.iter().for_each(Decided::emit);
         Ok(out)
     }
 }
@@ -90,15 +108,9 @@ fn code_request(s: &DossierSubmitted, a: &Admission) -> CodeRequest {
 }
 
 /// `dossier.accepted` and the "received" status. Everything in them derives from the
-/// input and the stored allocation, so a redelivery emits identical events.
+/// input and the stored allocation, so a redelivery emits identical events. Counts
+/// nothing: the stage counts once its batch succeeded.
 pub fn accepted_events(s: &DossierSubmitted, a: Admission, allocation: &CodeAllocation) -> Vec<AnyEvent> {
-    let counter_label = if allocation.newly_allocated {
-        "accepted"
-    } else {
-        "accepted_again"
-    };
-    metrics::counter!("motcua_intake_dossiers_total", "outcome" => counter_label).increment(1);
-    tracing::debug!(dossier_id = %s.dossier.dossier_id, dossier_code = %allocation.dossier_code, "accepted");
     let status =
         DossierStatusChanged::caused_by(s, STAGE, "status", DossierStatus::Received, allocation.received_at_ms)
             .with_code(Some(allocation.dossier_code.clone()));
@@ -115,17 +127,8 @@ pub fn accepted_events(s: &DossierSubmitted, a: Admission, allocation: &CodeAllo
     vec![accepted.into(), status.into()]
 }
 
-/// The status event of a refused submission.
+/// The status event of a refused submission (counts nothing, like [`accepted_events`]).
 pub fn refusal_event(s: &DossierSubmitted, r: Refusal) -> AnyEvent {
-    let label = match r.status {
-        DossierStatus::SupplementRequested => "supplement_requested",
-        _ => "rejected",
-    };
-    metrics::counter!("motcua_intake_dossiers_total", "outcome" => label).increment(1);
-    for reason in &r.reasons {
-        metrics::counter!("motcua_intake_refusal_reasons_total", "reason_code" => reason.code.clone()).increment(1);
-    }
-    tracing::debug!(dossier_id = %s.dossier.dossier_id, status = r.status.as_str(), reasons = r.reasons.len(), "refused");
     DossierStatusChanged::caused_by(s, STAGE, "status", r.status, s.published_at)
         .with_reasons(r.reasons)
         .into()

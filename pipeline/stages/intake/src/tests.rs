@@ -273,3 +273,86 @@ async fn refused_submissions_get_no_code() {
     );
     assert_eq!(stage.store.count_codes().await.expect("count"), 1);
 }
+
+/// Counters recorded by the code under test (a thread-local recorder, so tests running
+/// in parallel do not see each other's counts).
+#[derive(Debug, Default)]
+struct Counters(std::sync::Mutex<std::collections::BTreeMap<String, Arc<std::sync::atomic::AtomicU64>>>);
+
+#[derive(Debug)]
+struct Count(Arc<std::sync::atomic::AtomicU64>);
+
+impl metrics::CounterFn for Count {
+    fn increment(&self, value: u64) {
+        self.0.fetch_add(value, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn absolute(&self, value: u64) {
+        self.0.store(value, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Counters {
+    /// `name{label=value,…}` → count.
+    fn snapshot(&self) -> std::collections::BTreeMap<String, u64> {
+        let m = self.0.lock().expect("counters");
+        m.iter()
+            .map(|(k, v)| (k.clone(), v.load(std::sync::atomic::Ordering::Relaxed)))
+            .filter(|(_, v)| *v > 0)
+            .collect()
+    }
+}
+
+impl metrics::Recorder for Counters {
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+        let name = format!("{}{{{}}}", key.name(), labels.join(","));
+        let cell = self.0.lock().expect("counters").entry(name).or_default().clone();
+        metrics::Counter::from_arc(Arc::new(Count(cell)))
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+#[tokio::test]
+async fn outcomes_are_counted_by_the_batch_not_by_the_event_builders() {
+    let counters = Counters::default();
+    let _guard = metrics::set_default_local_recorder(&counters);
+    let (stage, _dir) = intake().await;
+    let r = reference();
+    let mut g = Generator::new(&r, "22", 14).expect("province");
+    let valid = g.valid(NOW);
+    let refused = g.defective(NOW, Defect::UnknownProcedure);
+
+    // Building events counts nothing.
+    let allocation = stage
+        .store
+        .allocate_codes(&[code_request(&valid, &validate(&r, &valid).expect("admitted"))])
+        .await
+        .expect("allocated")
+        .remove(0);
+    accepted_events(&valid, validate(&r, &valid).expect("admitted"), &allocation);
+    refusal_event(&refused, refusal(&r, &refused));
+    assert!(counters.snapshot().is_empty(), "{:?}", counters.snapshot());
+
+    // A handled batch counts each submission once.
+    let batch = vec![envelope(valid, 0), envelope(refused, 1), envelope(g.valid(NOW + 1), 2)];
+    stage.handle_batch(&batch).await.expect("handled");
+    let counted = counters.snapshot();
+    let expected: std::collections::BTreeMap<String, u64> = [
+        ("motcua_intake_dossiers_total{outcome=accepted}", 1),
+        ("motcua_intake_dossiers_total{outcome=accepted_again}", 1),
+        ("motcua_intake_dossiers_total{outcome=rejected}", 1),
+        ("motcua_intake_refusal_reasons_total{reason_code=UNKNOWN_PROCEDURE}", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(counted, expected);
+}
