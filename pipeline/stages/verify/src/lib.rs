@@ -11,6 +11,7 @@
 
 mod assess;
 pub mod normalize;
+pub mod telemetry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use motcua_schemas::{
 };
 use motcua_store::Store;
 use rdkafka::producer::FutureProducer;
+use telemetry::Decided;
 
 pub use assess::{assess, needed, Answers, Verdict};
 
@@ -145,11 +147,11 @@ impl<R: Registries> Verify<R> {
         }
     }
 
-    /// The events of a decided dossier, stamped `at`.
+    /// The events of a decided dossier, stamped `at`. Counts nothing: the caller counts
+    /// once the outcome is final ([`Decided`]).
     pub fn verdict_events(&self, accepted: &DossierAccepted, verdict: Verdict, at: i64) -> Vec<AnyEvent> {
         match verdict {
             Verdict::Verified { dossier, checks } => {
-                metrics::counter!("motcua_verify_dossiers_total", "outcome" => "verified").increment(1);
                 vec![DossierVerified {
                     event_id: derived_event_id(&accepted.event_id, STAGE, "verified"),
                     causation_id: accepted.event_id.clone(),
@@ -164,15 +166,14 @@ impl<R: Registries> Verify<R> {
                 .into()]
             }
             Verdict::Supplement { reasons, .. } => {
-                metrics::counter!("motcua_verify_dossiers_total", "outcome" => "supplement_requested").increment(1);
                 vec![status(accepted, DossierStatus::SupplementRequested, reasons, at)]
             }
         }
     }
 
-    /// The status event handing a dossier to an officer for manual verification.
+    /// The status event handing a dossier to an officer for manual verification (counts
+    /// nothing, like [`Verify::verdict_events`]).
     pub fn escalation_events(&self, accepted: &DossierAccepted, why: &str, at: i64) -> Vec<AnyEvent> {
-        metrics::counter!("motcua_verify_dossiers_total", "outcome" => "escalated").increment(1);
         let reason = Reason {
             code: "VERIFICATION_ESCALATED".to_owned(),
             message: format!("Không tra cứu được cơ sở dữ liệu quốc gia ({why}); chuyển cán bộ xác minh thủ công"),
@@ -206,12 +207,20 @@ impl<R: Registries> Stage for Verify<R> {
     async fn handle_batch(&self, batch: &[Envelope<DossierAccepted>]) -> Result<Vec<Outcome>, StageError> {
         let looked = join_all(batch.iter().map(|e| self.look_up(&e.event))).await;
         let mut out = Vec::with_capacity(batch.len());
+        let mut decided = Vec::with_capacity(batch.len());
         for (e, looked) in batch.iter().zip(looked) {
             // Stamped with the input's time, so a redelivery re-emits identical events.
             let at = e.origin.timestamp_ms.unwrap_or(e.event.received_at);
             let events = match looked {
-                Looked::Answers(a) => self.verdict_events(&e.event, assess(&e.event, &a), at),
-                Looked::Escalate(why) => self.escalation_events(&e.event, &why, at),
+                Looked::Answers(a) => {
+                    let verdict = assess(&e.event, &a);
+                    decided.push(Decided::of(&verdict));
+                    self.verdict_events(&e.event, verdict, at)
+                }
+                Looked::Escalate(why) => {
+                    decided.push(Decided::Escalated);
+                    self.escalation_events(&e.event, &why, at)
+                }
                 Looked::Later(why) => {
                     let now = now_ms();
                     let payload = self
@@ -223,13 +232,18 @@ impl<R: Registries> Stage for Verify<R> {
                         .park(&e.event.dossier.dossier_id, &payload, now, next, &why)
                         .await
                         .map_err(store_error)?;
-                    metrics::counter!("motcua_verify_parked_total").increment(1);
-                    tracing::debug!(dossier_id = %e.event.dossier.dossier_id, %why, "registry unavailable; parked");
+                    decided.push(Decided::Parked {
+                        dossier_id: e.event.dossier.dossier_id.clone(),
+                        why,
+                    });
                     Vec::new()
                 }
             };
             out.push(Outcome::Emit(events));
         }
+        // Counted once every dossier of the batch is parked or decided: a retried batch
+        // counts once.
+        decided.iter().for_each(Decided::emit);
         Ok(out)
     }
 }
@@ -325,18 +339,20 @@ impl<R: Registries> Retrier<R> {
         for r in results {
             let (p, accepted, looked) = r?;
             let now = now_ms();
-            let events = match looked {
+            let (events, decided) = match looked {
                 Looked::Answers(a) => {
                     summary.decided += 1;
-                    v.verdict_events(&accepted, assess(&accepted, &a), now)
+                    let verdict = assess(&accepted, &a);
+                    let decided = Decided::of(&verdict);
+                    (v.verdict_events(&accepted, verdict, now), decided)
                 }
                 Looked::Escalate(why) => {
                     summary.escalated += 1;
-                    v.escalation_events(&accepted, &why, now)
+                    (v.escalation_events(&accepted, &why, now), Decided::Escalated)
                 }
                 Looked::Later(why) if now - p.parked_at_ms >= v.policy.escalate_after.as_millis() as i64 => {
                     summary.escalated += 1;
-                    v.escalation_events(&accepted, &why, now)
+                    (v.escalation_events(&accepted, &why, now), Decided::Escalated)
                 }
                 Looked::Later(why) => {
                     summary.rescheduled += 1;
@@ -347,6 +363,8 @@ impl<R: Registries> Retrier<R> {
             };
             self.deliver(&events).await?;
             v.store.unpark(&p.dossier_id).await?;
+            // Final: delivered and no longer parked (a failure above decides it again).
+            decided.emit();
         }
         Ok(taken)
     }

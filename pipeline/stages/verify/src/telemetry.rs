@@ -1,0 +1,62 @@
+//! The verify stage's metrics and the log lines that go with them, in one place. A
+//! dossier's outcome is counted where it is final: at the end of a successful batch (so
+//! a retried batch does not count twice), or by the retrier once the outcome is
+//! delivered and the parked row removed. Labels: outcome only, never an id.
+
+use metrics::Unit;
+
+use crate::Verdict;
+
+pub const VERIFY_DOSSIERS_TOTAL: &str = "motcua_verify_dossiers_total";
+pub const VERIFY_PARKED_TOTAL: &str = "motcua_verify_parked_total";
+
+/// Registers every verify metric with its unit and description.
+pub fn describe() {
+    metrics::describe_counter!(
+        VERIFY_DOSSIERS_TOTAL,
+        Unit::Count,
+        "Dossiers decided, by outcome (verified, supplement_requested, escalated)"
+    );
+    metrics::describe_counter!(
+        VERIFY_PARKED_TOTAL,
+        Unit::Count,
+        "Dossiers parked because a registry was unavailable (retried later)"
+    );
+}
+
+/// What became of one dossier; [`Decided::emit`] logs and counts it.
+#[derive(Debug)]
+pub(crate) enum Decided {
+    Verified,
+    SupplementRequested,
+    /// Handed to an officer.
+    Escalated,
+    /// Parked for the retrier.
+    Parked {
+        dossier_id: String,
+        why: String,
+    },
+}
+
+impl Decided {
+    pub(crate) fn of(verdict: &Verdict) -> Self {
+        match verdict {
+            Verdict::Verified { .. } => Decided::Verified,
+            Verdict::Supplement { .. } => Decided::SupplementRequested,
+        }
+    }
+
+    pub(crate) fn emit(&self) {
+        let outcome = match self {
+            Decided::Verified => "verified",
+            Decided::SupplementRequested => "supplement_requested",
+            Decided::Escalated => "escalated",
+            Decided::Parked { dossier_id, why } => {
+                metrics::counter!(VERIFY_PARKED_TOTAL).increment(1);
+                tracing::debug!(%dossier_id, %why, "registry unavailable; parked");
+                return;
+            }
+        };
+        metrics::counter!(VERIFY_DOSSIERS_TOTAL, "outcome" => outcome).increment(1);
+    }
+}
