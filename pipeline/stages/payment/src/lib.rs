@@ -8,6 +8,7 @@
 //! database; expired ones get a status event ([`expire`]).
 
 mod fees;
+pub mod telemetry;
 
 use motcua_runtime::{error_chain, Envelope, Input, Outcome, Stage, StageError};
 use motcua_schemas::{
@@ -15,6 +16,7 @@ use motcua_schemas::{
     PaymentConfirmed, PaymentOutcome, PaymentRequested, Reason, Topic,
 };
 use motcua_store::{Bill, Settlement, Store};
+use telemetry::Counted;
 
 pub use fees::{Fee, FeeSchedule};
 
@@ -73,10 +75,16 @@ impl Payment {
         }
     }
 
-    async fn on_verified(&self, v: &DossierVerified, at: i64) -> Result<Vec<AnyEvent>, StageError> {
+    /// What it comes to goes into `counted`, counted once the whole batch succeeded.
+    async fn on_verified(
+        &self,
+        v: &DossierVerified,
+        at: i64,
+        counted: &mut Vec<Counted>,
+    ) -> Result<Vec<AnyEvent>, StageError> {
         let fee = self.fees.fee(&v.procedure, v);
         if fee.total() == 0 {
-            metrics::counter!("motcua_payment_dossiers_total", "outcome" => "free").increment(1);
+            counted.push(Counted::Free);
             return Ok(vec![paid(v, None, 0, at)]);
         }
         let payload = self.codec.encode(v).map_err(|e| StageError::Fatal(error_chain(&e)))?;
@@ -107,7 +115,7 @@ impl Payment {
             let at = bill.paid_at_ms.unwrap_or(at);
             return Ok(vec![paid(&original, Some(&bill), bill.amount_vnd, at)]);
         }
-        metrics::counter!("motcua_payment_dossiers_total", "outcome" => "billed").increment(1);
+        counted.push(Counted::Billed);
         let requested = PaymentRequested {
             event_id: derived_event_id(&v.event_id, STAGE, "requested"),
             causation_id: v.event_id.clone(),
@@ -134,7 +142,8 @@ impl Payment {
         Ok(vec![requested.into(), status])
     }
 
-    async fn on_confirmed(&self, c: &PaymentConfirmed) -> Result<Outcome, StageError> {
+    /// Like [`Payment::on_verified`], what it comes to goes into `counted`.
+    async fn on_confirmed(&self, c: &PaymentConfirmed, counted: &mut Vec<Counted>) -> Result<Outcome, StageError> {
         let settlement = self
             .store
             .settle(
@@ -162,12 +171,14 @@ impl Payment {
                 Outcome::Emit(vec![paid(&v, Some(&b), b.amount_vnd, at)])
             }
             Settlement::AlreadyPaid(b) => {
-                metrics::counter!("motcua_payment_duplicate_payments_total").increment(1);
-                tracing::warn!(bill = %b.bill_reference, tx = %c.gateway_transaction_id, "second payment of a paid bill: refund it");
+                counted.push(Counted::DuplicatePayment {
+                    bill_reference: b.bill_reference,
+                    tx: c.gateway_transaction_id.clone(),
+                });
                 Outcome::Emit(Vec::new())
             }
             Settlement::Failed(b) => {
-                metrics::counter!("motcua_payment_failures_total").increment(1);
+                counted.push(Counted::PaymentFailed);
                 let v = verified(&b)?;
                 let reason = Reason {
                     code: "PAYMENT_FAILED".into(),
@@ -270,15 +281,18 @@ impl Stage for Payment {
 
     async fn handle_batch(&self, batch: &[Envelope<PaymentInput>]) -> Result<Vec<Outcome>, StageError> {
         let mut out = Vec::with_capacity(batch.len());
+        let mut counted = Vec::new();
         for e in batch {
             out.push(match &e.event {
                 PaymentInput::Verified(v) => {
                     let at = e.origin.timestamp_ms.unwrap_or(v.verified_at);
-                    Outcome::Emit(self.on_verified(v, at).await?)
+                    Outcome::Emit(self.on_verified(v, at, &mut counted).await?)
                 }
-                PaymentInput::Confirmed(c) => self.on_confirmed(c).await?,
+                PaymentInput::Confirmed(c) => self.on_confirmed(c, &mut counted).await?,
             });
         }
+        // Counted once every input of the batch is done: a retried batch counts once.
+        counted.iter().for_each(Counted::emit);
         Ok(out)
     }
 }
