@@ -14,6 +14,8 @@ use motcua_schemas::{
 };
 use sha2::{Digest, Sha256};
 
+pub mod telemetry;
+
 pub const STAGE: &str = motcua_schemas::component::RESULT;
 
 /// The issuing authority's signing key.
@@ -110,6 +112,7 @@ impl ResultStage {
         Self { signer }
     }
 
+    /// The result's events (counts nothing: the stage counts once its batch is done).
     pub fn complete(&self, d: &DossierDecided, delivered_at: i64) -> Vec<AnyEvent> {
         let doctype = match d.decision {
             Decision::Approved => "KQ",
@@ -124,12 +127,6 @@ impl ResultStage {
             .or_else(|| d.applicant_tax_code.clone())
             .unwrap_or_else(|| d.dossier_id.clone());
         let timeliness = timeliness(d.decided_at, d.due_at);
-        let label = match timeliness {
-            Timeliness::Early => "early",
-            Timeliness::OnTime => "on_time",
-            Timeliness::Late => "late",
-        };
-        metrics::counter!("motcua_result_dossiers_total", "timeliness" => label).increment(1);
         let completed = DossierCompleted {
             event_id: derived_event_id(&d.event_id, STAGE, "completed"),
             causation_id: d.event_id.clone(),
@@ -180,7 +177,7 @@ impl Stage for ResultStage {
 
     async fn handle_batch(&self, batch: &[Envelope<DossierDecided>]) -> Result<Vec<Outcome>, StageError> {
         // Delivered at the input's time: a redelivery re-emits identical events.
-        Ok(batch
+        let out = batch
             .iter()
             .map(|e| {
                 Outcome::Emit(
@@ -193,7 +190,11 @@ impl Stage for ResultStage {
                     ),
                 )
             })
-            .collect())
+            .collect();
+        for e in batch {
+            telemetry::dossier_completed(timeliness(e.event.decided_at, e.event.due_at));
+        }
+        Ok(out)
     }
 }
 

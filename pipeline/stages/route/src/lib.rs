@@ -17,6 +17,9 @@ use motcua_schemas::{
     derived_event_id, AnyEvent, ApplicantKind, DossierPaid, DossierRouted, DossierStatus, DossierStatusChanged, Reason,
 };
 use motcua_store::{Assignment, Store};
+use telemetry::Decided;
+
+pub mod telemetry;
 
 pub const STAGE: &str = motcua_schemas::component::ROUTE;
 
@@ -99,8 +102,7 @@ impl Route {
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
         let generation = current.generation + 1;
         *current = Arc::new(Snapshot::new(tables, &open, generation));
-        metrics::counter!("motcua_route_reloads_total").increment(1);
-        tracing::info!(generation, "routing tables reloaded");
+        telemetry::tables_reloaded(generation);
         Ok(generation)
     }
 
@@ -232,15 +234,16 @@ impl Stage for Route {
             }
         })?;
         let mut out = Vec::with_capacity(batch.len());
+        let mut counted = Vec::with_capacity(batch.len());
         for (e, d) in batch.iter().zip(decided) {
             let events = match d {
                 Ok(i) => {
-                    metrics::counter!("motcua_route_dossiers_total", "outcome" => "routed").increment(1);
+                    counted.push(Decided::Routed);
                     let a = &stored[i];
                     routed_events(&e.event, a, self.authority_name(&snap, &a.authority_code))
                 }
                 Err(err) => {
-                    metrics::counter!("motcua_route_dossiers_total", "outcome" => "refused").increment(1);
+                    counted.push(Decided::Refused);
                     let at = e.origin.timestamp_ms.unwrap_or(e.event.paid_at);
                     let reason = Reason {
                         code: err.reason_code().to_owned(),
@@ -257,6 +260,8 @@ impl Stage for Route {
             };
             out.push(Outcome::Emit(events));
         }
+        // Counted once the assignments are stored: a retried batch counts once.
+        counted.into_iter().for_each(Decided::emit);
         Ok(out)
     }
 }

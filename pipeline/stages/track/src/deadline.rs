@@ -219,7 +219,7 @@ where
                     tracing::warn!(error = %motcua_runtime::error_chain(&e), "remembering deadline warnings failed; they will be produced again with the same event ids");
                 }
                 published += n;
-                metrics::counter!("motcua_track_deadline_warnings_total").increment(n);
+                crate::telemetry::deadline_warnings_published(n);
             }
             Err(e) => tracing::warn!(error = %e, "publishing deadline warnings failed; retrying at the next scan"),
         }

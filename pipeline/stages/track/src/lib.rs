@@ -33,6 +33,7 @@ pub mod api;
 pub mod deadline;
 pub mod projection;
 pub mod summary;
+pub mod telemetry;
 mod time;
 
 use motcua_runtime::{error_chain, AllTopics, Envelope, Outcome, Stage, StageError};
@@ -238,9 +239,7 @@ impl Stage for Track {
                 StageError::Fatal(reason)
             }
         })?;
-        metrics::counter!("motcua_track_events_total").increment(applied.events as u64);
-        metrics::counter!("motcua_track_duplicate_events_total")
-            .increment((applied.events as u64).saturating_sub(applied.new_events));
+        telemetry::batch_applied(&applied);
         Ok(vec![Outcome::Emit(Vec::new()); batch.len()])
     }
 }

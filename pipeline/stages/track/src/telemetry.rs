@@ -1,0 +1,41 @@
+//! The track stage's metrics, in one place. No labels: the projection's counts are
+//! totals over every dossier.
+
+use metrics::Unit;
+
+use crate::Applied;
+
+pub const TRACK_EVENTS_TOTAL: &str = "motcua_track_events_total";
+pub const TRACK_DUPLICATE_EVENTS_TOTAL: &str = "motcua_track_duplicate_events_total";
+pub const TRACK_DEADLINE_WARNINGS_TOTAL: &str = "motcua_track_deadline_warnings_total";
+
+/// Registers every track metric with its unit and description.
+pub fn describe() {
+    metrics::describe_counter!(
+        TRACK_EVENTS_TOTAL,
+        Unit::Count,
+        "Dossier events written to the projection (redelivered ones included)"
+    );
+    metrics::describe_counter!(
+        TRACK_DUPLICATE_EVENTS_TOTAL,
+        Unit::Count,
+        "Redelivered dossier events the projection already had"
+    );
+    metrics::describe_counter!(
+        TRACK_DEADLINE_WARNINGS_TOTAL,
+        Unit::Count,
+        "Deadline warnings published on the status topic"
+    );
+}
+
+/// A batch's events are in the projection (its transaction committed).
+pub(crate) fn batch_applied(applied: &Applied) {
+    let events = applied.events as u64;
+    metrics::counter!(TRACK_EVENTS_TOTAL).increment(events);
+    metrics::counter!(TRACK_DUPLICATE_EVENTS_TOTAL).increment(events.saturating_sub(applied.new_events));
+}
+
+/// Deadline warnings were published (durably: acknowledged on the status topic).
+pub(crate) fn deadline_warnings_published(n: u64) {
+    metrics::counter!(TRACK_DEADLINE_WARNINGS_TOTAL).increment(n);
+}
