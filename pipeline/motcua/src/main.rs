@@ -395,6 +395,7 @@ async fn run_stage(name: &str, common: &Common) -> Result<ExitCode> {
             .with_http_listener(addr)
             .install()
             .with_context(|| format!("cannot serve Prometheus metrics on {addr}"))?;
+        motcua_wiring::describe_metrics();
         info!(%addr, "Prometheus metrics at /metrics");
     }
     let reference = Arc::new(

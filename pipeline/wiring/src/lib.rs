@@ -17,3 +17,16 @@ pub mod stages;
 
 pub use config::Config;
 pub use stages::{stage, Launch, StageSpec, STAGES};
+
+/// Gives every metric a worker may record its unit and description. Call once, after
+/// the exporter is installed (descriptions go to the installed recorder).
+pub fn describe_metrics() {
+    motcua_runtime::telemetry::describe();
+    motcua_registries::telemetry::describe();
+    motcua_intake::telemetry::describe();
+    motcua_verify::telemetry::describe();
+    motcua_payment::telemetry::describe();
+    motcua_route::telemetry::describe();
+    motcua_result::telemetry::describe();
+    motcua_track::telemetry::describe();
+}

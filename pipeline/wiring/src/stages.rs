@@ -354,7 +354,7 @@ async fn expire_bills(
                 error!(error = %error_chain(&e), "marking a bill expired failed; next round retries");
                 break;
             }
-            metrics::counter!("motcua_payment_expired_total").increment(1);
+            motcua_payment::telemetry::bill_expired();
         }
     }
 }
