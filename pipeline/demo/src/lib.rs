@@ -330,8 +330,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     // Every stage as its own consumer group, wired exactly as `motcua run <stage>` wires
     // it, from a configuration that points at this run's broker, stores and simulators.
     let stage_config = |name: &str| -> Result<Config> {
-        let mut c = Config::default();
-        c.kafka = kafka.clone();
+        let mut c = Config {
+            kafka: kafka.clone(),
+            ..Config::default()
+        };
         c.database.url = url_of(name);
         c.metrics.listen = String::new();
         c.runtime.instance_id = Some(format!("demo-{name}"));

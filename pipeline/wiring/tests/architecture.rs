@@ -69,7 +69,10 @@ fn a_stage_depends_on_no_other_stage_nor_on_the_wiring() {
                 "stage {stage} depends on stage {other}"
             );
         }
-        assert!(!deps.iter().any(|d| d == "motcua-wiring"), "stage {stage} depends on the wiring");
+        assert!(
+            !deps.iter().any(|d| d == "motcua-wiring"),
+            "stage {stage} depends on the wiring"
+        );
     }
 }
 
@@ -85,9 +88,15 @@ fn the_lower_layers_depend_on_no_stage_and_no_runtime() {
     ] {
         let deps = dependencies(dir);
         for stage in stages() {
-            assert!(!deps.iter().any(|d| *d == format!("motcua-{stage}")), "{dir} depends on {stage}");
+            assert!(
+                !deps.iter().any(|d| *d == format!("motcua-{stage}")),
+                "{dir} depends on {stage}"
+            );
         }
-        assert!(!deps.iter().any(|d| d == "motcua-runtime"), "{dir} depends on the runtime");
+        assert!(
+            !deps.iter().any(|d| d == "motcua-runtime"),
+            "{dir} depends on the runtime"
+        );
     }
 }
 
