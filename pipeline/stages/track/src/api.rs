@@ -340,13 +340,19 @@ async fn unit_load(
             .ok_or_else(|| ApiError::bad_request(format!("hours={h:?} must be a whole number from 1 to 8760")))?,
     };
     let now = (s.now)();
-    let load_sql = "SELECT status_code,
+    static LOAD_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT status_code,
                 count(*) AS open,
                 count(*) FILTER (WHERE due_at < $2) AS overdue,
                 count(*) FILTER (WHERE due_at >= $2 AND due_at < $3) AS due_soon
          FROM track_dossiers
-         WHERE COALESCE(competent_unit, receiving_unit) = $1 AND status_code IN (1, 2, 4, 5, 6)
-         GROUP BY status_code ORDER BY status_code";
+         WHERE COALESCE(competent_unit, receiving_unit) = $1 AND status_code IN ({open})
+         GROUP BY status_code ORDER BY status_code",
+            open = crate::projection::sql_codes(DossierStatus::is_open)
+        )
+    });
+    let load_sql = LOAD_SQL.as_str();
     let rows: Vec<LoadRow> = on_db!(&s.db, |p| sqlx::query_as(load_sql)
         .bind(&code)
         .bind(now)

@@ -91,20 +91,25 @@ pub async fn pending_warnings(
 ) -> Result<Vec<DossierStatusChanged>> {
     let horizon_ms = i64::from(config.working_hours) * 3_600_000;
     let lookahead_ms = i64::try_from(config.lookahead.as_millis()).unwrap_or(i64::MAX / 2);
+    // Open dossiers whose clock runs (not those waiting for a supplement: paused).
     // `warned_due_at IS NULL OR <>` rather than IS DISTINCT FROM: both dialects read it.
-    let rows: Vec<Candidate> = on_db!(&db.into(), |p| sqlx::query_as(
-        "SELECT dossier_id, dossier_code, procedure_code,
+    static CANDIDATES_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT dossier_id, dossier_code, procedure_code,
                 COALESCE(competent_unit, receiving_unit) AS unit, due_at, status_code
          FROM track_dossiers
-         WHERE status_code IN (1, 2, 4, 6) AND due_at IS NOT NULL AND due_at <= $1
+         WHERE status_code IN ({running}) AND due_at IS NOT NULL AND due_at <= $1
            AND (warned_due_at IS NULL OR warned_due_at <> due_at)
          ORDER BY due_at, dossier_id
          LIMIT $2",
-    )
-    .bind(now_ms.saturating_add(lookahead_ms))
-    .bind(config.limit)
-    .fetch_all(p)
-    .await?);
+            running = crate::projection::sql_codes(|s| s.is_open() && s != DossierStatus::SupplementRequested)
+        )
+    });
+    let rows: Vec<Candidate> = on_db!(&db.into(), |p| sqlx::query_as(CANDIDATES_SQL.as_str())
+        .bind(now_ms.saturating_add(lookahead_ms))
+        .bind(config.limit)
+        .fetch_all(p)
+        .await?);
     let mut out = Vec::new();
     for c in rows {
         // Out of the calendar's range: fall back to wall-clock time.

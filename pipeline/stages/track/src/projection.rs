@@ -128,6 +128,17 @@ pub fn status_key(code: i32, at: i64) -> i64 {
     (phase << 50) | (at << 4) | rank
 }
 
+/// The national codes of the statuses `keep` selects, as an SQL list (`1, 2, 4`): queries
+/// name statuses through the status table, never as literals of their own.
+pub(crate) fn sql_codes(keep: impl Fn(DossierStatus) -> bool) -> String {
+    DossierStatus::ALL
+        .into_iter()
+        .filter(|s| keep(*s))
+        .map(|s| s.code().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn reasons_json(reasons: &[motcua_schemas::Reason]) -> String {
     let v: Vec<serde_json::Value> = reasons
         .iter()
