@@ -405,6 +405,9 @@ async fn run_stage(name: &str, common: &Common) -> Result<ExitCode> {
         )
         .context("loading reference data")?,
     );
+    for work in spec.also {
+        info!(stage = spec.name, "also runs {work}");
+    }
     let summary = (spec.launch)(Launch::new(cfg, reference, Codec::embedded()?, shutdown)).await?;
     info!(
         consumed = summary.consumed,

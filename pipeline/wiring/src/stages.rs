@@ -31,7 +31,8 @@ pub struct StageSpec {
     pub about: &'static str,
     /// The topics its consumer group reads.
     pub inputs: fn() -> Vec<Topic>,
-    /// Work it does besides consuming: timers and side services, for the documentation.
+    /// Work it does besides consuming: timers and side services (logged when a worker
+    /// starts, so an operator sees what else the process does).
     pub also: &'static [&'static str],
     /// Builds the stage and its timers from `Launch::config`, runs them until the
     /// shutdown fires or a fatal error, and closes what it opened.
