@@ -124,8 +124,14 @@ pub struct Codec {
     schemas: Arc<SchemaSet>,
 }
 
+/// The most apache-avro may allocate for one value while decoding.
+pub(crate) const MAX_AVRO_ALLOCATION_BYTES: usize = 16 * 1024 * 1024;
+
 impl Codec {
     pub fn new(schemas: SchemaSet) -> Self {
+        // A hostile length prefix must not make the decoder allocate gigabytes: no field of
+        // a message (at most ~1 MB) can need more than this. Set once per process.
+        apache_avro::util::max_allocation_bytes(MAX_AVRO_ALLOCATION_BYTES);
         Self {
             schemas: Arc::new(schemas),
         }

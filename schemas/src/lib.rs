@@ -5,6 +5,7 @@
 mod codec;
 mod error;
 mod events;
+pub mod limits;
 pub mod samples;
 mod topic;
 
@@ -15,6 +16,7 @@ mod embedded {
 pub use codec::{Codec, SchemaSet, SchemaVersion};
 pub use error::{Error, Result};
 pub use events::*;
+pub use limits::{Limits, Validate, Violation};
 pub use topic::Topic;
 
 /// The names of the components that write events: the pipeline's stages (consumer group

@@ -185,6 +185,15 @@ impl KafkaConfig {
 
     /// An idempotent producer: no duplicates or reordering from retries, acks from all
     /// in-sync replicas.
+    /// The largest message the producer sends (`message.max.bytes`, librdkafka's
+    /// default 1,000,000 unless `kafka.producer` sets it).
+    pub fn max_message_bytes(&self) -> usize {
+        self.producer
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000)
+    }
+
     pub fn producer_config(&self, client_id: &str) -> ClientConfig {
         let mut c = self.base(client_id);
         c.set("enable.idempotence", "true")

@@ -366,7 +366,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let mut client_side = None;
     for spec in &STAGES {
         let cfg = stage_config(spec.name)?;
-        let mut launch = Launch::new(cfg, reference.clone(), codec.clone(), shutdown.clone());
+        let mut launch = Launch::new(spec, cfg, reference.clone(), codec.clone(), shutdown.clone());
         if spec.name == motcua_schemas::component::VERIFY {
             // Built as the stage would build it; the report reads the client's figures.
             let registries = motcua_wiring::registries::from_config(&launch.config).await?;

@@ -408,7 +408,7 @@ async fn run_stage(name: &str, common: &Common) -> Result<ExitCode> {
     for work in spec.also {
         info!(stage = spec.name, "also runs {work}");
     }
-    let summary = (spec.launch)(Launch::new(cfg, reference, Codec::embedded()?, shutdown)).await?;
+    let summary = (spec.launch)(Launch::new(spec, cfg, reference, Codec::embedded()?, shutdown)).await?;
     info!(
         consumed = summary.consumed,
         processed = summary.processed,

@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use motcua_kafka::KafkaConfig;
-use motcua_schemas::{Codec, DeadLetter, Topic};
+use motcua_schemas::{Codec, DeadLetter, Limits, Topic};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -41,6 +41,13 @@ pub struct RuntimeConfig {
     /// Partitions this worker currently owns, kept up to date by the worker on every
     /// rebalance (readiness checks, progress displays).
     pub assigned: Arc<AtomicUsize>,
+    /// What a decoded input may hold (sizes, identifiers, collections, timestamps):
+    /// checked before the stage sees it; what breaks a limit is dead-lettered.
+    pub limits: Limits,
+    /// The input topics whose bad messages this group dead-letters; `None`: all of them.
+    /// A message that does not decode on another topic is recorded and skipped, so each
+    /// bad message is dead-lettered once, by the group that owns its topic.
+    pub dead_letters_for: Option<Vec<Topic>>,
 }
 
 impl RuntimeConfig {
@@ -56,6 +63,8 @@ impl RuntimeConfig {
             retry_max: Duration::from_secs(10),
             retry_budget: Duration::from_secs(120),
             assigned: Arc::new(AtomicUsize::new(0)),
+            limits: Limits::default(),
+            dead_letters_for: None,
         }
     }
 }
@@ -321,6 +330,8 @@ struct Received {
     key: Option<Vec<u8>>,
     payload: Option<Vec<u8>>,
     traceparent: Option<String>,
+    /// The message's headers as received (kept for its dead letter; bounded).
+    headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// One message to produce.
@@ -457,17 +468,7 @@ async fn consume_loop<S: Stage>(
         let mut inputs = Vec::with_capacity(batch.len());
         let mut slots: Vec<std::result::Result<usize, (String, String)>> = Vec::with_capacity(batch.len());
         for m in &batch {
-            let decoded = match &m.payload {
-                None => Err(("EMPTY_PAYLOAD".to_owned(), "message has no value".to_owned())),
-                Some(p) => match cfg.kafka.topic_of(&m.tp.0) {
-                    Some(topic) => <S::Input as Input>::decode(codec, topic, p)
-                        .map_err(|e| (e.code().to_owned(), crate::error_chain(&e))),
-                    None => Err((
-                        "UNKNOWN_TOPIC".to_owned(),
-                        format!("{} is not a topic of the flow", m.tp.0),
-                    )),
-                },
-            };
+            let decoded = decode::<S::Input>(codec, cfg, m);
             slots.push(match decoded {
                 Ok(event) => {
                     inputs.push(Envelope {
@@ -503,43 +504,33 @@ async fn consume_loop<S: Stage>(
             let _entered = span.enter();
             let outcome = match slot {
                 Ok(i) => outcomes[i].clone(),
+                Err((reason_code, reason)) if !owns(cfg, &m.tp.0) => {
+                    telemetry::message_skipped(name, &reason_code, &reason);
+                    Outcome::Emit(Vec::new())
+                }
                 Err((reason_code, reason)) => Outcome::DeadLetter { reason_code, reason },
             };
+            // Outputs that cannot be encoded or would not fit a Kafka message are about
+            // this input: it is dead-lettered instead, and the stream goes on.
+            let outcome = match outcome {
+                Outcome::Emit(events) => match outputs(codec, cfg, m, &events) {
+                    Ok(out) => Ok(out),
+                    Err((reason_code, reason)) => Err(Outcome::DeadLetter { reason_code, reason }),
+                },
+                dead => Err(dead),
+            };
             let outgoing = match outcome {
-                Outcome::Emit(events) => {
-                    let mut out = Vec::with_capacity(events.len());
-                    for e in &events {
-                        let mut payload = Vec::with_capacity(512);
-                        e.encode(codec, &mut payload).map_err(|source| Error::Encode {
-                            stage: name.to_owned(),
-                            source,
-                        })?;
-                        let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
-                            key: "motcua-event-id",
-                            value: Some(e.event_id()),
-                        });
-                        if let Some(tp) = &m.traceparent {
-                            headers = headers.insert(Header {
-                                key: "traceparent",
-                                value: Some(tp.as_str()),
-                            });
-                        }
-                        out.push(Outgoing {
-                            topic: cfg.kafka.topic(e.topic()),
-                            key: Some(e.key().as_bytes().to_vec()),
-                            payload,
-                            headers,
-                        });
-                    }
+                Ok(out) => {
                     summary.processed += 1;
                     telemetry::message_processed(name);
                     out
                 }
-                Outcome::DeadLetter { reason_code, reason } => {
+                Err(Outcome::DeadLetter { reason_code, reason }) => {
                     telemetry::message_dead_lettered(name, &reason_code, &reason);
                     summary.dead_lettered += 1;
                     vec![dead_letter(codec, name, &dlq_topic, m, &reason_code, &reason)?]
                 }
+                Err(Outcome::Emit(_)) => unreachable!("emitted outcomes are encoded above"),
             };
             if !lock(ledger).track(&m.tp, m.epoch, m.offset, outgoing.len() as u32) {
                 summary.stale += 1;
@@ -572,6 +563,80 @@ async fn consume_loop<S: Stage>(
     }
     Ok(())
 }
+/// The framed outputs of one input, or why they cannot be produced (a reason to
+/// dead-letter the input): an event that does not encode, or one larger than a Kafka
+/// message may be (`message.max.bytes`).
+fn outputs(
+    codec: &Codec,
+    cfg: &RuntimeConfig,
+    m: &Received,
+    events: &[motcua_schemas::AnyEvent],
+) -> std::result::Result<Vec<Outgoing>, (String, String)> {
+    let max = cfg.kafka.max_message_bytes();
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        let mut payload = Vec::with_capacity(512);
+        e.encode(codec, &mut payload)
+            .map_err(|err| ("OUTPUT_ENCODE_FAILED".to_owned(), crate::error_chain(&err)))?;
+        // Key and headers count too; keep a margin for the record framing.
+        let size = payload.len() + e.key().len() + e.event_id().len() + 256;
+        if size > max {
+            return Err((
+                "OUTPUT_TOO_LARGE".to_owned(),
+                format!(
+                    "its {} output would be about {size} bytes, more than message.max.bytes = {max}",
+                    e.topic()
+                ),
+            ));
+        }
+        let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
+            key: "motcua-event-id",
+            value: Some(e.event_id()),
+        });
+        if let Some(tp) = &m.traceparent {
+            headers = headers.insert(Header {
+                key: "traceparent",
+                value: Some(tp.as_str()),
+            });
+        }
+        out.push(Outgoing {
+            topic: cfg.kafka.topic(e.topic()),
+            key: Some(e.key().as_bytes().to_vec()),
+            payload,
+            headers,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether this group dead-letters bad messages of `topic` (see
+/// [`RuntimeConfig::dead_letters_for`]).
+fn owns(cfg: &RuntimeConfig, topic: &str) -> bool {
+    match (&cfg.dead_letters_for, cfg.kafka.topic_of(topic)) {
+        (None, _) | (_, None) => true,
+        (Some(owned), Some(t)) => owned.contains(&t),
+    }
+}
+
+/// Decodes a message and checks it against the limits at the door; the error is a
+/// dead-letter reason (code, text naming fields and limits, never values).
+fn decode<I: Input>(codec: &Codec, cfg: &RuntimeConfig, m: &Received) -> std::result::Result<I, (String, String)> {
+    let Some(p) = &m.payload else {
+        return Err(("EMPTY_PAYLOAD".to_owned(), "message has no value".to_owned()));
+    };
+    let violation = |v: motcua_schemas::Violation| (v.code.to_owned(), v.to_string());
+    cfg.limits.check_size(p.len()).map_err(violation)?;
+    let Some(topic) = cfg.kafka.topic_of(&m.tp.0) else {
+        return Err((
+            "UNKNOWN_TOPIC".to_owned(),
+            format!("{} is not a topic of the flow", m.tp.0),
+        ));
+    };
+    let input = I::decode(codec, topic, p).map_err(|e| (e.code().to_owned(), crate::error_chain(&e)))?;
+    input.check(&cfg.limits).map_err(violation)?;
+    Ok(input)
+}
+
 /// Waits for a first message (returns empty after an idle tick so offsets keep being
 /// stored), then gathers more until the batch is full or the linger time has passed.
 async fn collect_batch(consumer: &Worker<StageContext>, ledger: &Mutex<Ledger>, cfg: &RuntimeConfig) -> Vec<Received> {
@@ -615,8 +680,21 @@ fn push_received(
             .find(|h| h.key == "traceparent")
             .and_then(|h| h.value)
             .and_then(|v| std::str::from_utf8(v).ok())
+            .filter(|v| v.len() <= 128)
             .map(str::to_owned)
     });
+    // Headers travel into a dead letter, so they are bounded like it.
+    let mut headers = Vec::new();
+    let mut header_bytes = 0;
+    if let Some(h) = m.headers() {
+        for h in h.iter().take(MAX_ORIGIN_HEADERS) {
+            header_bytes += h.key.len() + h.value.map_or(0, <[u8]>::len);
+            if header_bytes > MAX_ORIGIN_HEADER_BYTES {
+                break;
+            }
+            headers.push((h.key.to_owned(), h.value.map(<[u8]>::to_vec)));
+        }
+    }
     batch.push(Received {
         tp,
         epoch,
@@ -625,6 +703,7 @@ fn push_received(
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().map(<[u8]>::to_vec),
         traceparent,
+        headers,
     });
 }
 
@@ -668,6 +747,20 @@ async fn handle_with_retry<S: Stage>(
     }
 }
 
+/// How much of the original value a dead letter keeps (with its full length and SHA-256
+/// in headers), so a dead letter always fits the producer's size limit.
+const DEAD_LETTER_VALUE_PREFIX: usize = 64 * 1024;
+/// Longest reason text in a dead letter.
+const DEAD_LETTER_REASON_CHARS: usize = 1_000;
+/// Original headers kept in a dead letter.
+const MAX_ORIGIN_HEADERS: usize = 32;
+const MAX_ORIGIN_HEADER_BYTES: usize = 16 * 1024;
+
+/// The first `max` characters of `s`.
+fn clip(s: &str, max: usize) -> &str {
+    s.char_indices().nth(max).map_or(s, |(i, _)| &s[..i])
+}
+
 fn dead_letter(
     codec: &Codec,
     stage: &str,
@@ -676,6 +769,16 @@ fn dead_letter(
     reason_code: &str,
     reason: &str,
 ) -> Result<Outgoing> {
+    use sha2::Digest;
+    let reason = clip(reason, DEAD_LETTER_REASON_CHARS);
+    let value_len = m.payload.as_ref().map_or(0, Vec::len);
+    let value_sha256 = m.payload.as_ref().map(|p| {
+        sha2::Sha256::digest(p)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    });
+    let truncated = value_len > DEAD_LETTER_VALUE_PREFIX;
     let dl = DeadLetter {
         event_id: motcua_schemas::derived_event_id(
             &format!("{}/{}/{}", m.tp.0, m.tp.1, m.offset),
@@ -688,8 +791,14 @@ fn dead_letter(
         origin_topic: m.tp.0.clone(),
         origin_partition: m.tp.1,
         origin_offset: m.offset,
-        origin_key: m.key.clone(),
-        origin_value: m.payload.clone(),
+        origin_key: m
+            .key
+            .as_ref()
+            .map(|k| k[..k.len().min(DEAD_LETTER_VALUE_PREFIX)].to_vec()),
+        origin_value: m
+            .payload
+            .as_ref()
+            .map(|p| p[..p.len().min(DEAD_LETTER_VALUE_PREFIX)].to_vec()),
         failed_at: m.timestamp_ms.unwrap_or_default(),
     };
     let payload = codec.encode(&dl).map_err(|source| Error::Encode {
@@ -698,7 +807,8 @@ fn dead_letter(
     })?;
     let partition = m.tp.1.to_string();
     let offset = m.offset.to_string();
-    let headers = OwnedHeaders::new_with_capacity(7)
+    let value_len = value_len.to_string();
+    let mut headers = OwnedHeaders::new_with_capacity(11 + m.headers.len())
         .insert(Header {
             key: "motcua-event-id",
             value: Some(dl.event_id.as_str()),
@@ -726,10 +836,35 @@ fn dead_letter(
         .insert(Header {
             key: "motcua-origin-offset",
             value: Some(offset.as_str()),
+        })
+        .insert(Header {
+            key: "motcua-origin-value-bytes",
+            value: Some(value_len.as_str()),
+        })
+        .insert(Header {
+            key: "motcua-origin-value-truncated",
+            value: Some(if truncated { "true" } else { "false" }),
         });
+    if let Some(sha) = &value_sha256 {
+        headers = headers.insert(Header {
+            key: "motcua-origin-value-sha256",
+            value: Some(sha.as_str()),
+        });
+    }
+    // The original headers, kept for a replay, under a prefix so they cannot be taken for
+    // the dead letter's own.
+    for (key, value) in &m.headers {
+        headers = headers.insert(Header {
+            key: &format!("motcua-origin-header.{key}"),
+            value: value.as_deref(),
+        });
+    }
     Ok(Outgoing {
         topic: dlq_topic.to_owned(),
-        key: m.key.clone(),
+        key: m
+            .key
+            .as_ref()
+            .map(|k| k[..k.len().min(DEAD_LETTER_VALUE_PREFIX)].to_vec()),
         payload,
         headers,
     })

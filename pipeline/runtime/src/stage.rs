@@ -1,6 +1,6 @@
 use std::future::Future;
 
-use motcua_schemas::{AnyEvent, Codec, Event, Topic};
+use motcua_schemas::{AnyEvent, Codec, Event, Limits, Topic, Validate, Violation};
 
 /// What a stage consumes: one event type (one topic), or [`AllTopics`].
 pub trait Input: Clone + Send + Sync + 'static {
@@ -10,9 +10,11 @@ pub trait Input: Clone + Send + Sync + 'static {
     fn decode(codec: &Codec, topic: Topic, bytes: &[u8]) -> motcua_schemas::Result<Self>;
     /// The message key (the dossier id), for logs and spans.
     fn key(&self) -> &str;
+    /// Checks the decoded input against the limits at the door (before any effect).
+    fn check(&self, limits: &Limits) -> Result<(), Violation>;
 }
 
-impl<E: Event> Input for E {
+impl<E: Event + Validate> Input for E {
     fn topics() -> Vec<Topic> {
         vec![E::TOPIC]
     }
@@ -23,6 +25,10 @@ impl<E: Event> Input for E {
 
     fn key(&self) -> &str {
         Event::key(self)
+    }
+
+    fn check(&self, limits: &Limits) -> Result<(), Violation> {
+        limits.check(self)
     }
 }
 
@@ -41,6 +47,10 @@ impl Input for AllTopics {
 
     fn key(&self) -> &str {
         self.0.key()
+    }
+
+    fn check(&self, limits: &Limits) -> Result<(), Violation> {
+        limits.check(&self.0)
     }
 }
 

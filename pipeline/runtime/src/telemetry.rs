@@ -61,7 +61,7 @@ pub fn describe() {
     metrics::describe_counter!(
         STAGE_MESSAGES_TOTAL,
         Unit::Count,
-        "Input messages handled, by outcome (processed, dead_lettered)"
+        "Input messages handled, by outcome (processed, dead_lettered, skipped: undecodable on a topic another group owns)"
     );
     metrics::describe_counter!(
         DEAD_LETTERS_TOTAL,
@@ -122,6 +122,13 @@ pub(crate) fn message_dead_lettered(stage: &'static str, reason_code: &str, reas
     warn!(reason_code = %reason_code, reason = %reason, "dead-lettering message");
     metrics::counter!(STAGE_MESSAGES_TOTAL, "stage" => stage, "outcome" => "dead_lettered").increment(1);
     metrics::counter!(DEAD_LETTERS_TOTAL, "stage" => stage, "reason_code" => reason_code.to_owned()).increment(1);
+}
+
+/// An input this group cannot decode on a topic another group owns (and dead-letters):
+/// recorded here, not dead-lettered a second time. Logged inside the message's span.
+pub(crate) fn message_skipped(stage: &'static str, reason_code: &str, reason: &str) {
+    warn!(reason_code = %reason_code, reason = %reason, "skipping an undecodable message its topic's owner dead-letters");
+    metrics::counter!(STAGE_MESSAGES_TOTAL, "stage" => stage, "outcome" => "skipped").increment(1);
 }
 
 /// A retryable failure that will be retried after `delay`.

@@ -24,6 +24,8 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub result: ResultConfig,
     pub track: TrackConfig,
+    /// Limits at the door: what a decoded input may hold before a stage acts on it.
+    pub limits: motcua_schemas::Limits,
 }
 
 /// The track stage's status API and deadline warnings.
@@ -282,6 +284,12 @@ impl Config {
         if !self.metrics.listen.is_empty() {
             self.metrics_addr()?;
         }
+        let l = &self.limits;
+        if l.max_message_bytes == 0 || l.max_identifier_bytes == 0 || l.min_timestamp_ms >= l.max_timestamp_ms {
+            bail!(
+                "limits: max_message_bytes and max_identifier_bytes must be > 0, and min_timestamp_ms below max_timestamp_ms"
+            );
+        }
         self.routing.files()?;
         if self.registries.audit == AuditTarget::Database && !self.database.url.starts_with("postgres") {
             bail!(
@@ -325,6 +333,7 @@ impl Config {
         if let Some(id) = &s.instance_id {
             r.instance_id = id.clone();
         }
+        r.limits = self.limits.clone();
         r
     }
 }
@@ -380,6 +389,8 @@ mod tests {
         let cfg = parse(include_str!("../../../deploy/motcua.toml")).expect("deploy/motcua.toml");
         assert_eq!(cfg.registries.http.max_attempts, 3);
         assert_eq!(cfg.routing.reload_check_s, 10);
+        // The documented limits are the defaults.
+        assert_eq!(cfg.limits, motcua_schemas::Limits::default());
     }
 
     #[test]

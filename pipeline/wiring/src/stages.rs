@@ -89,6 +89,19 @@ pub const STAGES: [StageSpec; 6] = [
     },
 ];
 
+/// The input topics whose bad messages `spec`'s group dead-letters: those no stage before
+/// it in the table reads. Each bad message is then dead-lettered once, by the first
+/// group that reads its topic (intake for `dossier.submitted`; track, which reads every
+/// topic, only for the topics no other stage reads).
+pub fn dead_letters_for(spec: &StageSpec) -> Vec<Topic> {
+    let earlier: Vec<Topic> = STAGES
+        .iter()
+        .take_while(|s| s.name != spec.name)
+        .flat_map(|s| (s.inputs)())
+        .collect();
+    (spec.inputs)().into_iter().filter(|t| !earlier.contains(t)).collect()
+}
+
 /// The stage called `name`.
 pub fn stage(name: &str) -> Option<&'static StageSpec> {
     STAGES.iter().find(|s| s.name == name)
@@ -112,8 +125,9 @@ pub struct Launch {
 }
 
 impl Launch {
-    pub fn new(config: Config, reference: Arc<Reference>, codec: Codec, shutdown: Shutdown) -> Self {
-        let runtime = config.runtime();
+    pub fn new(spec: &StageSpec, config: Config, reference: Arc<Reference>, codec: Codec, shutdown: Shutdown) -> Self {
+        let mut runtime = config.runtime();
+        runtime.dead_letters_for = Some(dead_letters_for(spec));
         Self {
             config,
             runtime,
@@ -372,6 +386,26 @@ mod tests {
         assert_eq!(names.len(), STAGES.len());
         assert_eq!(stage("route").map(|s| s.name), Some(motcua_route::STAGE));
         assert!(stage("routing").is_none());
+    }
+
+    #[test]
+    fn each_topic_s_bad_messages_are_dead_lettered_by_exactly_one_group() {
+        for t in Topic::ALL.into_iter().filter(|t| *t != Topic::DeadLetter) {
+            let owners: Vec<&str> = STAGES
+                .iter()
+                .filter(|s| dead_letters_for(s).contains(&t))
+                .map(|s| s.name)
+                .collect();
+            assert_eq!(owners.len(), 1, "{t}: {owners:?}");
+        }
+        let intake = stage(motcua_intake::STAGE).expect("intake");
+        assert_eq!(dead_letters_for(intake), vec![Topic::Submitted]);
+        let track = stage(motcua_track::STAGE).expect("track");
+        // Those no other stage reads (the gateway and the back office are outside).
+        assert_eq!(
+            dead_letters_for(track),
+            vec![Topic::PaymentRequested, Topic::Routed, Topic::Completed, Topic::Status]
+        );
     }
 
     #[test]

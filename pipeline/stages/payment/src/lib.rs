@@ -47,6 +47,13 @@ impl Input for PaymentInput {
             PaymentInput::Confirmed(c) => Event::key(c),
         }
     }
+
+    fn check(&self, limits: &motcua_schemas::Limits) -> Result<(), motcua_schemas::Violation> {
+        match self {
+            PaymentInput::Verified(v) => limits.check(v.as_ref()),
+            PaymentInput::Confirmed(c) => limits.check(c),
+        }
+    }
 }
 
 /// A bill's reference: derived from the dossier id, so a redelivered dossier gets the

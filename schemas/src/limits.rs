@@ -1,0 +1,563 @@
+//! Limits at the door: what a decoded event may hold before any stage acts on it.
+//!
+//! A well-formed Avro message can still be hostile: a 600 KB name that makes every
+//! output too large, a NUL byte in a dossier id, ten thousand documents, a timestamp in
+//! the year 30000. The runtime checks every decoded input against [`Limits`] and
+//! dead-letters what breaks one, with a [`Violation`] that names the field and the limit
+//! but never the value (values may be personal data).
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::*;
+
+/// The limits, with defaults generous for real dossiers and tight for attacks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest message value read from Kafka, in bytes.
+    pub max_message_bytes: usize,
+    /// Identifiers the pipeline keys on (dossier and event ids, dossier codes, bill
+    /// references, trace contexts): at most this many bytes of `A–Z a–z 0–9 . _ - : / @ +`.
+    /// Codes a stage checks itself (citizen IDs, procedure and unit codes) get the same
+    /// length limit and no control characters, so that their stage can refuse them with
+    /// a reason the citizen understands.
+    pub max_identifier_bytes: usize,
+    /// Names of people, enterprises, units and procedures, in bytes (UTF-8).
+    pub max_name_bytes: usize,
+    /// Other text (addresses, URIs, descriptions, reasons, form values), in bytes.
+    pub max_text_bytes: usize,
+    /// Documents attached to one dossier.
+    pub max_documents: usize,
+    /// Land parcels of one dossier.
+    pub max_parcels: usize,
+    /// Enterprise tax codes of one dossier.
+    pub max_tax_codes: usize,
+    /// Form fields of one dossier.
+    pub max_form_fields: usize,
+    /// Reasons of one status or decision, registry checks of one verification.
+    pub max_reasons: usize,
+    /// Timestamps (ms since the epoch) must lie in `[min_timestamp_ms, max_timestamp_ms]`.
+    pub min_timestamp_ms: i64,
+    pub max_timestamp_ms: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 1_000_000,
+            max_identifier_bytes: 128,
+            max_name_bytes: 400,
+            max_text_bytes: 4_000,
+            max_documents: 100,
+            max_parcels: 50,
+            max_tax_codes: 50,
+            max_form_fields: 200,
+            max_reasons: 50,
+            // 1970-01-01 .. 2200-01-01
+            min_timestamp_ms: 0,
+            max_timestamp_ms: 7_258_118_400_000,
+        }
+    }
+}
+
+/// Dates of birth: from 1870 to 2170 (days since the epoch).
+const DATE_DAYS: std::ops::RangeInclusive<i32> = -36_525..=73_048;
+
+/// A broken limit: a stable code, the field and what was wrong — never the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {detail}")]
+pub struct Violation {
+    /// `FIELD_TOO_LONG`, `BAD_IDENTIFIER`, `CONTROL_CHARACTER`, `TOO_MANY_ITEMS`,
+    /// `TIMESTAMP_OUT_OF_RANGE` or `MESSAGE_TOO_LARGE`.
+    pub code: &'static str,
+    pub field: &'static str,
+    pub detail: String,
+}
+
+impl Limits {
+    /// The check of a message's size, before it is decoded.
+    pub fn check_size(&self, len: usize) -> Result<(), Violation> {
+        if len > self.max_message_bytes {
+            return Err(Violation {
+                code: "MESSAGE_TOO_LARGE",
+                field: "message",
+                detail: format!("{len} bytes, more than the limit of {}", self.max_message_bytes),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks a decoded event; the first broken limit is returned.
+    pub fn check(&self, event: &impl Validate) -> Result<(), Violation> {
+        let mut c = Checker {
+            limits: self,
+            first: None,
+        };
+        event.validate(&mut c);
+        c.first.map_or(Ok(()), Err)
+    }
+}
+
+/// An event whose fields the limits apply to.
+pub trait Validate {
+    fn validate(&self, c: &mut Checker<'_>);
+}
+
+/// Collects the first violation while an event's fields are visited.
+#[derive(Debug)]
+pub struct Checker<'a> {
+    limits: &'a Limits,
+    first: Option<Violation>,
+}
+
+fn is_identifier_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/' | b'@' | b'+')
+}
+
+impl Checker<'_> {
+    fn fail(&mut self, code: &'static str, field: &'static str, detail: String) {
+        if self.first.is_none() {
+            self.first = Some(Violation { code, field, detail });
+        }
+    }
+
+    pub fn id(&mut self, field: &'static str, v: &str) {
+        let max = self.limits.max_identifier_bytes;
+        if v.is_empty() || v.len() > max {
+            self.fail(
+                "BAD_IDENTIFIER",
+                field,
+                format!("{} bytes, must be 1 to {max}", v.len()),
+            );
+        } else if let Some(b) = v.bytes().find(|b| !is_identifier_byte(*b)) {
+            let what = if b.is_ascii_control() {
+                "a control character"
+            } else {
+                "a character outside A-Z a-z 0-9 . _ - : / @ +"
+            };
+            self.fail("BAD_IDENTIFIER", field, format!("contains {what}"));
+        }
+    }
+
+    /// A code a stage checks itself and refuses with a reason (a citizen ID, a procedure
+    /// or unit code): here only its length and the absence of control characters.
+    pub fn code(&mut self, field: &'static str, v: &str) {
+        self.bounded(field, v, self.limits.max_identifier_bytes, false);
+    }
+
+    pub fn opt_code(&mut self, field: &'static str, v: Option<&str>) {
+        if let Some(v) = v {
+            self.code(field, v);
+        }
+    }
+
+    pub fn opt_id(&mut self, field: &'static str, v: Option<&str>) {
+        if let Some(v) = v {
+            self.id(field, v);
+        }
+    }
+
+    fn bounded(&mut self, field: &'static str, v: &str, max: usize, allow_newlines: bool) {
+        if v.len() > max {
+            self.fail("FIELD_TOO_LONG", field, format!("{} bytes, more than {max}", v.len()));
+        } else if v
+            .chars()
+            .any(|ch| ch.is_control() && !(allow_newlines && matches!(ch, '\n' | '\r' | '\t')))
+        {
+            self.fail("CONTROL_CHARACTER", field, "contains a control character".to_owned());
+        }
+    }
+
+    /// A name: one line, no control characters.
+    pub fn name(&mut self, field: &'static str, v: &str) {
+        self.bounded(field, v, self.limits.max_name_bytes, false);
+    }
+
+    /// Free text: line breaks and tabs allowed, other control characters not.
+    pub fn text(&mut self, field: &'static str, v: &str) {
+        self.bounded(field, v, self.limits.max_text_bytes, true);
+    }
+
+    pub fn opt_text(&mut self, field: &'static str, v: Option<&str>) {
+        if let Some(v) = v {
+            self.text(field, v);
+        }
+    }
+
+    pub fn count(&mut self, field: &'static str, n: usize, max: usize) {
+        if n > max {
+            self.fail("TOO_MANY_ITEMS", field, format!("{n} items, more than {max}"));
+        }
+    }
+
+    pub fn at(&mut self, field: &'static str, ms: i64) {
+        let (lo, hi) = (self.limits.min_timestamp_ms, self.limits.max_timestamp_ms);
+        if !(lo..=hi).contains(&ms) {
+            self.fail("TIMESTAMP_OUT_OF_RANGE", field, format!("outside {lo}..={hi} ms"));
+        }
+    }
+
+    pub fn opt_at(&mut self, field: &'static str, ms: Option<i64>) {
+        if let Some(ms) = ms {
+            self.at(field, ms);
+        }
+    }
+
+    fn reasons(&mut self, field: &'static str, reasons: &[Reason]) {
+        self.count(field, reasons.len(), self.limits.max_reasons);
+        for r in reasons {
+            self.id("reasons.code", &r.code);
+            self.text("reasons.message", &r.message);
+        }
+    }
+
+    fn procedure(&mut self, p: &ProcedureSummary) {
+        self.code("procedure.code", &p.code);
+        self.name("procedure.name", &p.name);
+    }
+}
+
+impl Validate for Dossier {
+    fn validate(&self, c: &mut Checker<'_>) {
+        let l = c.limits;
+        c.id("dossier.dossier_id", &self.dossier_id);
+        c.code("dossier.portal", &self.portal);
+        c.code("dossier.receiving_unit_code", &self.receiving_unit_code);
+        c.code("dossier.procedure_code", &self.procedure_code);
+        let a = &self.applicant;
+        c.opt_code("dossier.applicant.citizen_id", a.citizen_id.as_deref());
+        c.opt_code("dossier.applicant.tax_code", a.tax_code.as_deref());
+        c.name("dossier.applicant.full_name", &a.full_name);
+        if let Some(d) = a.date_of_birth {
+            if !DATE_DAYS.contains(&d) {
+                c.fail(
+                    "TIMESTAMP_OUT_OF_RANGE",
+                    "dossier.applicant.date_of_birth",
+                    "outside 1870..2170".to_owned(),
+                );
+            }
+        }
+        c.opt_text("dossier.applicant.contact.phone", a.contact.phone.as_deref());
+        c.opt_text("dossier.applicant.contact.email", a.contact.email.as_deref());
+        c.opt_text(
+            "dossier.applicant.contact.postal_address",
+            a.contact.postal_address.as_deref(),
+        );
+        c.opt_code(
+            "dossier.applicant.residence_unit_code",
+            a.residence_unit_code.as_deref(),
+        );
+        c.count("dossier.land_parcels", self.land_parcels.len(), l.max_parcels);
+        for p in &self.land_parcels {
+            c.code("dossier.land_parcels.unit_code", &p.unit_code);
+        }
+        c.count(
+            "dossier.enterprise_tax_codes",
+            self.enterprise_tax_codes.len(),
+            l.max_tax_codes,
+        );
+        for t in &self.enterprise_tax_codes {
+            c.code("dossier.enterprise_tax_codes", t);
+        }
+        c.count("dossier.documents", self.documents.len(), l.max_documents);
+        for d in &self.documents {
+            c.code("dossier.documents.kind", &d.kind);
+            c.text("dossier.documents.uri", &d.uri);
+            c.id("dossier.documents.sha256", &d.sha256);
+        }
+        c.count("dossier.form_fields", self.form_fields.len(), l.max_form_fields);
+        for (k, v) in &self.form_fields {
+            c.code("dossier.form_fields.key", k);
+            c.text("dossier.form_fields.value", v);
+        }
+        c.at("dossier.submitted_at", self.submitted_at);
+    }
+}
+
+impl Validate for DossierSubmitted {
+    fn validate(&self, c: &mut Checker<'_>) {
+        c.id("event_id", &self.event_id);
+        self.dossier.validate(c);
+        c.at("published_at", self.published_at);
+        c.opt_id("traceparent", self.traceparent.as_deref());
+    }
+}
+
+/// The fields every event after reception repeats.
+fn received(c: &mut Checker<'_>, event_id: &str, causation_id: &str, code: &str, received_at: i64) {
+    c.id("event_id", event_id);
+    c.id("causation_id", causation_id);
+    c.id("dossier_code", code);
+    c.at("received_at", received_at);
+}
+
+impl Validate for DossierAccepted {
+    fn validate(&self, c: &mut Checker<'_>) {
+        received(
+            c,
+            &self.event_id,
+            &self.causation_id,
+            &self.dossier_code,
+            self.received_at,
+        );
+        c.code("receiving_agency_code", &self.receiving_agency_code);
+        c.procedure(&self.procedure);
+        self.dossier.validate(c);
+        c.opt_id("traceparent", self.traceparent.as_deref());
+    }
+}
+
+impl Validate for DossierVerified {
+    fn validate(&self, c: &mut Checker<'_>) {
+        received(
+            c,
+            &self.event_id,
+            &self.causation_id,
+            &self.dossier_code,
+            self.received_at,
+        );
+        c.procedure(&self.procedure);
+        self.dossier.validate(c);
+        c.count("checks", self.checks.len(), c.limits.max_reasons);
+        for k in &self.checks {
+            c.text("checks.subject", &k.subject);
+            c.opt_text("checks.detail", k.detail.as_deref());
+        }
+        c.at("verified_at", self.verified_at);
+        c.opt_id("traceparent", self.traceparent.as_deref());
+    }
+}
+
+impl Validate for PaymentRequested {
+    fn validate(&self, c: &mut Checker<'_>) {
+        c.id("event_id", &self.event_id);
+        c.id("causation_id", &self.causation_id);
+        c.id("dossier_id", &self.dossier_id);
+        c.id("dossier_code", &self.dossier_code);
+        c.id("bill_reference", &self.bill_reference);
+        c.name("payer_name", &self.payer_name);
+        c.text("description", &self.description);
+        c.at("issued_at", self.issued_at);
+        c.at("expires_at", self.expires_at);
+        c.opt_id("traceparent", self.traceparent.as_deref());
+    }
+}
+
+impl Validate for PaymentConfirmed {
+    fn validate(&self, c: &mut Checker<'_>) {
+        c.id("event_id", &self.event_id);
+        c.id("bill_reference", &self.bill_reference);
+        c.code("gateway", &self.gateway);
+        c.id("gateway_transaction_id", &self.gateway_transaction_id);
+        c.opt_text("failure_reason", self.failure_reason.as_deref());
+        c.at("confirmed_at", self.confirmed_at);
+    }
+}
+
+impl Validate for DossierPaid {
+    fn validate(&self, c: &mut Checker<'_>) {
+        received(
+            c,
+            &self.event_id,
+            &self.causation_id,
+            &self.dossier_code,
+            self.received_at,
+        );
+        c.procedure(&self.procedure);
+        self.dossier.validate(c);
+        c.opt_id("bill_reference", self.bill_reference.as_deref());
+        c.at("paid_at", self.paid_at);
+        c.opt_id("traceparent", self.traceparent.as_deref());
+    }
+}
+
+impl Validate for DossierRouted {
+    fn validate(&self, c: &mut Checker<'_>) {
+        received(
+            c,
+            &self.event_id,
+            &self.causation_id,
+            &self.dossier_code,
+            self.received_at,
+        );
+        c.procedure(&self.procedure);
+        self.dossier.validate(c);
+        c.code("competent_unit_code", &self.competent_unit_code);
+        c.name("competent_unit_name", &self.competent_unit_name);
+        c.code("desk", &self.desk);
+        c.at("due_at", self.due_at);
+        c.at("routed_at", self.routed_at);
+        c.opt_id("traceparent", self.traceparent.as_deref());
+    }
+}
+
+impl Validate for DossierDecided {
+    fn validate(&self, c: &mut Checker<'_>) {
+        c.id("event_id", &self.event_id);
+        c.id("dossier_id", &self.dossier_id);
+        c.id("dossier_code", &self.dossier_code);
+        c.code("procedure_code", &self.procedure_code);
+        c.code("competent_unit_code", &self.competent_unit_code);
+        c.reasons("reasons", &self.reasons);
+        c.code("decided_by", &self.decided_by);
+        c.opt_code("applicant_citizen_id", self.applicant_citizen_id.as_deref());
+        c.opt_code("applicant_tax_code", self.applicant_tax_code.as_deref());
+        c.at("received_at", self.received_at);
+        c.at("due_at", self.due_at);
+        c.at("decided_at", self.decided_at);
+        c.opt_id("traceparent", self.traceparent.as_deref());
+    }
+}
+
+impl Validate for DossierCompleted {
+    fn validate(&self, c: &mut Checker<'_>) {
+        c.id("event_id", &self.event_id);
+        c.id("causation_id", &self.causation_id);
+        c.id("dossier_id", &self.dossier_id);
+        c.id("dossier_code", &self.dossier_code);
+        c.code("procedure_code", &self.procedure_code);
+        c.code("competent_unit_code", &self.competent_unit_code);
+        let d = &self.result_document;
+        c.id("result_document.reference", &d.reference);
+        c.id("result_document.sha256", &d.sha256);
+        c.code("result_document.signing_key_id", &d.signing_key_id);
+        c.text("result_document.uri", &d.uri);
+        c.count("result_document.signature", d.signature.len(), 1_024);
+        c.code("wallet_owner", &self.wallet_owner);
+        c.at("received_at", self.received_at);
+        c.at("due_at", self.due_at);
+        c.at("delivered_at", self.delivered_at);
+        c.opt_id("traceparent", self.traceparent.as_deref());
+    }
+}
+
+impl Validate for DossierStatusChanged {
+    fn validate(&self, c: &mut Checker<'_>) {
+        c.id("event_id", &self.event_id);
+        c.opt_id("causation_id", self.causation_id.as_deref());
+        c.id("dossier_id", &self.dossier_id);
+        c.opt_id("dossier_code", self.dossier_code.as_deref());
+        c.opt_code("procedure_code", self.procedure_code.as_deref());
+        c.id("stage", &self.stage);
+        c.reasons("reasons", &self.reasons);
+        c.opt_code("unit_code", self.unit_code.as_deref());
+        c.opt_at("due_at", self.due_at);
+        c.at("occurred_at", self.occurred_at);
+        c.opt_id("traceparent", self.traceparent.as_deref());
+    }
+}
+
+impl Validate for DeadLetter {
+    fn validate(&self, c: &mut Checker<'_>) {
+        c.id("event_id", &self.event_id);
+        c.id("stage", &self.stage);
+        c.id("reason_code", &self.reason_code);
+        c.text("reason", &self.reason);
+    }
+}
+
+impl Validate for AnyEvent {
+    fn validate(&self, c: &mut Checker<'_>) {
+        match self {
+            AnyEvent::Submitted(e) => e.validate(c),
+            AnyEvent::Accepted(e) => e.validate(c),
+            AnyEvent::Verified(e) => e.validate(c),
+            AnyEvent::PaymentRequested(e) => e.validate(c),
+            AnyEvent::PaymentConfirmed(e) => e.validate(c),
+            AnyEvent::Paid(e) => e.validate(c),
+            AnyEvent::Routed(e) => e.validate(c),
+            AnyEvent::Decided(e) => e.validate(c),
+            AnyEvent::Completed(e) => e.validate(c),
+            AnyEvent::Status(e) => e.validate(c),
+            AnyEvent::DeadLetter(e) => e.validate(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::samples;
+
+    fn submitted() -> DossierSubmitted {
+        samples::submitted()
+    }
+
+    #[test]
+    fn every_sample_event_is_within_the_default_limits() {
+        let limits = Limits::default();
+        let codec = crate::Codec::embedded().expect("codec");
+        for (topic, bytes) in samples::one_of_each(&codec).expect("samples") {
+            let e = AnyEvent::decode(&codec, topic, &bytes).expect("decodes");
+            assert_eq!(limits.check(&e), Ok(()), "{topic}");
+        }
+    }
+
+    #[test]
+    fn an_oversized_name_is_refused_without_quoting_it() {
+        let mut s = submitted();
+        s.dossier.applicant.full_name = "Nguyễn ".repeat(100_000);
+        let v = Limits::default().check(&s).unwrap_err();
+        assert_eq!((v.code, v.field), ("FIELD_TOO_LONG", "dossier.applicant.full_name"));
+        assert!(!v.to_string().contains("Nguyễn"), "{v}");
+    }
+
+    #[test]
+    fn identifiers_refuse_nul_bytes_other_characters_and_excess_length() {
+        for bad in ["abc\0def", "a b", "đ", "", &"x".repeat(129)] {
+            let mut s = submitted();
+            s.dossier.dossier_id = bad.to_owned();
+            let v = Limits::default().check(&s).unwrap_err();
+            assert_eq!((v.code, v.field), ("BAD_IDENTIFIER", "dossier.dossier_id"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_names_and_allowed_as_line_breaks_in_text() {
+        let mut s = submitted();
+        s.dossier.applicant.full_name = "An\u{7}".to_owned();
+        assert_eq!(Limits::default().check(&s).unwrap_err().code, "CONTROL_CHARACTER");
+        let mut s = submitted();
+        s.dossier.applicant.contact.postal_address = Some("Số 1\nPhường Hồng Gai".to_owned());
+        assert_eq!(Limits::default().check(&s), Ok(()));
+        s.dossier.applicant.contact.postal_address = Some("Số 1\0".to_owned());
+        assert_eq!(Limits::default().check(&s).unwrap_err().code, "CONTROL_CHARACTER");
+    }
+
+    #[test]
+    fn collections_are_bounded() {
+        let mut s = submitted();
+        let doc = s.dossier.documents[0].clone();
+        s.dossier.documents = vec![doc; 101];
+        let v = Limits::default().check(&s).unwrap_err();
+        assert_eq!((v.code, v.field), ("TOO_MANY_ITEMS", "dossier.documents"));
+        let mut s = submitted();
+        for i in 0..201 {
+            s.dossier.form_fields.insert(format!("k{i}"), "v".into());
+        }
+        assert_eq!(Limits::default().check(&s).unwrap_err().field, "dossier.form_fields");
+    }
+
+    #[test]
+    fn timestamps_must_be_sane() {
+        let mut s = submitted();
+        s.dossier.submitted_at = -1;
+        assert_eq!(Limits::default().check(&s).unwrap_err().code, "TIMESTAMP_OUT_OF_RANGE");
+        let mut s = submitted();
+        s.published_at = i64::MAX;
+        assert_eq!(Limits::default().check(&s).unwrap_err().field, "published_at");
+        let mut s = submitted();
+        s.dossier.applicant.date_of_birth = Some(i32::MIN);
+        assert_eq!(
+            Limits::default().check(&s).unwrap_err().field,
+            "dossier.applicant.date_of_birth"
+        );
+    }
+
+    #[test]
+    fn the_size_check_names_the_limit() {
+        let l = Limits::default();
+        assert!(l.check_size(1_000_000).is_ok());
+        assert_eq!(l.check_size(1_000_001).unwrap_err().code, "MESSAGE_TOO_LARGE");
+    }
+}
