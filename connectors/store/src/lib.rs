@@ -42,40 +42,111 @@ pub enum Error {
     Database(#[from] sqlx::Error),
 }
 
+/// What a database error means for the work that caused it — the one classification of
+/// database errors in the pipeline (the store, the projection and the runtime use it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Retrying the same operation later may succeed: connection trouble, a server
+    /// shutting down or out of resources, serialization failures and deadlocks, unique
+    /// races between replicas, SQLite busy/locked.
+    Retryable,
+    /// The data was refused (a data exception or a constraint violation, a value that
+    /// cannot be encoded): caused by a message, not by the database; retrying cannot help,
+    /// dead-lettering the message that carried it can.
+    Message,
+    /// Needs a person: configuration, permissions, a schema that does not match.
+    Fatal,
+}
+
+/// Classifies a sqlx error (see [`Class`]).
+pub fn classify(e: &sqlx::Error) -> Class {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => Class::Retryable,
+        sqlx::Error::Encode(_) | sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => Class::Message,
+        sqlx::Error::Database(db) => classify_code(db.code().as_deref().unwrap_or_default()),
+        _ => Class::Fatal,
+    }
+}
+
+/// Classifies a SQLSTATE (PostgreSQL) or a SQLite result code.
+pub fn classify_code(code: &str) -> Class {
+    // PostgreSQL: connection exceptions (08…), insufficient resources (53…), operator
+    // intervention (57P…), serialization failures and deadlocks (40…), unique violations
+    // from a replica racing on the same dossier (23505). SQLite: busy, locked (5, 6, 517).
+    let retryable = code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("57P")
+        || code.starts_with("40")
+        || matches!(code, "23505" | "5" | "6" | "517");
+    // PostgreSQL: data exceptions (22…: a NUL byte in text, a value out of range) and the
+    // other integrity constraints (23…). SQLite: too big (18), constraint (19 and its
+    // extended codes), datatype mismatch (20), range (25).
+    let message = code.starts_with("22")
+        || code.starts_with("23")
+        || matches!(code, "18" | "19" | "20" | "25")
+        || code.parse::<u32>().is_ok_and(|c| c & 0xff == 19);
+    if retryable {
+        Class::Retryable
+    } else if message {
+        Class::Message
+    } else {
+        Class::Fatal
+    }
+}
+
 impl Error {
-    /// Whether retrying the same operation later may succeed (connection trouble,
-    /// serialization failures, deadlocks, unique races between replicas) — as opposed to
-    /// a configuration or schema problem that needs a person.
-    pub fn is_retryable(&self) -> bool {
+    /// What this error means for the work that caused it.
+    pub fn class(&self) -> Class {
         match self {
-            Error::UnsupportedUrl(_) | Error::Migrate(_) => false,
-            Error::Connect { .. } => true,
-            Error::Database(e) => match e {
-                sqlx::Error::Io(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::WorkerCrashed
-                | sqlx::Error::Protocol(_) => true,
-                sqlx::Error::Database(db) => {
-                    let code = db.code();
-                    let code = code.as_deref().unwrap_or_default();
-                    // Connection exceptions (08…), insufficient resources (53…), operator
-                    // intervention (57P…), serialization failures and deadlocks (40…),
-                    // unique violations from a replica racing on the same dossier (23505),
-                    // SQLite busy/locked (5, 6, 517).
-                    code.starts_with("08")
-                        || code.starts_with("53")
-                        || code.starts_with("57P")
-                        || code.starts_with("40")
-                        || matches!(code, "23505" | "5" | "6" | "517")
-                }
-                _ => false,
-            },
+            Error::UnsupportedUrl(_) | Error::Migrate(_) => Class::Fatal,
+            Error::Connect { .. } => Class::Retryable,
+            Error::Database(e) => classify(e),
+        }
+    }
+
+    /// Whether retrying the same operation later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.class() == Class::Retryable
+    }
+
+    /// The SQLSTATE or SQLite code of a database error, for reasons that must not quote
+    /// the refused data.
+    pub fn database_code(&self) -> Option<String> {
+        match self {
+            Error::Database(sqlx::Error::Database(db)) => db.code().map(|c| c.into_owned()),
+            _ => None,
         }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod classify_tests {
+    use super::*;
+
+    #[test]
+    fn database_errors_are_classified_once() {
+        for c in ["08006", "53300", "57P01", "40001", "40P01", "23505", "5", "6", "517"] {
+            assert_eq!(classify_code(c), Class::Retryable, "{c}");
+        }
+        // A NUL byte in text (22021), a number out of range (22003), not-null (23502),
+        // check (23514); SQLite constraint (19, 2067 = unique extended, 1299 = not null).
+        for c in ["22021", "22003", "23502", "23514", "19", "1299", "18", "20"] {
+            assert_eq!(classify_code(c), Class::Message, "{c}");
+        }
+        // Undefined table, insufficient privilege, bad password, syntax error.
+        for c in ["42P01", "42501", "28P01", "42601", "1"] {
+            assert_eq!(classify_code(c), Class::Fatal, "{c}");
+        }
+        assert_eq!(classify(&sqlx::Error::PoolTimedOut), Class::Retryable);
+        assert_eq!(classify(&sqlx::Error::RowNotFound), Class::Fatal);
+    }
+}
 
 /// A request for an official dossier code.
 #[derive(Debug, Clone, PartialEq, Eq)]

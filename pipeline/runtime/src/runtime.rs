@@ -486,7 +486,7 @@ async fn consume_loop<S: Stage>(
             });
         }
 
-        let outcomes = match handle_with_retry(stage, &inputs, cfg, shutdown).await? {
+        let outcomes = match handle_isolating(stage, &inputs, cfg, shutdown).await? {
             Some(o) => o,
             // Shutdown while retrying: nothing of this batch was produced or stored.
             None => return Ok(()),
@@ -707,20 +707,55 @@ fn push_received(
     });
 }
 
+/// Handles a batch. When the stage refuses it ([`StageError::Refused`]: the database
+/// refused a row), the batch is split in halves and each is handled again, down to the
+/// single input(s) it is refused for; only those are dead-lettered, with the stage's
+/// reason, and every other input is processed. `None`: shutdown while retrying.
+fn handle_isolating<'a, S: Stage>(
+    stage: &'a S,
+    inputs: &'a [Envelope<S::Input>],
+    cfg: &'a RuntimeConfig,
+    shutdown: &'a Shutdown,
+) -> futures::future::BoxFuture<'a, Result<Option<Vec<Outcome>>>> {
+    Box::pin(async move {
+        let (reason_code, reason) = match handle_with_retry(stage, inputs, cfg, shutdown).await? {
+            None => return Ok(None),
+            Some(Ok(outcomes)) => return Ok(Some(outcomes)),
+            Some(Err(refused)) => refused,
+        };
+        if inputs.len() == 1 {
+            return Ok(Some(vec![Outcome::DeadLetter { reason_code, reason }]));
+        }
+        telemetry::batch_split(stage.name(), inputs.len(), &reason_code);
+        let (left, right) = inputs.split_at(inputs.len() / 2);
+        let Some(mut outcomes) = handle_isolating(stage, left, cfg, shutdown).await? else {
+            return Ok(None);
+        };
+        let Some(rest) = handle_isolating(stage, right, cfg, shutdown).await? else {
+            return Ok(None);
+        };
+        outcomes.extend(rest);
+        Ok(Some(outcomes))
+    })
+}
+
+/// Handles a batch, retrying retryable failures within the budget. `Some(Err(..))`: the
+/// stage refused the batch (reason code and reason).
 async fn handle_with_retry<S: Stage>(
     stage: &S,
     inputs: &[Envelope<S::Input>],
     cfg: &RuntimeConfig,
     shutdown: &Shutdown,
-) -> Result<Option<Vec<Outcome>>> {
+) -> Result<Option<std::result::Result<Vec<Outcome>, (String, String)>>> {
     if inputs.is_empty() {
-        return Ok(Some(Vec::new()));
+        return Ok(Some(Ok(Vec::new())));
     }
     let started = Instant::now();
     let mut delay = cfg.retry_initial;
     loop {
         match stage.handle_batch(inputs).await {
-            Ok(o) => return Ok(Some(o)),
+            Ok(o) => return Ok(Some(Ok(o))),
+            Err(StageError::Refused { reason_code, reason }) => return Ok(Some(Err((reason_code, reason)))),
             Err(StageError::Fatal(reason)) => {
                 return Err(Error::Fatal {
                     stage: stage.name().to_owned(),
@@ -904,5 +939,185 @@ fn store_committable(consumer: &Worker<StageContext>, ledger: &Mutex<Ledger>, st
         Ok(()) => telemetry::offsets_stored(stage, ready.len()),
         // The partition may have been revoked in the meantime; its new owner redoes it.
         Err(e) => debug!(stage, error = %e, "storing offsets failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use motcua_schemas::samples;
+
+    use super::*;
+
+    /// A stage whose database refuses any batch holding a "poison" dossier.
+    struct RefusesPoison {
+        calls: AtomicUsize,
+    }
+
+    impl Stage for RefusesPoison {
+        type Input = motcua_schemas::DossierSubmitted;
+
+        fn name(&self) -> &'static str {
+            "test"
+        }
+
+        async fn handle_batch(&self, batch: &[Envelope<Self::Input>]) -> std::result::Result<Vec<Outcome>, StageError> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            if batch.iter().any(|e| e.event.dossier.dossier_id.starts_with("poison")) {
+                return Err(StageError::Refused {
+                    reason_code: "DATABASE_REFUSED".to_owned(),
+                    reason: "the database refused this message's data (code 22021)".to_owned(),
+                });
+            }
+            Ok(batch.iter().map(|_| Outcome::Emit(Vec::new())).collect())
+        }
+    }
+
+    fn inputs(ids: &[String]) -> Vec<Envelope<motcua_schemas::DossierSubmitted>> {
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let mut e = samples::submitted();
+                e.dossier.dossier_id = id.clone();
+                Envelope {
+                    event: e,
+                    origin: Origin {
+                        topic: "dossier.submitted".into(),
+                        partition: 0,
+                        offset: i as i64,
+                        timestamp_ms: None,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_refused_batch_is_split_until_only_its_poison_messages_are_dead_lettered() {
+        let ids: Vec<String> = (0..100)
+            .map(|i| {
+                if i == 17 || i == 70 {
+                    format!("poison-{i}")
+                } else {
+                    format!("d-{i}")
+                }
+            })
+            .collect();
+        let batch = inputs(&ids);
+        let stage = RefusesPoison {
+            calls: AtomicUsize::new(0),
+        };
+        let cfg = RuntimeConfig::new(KafkaConfig::default());
+        let (_stop, shutdown) = Shutdown::channel();
+        let outcomes = handle_isolating(&stage, &batch, &cfg, &shutdown)
+            .await
+            .expect("no fatal error")
+            .expect("not shut down");
+        assert_eq!(outcomes.len(), 100, "one outcome per input, in order");
+        for (i, o) in outcomes.iter().enumerate() {
+            match o {
+                Outcome::DeadLetter { reason_code, reason } => {
+                    assert!(i == 17 || i == 70, "input {i} was dead-lettered");
+                    assert_eq!(reason_code, "DATABASE_REFUSED");
+                    assert!(!reason.contains("poison"), "{reason}");
+                }
+                Outcome::Emit(_) => assert!(i != 17 && i != 70, "poison input {i} was processed"),
+            }
+        }
+        // Two poison messages among 100: a few dozen calls, not one per message.
+        let calls = stage.calls.load(Ordering::Relaxed);
+        assert!(calls <= 2 * 2 * 7 + 1, "{calls} calls");
+    }
+
+    #[tokio::test]
+    async fn a_fatal_error_is_not_split() {
+        struct Broken;
+        impl Stage for Broken {
+            type Input = motcua_schemas::DossierSubmitted;
+            fn name(&self) -> &'static str {
+                "test"
+            }
+            async fn handle_batch(&self, _: &[Envelope<Self::Input>]) -> std::result::Result<Vec<Outcome>, StageError> {
+                Err(StageError::Fatal("permission denied for table dossier_codes".into()))
+            }
+        }
+        let batch = inputs(&["a".into(), "b".into()]);
+        let cfg = RuntimeConfig::new(KafkaConfig::default());
+        let (_stop, shutdown) = Shutdown::channel();
+        let r = handle_isolating(&Broken, &batch, &cfg, &shutdown).await;
+        assert!(matches!(r, Err(Error::Fatal { .. })), "{r:?}");
+    }
+
+    fn received(payload: Vec<u8>) -> Received {
+        Received {
+            tp: ("dossier.submitted".into(), 3),
+            epoch: 1,
+            offset: 42,
+            timestamp_ms: Some(1_764_036_000_000),
+            key: Some(b"d-1".to_vec()),
+            payload: Some(payload),
+            traceparent: None,
+            headers: vec![("portal-request".into(), Some(b"r-7".to_vec()))],
+        }
+    }
+
+    fn header(h: &OwnedHeaders, key: &str) -> Option<String> {
+        h.iter()
+            .find(|x| x.key == key)
+            .and_then(|x| x.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    #[test]
+    fn an_output_larger_than_a_kafka_message_dead_letters_its_input() {
+        let codec = Codec::embedded().expect("codec");
+        let mut kafka = KafkaConfig::default();
+        kafka.producer.insert("message.max.bytes".into(), "100000".into());
+        let cfg = RuntimeConfig::new(kafka);
+        let mut big = samples::submitted();
+        big.dossier.form_fields.insert("note".into(), "x".repeat(150_000));
+        let m = received(Vec::new());
+        let err = outputs(&codec, &cfg, &m, &[big.into()]).err().expect("too large");
+        assert_eq!(err.0, "OUTPUT_TOO_LARGE");
+        assert!(outputs(&codec, &cfg, &m, &[samples::submitted().into()]).is_ok());
+    }
+
+    #[test]
+    fn a_dead_letter_keeps_a_bounded_prefix_its_length_digest_and_the_original_headers() {
+        let codec = Codec::embedded().expect("codec");
+        let original = vec![7u8; 300_000];
+        let m = received(original.clone());
+        let o = dead_letter(
+            &codec,
+            "intake",
+            "dossier.dlq",
+            &m,
+            "MESSAGE_TOO_LARGE",
+            &"é".repeat(5_000),
+        )
+        .expect("dead letter");
+        assert!(o.payload.len() < 100_000, "{} bytes", o.payload.len());
+        let dl: DeadLetter = codec.decode(&o.payload).expect("decodes");
+        assert_eq!(dl.origin_value.as_deref(), Some(&original[..DEAD_LETTER_VALUE_PREFIX]));
+        assert_eq!(dl.reason.chars().count(), DEAD_LETTER_REASON_CHARS);
+        assert_eq!(
+            header(&o.headers, "motcua-origin-value-bytes").as_deref(),
+            Some("300000")
+        );
+        assert_eq!(
+            header(&o.headers, "motcua-origin-value-truncated").as_deref(),
+            Some("true")
+        );
+        use sha2::Digest;
+        let digest: String = sha2::Sha256::digest(&original)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(header(&o.headers, "motcua-origin-value-sha256"), Some(digest));
+        assert_eq!(
+            header(&o.headers, "motcua-origin-header.portal-request").as_deref(),
+            Some("r-7")
+        );
     }
 }

@@ -88,9 +88,46 @@ pub enum StageError {
     /// a backoff; the offsets do not move meanwhile.
     #[error("retryable: {0}")]
     Retryable(String),
-    /// Retrying cannot help: the worker exits non-zero and its supervisor restarts it.
+    /// Retrying the same batch cannot help, but the failure may be caused by one of its
+    /// messages (the database refused a row): the runtime splits the batch to find the
+    /// message(s) it fails on, dead-letters only those with `reason_code`, and goes on.
+    #[error("refused ({reason_code}): {reason}")]
+    Refused { reason_code: String, reason: String },
+    /// Retrying cannot help and no message is to blame: the worker exits non-zero and
+    /// its supervisor restarts it.
     #[error("fatal: {0}")]
     Fatal(String),
+}
+
+impl StageError {
+    /// Says what was being done (`"allocating dossier codes"`) in a retryable or fatal
+    /// reason; a refusal's reason stays as it is (it goes to a dead letter).
+    pub fn context(self, doing: &str) -> Self {
+        match self {
+            StageError::Retryable(r) => StageError::Retryable(format!("{doing}: {r}")),
+            StageError::Fatal(r) => StageError::Fatal(format!("{doing}: {r}")),
+            refused => refused,
+        }
+    }
+}
+
+/// The one mapping from database errors to what the runtime does about them
+/// (classification: [`motcua_store::classify`]). A refused row's reason names its
+/// SQLSTATE, never the data.
+impl From<motcua_store::Error> for StageError {
+    fn from(e: motcua_store::Error) -> Self {
+        match e.class() {
+            motcua_store::Class::Retryable => StageError::Retryable(crate::error_chain(&e)),
+            motcua_store::Class::Message => StageError::Refused {
+                reason_code: "DATABASE_REFUSED".to_owned(),
+                reason: match e.database_code() {
+                    Some(code) => format!("the database refused this message's data (code {code})"),
+                    None => "the database refused this message's data".to_owned(),
+                },
+            },
+            motcua_store::Class::Fatal => StageError::Fatal(crate::error_chain(&e)),
+        }
+    }
 }
 
 /// One stage of the pipeline: a pure-enough function from a batch of decoded inputs to

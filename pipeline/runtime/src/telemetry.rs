@@ -17,12 +17,18 @@ pub const STAGE_IN_FLIGHT_MESSAGES: &str = "motcua_stage_in_flight_messages";
 pub const STAGE_MESSAGES_TOTAL: &str = "motcua_stage_messages_total";
 pub const DEAD_LETTERS_TOTAL: &str = "motcua_dead_letters_total";
 pub const STAGE_RETRIES_TOTAL: &str = "motcua_stage_retries_total";
+pub const STAGE_BATCH_SPLITS_TOTAL: &str = "motcua_stage_batch_splits_total";
 pub const STAGE_BATCH_DURATION_SECONDS: &str = "motcua_stage_batch_duration_seconds";
 pub const STAGE_BATCH_SIZE_MESSAGES: &str = "motcua_stage_batch_size_messages";
 
 /// Registers every runtime metric with its unit and description (call once, after the
 /// exporter is installed).
 pub fn describe() {
+    metrics::describe_counter!(
+        STAGE_BATCH_SPLITS_TOTAL,
+        Unit::Count,
+        "Batches the stage refused (the database refused a row) and the runtime split to isolate the message"
+    );
     metrics::describe_gauge!(
         CONSUMER_LAG_MESSAGES,
         Unit::Count,
@@ -129,6 +135,15 @@ pub(crate) fn message_dead_lettered(stage: &'static str, reason_code: &str, reas
 pub(crate) fn message_skipped(stage: &'static str, reason_code: &str, reason: &str) {
     warn!(reason_code = %reason_code, reason = %reason, "skipping an undecodable message its topic's owner dead-letters");
     metrics::counter!(STAGE_MESSAGES_TOTAL, "stage" => stage, "outcome" => "skipped").increment(1);
+}
+
+/// A batch the stage refused, split in halves to find the input(s) it is refused for.
+pub(crate) fn batch_split(stage: &'static str, size: usize, reason_code: &str) {
+    warn!(
+        stage,
+        size, reason_code, "batch refused; splitting it to find the message it is refused for"
+    );
+    metrics::counter!(STAGE_BATCH_SPLITS_TOTAL, "stage" => stage).increment(1);
 }
 
 /// A retryable failure that will be retried after `delay`.

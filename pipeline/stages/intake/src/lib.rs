@@ -53,14 +53,7 @@ impl Stage for Intake {
             .store
             .allocate_codes(&requests)
             .await
-            .map_err(|e| {
-                let reason = format!("allocating dossier codes: {}", motcua_runtime::error_chain(&e));
-                if e.is_retryable() {
-                    StageError::Retryable(reason)
-                } else {
-                    StageError::Fatal(reason)
-                }
-            })?
+            .map_err(|e| StageError::from(e).context("allocating dossier codes"))?
             .into_iter();
         let mut out = Vec::with_capacity(batch.len());
         let mut decided = Vec::with_capacity(batch.len());

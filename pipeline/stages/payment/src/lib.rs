@@ -94,7 +94,10 @@ impl Payment {
             counted.push(Counted::Free);
             return Ok(vec![paid(v, None, 0, at)]);
         }
-        let payload = self.codec.encode(v).map_err(|e| StageError::Fatal(error_chain(&e)))?;
+        let payload = self.codec.encode(v).map_err(|e| StageError::Refused {
+            reason_code: "ENCODE_FAILED".to_owned(),
+            reason: error_chain(&e),
+        })?;
         let bill = self
             .store
             .issue_bill(&Bill {
@@ -242,12 +245,7 @@ impl Payment {
 }
 
 fn store_error(e: motcua_store::Error) -> StageError {
-    let reason = format!("bills: {}", error_chain(&e));
-    if e.is_retryable() {
-        StageError::Retryable(reason)
-    } else {
-        StageError::Fatal(reason)
-    }
+    StageError::from(e).context("bills")
 }
 
 fn paid(v: &DossierVerified, bill: Option<&Bill>, amount: i64, at: i64) -> AnyEvent {

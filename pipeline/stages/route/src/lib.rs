@@ -225,14 +225,11 @@ impl Stage for Route {
             }
         }
         // Stored first: a dossier routed before keeps its first desk and due time.
-        let stored = self.store.assign(&assignments).await.map_err(|e| {
-            let reason = format!("recording routing assignments: {}", error_chain(&e));
-            if e.is_retryable() {
-                StageError::Retryable(reason)
-            } else {
-                StageError::Fatal(reason)
-            }
-        })?;
+        let stored = self
+            .store
+            .assign(&assignments)
+            .await
+            .map_err(|e| StageError::from(e).context("recording routing assignments"))?;
         let mut out = Vec::with_capacity(batch.len());
         let mut counted = Vec::with_capacity(batch.len());
         for (e, d) in batch.iter().zip(decided) {

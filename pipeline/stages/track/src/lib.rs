@@ -59,23 +59,19 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether retrying later can help (connection lost, pool exhausted, serialization
-    /// failure or deadlock, server shutting down or out of resources).
+    /// Whether retrying later can help (the store's classification of database errors).
     pub fn is_retryable(&self) -> bool {
-        match self {
-            Error::Database(e) => is_retryable(e),
-            Error::Migrate(_) | Error::UnsupportedUrl => false,
-        }
+        matches!(self, Error::Database(e) if motcua_store::classify(e) == motcua_store::Class::Retryable)
     }
 }
 
-fn is_retryable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| ["08", "40", "53", "57"].iter().any(|class| c.starts_with(class))),
-        _ => false,
+/// Database errors mean to the runtime what the store's classifier says they mean.
+impl From<Error> for StageError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Database(e) => StageError::from(motcua_store::Error::Database(e)),
+            other => StageError::Fatal(error_chain(&other)),
+        }
     }
 }
 
@@ -231,14 +227,10 @@ impl Stage for Track {
 
     async fn handle_batch(&self, batch: &[Envelope<AllTopics>]) -> Result<Vec<Outcome>, StageError> {
         let events: Vec<&AnyEvent> = batch.iter().map(|e| &e.event.0).collect();
-        let applied = self.apply(&events).await.map_err(|e| {
-            let reason = format!("writing the projection: {}", error_chain(&e));
-            if e.is_retryable() {
-                StageError::Retryable(reason)
-            } else {
-                StageError::Fatal(reason)
-            }
-        })?;
+        let applied = self
+            .apply(&events)
+            .await
+            .map_err(|e| StageError::from(e).context("writing the projection"))?;
         telemetry::batch_applied(&applied);
         Ok(vec![Outcome::Emit(Vec::new()); batch.len()])
     }

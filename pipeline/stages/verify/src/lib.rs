@@ -189,12 +189,7 @@ fn status(accepted: &DossierAccepted, status: DossierStatus, reasons: Vec<Reason
 }
 
 fn store_error(e: motcua_store::Error) -> StageError {
-    let reason = format!("parking dossiers: {}", error_chain(&e));
-    if e.is_retryable() {
-        StageError::Retryable(reason)
-    } else {
-        StageError::Fatal(reason)
-    }
+    StageError::from(e).context("parking dossiers")
 }
 
 impl<R: Registries> Stage for Verify<R> {
