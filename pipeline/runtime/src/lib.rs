@@ -13,13 +13,12 @@
 //!   and what is done is committed, nothing else.
 
 mod ledger;
-pub mod publish;
 mod runtime;
 mod stage;
 pub mod telemetry;
 
 pub use runtime::{run, RunSummary, RuntimeConfig, Shutdown};
-pub use stage::{AllTopics, Envelope, Input, Origin, Outcome, Stage, StageError};
+pub use stage::{AllTopics, Envelope, Input, Origin, Outcome, Stage, StageError, Tick};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -170,6 +170,8 @@ pub struct RunSummary {
     /// produced; the partition's new owner processes them.
     pub stale: u64,
     pub batches: u64,
+    /// Events the stage's timer work produced (acknowledged).
+    pub tick_events: u64,
     /// From the first message received to the moment the last outputs were all
     /// acknowledged: the time the worker spent on the work it got (throughput figures).
     pub busy: Option<Duration>,
@@ -283,10 +285,29 @@ impl ConsumerContext for StageContext {
     }
 }
 
-struct DeliveryToken {
-    tp: Tp,
-    epoch: u64,
-    offset: i64,
+/// What a produced message belongs to: an input (its offset waits for it) or a tick.
+enum DeliveryToken {
+    Input { tp: Tp, epoch: u64, offset: i64 },
+    Tick(Arc<TickDeliveries>),
+}
+
+/// The deliveries of one tick's events.
+#[derive(Default)]
+struct TickDeliveries {
+    left: AtomicUsize,
+    failed: Mutex<Option<String>>,
+    all_reported: tokio::sync::Notify,
+}
+
+impl TickDeliveries {
+    fn report(&self, failure: Option<String>) {
+        if let Some(f) = failure {
+            self.failed.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(f);
+        }
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.all_reported.notify_one();
+        }
+    }
 }
 
 struct DeliveryContext {
@@ -300,22 +321,26 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<DeliveryToken>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, token: Box<DeliveryToken>) {
-        match result {
-            Ok(_) => lock(&self.ledger).ack(&token.tp, token.epoch, token.offset),
-            Err((e, m)) => {
+        match (*token, result) {
+            (DeliveryToken::Input { tp, epoch, offset }, Ok(_)) => lock(&self.ledger).ack(&tp, epoch, offset),
+            (DeliveryToken::Input { tp, offset, .. }, Err((e, m))) => {
                 telemetry::delivery_failed(self.stage);
                 let mut ledger = lock(&self.ledger);
                 // The first failure stops the worker; the ones queued behind it add nothing.
                 if ledger.fatal().is_none() {
-                    error!(stage = self.stage, topic = m.topic(), error = %e, origin_offset = token.offset, "delivery failed");
+                    error!(stage = self.stage, topic = m.topic(), error = %e, origin_offset = offset, "delivery failed");
                 }
                 ledger.fail(format!(
-                    "delivery to {} failed for input {}[{}]@{}: {e}",
+                    "delivery to {} failed for input {}[{}]@{offset}: {e}",
                     m.topic(),
-                    token.tp.0,
-                    token.tp.1,
-                    token.offset
+                    tp.0,
+                    tp.1,
                 ));
+            }
+            (DeliveryToken::Tick(t), Ok(_)) => t.report(None),
+            (DeliveryToken::Tick(t), Err((e, m))) => {
+                telemetry::delivery_failed(self.stage);
+                t.report(Some(format!("delivery to {} failed: {e}", m.topic())));
             }
         }
     }
@@ -380,17 +405,28 @@ pub async fn run<S: Stage>(
     info!(stage = name, topics = ?input_topics, group = %group, "worker started");
 
     let mut summary = RunSummary::default();
-    let outcome = consume_loop(
-        &*stage,
-        &codec,
-        &cfg,
-        &consumer,
-        &producer,
-        &ledger,
-        &mut shutdown,
-        &mut summary,
-    )
-    .await;
+    let mut tick_shutdown = shutdown.clone();
+    let (outcome, ticks) = tokio::join!(
+        consume_loop(
+            &*stage,
+            &codec,
+            &cfg,
+            &consumer,
+            &producer,
+            &ledger,
+            &mut shutdown,
+            &mut summary,
+        ),
+        tick_loop(&*stage, &codec, &cfg, &producer, &ledger, &mut tick_shutdown),
+    );
+    // A fatal error of the timer stops the worker like one of the consume loop.
+    let outcome = match ticks {
+        Ok(n) => {
+            summary.tick_events = n;
+            outcome
+        }
+        Err(e) => outcome.and(Err(e)),
+    };
 
     // Drain: whatever happened, give acknowledged work its commit, and nothing else.
     let deadline = Instant::now() + cfg.drain_timeout;
@@ -513,7 +549,7 @@ async fn consume_loop<S: Stage>(
             // Outputs that cannot be encoded or would not fit a Kafka message are about
             // this input: it is dead-lettered instead, and the stream goes on.
             let outcome = match outcome {
-                Outcome::Emit(events) => match outputs(codec, cfg, m, &events) {
+                Outcome::Emit(events) => match outputs(codec, cfg, m.traceparent.as_deref(), &events) {
                     Ok(out) => Ok(out),
                     Err((reason_code, reason)) => Err(Outcome::DeadLetter { reason_code, reason }),
                 },
@@ -541,7 +577,7 @@ async fn consume_loop<S: Stage>(
                 send(
                     producer,
                     o,
-                    DeliveryToken {
+                    DeliveryToken::Input {
                         tp: m.tp.clone(),
                         epoch: m.epoch,
                         offset: m.offset,
@@ -563,13 +599,99 @@ async fn consume_loop<S: Stage>(
     }
     Ok(())
 }
+/// Runs the stage's timer work until shutdown: every `tick_interval` (at once again after
+/// a tick that produced events), the events of a tick are produced through the worker's
+/// producer and, once all are acknowledged, the stage is told ([`Stage::ticked`]). A
+/// failing tick is retried at the next interval; a fatal one stops the worker.
+async fn tick_loop<S: Stage>(
+    stage: &S,
+    codec: &Codec,
+    cfg: &RuntimeConfig,
+    producer: &ThreadedProducer<DeliveryContext>,
+    ledger: &Mutex<Ledger>,
+    shutdown: &mut Shutdown,
+) -> Result<u64> {
+    let Some(every) = stage.tick_interval() else {
+        return Ok(0);
+    };
+    let name = stage.name();
+    let mut again = false;
+    let mut produced = 0u64;
+    loop {
+        if !again {
+            tokio::select! {
+                _ = shutdown.wait() => return Ok(produced),
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+        again = false;
+        if lock(ledger).fatal().is_some() || shutdown.is_triggered() {
+            return Ok(produced);
+        }
+        let tick = match stage.tick(now_ms()).await {
+            Ok(t) => t,
+            Err(StageError::Fatal(reason)) => {
+                return Err(Error::Fatal {
+                    stage: name.to_owned(),
+                    reason: format!("timer: {reason}"),
+                })
+            }
+            Err(e) => {
+                telemetry::tick_failed(name, &e.to_string());
+                continue;
+            }
+        };
+        if tick.events.is_empty() && tick.done.is_empty() {
+            continue;
+        }
+        let out = match outputs(codec, cfg, None, &tick.events) {
+            Ok(out) => out,
+            Err((code, reason)) => {
+                telemetry::tick_failed(name, &format!("{code}: {reason}"));
+                continue;
+            }
+        };
+        let deliveries = Arc::new(TickDeliveries::default());
+        deliveries.left.store(out.len() + 1, Ordering::Release);
+        for o in out {
+            send(producer, o, DeliveryToken::Tick(deliveries.clone())).await?;
+        }
+        // The extra count is this loop's own: every report is in once it reaches zero, and
+        // the notification waits for us even if it came first. Each delivery reports by
+        // the producer's message timeout at the latest.
+        deliveries.report(None);
+        deliveries.all_reported.notified().await;
+        let failed = deliveries.failed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(f) = failed {
+            telemetry::tick_failed(name, &f);
+            continue;
+        }
+        if let Err(e) = stage.ticked(&tick).await {
+            // The events are out; they will be produced again with the same ids.
+            telemetry::tick_failed(name, &e.to_string());
+            continue;
+        }
+        telemetry::tick_done(name, tick.events.len());
+        produced += tick.events.len() as u64;
+        again = !tick.events.is_empty();
+    }
+}
+
+/// Milliseconds since the epoch, now.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// The framed outputs of one input, or why they cannot be produced (a reason to
 /// dead-letter the input): an event that does not encode, or one larger than a Kafka
 /// message may be (`message.max.bytes`).
 fn outputs(
     codec: &Codec,
     cfg: &RuntimeConfig,
-    m: &Received,
+    traceparent: Option<&str>,
     events: &[motcua_schemas::AnyEvent],
 ) -> std::result::Result<Vec<Outgoing>, (String, String)> {
     let max = cfg.kafka.max_message_bytes();
@@ -593,10 +715,10 @@ fn outputs(
             key: "motcua-event-id",
             value: Some(e.event_id()),
         });
-        if let Some(tp) = &m.traceparent {
+        if let Some(tp) = traceparent {
             headers = headers.insert(Header {
                 key: "traceparent",
-                value: Some(tp.as_str()),
+                value: Some(tp),
             });
         }
         out.push(Outgoing {
@@ -1078,9 +1200,11 @@ mod tests {
         let mut big = samples::submitted();
         big.dossier.form_fields.insert("note".into(), "x".repeat(150_000));
         let m = received(Vec::new());
-        let err = outputs(&codec, &cfg, &m, &[big.into()]).err().expect("too large");
+        let err = outputs(&codec, &cfg, m.traceparent.as_deref(), &[big.into()])
+            .err()
+            .expect("too large");
         assert_eq!(err.0, "OUTPUT_TOO_LARGE");
-        assert!(outputs(&codec, &cfg, &m, &[samples::submitted().into()]).is_ok());
+        assert!(outputs(&codec, &cfg, m.traceparent.as_deref(), &[samples::submitted().into()]).is_ok());
     }
 
     #[test]

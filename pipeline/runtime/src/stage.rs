@@ -130,6 +130,15 @@ impl From<motcua_store::Error> for StageError {
     }
 }
 
+/// What a stage's timer produced: events to send and, for [`Stage::ticked`], what they
+/// were about (bill references, dossier ids) — the stage marks those done only once every
+/// event is acknowledged, so a crash in between sends the same events (same ids) again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tick {
+    pub events: Vec<AnyEvent>,
+    pub done: Vec<String>,
+}
+
 /// One stage of the pipeline: a pure-enough function from a batch of decoded inputs to
 /// one outcome per input, in order. The runtime owns Kafka, offsets and retries, so a
 /// stage is unit-tested without a broker.
@@ -146,4 +155,23 @@ pub trait Stage: Send + Sync + 'static {
         &self,
         batch: &[Envelope<Self::Input>],
     ) -> impl Future<Output = Result<Vec<Outcome>, StageError>> + Send;
+
+    /// How often the stage's timer work runs ([`Stage::tick`]); `None`: it has none.
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Timer work due at `now_ms` (bills to expire, parked dossiers to retry, deadlines
+    /// to warn of). The runtime produces the events through the worker's producer, with
+    /// the same framing, headers and metrics as every output, then calls
+    /// [`Stage::ticked`]. A tick that produced events is followed at once by another, so
+    /// a backlog drains.
+    fn tick(&self, _now_ms: i64) -> impl Future<Output = Result<Tick, StageError>> + Send {
+        async { Ok(Tick::default()) }
+    }
+
+    /// Every event of `tick` is acknowledged by the broker: remember it is done.
+    fn ticked(&self, _tick: &Tick) -> impl Future<Output = Result<(), StageError>> + Send {
+        async { Ok(()) }
+    }
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use metrics::Unit;
-use tracing::warn;
+use tracing::{debug, warn};
 
 pub const CONSUMER_LAG_MESSAGES: &str = "motcua_consumer_lag_messages";
 pub const CONSUMER_ERRORS_TOTAL: &str = "motcua_consumer_errors_total";
@@ -18,12 +18,24 @@ pub const STAGE_MESSAGES_TOTAL: &str = "motcua_stage_messages_total";
 pub const DEAD_LETTERS_TOTAL: &str = "motcua_dead_letters_total";
 pub const STAGE_RETRIES_TOTAL: &str = "motcua_stage_retries_total";
 pub const STAGE_BATCH_SPLITS_TOTAL: &str = "motcua_stage_batch_splits_total";
+pub const STAGE_TICK_EVENTS_TOTAL: &str = "motcua_stage_tick_events_total";
+pub const STAGE_TICK_FAILURES_TOTAL: &str = "motcua_stage_tick_failures_total";
 pub const STAGE_BATCH_DURATION_SECONDS: &str = "motcua_stage_batch_duration_seconds";
 pub const STAGE_BATCH_SIZE_MESSAGES: &str = "motcua_stage_batch_size_messages";
 
 /// Registers every runtime metric with its unit and description (call once, after the
 /// exporter is installed).
 pub fn describe() {
+    metrics::describe_counter!(
+        STAGE_TICK_EVENTS_TOTAL,
+        Unit::Count,
+        "Events the stage's timer work produced (bill expiry, retried dossiers, deadline warnings), once acknowledged"
+    );
+    metrics::describe_counter!(
+        STAGE_TICK_FAILURES_TOTAL,
+        Unit::Count,
+        "Timer rounds that failed and are tried again at the next interval"
+    );
     metrics::describe_counter!(
         STAGE_BATCH_SPLITS_TOTAL,
         Unit::Count,
@@ -144,6 +156,18 @@ pub(crate) fn batch_split(stage: &'static str, size: usize, reason_code: &str) {
         size, reason_code, "batch refused; splitting it to find the message it is refused for"
     );
     metrics::counter!(STAGE_BATCH_SPLITS_TOTAL, "stage" => stage).increment(1);
+}
+
+/// A tick's events are all acknowledged and the stage remembered them.
+pub(crate) fn tick_done(stage: &'static str, events: usize) {
+    debug!(stage, events, "timer work produced");
+    metrics::counter!(STAGE_TICK_EVENTS_TOTAL, "stage" => stage).increment(events as u64);
+}
+
+/// A tick failed; it is tried again at the next interval.
+pub(crate) fn tick_failed(stage: &'static str, reason: &str) {
+    warn!(stage, %reason, "timer work failed; the next tick tries again");
+    metrics::counter!(STAGE_TICK_FAILURES_TOTAL, "stage" => stage).increment(1);
 }
 
 /// A retryable failure that will be retried after `delay`.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use motcua_kafka::KafkaConfig;
 use motcua_runtime::Shutdown;
-use motcua_schemas::{AnyEvent, Codec, PaymentConfirmed, PaymentOutcome, PaymentRequested};
+use motcua_schemas::{Codec, PaymentConfirmed, PaymentOutcome, PaymentRequested};
 use rand::{Rng, SeedableRng};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::FutureProducer;
@@ -76,25 +76,20 @@ pub async fn run(
         let (d1, d2, d3) = (delay(), delay(), delay());
         let (producer, kafka, codec, stats) = (producer.clone(), kafka.clone(), codec.clone(), stats.clone());
         tokio::spawn(async move {
-            let confirm = |n: u32, outcome: PaymentOutcome| {
-                AnyEvent::PaymentConfirmed(PaymentConfirmed {
-                    event_id: motcua_schemas::derived_event_id(&bill.bill_reference, "gateway-sim", &format!("{n}")),
-                    bill_reference: bill.bill_reference.clone(),
-                    gateway: "gateway-sim".into(),
-                    gateway_transaction_id: format!("TX-{}-{n}", bill.bill_reference),
-                    amount_vnd: bill.amount_vnd,
-                    outcome,
-                    failure_reason: (outcome == PaymentOutcome::Failed).then(|| "thẻ bị từ chối".to_owned()),
-                    confirmed_at: motcua_reference::civil::now_ms(),
-                })
+            let confirm = |n: u32, outcome: PaymentOutcome| PaymentConfirmed {
+                event_id: motcua_schemas::derived_event_id(&bill.bill_reference, "gateway-sim", &format!("{n}")),
+                bill_reference: bill.bill_reference.clone(),
+                gateway: "gateway-sim".into(),
+                gateway_transaction_id: format!("TX-{}-{n}", bill.bill_reference),
+                amount_vnd: bill.amount_vnd,
+                outcome,
+                failure_reason: (outcome == PaymentOutcome::Failed).then(|| "thẻ bị từ chối".to_owned()),
+                confirmed_at: motcua_reference::civil::now_ms(),
             };
-            let send = |e: AnyEvent| {
+            let send = |e: PaymentConfirmed| {
                 let (producer, kafka, codec, stats) = (producer.clone(), kafka.clone(), codec.clone(), stats.clone());
                 async move {
-                    if motcua_runtime::publish::deliver(&producer, &kafka, &codec, &[e])
-                        .await
-                        .is_ok()
-                    {
+                    if crate::publisher::deliver(&producer, &kafka, &codec, &e).await.is_ok() {
                         stats.confirmations.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -95,3 +95,23 @@ impl Publisher {
         Ok(())
     }
 }
+
+/// Sends one event and waits for the broker's acknowledgement (for simulators that send
+/// from many tasks at once, where a [`Publisher`]'s batching does not fit).
+pub async fn deliver<E: Event>(producer: &FutureProducer, kafka: &KafkaConfig, codec: &Codec, event: &E) -> Result<()> {
+    let payload = codec.encode(event)?;
+    let topic = kafka.topic(E::TOPIC);
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "motcua-event-id",
+        value: Some(event.event_id()),
+    });
+    let record = FutureRecord::to(&topic)
+        .key(event.key())
+        .payload(&payload)
+        .headers(headers);
+    producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| Error::Kafka(e))?;
+    Ok(())
+}

@@ -163,25 +163,16 @@ async fn verify(l: Launch) -> Result<RunSummary> {
         None => crate::registries::from_config(&l.config).await?,
     };
     let caller = format!("verify/{}", l.runtime.instance_id);
-    let verify = Arc::new(motcua_verify::Verify::new(
+    let verify = motcua_verify::Verify::new(
         registries,
         l.reference,
         store.clone(),
         l.codec.clone(),
         caller,
         l.config.verify.policy(),
-    ));
-    let mut retrier = motcua_verify::Retrier::new(
-        verify.clone(),
-        l.config.kafka.clone(),
-        &format!("motcua-verify-retrier-{}", l.runtime.instance_id),
-    )?;
-    retrier.poll = Duration::from_millis(l.config.verify.retry_poll_ms);
-    let (summary, retried) = tokio::join!(
-        motcua_runtime::run(verify, l.codec, l.runtime, l.shutdown.clone()),
-        retrier.run(l.shutdown)
-    );
-    info!(?retried, "retrier stopped");
+    )
+    .with_retry_poll(Duration::from_millis(l.config.verify.retry_poll_ms));
+    let summary = motcua_runtime::run(Arc::new(verify), l.codec, l.runtime, l.shutdown).await;
     store.close().await;
     Ok(summary?)
 }
@@ -189,15 +180,8 @@ async fn verify(l: Launch) -> Result<RunSummary> {
 async fn payment(l: Launch) -> Result<RunSummary> {
     let store = l.store().await?;
     let fees = motcua_payment::FeeSchedule::embedded().map_err(anyhow::Error::msg)?;
-    let payment = Arc::new(motcua_payment::Payment::new(store.clone(), l.codec.clone(), fees));
-    let expiry = tokio::spawn(expire_bills(
-        payment.clone(),
-        l.config.kafka.clone(),
-        l.codec.clone(),
-        l.shutdown.clone(),
-    ));
-    let summary = motcua_runtime::run(payment, l.codec, l.runtime, l.shutdown).await;
-    expiry.abort();
+    let payment = motcua_payment::Payment::new(store.clone(), l.codec.clone(), fees);
+    let summary = motcua_runtime::run(Arc::new(payment), l.codec, l.runtime, l.shutdown).await;
     store.close().await;
     Ok(summary?)
 }
@@ -248,37 +232,15 @@ async fn track(l: Launch) -> Result<RunSummary> {
             }
         }))
     };
+    // Deadline warnings count working time on the routing calendar.
     let calendar = motcua_routing::RoutingTables::load(&l.reference, &cfg.routing.files()?)?
         .calendar()
         .clone();
-    let producer: Arc<rdkafka::producer::FutureProducer> = Arc::new(
-        cfg.kafka
-            .producer_config(&format!("motcua-track-warnings-{}", l.runtime.instance_id))
-            .create()?,
-    );
-    let (kafka, warn_codec) = (cfg.kafka.clone(), l.codec.clone());
-    let warn_cfg = motcua_track::deadline::WarningConfig::new(cfg.track.warn_within_working_hours);
-    let (warn_db, warn_shutdown) = (track.db().clone(), l.shutdown.clone());
-    let warnings = tokio::spawn(async move {
-        let publish = move |w: Vec<motcua_schemas::DossierStatusChanged>| {
-            let (producer, kafka, codec) = (producer.clone(), kafka.clone(), warn_codec.clone());
-            async move {
-                let events: Vec<motcua_schemas::AnyEvent> = w.into_iter().map(Into::into).collect();
-                motcua_runtime::publish::deliver(&producer, &kafka, &codec, &events)
-                    .await
-                    .map_err(|e| error_chain(&e))
-            }
-        };
-        motcua_track::deadline::run_warnings(warn_db, warn_cfg, &calendar, publish, warn_shutdown).await
-    });
-    let summary = motcua_runtime::run(Arc::new(track.clone()), l.codec, l.runtime, l.shutdown).await;
+    let warnings = motcua_track::deadline::WarningConfig::new(cfg.track.warn_within_working_hours);
+    let stage = track.clone().with_warnings(warnings, Arc::new(calendar));
+    let summary = motcua_runtime::run(Arc::new(stage), l.codec, l.runtime, l.shutdown).await;
     if let Some(api) = api {
         api.abort();
-    }
-    match warnings.await {
-        Ok(Ok(n)) => info!(warnings = n, "deadline warnings stopped"),
-        Ok(Err(e)) => error!(error = %error_chain(&e), "deadline warnings failed"),
-        Err(e) => error!(error = %e, "deadline warnings task"),
     }
     track.close().await;
     Ok(summary?)
@@ -329,47 +291,6 @@ async fn watch_routing_files(route: Arc<motcua_route::Route>, check_every_s: u64
             Err(e) => {
                 error!(error = %error_chain(&e), "routing tables not reloaded; keeping the current ones")
             }
-        }
-    }
-}
-
-/// Every minute: expire unpaid bills past their validity and publish their status.
-async fn expire_bills(
-    payment: Arc<motcua_payment::Payment>,
-    kafka: motcua_kafka::KafkaConfig,
-    codec: Codec,
-    mut shutdown: Shutdown,
-) {
-    let producer: rdkafka::producer::FutureProducer = match kafka.producer_config("motcua-payment-expiry").create() {
-        Ok(p) => p,
-        Err(e) => {
-            error!(error = %e, "bill expiry disabled: cannot create a producer");
-            return;
-        }
-    };
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-        }
-        let due = match payment.expiring(motcua_reference::civil::now_ms()).await {
-            Ok(due) => due,
-            Err(e) => {
-                error!(error = %error_chain(&e), "reading expiring bills failed; next round retries");
-                continue;
-            }
-        };
-        // Announce first, then mark: a failure in between announces again (same event ids).
-        for (reference, event) in due {
-            if let Err(e) = motcua_runtime::publish::deliver(&producer, &kafka, &codec, &[event]).await {
-                error!(error = %error_chain(&e), "publishing a bill expiry failed; next round retries");
-                break;
-            }
-            if let Err(e) = payment.mark_expired(&reference).await {
-                error!(error = %error_chain(&e), "marking a bill expired failed; next round retries");
-                break;
-            }
-            motcua_payment::telemetry::bill_expired();
         }
     }
 }

@@ -10,7 +10,7 @@
 mod fees;
 pub mod telemetry;
 
-use motcua_runtime::{error_chain, Envelope, Input, Outcome, Stage, StageError};
+use motcua_runtime::{error_chain, Envelope, Input, Outcome, Stage, StageError, Tick};
 use motcua_schemas::{
     derived_event_id, AnyEvent, Codec, DossierPaid, DossierStatus, DossierStatusChanged, DossierVerified, Event,
     PaymentConfirmed, PaymentOutcome, PaymentRequested, Reason, Topic,
@@ -70,6 +70,8 @@ pub struct Payment {
     fees: FeeSchedule,
     /// How long a bill may be paid.
     pub validity_ms: i64,
+    /// How often unpaid bills past their validity are looked for (the stage's timer).
+    pub expiry_check: std::time::Duration,
 }
 
 impl Payment {
@@ -79,6 +81,7 @@ impl Payment {
             codec,
             fees,
             validity_ms: 72 * 3_600_000,
+            expiry_check: std::time::Duration::from_secs(60),
         }
     }
 
@@ -282,6 +285,29 @@ impl Stage for Payment {
 
     fn name(&self) -> &'static str {
         STAGE
+    }
+
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        Some(self.expiry_check)
+    }
+
+    /// Bill expiry: the status of every unpaid bill past its validity; marked expired
+    /// only once announced ([`Stage::ticked`]).
+    async fn tick(&self, now_ms: i64) -> Result<Tick, StageError> {
+        let mut tick = Tick::default();
+        for (reference, event) in self.expiring(now_ms).await.map_err(store_error)? {
+            tick.done.push(reference);
+            tick.events.push(event);
+        }
+        Ok(tick)
+    }
+
+    async fn ticked(&self, tick: &Tick) -> Result<(), StageError> {
+        for reference in &tick.done {
+            self.mark_expired(reference).await.map_err(store_error)?;
+            telemetry::bill_expired();
+        }
+        Ok(())
     }
 
     async fn handle_batch(&self, batch: &[Envelope<PaymentInput>]) -> Result<Vec<Outcome>, StageError> {

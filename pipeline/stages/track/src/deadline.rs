@@ -4,10 +4,8 @@
 //! and the warning's event id is derived from (dossier, due time), so a warning produced
 //! twice (crash between publishing and remembering) is deduplicated downstream.
 
-use std::future::Future;
 use std::time::Duration;
 
-use motcua_runtime::Shutdown;
 use motcua_schemas::{derived_event_id, DossierStatusChanged, Reason};
 use sqlx::{PgPool, SqlitePool};
 
@@ -51,7 +49,7 @@ pub struct WarningConfig {
     /// Must cover `working_hours` of working time across weekends and holidays (Tết is
     /// the longest gap); the default allows 16 calendar days plus 3 days per 8 hours.
     pub lookahead: Duration,
-    /// How often [`run_warnings`] scans.
+    /// How often the track stage's timer scans.
     pub interval: Duration,
     /// Most warnings per scan.
     pub limit: i64,
@@ -181,52 +179,4 @@ async fn mark_warned_sqlite(pool: &SqlitePool, warnings: &[DossierStatusChanged]
     }
     tx.commit().await?;
     Ok(done)
-}
-
-/// Scans every `config.interval` until shutdown: pending warnings are handed to `publish`
-/// (which must return only once they are durable, e.g. acknowledged by Kafka on
-/// `dossier.status`), then remembered. A failed publish is retried at the next scan.
-/// Returns the number of warnings published.
-pub async fn run_warnings<F, Fut>(
-    db: impl Into<ProjectionDb>,
-    config: WarningConfig,
-    clock: &dyn WorkingTime,
-    mut publish: F,
-    mut shutdown: Shutdown,
-) -> Result<u64>
-where
-    F: FnMut(Vec<DossierStatusChanged>) -> Fut,
-    Fut: Future<Output = std::result::Result<(), String>>,
-{
-    let db = db.into();
-    let mut published = 0u64;
-    let mut tick = tokio::time::interval(config.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => return Ok(published),
-            _ = tick.tick() => {}
-        }
-        let warnings = match pending_warnings(&db, crate::now_ms(), &config, clock).await {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %motcua_runtime::error_chain(&e), "deadline warning scan failed");
-                continue;
-            }
-        };
-        if warnings.is_empty() {
-            continue;
-        }
-        let n = warnings.len() as u64;
-        match publish(warnings.clone()).await {
-            Ok(()) => {
-                if let Err(e) = mark_warned(&db, &warnings).await {
-                    tracing::warn!(error = %motcua_runtime::error_chain(&e), "remembering deadline warnings failed; they will be produced again with the same event ids");
-                }
-                published += n;
-                crate::telemetry::deadline_warnings_published(n);
-            }
-            Err(e) => tracing::warn!(error = %e, "publishing deadline warnings failed; retrying at the next scan"),
-        }
-    }
 }

@@ -36,15 +36,16 @@ pub mod summary;
 pub mod telemetry;
 mod time;
 
-use motcua_runtime::{error_chain, AllTopics, Envelope, Outcome, Stage, StageError};
+use motcua_runtime::{error_chain, AllTopics, Envelope, Outcome, Stage, StageError, Tick};
 use motcua_schemas::AnyEvent;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-pub use deadline::{mark_warned, pending_warnings, run_warnings, WallClock, WarningConfig, WorkingTime};
+pub use deadline::{mark_warned, pending_warnings, WallClock, WarningConfig, WorkingTime};
 pub use projection::{status_key, Applied, STAGE};
 pub use time::{format_local, parse_instant};
 
@@ -134,9 +135,17 @@ impl From<&ProjectionDb> for ProjectionDb {
 }
 
 /// The track stage.
-#[derive(Debug, Clone)]
+#[derive(Clone, Debug)]
 pub struct Track {
     db: ProjectionDb,
+    /// Deadline warnings, the stage's timer work (off unless [`Track::with_warnings`]).
+    warnings: Option<(WarningConfig, Arc<dyn WorkingTime>)>,
+}
+
+impl std::fmt::Debug for dyn WorkingTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WorkingTime")
+    }
 }
 
 impl Track {
@@ -165,6 +174,7 @@ impl Track {
             migrate_sqlite(&pool).await?;
             Ok(Self {
                 db: ProjectionDb::Sqlite(pool),
+                warnings: None,
             })
         } else {
             Err(Error::UnsupportedUrl)
@@ -175,7 +185,15 @@ impl Track {
     pub fn new(pool: PgPool) -> Self {
         Self {
             db: ProjectionDb::Postgres(pool),
+            warnings: None,
         }
+    }
+
+    /// Warns of deadlines: every `config.interval`, open dossiers close to their due time
+    /// by `clock` (the routing calendar in production) get a warning status event.
+    pub fn with_warnings(mut self, config: WarningConfig, clock: Arc<dyn WorkingTime>) -> Self {
+        self.warnings = Some((config, clock));
+        self
     }
 
     pub fn db(&self) -> &ProjectionDb {
@@ -223,6 +241,36 @@ impl Stage for Track {
 
     fn name(&self) -> &'static str {
         STAGE
+    }
+
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        self.warnings.as_ref().map(|(c, _)| c.interval)
+    }
+
+    /// Deadline warnings due now; remembered as warned once acknowledged.
+    async fn tick(&self, now_ms: i64) -> Result<Tick, StageError> {
+        let Some((config, clock)) = &self.warnings else {
+            return Ok(Tick::default());
+        };
+        let warnings = pending_warnings(&self.db, now_ms, config, clock.as_ref()).await?;
+        Ok(Tick {
+            events: warnings.into_iter().map(AnyEvent::from).collect(),
+            done: Vec::new(),
+        })
+    }
+
+    async fn ticked(&self, tick: &Tick) -> Result<(), StageError> {
+        let warnings: Vec<motcua_schemas::DossierStatusChanged> = tick
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                AnyEvent::Status(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect();
+        mark_warned(&self.db, &warnings).await?;
+        telemetry::deadline_warnings_published(warnings.len() as u64);
+        Ok(())
     }
 
     async fn handle_batch(&self, batch: &[Envelope<AllTopics>]) -> Result<Vec<Outcome>, StageError> {

@@ -1,7 +1,7 @@
 //! The track stage end to end: events of every topic, each published twice, through a
 //! real Kafka-protocol broker (librdkafka's in-process mock cluster over TCP) and the
-//! no-loss runtime into real PostgreSQL; then deadline warnings produced back to
-//! `dossier.status` through Kafka and consumed by the same worker.
+//! no-loss runtime into real PostgreSQL; then deadline warnings, the stage's timer work,
+//! produced by the runtime to `dossier.status` and consumed back by the same worker.
 
 mod common;
 
@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use motcua_kafka::{EmbeddedBroker, KafkaConfig};
 use motcua_runtime::{RuntimeConfig, Shutdown};
-use motcua_schemas::{AnyEvent, Codec, DossierStatusChanged, Timeliness};
-use motcua_track::{run_warnings, Track, WallClock, WarningConfig};
+use motcua_schemas::{AnyEvent, Codec, Timeliness};
+use motcua_track::{Track, WallClock, WarningConfig};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::PgPool;
 
@@ -106,30 +106,24 @@ async fn every_topic_through_kafka_into_the_projection() {
     Track::new(direct.clone()).apply(&refs(&events)).await.expect("direct");
     assert_eq!(snapshot(&direct).await, ingested);
 
-    // Deadline warnings, published to dossier.status through Kafka and consumed back.
+    stop.send(true).expect("stop");
+    let ingesting = worker.await.expect("join").expect("clean stop");
+    assert_eq!(ingesting.consumed, 2 * 380);
+    assert_eq!(ingesting.dead_lettered, 0);
+
+    // Deadline warnings: the stage's timer, produced by the runtime to dossier.status and
+    // consumed back by the same worker (same group: it reads only what came since).
     let mut config = WarningConfig::new(8);
     config.interval = Duration::from_millis(100);
-    let (kafka2, codec2, producer2) = (kafka.clone(), codec.clone(), producer.clone());
-    let warner = tokio::spawn({
-        let pool = pool.clone();
-        let shutdown = shutdown.clone();
-        async move {
-            run_warnings(
-                pool,
-                config,
-                &WallClock,
-                |w: Vec<DossierStatusChanged>| {
-                    let (kafka, codec, producer) = (kafka2.clone(), codec2.clone(), producer2.clone());
-                    async move {
-                        let events: Vec<AnyEvent> = w.into_iter().map(AnyEvent::from).collect();
-                        publish(&producer, &kafka, &codec, &events).await
-                    }
-                },
-                shutdown,
-            )
-            .await
-        }
-    });
+    let (stop, shutdown) = Shutdown::channel();
+    let mut rt = RuntimeConfig::new(kafka.clone());
+    rt.instance_id = "track-test".into();
+    let worker = tokio::spawn(motcua_runtime::run(
+        Arc::new(Track::new(pool.clone()).with_warnings(config, Arc::new(WallClock))),
+        codec.clone(),
+        rt,
+        shutdown,
+    ));
     wait_for(&pool, "SELECT count(*) FROM track_history WHERE stage = 'track'", 5).await;
     wait_for(
         &pool,
@@ -140,10 +134,8 @@ async fn every_topic_through_kafka_into_the_projection() {
     // A few more scans: nothing is warned twice.
     tokio::time::sleep(Duration::from_millis(400)).await;
     stop.send(true).expect("stop");
-    let warned = warner.await.expect("join").expect("warner");
-    assert_eq!(warned, 5);
     let summary = worker.await.expect("join").expect("clean stop");
-    assert_eq!(summary.consumed, 2 * 380 + 5);
+    assert_eq!(summary.consumed, 5, "the five warnings, read back");
     assert_eq!(summary.dead_lettered, 0);
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM track_history WHERE stage = 'track'")
         .fetch_one(&pool)

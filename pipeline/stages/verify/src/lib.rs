@@ -4,8 +4,8 @@
 //! with reasons.
 //!
 //! A registry that is slow or down neither loses a dossier nor stalls the others: the
-//! dossier is parked in the database (then its offset may be committed) and a
-//! [`Retrier`] tries again with growing delays; past `escalate_after` it hands the
+//! dossier is parked in the database (then its offset may be committed) and the stage's
+//! timer ([`Stage::tick`], run by the runtime) tries again with growing delays; past `escalate_after` it hands the
 //! dossier to an officer with a status event. Every dossier ends verified, supplement
 //! requested, or escalated.
 
@@ -17,17 +17,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{join_all, try_join_all};
-use motcua_kafka::KafkaConfig;
 use motcua_reference::civil::now_ms;
 use motcua_reference::Reference;
 use motcua_registries::{BusinessRegistry, LandRegistry, Lookup, PopulationRegistry};
-use motcua_runtime::{error_chain, Envelope, Outcome, Shutdown, Stage, StageError};
+use motcua_runtime::{error_chain, Envelope, Outcome, Stage, StageError, Tick};
 use motcua_schemas::{
     derived_event_id, AnyEvent, Codec, DossierAccepted, DossierStatus, DossierStatusChanged, DossierVerified, Reason,
     Registry,
 };
 use motcua_store::Store;
-use rdkafka::producer::FutureProducer;
 use telemetry::Decided;
 
 pub use assess::{assess, needed, Answers, Verdict};
@@ -73,6 +71,7 @@ pub struct Verify<R> {
     codec: Codec,
     caller: String,
     policy: RetryPolicy,
+    retry: RetrySettings,
 }
 
 enum Looked {
@@ -99,6 +98,7 @@ impl<R: Registries> Verify<R> {
             codec,
             caller,
             policy,
+            retry: RetrySettings::default(),
         }
     }
 
@@ -199,6 +199,23 @@ impl<R: Registries> Stage for Verify<R> {
         STAGE
     }
 
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(self.retry.poll)
+    }
+
+    async fn tick(&self, now_ms: i64) -> Result<Tick, StageError> {
+        self.retry_parked(now_ms).await
+    }
+
+    async fn ticked(&self, tick: &Tick) -> Result<(), StageError> {
+        for dossier_id in &tick.done {
+            self.store.unpark(dossier_id).await.map_err(store_error)?;
+        }
+        // Final: delivered and no longer parked (a failure above decides them again).
+        tick.events.iter().filter_map(Decided::of_event).for_each(|d| d.emit());
+        Ok(())
+    }
+
     async fn handle_batch(&self, batch: &[Envelope<DossierAccepted>]) -> Result<Vec<Outcome>, StageError> {
         let looked = join_all(batch.iter().map(|e| self.look_up(&e.event))).await;
         let mut out = Vec::with_capacity(batch.len());
@@ -243,130 +260,82 @@ impl<R: Registries> Stage for Verify<R> {
     }
 }
 
-/// What a retrier did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RetrierSummary {
-    pub decided: u64,
-    pub escalated: u64,
-    pub rescheduled: u64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("parked-dossier store")]
-    Store(#[from] motcua_store::Error),
-    #[error("Kafka")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("delivering events")]
-    Deliver(#[from] motcua_runtime::Error),
-    #[error("parked payload does not decode")]
-    Decode(#[from] motcua_schemas::Error),
-}
-
-/// Retries parked dossiers: takes the due ones, asks the registries again, and delivers
-/// the outcome (broker acknowledgement first, then the row is removed — a crash between
-/// the two re-delivers the same event ids).
-pub struct Retrier<R> {
-    verify: Arc<Verify<R>>,
-    producer: FutureProducer,
-    kafka: KafkaConfig,
-    pub poll: Duration,
-    pub lease: Duration,
-    pub batch: i64,
-}
-
-impl<R> std::fmt::Debug for Retrier<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Retrier").field("poll", &self.poll).finish()
-    }
-}
-
-impl<R: Registries> Retrier<R> {
-    pub fn new(verify: Arc<Verify<R>>, kafka: KafkaConfig, client_id: &str) -> Result<Self, Error> {
-        let producer = kafka.producer_config(client_id).create()?;
-        Ok(Self {
-            verify,
-            producer,
-            kafka,
-            poll: Duration::from_millis(500),
-            lease: Duration::from_secs(120),
-            batch: 100,
-        })
+impl<R: Registries> Verify<R> {
+    /// How often parked dossiers are looked for (the stage's timer; default 500 ms).
+    pub fn with_retry_poll(mut self, poll: Duration) -> Self {
+        self.retry.poll = poll;
+        self
     }
 
-    /// Runs until `shutdown`; a failing store or broker is retried at the next poll.
-    pub async fn run(self, mut shutdown: Shutdown) -> RetrierSummary {
-        let mut summary = RetrierSummary::default();
-        loop {
-            tokio::select! {
-                _ = shutdown.wait() => return summary,
-                _ = tokio::time::sleep(self.poll) => {}
-            }
-            loop {
-                match self.round(&mut summary).await {
-                    Ok(0) => break,
-                    Ok(_) if shutdown.is_triggered() => return summary,
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %error_chain(&e), "retrying parked dossiers failed; next poll tries again");
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    /// One round: returns how many parked dossiers it took.
-    pub async fn round(&self, summary: &mut RetrierSummary) -> Result<usize, Error> {
-        let v = &self.verify;
-        let now = now_ms();
-        let due = v
+    /// The timer's round: takes the parked dossiers that are due (leased, so two replicas
+    /// do not take the same), asks the registries again, and returns the outcomes of the
+    /// ones decided or escalated; those still unavailable are rescheduled here. Their rows
+    /// are removed only in [`Stage::ticked`], once the events are acknowledged: a crash in
+    /// between decides them again.
+    async fn retry_parked(&self, now: i64) -> Result<Tick, StageError> {
+        let due = self
             .store
-            .claim_due(now, self.lease.as_millis() as i64, self.batch)
-            .await?;
-        let taken = due.len();
-        let results = join_all(due.into_iter().map(|p| async move {
-            let accepted: DossierAccepted = v.codec.decode(&p.payload)?;
-            let looked = v.look_up(&accepted).await;
-            Ok::<_, Error>((p, accepted, looked))
+            .claim_due(now, self.retry.lease.as_millis() as i64, self.retry.batch)
+            .await
+            .map_err(store_error)?;
+        let looked = join_all(due.into_iter().map(|p| async move {
+            let accepted: Result<DossierAccepted, _> = self.codec.decode(&p.payload);
+            let looked = match &accepted {
+                Ok(a) => Some(self.look_up(a).await),
+                Err(_) => None,
+            };
+            (p, accepted, looked)
         }))
         .await;
-        for r in results {
-            let (p, accepted, looked) = r?;
-            let now = now_ms();
-            let (events, decided) = match looked {
-                Looked::Answers(a) => {
-                    summary.decided += 1;
-                    let verdict = assess(&accepted, &a);
-                    let decided = Decided::of(&verdict);
-                    (v.verdict_events(&accepted, verdict, now), decided)
-                }
-                Looked::Escalate(why) => {
-                    summary.escalated += 1;
-                    (v.escalation_events(&accepted, &why, now), Decided::Escalated)
-                }
-                Looked::Later(why) if now - p.parked_at_ms >= v.policy.escalate_after.as_millis() as i64 => {
-                    summary.escalated += 1;
-                    (v.escalation_events(&accepted, &why, now), Decided::Escalated)
+        let mut tick = Tick::default();
+        for (p, accepted, looked) in looked {
+            let (Ok(accepted), Some(looked)) = (accepted, looked) else {
+                // A parked payload is one this stage wrote: if it no longer decodes, a
+                // person must look (it stays parked and is reported each round).
+                return Err(StageError::Fatal(format!(
+                    "the parked payload of dossier {} does not decode",
+                    p.dossier_id
+                )));
+            };
+            let events = match looked {
+                Looked::Answers(a) => self.verdict_events(&accepted, assess(&accepted, &a), now),
+                Looked::Escalate(why) => self.escalation_events(&accepted, &why, now),
+                Looked::Later(why) if now - p.parked_at_ms >= self.policy.escalate_after.as_millis() as i64 => {
+                    self.escalation_events(&accepted, &why, now)
                 }
                 Looked::Later(why) => {
-                    summary.rescheduled += 1;
-                    let next = now + v.policy.delay(p.attempts).as_millis() as i64;
-                    v.store.reschedule(&p.dossier_id, next, &why).await?;
+                    let next = now + self.policy.delay(p.attempts).as_millis() as i64;
+                    self.store
+                        .reschedule(&p.dossier_id, next, &why)
+                        .await
+                        .map_err(store_error)?;
                     continue;
                 }
             };
-            self.deliver(&events).await?;
-            v.store.unpark(&p.dossier_id).await?;
-            // Final: delivered and no longer parked (a failure above decides it again).
-            decided.emit();
+            tick.events.extend(events);
+            tick.done.push(p.dossier_id);
         }
-        Ok(taken)
+        Ok(tick)
     }
+}
 
-    async fn deliver(&self, events: &[AnyEvent]) -> Result<(), Error> {
-        motcua_runtime::publish::deliver(&self.producer, &self.kafka, &self.verify.codec, events).await?;
-        Ok(())
+/// How the stage's timer takes parked dossiers.
+#[derive(Debug, Clone)]
+struct RetrySettings {
+    poll: Duration,
+    /// A claimed dossier is not claimed again before this (another replica's round).
+    lease: Duration,
+    /// Most parked dossiers per round.
+    batch: i64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            poll: Duration::from_millis(500),
+            lease: Duration::from_secs(120),
+            batch: 100,
+        }
     }
 }
 

@@ -39,6 +39,17 @@ pub(crate) enum Decided {
 }
 
 impl Decided {
+    /// What an event the stage emitted says became of its dossier.
+    pub(crate) fn of_event(e: &motcua_schemas::AnyEvent) -> Option<Self> {
+        use motcua_schemas::{AnyEvent, DossierStatus};
+        match e {
+            AnyEvent::Verified(_) => Some(Decided::Verified),
+            AnyEvent::Status(s) if s.status == DossierStatus::SupplementRequested => Some(Decided::SupplementRequested),
+            AnyEvent::Status(s) if s.status == DossierStatus::Processing => Some(Decided::Escalated),
+            _ => None,
+        }
+    }
+
     pub(crate) fn of(verdict: &Verdict) -> Self {
         match verdict {
             Verdict::Verified { .. } => Decided::Verified,
