@@ -183,8 +183,34 @@ fn lock(ledger: &Mutex<Ledger>) -> MutexGuard<'_, Ledger> {
     ledger.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Counts delivery reports, so a drain can wait for the next one instead of polling.
+#[derive(Default)]
+struct Reports {
+    seen: Mutex<u64>,
+    changed: std::sync::Condvar,
+}
+
+impl Reports {
+    fn reported(&self) {
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.changed.notify_all();
+    }
+
+    fn count(&self) -> u64 {
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until a report comes after the `seen`-th, or `until`.
+    fn wait_after(&self, seen: u64, until: Instant) {
+        let guard = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let left = until.saturating_duration_since(Instant::now());
+        let _ = self.changed.wait_timeout_while(guard, left, |n| *n == seen);
+    }
+}
+
 struct StageContext {
     ledger: Arc<Mutex<Ledger>>,
+    reports: Arc<Reports>,
     assigned: Arc<AtomicUsize>,
     drain_timeout: Duration,
     stage: &'static str,
@@ -216,9 +242,10 @@ impl ConsumerContext for StageContext {
             .collect();
         // Drain: wait (bounded) for the outputs of revoked partitions to be acknowledged.
         // Deliveries are acknowledged on the producer's own thread, so they progress
-        // while this callback blocks the consumer.
+        // while this callback blocks the consumer; it sleeps until the next report.
         let deadline = Instant::now() + self.drain_timeout;
         let left = loop {
+            let seen = self.reports.count();
             let (busy, failed) = {
                 let l = lock(&self.ledger);
                 (
@@ -230,7 +257,7 @@ impl ConsumerContext for StageContext {
             if busy == 0 || failed || Instant::now() >= deadline {
                 break busy;
             }
-            std::thread::sleep(Duration::from_millis(5));
+            self.reports.wait_after(seen, deadline);
         };
         if left > 0 {
             warn!(
@@ -312,6 +339,7 @@ impl TickDeliveries {
 
 struct DeliveryContext {
     ledger: Arc<Mutex<Ledger>>,
+    reports: Arc<Reports>,
     stage: &'static str,
 }
 
@@ -321,7 +349,14 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<DeliveryToken>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, token: Box<DeliveryToken>) {
-        match (*token, result) {
+        self.handle_report(result, *token);
+        self.reports.reported();
+    }
+}
+
+impl DeliveryContext {
+    fn handle_report(&self, result: &DeliveryResult<'_>, token: DeliveryToken) {
+        match (token, result) {
             (DeliveryToken::Input { tp, epoch, offset }, Ok(_)) => lock(&self.ledger).ack(&tp, epoch, offset),
             (DeliveryToken::Input { tp, offset, .. }, Err((e, m))) => {
                 telemetry::delivery_failed(self.stage);
@@ -383,8 +418,10 @@ pub async fn run<S: Stage>(
     let group = cfg.kafka.group(name);
     let mut consumer_cfg = cfg.kafka.consumer_config(&group, &client_id);
     consumer_cfg.set("statistics.interval.ms", "5000");
+    let reports = Arc::new(Reports::default());
     let consumer: Arc<Worker<StageContext>> = Arc::new(consumer_cfg.create_with_context(StageContext {
         ledger: ledger.clone(),
+        reports: reports.clone(),
         assigned: cfg.assigned.clone(),
         drain_timeout: cfg.drain_timeout,
         stage: name,
@@ -394,6 +431,7 @@ pub async fn run<S: Stage>(
             .producer_config(&client_id)
             .create_with_context(DeliveryContext {
                 ledger: ledger.clone(),
+                reports,
                 stage: name,
             })?;
     let input_topics: Vec<String> = <S::Input as Input>::topics()
@@ -474,6 +512,7 @@ async fn consume_loop<S: Stage>(
     let name = stage.name();
     let dlq_topic = cfg.kafka.topic(Topic::DeadLetter);
     let mut first_received: Option<Instant> = None;
+    let mut paused = false;
     loop {
         if let Some(reason) = lock(ledger).fatal() {
             return Err(Error::Fatal {
@@ -484,14 +523,36 @@ async fn consume_loop<S: Stage>(
         store_committable(consumer, ledger, name);
         let in_flight = lock(ledger).in_flight();
         telemetry::in_flight(name, in_flight);
+        // Backpressure without leaving the group: with too much in flight the assigned
+        // partitions are paused, and the consumer is still polled below (rebalances and
+        // the poll interval stay served); they resume once half has drained.
         if in_flight >= cfg.max_in_flight {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-            continue;
+            if let Ok(assignment) = consumer.assignment() {
+                if consumer.pause(&assignment).is_ok() && !paused {
+                    paused = true;
+                    telemetry::backpressure(name, true, in_flight);
+                }
+            }
+        } else if paused && in_flight <= cfg.max_in_flight / 2 {
+            if let Ok(assignment) = consumer.assignment() {
+                if consumer.resume(&assignment).is_ok() {
+                    paused = false;
+                    telemetry::backpressure(name, false, in_flight);
+                }
+            }
         }
-        let batch = tokio::select! {
+        let mut batch = tokio::select! {
             _ = shutdown.wait() => break,
             b = collect_batch(consumer, ledger, cfg) => b,
         };
+        // A partition revoked while the batch was gathered (rebalances run inside the
+        // polls) belongs to another worker now: no effects for its messages here.
+        let gathered = batch.len();
+        {
+            let l = lock(ledger);
+            batch.retain(|m| l.epoch(&m.tp) == Some(m.epoch));
+        }
+        summary.stale += (gathered - batch.len()) as u64;
         if batch.is_empty() {
             continue;
         }

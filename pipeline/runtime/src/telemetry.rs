@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use metrics::Unit;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 pub const CONSUMER_LAG_MESSAGES: &str = "motcua_consumer_lag_messages";
 pub const CONSUMER_ERRORS_TOTAL: &str = "motcua_consumer_errors_total";
@@ -156,6 +156,18 @@ pub(crate) fn batch_split(stage: &'static str, size: usize, reason_code: &str) {
         size, reason_code, "batch refused; splitting it to find the message it is refused for"
     );
     metrics::counter!(STAGE_BATCH_SPLITS_TOTAL, "stage" => stage).increment(1);
+}
+
+/// Partitions paused (too much in flight) or resumed.
+pub(crate) fn backpressure(stage: &'static str, paused: bool, in_flight: usize) {
+    if paused {
+        info!(
+            stage,
+            in_flight, "too much in flight: partitions paused until the broker catches up"
+        );
+    } else {
+        info!(stage, in_flight, "partitions resumed");
+    }
 }
 
 /// A tick's events are all acknowledged and the stage remembered them.

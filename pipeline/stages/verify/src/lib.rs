@@ -166,7 +166,13 @@ impl<R: Registries> Verify<R> {
                 .into()]
             }
             Verdict::Supplement { reasons, .. } => {
-                vec![status(accepted, DossierStatus::SupplementRequested, reasons, at)]
+                vec![status(
+                    accepted,
+                    "supplement",
+                    DossierStatus::SupplementRequested,
+                    reasons,
+                    at,
+                )]
             }
         }
     }
@@ -178,12 +184,21 @@ impl<R: Registries> Verify<R> {
             code: "VERIFICATION_ESCALATED".to_owned(),
             message: format!("Không tra cứu được cơ sở dữ liệu quốc gia ({why}); chuyển cán bộ xác minh thủ công"),
         };
-        vec![status(accepted, DossierStatus::Processing, vec![reason], at)]
+        vec![status(
+            accepted,
+            "escalated",
+            DossierStatus::Processing,
+            vec![reason],
+            at,
+        )]
     }
 }
 
-fn status(accepted: &DossierAccepted, status: DossierStatus, reasons: Vec<Reason>, at: i64) -> AnyEvent {
-    DossierStatusChanged::caused_by(accepted, STAGE, "status", status, at)
+/// A status event of `kind`: a supplement request and an escalation of the same dossier
+/// (one after a redelivery, the other from the retrier) are different events with
+/// different ids, so neither is taken for a duplicate of the other.
+fn status(accepted: &DossierAccepted, kind: &str, status: DossierStatus, reasons: Vec<Reason>, at: i64) -> AnyEvent {
+    DossierStatusChanged::caused_by(accepted, STAGE, kind, status, at)
         .with_reasons(reasons)
         .into()
 }

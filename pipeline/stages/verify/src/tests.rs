@@ -154,3 +154,39 @@ fn retry_delays_grow_to_the_cap() {
     assert_eq!(p.delay(4), Duration::from_secs(60));
     assert_eq!(p.delay(40), Duration::from_secs(60));
 }
+
+/// A redelivered dossier may be decided (supplement) after the retrier escalated it, or
+/// the other way round: the two status events must not share an id, or consumers that
+/// deduplicate by id would keep whichever came first.
+#[tokio::test]
+async fn a_supplement_request_and_an_escalation_of_one_dossier_are_different_events() {
+    use motcua_registries::audit::TracingAudit;
+    use motcua_registries::http::{HttpConfig, HttpRegistries};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("v.db").display()))
+        .await
+        .expect("store");
+    let registries = HttpRegistries::new(HttpConfig::default(), Arc::new(TracingAudit)).expect("client");
+    let verify = Verify::new(
+        registries,
+        Arc::new(Reference::embedded().expect("reference")),
+        store,
+        Codec::embedded().expect("codec"),
+        "verify/test".into(),
+        RetryPolicy::default(),
+    );
+    let a = accepted();
+    let supplement = verify.verdict_events(
+        &a,
+        Verdict::Supplement {
+            reasons: vec![],
+            checks: vec![],
+        },
+        1,
+    );
+    let escalated = verify.escalation_events(&a, "registry down", 1);
+    assert_eq!((supplement.len(), escalated.len()), (1, 1));
+    assert_ne!(supplement[0].event_id(), escalated[0].event_id());
+    // And each stays the same on a redelivery.
+    assert_eq!(verify.escalation_events(&a, "registry down", 1), escalated);
+}
