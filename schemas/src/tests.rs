@@ -204,3 +204,24 @@ fn the_status_table_gives_each_status_its_national_code_and_back() {
     precedence.dedup();
     assert_eq!(precedence.len(), 10, "precedences must be distinct");
 }
+
+/// The fuzzer's corpus for decoding (tests/fuzz/corpus/decode_topics), replayed: every
+/// input decodes or is refused, and what decodes is checked against the limits.
+#[test]
+fn the_decode_fuzz_corpus_replays_without_a_panic() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fuzz/corpus/decode_topics");
+    let codec = codec();
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&dir).expect("the corpus is committed") {
+        let data = std::fs::read(entry.expect("entry").path()).expect("read");
+        let Some((&which, bytes)) = data.split_first() else {
+            continue;
+        };
+        let topic = Topic::ALL[usize::from(which) % Topic::ALL.len()];
+        if let Ok(e) = AnyEvent::decode(&codec, topic, bytes) {
+            let _ = crate::Limits::default().check(&e);
+        }
+        replayed += 1;
+    }
+    assert!(replayed >= 10, "only {replayed} corpus entries");
+}

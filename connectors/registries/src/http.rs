@@ -282,10 +282,25 @@ impl HttpRegistries {
         };
         let status = response.status();
         if status.is_success() {
-            return match response.json::<V>().await {
+            // Read at most MAX_ANSWER_BYTES: a registry that sends more is broken.
+            let mut response = response;
+            let mut body = Vec::new();
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                            return Attempt::Refused(format!("answer larger than {MAX_ANSWER_BYTES} bytes"));
+                        }
+                        body.extend_from_slice(&chunk);
+                    }
+                    Ok(None) => break,
+                    Err(e) if e.is_timeout() => return Attempt::Failed("timed out reading the body".to_owned()),
+                    Err(e) => return Attempt::Failed(format!("reading the body failed: {e}")),
+                }
+            }
+            return match parse_answer::<V>(&body) {
                 Ok(v) => Attempt::Found(v),
-                Err(e) if e.is_timeout() => Attempt::Failed("timed out reading the body".to_owned()),
-                Err(e) => Attempt::Refused(format!("unexpected answer: {e}")),
+                Err(e) => Attempt::Refused(e),
             };
         }
         match status.as_u16() {
@@ -294,6 +309,26 @@ impl HttpRegistries {
             _ => Attempt::Refused(format!("HTTP {status}")),
         }
     }
+}
+
+/// The largest registry answer read (a person, a parcel or an enterprise is a few KB).
+pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
+
+/// Parses a registry's answer body. Never panics, whatever the bytes (fuzzed:
+/// `tests/fuzz`); the error says what was wrong without quoting the answer, which holds
+/// personal data.
+pub fn parse_answer<V: DeserializeOwned>(body: &[u8]) -> std::result::Result<V, String> {
+    if body.len() > MAX_ANSWER_BYTES {
+        return Err(format!("answer larger than {MAX_ANSWER_BYTES} bytes"));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "unexpected answer ({:?} at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    })
 }
 
 /// Path segments are plain digits/codes; anything else is percent-encoded.
@@ -334,5 +369,32 @@ impl BusinessRegistry for HttpRegistries {
     async fn business(&self, lookup: &Lookup<'_>, tax_code: &str) -> Result<Option<Business>> {
         let path = format!("/v1/enterprises/{}", segment(tax_code));
         self.lookup(&self.inner.business, lookup, tax_code, &path).await
+    }
+}
+
+#[cfg(test)]
+mod fuzz_corpus {
+    use super::*;
+    use crate::{Business, Citizen, Parcel};
+
+    /// The fuzzer's corpus for registry answers (tests/fuzz/corpus/registry_answer),
+    /// replayed: parsed or refused, never a panic; refusals do not quote the answer.
+    #[test]
+    fn the_registry_answer_fuzz_corpus_replays_without_a_panic() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fuzz/corpus/registry_answer");
+        let mut replayed = 0;
+        for entry in std::fs::read_dir(&dir).expect("the corpus is committed") {
+            let data = std::fs::read(entry.expect("entry").path()).expect("read");
+            let _ = parse_answer::<Citizen>(&data);
+            let _ = parse_answer::<Parcel>(&data);
+            let _ = parse_answer::<Business>(&data);
+            replayed += 1;
+        }
+        assert!(replayed >= 3, "only {replayed} corpus entries");
+        // serde_json's own message would quote the value ("invalid type: string ...").
+        let body = r#"{"citizen_id": "1", "full_name": "x", "date_of_birth": "Bí Mật"}"#;
+        let e = parse_answer::<Citizen>(body.as_bytes()).unwrap_err();
+        assert!(!e.contains("Bí Mật"), "{e}");
+        assert!(parse_answer::<Citizen>(&vec![b' '; MAX_ANSWER_BYTES + 1]).is_err());
     }
 }

@@ -92,7 +92,9 @@ impl Instant {
 pub(crate) fn parse_date(s: &str) -> Result<i32, String> {
     let err = || format!("'{s}' is not a date like 1990-05-17");
     let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+    // ASCII digits only: slicing below is by byte, and `parse` would take a sign.
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' || !digits(0..4) || !digits(5..7) || !digits(8..10) {
         return Err(err());
     }
     let y: i32 = s[0..4].parse().map_err(|_| err())?;
@@ -116,12 +118,20 @@ pub(crate) fn format_date(days: i32) -> String {
 /// `YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)` → epoch ms.
 pub(crate) fn parse_rfc3339(s: &str) -> Result<i64, String> {
     let err = || format!("'{s}' is not a time like 2025-11-25T09:00:00+07:00");
-    if s.len() < 20 || s.as_bytes()[10] != b'T' && s.as_bytes()[10] != b' ' {
+    // The format is ASCII: anything else (full-width or Arabic-Indic digits, say) is
+    // refused here, before byte-indexed slicing could split a character.
+    if !s.is_ascii() || s.len() < 20 || s.as_bytes()[10] != b'T' && s.as_bytes()[10] != b' ' {
         return Err(err());
     }
     let days = i64::from(parse_date(&s[..10]).map_err(|_| err())?);
     let rest = &s[11..];
-    let num = |r: &str| r.parse::<i64>().map_err(|_| err());
+    let num = |r: &str| {
+        if r.bytes().all(|b| b.is_ascii_digit()) {
+            r.parse::<i64>().map_err(|_| err())
+        } else {
+            Err(err())
+        }
+    };
     if rest.len() < 8 || &rest[2..3] != ":" || &rest[5..6] != ":" {
         return Err(err());
     }
@@ -276,6 +286,46 @@ mod tests {
             .contains("not a real calendar date"));
         assert_eq!(format_rfc3339_vn(1_764_036_000_000), "2025-11-25T09:00:00.000+07:00");
         assert_eq!(format_date(7_440), "1990-05-16");
+    }
+
+    /// The fuzzer's corpus for `motcua publish` lines (tests/fuzz/corpus/portal_json),
+    /// replayed: parsed or refused, never a panic.
+    #[test]
+    fn the_portal_json_fuzz_corpus_replays_without_a_panic() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fuzz/corpus/portal_json");
+        let mut replayed = 0;
+        for entry in std::fs::read_dir(&dir).expect("the corpus is committed") {
+            let data = std::fs::read(entry.expect("entry").path()).expect("read");
+            if let Ok(d) = serde_json::from_slice::<PortalDossier>(&data) {
+                let _ = d.into_event(0);
+            }
+            if let Ok(s) = std::str::from_utf8(&data) {
+                let _ = parse_rfc3339(s);
+                let _ = parse_date(s);
+            }
+            replayed += 1;
+        }
+        assert!(replayed >= 3, "only {replayed} corpus entries");
+    }
+
+    /// Known from the issue: non-ASCII digits used to panic (byte slicing inside a character).
+    #[test]
+    fn non_ascii_digits_and_signs_are_refused_not_panicked_on() {
+        for bad in [
+            "２０２５-11-25T09:00:00Z",
+            "2025-11-25T0٩:00:00+07:00",
+            "2025-11-25T09:00:00+0٧:00",
+            "2025-11-25T09:00:00.٥Z",
+            "2025-1é-25T09:00:00Z",
+            "+025-11-25T09:00:00Z",
+            "2025-11-25T+9:00:00Z",
+            "2025-11-25T09:00:00+-7:00",
+        ] {
+            assert!(parse_rfc3339(bad).is_err(), "{bad}");
+        }
+        for bad in ["２０２５-11-25", "1990-0٥-17", "+990-05-17", "1990--5-17", "1990-05-1é"] {
+            assert!(parse_date(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
