@@ -219,7 +219,7 @@ fn the_decode_fuzz_corpus_replays_without_a_panic() {
         };
         let topic = Topic::ALL[usize::from(which) % Topic::ALL.len()];
         if let Ok(e) = AnyEvent::decode(&codec, topic, bytes) {
-            let _ = crate::Limits::default().check(&e);
+            let _ = Limits::default().check(&e);
         }
         replayed += 1;
     }
