@@ -90,7 +90,14 @@ impl Store {
         gateway_tx: &str,
         at_ms: i64,
     ) -> Result<Settlement> {
-        let select = format!("SELECT {COLUMNS} FROM bills WHERE bill_reference = $1");
+        // The bill's row is locked for the transaction: two replicas settling
+        // confirmations of one bill at once must not both read it pending. (SQLite has one
+        // writer: its transactions are serial already.)
+        let lock = match self {
+            Store::Postgres(_) => " FOR UPDATE",
+            Store::Sqlite(_) => "",
+        };
+        let select = format!("SELECT {COLUMNS} FROM bills WHERE bill_reference = $1{lock}");
         both!(self, |pool| {
             let mut tx = pool.begin().await?;
             let Some(row) = sqlx::query(&select).bind(reference).fetch_optional(&mut *tx).await? else {
@@ -119,12 +126,25 @@ impl Store {
                     ..current
                 })
             } else {
-                sqlx::query("UPDATE bills SET failures = failures + 1 WHERE bill_reference = $1")
-                    .bind(reference)
-                    .execute(&mut *tx)
-                    .await?;
+                // One count per failed attempt (gateway transaction), however often its
+                // confirmation is delivered.
+                let new_attempt = sqlx::query(
+                    "INSERT INTO bill_failures (bill_reference, gateway_tx) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                )
+                .bind(reference)
+                .bind(gateway_tx)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if new_attempt {
+                    sqlx::query("UPDATE bills SET failures = failures + 1 WHERE bill_reference = $1")
+                        .bind(reference)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 Settlement::Failed(Bill {
-                    failures: current.failures + 1,
+                    failures: current.failures + i32::from(new_attempt),
                     ..current
                 })
             };

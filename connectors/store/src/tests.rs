@@ -207,3 +207,38 @@ async fn sqlite_parked_dossiers_are_claimed_once_until_their_lease_ends() {
 async fn postgres_parked_dossiers_are_claimed_once_until_their_lease_ends() {
     parked_dossiers_are_claimed_once_until_their_lease_ends(postgres().await).await;
 }
+
+async fn a_redelivered_failed_confirmation_counts_once(store: Store) {
+    let bill = Bill {
+        bill_reference: "HD-F1".into(),
+        dossier_id: "d-f1".into(),
+        amount_vnd: 50_000,
+        status: "pending".into(),
+        issued_at_ms: 1,
+        expires_at_ms: 1_000,
+        paid_at_ms: None,
+        gateway_tx: None,
+        failures: 0,
+        verified_payload: vec![1, 2, 3],
+    };
+    store.issue_bill(&bill).await.expect("issue");
+    for _ in 0..3 {
+        let s = store.settle("HD-F1", false, 50_000, "TX-1", 10).await.expect("settle");
+        assert!(matches!(s, Settlement::Failed(ref b) if b.failures == 1), "{s:?}");
+    }
+    let s = store.settle("HD-F1", false, 50_000, "TX-2", 20).await.expect("settle");
+    assert!(matches!(s, Settlement::Failed(ref b) if b.failures == 2), "{s:?}");
+    let failures: Vec<i32> = store.bills().await.expect("bills").iter().map(|b| b.failures).collect();
+    assert_eq!(failures, [2]);
+}
+
+#[tokio::test]
+async fn sqlite_a_redelivered_failed_confirmation_counts_once() {
+    let (store, _dir) = sqlite().await;
+    a_redelivered_failed_confirmation_counts_once(store).await;
+}
+
+#[tokio::test]
+async fn postgres_a_redelivered_failed_confirmation_counts_once() {
+    a_redelivered_failed_confirmation_counts_once(postgres().await).await;
+}
