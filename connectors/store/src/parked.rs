@@ -12,6 +12,8 @@ pub struct Parked {
     pub parked_at_ms: i64,
     pub attempts: i32,
     pub last_error: String,
+    /// The outcome a retry already decided (its events, encoded by the stage), if any.
+    pub decision: Option<Vec<u8>>,
 }
 
 impl Store {
@@ -54,7 +56,7 @@ impl Store {
              WHERE dossier_id IN (
                  SELECT dossier_id FROM verify_parked WHERE next_attempt_ms <= $1
                  ORDER BY next_attempt_ms LIMIT $3 {lock})
-             RETURNING dossier_id, payload, parked_at_ms, attempts, last_error"
+             RETURNING dossier_id, payload, parked_at_ms, attempts, last_error, decision"
         );
         both!(self, |pool| Ok(sqlx::query(&sql)
             .bind(now_ms)
@@ -69,6 +71,7 @@ impl Store {
                 parked_at_ms: r.get(2),
                 attempts: r.get(3),
                 last_error: r.get(4),
+                decision: r.get(5),
             })
             .collect()))
     }
@@ -84,6 +87,25 @@ impl Store {
                 .execute(pool)
                 .await?;
             Ok(())
+        })
+    }
+
+    /// Remembers the outcome decided for a parked dossier, once: a decision stored before
+    /// stays (the stored one is returned), so a retry after a crash re-emits it as it was.
+    pub async fn decide(&self, dossier_id: &str, decision: &[u8]) -> Result<Vec<u8>> {
+        both!(self, |pool| {
+            sqlx::query("UPDATE verify_parked SET decision = $2 WHERE dossier_id = $1 AND decision IS NULL")
+                .bind(dossier_id)
+                .bind(decision)
+                .execute(pool)
+                .await?;
+            let stored: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT decision FROM verify_parked WHERE dossier_id = $1")
+                    .bind(dossier_id)
+                    .fetch_optional(pool)
+                    .await?
+                    .flatten();
+            Ok(stored.unwrap_or_else(|| decision.to_vec()))
         })
     }
 

@@ -242,3 +242,27 @@ async fn sqlite_a_redelivered_failed_confirmation_counts_once() {
 async fn postgres_a_redelivered_failed_confirmation_counts_once() {
     a_redelivered_failed_confirmation_counts_once(postgres().await).await;
 }
+
+async fn a_retry_s_decision_is_stored_once_and_comes_back_with_the_claim(store: Store) {
+    store
+        .park("d-p1", b"accepted", 1, 1, "registry down")
+        .await
+        .expect("park");
+    assert_eq!(store.decide("d-p1", b"first").await.expect("decide"), b"first");
+    // A second decision (after a crash, the registry answering otherwise) does not replace it.
+    assert_eq!(store.decide("d-p1", b"second").await.expect("decide"), b"first");
+    let claimed = store.claim_due(10, 1_000, 10).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].decision.as_deref(), Some(&b"first"[..]));
+}
+
+#[tokio::test]
+async fn sqlite_a_retry_s_decision_is_stored_once_and_comes_back_with_the_claim() {
+    let (store, _dir) = sqlite().await;
+    a_retry_s_decision_is_stored_once_and_comes_back_with_the_claim(store).await;
+}
+
+#[tokio::test]
+async fn postgres_a_retry_s_decision_is_stored_once_and_comes_back_with_the_claim() {
+    a_retry_s_decision_is_stored_once_and_comes_back_with_the_claim(postgres().await).await;
+}

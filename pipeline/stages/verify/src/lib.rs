@@ -23,7 +23,7 @@ use motcua_registries::{BusinessRegistry, LandRegistry, Lookup, PopulationRegist
 use motcua_runtime::{error_chain, Envelope, Outcome, Stage, StageError, Tick};
 use motcua_schemas::{
     derived_event_id, AnyEvent, Codec, DossierAccepted, DossierStatus, DossierStatusChanged, DossierVerified, Reason,
-    Registry,
+    Registry, Topic,
 };
 use motcua_store::Store;
 use telemetry::Decided;
@@ -293,7 +293,21 @@ impl<R: Registries> Verify<R> {
             .claim_due(now, self.retry.lease.as_millis() as i64, self.retry.batch)
             .await
             .map_err(store_error)?;
-        let looked = join_all(due.into_iter().map(|p| async move {
+        // Decided before (a crash came between producing and removing the row): the same
+        // events again, byte for byte, without asking the registries.
+        let (decided, undecided): (Vec<_>, Vec<_>) = due.into_iter().partition(|p| p.decision.is_some());
+        let mut tick = Tick::default();
+        for p in decided {
+            let stored = p.decision.as_deref().unwrap_or_default();
+            tick.events.extend(decode_decision(&self.codec, stored).map_err(|e| {
+                StageError::Fatal(format!(
+                    "the stored decision of dossier {} does not decode: {e}",
+                    p.dossier_id
+                ))
+            })?);
+            tick.done.push(p.dossier_id);
+        }
+        let looked = join_all(undecided.into_iter().map(|p| async move {
             let accepted: Result<DossierAccepted, _> = self.codec.decode(&p.payload);
             let looked = match &accepted {
                 Ok(a) => Some(self.look_up(a).await),
@@ -302,7 +316,6 @@ impl<R: Registries> Verify<R> {
             (p, accepted, looked)
         }))
         .await;
-        let mut tick = Tick::default();
         for (p, accepted, looked) in looked {
             let (Ok(accepted), Some(looked)) = (accepted, looked) else {
                 // A parked payload is one this stage wrote: if it no longer decodes, a
@@ -327,11 +340,47 @@ impl<R: Registries> Verify<R> {
                     continue;
                 }
             };
+            // Stored before it is produced; what is stored is what goes out.
+            let decision = encode_decision(&self.codec, &events)?;
+            let stored = self.store.decide(&p.dossier_id, &decision).await.map_err(store_error)?;
+            let events = decode_decision(&self.codec, &stored)
+                .map_err(|e| StageError::Fatal(format!("a stored decision does not decode: {e}")))?;
             tick.events.extend(events);
             tick.done.push(p.dossier_id);
         }
         Ok(tick)
     }
+}
+
+/// A retry's outcome as stored with its parked dossier: per event, its topic's index, its
+/// length and its framed message.
+fn encode_decision(codec: &Codec, events: &[AnyEvent]) -> Result<Vec<u8>, StageError> {
+    let mut out = Vec::new();
+    for e in events {
+        let mut framed = Vec::new();
+        e.encode(codec, &mut framed).map_err(|err| StageError::Refused {
+            reason_code: "ENCODE_FAILED".to_owned(),
+            reason: error_chain(&err),
+        })?;
+        let topic = Topic::ALL.iter().position(|t| *t == e.topic()).unwrap_or_default() as u8;
+        out.push(topic);
+        out.extend_from_slice(&(framed.len() as u32).to_be_bytes());
+        out.extend_from_slice(&framed);
+    }
+    Ok(out)
+}
+
+fn decode_decision(codec: &Codec, mut bytes: &[u8]) -> Result<Vec<AnyEvent>, String> {
+    let mut events = Vec::new();
+    while let Some((&topic, rest)) = bytes.split_first() {
+        let topic = *Topic::ALL.get(usize::from(topic)).ok_or("unknown topic")?;
+        let (len, rest) = rest.split_first_chunk::<4>().ok_or("truncated")?;
+        let len = u32::from_be_bytes(*len) as usize;
+        let framed = rest.get(..len).ok_or("truncated")?;
+        events.push(AnyEvent::decode(codec, topic, framed).map_err(|e| e.to_string())?);
+        bytes = &rest[len..];
+    }
+    Ok(events)
 }
 
 /// How the stage's timer takes parked dossiers.

@@ -190,3 +190,20 @@ async fn a_supplement_request_and_an_escalation_of_one_dossier_are_different_eve
     // And each stays the same on a redelivery.
     assert_eq!(verify.escalation_events(&a, "registry down", 1), escalated);
 }
+
+/// What a retry stores with its parked dossier decodes to the very same events.
+#[test]
+fn a_stored_decision_decodes_to_the_same_events() {
+    let codec = Codec::embedded().expect("codec");
+    let a = accepted();
+    let events = vec![
+        status(&a, "escalated", DossierStatus::Processing, vec![], 7),
+        status(&a, "supplement", DossierStatus::SupplementRequested, vec![], 8),
+    ];
+    let stored = encode_decision(&codec, &events).expect("encode");
+    assert_eq!(decode_decision(&codec, &stored).expect("decode"), events);
+    assert!(
+        decode_decision(&codec, &stored[..stored.len() - 1]).is_err(),
+        "truncated"
+    );
+}
