@@ -17,12 +17,16 @@ pub struct Assignment {
 impl Store {
     /// Records assignments; a dossier assigned before keeps its first assignment, which
     /// is what comes back (in request order).
-    pub async fn assign(&self, rows: &[Assignment]) -> Result<Vec<Assignment>> {
+    /// Stores assignments (a dossier routed before keeps its first one) and returns, in
+    /// order, the stored assignment of each dossier and whether it is new (inserted now):
+    /// only new ones add to a desk's load.
+    pub async fn assign(&self, rows: &[Assignment]) -> Result<Vec<(Assignment, bool)>> {
         match self {
             Store::Postgres(p) => {
                 let mut tx = p.begin().await?;
+                let mut inserted = Vec::with_capacity(rows.len());
                 for a in rows {
-                    sqlx::query(
+                    let done = sqlx::query(
                         "INSERT INTO routing_assignments (dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms)
                          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dossier_id) DO NOTHING",
                     )
@@ -34,6 +38,7 @@ impl Store {
                     .bind(a.routed_at_ms)
                     .execute(&mut *tx)
                     .await?;
+                    inserted.push(done.rows_affected() == 1);
                 }
                 let ids: Vec<&str> = rows.iter().map(|a| a.dossier_id.as_str()).collect();
                 let stored = sqlx::query(
@@ -44,13 +49,16 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok(in_order(rows, stored.into_iter().map(|r| row(&r)).collect()))
+                Ok(in_order(rows, stored.into_iter().map(|r| row(&r)).collect())
+                    .into_iter()
+                    .zip(inserted)
+                    .collect())
             }
             Store::Sqlite(p) => {
                 let mut tx = p.begin().await?;
                 let mut stored = Vec::with_capacity(rows.len());
                 for a in rows {
-                    sqlx::query(
+                    let done = sqlx::query(
                         "INSERT INTO routing_assignments (dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (dossier_id) DO NOTHING",
                     )
@@ -69,7 +77,7 @@ impl Store {
                     .bind(&a.dossier_id)
                     .fetch_one(&mut *tx)
                     .await?;
-                    stored.push(row(&r));
+                    stored.push((row(&r), done.rows_affected() == 1));
                 }
                 tx.commit().await?;
                 Ok(stored)

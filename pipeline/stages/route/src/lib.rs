@@ -110,11 +110,26 @@ impl Route {
         self.snapshot().generation
     }
 
+    /// Open assignments counted against the desks (what the least-loaded choice sees).
+    pub fn open_assignments(&self) -> u64 {
+        let snap = self.snapshot();
+        let loads = snap.loads.lock().unwrap_or_else(|p| p.into_inner());
+        loads.iter().map(|l| u64::from(*l)).sum()
+    }
+
     pub fn files(&self) -> &RoutingFiles {
         &self.files
     }
 
-    fn decide(&self, snap: &Snapshot, paid: &DossierPaid, at: i64) -> Result<Assignment, motcua_routing::Error> {
+    /// Routes one dossier against `loads` (the batch's tentative desk loads, raised by the
+    /// decision); returns the assignment and its desk.
+    fn decide(
+        &self,
+        snap: &Snapshot,
+        loads: &mut [u32],
+        paid: &DossierPaid,
+        at: i64,
+    ) -> Result<(Assignment, DeskId), motcua_routing::Error> {
         let d = &paid.dossier;
         let residence = d.applicant.residence_unit_code.as_deref();
         let query = RouteQuery {
@@ -128,8 +143,7 @@ impl Route {
             // The legal clock starts at reception, not at payment.
             received_at_ms: paid.received_at,
         };
-        let mut loads = snap.loads.lock().unwrap_or_else(|p| p.into_inner());
-        let decision = snap.tables.route_codes(&query, &loads)?;
+        let decision = snap.tables.route_codes(&query, loads)?;
         loads[decision.desk.index()] += 1;
         let authority = snap
             .tables
@@ -141,14 +155,17 @@ impl Route {
             .desk(decision.desk)
             .map(|i| i.code.to_owned())
             .unwrap_or_default();
-        Ok(Assignment {
-            dossier_id: d.dossier_id.clone(),
-            authority_code: authority,
-            desk_code: desk,
-            transferred: decision.transfer.is_transfer(),
-            due_at_ms: decision.deadline.due_ms,
-            routed_at_ms: at,
-        })
+        Ok((
+            Assignment {
+                dossier_id: d.dossier_id.clone(),
+                authority_code: authority,
+                desk_code: desk,
+                transferred: decision.transfer.is_transfer(),
+                due_at_ms: decision.deadline.due_ms,
+                routed_at_ms: at,
+            },
+            decision.desk,
+        ))
     }
 
     fn authority_name(&self, snap: &Snapshot, code: &str) -> String {
@@ -212,14 +229,19 @@ impl Stage for Route {
     async fn handle_batch(&self, batch: &[Envelope<DossierPaid>]) -> Result<Vec<Outcome>, StageError> {
         // One generation for the whole batch, even if a reload lands meanwhile.
         let snap = self.snapshot();
+        // Tentative loads for this batch: the shared ones grow only by assignments that
+        // are stored new, so a retried batch or a redelivered dossier adds nothing.
+        let mut loads = snap.loads.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut decided = Vec::with_capacity(batch.len());
         let mut assignments = Vec::new();
+        let mut desks = Vec::new();
         for e in batch {
             let at = e.origin.timestamp_ms.unwrap_or(e.event.paid_at);
-            match self.decide(&snap, &e.event, at) {
-                Ok(a) => {
+            match self.decide(&snap, &mut loads, &e.event, at) {
+                Ok((a, desk)) => {
                     decided.push(Ok(assignments.len()));
                     assignments.push(a);
+                    desks.push(desk);
                 }
                 Err(err) => decided.push(Err(err)),
             }
@@ -230,13 +252,21 @@ impl Stage for Route {
             .assign(&assignments)
             .await
             .map_err(|e| StageError::from(e).context("recording routing assignments"))?;
+        {
+            let mut shared = snap.loads.lock().unwrap_or_else(|p| p.into_inner());
+            for ((_, new), desk) in stored.iter().zip(&desks) {
+                if *new {
+                    shared[desk.index()] += 1;
+                }
+            }
+        }
         let mut out = Vec::with_capacity(batch.len());
         let mut counted = Vec::with_capacity(batch.len());
         for (e, d) in batch.iter().zip(decided) {
             let events = match d {
                 Ok(i) => {
                     counted.push(Decided::Routed);
-                    let a = &stored[i];
+                    let a = &stored[i].0;
                     routed_events(&e.event, a, self.authority_name(&snap, &a.authority_code))
                 }
                 Err(err) => {

@@ -87,9 +87,13 @@ async fn paid_dossiers_go_to_their_competent_authority_with_a_due_time_and_redel
         assert_eq!(s.status, DossierStatus::Processing);
         assert_eq!(s.due_at, Some(x.due_at));
     }
-    // Redelivered (after desk loads changed): the same desks and due times.
+    let routed_once = route.open_assignments();
+    assert_eq!(routed_once, 200, "one open assignment per routed dossier");
+    // Redelivered (after desk loads changed): the same desks and due times, and the desk
+    // loads do not grow again.
     let again = route.handle_batch(&batch).await.expect("handled");
     assert_eq!(again, out);
+    assert_eq!(route.open_assignments(), routed_once, "a redelivery adds no load");
 }
 
 #[tokio::test]
