@@ -156,6 +156,9 @@ pub struct CodeRequest {
     /// YYMMDD of the reception date (Asia/Ho_Chi_Minh).
     pub day: String,
     pub received_at_ms: i64,
+    /// A digest of the dossier's content: the same dossier id with other content is a
+    /// conflict, not a redelivery.
+    pub content_digest: String,
 }
 
 /// The code a dossier has, allocated now or on an earlier delivery.
@@ -166,6 +169,9 @@ pub struct CodeAllocation {
     pub received_at_ms: i64,
     /// False when the dossier already had its code (a redelivery or a duplicate submission).
     pub newly_allocated: bool,
+    /// The dossier id already has a code for a dossier with other content: this request
+    /// reuses the id and must be refused (`dossier_code` is the other dossier's).
+    pub conflicting: bool,
 }
 
 /// `<agency>-<YYMMDD>-<NNNN>`: at least four digits, more if an agency ever passes 9,999
@@ -277,7 +283,7 @@ struct Plan<'a> {
     groups: Vec<((&'a str, &'a str), Vec<usize>)>,
 }
 
-fn plan<'a>(requests: &'a [CodeRequest], existing: &HashMap<String, (String, i64)>) -> (Plan<'a>, Vec<Option<usize>>) {
+fn plan<'a>(requests: &'a [CodeRequest], existing: &HashMap<String, Existing>) -> (Plan<'a>, Vec<Option<usize>>) {
     let mut first_index: HashMap<&str, usize> = HashMap::new();
     // For each request: None = fresh, Some(i) = duplicate of request i within this batch.
     let mut duplicate_of = vec![None; requests.len()];
@@ -302,9 +308,12 @@ fn plan<'a>(requests: &'a [CodeRequest], existing: &HashMap<String, (String, i64
     (Plan { groups }, duplicate_of)
 }
 
+/// A dossier's stored code: code, reception time, content digest (if known).
+type Existing = (String, i64, Option<String>);
+
 fn assemble(
     requests: &[CodeRequest],
-    existing: &HashMap<String, (String, i64)>,
+    existing: &HashMap<String, Existing>,
     fresh: &HashMap<usize, String>,
     duplicate_of: &[Option<usize>],
 ) -> Vec<CodeAllocation> {
@@ -312,12 +321,13 @@ fn assemble(
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            if let Some((code, at)) = existing.get(&r.dossier_id) {
+            if let Some((code, at, digest)) = existing.get(&r.dossier_id) {
                 return CodeAllocation {
                     dossier_id: r.dossier_id.clone(),
                     dossier_code: code.clone(),
                     received_at_ms: *at,
                     newly_allocated: false,
+                    conflicting: digest.as_ref().is_some_and(|d| *d != r.content_digest),
                 };
             }
             let (source, newly) = match duplicate_of[i] {
@@ -329,6 +339,7 @@ fn assemble(
                 dossier_code: fresh[&source].clone(),
                 received_at_ms: requests[source].received_at_ms,
                 newly_allocated: newly,
+                conflicting: requests[source].content_digest != r.content_digest,
             }
         })
         .collect()
@@ -337,18 +348,26 @@ fn assemble(
 async fn allocate_pg(pool: &PgPool, requests: &[CodeRequest]) -> Result<Vec<CodeAllocation>> {
     let mut tx = pool.begin().await?;
     let ids: Vec<&str> = requests.iter().map(|r| r.dossier_id.as_str()).collect();
-    let existing: HashMap<String, (String, i64)> =
-        sqlx::query("SELECT dossier_id, dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .map(|r| (r.get(0), (r.get(1), r.get(2))))
-            .collect();
+    let existing: HashMap<String, Existing> = sqlx::query(
+        "SELECT dossier_id, dossier_code, received_at_ms, content_digest FROM dossier_codes WHERE dossier_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+    .collect();
     let (plan, duplicate_of) = plan(requests, &existing);
     let mut fresh = HashMap::new();
-    let (mut ins_id, mut ins_code, mut ins_agency, mut ins_day, mut ins_seq, mut ins_at) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ins_id, mut ins_code, mut ins_agency, mut ins_day, mut ins_seq, mut ins_at, mut ins_digest) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     // Lock sequence rows in a fixed order so concurrent replicas cannot deadlock.
     let mut groups = plan.groups;
     groups.sort_by(|a, b| a.0.cmp(&b.0));
@@ -373,13 +392,14 @@ async fn allocate_pg(pool: &PgPool, requests: &[CodeRequest]) -> Result<Vec<Code
             ins_day.push(*day);
             ins_seq.push(seq);
             ins_at.push(requests[i].received_at_ms);
+            ins_digest.push(requests[i].content_digest.as_str());
             fresh.insert(i, code);
         }
     }
     if !ins_id.is_empty() {
         sqlx::query(
-            "INSERT INTO dossier_codes (dossier_id, dossier_code, agency_code, day, seq, received_at_ms)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])",
+            "INSERT INTO dossier_codes (dossier_id, dossier_code, agency_code, day, seq, received_at_ms, content_digest)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[])",
         )
         .bind(&ins_id)
         .bind(&ins_code)
@@ -387,6 +407,7 @@ async fn allocate_pg(pool: &PgPool, requests: &[CodeRequest]) -> Result<Vec<Code
         .bind(&ins_day)
         .bind(&ins_seq)
         .bind(&ins_at)
+        .bind(&ins_digest)
         .execute(&mut *tx)
         .await?;
     }
@@ -398,12 +419,13 @@ async fn allocate_sqlite(pool: &SqlitePool, requests: &[CodeRequest]) -> Result<
     let mut tx = pool.begin().await?;
     let mut existing = HashMap::new();
     for r in requests {
-        if let Some(row) = sqlx::query("SELECT dossier_code, received_at_ms FROM dossier_codes WHERE dossier_id = ?1")
-            .bind(&r.dossier_id)
-            .fetch_optional(&mut *tx)
-            .await?
+        if let Some(row) =
+            sqlx::query("SELECT dossier_code, received_at_ms, content_digest FROM dossier_codes WHERE dossier_id = ?1")
+                .bind(&r.dossier_id)
+                .fetch_optional(&mut *tx)
+                .await?
         {
-            existing.insert(r.dossier_id.clone(), (row.get(0), row.get(1)));
+            existing.insert(r.dossier_id.clone(), (row.get(0), row.get(1), row.get(2)));
         }
     }
     let (plan, duplicate_of) = plan(requests, &existing);
@@ -424,8 +446,8 @@ async fn allocate_sqlite(pool: &SqlitePool, requests: &[CodeRequest]) -> Result<
             let seq = first + k as i64;
             let code = format_dossier_code(agency, day, seq);
             sqlx::query(
-                "INSERT INTO dossier_codes (dossier_id, dossier_code, agency_code, day, seq, received_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO dossier_codes (dossier_id, dossier_code, agency_code, day, seq, received_at_ms, content_digest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .bind(&requests[i].dossier_id)
             .bind(&code)
@@ -433,6 +455,7 @@ async fn allocate_sqlite(pool: &SqlitePool, requests: &[CodeRequest]) -> Result<
             .bind(day)
             .bind(seq)
             .bind(requests[i].received_at_ms)
+            .bind(&requests[i].content_digest)
             .execute(&mut *tx)
             .await?;
             fresh.insert(i, code);

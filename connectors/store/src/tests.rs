@@ -8,6 +8,7 @@ fn req(id: &str, agency: &str, day: &str, at: i64) -> CodeRequest {
         agency_code: agency.to_owned(),
         day: day.to_owned(),
         received_at_ms: at,
+        content_digest: format!("content of {id}"),
     }
 }
 
@@ -265,4 +266,46 @@ async fn sqlite_a_retry_s_decision_is_stored_once_and_comes_back_with_the_claim(
 #[tokio::test]
 async fn postgres_a_retry_s_decision_is_stored_once_and_comes_back_with_the_claim() {
     a_retry_s_decision_is_stored_once_and_comes_back_with_the_claim(postgres().await).await;
+}
+
+async fn a_reused_dossier_id_with_other_content_is_a_conflict(store: Store) {
+    let first = store
+        .allocate_codes(&[req("d-r", "H22.1", "251125", 1)])
+        .await
+        .expect("first");
+    assert!(first[0].newly_allocated && !first[0].conflicting);
+    // The same dossier again (a redelivery, a portal's retry): its code, no conflict.
+    let again = store
+        .allocate_codes(&[req("d-r", "H22.1", "251125", 2)])
+        .await
+        .expect("again");
+    assert_eq!(
+        (again[0].dossier_code.as_str(), again[0].conflicting),
+        (first[0].dossier_code.as_str(), false)
+    );
+    // The id reused for another dossier, later or in the same batch: a conflict.
+    let mut other = req("d-r", "H22.1", "251125", 3);
+    other.content_digest = "something else".into();
+    let reused = store.allocate_codes(&[other.clone()]).await.expect("reused");
+    assert!(reused[0].conflicting && !reused[0].newly_allocated);
+    let mut twice = req("d-s", "H22.1", "251125", 4);
+    let batch = store
+        .allocate_codes(&[twice.clone(), {
+            twice.content_digest = "another".into();
+            twice
+        }])
+        .await
+        .expect("batch");
+    assert_eq!((batch[0].conflicting, batch[1].conflicting), (false, true));
+}
+
+#[tokio::test]
+async fn sqlite_a_reused_dossier_id_with_other_content_is_a_conflict() {
+    let (store, _dir) = sqlite().await;
+    a_reused_dossier_id_with_other_content_is_a_conflict(store).await;
+}
+
+#[tokio::test]
+async fn postgres_a_reused_dossier_id_with_other_content_is_a_conflict() {
+    a_reused_dossier_id_with_other_content_is_a_conflict(postgres().await).await;
 }

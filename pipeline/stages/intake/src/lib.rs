@@ -64,6 +64,21 @@ impl Stage for Intake {
                     let allocation = allocations
                         .next()
                         .ok_or_else(|| StageError::Fatal("store returned fewer codes than requested".to_owned()))?;
+                    if allocation.conflicting {
+                        let reasons = vec![Reason {
+                            code: "DUPLICATE_DOSSIER_ID".to_owned(),
+                            message: "Mã định danh hồ sơ (dossier id) đã được dùng cho một hồ sơ khác; \
+                                      cổng phải cấp mã mới cho hồ sơ này"
+                                .to_owned(),
+                        }];
+                        decided.push(Decided::Refused {
+                            dossier_id,
+                            status: DossierStatus::RejectedAtReception,
+                            reason_codes: vec!["DUPLICATE_DOSSIER_ID".to_owned()],
+                        });
+                        out.push(Outcome::Emit(vec![duplicate_id_event(&e.event, reasons)]));
+                        continue;
+                    }
                     decided.push(Decided::Accepted {
                         dossier_id,
                         dossier_code: allocation.dossier_code.clone(),
@@ -97,7 +112,30 @@ fn code_request(s: &DossierSubmitted, a: &Admission) -> CodeRequest {
         agency_code: a.agency_code.clone(),
         day: civil::vn_yymmdd(s.dossier.submitted_at),
         received_at_ms: s.dossier.submitted_at,
+        content_digest: content_digest(&s.dossier),
     }
+}
+
+/// SHA-256 of the dossier's content (its JSON form: fields in schema order, form fields
+/// sorted), to tell a redelivered dossier from another one reusing its id.
+fn content_digest(d: &motcua_schemas::Dossier) -> String {
+    use sha2::Digest;
+    let json = serde_json::to_vec(d).unwrap_or_default();
+    sha2::Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The refusal of a submission whose dossier id another dossier already has. Its event
+/// id is its own (kind `duplicate-id`): the other dossier's events stay untouched.
+fn duplicate_id_event(s: &DossierSubmitted, reasons: Vec<Reason>) -> AnyEvent {
+    DossierStatusChanged::caused_by(
+        s,
+        STAGE,
+        "duplicate-id",
+        DossierStatus::RejectedAtReception,
+        s.published_at,
+    )
+    .with_reasons(reasons)
+    .into()
 }
 
 /// `dossier.accepted` and the "received" status. Everything in them derives from the

@@ -356,3 +356,45 @@ async fn outcomes_are_counted_by_the_batch_not_by_the_event_builders() {
     .collect();
     assert_eq!(counted, expected);
 }
+
+/// A portal that reuses a dossier id for another dossier must not get the first
+/// dossier's code: the second is rejected with DUPLICATE_DOSSIER_ID, the first keeps its
+/// code, and the same dossier sent again still gets its own code back.
+#[tokio::test]
+async fn a_reused_dossier_id_with_other_content_is_refused_with_a_reason() {
+    let (stage, _dir) = intake().await;
+    let r = reference();
+    let mut g = Generator::new(&r, "22", 21).expect("province");
+    let first = g.valid(NOW);
+    let mut other = g.valid(NOW + 60_000);
+    other.dossier.dossier_id = first.dossier.dossier_id.clone();
+    let out = stage
+        .handle_batch(&[envelope(first.clone(), 0)])
+        .await
+        .expect("handled");
+    let Outcome::Emit(events) = &out[0] else {
+        panic!("{out:?}")
+    };
+    let Some(AnyEvent::Accepted(accepted)) = events.first() else {
+        panic!("{events:?}")
+    };
+    let out = stage.handle_batch(&[envelope(other, 1)]).await.expect("handled");
+    let Outcome::Emit(events) = &out[0] else {
+        panic!("{out:?}")
+    };
+    let [AnyEvent::Status(st)] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(st.status, DossierStatus::RejectedAtReception);
+    assert_eq!(st.reasons[0].code, "DUPLICATE_DOSSIER_ID");
+    assert_eq!(st.dossier_code, None, "the other dossier's code is not given out");
+    // The first dossier again (a redelivery): its own code.
+    let again = stage.handle_batch(&[envelope(first, 0)]).await.expect("handled");
+    let Outcome::Emit(events) = &again[0] else {
+        panic!("{again:?}")
+    };
+    let Some(AnyEvent::Accepted(a)) = events.first() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(a.dossier_code, accepted.dossier_code);
+}
