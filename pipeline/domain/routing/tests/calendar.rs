@@ -185,7 +185,13 @@ proptest! {
         let (cal, naive) = (calendar(), Naive::new());
         let due = cal.deadline(ms(received), lead).unwrap().due_ms;
         let (suspended, resumed) = (received + suspend_after, received + suspend_after + paused_for);
-        let extended = cal.extend_for_suspension(due, ms(suspended), ms(resumed)).unwrap();
+        let extended = match cal.extend_for_suspension(due, ms(suspended), ms(resumed)) {
+            Ok(e) => e,
+            // A deadline pushed past the calendar's last day (received late in 2030, a
+            // long lead time and pause) is refused rather than guessed: nothing to compare.
+            Err(Error::DeadlineBeyondCalendar { .. }) => return Ok(()),
+            Err(e) => panic!("{e}"),
+        };
         let paused = naive.worked_between(suspended, resumed);
         prop_assert_eq!(cal.working_ms_between(ms(suspended), ms(resumed)).unwrap(), ms(paused));
         prop_assert_eq!(cal.working_ms_between(due, extended).unwrap(), ms(paused));
