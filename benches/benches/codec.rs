@@ -1,6 +1,7 @@
 //! The codec's hot path: encode and decode a `dossier.submitted` event (≈1 KB), next to
 //! two baselines measured in the same run: apache-avro's generic `Value` path (what the
-//! codec would cost without schema-aware serialization) and serde_json.
+//! codec would cost without schema-aware serialization) and serde_json; and the limits
+//! check every decoded input goes through, next to the decode it follows.
 
 use std::hint::black_box;
 
@@ -38,6 +39,11 @@ fn codec(c: &mut Criterion) {
     });
     g.bench_function("decode", |b| {
         b.iter(|| black_box(codec.decode::<DossierSubmitted>(black_box(&bytes)).expect("decode")))
+    });
+    // The limits at the door, checked on every decoded input: next to decode, its cost.
+    let limits = motcua_schemas::Limits::default();
+    g.bench_function("limits check (after decode)", |b| {
+        b.iter(|| black_box(limits.check(black_box(&event)).is_ok()))
     });
     g.bench_function("baseline: decode serde_json", |b| {
         b.iter(|| black_box(serde_json::from_slice::<DossierSubmitted>(black_box(&json)).expect("json")))
