@@ -283,48 +283,60 @@ impl Validate for DossierSubmitted {
     }
 }
 
-/// The fields every event after reception repeats.
-fn received(c: &mut Checker<'_>, event_id: &str, causation_id: &str, code: &str, received_at: i64) {
-    c.id("event_id", event_id);
-    c.id("causation_id", causation_id);
-    c.id("dossier_code", code);
-    c.at("received_at", received_at);
+/// What every event after reception carries: its ids, the dossier code and reception
+/// time, the procedure, the dossier snapshot and the trace context.
+struct Carried<'a> {
+    event_id: &'a str,
+    causation_id: &'a str,
+    dossier_code: &'a str,
+    received_at: i64,
+    procedure: &'a ProcedureSummary,
+    dossier: &'a Dossier,
+    traceparent: Option<&'a str>,
+}
+
+impl Checker<'_> {
+    fn carried(&mut self, e: Carried<'_>) {
+        self.id("event_id", e.event_id);
+        self.id("causation_id", e.causation_id);
+        self.id("dossier_code", e.dossier_code);
+        self.at("received_at", e.received_at);
+        self.procedure(e.procedure);
+        e.dossier.validate(self);
+        self.opt_id("traceparent", e.traceparent);
+    }
+}
+
+macro_rules! carried {
+    ($e:expr) => {
+        Carried {
+            event_id: &$e.event_id,
+            causation_id: &$e.causation_id,
+            dossier_code: &$e.dossier_code,
+            received_at: $e.received_at,
+            procedure: &$e.procedure,
+            dossier: &$e.dossier,
+            traceparent: $e.traceparent.as_deref(),
+        }
+    };
 }
 
 impl Validate for DossierAccepted {
     fn validate(&self, c: &mut Checker<'_>) {
-        received(
-            c,
-            &self.event_id,
-            &self.causation_id,
-            &self.dossier_code,
-            self.received_at,
-        );
+        c.carried(carried!(self));
         c.code("receiving_agency_code", &self.receiving_agency_code);
-        c.procedure(&self.procedure);
-        self.dossier.validate(c);
-        c.opt_id("traceparent", self.traceparent.as_deref());
     }
 }
 
 impl Validate for DossierVerified {
     fn validate(&self, c: &mut Checker<'_>) {
-        received(
-            c,
-            &self.event_id,
-            &self.causation_id,
-            &self.dossier_code,
-            self.received_at,
-        );
-        c.procedure(&self.procedure);
-        self.dossier.validate(c);
+        c.carried(carried!(self));
         c.count("checks", self.checks.len(), c.limits.max_reasons);
         for k in &self.checks {
             c.text("checks.subject", &k.subject);
             c.opt_text("checks.detail", k.detail.as_deref());
         }
         c.at("verified_at", self.verified_at);
-        c.opt_id("traceparent", self.traceparent.as_deref());
     }
 }
 
@@ -356,38 +368,20 @@ impl Validate for PaymentConfirmed {
 
 impl Validate for DossierPaid {
     fn validate(&self, c: &mut Checker<'_>) {
-        received(
-            c,
-            &self.event_id,
-            &self.causation_id,
-            &self.dossier_code,
-            self.received_at,
-        );
-        c.procedure(&self.procedure);
-        self.dossier.validate(c);
+        c.carried(carried!(self));
         c.opt_id("bill_reference", self.bill_reference.as_deref());
         c.at("paid_at", self.paid_at);
-        c.opt_id("traceparent", self.traceparent.as_deref());
     }
 }
 
 impl Validate for DossierRouted {
     fn validate(&self, c: &mut Checker<'_>) {
-        received(
-            c,
-            &self.event_id,
-            &self.causation_id,
-            &self.dossier_code,
-            self.received_at,
-        );
-        c.procedure(&self.procedure);
-        self.dossier.validate(c);
+        c.carried(carried!(self));
         c.code("competent_unit_code", &self.competent_unit_code);
         c.name("competent_unit_name", &self.competent_unit_name);
         c.code("desk", &self.desk);
         c.at("due_at", self.due_at);
         c.at("routed_at", self.routed_at);
-        c.opt_id("traceparent", self.traceparent.as_deref());
     }
 }
 
