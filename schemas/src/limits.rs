@@ -111,7 +111,32 @@ pub struct Checker<'a> {
 }
 
 fn is_identifier_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/' | b'@' | b'+')
+    IDENTIFIER_BYTES[b as usize]
+}
+
+/// A table rather than a chain of comparisons: every input's identifiers go through it.
+const IDENTIFIER_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b':' | b'/' | b'@' | b'+');
+        b += 1;
+    }
+    t
+};
+
+/// Whether `v` holds a control character (Unicode category Cc: U+0000–U+001F and
+/// U+007F–U+009F), line breaks and tabs excepted when `allow_newlines`. Scans bytes, not
+/// chars: in UTF-8 the C1 controls are exactly 0xC2 followed by 0x80–0x9F.
+fn has_control(v: &str, allow_newlines: bool) -> bool {
+    let b = v.as_bytes();
+    b.iter().enumerate().any(|(i, &x)| match x {
+        b'\n' | b'\r' | b'\t' => !allow_newlines,
+        0x00..=0x1f | 0x7f => true,
+        0xc2 => matches!(b.get(i + 1), Some(0x80..=0x9f)),
+        _ => false,
+    })
 }
 
 impl Checker<'_> {
@@ -160,10 +185,7 @@ impl Checker<'_> {
     fn bounded(&mut self, field: &'static str, v: &str, max: usize, allow_newlines: bool) {
         if v.len() > max {
             self.fail("FIELD_TOO_LONG", field, format!("{} bytes, more than {max}", v.len()));
-        } else if v
-            .chars()
-            .any(|ch| ch.is_control() && !(allow_newlines && matches!(ch, '\n' | '\r' | '\t')))
-        {
+        } else if has_control(v, allow_newlines) {
             self.fail("CONTROL_CHARACTER", field, "contains a control character".to_owned());
         }
     }
@@ -503,6 +525,18 @@ mod tests {
             s.dossier.dossier_id = bad.to_owned();
             let v = Limits::default().check(&s).unwrap_err();
             assert_eq!((v.code, v.field), ("BAD_IDENTIFIER", "dossier.dossier_id"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_byte_scan_for_control_characters_agrees_with_unicode_for_every_char() {
+        for cp in 0..=0x2000u32 {
+            let Some(ch) = char::from_u32(cp) else { continue };
+            let v = format!("a{ch}b");
+            for allow in [false, true] {
+                let expected = ch.is_control() && !(allow && matches!(ch, '\n' | '\r' | '\t'));
+                assert_eq!(has_control(&v, allow), expected, "U+{cp:04X} allow_newlines={allow}");
+            }
         }
     }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use motcua_schemas::Topic;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
@@ -209,6 +209,32 @@ impl KafkaConfig {
 
     pub fn admin_client(&self) -> Result<AdminClient<DefaultClientContext>> {
         self.base("motcua-admin").create().map_err(kafka("create admin client"))
+    }
+
+    /// The largest message each topic of the flow accepts (`max.message.bytes`, the
+    /// topic's own setting or the broker default it inherits), as the broker reports it.
+    /// Topics the broker says nothing about are left out.
+    pub async fn topic_message_limits(&self, timeout: Duration) -> Result<BTreeMap<String, usize>> {
+        let admin = self.admin_client()?;
+        let names: Vec<String> = Topic::ALL.iter().map(|t| self.topic(*t)).collect();
+        let specs: Vec<ResourceSpecifier<'_>> = names.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
+        let opts = AdminOptions::new().request_timeout(Some(timeout));
+        let results = admin
+            .describe_configs(&specs, &opts)
+            .await
+            .map_err(kafka("describe topic configs"))?;
+        let mut limits = BTreeMap::new();
+        for (name, r) in names.iter().zip(results) {
+            let Ok(resource) = r else { continue };
+            if let Some(v) = resource
+                .get("max.message.bytes")
+                .and_then(|e| e.value.as_deref())
+                .and_then(|v| v.parse().ok())
+            {
+                limits.insert(name.clone(), v);
+            }
+        }
+        Ok(limits)
     }
 
     /// Creates every topic of the flow (existing topics are left as they are).

@@ -12,7 +12,7 @@ use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
-use tracing::{debug, error, info, info_span, warn};
+use tracing::{debug, debug_span, error, info, info_span, warn, Instrument};
 
 use crate::ledger::{Ledger, Tp};
 use crate::telemetry;
@@ -170,6 +170,8 @@ pub struct RunSummary {
     /// produced; the partition's new owner processes them.
     pub stale: u64,
     pub batches: u64,
+    /// Times the worker paused its partitions because too much was in flight.
+    pub pauses: u64,
     /// Events the stage's timer work produced (acknowledged).
     pub tick_events: u64,
     /// From the first message received to the moment the last outputs were all
@@ -240,9 +242,47 @@ impl ConsumerContext for StageContext {
             .iter()
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
+        // The callback runs inside the consumer's poll, on an executor thread: tell the
+        // executor this thread blocks for a while, so other tasks (ticks, the status API,
+        // metrics) move to another thread meanwhile.
+        let revoke = || self.revoke(consumer, &tps);
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(revoke),
+            _ => revoke(),
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let mut l = lock(&self.ledger);
+                for e in tpl.elements() {
+                    l.assign((e.topic().to_owned(), e.partition()));
+                }
+                self.assigned.fetch_add(tpl.count(), Ordering::Relaxed);
+                info!(stage = self.stage, partitions = tpl.count(), "partitions assigned");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => warn!(stage = self.stage, error = %e, "rebalance error"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => telemetry::offsets_committed(self.stage, offsets.count()),
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => telemetry::offset_commit_failed(self.stage, &e),
+        }
+    }
+}
+
+impl StageContext {
+    /// Drains and commits what this worker did for partitions it is losing, then forgets
+    /// them (their messages still in hand become stale).
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tps: &[Tp]) {
         // Drain: wait (bounded) for the outputs of revoked partitions to be acknowledged.
         // Deliveries are acknowledged on the producer's own thread, so they progress
-        // while this callback blocks the consumer; it sleeps until the next report.
+        // while the consumer waits here; it sleeps until the next report.
         let deadline = Instant::now() + self.drain_timeout;
         let left = loop {
             let seen = self.reports.count();
@@ -268,7 +308,7 @@ impl ConsumerContext for StageContext {
         let mut store = TopicPartitionList::new();
         {
             let mut l = lock(&self.ledger);
-            for tp in &tps {
+            for tp in tps {
                 if let Some(next) = l.revoke(tp) {
                     let _ = store.add_partition_offset(&tp.0, tp.1, Offset::Offset(next));
                 }
@@ -286,29 +326,6 @@ impl ConsumerContext for StageContext {
         self.assigned
             .fetch_sub(tps.len().min(self.assigned.load(Ordering::Relaxed)), Ordering::Relaxed);
         info!(stage = self.stage, partitions = tps.len(), "partitions revoked");
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                let mut l = lock(&self.ledger);
-                for e in tpl.elements() {
-                    l.assign((e.topic().to_owned(), e.partition()));
-                }
-                self.assigned.fetch_add(tpl.count(), Ordering::Relaxed);
-                info!(stage = self.stage, partitions = tpl.count(), "partitions assigned");
-            }
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(e) => warn!(stage = self.stage, error = %e, "rebalance error"),
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => telemetry::offsets_committed(self.stage, offsets.count()),
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => telemetry::offset_commit_failed(self.stage, &e),
-        }
     }
 }
 
@@ -365,8 +382,17 @@ impl DeliveryContext {
                 if ledger.fatal().is_none() {
                     error!(stage = self.stage, topic = m.topic(), error = %e, origin_offset = offset, "delivery failed");
                 }
+                // A broker-side size refusal means the topic's limit was lowered after
+                // start-up: the restart reads it again, and the input is dead-lettered
+                // with OUTPUT_TOO_LARGE before anything is produced.
+                let hint = match e {
+                    KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge) => {
+                        " (the topic's message size limit is lower than when the worker started; a restart reads it again)"
+                    }
+                    _ => "",
+                };
                 ledger.fail(format!(
-                    "delivery to {} failed for input {}[{}]@{offset}: {e}",
+                    "delivery to {} failed for input {}[{}]@{offset}: {e}{hint}",
                     m.topic(),
                     tp.0,
                     tp.1,
@@ -396,7 +422,7 @@ struct Received {
 
 /// One message to produce.
 struct Outgoing {
-    topic: String,
+    topic: Arc<str>,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
     headers: OwnedHeaders,
@@ -440,6 +466,16 @@ pub async fn run<S: Stage>(
         .collect();
     let refs: Vec<&str> = input_topics.iter().map(String::as_str).collect();
     consumer.subscribe(&refs)?;
+    // The producer's limit applies until the broker has said what each topic takes (in
+    // the background: a broker that does not answer must not delay the group join).
+    let destinations = Arc::new(std::sync::RwLock::new(Arc::new(Destinations::of_producer(&cfg.kafka))));
+    let discovery = {
+        let (kafka, destinations) = (cfg.kafka.clone(), destinations.clone());
+        tokio::spawn(async move {
+            let found = Arc::new(Destinations::discover(&kafka, name).await);
+            *destinations.write().unwrap_or_else(|p| p.into_inner()) = found;
+        })
+    };
     info!(stage = name, topics = ?input_topics, group = %group, "worker started");
 
     let mut summary = RunSummary::default();
@@ -449,14 +485,16 @@ pub async fn run<S: Stage>(
             &*stage,
             &codec,
             &cfg,
+            &destinations,
             &consumer,
             &producer,
             &ledger,
             &mut shutdown,
             &mut summary,
         ),
-        tick_loop(&*stage, &codec, &cfg, &producer, &ledger, &mut tick_shutdown),
+        tick_loop(&*stage, &codec, &destinations, &producer, &ledger, &mut tick_shutdown),
     );
+    discovery.abort();
     // A fatal error of the timer stops the worker like one of the consume loop.
     let outcome = match ticks {
         Ok(n) => {
@@ -503,6 +541,7 @@ async fn consume_loop<S: Stage>(
     stage: &S,
     codec: &Codec,
     cfg: &RuntimeConfig,
+    destinations: &std::sync::RwLock<Arc<Destinations>>,
     consumer: &Worker<StageContext>,
     producer: &ThreadedProducer<DeliveryContext>,
     ledger: &Mutex<Ledger>,
@@ -510,7 +549,6 @@ async fn consume_loop<S: Stage>(
     summary: &mut RunSummary,
 ) -> Result<()> {
     let name = stage.name();
-    let dlq_topic = cfg.kafka.topic(Topic::DeadLetter);
     let mut first_received: Option<Instant> = None;
     let mut paused = false;
     loop {
@@ -530,6 +568,7 @@ async fn consume_loop<S: Stage>(
             if let Ok(assignment) = consumer.assignment() {
                 if consumer.pause(&assignment).is_ok() && !paused {
                     paused = true;
+                    summary.pauses += 1;
                     telemetry::backpressure(name, true, in_flight);
                 }
             }
@@ -558,6 +597,9 @@ async fn consume_loop<S: Stage>(
         }
         let started = Instant::now();
         first_received.get_or_insert(started);
+        let batch_span = info_span!("batch", stage = name, messages = batch.len());
+        let destinations = current(destinations);
+        let dlq_topic = destinations.of(Topic::DeadLetter).0;
         summary.consumed += batch.len() as u64;
         summary.batches += 1;
 
@@ -583,8 +625,11 @@ async fn consume_loop<S: Stage>(
             });
         }
 
-        let outcomes = match handle_isolating(stage, &inputs, cfg, shutdown).await? {
-            Some(o) => o,
+        let mut outcomes: Vec<Option<Outcome>> = match handle_isolating(stage, &inputs, cfg, shutdown)
+            .instrument(batch_span.clone())
+            .await?
+        {
+            Some(o) => o.into_iter().map(Some).collect(),
             // Shutdown while retrying: nothing of this batch was produced or stored.
             None => return Ok(()),
         };
@@ -595,14 +640,25 @@ async fn consume_loop<S: Stage>(
             });
         }
 
+        let mut processed = 0;
         for (m, slot) in batch.iter().zip(slots) {
-            let dossier_id = slot.as_ref().ok().map(|&i| Input::key(&inputs[i].event).to_owned());
-            let span = info_span!("message", stage = name, dossier_id = dossier_id.as_deref().unwrap_or(""), topic = %m.tp.0, partition = m.tp.1, offset = m.offset);
-            let _entered = span.enter();
+            let at = telemetry::At {
+                dossier_id: slot.as_ref().ok().map_or("", |&i| Input::key(&inputs[i].event)),
+                topic: &m.tp.0,
+                partition: m.tp.1,
+                offset: m.offset,
+            };
+            // Per-message spans are for debugging (a formatted span per message costs more
+            // than the runtime's whole bookkeeping); what is logged about one message at
+            // info and above names the message itself. Entered only for the synchronous
+            // part: a span must not stay entered across an await.
+            let span = debug_span!(parent: &batch_span, "message", dossier_id = at.dossier_id, topic = at.topic, partition = at.partition, offset = at.offset);
+            let entered = span.enter();
             let outcome = match slot {
-                Ok(i) => outcomes[i].clone(),
+                // Each input has one slot: its outcome is moved out, not copied.
+                Ok(i) => outcomes[i].take().expect("one outcome per input"),
                 Err((reason_code, reason)) if !owns(cfg, &m.tp.0) => {
-                    telemetry::message_skipped(name, &reason_code, &reason);
+                    telemetry::message_skipped(name, &at, &reason_code, &reason);
                     Outcome::Emit(Vec::new())
                 }
                 Err((reason_code, reason)) => Outcome::DeadLetter { reason_code, reason },
@@ -610,7 +666,13 @@ async fn consume_loop<S: Stage>(
             // Outputs that cannot be encoded or would not fit a Kafka message are about
             // this input: it is dead-lettered instead, and the stream goes on.
             let outcome = match outcome {
-                Outcome::Emit(events) => match outputs(codec, cfg, m.traceparent.as_deref(), &events) {
+                Outcome::Emit(events) => match outputs(
+                    codec,
+                    &destinations,
+                    m.traceparent.as_deref(),
+                    m.payload.as_ref().map_or(0, Vec::len),
+                    &events,
+                ) {
                     Ok(out) => Ok(out),
                     Err((reason_code, reason)) => Err(Outcome::DeadLetter { reason_code, reason }),
                 },
@@ -618,14 +680,13 @@ async fn consume_loop<S: Stage>(
             };
             let outgoing = match outcome {
                 Ok(out) => {
-                    summary.processed += 1;
-                    telemetry::message_processed(name);
+                    processed += 1;
                     out
                 }
                 Err(Outcome::DeadLetter { reason_code, reason }) => {
-                    telemetry::message_dead_lettered(name, &reason_code, &reason);
+                    telemetry::message_dead_lettered(name, &at, &reason_code, &reason);
                     summary.dead_lettered += 1;
-                    vec![dead_letter(codec, name, &dlq_topic, m, &reason_code, &reason)?]
+                    vec![dead_letter(codec, name, dlq_topic, m, &reason_code, &reason)?]
                 }
                 Err(Outcome::Emit(_)) => unreachable!("emitted outcomes are encoded above"),
             };
@@ -634,6 +695,7 @@ async fn consume_loop<S: Stage>(
                 debug!("partition revoked before producing; skipping");
                 continue;
             }
+            drop(entered);
             for o in outgoing {
                 send(
                     producer,
@@ -648,7 +710,8 @@ async fn consume_loop<S: Stage>(
                 summary.produced += 1;
             }
         }
-        telemetry::batch_done(name, started.elapsed(), batch.len());
+        summary.processed += processed;
+        telemetry::batch_done(name, started.elapsed(), batch.len(), processed);
     }
     // Shutdown: wait (bounded) for the last outputs, so the busy time covers them.
     let deadline = Instant::now() + cfg.drain_timeout;
@@ -667,7 +730,7 @@ async fn consume_loop<S: Stage>(
 async fn tick_loop<S: Stage>(
     stage: &S,
     codec: &Codec,
-    cfg: &RuntimeConfig,
+    destinations: &std::sync::RwLock<Arc<Destinations>>,
     producer: &ThreadedProducer<DeliveryContext>,
     ledger: &Mutex<Ledger>,
     shutdown: &mut Shutdown,
@@ -705,7 +768,7 @@ async fn tick_loop<S: Stage>(
         if tick.events.is_empty() && tick.done.is_empty() {
             continue;
         }
-        let out = match outputs(codec, cfg, None, &tick.events) {
+        let out = match outputs(codec, &current(destinations), None, 512, &tick.events) {
             Ok(out) => out,
             Err((code, reason)) => {
                 telemetry::tick_failed(name, &format!("{code}: {reason}"));
@@ -748,26 +811,28 @@ fn now_ms() -> i64 {
 
 /// The framed outputs of one input, or why they cannot be produced (a reason to
 /// dead-letter the input): an event that does not encode, or one larger than a Kafka
-/// message may be (`message.max.bytes`).
+/// message may be on its topic ([`Destinations`]).
 fn outputs(
     codec: &Codec,
-    cfg: &RuntimeConfig,
+    destinations: &Destinations,
     traceparent: Option<&str>,
+    size_hint: usize,
     events: &[motcua_schemas::AnyEvent],
 ) -> std::result::Result<Vec<Outgoing>, (String, String)> {
-    let max = cfg.kafka.max_message_bytes();
     let mut out = Vec::with_capacity(events.len());
     for e in events {
-        let mut payload = Vec::with_capacity(512);
+        // Outputs are mostly about the size of their input: one allocation, no regrowth.
+        let mut payload = Vec::with_capacity(size_hint + 256);
         e.encode(codec, &mut payload)
             .map_err(|err| ("OUTPUT_ENCODE_FAILED".to_owned(), crate::error_chain(&err)))?;
         // Key and headers count too; keep a margin for the record framing.
         let size = payload.len() + e.key().len() + e.event_id().len() + 256;
+        let (topic, max) = destinations.of(e.topic());
         if size > max {
             return Err((
                 "OUTPUT_TOO_LARGE".to_owned(),
                 format!(
-                    "its {} output would be about {size} bytes, more than message.max.bytes = {max}",
+                    "its {} output would be about {size} bytes, more than the {max} bytes a message may have there",
                     e.topic()
                 ),
             ));
@@ -783,13 +848,78 @@ fn outputs(
             });
         }
         out.push(Outgoing {
-            topic: cfg.kafka.topic(e.topic()),
+            topic: topic.clone(),
             key: Some(e.key().as_bytes().to_vec()),
             payload,
             headers,
         });
     }
     Ok(out)
+}
+
+/// Where each event type goes: the full topic name (made once, not per message) and the
+/// largest message the worker may produce there — the producer's own limit
+/// (`message.max.bytes`) or, lower if so, the topic's (`max.message.bytes`) as the broker
+/// reported it at start-up. Checked before producing, so an output the broker would
+/// refuse dead-letters its input instead of failing the worker.
+#[derive(Debug, Clone)]
+struct Destinations {
+    /// In `Topic::ALL` order.
+    topics: Vec<(Topic, Arc<str>, usize)>,
+}
+
+/// The destinations in force (a clone of the pointer, so the lock is held for no time).
+fn current(d: &std::sync::RwLock<Arc<Destinations>>) -> Arc<Destinations> {
+    d.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+impl Destinations {
+    fn of_producer(kafka: &KafkaConfig) -> Self {
+        Self::with_broker_limits(kafka, &Default::default())
+    }
+
+    fn with_broker_limits(kafka: &KafkaConfig, broker: &std::collections::BTreeMap<String, usize>) -> Self {
+        let producer = kafka.max_message_bytes();
+        let topics = Topic::ALL
+            .iter()
+            .map(|t| {
+                let name = kafka.topic(*t);
+                let max = broker.get(&name).map_or(producer, |b| (*b).min(producer));
+                (*t, Arc::from(name), max)
+            })
+            .collect();
+        Self { topics }
+    }
+
+    /// Asks the broker; one that cannot say (an old or partial Kafka implementation)
+    /// leaves the producer's limit in force.
+    async fn discover(kafka: &KafkaConfig, stage: &'static str) -> Self {
+        match kafka.topic_message_limits(Duration::from_secs(5)).await {
+            Ok(broker) => {
+                let lower = broker.values().filter(|v| **v < kafka.max_message_bytes()).count();
+                debug!(stage, topics = broker.len(), lower, "topic message size limits read");
+                Self::with_broker_limits(kafka, &broker)
+            }
+            Err(e) => {
+                warn!(
+                    stage,
+                    error = %crate::error_chain(&e),
+                    limit = kafka.max_message_bytes(),
+                    "the broker did not report topic message size limits; the producer's applies"
+                );
+                Self::of_producer(kafka)
+            }
+        }
+    }
+
+    fn of(&self, topic: Topic) -> (&Arc<str>, usize) {
+        let (_, name, max) = self
+            .topics
+            .iter()
+            .find(|(t, _, _)| *t == topic)
+            .expect("every topic has a destination");
+        (name, *max)
+    }
 }
 
 /// Whether this group dead-letters bad messages of `topic` (see
@@ -982,7 +1112,7 @@ fn clip(s: &str, max: usize) -> &str {
 fn dead_letter(
     codec: &Codec,
     stage: &str,
-    dlq_topic: &str,
+    dlq_topic: &Arc<str>,
     m: &Received,
     reason_code: &str,
     reason: &str,
@@ -1078,7 +1208,7 @@ fn dead_letter(
         });
     }
     Ok(Outgoing {
-        topic: dlq_topic.to_owned(),
+        topic: dlq_topic.clone(),
         key: m
             .key
             .as_ref()
@@ -1089,19 +1219,19 @@ fn dead_letter(
 }
 
 async fn send(producer: &ThreadedProducer<DeliveryContext>, o: Outgoing, token: DeliveryToken) -> Result<()> {
-    let mut token = Box::new(token);
-    loop {
-        let mut record: BaseRecord<'_, [u8], [u8], Box<DeliveryToken>> = BaseRecord::with_opaque_to(&o.topic, token)
+    let mut record: BaseRecord<'_, [u8], [u8], Box<DeliveryToken>> =
+        BaseRecord::with_opaque_to(&o.topic, Box::new(token))
             .payload(&o.payload[..])
-            .headers(o.headers.clone());
-        if let Some(k) = &o.key {
-            record = record.key(&k[..]);
-        }
+            .headers(o.headers);
+    if let Some(k) = &o.key {
+        record = record.key(&k[..]);
+    }
+    loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                 // The local queue is full: wait for deliveries to drain it.
-                token = r.delivery_opaque;
+                record = r;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             Err((e, _)) => return Err(Error::Client(e)),
@@ -1261,11 +1391,27 @@ mod tests {
         let mut big = samples::submitted();
         big.dossier.form_fields.insert("note".into(), "x".repeat(150_000));
         let m = received(Vec::new());
-        let err = outputs(&codec, &cfg, m.traceparent.as_deref(), &[big.into()])
+        let destinations = Destinations::of_producer(&cfg.kafka);
+        let err = outputs(&codec, &destinations, m.traceparent.as_deref(), 0, &[big.into()])
             .err()
             .expect("too large");
         assert_eq!(err.0, "OUTPUT_TOO_LARGE");
-        assert!(outputs(&codec, &cfg, m.traceparent.as_deref(), &[samples::submitted().into()]).is_ok());
+        assert!(outputs(
+            &codec,
+            &destinations,
+            m.traceparent.as_deref(),
+            0,
+            &[samples::submitted().into()]
+        )
+        .is_ok());
+        // A topic whose broker limit is lower than the producer's: that one applies.
+        let broker = [(cfg.kafka.topic(Topic::Submitted), 500)].into_iter().collect();
+        let lower = Destinations::with_broker_limits(&cfg.kafka, &broker);
+        let err = outputs(&codec, &lower, None, 0, &[samples::submitted().into()])
+            .err()
+            .expect("too large for the topic");
+        assert_eq!(err.0, "OUTPUT_TOO_LARGE");
+        assert!(err.1.contains("500 bytes"), "{}", err.1);
     }
 
     #[test]
@@ -1276,7 +1422,7 @@ mod tests {
         let o = dead_letter(
             &codec,
             "intake",
-            "dossier.dlq",
+            &Arc::from("dossier.dlq"),
             &m,
             "MESSAGE_TOO_LARGE",
             &"é".repeat(5_000),
