@@ -1,0 +1,411 @@
+//! Load harness: the runtime's own cost per message, next to raw rdkafka loops over the
+//! same messages on the same broker in the same run.
+//!
+//! `cargo bench -p motcua-benches --bench runtime` (options: `-- --messages 50000
+//! --rounds 3 --partitions 4`).
+//!
+//! The harness starts librdkafka's in-process broker (real TCP) in this process, publishes
+//! N generated `dossier.submitted` events once, then runs each variant as its own child
+//! process with a fresh consumer group reading all N from the start, in turn, round after
+//! round (A B C A B C …), so a drift of the shared machine hits every variant alike:
+//!
+//! - `raw-bytes`: an rdkafka consume→produce loop that copies the bytes (the floor);
+//! - `raw-codec`: the same loop doing the same work as the stage below by hand: decode the
+//!   submission, build the accepted event, encode it;
+//! - `runtime`: a pass-through stage (the same function from submission to accepted event)
+//!   run by `motcua_runtime::run` as a worker runs it: limits check, per-message span,
+//!   trace headers, metrics into a Prometheus recorder, delivery-tracked offsets.
+//!
+//! Each child reports its own process CPU time (user + system, every thread) from its first
+//! message received to its last output acknowledged, so start-up and the group join are
+//! not counted, and the broker's CPU (in the parent) is not either. CPU time, not wall
+//! time, is the headline: the broker shares the two cores.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use motcua_kafka::{EmbeddedBroker, KafkaConfig};
+use motcua_reference::Reference;
+use motcua_runtime::{Envelope, Outcome, RuntimeConfig, Shutdown, Stage, StageError};
+use motcua_schemas::{AnyEvent, Codec, DossierAccepted, DossierSubmitted, Event, Topic};
+use motcua_simulators::portal::Generator;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+
+const ROLE: &str = "MOTCUA_BENCH_ROLE";
+const VARIANTS: [&str; 3] = ["raw-bytes", "raw-codec", "runtime"];
+/// Linux's USER_HZ: /proc reports CPU time in these ticks.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU seconds (user + system, all threads) this process has used so far.
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of stat; `rest` starts at field 3.
+    let utime: f64 = fields[11].parse().expect("utime");
+    let stime: f64 = fields[12].parse().expect("stime");
+    (utime + stime) / TICKS_PER_SECOND
+}
+
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The work both the hand-written loop and the stage do per message.
+fn accept(reference: &Reference, s: DossierSubmitted) -> DossierAccepted {
+    let procedure = reference
+        .catalog
+        .get(&s.dossier.procedure_code)
+        .map(|p| p.summary())
+        .expect("generated dossiers use catalog procedures");
+    DossierAccepted {
+        event_id: format!("accepted-{}", s.event_id),
+        causation_id: s.event_id,
+        dossier_code: "H22.BENCH-251202-0001".to_owned(),
+        receiving_agency_code: "H22.BENCH".to_owned(),
+        received_at: s.dossier.submitted_at,
+        procedure,
+        dossier: s.dossier,
+        traceparent: None,
+    }
+}
+
+/// What a child measured, as one line on its stdout.
+struct Measured {
+    messages: u64,
+    cpu_s: f64,
+    wall_s: f64,
+    rss_kib: u64,
+}
+
+impl Measured {
+    fn print(&self) {
+        println!(
+            "measured messages={} cpu_s={} wall_s={} rss_kib={}",
+            self.messages, self.cpu_s, self.wall_s, self.rss_kib
+        );
+    }
+
+    fn parse(out: &str) -> Option<Self> {
+        let line = out.lines().find(|l| l.starts_with("measured "))?;
+        let field = |k: &str| {
+            line.split(' ')
+                .find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+                .map(str::to_owned)
+        };
+        Some(Self {
+            messages: field("messages")?.parse().ok()?,
+            cpu_s: field("cpu_s")?.parse().ok()?,
+            wall_s: field("wall_s")?.parse().ok()?,
+            rss_kib: field("rss_kib")?.parse().ok()?,
+        })
+    }
+}
+
+struct Start {
+    cpu_s: f64,
+    at: Instant,
+}
+
+impl Start {
+    fn now() -> Self {
+        Self {
+            cpu_s: process_cpu_seconds(),
+            at: Instant::now(),
+        }
+    }
+
+    fn until_now(&self, messages: u64) -> Measured {
+        Measured {
+            messages,
+            cpu_s: process_cpu_seconds() - self.cpu_s,
+            wall_s: self.at.elapsed().as_secs_f64(),
+            rss_kib: peak_rss_kib(),
+        }
+    }
+}
+
+/// A hand-written loop: poll, (transform,) send, store the offset; flush and commit at
+/// the end. Offsets are stored as consumed, not as delivered: cheaper than the runtime's
+/// guarantee, which is the point of a floor.
+fn raw_loop(kafka: &KafkaConfig, group: &str, messages: u64, transform: bool) -> Measured {
+    let codec = Codec::embedded().expect("schemas");
+    let reference = Reference::embedded().expect("reference");
+    let consumer: BaseConsumer = kafka.consumer_config(group, group).create().expect("consumer");
+    let producer: ThreadedProducer<DefaultProducerContext> = kafka.producer_config(group).create().expect("producer");
+    let input = kafka.topic(Topic::Submitted);
+    let output = kafka.topic(Topic::Accepted);
+    consumer.subscribe(&[&input]).expect("subscribe");
+    let mut start = None;
+    let mut seen = 0;
+    let mut encoded = Vec::with_capacity(4096);
+    while seen < messages {
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = m.expect("consume");
+        start.get_or_insert_with(Start::now);
+        let payload = m.payload().unwrap_or_default();
+        let payload = if transform {
+            let s: DossierSubmitted = codec.decode(payload).expect("decode");
+            encoded.clear();
+            codec.encode_into(&accept(&reference, s), &mut encoded).expect("encode");
+            &encoded[..]
+        } else {
+            payload
+        };
+        let mut record = BaseRecord::<[u8], [u8]>::to(&output).payload(payload);
+        if let Some(k) = m.key() {
+            record = record.key(k);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => panic!("produce: {e}"),
+            }
+        }
+        consumer.store_offset_from_message(&m).expect("store offset");
+        seen += 1;
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+    consumer.commit_consumer_state(CommitMode::Sync).expect("commit");
+    start.expect("at least one message").until_now(seen)
+}
+
+/// The pass-through stage: the same function as `raw-codec`, under the runtime.
+struct PassThrough {
+    /// Per run (the group is named after the stage, and each run reads from the start).
+    name: &'static str,
+    reference: Reference,
+    target: u64,
+    seen: AtomicU64,
+    start: OnceLock<Start>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Stage for PassThrough {
+    type Input = DossierSubmitted;
+
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    async fn handle_batch(&self, batch: &[Envelope<DossierSubmitted>]) -> Result<Vec<Outcome>, StageError> {
+        self.start.get_or_init(Start::now);
+        let outcomes = batch
+            .iter()
+            .map(|e| Outcome::Emit(vec![AnyEvent::Accepted(accept(&self.reference, e.event.clone()))]))
+            .collect();
+        let seen = self.seen.fetch_add(batch.len() as u64, Ordering::Relaxed) + batch.len() as u64;
+        if seen >= self.target {
+            // The runtime produces this batch's outputs, waits for their acknowledgements
+            // and commits before `run` returns.
+            let _ = self.stop.send(true);
+        }
+        Ok(outcomes)
+    }
+}
+
+fn runtime_worker(kafka: KafkaConfig, group: &str, messages: u64) -> Measured {
+    // What `motcua run` installs: a Prometheus recorder (no listener needed here) and an
+    // info-level log subscriber.
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("recorder");
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("MOTCUA_BENCH_LOG").unwrap_or_else(|_| "info".to_owned()),
+        ))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    rt.block_on(async move {
+        let (stop, shutdown) = Shutdown::channel();
+        let stage = Arc::new(PassThrough {
+            name: Box::leak(group.to_owned().into_boxed_str()),
+            reference: Reference::embedded().expect("reference"),
+            target: messages,
+            seen: AtomicU64::new(0),
+            start: OnceLock::new(),
+            stop,
+        });
+        let mut cfg = RuntimeConfig::new(kafka);
+        cfg.instance_id = group.to_owned();
+        let codec = Codec::embedded().expect("schemas");
+        let summary = motcua_runtime::run(stage.clone(), codec, cfg, shutdown)
+            .await
+            .expect("runtime");
+        assert_eq!(summary.produced, messages, "every input produced one output");
+        stage.start.get().expect("handled a batch").until_now(summary.processed)
+    })
+}
+
+fn child(role: &str) {
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set by the harness"));
+    let kafka = KafkaConfig::with_brokers(env("MOTCUA_BENCH_BROKERS"));
+    // Each variant and round has its own group (and so reads every message from the start).
+    let group = env("MOTCUA_BENCH_GROUP");
+    let messages: u64 = env("MOTCUA_BENCH_MESSAGES").parse().expect("messages");
+    let measured = match role {
+        "raw-bytes" => raw_loop(&kafka, &group, messages, false),
+        "raw-codec" => raw_loop(&kafka, &group, messages, true),
+        "runtime" => runtime_worker(kafka, &group, messages),
+        other => panic!("unknown role {other}"),
+    };
+    measured.print();
+}
+
+struct Options {
+    messages: u64,
+    rounds: usize,
+    partitions: i32,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        messages: 50_000,
+        rounds: 3,
+        partitions: 4,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = || args.get(i + 1).unwrap_or_else(|| panic!("{} needs a value", args[i]));
+        match args[i].as_str() {
+            "--messages" => o.messages = value().parse().expect("--messages: a number"),
+            "--rounds" => o.rounds = value().parse().expect("--rounds: a number"),
+            "--partitions" => o.partitions = value().parse().expect("--partitions: a number"),
+            // What cargo bench passes (`--bench`) and anything else: not ours.
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    o
+}
+
+fn publish(kafka: &KafkaConfig, messages: u64) {
+    let codec = Codec::embedded().expect("schemas");
+    let reference = Reference::embedded().expect("reference");
+    let mut generator = Generator::new(&reference, "22", 7).expect("province");
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        kafka.producer_config("bench-portal").create().expect("producer");
+    let topic = kafka.topic(Topic::Submitted);
+    for i in 0..messages {
+        let s = generator.valid(1_764_036_000_000 + i as i64 * 1000);
+        let bytes = codec.encode(&s).expect("encode");
+        let mut record = BaseRecord::to(&topic).key(s.key()).payload(&bytes);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => panic!("publish: {e}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    if let Ok(role) = std::env::var(ROLE) {
+        return child(&role);
+    }
+    let o = options();
+    let broker = EmbeddedBroker::start(1).expect("broker");
+    let kafka = KafkaConfig::with_brokers(broker.bootstrap_servers());
+    broker.create_topics(&kafka, o.partitions).expect("topics");
+    let t = Instant::now();
+    publish(&kafka, o.messages);
+    eprintln!(
+        "published {} submissions in {:.1} s; {} rounds of {:?}",
+        o.messages,
+        t.elapsed().as_secs_f64(),
+        o.rounds,
+        VARIANTS
+    );
+
+    let exe = std::env::current_exe().expect("current exe");
+    let mut results: Vec<Vec<Measured>> = VARIANTS.iter().map(|_| Vec::new()).collect();
+    for round in 0..o.rounds {
+        for (v, variant) in VARIANTS.iter().enumerate() {
+            let out = Command::new(&exe)
+                .env(ROLE, variant)
+                .env("MOTCUA_BENCH_BROKERS", broker.bootstrap_servers())
+                .env("MOTCUA_BENCH_GROUP", format!("bench-{variant}-{round}"))
+                .env("MOTCUA_BENCH_MESSAGES", o.messages.to_string())
+                .output()
+                .expect("start child");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let m = match Measured::parse(&stdout) {
+                Some(m) if out.status.success() => m,
+                _ => panic!(
+                    "{variant} failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            };
+            assert_eq!(m.messages, o.messages, "{variant} handled every message");
+            eprintln!(
+                "round {round} {variant:>9}: {:.2} µs CPU/message, {:.0} messages/s",
+                m.cpu_s * 1e6 / m.messages as f64,
+                m.messages as f64 / m.wall_s
+            );
+            results[v].push(m);
+        }
+    }
+
+    let per_message = |v: usize| -> Vec<f64> { results[v].iter().map(|m| m.cpu_s * 1e6 / m.messages as f64).collect() };
+    // Ratios pair by pair (same round), then their median.
+    let ratio = |a: usize, b: usize| median(per_message(a).iter().zip(per_message(b)).map(|(x, y)| x / y).collect());
+    println!(
+        "\n{} messages × {} rounds, {} partitions (median over rounds; ratios pair by pair)",
+        o.messages, o.rounds, o.partitions
+    );
+    println!("| variant | CPU µs/message (min–max) | messages/s wall | peak RSS MiB | vs raw-bytes | vs raw-codec |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (v, variant) in VARIANTS.iter().enumerate() {
+        let cpu = per_message(v);
+        let (lo, hi) = (
+            cpu.iter().copied().fold(f64::INFINITY, f64::min),
+            cpu.iter().copied().fold(0.0, f64::max),
+        );
+        let wall = median(results[v].iter().map(|m| m.messages as f64 / m.wall_s).collect());
+        let rss = results[v].iter().map(|m| m.rss_kib).max().unwrap_or(0) as f64 / 1024.0;
+        println!(
+            "| {variant} | {:.2} ({lo:.2}–{hi:.2}) | {wall:.0} | {rss:.0} | {:.2}× | {:.2}× |",
+            median(cpu.clone()),
+            ratio(v, 0),
+            ratio(v, 1)
+        );
+    }
+}

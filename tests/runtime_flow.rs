@@ -1,0 +1,176 @@
+//! The stage runtime over real Kafka-protocol brokers: backpressure that keeps the worker
+//! in its group (librdkafka's in-process cluster over TCP), and a replica joining
+//! mid-stream that takes partitions over without loss or duplicates (tansu, a separate
+//! broker process).
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use motcua_kafka::KafkaConfig;
+use motcua_runtime::{Envelope, Outcome, RunSummary, RuntimeConfig, Shutdown, Stage, StageError};
+use motcua_schemas::{samples, AnyEvent, Codec, DossierSubmitted, Topic};
+use support::{mock_cluster, publish, Collector, Tansu};
+
+/// Accepts every submission: one output per input, its causation the input's event id.
+struct Forward;
+
+impl Stage for Forward {
+    type Input = DossierSubmitted;
+
+    fn name(&self) -> &'static str {
+        "forward"
+    }
+
+    async fn handle_batch(&self, batch: &[Envelope<DossierSubmitted>]) -> Result<Vec<Outcome>, StageError> {
+        Ok(batch
+            .iter()
+            .map(|e| {
+                let mut a = samples::accepted();
+                a.event_id = format!("accepted-{}", e.event.event_id);
+                a.causation_id = e.event.event_id.clone();
+                a.dossier = e.event.dossier.clone();
+                Outcome::Emit(vec![AnyEvent::Accepted(a)])
+            })
+            .collect())
+    }
+}
+
+fn submissions(range: std::ops::Range<usize>) -> Vec<DossierSubmitted> {
+    range
+        .map(|i| {
+            let mut s = samples::submitted();
+            s.event_id = format!("submission-{i}");
+            s.dossier.dossier_id = format!("dossier-{i}");
+            s
+        })
+        .collect()
+}
+
+/// Outputs per input (by causation id), read until every one of `expected` inputs has
+/// one, then for `quiet` more (a duplicate would arrive then).
+async fn outputs_per_input(kafka: &KafkaConfig, expected: usize, quiet: Duration) -> HashMap<String, u32> {
+    let reader = Collector::start(kafka, &[Topic::Accepted]);
+    let all = reader.wait_for(Duration::from_secs(120), |r| r.len() >= expected).await;
+    assert!(
+        all,
+        "only {} of {expected} outputs arrived",
+        reader.count(Topic::Accepted)
+    );
+    tokio::time::sleep(quiet).await;
+    let mut per_input = HashMap::new();
+    for r in reader.snapshot() {
+        let Some(AnyEvent::Accepted(a)) = r.event else {
+            panic!("not an accepted event on dossier.accepted")
+        };
+        *per_input.entry(a.causation_id).or_insert(0) += 1;
+    }
+    per_input
+}
+
+fn spawn_worker(
+    kafka: KafkaConfig,
+    tune: impl FnOnce(&mut RuntimeConfig),
+) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<RunSummary>) {
+    let (stop, shutdown) = Shutdown::channel();
+    let mut cfg = RuntimeConfig::new(kafka);
+    tune(&mut cfg);
+    let worker = tokio::spawn(async move {
+        motcua_runtime::run(Arc::new(Forward), Codec::embedded().expect("codec"), cfg, shutdown)
+            .await
+            .expect("the worker runs until told to stop")
+    });
+    (stop, worker)
+}
+
+async fn wait_assigned(assigned: &AtomicUsize) {
+    let until = Instant::now() + Duration::from_secs(60);
+    while assigned.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < until, "the worker never got partitions");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn written_twice(outputs: &HashMap<String, u32>) -> usize {
+    outputs.values().filter(|n| **n > 1).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_too_much_in_flight_the_worker_pauses_keeps_polling_and_stays_in_its_group() {
+    let (_broker, mut kafka) = mock_cluster(2);
+    const N: usize = 150;
+    publish(&kafka, &submissions(0..N)).await;
+
+    // Deliveries take longer than the poll interval (the producer lingers 8 s before it
+    // sends), so a worker that stopped polling while paused would be evicted from the
+    // group. (6 s is the shortest session brokers accept by default.)
+    kafka.linger_ms = 8_000;
+    kafka.session_timeout_ms = 6_000;
+    kafka.consumer.insert("max.poll.interval.ms".into(), "6500".into());
+    kafka.consumer.insert("heartbeat.interval.ms".into(), "500".into());
+    let assigned = Arc::new(AtomicUsize::new(0));
+    let (stop, worker) = spawn_worker(kafka.clone(), |c| {
+        c.max_in_flight = 100;
+        c.max_batch = 50;
+        c.assigned = assigned.clone();
+    });
+    wait_assigned(&assigned).await;
+
+    let outputs = outputs_per_input(&kafka, N, Duration::from_secs(10)).await;
+    stop.send(true).expect("stop");
+    let summary = worker.await.expect("worker");
+    assert!(summary.pauses >= 1, "the worker paused for backpressure: {summary:?}");
+    assert_eq!(summary.stale, 0, "no partition was taken away: {summary:?}");
+    assert_eq!(summary.produced, N as u64, "{summary:?}");
+    assert_eq!(outputs.len(), N);
+    assert_eq!(
+        written_twice(&outputs),
+        0,
+        "outputs written twice (the worker left its group?)"
+    );
+    assert_eq!(assigned.load(Ordering::Relaxed), 0, "partitions released at shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_worker_joining_mid_stream_takes_partitions_over_without_loss_or_duplicates() {
+    let tansu = Tansu::start();
+    let kafka = KafkaConfig::with_brokers(&tansu.brokers);
+    kafka.create_topics(4, 1).await.expect("topics");
+    const N: usize = 6_000;
+
+    let first_assigned = Arc::new(AtomicUsize::new(0));
+    let (stop_first, first) = spawn_worker(kafka.clone(), |c| {
+        c.max_batch = 100;
+        c.instance_id = "first".into();
+        c.assigned = first_assigned.clone();
+    });
+    wait_assigned(&first_assigned).await;
+    publish(&kafka, &submissions(0..N / 3)).await;
+
+    // The second replica joins while the first is busy; the cooperative rebalance takes
+    // partitions away from the first, which drains and commits them before letting go.
+    let second_assigned = Arc::new(AtomicUsize::new(0));
+    let (stop_second, second) = spawn_worker(kafka.clone(), |c| {
+        c.max_batch = 100;
+        c.instance_id = "second".into();
+        c.assigned = second_assigned.clone();
+    });
+    publish(&kafka, &submissions(N / 3..N)).await;
+    wait_assigned(&second_assigned).await;
+
+    let outputs = outputs_per_input(&kafka, N, Duration::from_secs(3)).await;
+    stop_first.send(true).expect("stop");
+    stop_second.send(true).expect("stop");
+    let (a, b) = (first.await.expect("first"), second.await.expect("second"));
+    assert!(a.processed > 0 && b.processed > 0, "both replicas worked: {a:?} {b:?}");
+    assert_eq!(outputs.len(), N, "every input has an output");
+    assert_eq!(
+        written_twice(&outputs),
+        0,
+        "inputs with outputs written twice across the handover: {a:?} {b:?}"
+    );
+    assert_eq!(a.produced + b.produced, N as u64, "{a:?} {b:?}");
+}
