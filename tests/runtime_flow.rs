@@ -15,8 +15,11 @@ use motcua_runtime::{Envelope, Outcome, RunSummary, RuntimeConfig, Shutdown, Sta
 use motcua_schemas::{samples, AnyEvent, Codec, DossierSubmitted, Topic};
 use support::{mock_cluster, publish, Collector, Tansu};
 
-/// Accepts every submission: one output per input, its causation the input's event id.
-struct Forward;
+/// Accepts every submission: one output per input, its causation the input's event id;
+/// each batch takes at least `work` (a stage that is busy when a rebalance comes).
+struct Forward {
+    work: Duration,
+}
 
 impl Stage for Forward {
     type Input = DossierSubmitted;
@@ -26,6 +29,7 @@ impl Stage for Forward {
     }
 
     async fn handle_batch(&self, batch: &[Envelope<DossierSubmitted>]) -> Result<Vec<Outcome>, StageError> {
+        tokio::time::sleep(self.work).await;
         Ok(batch
             .iter()
             .map(|e| {
@@ -54,12 +58,8 @@ fn submissions(range: std::ops::Range<usize>) -> Vec<DossierSubmitted> {
 /// one, then for `quiet` more (a duplicate would arrive then).
 async fn outputs_per_input(kafka: &KafkaConfig, expected: usize, quiet: Duration) -> HashMap<String, u32> {
     let reader = Collector::start(kafka, &[Topic::Accepted]);
-    let all = reader.wait_for(Duration::from_secs(120), |r| r.len() >= expected).await;
-    assert!(
-        all,
-        "only {} of {expected} outputs arrived",
-        reader.count(Topic::Accepted)
-    );
+    // Missing outputs are reported by the caller's assertions, with the workers' counts.
+    let _all = reader.wait_for(Duration::from_secs(60), |r| r.len() >= expected).await;
     tokio::time::sleep(quiet).await;
     let mut per_input = HashMap::new();
     for r in reader.snapshot() {
@@ -73,15 +73,21 @@ async fn outputs_per_input(kafka: &KafkaConfig, expected: usize, quiet: Duration
 
 fn spawn_worker(
     kafka: KafkaConfig,
+    work: Duration,
     tune: impl FnOnce(&mut RuntimeConfig),
 ) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<RunSummary>) {
     let (stop, shutdown) = Shutdown::channel();
     let mut cfg = RuntimeConfig::new(kafka);
     tune(&mut cfg);
     let worker = tokio::spawn(async move {
-        motcua_runtime::run(Arc::new(Forward), Codec::embedded().expect("codec"), cfg, shutdown)
-            .await
-            .expect("the worker runs until told to stop")
+        motcua_runtime::run(
+            Arc::new(Forward { work }),
+            Codec::embedded().expect("codec"),
+            cfg,
+            shutdown,
+        )
+        .await
+        .expect("the worker runs until told to stop")
     });
     (stop, worker)
 }
@@ -112,7 +118,7 @@ async fn with_too_much_in_flight_the_worker_pauses_keeps_polling_and_stays_in_it
     kafka.consumer.insert("max.poll.interval.ms".into(), "6500".into());
     kafka.consumer.insert("heartbeat.interval.ms".into(), "500".into());
     let assigned = Arc::new(AtomicUsize::new(0));
-    let (stop, worker) = spawn_worker(kafka.clone(), |c| {
+    let (stop, worker) = spawn_worker(kafka.clone(), Duration::ZERO, |c| {
         c.max_in_flight = 100;
         c.max_batch = 50;
         c.assigned = assigned.clone();
@@ -136,29 +142,40 @@ async fn with_too_much_in_flight_the_worker_pauses_keeps_polling_and_stays_in_it
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_second_worker_joining_mid_stream_takes_partitions_over_without_loss_or_duplicates() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
     let tansu = Tansu::start();
     let kafka = KafkaConfig::with_brokers(&tansu.brokers);
     kafka.create_topics(4, 1).await.expect("topics");
+    // One message per record batch: tansu 0.6.0 answers a fetch from an offset inside a
+    // batch with the batch after it (seen here: committed 460, next message read 500), a
+    // broker bug that would pass for a loss of ours.
+    let mut portal = kafka.clone();
+    portal.producer.insert("batch.num.messages".into(), "1".into());
     const N: usize = 6_000;
 
     let first_assigned = Arc::new(AtomicUsize::new(0));
-    let (stop_first, first) = spawn_worker(kafka.clone(), |c| {
-        c.max_batch = 100;
+    // 300 batches of 20 at 20 ms each: the first replica is still busy when the second
+    // has joined.
+    let work = Duration::from_millis(20);
+    let (stop_first, first) = spawn_worker(kafka.clone(), work, |c| {
+        c.max_batch = 20;
         c.instance_id = "first".into();
         c.assigned = first_assigned.clone();
     });
     wait_assigned(&first_assigned).await;
-    publish(&kafka, &submissions(0..N / 3)).await;
+    publish(&portal, &submissions(0..N / 3)).await;
 
     // The second replica joins while the first is busy; the cooperative rebalance takes
     // partitions away from the first, which drains and commits them before letting go.
     let second_assigned = Arc::new(AtomicUsize::new(0));
-    let (stop_second, second) = spawn_worker(kafka.clone(), |c| {
-        c.max_batch = 100;
+    let (stop_second, second) = spawn_worker(kafka.clone(), work, |c| {
+        c.max_batch = 20;
         c.instance_id = "second".into();
         c.assigned = second_assigned.clone();
     });
-    publish(&kafka, &submissions(N / 3..N)).await;
+    publish(&portal, &submissions(N / 3..N)).await;
     wait_assigned(&second_assigned).await;
 
     let outputs = outputs_per_input(&kafka, N, Duration::from_secs(3)).await;
@@ -166,7 +183,16 @@ async fn a_second_worker_joining_mid_stream_takes_partitions_over_without_loss_o
     stop_second.send(true).expect("stop");
     let (a, b) = (first.await.expect("first"), second.await.expect("second"));
     assert!(a.processed > 0 && b.processed > 0, "both replicas worked: {a:?} {b:?}");
-    assert_eq!(outputs.len(), N, "every input has an output");
+    let missing: Vec<_> = (0..N)
+        .map(|i| format!("submission-{i}"))
+        .filter(|id| !outputs.contains_key(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} inputs without an output ({:?}…): {a:?} {b:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     assert_eq!(
         written_twice(&outputs),
         0,
