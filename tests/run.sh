@@ -57,6 +57,15 @@ if ! command -v tansu >/dev/null 2>&1; then
 fi
 export MOTCUA_TEST_TANSU="$(command -v tansu)"
 
+# --- stunnel and openssl: a real TLS terminator in front of the broker, and the CLI the
+# tests make their certificate authority with -------------------------------------------
+if ! command -v stunnel4 >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
+  log "installing stunnel4 and openssl (Debian packages)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq stunnel4 openssl >/dev/null
+fi
+export MOTCUA_TEST_STUNNEL="$(command -v stunnel4)"
+
 # --- kcat: a third-party Kafka client, to check others can read our topics -------------
 if ! command -v kcat >/dev/null 2>&1; then
   log "installing kcat (Debian package)"

@@ -183,15 +183,21 @@ pub struct Tansu {
 
 impl Tansu {
     pub fn start() -> Self {
-        let bin = std::env::var("MOTCUA_TEST_TANSU").unwrap_or_else(|_| "tansu".to_owned());
         let port = free_port();
+        Self::start_advertising(port, &format!("127.0.0.1:{port}"))
+    }
+
+    /// Listens on 127.0.0.1:`port` and tells clients to connect to `advertised` (a TLS
+    /// terminator in front of it, say).
+    pub fn start_advertising(port: u16, advertised: &str) -> Self {
+        let bin = std::env::var("MOTCUA_TEST_TANSU").unwrap_or_else(|_| "tansu".to_owned());
         let child = Command::new(&bin)
             .args([
                 "broker",
                 "--listener-url",
                 &format!("tcp://127.0.0.1:{port}"),
                 "--advertised-listener-url",
-                &format!("tcp://127.0.0.1:{port}"),
+                &format!("tcp://{advertised}"),
                 "--storage-engine",
                 "memory://tansu/",
             ])
@@ -385,5 +391,112 @@ impl Collector {
 impl Drop for Collector {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A test certificate authority made with the OpenSSL command-line tool: `ca.pem`, a
+/// server certificate for `localhost` and 127.0.0.1 signed by it (`server.pem`,
+/// `server.key`), and a second CA nobody's certificate chains to (`other-ca.pem`).
+pub struct TestPki {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestPki {
+    pub fn create() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("the openssl command (tests/run.sh installs it)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        for (ca, key) in [("ca.pem", "ca.key"), ("other-ca.pem", "other-ca.key")] {
+            let mut a = vec!["req", "-x509", "-days", "2", "-subj", "/CN=motcua test CA"];
+            a.extend(ec);
+            a.extend(["-keyout", key, "-out", ca]);
+            run(&a);
+        }
+        let mut a = vec![
+            "req",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ];
+        a.extend(ec);
+        run(&a);
+        std::fs::write(dir.path().join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").expect("ext");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+            "-out",
+            "server.pem",
+        ]);
+        Self { dir }
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+/// stunnel (a real TLS terminator) accepting TLS on `accept_port` with the test PKI's
+/// server certificate and forwarding plaintext to `upstream`; killed on drop.
+pub struct Stunnel {
+    child: Child,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Stunnel {
+    pub fn start(pki: &TestPki, accept_port: u16, upstream: &str) -> Self {
+        use std::io::Write as _;
+        let bin = std::env::var("MOTCUA_TEST_STUNNEL").unwrap_or_else(|_| "stunnel4".to_owned());
+        let mut config = tempfile::NamedTempFile::new().expect("config");
+        write!(
+            config,
+            "foreground = yes\npid =\n[tls]\naccept = 127.0.0.1:{accept_port}\nconnect = {upstream}\ncert = {}\nkey = {}\n",
+            pki.path("server.pem"),
+            pki.path("server.key")
+        )
+        .expect("write config");
+        let child = Command::new(&bin)
+            .arg(config.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start stunnel ({bin}): {e}. Run tests/run.sh, which installs it"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", accept_port)).is_err() {
+            assert!(Instant::now() < deadline, "stunnel did not listen on {accept_port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, _config: config }
+    }
+}
+
+impl Drop for Stunnel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -4,9 +4,11 @@
 //! Every Kafka byte goes through librdkafka over TCP, whichever broker is on the other side.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use motcua_schemas::Topic;
+use motcua_security::{SecretSource, TlsFiles};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -19,6 +21,8 @@ use serde::Deserialize;
 pub enum Error {
     #[error("invalid Kafka configuration: {0}")]
     Config(String),
+    #[error("invalid Kafka configuration: {0}")]
+    Security(#[from] motcua_security::Error),
     #[error("Kafka: {context}")]
     Kafka {
         context: String,
@@ -60,6 +64,93 @@ pub struct KafkaConfig {
     pub consumer: BTreeMap<String, String>,
     /// Extra librdkafka properties for producers.
     pub producer: BTreeMap<String, String>,
+    /// `[kafka.tls]`: encrypt the broker connections and verify the brokers' certificates
+    /// (an empty section trusts the system's CAs). Absent: plaintext.
+    pub tls: Option<KafkaTls>,
+    /// `[kafka.sasl]`: authenticate with a user name and password (needs `[kafka.tls]`).
+    pub sasl: Option<KafkaSasl>,
+}
+
+/// TLS to the brokers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaTls {
+    /// PEM file of the CA(s) that signed the brokers' certificates; none: the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Our certificate (PEM), for brokers that authenticate clients by certificate.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub key_file: Option<PathBuf>,
+    /// The key's passphrase, from a file or an environment variable.
+    pub key_password_file: Option<PathBuf>,
+    pub key_password_env: Option<String>,
+    /// Check that the broker's certificate names the host we connect to. Leave it on.
+    pub verify_hostname: bool,
+}
+
+impl Default for KafkaTls {
+    fn default() -> Self {
+        Self {
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            key_password_file: None,
+            key_password_env: None,
+            verify_hostname: true,
+        }
+    }
+}
+
+impl KafkaTls {
+    fn files(&self) -> TlsFiles {
+        TlsFiles {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+        }
+    }
+
+    fn key_password(&self) -> SecretSource {
+        SecretSource::new(self.key_password_file.clone(), self.key_password_env.clone())
+    }
+}
+
+/// SASL authentication to the brokers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSasl {
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    /// The password, from a file (a mounted secret) or an environment variable; never in
+    /// the configuration file.
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+}
+
+impl KafkaSasl {
+    fn password(&self) -> SecretSource {
+        SecretSource::new(self.password_file.clone(), self.password_env.clone())
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum SaslMechanism {
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+    #[serde(rename = "PLAIN")]
+    Plain,
+}
+
+impl SaslMechanism {
+    fn name(self) -> &'static str {
+        match self {
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            SaslMechanism::Plain => "PLAIN",
+        }
+    }
 }
 
 impl Default for KafkaConfig {
@@ -73,6 +164,8 @@ impl Default for KafkaConfig {
             linger_ms: 5,
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
+            tls: None,
+            sasl: None,
         }
     }
 }
@@ -81,6 +174,19 @@ impl Default for KafkaConfig {
 /// override would silently break "no message lost".
 const PROTECTED_CONSUMER_KEYS: &[&str] = &["enable.auto.offset.store", "group.id"];
 const PROTECTED_PRODUCER_KEYS: &[&str] = &["enable.idempotence", "acks"];
+/// Connection security comes from `[kafka.tls]` and `[kafka.sasl]` only: an override could
+/// silently turn encryption or certificate checks off, or put a password in the file.
+const SECURITY_KEY_PREFIXES: &[&str] = &["security.protocol", "ssl.", "sasl.", "enable.ssl."];
+
+/// The scheme a `kafka.brokers` entry may carry (`ssl://host:9093`), as Kafka names its
+/// listeners; without one, the entry follows `[kafka.tls]`.
+fn broker_scheme(entry: &str) -> Option<&str> {
+    entry.split_once("://").map(|(scheme, _)| scheme)
+}
+
+fn strip_scheme(entry: &str) -> &str {
+    entry.split_once("://").map_or(entry, |(_, rest)| rest)
+}
 
 impl KafkaConfig {
     pub fn with_brokers(brokers: impl Into<String>) -> Self {
@@ -96,8 +202,29 @@ impl KafkaConfig {
                 "kafka.brokers is empty; give host:port[,host:port…]".into(),
             ));
         }
-        for b in self.brokers.split(',') {
-            let b = b.trim();
+        for entry in self.brokers.split(',') {
+            let entry = entry.trim();
+            match broker_scheme(entry).map(str::to_ascii_lowercase).as_deref() {
+                None => {}
+                Some("ssl" | "sasl_ssl") if self.tls.is_some() => {}
+                Some("ssl" | "sasl_ssl") => {
+                    return Err(Error::Config(format!(
+                        "kafka.brokers entry '{entry}' is a TLS listener, but [kafka.tls] is not configured (an empty [kafka.tls] section trusts the system's CAs)"
+                    )))
+                }
+                Some("plaintext" | "sasl_plaintext" | "tcp") if self.tls.is_some() => {
+                    return Err(Error::Config(format!(
+                        "kafka.brokers entry '{entry}' is a plaintext listener, but [kafka.tls] is configured: refusing to connect without encryption"
+                    )))
+                }
+                Some("plaintext" | "tcp") => {}
+                Some(other) => {
+                    return Err(Error::Config(format!(
+                        "kafka.brokers entry '{entry}': unknown scheme '{other}' (use ssl:// or plaintext://, or none)"
+                    )))
+                }
+            }
+            let b = strip_scheme(entry);
             let ok = b
                 .rsplit_once(':')
                 .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
@@ -137,7 +264,82 @@ impl KafkaConfig {
                 )));
             }
         }
+        for (section, k) in self
+            .consumer
+            .keys()
+            .map(|k| ("consumer", k))
+            .chain(self.producer.keys().map(|k| ("producer", k)))
+        {
+            if SECURITY_KEY_PREFIXES.iter().any(|p| k.starts_with(p)) {
+                return Err(Error::Config(format!(
+                    "kafka.{section}.\"{k}\": connection security is configured in [kafka.tls] and [kafka.sasl], not by librdkafka properties"
+                )));
+            }
+        }
+        if let Some(tls) = &self.tls {
+            tls.files().validate("kafka.tls")?;
+            tls.key_password().read("kafka.tls.key_password")?;
+        }
+        if let Some(sasl) = &self.sasl {
+            if self.tls.is_none() {
+                return Err(Error::Config(
+                    "[kafka.sasl] without [kafka.tls] would send credentials over an unencrypted connection; configure [kafka.tls]".into(),
+                ));
+            }
+            if sasl.username.trim().is_empty() {
+                return Err(Error::Config("kafka.sasl.username is empty".into()));
+            }
+            if sasl.password().read("kafka.sasl.password")?.is_none() {
+                return Err(Error::Config(
+                    "kafka.sasl needs password_file or password_env (the password is never written in the configuration file)".into(),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The bootstrap list as librdkafka takes it (schemes removed).
+    fn bootstrap_servers(&self) -> String {
+        self.brokers
+            .split(',')
+            .map(|e| strip_scheme(e.trim()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `security.protocol` and the TLS and SASL properties. Secrets are read here, when a
+    /// client is made (and checked once by [`KafkaConfig::validate`] at start-up).
+    fn security(&self, c: &mut ClientConfig) {
+        let protocol = match (&self.tls, &self.sasl) {
+            (None, _) => "plaintext",
+            (Some(_), None) => "ssl",
+            (Some(_), Some(_)) => "sasl_ssl",
+        };
+        c.set("security.protocol", protocol);
+        if let Some(tls) = &self.tls {
+            let path = |p: &PathBuf| p.display().to_string();
+            if let Some(ca) = &tls.ca_file {
+                c.set("ssl.ca.location", path(ca));
+            }
+            if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+                c.set("ssl.certificate.location", path(cert))
+                    .set("ssl.key.location", path(key));
+            }
+            if let Ok(Some(pw)) = tls.key_password().read("kafka.tls.key_password") {
+                c.set("ssl.key.password", pw.expose());
+            }
+            c.set("enable.ssl.certificate.verification", "true").set(
+                "ssl.endpoint.identification.algorithm",
+                if tls.verify_hostname { "https" } else { "none" },
+            );
+        }
+        if let Some(sasl) = &self.sasl {
+            c.set("sasl.mechanism", sasl.mechanism.name())
+                .set("sasl.username", &sasl.username);
+            if let Ok(Some(pw)) = sasl.password().read("kafka.sasl.password") {
+                c.set("sasl.password", pw.expose());
+            }
+        }
     }
 
     pub fn topic(&self, topic: Topic) -> String {
@@ -157,9 +359,10 @@ impl KafkaConfig {
 
     fn base(&self, client_id: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers)
+        c.set("bootstrap.servers", self.bootstrap_servers())
             .set("client.id", client_id)
             .set("broker.address.family", "v4");
+        self.security(&mut c);
         c
     }
 
@@ -329,6 +532,73 @@ mod tests {
         c.consumer.insert("enable.auto.offset.store".into(), "true".into());
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("cannot be overridden"), "{e}");
+    }
+
+    /// A CA file (content is not parsed here, only that it is PEM) and a password file.
+    fn secured(dir: &std::path::Path) -> KafkaConfig {
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").expect("ca");
+        let pw = dir.join("password");
+        std::fs::write(&pw, "s3cret-password\n").expect("password");
+        let mut c = KafkaConfig::with_brokers("broker-1:9093");
+        c.tls = Some(KafkaTls {
+            ca_file: Some(ca),
+            ..KafkaTls::default()
+        });
+        c.sasl = Some(KafkaSasl {
+            mechanism: SaslMechanism::ScramSha512,
+            username: "motcua-intake".into(),
+            password_file: Some(pw),
+            password_env: None,
+        });
+        c
+    }
+
+    #[test]
+    fn tls_and_sasl_become_librdkafka_properties_and_the_build_supports_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = secured(dir.path());
+        c.validate().expect("valid");
+        let cc = c.producer_config("test");
+        assert_eq!(cc.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(cc.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(cc.get("sasl.password"), Some("s3cret-password"));
+        assert_eq!(cc.get("ssl.endpoint.identification.algorithm"), Some("https"));
+        assert!(cc.get("ssl.ca.location").is_some_and(|p| p.ends_with("ca.pem")));
+        // librdkafka refuses at creation a mechanism or protocol its build lacks (the
+        // system's CAs here: the file above is not a real certificate).
+        let mut system_cas = c.clone();
+        system_cas.tls = Some(KafkaTls::default());
+        let made: std::result::Result<rdkafka::producer::BaseProducer, _> = system_cas.producer_config("test").create();
+        assert!(made.is_ok(), "this build has TLS and SCRAM: {:?}", made.err());
+        // Neither our configuration nor librdkafka's shows the password.
+        assert!(!format!("{c:?} {cc:?}").contains("s3cret-password"));
+    }
+
+    #[test]
+    fn insecure_combinations_are_refused_with_a_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let refused = |c: KafkaConfig, expected: &str| {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(expected), "{e}");
+        };
+        let mut c = secured(dir.path());
+        c.brokers = "plaintext://broker-1:9092".into();
+        refused(c, "refusing to connect without encryption");
+        let mut c = secured(dir.path());
+        c.tls = None;
+        refused(c, "without [kafka.tls]");
+        let mut c = secured(dir.path());
+        c.sasl.as_mut().expect("sasl").password_file = None;
+        refused(c, "needs password_file or password_env");
+        let mut c = secured(dir.path());
+        c.consumer.insert("security.protocol".into(), "plaintext".into());
+        refused(c, "configured in [kafka.tls]");
+        let mut c = KafkaConfig::with_brokers("ssl://broker-1:9093");
+        refused(c.clone(), "[kafka.tls] is not configured");
+        c.tls = Some(KafkaTls::default());
+        c.validate().expect("an empty [kafka.tls] trusts the system's CAs");
+        assert_eq!(c.producer_config("t").get("bootstrap.servers"), Some("broker-1:9093"));
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum Error {
     Client(#[from] rdkafka::error::KafkaError),
     #[error("stage {stage} failed: {reason}")]
     Fatal { stage: String, reason: String },
+    #[error("cannot reach the Kafka brokers at {brokers}: {reason}")]
+    Unreachable { brokers: String, reason: String },
     #[error("encoding an output of stage {stage}")]
     Encode {
         stage: String,

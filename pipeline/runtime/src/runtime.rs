@@ -38,6 +38,8 @@ pub struct RuntimeConfig {
     /// How long a batch may keep failing with retryable errors before the worker gives up
     /// (exits non-zero without committing it) and lets its supervisor restart it.
     pub retry_budget: Duration,
+    /// How long a starting worker waits for the brokers before it fails with the reason.
+    pub connect_timeout: Duration,
     /// Partitions this worker currently owns, kept up to date by the worker on every
     /// rebalance (readiness checks, progress displays).
     pub assigned: Arc<AtomicUsize>,
@@ -62,6 +64,7 @@ impl RuntimeConfig {
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(10),
             retry_budget: Duration::from_secs(120),
+            connect_timeout: Duration::from_secs(30),
             assigned: Arc::new(AtomicUsize::new(0)),
             limits: Limits::default(),
             dead_letters_for: None,
@@ -211,6 +214,9 @@ impl Reports {
 }
 
 struct StageContext {
+    /// The last connection error librdkafka reported (a refused TLS handshake, an
+    /// authentication failure), for the start-up check's message.
+    last_error: Mutex<Option<String>>,
     ledger: Arc<Mutex<Ledger>>,
     reports: Arc<Reports>,
     assigned: Arc<AtomicUsize>,
@@ -219,6 +225,11 @@ struct StageContext {
 }
 
 impl ClientContext for StageContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        warn!(stage = self.stage, error = %error, reason, "Kafka client error");
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{error}: {reason}"));
+    }
+
     fn stats(&self, statistics: Statistics) {
         for (topic, t) in &statistics.topics {
             let lag: i64 = t
@@ -446,6 +457,7 @@ pub async fn run<S: Stage>(
     consumer_cfg.set("statistics.interval.ms", "5000");
     let reports = Arc::new(Reports::default());
     let consumer: Arc<Worker<StageContext>> = Arc::new(consumer_cfg.create_with_context(StageContext {
+        last_error: Mutex::new(None),
         ledger: ledger.clone(),
         reports: reports.clone(),
         assigned: cfg.assigned.clone(),
@@ -465,6 +477,7 @@ pub async fn run<S: Stage>(
         .map(|t| cfg.kafka.topic(t))
         .collect();
     let refs: Vec<&str> = input_topics.iter().map(String::as_str).collect();
+    reach_brokers(&consumer, &cfg).await?;
     consumer.subscribe(&refs)?;
     // The producer's limit applies until the broker has said what each topic takes (in
     // the background: a broker that does not answer must not delay the group join).
@@ -534,6 +547,36 @@ pub async fn run<S: Stage>(
         });
     }
     Ok(summary)
+}
+
+/// Fails start-up with the reason when the brokers cannot be reached: a TLS handshake
+/// refused (an untrusted certificate, a plaintext port), authentication failed, nothing
+/// listening. Without this a worker would wait forever, retrying in the background.
+async fn reach_brokers(consumer: &Arc<Worker<StageContext>>, cfg: &RuntimeConfig) -> Result<()> {
+    let (probe, timeout) = (consumer.clone(), cfg.connect_timeout);
+    let answer =
+        tokio::task::spawn_blocking(move || probe.fetch_metadata(None, timeout).map(|m| m.brokers().len())).await;
+    let reason = match answer {
+        Ok(Ok(n)) if n > 0 => return Ok(()),
+        Ok(Ok(_)) => "the cluster reported no brokers".to_owned(),
+        Ok(Err(e)) => {
+            let last = consumer
+                .context()
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            match last {
+                Some(last) => format!("{e} (last connection error: {last})"),
+                None => e.to_string(),
+            }
+        }
+        Err(e) => format!("the check did not finish: {e}"),
+    };
+    Err(Error::Unreachable {
+        brokers: cfg.kafka.brokers.clone(),
+        reason,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -186,6 +186,9 @@ pub struct RuntimeSection {
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
     pub retry_budget_ms: u64,
+    /// How long a starting worker waits for the brokers to answer before it exits with
+    /// the reason (unreachable, TLS refused, authentication failed).
+    pub connect_timeout_ms: u64,
     /// Replica name in client ids and logs; defaults to host name + pid.
     pub instance_id: Option<String>,
 }
@@ -201,6 +204,7 @@ impl Default for RuntimeSection {
             retry_initial_ms: d.retry_initial.as_millis() as u64,
             retry_max_ms: d.retry_max.as_millis() as u64,
             retry_budget_ms: d.retry_budget.as_millis() as u64,
+            connect_timeout_ms: d.connect_timeout.as_millis() as u64,
             instance_id: None,
         }
     }
@@ -330,6 +334,7 @@ impl Config {
         r.retry_initial = Duration::from_millis(s.retry_initial_ms);
         r.retry_max = Duration::from_millis(s.retry_max_ms);
         r.retry_budget = Duration::from_millis(s.retry_budget_ms);
+        r.connect_timeout = Duration::from_millis(s.connect_timeout_ms);
         if let Some(id) = &s.instance_id {
             r.instance_id = id.clone();
         }
