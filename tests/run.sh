@@ -13,6 +13,30 @@ log() { printf '\n== %s\n' "$*"; }
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# --- stunnel and openssl: a real TLS terminator in front of the broker, and the CLI the
+# tests make their certificate authority with -------------------------------------------
+if ! command -v stunnel4 >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
+  log "installing stunnel4 and openssl (Debian packages)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq stunnel4 openssl >/dev/null
+fi
+export MOTCUA_TEST_STUNNEL="$(command -v stunnel4)"
+
+# --- A test certificate authority: PostgreSQL serves TLS with it, and the tests that
+# need one make their own the same way (tests/support) --------------------------------
+pki="$work/pki"
+mkdir -p "$pki"
+ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2)
+for ca in ca other-ca; do
+  openssl req -x509 "${ec[@]}" -subj "/CN=motcua test CA" -keyout "$pki/$ca.key" -out "$pki/$ca.pem" 2>/dev/null
+done
+openssl req "${ec[@]}" -subj "/CN=localhost" -keyout "$pki/server.key" -out "$pki/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$pki/ext"
+openssl x509 -req -in "$pki/server.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial \
+  -days 2 -extfile "$pki/ext" -out "$pki/server.pem" 2>/dev/null
+chmod 600 "$pki/server.key"
+export MOTCUA_TEST_PKI="$pki"
+
 # --- PostgreSQL: a throwaway cluster in $work, on its own port -------------------------
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
@@ -36,7 +60,7 @@ pg "$pg_bin/initdb" -D "$pg_data" -A trust -U motcua -E UTF8 --no-locale >"$work
   || { cat "$work/initdb.log"; exit 1; }
 # fsync off: test data is thrown away, and the suite runs several times faster.
 pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$work/pg.log" -w -t 60 \
-  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=300" start >/dev/null \
+  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=300 -c ssl=on -c ssl_cert_file=$pki/server.pem -c ssl_key_file=$pki/server.key" start >/dev/null \
   || { cat "$work/pg.log"; exit 1; }
 cleanup() {
   pg "$pg_bin/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1 || true
@@ -56,15 +80,6 @@ if ! command -v tansu >/dev/null 2>&1; then
     cargo install tansu --version 0.6.0 --locked --features dynostore --quiet
 fi
 export MOTCUA_TEST_TANSU="$(command -v tansu)"
-
-# --- stunnel and openssl: a real TLS terminator in front of the broker, and the CLI the
-# tests make their certificate authority with -------------------------------------------
-if ! command -v stunnel4 >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
-  log "installing stunnel4 and openssl (Debian packages)"
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq stunnel4 openssl >/dev/null
-fi
-export MOTCUA_TEST_STUNNEL="$(command -v stunnel4)"
 
 # --- kcat: a third-party Kafka client, to check others can read our topics -------------
 if ! command -v kcat >/dev/null 2>&1; then

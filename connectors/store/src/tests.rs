@@ -309,3 +309,38 @@ async fn sqlite_a_reused_dossier_id_with_other_content_is_a_conflict() {
 async fn postgres_a_reused_dossier_id_with_other_content_is_a_conflict() {
     a_reused_dossier_id_with_other_content_is_a_conflict(postgres().await).await;
 }
+
+/// The test server's TLS material (tests/run.sh makes it and starts PostgreSQL with
+/// `ssl=on`), and the URL of a scratch database on it for host `localhost`.
+async fn tls_url(ca: &str) -> String {
+    let pki = std::env::var("MOTCUA_TEST_PKI").unwrap_or_else(|_| {
+        panic!("MOTCUA_TEST_PKI is not set: run tests/run.sh, which starts PostgreSQL with TLS and a test CA")
+    });
+    let plain = testing::scratch_postgres_url().await;
+    // The certificate names localhost; verify-full checks the name we connect to.
+    let url = plain.replacen("@127.0.0.1:", "@localhost:", 1);
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}sslmode=verify-full&sslrootcert={pki}/{ca}")
+}
+
+#[tokio::test]
+async fn postgres_over_tls_verifies_the_server_certificate_and_its_name() {
+    let store = Store::connect(&tls_url("ca.pem").await)
+        .await
+        .expect("TLS with verify-full");
+    let Store::Postgres(pool) = &store else {
+        panic!("a PostgreSQL store")
+    };
+    let encrypted: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(pool)
+        .await
+        .expect("pg_stat_ssl");
+    assert!(encrypted, "the session is encrypted");
+
+    // A CA that did not sign the server's certificate: refused, not downgraded.
+    let Err(e) = Store::connect(&tls_url("other-ca.pem").await).await else {
+        panic!("a server certificate from another CA was accepted")
+    };
+    let chain = format!("{e}: {:?}", std::error::Error::source(&e));
+    assert!(chain.to_lowercase().contains("certificate"), "{chain}");
+}
