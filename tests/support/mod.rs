@@ -452,6 +452,22 @@ impl TestPki {
             "-out",
             "server.pem",
         ]);
+        // A client certificate, for servers that want mutual TLS.
+        let mut a = vec![
+            "req",
+            "-subj",
+            "/CN=motcua-verify",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+        ];
+        a.extend(ec);
+        run(&a);
+        // An extension makes it X.509 v3 (TLS libraries refuse v1 certificates).
+        std::fs::write(dir.path().join("ext-client"), "extendedKeyUsage=clientAuth\n").expect("ext");
+        let sign = "x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext-client -out client.pem";
+        run(&sign.split(' ').collect::<Vec<_>>());
         Self { dir }
     }
 
@@ -469,6 +485,11 @@ pub struct Stunnel {
 
 impl Stunnel {
     pub fn start(pki: &TestPki, accept_port: u16, upstream: &str) -> Self {
+        Self::start_with(pki, accept_port, upstream, false)
+    }
+
+    /// With `client_certificates`, a client must present a certificate from the test CA.
+    pub fn start_with(pki: &TestPki, accept_port: u16, upstream: &str, client_certificates: bool) -> Self {
         use std::io::Write as _;
         let bin = std::env::var("MOTCUA_TEST_STUNNEL").unwrap_or_else(|_| "stunnel4".to_owned());
         let mut config = tempfile::NamedTempFile::new().expect("config");
@@ -479,6 +500,9 @@ impl Stunnel {
             pki.path("server.key")
         )
         .expect("write config");
+        if client_certificates {
+            writeln!(config, "verify = 2\nCAfile = {}", pki.path("ca.pem")).expect("write config");
+        }
         let child = Command::new(&bin)
             .arg(config.path())
             .stdout(Stdio::null())

@@ -3,11 +3,13 @@
 //! concurrency limit per registry, a TTL cache of found records, and an audit record for
 //! every lookup.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use motcua_reference::civil::now_ms;
+use motcua_security::{SecretSource, TlsFiles};
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -38,6 +40,13 @@ pub struct HttpConfig {
     /// Consecutive failures that open the circuit, and how long it stays open.
     pub breaker_failures: u32,
     pub breaker_open_ms: u64,
+    /// TLS to an `https://` gateway: whom to trust (`ca_file`; absent: the system's CAs)
+    /// and our certificate for mutual TLS (`cert_file`, `key_file`).
+    pub tls: TlsFiles,
+    /// A bearer token sent with every request (only over https), from a file or an
+    /// environment variable.
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -53,6 +62,9 @@ impl Default for HttpConfig {
             cache_capacity: 100_000,
             breaker_failures: 5,
             breaker_open_ms: 10_000,
+            tls: TlsFiles::default(),
+            token_file: None,
+            token_env: None,
         }
     }
 }
@@ -129,6 +141,52 @@ struct Inner {
     audit: Arc<dyn AuditSink>,
 }
 
+/// The gateway client: with an `https://` URL, TLS verified against `tls.ca_file` (only
+/// it, when given) or the system's CAs, our certificate when configured, no redirects and
+/// no plaintext request ever; the bearer token, when configured, on every request.
+fn client(cfg: &HttpConfig) -> std::result::Result<reqwest::Client, String> {
+    let https = cfg.base_url.starts_with("https://");
+    let token = SecretSource::new(cfg.token_file.clone(), cfg.token_env.clone())
+        .read("registries.http.token")
+        .map_err(|e| e.to_string())?;
+    if !https && (cfg.tls != TlsFiles::default() || token.is_some()) {
+        return Err(format!(
+            "registries.http.base_url = '{}' is not https://, but TLS files or a token are configured: refusing to send them unencrypted",
+            cfg.base_url
+        ));
+    }
+    cfg.tls.validate("registries.http.tls").map_err(|e| e.to_string())?;
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(Duration::from_millis(cfg.timeout_ms))
+        .pool_max_idle_per_host(cfg.max_concurrency)
+        .redirect(reqwest::redirect::Policy::none())
+        .https_only(https);
+    if let Some(pem) = cfg.tls.ca_pem("registries.http.tls").map_err(|e| e.to_string())? {
+        let ca = reqwest::Certificate::from_pem(&pem).map_err(|e| format!("registries.http.tls.ca_file: {e}"))?;
+        b = b.tls_built_in_root_certs(false).add_root_certificate(ca);
+    }
+    if let Some(pem) = cfg.tls.identity_pem("registries.http.tls").map_err(|e| e.to_string())? {
+        let id =
+            reqwest::Identity::from_pem(&pem).map_err(|e| format!("registries.http.tls.cert_file/key_file: {e}"))?;
+        b = b.identity(id);
+    }
+    if let Some(token) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| "registries.http.token is not a valid header value".to_owned())?;
+        value.set_sensitive(true);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        b = b.default_headers(headers);
+    }
+    b.build().map_err(|e| {
+        let cause = std::error::Error::source(&e)
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default();
+        format!("cannot build the HTTP client: {e}{cause}")
+    })
+}
+
 enum Attempt<V> {
     Found(V),
     NotFound,
@@ -138,14 +196,10 @@ enum Attempt<V> {
 
 impl HttpRegistries {
     pub fn new(cfg: HttpConfig, audit: Arc<dyn AuditSink>) -> Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(cfg.timeout_ms))
-            .pool_max_idle_per_host(cfg.max_concurrency)
-            .build()
-            .map_err(|e| Error::Refused {
-                registry: "gateway",
-                reason: format!("cannot build the HTTP client: {e}"),
-            })?;
+        let client = client(&cfg).map_err(|reason| Error::Refused {
+            registry: "gateway",
+            reason,
+        })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 population: Endpoint::new("population", &cfg),

@@ -149,6 +149,27 @@ pub fn router(world: World, faults: Faults) -> Router {
         .with_state(sim)
 }
 
+/// The simulator behind a gateway that wants `Authorization: Bearer <token>` on every
+/// request (401 otherwise), as the national gateway does.
+pub fn with_bearer_token(router: Router, token: String) -> Router {
+    let expected: Arc<str> = Arc::from(format!("Bearer {token}"));
+    router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let expected = expected.clone();
+            async move {
+                let given = request
+                    .headers()
+                    .get(axum::http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                if given != Some(&*expected) {
+                    return error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED");
+                }
+                next.run(request).await
+            }
+        },
+    ))
+}
+
 /// Serves the simulator on `addr` until the future is dropped.
 pub async fn serve(addr: SocketAddr, world: World, faults: Faults) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
