@@ -137,6 +137,20 @@ impl Start {
     }
 }
 
+/// Sends `record`, waiting while the producer's local queue is full.
+fn send(producer: &ThreadedProducer<DefaultProducerContext>, mut record: BaseRecord<'_, [u8], [u8]>) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, _)) => panic!("produce: {e}"),
+        }
+    }
+}
+
 /// A hand-written loop: poll, (transform,) send, store the offset; flush and commit at
 /// the end. Offsets are stored as consumed, not as delivered: cheaper than the runtime's
 /// guarantee, which is the point of a floor.
@@ -170,16 +184,7 @@ fn raw_loop(kafka: &KafkaConfig, group: &str, messages: u64, transform: bool) ->
         if let Some(k) = m.key() {
             record = record.key(k);
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((e, _)) => panic!("produce: {e}"),
-            }
-        }
+        send(&producer, record);
         consumer.store_offset_from_message(&m).expect("store offset");
         seen += 1;
     }
@@ -316,17 +321,10 @@ fn publish(kafka: &KafkaConfig, messages: u64) {
     for i in 0..messages {
         let s = generator.valid(1_764_036_000_000 + i as i64 * 1000);
         let bytes = codec.encode(&s).expect("encode");
-        let mut record = BaseRecord::to(&topic).key(s.key()).payload(&bytes);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => panic!("publish: {e}"),
-            }
-        }
+        send(
+            &producer,
+            BaseRecord::to(&topic).key(s.key().as_bytes()).payload(&bytes[..]),
+        );
     }
     producer.flush(Duration::from_secs(60)).expect("flush");
 }
