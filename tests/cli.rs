@@ -142,3 +142,63 @@ fn bad_simulator_flags_are_explained() {
     assert!(err.contains("must be START+DURATION"), "{err}");
     no_panic(&err);
 }
+
+#[test]
+fn api_key_mistakes_are_explained_and_leave_the_key_file_loadable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("keys.toml");
+    let f = file.to_str().expect("utf-8");
+    let (ok, key, err) = run(
+        &["api-key", "add", "--file", f, "--id", "province", "--role", "province"],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(key.trim().starts_with("motcua_"), "{key}");
+    for (args, says) in [
+        (vec!["--id", "x", "--role", "unit"], "a unit key needs --unit"),
+        (
+            vec!["--id", "x", "--role", "province", "--unit", "06652"],
+            "has no unit",
+        ),
+        (vec!["--id", "province", "--role", "province"], "appears twice"),
+        (vec!["--id", "a b", "--role", "province"], "id must be"),
+    ] {
+        let mut all = vec!["api-key", "add", "--file", f];
+        all.extend(args);
+        let (ok, _, err) = run(&all, &[]);
+        assert!(!ok, "{all:?}");
+        assert!(err.contains(says), "{all:?}: {err}");
+        no_panic(&err);
+    }
+    let text = std::fs::read_to_string(&file).expect("key file");
+    assert_eq!(
+        text.matches("[[key]]").count(),
+        1,
+        "refused keys were not written: {text}"
+    );
+    assert!(!text.contains(key.trim()), "only the digest is stored");
+
+    // A worker with a broken key file says which file and what is wrong.
+    std::fs::write(
+        &file,
+        "[[key]]\nid = \"p\"\nrole = \"province\"\ndigest = \"motcua_plain\"\n",
+    )
+    .expect("write");
+    let (ok, _, err) = run(
+        &["run", "track"],
+        &[
+            ("MOTCUA_TRACK__API_KEYS_FILE", f),
+            (
+                "MOTCUA_DATABASE__URL",
+                &format!("sqlite://{}", dir.path().join("t.db").display()),
+            ),
+            ("MOTCUA_TRACK__API_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("track.api_keys_file") && err.contains("digest must be"),
+        "{err}"
+    );
+    no_panic(&err);
+}

@@ -215,10 +215,14 @@ async fn the_demo_runs_on_embedded_defaults_and_as_a_soak() {
     let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
     let mut out = String::new();
     let mut api = None;
+    let mut key_file = None;
     for line in stdout.lines() {
         let line = line.expect("line");
         out.push_str(&line);
         out.push('\n');
+        if let Some(rest) = line.trim().strip_prefix("keys     operator API key ") {
+            key_file = rest.split_whitespace().next().map(std::path::PathBuf::from);
+        }
         if let Some(rest) = line.trim().strip_prefix("status   still at ") {
             api = rest
                 .split_whitespace()
@@ -235,8 +239,22 @@ async fn the_demo_runs_on_embedded_defaults_and_as_a_soak() {
         "plain progress lines when not on a terminal: {out}"
     );
     assert!(out.contains("checked    all"), "{out}");
+    let key_file = key_file.unwrap_or_else(|| panic!("no operator key announced:\n{out}"));
+    let key = std::fs::read_to_string(&key_file).expect("the announced key file");
+    let key = key.trim();
+    let client = reqwest::Client::new();
+    let get = |path: String, key: Option<&str>| {
+        let r = client.get(path);
+        match key {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        }
+        .send()
+    };
     let r = report(&html);
-    let stats: Value = reqwest::get(format!("{api}/stats"))
+    let anonymous = get(format!("{api}/stats"), None).await.expect("GET /stats");
+    assert_eq!(anonymous.status().as_u16(), 401, "statistics need an operator's key");
+    let stats: Value = get(format!("{api}/stats"), Some(key))
         .await
         .expect("GET /stats")
         .json()
@@ -247,7 +265,7 @@ async fn the_demo_runs_on_embedded_defaults_and_as_a_soak() {
         Some(num(&r, &["terminal", "result_returned"]))
     );
     let code = r["sample_code"].as_str().expect("a sample dossier code");
-    let d: Value = reqwest::get(format!("{api}/dossiers/{code}"))
+    let d: Value = get(format!("{api}/dossiers/{code}"), Some(key))
         .await
         .expect("GET /dossiers")
         .json()

@@ -146,28 +146,65 @@ async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_
         completed.len()
     );
 
-    // The status API for one dossier's whole life, once the projection caught up.
+    // The status API for one dossier's whole life, once the projection caught up: to an
+    // operator with the province's key, and to the citizen with the receipt's token.
+    let key = motcua_security::access::new_api_key();
+    let keys = motcua_track::access::ApiKeys::parse(&format!(
+        "[[key]]\nid = \"province\"\nrole = \"province\"\ndigest = \"{}\"\n",
+        motcua_security::access::api_key_digest(&key)
+    ))
+    .expect("key file");
+    let options = motcua_track::api::ApiOptions {
+        keys,
+        ..Default::default()
+    };
     let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = api.local_addr().expect("addr").port();
-    let server = tokio::spawn(async move { axum::serve(api, motcua_track::api::router(pool)).await });
+    let base = format!("http://{}", api.local_addr().expect("addr"));
+    let router = motcua_track::api::router(pool, options, motcua_track::api::system_clock());
+    let server = tokio::spawn(motcua_track::api::serve(api, router, Default::default()));
+    let client = reqwest::Client::new();
     let one = &completed[0];
     let deadline = Instant::now() + Duration::from_secs(30);
-    let body = loop {
-        let body = tokio::task::spawn_blocking({
-            let path = format!("/dossiers/{}", one.dossier_code);
-            move || http_get(port, &path)
-        })
-        .await
-        .expect("get");
-        if body.contains("\"status_code\":10") {
-            break body;
+    let v: serde_json::Value = loop {
+        let v: serde_json::Value = client
+            .get(format!("{base}/dossiers/{}", one.dossier_code))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("GET /dossiers")
+            .json()
+            .await
+            .expect("json");
+        if v["status_code"] == 10 {
+            break v;
         }
         assert!(
             Instant::now() < deadline,
-            "the projection never showed the result returned: {body}"
+            "the projection never showed the result returned: {v}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    let token = collector
+        .snapshot()
+        .into_iter()
+        .find_map(|r| match r.event {
+            Some(AnyEvent::Status(s)) if s.dossier_id == one.dossier_id && s.lookup_token.is_some() => s.lookup_token,
+            _ => None,
+        })
+        .expect("the received status carries the lookup token to the portal");
+    let lookup = |token: String| {
+        client
+            .post(format!("{base}/lookup"))
+            .json(&serde_json::json!({"dossier_code": one.dossier_code, "lookup_token": token}))
+            .send()
+    };
+    let citizen = lookup(token.clone()).await.expect("POST /lookup");
+    assert_eq!(citizen.status().as_u16(), 200);
+    let citizen: serde_json::Value = citizen.json().await.expect("json");
+    assert_eq!(citizen["status_code"], 10, "{citizen}");
+    assert!(citizen.get("history").is_none(), "{citizen}");
+    let wrong = lookup(token.chars().rev().collect()).await.expect("POST /lookup");
+    assert_eq!(wrong.status().as_u16(), 404);
     let _ = stop.send(true);
     for t in tasks {
         t.await.expect("join").expect("stage stopped cleanly");
@@ -175,7 +212,6 @@ async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_
     gateway_task.await.expect("join").expect("gateway");
     server.abort();
 
-    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     let stages: Vec<&str> = v["history"]
         .as_array()
         .expect("history")

@@ -51,6 +51,7 @@ fn workload(dossiers: usize) -> Vec<AnyEvent> {
                 due_at: due,
                 occurred_at: at,
                 traceparent: None,
+                lookup_token: None,
             }
             .into()
         };

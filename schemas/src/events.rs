@@ -507,6 +507,7 @@ impl DossierStatusChanged {
             due_at: None,
             occurred_at,
             traceparent: None,
+            lookup_token: None,
         }
     }
 
@@ -559,6 +560,13 @@ impl DossierStatusChanged {
         self
     }
 
+    /// The lookup token the citizen was given (the "received" status carries it to the
+    /// portal and the status service).
+    pub fn with_lookup_token(mut self, token: String) -> Self {
+        self.lookup_token = Some(token);
+        self
+    }
+
     pub fn with_procedure(mut self, procedure_code: Option<String>) -> Self {
         self.procedure_code = procedure_code;
         self
@@ -589,6 +597,9 @@ pub struct DossierStatusChanged {
     pub due_at: Option<TimestampMillis>,
     pub occurred_at: TimestampMillis,
     pub traceparent: Option<String>,
+    /// Added in schema v3: the citizen's lookup token, on the "received" status only
+    /// (`None` otherwise, and when read from an older message).
+    pub lookup_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -460,6 +460,7 @@ impl Validate for DossierStatusChanged {
         c.opt_at("due_at", self.due_at);
         c.at("occurred_at", self.occurred_at);
         c.opt_id("traceparent", self.traceparent.as_deref());
+        c.opt_id("lookup_token", self.lookup_token.as_deref());
     }
 }
 

@@ -204,6 +204,7 @@ pub fn one_of_each(codec: &Codec) -> Result<Vec<(Topic, Vec<u8>)>> {
         due_at: Some(10),
         occurred_at: 2,
         traceparent: None,
+        lookup_token: None,
     };
     let dead = DeadLetter {
         event_id: "dl-1".to_owned(),

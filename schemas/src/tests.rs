@@ -170,6 +170,7 @@ fn old_writer_versions_decode_into_the_latest_type() {
     apache_avro::write_avro_datum_ref(&v1.schema, &old, &mut bytes).expect("v1 encode");
     let read: DossierStatusChanged = c.decode(&bytes).expect("v1 message decodes");
     assert_eq!(read.procedure_code, None);
+    assert_eq!(read.lookup_token, None, "v3's lookup token defaults to none");
     assert_eq!(read.dossier_code.as_deref(), Some("H22.06652-251125-0001"));
     assert_eq!(read.status, DossierStatus::Received);
 }

@@ -157,9 +157,18 @@ pub fn spawn_intake_with(brokers: &str, database_url: &str, instance: &str, env:
 
 /// A plain HTTP/1.0 GET on localhost; returns the body.
 pub fn http_get(port: u16, path: &str) -> String {
+    http_request(port, path, "")
+}
+
+/// GET with an operator's API key.
+pub fn http_get_with(port: u16, path: &str, key: &str) -> String {
+    http_request(port, path, &format!("Authorization: Bearer {key}\r\n"))
+}
+
+fn http_request(port: u16, path: &str, headers: &str) -> String {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("request");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{headers}\r\n").expect("request");
     let mut resp = String::new();
     s.read_to_string(&mut resp).expect("response");
     resp.split_once("\r\n\r\n")

@@ -5,6 +5,8 @@
 //! never from the configuration file itself, and never shows in `Debug` output, logs or
 //! error messages.
 
+pub mod access;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 

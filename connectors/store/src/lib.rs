@@ -159,6 +159,8 @@ pub struct CodeRequest {
     /// A digest of the dossier's content: the same dossier id with other content is a
     /// conflict, not a redelivery.
     pub content_digest: String,
+    /// A fresh lookup token for the citizen, kept only if this request gets a new code.
+    pub lookup_token: String,
 }
 
 /// The code a dossier has, allocated now or on an earlier delivery.
@@ -172,6 +174,9 @@ pub struct CodeAllocation {
     /// The dossier id already has a code for a dossier with other content: this request
     /// reuses the id and must be refused (`dossier_code` is the other dossier's).
     pub conflicting: bool,
+    /// The citizen's lookup token stored with the code (`None` for codes allocated before
+    /// tokens existed).
+    pub lookup_token: Option<String>,
 }
 
 /// `<agency>-<YYMMDD>-<NNNN>`: at least four digits, more if an agency ever passes 9,999
@@ -308,8 +313,8 @@ fn plan<'a>(requests: &'a [CodeRequest], existing: &HashMap<String, Existing>) -
     (Plan { groups }, duplicate_of)
 }
 
-/// A dossier's stored code: code, reception time, content digest (if known).
-type Existing = (String, i64, Option<String>);
+/// A dossier's stored code: code, reception time, content digest and lookup token (if known).
+type Existing = (String, i64, Option<String>, Option<String>);
 
 fn assemble(
     requests: &[CodeRequest],
@@ -321,13 +326,14 @@ fn assemble(
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            if let Some((code, at, digest)) = existing.get(&r.dossier_id) {
+            if let Some((code, at, digest, token)) = existing.get(&r.dossier_id) {
                 return CodeAllocation {
                     dossier_id: r.dossier_id.clone(),
                     dossier_code: code.clone(),
                     received_at_ms: *at,
                     newly_allocated: false,
                     conflicting: digest.as_ref().is_some_and(|d| *d != r.content_digest),
+                    lookup_token: token.clone(),
                 };
             }
             let (source, newly) = match duplicate_of[i] {
@@ -340,6 +346,7 @@ fn assemble(
                 received_at_ms: requests[source].received_at_ms,
                 newly_allocated: newly,
                 conflicting: requests[source].content_digest != r.content_digest,
+                lookup_token: Some(requests[source].lookup_token.clone()),
             }
         })
         .collect()
@@ -349,13 +356,13 @@ async fn allocate_pg(pool: &PgPool, requests: &[CodeRequest]) -> Result<Vec<Code
     let mut tx = pool.begin().await?;
     let ids: Vec<&str> = requests.iter().map(|r| r.dossier_id.as_str()).collect();
     let existing: HashMap<String, Existing> = sqlx::query(
-        "SELECT dossier_id, dossier_code, received_at_ms, content_digest FROM dossier_codes WHERE dossier_id = ANY($1)",
+        "SELECT dossier_id, dossier_code, received_at_ms, content_digest, lookup_token FROM dossier_codes WHERE dossier_id = ANY($1)",
     )
     .bind(&ids)
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
-    .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+    .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
     .collect();
     let (plan, duplicate_of) = plan(requests, &existing);
     let mut fresh = HashMap::new();
@@ -368,6 +375,7 @@ async fn allocate_pg(pool: &PgPool, requests: &[CodeRequest]) -> Result<Vec<Code
         Vec::new(),
         Vec::new(),
     );
+    let mut ins_token: Vec<&str> = Vec::new();
     // Lock sequence rows in a fixed order so concurrent replicas cannot deadlock.
     let mut groups = plan.groups;
     groups.sort_by(|a, b| a.0.cmp(&b.0));
@@ -393,13 +401,14 @@ async fn allocate_pg(pool: &PgPool, requests: &[CodeRequest]) -> Result<Vec<Code
             ins_seq.push(seq);
             ins_at.push(requests[i].received_at_ms);
             ins_digest.push(requests[i].content_digest.as_str());
+            ins_token.push(requests[i].lookup_token.as_str());
             fresh.insert(i, code);
         }
     }
     if !ins_id.is_empty() {
         sqlx::query(
-            "INSERT INTO dossier_codes (dossier_id, dossier_code, agency_code, day, seq, received_at_ms, content_digest)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[])",
+            "INSERT INTO dossier_codes (dossier_id, dossier_code, agency_code, day, seq, received_at_ms, content_digest, lookup_token)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::text[])",
         )
         .bind(&ins_id)
         .bind(&ins_code)
@@ -408,6 +417,7 @@ async fn allocate_pg(pool: &PgPool, requests: &[CodeRequest]) -> Result<Vec<Code
         .bind(&ins_seq)
         .bind(&ins_at)
         .bind(&ins_digest)
+        .bind(&ins_token)
         .execute(&mut *tx)
         .await?;
     }
@@ -420,12 +430,12 @@ async fn allocate_sqlite(pool: &SqlitePool, requests: &[CodeRequest]) -> Result<
     let mut existing = HashMap::new();
     for r in requests {
         if let Some(row) =
-            sqlx::query("SELECT dossier_code, received_at_ms, content_digest FROM dossier_codes WHERE dossier_id = ?1")
+            sqlx::query("SELECT dossier_code, received_at_ms, content_digest, lookup_token FROM dossier_codes WHERE dossier_id = ?1")
                 .bind(&r.dossier_id)
                 .fetch_optional(&mut *tx)
                 .await?
         {
-            existing.insert(r.dossier_id.clone(), (row.get(0), row.get(1), row.get(2)));
+            existing.insert(r.dossier_id.clone(), (row.get(0), row.get(1), row.get(2), row.get(3)));
         }
     }
     let (plan, duplicate_of) = plan(requests, &existing);
@@ -446,8 +456,8 @@ async fn allocate_sqlite(pool: &SqlitePool, requests: &[CodeRequest]) -> Result<
             let seq = first + k as i64;
             let code = format_dossier_code(agency, day, seq);
             sqlx::query(
-                "INSERT INTO dossier_codes (dossier_id, dossier_code, agency_code, day, seq, received_at_ms, content_digest)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO dossier_codes (dossier_id, dossier_code, agency_code, day, seq, received_at_ms, content_digest, lookup_token)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .bind(&requests[i].dossier_id)
             .bind(&code)
@@ -456,6 +466,7 @@ async fn allocate_sqlite(pool: &SqlitePool, requests: &[CodeRequest]) -> Result<
             .bind(seq)
             .bind(requests[i].received_at_ms)
             .bind(&requests[i].content_digest)
+            .bind(&requests[i].lookup_token)
             .execute(&mut *tx)
             .await?;
             fresh.insert(i, code);

@@ -2,13 +2,17 @@ use std::collections::HashSet;
 
 use super::*;
 
+/// A request; each one draws another lookup token, as intake does.
 fn req(id: &str, agency: &str, day: &str, at: i64) -> CodeRequest {
+    static DRAWN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = DRAWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     CodeRequest {
         dossier_id: id.to_owned(),
         agency_code: agency.to_owned(),
         day: day.to_owned(),
         received_at_ms: at,
         content_digest: format!("content of {id}"),
+        lookup_token: format!("token {n} of {id}"),
     }
 }
 
@@ -70,6 +74,15 @@ async fn redelivery_keeps_code_and_reception_time(store: Store) {
     assert_eq!(again[0].dossier_code, first[0].dossier_code);
     assert_eq!(again[0].received_at_ms, 100);
     assert!(!again[0].newly_allocated);
+    assert!(first[0].lookup_token.is_some());
+    assert_eq!(
+        again[0].lookup_token, first[0].lookup_token,
+        "a redelivery gets the stored lookup token, not the one it drew"
+    );
+    assert_eq!(
+        again[2].lookup_token, again[1].lookup_token,
+        "an in-batch duplicate gets its first's token"
+    );
     assert_eq!(again[1].dossier_code, "H22.06652-251126-0001");
     assert!(again[1].newly_allocated);
     assert_eq!(again[2].dossier_code, again[1].dossier_code);

@@ -408,9 +408,40 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("cannot serve the status API on {}", args.api_listen))?;
     let api_addr = listener.local_addr()?;
-    println!("  status   http://{api_addr}/dossiers/<code>, /stats, /units/<code>/load, /openapi.json");
-    let router = motcua_track::api::router_over(track.db().clone(), Arc::new(now_ms));
-    let api_task = tokio::spawn(async move { axum::serve(listener, router).await });
+    // Operators' endpoints need a key: one province key for this run, kept next to the
+    // stores (the file holds the key itself; the key file the API reads, only its digest).
+    let api_key_file = tmp.path().join("operator-api-key");
+    let api_keys_file = tmp.path().join("api-keys.toml");
+    let api_key = motcua_wiring::keys::new_api_key(
+        &api_keys_file,
+        "demo-province",
+        motcua_wiring::keys::ApiRole::Province,
+        None,
+    )?;
+    write_private(&api_key_file, &api_key).with_context(|| format!("writing {}", api_key_file.display()))?;
+    println!(
+        "  keys     operator API key {} (curl -H \"Authorization: Bearer $(cat {})\" http://{api_addr}/stats)",
+        api_key_file.display(),
+        api_key_file.display()
+    );
+    println!(
+        "  status   http://{api_addr}/dossiers/<code>, /stats, /units/<code>/load (operators), \
+         POST /lookup (citizens: code + receipt token), /openapi.json"
+    );
+    let mut track_config = motcua_wiring::config::TrackConfig {
+        api_keys_file: Some(api_keys_file),
+        ..Default::default()
+    };
+    // The demo's own checks and a person at a browser share one address.
+    track_config.api_public_requests_per_minute = 600;
+    track_config.api_public_burst = 100;
+    let api_db = track
+        .reader(&track_url, track_config.reader_options())
+        .await
+        .context("opening the status API's database pool")?;
+    let router = motcua_track::api::router(api_db, track_config.api_options()?, Arc::new(now_ms));
+    let limits = track_config.serve_limits();
+    let api_task = tokio::spawn(async move { motcua_track::api::serve(listener, router, limits).await });
 
     let lag = Arc::new(lag::LagReader::new(&kafka, &groups(), args.partitions)?);
     let published = Arc::new(Mutex::new(Published::default()));
@@ -690,4 +721,14 @@ async fn registry_figures(url: &str, client: Option<&HttpRegistries>) -> report:
         cache_hits: sum(|s| s.cache_hits),
         breaker_rejections: sum(|s| s.breaker_rejections),
     }
+}
+
+/// Writes a secret readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(format!("{text}\n").as_bytes())
 }

@@ -142,11 +142,42 @@ enum Command {
         /// Where to write the secret seed (created with mode 0600).
         file: PathBuf,
     },
+    /// Operators' API keys for the status API.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
     /// List bills against their confirmations (reconciliation with the gateway).
     Reconcile {
         #[command(flatten)]
         common: Common,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyCommand {
+    /// Make a key: its digest is appended to FILE (the worker's track.api_keys_file), the
+    /// key itself goes to standard output, once — give it to the operator, it is not kept.
+    Add {
+        /// The key file (created with mode 0600 if missing).
+        #[arg(long)]
+        file: PathBuf,
+        /// Names the key in logs and rate limits (letters, digits, '.', '_', '-').
+        #[arg(long)]
+        id: String,
+        /// province: every unit; unit: one unit's dossiers and figures.
+        #[arg(long, value_enum)]
+        role: ApiRoleArg,
+        /// The unit of a unit key (e.g. 06652).
+        #[arg(long)]
+        unit: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ApiRoleArg {
+    Province,
+    Unit,
 }
 
 #[derive(Debug, Subcommand)]
@@ -348,6 +379,19 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::ResultKey { file } => {
             println!("{}", motcua_wiring::keys::new_result_key(&file)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ApiKey {
+            command: ApiKeyCommand::Add { file, id, role, unit },
+        } => {
+            let role = match role {
+                ApiRoleArg::Province => motcua_wiring::keys::ApiRole::Province,
+                ApiRoleArg::Unit => motcua_wiring::keys::ApiRole::Unit,
+            };
+            println!(
+                "{}",
+                motcua_wiring::keys::new_api_key(&file, &id, role, unit.as_deref())?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Reconcile { common } => {

@@ -32,19 +32,114 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrackConfig {
-    /// Address of the status API (`/dossiers/{code}`, `/stats`, `/units/{code}/load`,
-    /// `/openapi.json`); empty to disable.
+    /// Address of the status API (`/lookup`, `/dossiers/{code}`, `/stats`,
+    /// `/units/{code}/load`, `/openapi.json`); empty to disable.
     pub api_listen: String,
+    /// Operators' API keys (digests; `motcua api-key add` writes the file). Without it
+    /// every operator endpoint answers 401 and only citizens' lookups work.
+    pub api_keys_file: Option<PathBuf>,
+    /// Requests without a key (citizens' lookups), per client address.
+    pub api_public_requests_per_minute: u32,
+    pub api_public_burst: u32,
+    /// Requests with a key, per key.
+    pub api_operator_requests_per_minute: u32,
+    pub api_operator_burst: u32,
+    /// A request that takes longer (reading its body included) is answered 503.
+    pub api_request_timeout_ms: u64,
+    /// Time a client has to send its request head (slow clients are disconnected).
+    pub api_header_timeout_ms: u64,
+    /// Connections open at once; more wait in the listen backlog.
+    pub api_max_connections: usize,
+    /// The API's own database connections (apart from the projection's writers).
+    pub api_db_connections: u32,
+    /// Every API statement is cancelled after this long (PostgreSQL).
+    pub api_statement_timeout_ms: u64,
     /// Warn when a dossier has at most this many working hours left.
     pub warn_within_working_hours: u32,
 }
 
 impl Default for TrackConfig {
     fn default() -> Self {
+        let api = motcua_track::api::ApiOptions::default();
+        let serve = motcua_track::api::ServeLimits::default();
+        let reader = motcua_track::ReaderOptions::default();
         Self {
             api_listen: "0.0.0.0:8080".to_owned(),
+            api_keys_file: None,
+            api_public_requests_per_minute: api.public_rate.per_minute,
+            api_public_burst: api.public_rate.burst,
+            api_operator_requests_per_minute: api.operator_rate.per_minute,
+            api_operator_burst: api.operator_rate.burst,
+            api_request_timeout_ms: api.request_timeout.as_millis() as u64,
+            api_header_timeout_ms: serve.header_timeout.as_millis() as u64,
+            api_max_connections: serve.max_connections,
+            api_db_connections: reader.connections,
+            api_statement_timeout_ms: reader.statement_timeout.as_millis() as u64,
             warn_within_working_hours: 8,
         }
+    }
+}
+
+impl TrackConfig {
+    /// The status API's options, its key file read and checked.
+    pub fn api_options(&self) -> Result<motcua_track::api::ApiOptions> {
+        use motcua_track::access::{ApiKeys, Rate};
+        let keys = match &self.api_keys_file {
+            Some(f) => ApiKeys::load(f).map_err(|e| anyhow::anyhow!("track.api_keys_file: {e}"))?,
+            None => ApiKeys::none(),
+        };
+        Ok(motcua_track::api::ApiOptions {
+            keys,
+            public_rate: Rate {
+                per_minute: self.api_public_requests_per_minute,
+                burst: self.api_public_burst,
+            },
+            operator_rate: Rate {
+                per_minute: self.api_operator_requests_per_minute,
+                burst: self.api_operator_burst,
+            },
+            request_timeout: Duration::from_millis(self.api_request_timeout_ms),
+            ..motcua_track::api::ApiOptions::default()
+        })
+    }
+
+    pub fn serve_limits(&self) -> motcua_track::api::ServeLimits {
+        motcua_track::api::ServeLimits {
+            header_timeout: Duration::from_millis(self.api_header_timeout_ms),
+            max_connections: self.api_max_connections,
+        }
+    }
+
+    pub fn reader_options(&self) -> motcua_track::ReaderOptions {
+        motcua_track::ReaderOptions {
+            connections: self.api_db_connections,
+            statement_timeout: Duration::from_millis(self.api_statement_timeout_ms),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        for (key, v) in [
+            (
+                "api_public_requests_per_minute",
+                u64::from(self.api_public_requests_per_minute),
+            ),
+            ("api_public_burst", u64::from(self.api_public_burst)),
+            (
+                "api_operator_requests_per_minute",
+                u64::from(self.api_operator_requests_per_minute),
+            ),
+            ("api_operator_burst", u64::from(self.api_operator_burst)),
+            ("api_request_timeout_ms", self.api_request_timeout_ms),
+            ("api_header_timeout_ms", self.api_header_timeout_ms),
+            ("api_max_connections", self.api_max_connections as u64),
+            ("api_db_connections", u64::from(self.api_db_connections)),
+            ("api_statement_timeout_ms", self.api_statement_timeout_ms),
+        ] {
+            if v == 0 {
+                bail!("track.{key} must be greater than 0");
+            }
+        }
+        Ok(())
     }
 }
 
@@ -295,6 +390,7 @@ impl Config {
             );
         }
         self.routing.files()?;
+        self.track.validate()?;
         if self.registries.audit == AuditTarget::Database && !self.database.url.starts_with("postgres") {
             bail!(
                 "registries.audit = \"database\" needs a PostgreSQL database.url; use \"log\" with the embedded store"

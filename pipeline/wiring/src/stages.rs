@@ -17,7 +17,7 @@ use motcua_registries::any::AnyRegistries;
 use motcua_runtime::{error_chain, Input, RunSummary, RuntimeConfig, Shutdown};
 use motcua_schemas::{Codec, Topic};
 use motcua_store::Store;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 
@@ -221,13 +221,24 @@ async fn track(l: Launch) -> Result<RunSummary> {
             .api_listen
             .parse()
             .with_context(|| format!("track.api_listen = '{}' is not an address", cfg.track.api_listen))?;
+        let options = cfg.track.api_options()?;
+        if options.keys.is_empty() {
+            warn!(
+                "track.api_keys_file is not set: operator endpoints answer 401 (make a key with `motcua api-key add`)"
+            );
+        }
+        let reader = track
+            .reader(&cfg.database.url, cfg.track.reader_options())
+            .await
+            .context("opening the status API's database pool")?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot serve the status API on {addr}"))?;
-        info!(%addr, "status API");
-        let router = motcua_track::api::router_over(track.db().clone(), Arc::new(motcua_reference::civil::now_ms));
+        info!(%addr, operator_keys = options.keys.len(), "status API");
+        let router = motcua_track::api::router(reader, options, motcua_track::api::system_clock());
+        let limits = cfg.track.serve_limits();
         Some(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
+            if let Err(e) = motcua_track::api::serve(listener, router, limits).await {
                 error!(error = %e, "status API stopped");
             }
         }))

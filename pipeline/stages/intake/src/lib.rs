@@ -113,6 +113,7 @@ fn code_request(s: &DossierSubmitted, a: &Admission) -> CodeRequest {
         day: civil::vn_yymmdd(s.dossier.submitted_at),
         received_at_ms: s.dossier.submitted_at,
         content_digest: content_digest(&s.dossier),
+        lookup_token: motcua_security::access::new_lookup_token(),
     }
 }
 
@@ -142,9 +143,12 @@ fn duplicate_id_event(s: &DossierSubmitted, reasons: Vec<Reason>) -> AnyEvent {
 /// input and the stored allocation, so a redelivery emits identical events. Counts
 /// nothing: the stage counts once its batch succeeded.
 pub fn accepted_events(s: &DossierSubmitted, a: Admission, allocation: &CodeAllocation) -> Vec<AnyEvent> {
-    let status =
+    let mut status =
         DossierStatusChanged::caused_by(s, STAGE, "status", DossierStatus::Received, allocation.received_at_ms)
             .with_code(Some(allocation.dossier_code.clone()));
+    if let Some(token) = &allocation.lookup_token {
+        status = status.with_lookup_token(token.clone());
+    }
     let accepted = DossierAccepted {
         event_id: derived_event_id(&s.event_id, STAGE, "accepted"),
         causation_id: s.event_id.clone(),

@@ -212,6 +212,7 @@ async fn a_batch_is_accepted_with_unique_codes_and_redelivery_re_emits_identical
     let first = stage.handle_batch(&batch).await.expect("handled");
     assert_eq!(first.len(), 50);
     let mut codes = std::collections::HashSet::new();
+    let mut tokens = std::collections::HashSet::new();
     for (o, e) in first.iter().zip(&batch) {
         let Outcome::Emit(events) = o else {
             panic!("not emitted: {o:?}")
@@ -231,13 +232,23 @@ async fn a_batch_is_accepted_with_unique_codes_and_redelivery_re_emits_identical
         assert_eq!(st.status, DossierStatus::Received);
         assert_eq!(st.status_code, 2);
         assert_eq!(st.dossier_code.as_ref(), Some(&a.dossier_code));
+        let token = st
+            .lookup_token
+            .as_deref()
+            .expect("the received status carries a lookup token");
+        assert!(
+            motcua_security::access::normalize_lookup_token(token).is_some(),
+            "{token} is a lookup token"
+        );
+        assert!(tokens.insert(token.to_owned()), "two dossiers share the token {token}");
         assert!(
             codes.insert(a.dossier_code.clone()),
             "duplicate code {}",
             a.dossier_code
         );
     }
-    // The same batch again (a crash before the commit): byte-for-byte the same outcomes.
+    // The same batch again (a crash before the commit): byte-for-byte the same outcomes,
+    // the lookup tokens included (they are stored with the codes).
     let again = stage.handle_batch(&batch).await.expect("handled");
     assert_eq!(again, first);
 }

@@ -1,52 +1,164 @@
-//! The status API (axum): dossier status and history, statistics, unit load, and the
-//! OpenAPI document. Errors are JSON: `{"error": {"code": "...", "message": "..."}}`.
+//! The status API (axum), for two audiences:
 //!
+//! - *citizens* (`POST /lookup`): the dossier code **and** the lookup token printed on the
+//!   receipt; the answer holds the status, dates, due time and next step — nothing the
+//!   registries said, no history. A wrong token and an unknown code get the same answer,
+//!   so codes (a daily sequence per agency) cannot be enumerated;
+//! - *operators* (`/dossiers/{code}`, `/stats`, `/units/{code}/load`): an API key
+//!   (`Authorization: Bearer …`, see [`crate::access`]); a unit's key sees its unit only.
+//!
+//! Every request is rate-limited per client (per key for operators, per address for the
+//! rest) and bounded in time; errors are JSON: `{"error": {"code": "...", "message": "..."}}`.
 //! Times are given twice: `*_ms` (ms since the epoch, as in the events) and an ISO 8601
 //! string in Vietnam's time (UTC+7).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
+use crate::access::{ApiKeys, Client, Operator, Rate, RateLimiter, RetryAfter, Scope};
 use crate::time::{format_local, parse_instant};
 use crate::ProjectionDb;
 use motcua_schemas::DossierStatus;
 
+pub use crate::serve::{serve, ServeLimits};
+
 /// The clock of the API (overdue and due-soon are relative to it).
 pub type Now = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Now {
+    Arc::new(crate::now_ms)
+}
+
+/// Who may ask what, and how often.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// Operators' keys; none: every operator endpoint answers 401.
+    pub keys: ApiKeys,
+    /// Requests without a key (citizens' lookups), per client address.
+    pub public_rate: Rate,
+    /// Requests with a key, per key.
+    pub operator_rate: Rate,
+    /// A request (reading its body included) that takes longer is answered 503.
+    pub request_timeout: Duration,
+    /// Clients the rate limiter tracks at once (memory stays bounded under a flood).
+    pub max_clients: usize,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        Self {
+            keys: ApiKeys::none(),
+            public_rate: Rate {
+                per_minute: 30,
+                burst: 10,
+            },
+            operator_rate: Rate {
+                per_minute: 600,
+                burst: 100,
+            },
+            request_timeout: Duration::from_secs(5),
+            max_clients: 100_000,
+        }
+    }
+}
 
 #[derive(Clone)]
 struct AppState {
     db: ProjectionDb,
     now: Now,
+    options: Arc<ApiOptions>,
+    limiter: Arc<RateLimiter>,
 }
 
-/// The API over a migrated PostgreSQL projection, on the system clock.
-pub fn router(pool: PgPool) -> Router {
-    router_with_clock(pool, Arc::new(crate::now_ms))
-}
+/// The largest request body (a lookup is two short strings).
+const MAX_BODY_BYTES: usize = 4 * 1024;
 
-/// The API with a given clock (tests, replays).
-pub fn router_with_clock(pool: PgPool, now: Now) -> Router {
-    router_over(ProjectionDb::Postgres(pool), now)
-}
-
-/// The API over either projection database (the embedded demo serves it from SQLite).
-pub fn router_over(db: ProjectionDb, now: Now) -> Router {
+/// The API over a projection database (PostgreSQL, or SQLite for the embedded demo).
+/// Serve it with [`serve`], which gives each request its client's address.
+pub fn router(db: impl Into<ProjectionDb>, options: ApiOptions, now: Now) -> Router {
+    let state = AppState {
+        db: db.into(),
+        now,
+        limiter: Arc::new(RateLimiter::new(options.max_clients)),
+        options: Arc::new(options),
+    };
     Router::new()
+        .route("/lookup", post(lookup))
         .route("/dossiers/{code}", get(dossier))
         .route("/stats", get(stats))
         .route("/units/{code}/load", get(unit_load))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
-        .with_state(AppState { db, now })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), admit))
+        .with_state(state)
+}
+
+/// Every request: who is asking (an operator's key, or nobody), the rate limit of that
+/// client, and the time limit of the answer.
+async fn admit(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let by_address = crate::serve::peer(&parts).map_or(Client::UnknownAddress, |a| Client::Address(a.ip()));
+    let limit = |client: &Client, rate: Rate| s.limiter.check(client, rate).map_err(ApiError::too_many_requests);
+    let admitted = match bearer(&parts.headers) {
+        Err(e) => Err(e),
+        Ok(None) => limit(&by_address, s.options.public_rate),
+        Ok(Some(key)) => match s.options.keys.authenticate(key) {
+            Some(op) => limit(&Client::Key(op.key_id.clone()), s.options.operator_rate).map(|()| {
+                parts.extensions.insert(op);
+            }),
+            // Guessing keys costs the guesser's address its public budget.
+            None => limit(&by_address, s.options.public_rate)
+                .and(Err(ApiError::unauthenticated("this API key is not valid"))),
+        },
+    };
+    if let Err(e) = admitted {
+        return e.into_response();
+    }
+    let timeout = s.options.request_timeout;
+    match tokio::time::timeout(timeout, next.run(Request::from_parts(parts, body))).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {} ms", timeout.as_millis()),
+        )
+        .into_response(),
+    }
+}
+
+/// The key of `Authorization: Bearer <key>`, if the header is there.
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|k| Some(k.trim()))
+        .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be 'Bearer <API key>'"))
+}
+
+/// Operator endpoints take an [`Operator`]: without a valid key, 401.
+impl<S: Send + Sync> FromRequestParts<S> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
+        parts.extensions.get::<Operator>().cloned().ok_or_else(|| {
+            ApiError::unauthenticated("this endpoint needs an operator's API key (Authorization: Bearer …)")
+        })
+    }
 }
 
 /// An error answer.
@@ -55,6 +167,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -63,11 +176,36 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn unauthenticated(message: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    fn too_many_requests(RetryAfter(wait): RetryAfter) -> Self {
+        Self {
+            retry_after: Some(wait),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "too many requests from this client; try again later",
+            )
+        }
+    }
+
+    /// The one answer for "no such dossier" and "not yours to see".
+    fn dossier_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "dossier_not_found", "no dossier with this code")
     }
 }
 
@@ -84,11 +222,23 @@ impl From<sqlx::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(json!({"error": {"code": self.code, "message": self.message}})),
         )
-            .into_response()
+            .into_response();
+        let headers = response.headers_mut();
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"motcua\""),
+            );
+        }
+        if let Some(wait) = self.retry_after {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        response
     }
 }
 
@@ -141,8 +291,9 @@ struct HistoryRow {
 const DOSSIER_COLUMNS: &str = "dossier_id, dossier_code, procedure_code, receiving_unit, competent_unit, channel,
     submitted_at, received_at, due_at, decided_at, decision, completed_at, timeliness, status_code, status_at";
 
-/// `GET /dossiers/{code}`: by dossier code, or by dossier id.
-async fn dossier(State(s): State<AppState>, Path(code): Path<String>) -> ApiResult {
+/// `GET /dossiers/{code}` (operators): by dossier code, or by dossier id, with the full
+/// history. A dossier outside the operator's unit is "not found", like a missing one.
+async fn dossier(State(s): State<AppState>, op: Operator, Path(code): Path<String>) -> ApiResult {
     let by_code =
         format!("SELECT {DOSSIER_COLUMNS} FROM track_dossiers WHERE dossier_code = $1 ORDER BY received_at LIMIT 1");
     let by_code: Option<DossierRow> = on_db!(&s.db, |p| sqlx::query_as(&by_code)
@@ -152,14 +303,15 @@ async fn dossier(State(s): State<AppState>, Path(code): Path<String>) -> ApiResu
     let by_id = format!("SELECT {DOSSIER_COLUMNS} FROM track_dossiers WHERE dossier_id = $1");
     let row = match by_code {
         Some(r) => r,
-        None => on_db!(&s.db, |p| sqlx::query_as(&by_id).bind(&code).fetch_optional(p).await?).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "dossier_not_found",
-                format!("no dossier with code {code}"),
-            )
-        })?,
+        None => on_db!(&s.db, |p| sqlx::query_as(&by_id).bind(&code).fetch_optional(p).await?)
+            .ok_or_else(ApiError::dossier_not_found)?,
     };
+    if !op
+        .scope
+        .sees_dossier(row.receiving_unit.as_deref(), row.competent_unit.as_deref())
+    {
+        return Err(ApiError::dossier_not_found());
+    }
     let history_sql =
         "SELECT event_id, event, status_code, stage, CAST(reasons AS TEXT) AS reasons, occurred_at FROM track_history
          WHERE dossier_id = $1 ORDER BY occurred_at, event_id";
@@ -212,6 +364,113 @@ async fn dossier(State(s): State<AppState>, Path(code): Path<String>) -> ApiResu
     })))
 }
 
+/// A citizen's lookup: the code on the receipt and the token printed next to it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LookupRequest {
+    dossier_code: String,
+    lookup_token: String,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct CitizenRow {
+    dossier_code: Option<String>,
+    procedure_code: Option<String>,
+    received_at: Option<i64>,
+    due_at: Option<i64>,
+    decided_at: Option<i64>,
+    decision: Option<String>,
+    completed_at: Option<i64>,
+    status_code: Option<i32>,
+    status_at: Option<i64>,
+    lookup_digest: Option<String>,
+}
+
+/// `POST /lookup` (citizens): `{"dossier_code": …, "lookup_token": …}` in the body, so the
+/// token never sits in a URL or an access log. Unknown code and wrong token get the same
+/// 404 after the same work.
+async fn lookup(State(s): State<AppState>, body: Result<Json<LookupRequest>, JsonRejection>) -> ApiResult {
+    let Json(req) = body.map_err(|e| {
+        let (status, code) = match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            _ => (StatusCode::BAD_REQUEST, "bad_request"),
+        };
+        ApiError::new(
+            status,
+            code,
+            format!(
+                "the body must be {{\"dossier_code\": \"…\", \"lookup_token\": \"…\"}}: {}",
+                e.body_text()
+            ),
+        )
+    })?;
+    let row: Option<CitizenRow> = if req.dossier_code.len() <= 64 {
+        const SQL: &str = "SELECT dossier_code, procedure_code, received_at, due_at, decided_at, decision,
+                completed_at, status_code, status_at, lookup_digest
+            FROM track_dossiers WHERE dossier_code = $1 ORDER BY received_at LIMIT 1";
+        on_db!(&s.db, |p| sqlx::query_as(SQL)
+            .bind(&req.dossier_code)
+            .fetch_optional(p)
+            .await?)
+    } else {
+        None
+    };
+    let stored = row.as_ref().and_then(|r| r.lookup_digest.as_deref());
+    let matched = motcua_security::access::lookup_token_matches(&req.lookup_token, stored);
+    let row = row.filter(|_| matched).ok_or_else(ApiError::dossier_not_found)?;
+    let now = (s.now)();
+    let (step, step_text) = next_step(row.status_code);
+    Ok(Json(json!({
+        "dossier_code": row.dossier_code,
+        "procedure_code": row.procedure_code,
+        "status": status_name(row.status_code),
+        "status_code": row.status_code,
+        "status_at": ts(row.status_at),
+        "status_at_ms": row.status_at,
+        "received_at": ts(row.received_at),
+        "received_at_ms": row.received_at,
+        "due_at": ts(row.due_at),
+        "due_at_ms": row.due_at,
+        "overdue": is_open(row.status_code) && row.due_at.is_some_and(|d| d < now),
+        "decided_at": ts(row.decided_at),
+        "decided_at_ms": row.decided_at,
+        "decision": row.decision,
+        "completed_at": ts(row.completed_at),
+        "completed_at_ms": row.completed_at,
+        "next_step": {"code": step, "message": step_text},
+    })))
+}
+
+/// What the citizen does or waits for next, by status (a code portals can translate, and
+/// the one-stop center's wording).
+fn next_step(status: Option<i32>) -> (&'static str, &'static str) {
+    match status.and_then(DossierStatus::from_code) {
+        None | Some(DossierStatus::Registered) => ("AWAIT_RECEPTION", "Hồ sơ đang chờ tiếp nhận"),
+        Some(DossierStatus::Received) => ("AWAIT_PROCESSING", "Hồ sơ đã được tiếp nhận và đang được kiểm tra"),
+        Some(DossierStatus::RejectedAtReception) => (
+            "SEE_RECEPTION_NOTICE",
+            "Hồ sơ không được tiếp nhận; xem thông báo của bộ phận một cửa",
+        ),
+        Some(DossierStatus::Processing) => ("AWAIT_RESULT", "Hồ sơ đang được giải quyết; chờ kết quả trước hạn trả"),
+        Some(DossierStatus::SupplementRequested) => {
+            ("SUPPLEMENT", "Cần bổ sung hồ sơ theo thông báo của bộ phận một cửa")
+        }
+        Some(DossierStatus::FinancialObligationRequested) => {
+            ("PAY_FEES", "Cần nộp phí, lệ phí để hồ sơ được giải quyết")
+        }
+        Some(DossierStatus::Withdrawn) => ("NONE", "Hồ sơ đã được rút"),
+        Some(DossierStatus::ProcessingStopped) => (
+            "SEE_RECEPTION_NOTICE",
+            "Hồ sơ đã dừng xử lý; xem thông báo của bộ phận một cửa",
+        ),
+        Some(DossierStatus::Completed) => (
+            "COLLECT_RESULT",
+            "Đã có kết quả; nhận kết quả tại bộ phận một cửa hoặc ví điện tử",
+        ),
+        Some(DossierStatus::ResultReturned) => ("NONE", "Đã trả kết quả"),
+    }
+}
+
 fn params(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
     let mut unknown: Vec<&str> = q.keys().map(String::as_str).filter(|k| !allowed.contains(k)).collect();
     unknown.sort_unstable();
@@ -259,9 +518,17 @@ struct StatsRow {
 /// `GET /stats?unit=&procedure=&from=&to=`: dossiers received in `[from, to)` (by
 /// reception time), dossiers completed in `[from, to)` (by completion time). `unit`
 /// matches the receiving or the competent unit.
-async fn stats(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+///
+/// A unit's key gets its unit's figures (`unit` absent or its own unit); asking for
+/// another unit is 403.
+async fn stats(State(s): State<AppState>, op: Operator, Query(q): Query<HashMap<String, String>>) -> ApiResult {
     params(&q, &["unit", "procedure", "from", "to"])?;
-    let unit = code_param(&q, "unit")?;
+    let unit = match (code_param(&q, "unit")?, &op.scope) {
+        (unit, Scope::All) => unit,
+        (None, Scope::Unit(own)) => Some(own.as_str()),
+        (Some(u), scope) if scope.sees_unit(u) => Some(u),
+        (Some(_), _) => return Err(ApiError::forbidden("this API key sees its own unit's figures only")),
+    };
     let procedure = code_param(&q, "procedure")?;
     let from = instant(&q, "from", false)?;
     let to = instant(&q, "to", true)?;
@@ -327,9 +594,13 @@ struct LoadRow {
 /// default 8).
 async fn unit_load(
     State(s): State<AppState>,
+    op: Operator,
     Path(code): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
+    if !op.scope.sees_unit(&code) {
+        return Err(ApiError::forbidden("this API key sees its own unit's load only"));
+    }
     params(&q, &["hours"])?;
     let hours: i64 = match q.get("hours") {
         None => 8,
@@ -391,57 +662,105 @@ pub fn openapi_document() -> Value {
         json!({"name": name, "in": "query", "required": false, "description": d,
                "schema": {"type": "string", "examples": ["2025-11-25", "1764036000000"]}})
     };
+    let operator = |mut responses: Value| {
+        let r = responses.as_object_mut().expect("responses object");
+        r.insert(
+            "401".into(),
+            err("no API key, or not a valid one (code unauthenticated)"),
+        );
+        r.insert(
+            "429".into(),
+            err("too many requests from this key (code too_many_requests; see Retry-After)"),
+        );
+        responses
+    };
+    let lookup_request = json!({"type": "object", "required": ["dossier_code", "lookup_token"], "additionalProperties": false, "properties": {
+                "dossier_code": {"type": "string", "examples": ["H22.06652-251125-0001"]},
+                "lookup_token": {"type": "string", "description": "as printed on the receipt; case, spaces and hyphens do not matter", "examples": ["7KQ2-M90D-1XYZ-0AB1"]}}});
+    let citizen_dossier = json!({"type": "object", "properties": {
+                "dossier_code": {"type": ["string", "null"]}, "procedure_code": {"type": ["string", "null"]},
+                "status": {"type": ["string", "null"]}, "status_code": {"type": ["integer", "null"], "minimum": 1, "maximum": 10},
+                "status_at": time, "status_at_ms": ms, "received_at": time, "received_at_ms": ms,
+                "due_at": time, "due_at_ms": ms, "overdue": {"type": "boolean"},
+                "decided_at": time, "decided_at_ms": ms, "decision": {"type": ["string", "null"], "enum": ["approved", "refused", null]},
+                "completed_at": time, "completed_at_ms": ms,
+                "next_step": {"type": "object", "properties": {
+                    "code": {"type": "string", "enum": ["AWAIT_RECEPTION", "AWAIT_PROCESSING", "SEE_RECEPTION_NOTICE", "AWAIT_RESULT", "SUPPLEMENT", "PAY_FEES", "COLLECT_RESULT", "NONE"]},
+                    "message": {"type": "string"}}}}});
+    let paths = json!({
+        "/lookup": {"post": {
+            "summary": "A citizen's dossier: status, dates, due time and next step",
+            "description": "Needs no key: the dossier code and the lookup token printed on the receipt. An unknown code and a wrong token get the same 404.",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LookupRequest"}}}},
+            "responses": {
+                "200": {"description": "the dossier", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CitizenDossier"}}}},
+                "400": err("the body is not a lookup request (code bad_request)"),
+                "413": err("the body is larger than 4 KiB (code payload_too_large)"),
+                "404": err("no dossier with this code and token (code dossier_not_found)"),
+                "429": err("too many requests from this address (code too_many_requests; see Retry-After)"),
+                "503": err("the projection database is unavailable, or the request took too long")
+            }
+        }},
+        "/dossiers/{code}": {"get": {
+            "summary": "A dossier's current status, due time and full history (operators)",
+            "security": [{"apiKey": []}],
+            "parameters": [{"name": "code", "in": "path", "required": true,
+                "description": "dossier code (<agency>-<YYMMDD>-<NNNN>) or dossier id",
+                "schema": {"type": "string"}}],
+            "responses": operator(json!({
+                "200": {"description": "the dossier", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Dossier"}}}},
+                "404": err("no dossier with this code, or not one of this key's unit (code dossier_not_found)"),
+                "503": err("the projection database is unavailable")
+            }))
+        }},
+        "/stats": {"get": {
+            "summary": "Received and completed dossiers, on-time and online rates, average processing time (operators)",
+            "security": [{"apiKey": []}],
+            "parameters": [
+                {"name": "unit", "in": "query", "required": false, "description": "receiving or competent unit code (a unit's key: its own, the default)", "schema": {"type": "string"}},
+                {"name": "procedure", "in": "query", "required": false, "description": "procedure code", "schema": {"type": "string"}},
+                instant_param("from", "start of the period (inclusive); a date is its midnight in UTC+7"),
+                instant_param("to", "end of the period (exclusive); a date includes that whole day")
+            ],
+            "responses": operator(json!({
+                "200": {"description": "statistics", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Stats"}}}},
+                "400": err("unknown parameter, bad date, or from not before to (code bad_request)"),
+                "403": err("another unit than this key's (code forbidden)"),
+                "503": err("the projection database is unavailable")
+            }))
+        }},
+        "/units/{code}/load": {"get": {
+            "summary": "Open, overdue and soon-due dossiers of a unit (operators)",
+            "security": [{"apiKey": []}],
+            "parameters": [
+                {"name": "code", "in": "path", "required": true, "description": "unit code", "schema": {"type": "string"}},
+                {"name": "hours", "in": "query", "required": false, "description": "due-soon window in hours (default 8)", "schema": {"type": "integer", "minimum": 1, "maximum": 8760}}
+            ],
+            "responses": operator(json!({
+                "200": {"description": "the unit's load", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UnitLoad"}}}},
+                "400": err("bad parameter (code bad_request)"),
+                "403": err("another unit than this key's (code forbidden)"),
+                "503": err("the projection database is unavailable")
+            }))
+        }},
+        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1 document"}}}}
+    });
     json!({
         "openapi": "3.1.0",
         "info": {
             "title": "motcua status API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Status and history of administrative-procedure dossiers, statistics and unit load, from the track stage's projection. Status codes are the national public service portal's (1 registered … 10 result returned). Overdue is derived from the due time at request time."
+            "description": "Status and history of administrative-procedure dossiers, statistics and unit load, from the track stage's projection. Citizens look their dossier up with its code and the lookup token on their receipt (POST /lookup); everything else needs an operator's API key, and a unit's key sees its unit only. Requests are rate-limited per client (429 with Retry-After) and time-limited (503 timeout). Status codes are the national public service portal's (1 registered … 10 result returned). Overdue is derived from the due time at request time."
         },
-        "paths": {
-            "/dossiers/{code}": {"get": {
-                "summary": "A dossier's current status, due time and full history",
-                "parameters": [{"name": "code", "in": "path", "required": true,
-                    "description": "dossier code (<agency>-<YYMMDD>-<NNNN>) or dossier id",
-                    "schema": {"type": "string"}}],
-                "responses": {
-                    "200": {"description": "the dossier", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Dossier"}}}},
-                    "404": err("no dossier with this code (code dossier_not_found)"),
-                    "503": err("the projection database is unavailable")
-                }
-            }},
-            "/stats": {"get": {
-                "summary": "Received and completed dossiers, on-time and online rates, average processing time",
-                "parameters": [
-                    {"name": "unit", "in": "query", "required": false, "description": "receiving or competent unit code", "schema": {"type": "string"}},
-                    {"name": "procedure", "in": "query", "required": false, "description": "procedure code", "schema": {"type": "string"}},
-                    instant_param("from", "start of the period (inclusive); a date is its midnight in UTC+7"),
-                    instant_param("to", "end of the period (exclusive); a date includes that whole day")
-                ],
-                "responses": {
-                    "200": {"description": "statistics", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Stats"}}}},
-                    "400": err("unknown parameter, bad date, or from not before to (code bad_request)"),
-                    "503": err("the projection database is unavailable")
-                }
-            }},
-            "/units/{code}/load": {"get": {
-                "summary": "Open, overdue and soon-due dossiers of a unit",
-                "parameters": [
-                    {"name": "code", "in": "path", "required": true, "description": "unit code", "schema": {"type": "string"}},
-                    {"name": "hours", "in": "query", "required": false, "description": "due-soon window in hours (default 8)", "schema": {"type": "integer", "minimum": 1, "maximum": 8760}}
-                ],
-                "responses": {
-                    "200": {"description": "the unit's load", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UnitLoad"}}}},
-                    "400": err("bad parameter (code bad_request)"),
-                    "503": err("the projection database is unavailable")
-                }
-            }},
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1 document"}}}}
-        },
-        "components": {"schemas": {
+        "paths": paths,
+        "components": {
+          "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "an operator's API key (motcua api-key add)"}},
+          "schemas": {
+            "LookupRequest": lookup_request,
+            "CitizenDossier": citizen_dossier,
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {
                 "type": "object", "required": ["code", "message"],
-                "properties": {"code": {"type": "string", "enum": ["bad_request", "dossier_not_found", "not_found", "unavailable"]}, "message": {"type": "string"}}}}},
+                "properties": {"code": {"type": "string", "enum": ["bad_request", "payload_too_large", "unauthenticated", "forbidden", "dossier_not_found", "not_found", "too_many_requests", "timeout", "unavailable"]}, "message": {"type": "string"}}}}},
             "HistoryEntry": {"type": "object", "properties": {
                 "event_id": {"type": "string"},
                 "event": {"type": "string", "description": "topic of the event, e.g. dossier.routed"},

@@ -18,6 +18,9 @@
 //!   depend on delivery order, and a late older event never overwrites a newer status;
 //! - overdue is derived from the due time at read time, never stored.
 
+// The OpenAPI document is one large `json!` literal.
+#![recursion_limit = "256"]
+
 /// The same statements on whichever database holds the projection (the SQL is written
 /// once, in the dialect both understand); `$db` is a `&ProjectionDb`.
 macro_rules! on_db {
@@ -29,9 +32,11 @@ macro_rules! on_db {
     };
 }
 
+pub mod access;
 pub mod api;
 pub mod deadline;
 pub mod projection;
+mod serve;
 pub mod summary;
 pub mod telemetry;
 mod time;
@@ -134,6 +139,22 @@ impl From<&ProjectionDb> for ProjectionDb {
     }
 }
 
+/// The status API's database pool (see [`Track::reader`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReaderOptions {
+    pub connections: u32,
+    pub statement_timeout: std::time::Duration,
+}
+
+impl Default for ReaderOptions {
+    fn default() -> Self {
+        Self {
+            connections: 4,
+            statement_timeout: std::time::Duration::from_secs(2),
+        }
+    }
+}
+
 /// The track stage.
 #[derive(Clone, Debug)]
 pub struct Track {
@@ -178,6 +199,43 @@ impl Track {
             })
         } else {
             Err(Error::UnsupportedUrl)
+        }
+    }
+
+    /// A pool of its own for the status API, so a flood of requests cannot take the
+    /// connections the projection writes with: read-only, `options.connections` wide, and
+    /// on PostgreSQL every statement cancelled after `options.statement_timeout`. On an
+    /// in-memory SQLite database (nothing to open twice) the projection's pool is shared.
+    pub async fn reader(&self, url: &str, options: ReaderOptions) -> Result<ProjectionDb> {
+        let wait = options.statement_timeout.max(std::time::Duration::from_millis(100));
+        match &self.db {
+            ProjectionDb::Postgres(_) => {
+                let opts: PgConnectOptions = url
+                    .parse::<PgConnectOptions>()?
+                    .application_name("motcua-status-api")
+                    .options([
+                        ("statement_timeout", options.statement_timeout.as_millis().to_string()),
+                        ("default_transaction_read_only", "on".to_owned()),
+                    ]);
+                let pool = PgPoolOptions::new()
+                    .max_connections(options.connections.max(1))
+                    .acquire_timeout(wait)
+                    .connect_with(opts)
+                    .await?;
+                Ok(ProjectionDb::Postgres(pool))
+            }
+            ProjectionDb::Sqlite(own) if url.contains(":memory:") || url.contains("mode=memory") => {
+                Ok(ProjectionDb::Sqlite(own.clone()))
+            }
+            ProjectionDb::Sqlite(_) => {
+                let opts = SqliteConnectOptions::from_str(url)?.read_only(true).busy_timeout(wait);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(options.connections.max(1))
+                    .acquire_timeout(wait)
+                    .connect_with(opts)
+                    .await?;
+                Ok(ProjectionDb::Sqlite(pool))
+            }
         }
     }
 

@@ -84,6 +84,7 @@ dossier_columns! {
     status_at: i64 => GreatestStatus,
     status_key: i64 => Greatest,
     last_event_at: i64 => Greatest,
+    lookup_digest: String => First,
 }
 
 /// What the rules compare, taken before any column changes.
@@ -273,6 +274,11 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
             p.dossier_id = e.dossier_id.clone();
             p.dossier_code = e.dossier_code.clone();
             p.procedure_code = e.procedure_code.clone();
+            // Only the token's digest is kept (see the status API's citizen lookup).
+            p.lookup_digest = e
+                .lookup_token
+                .as_deref()
+                .and_then(motcua_security::access::lookup_token_digest);
             if e.due_at.is_some() {
                 // A status carrying a due time (routing, resumption after a supplement)
                 // is an assignment; its unit is then the competent one.
@@ -440,7 +446,7 @@ static UPSERT_DOSSIERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
         "INSERT INTO track_dossiers AS d (dossier_id, {cols}) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
              $6::int8[], $7::int8[], $8::int8[], $9::text[], $10::int8[], $11::int8[], $12::text[], \
-             $13::int8[], $14::text[], $15::int4[], $16::int8[], $17::int8[], $18::int8[]) {conflict}",
+             $13::int8[], $14::text[], $15::int4[], $16::int8[], $17::int8[], $18::int8[], $19::text[]) {conflict}",
         cols = columns(),
         conflict = on_conflict(Dialect::Postgres),
     )
@@ -611,7 +617,8 @@ pub(crate) async fn apply_sqlite(pool: &SqlitePool, events: &[&AnyEvent]) -> Res
                 .bind(p.status_code)
                 .bind(p.status_at)
                 .bind(p.status_key)
-                .bind(p.last_event_at);
+                .bind(p.last_event_at)
+                .bind(&p.lookup_digest);
         }
         q.execute(&mut *tx).await?;
     }
@@ -648,6 +655,7 @@ async fn upsert(tx: &mut sqlx::PgConnection, patches: &[Patch]) -> Result<()> {
         .bind(col!(status_at))
         .bind(col!(status_key))
         .bind(col!(last_event_at))
+        .bind(col!(lookup_digest))
         .execute(&mut *tx)
         .await?;
     Ok(())

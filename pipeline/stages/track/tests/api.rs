@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use common::*;
 use motcua_schemas::{AnyEvent, Channel, Timeliness};
-use motcua_track::Track;
+use motcua_security::access::{api_key_digest, new_api_key};
+use motcua_track::access::{ApiKeys, Rate};
+use motcua_track::api::{self, ApiOptions, ServeLimits};
+use motcua_track::{ProjectionDb, ReaderOptions, Track};
 use serde_json::{json, Value};
 
 const B: &str = "2.000001";
@@ -75,26 +78,72 @@ fn fixture() -> Vec<Life> {
     v
 }
 
+/// The API under test, and keys of each kind of operator.
 struct Api {
     base: String,
     client: reqwest::Client,
+    /// The province's key (every unit): what `get` sends.
+    province: String,
+    /// A key of unit 06652.
+    commune: String,
 }
 
 impl Api {
     async fn get(&self, path: &str) -> (u16, Value) {
+        self.get_as(path, Some(&self.province)).await
+    }
+
+    async fn get_as(&self, path: &str, key: Option<&str>) -> (u16, Value) {
+        let mut r = self.client.get(format!("{}{path}", self.base));
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        answer(r, path).await
+    }
+
+    async fn lookup(&self, code: &str, token: &str) -> (u16, Value) {
         let r = self
             .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("request");
-        let status = r.status().as_u16();
-        assert_eq!(
-            r.headers().get("content-type").and_then(|v| v.to_str().ok()),
-            Some("application/json"),
-            "{path}"
-        );
-        (status, r.json().await.expect("json body"))
+            .post(format!("{}/lookup", self.base))
+            .json(&json!({"dossier_code": code, "lookup_token": token}));
+        answer(r, "/lookup").await
+    }
+}
+
+async fn answer(r: reqwest::RequestBuilder, path: &str) -> (u16, Value) {
+    let r = r.send().await.expect("request");
+    let status = r.status().as_u16();
+    assert_eq!(
+        r.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/json"),
+        "{path}"
+    );
+    (status, r.json().await.expect("json body"))
+}
+
+/// A key file with a province key and a key of unit 06652; the keys themselves.
+fn keys() -> (ApiKeys, String, String) {
+    let (province, commune) = (new_api_key(), new_api_key());
+    let file = format!(
+        "[[key]]\nid = \"province\"\nrole = \"province\"\ndigest = \"{}\"\n\n\
+         [[key]]\nid = \"commune-06652\"\nrole = \"unit\"\nunit = \"06652\"\ndigest = \"{}\"\n",
+        api_key_digest(&province),
+        api_key_digest(&commune)
+    );
+    (ApiKeys::parse(&file).expect("key file"), province, commune)
+}
+
+/// Generous limits: these tests are about answers, not floods.
+fn roomy(keys: ApiKeys) -> ApiOptions {
+    let lots = Rate {
+        per_minute: 1_000_000,
+        burst: 100_000,
+    };
+    ApiOptions {
+        keys,
+        public_rate: lots,
+        operator_rate: lots,
+        ..ApiOptions::default()
     }
 }
 
@@ -105,14 +154,22 @@ async fn serve() -> Api {
 async fn serve_from(track: Track) -> Api {
     let events: Vec<AnyEvent> = fixture().iter().flat_map(Life::events).collect();
     track.apply(&refs(&events)).await.expect("fixture");
-    let app = motcua_track::api::router_over(track.db().clone(), Arc::new(|| NOW));
+    let (keys, province, commune) = keys();
+    let (base, _) = start(track.db().clone(), roomy(keys), ServeLimits::default()).await;
+    Api {
+        base,
+        client: reqwest::Client::new(),
+        province,
+        commune,
+    }
+}
+
+async fn start(db: ProjectionDb, options: ApiOptions, limits: ServeLimits) -> (String, std::net::SocketAddr) {
+    let app = api::router(db, options, Arc::new(|| NOW));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-    Api {
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
-    }
+    tokio::spawn(async move { api::serve(listener, app, limits).await.expect("serve") });
+    (format!("http://{addr}"), addr)
 }
 
 #[tokio::test]
@@ -203,7 +260,7 @@ async fn unknown_dossiers_and_bad_requests_are_json_errors() {
     assert_eq!(status, 404);
     assert_eq!(
         e,
-        json!({"error": {"code": "dossier_not_found", "message": "no dossier with code H22.99999-251125-0001"}})
+        json!({"error": {"code": "dossier_not_found", "message": "no dossier with this code"}})
     );
     for path in [
         "/stats?from=2025-13-01",
@@ -312,8 +369,21 @@ async fn unit_load_and_openapi() {
     let paths: Vec<&String> = doc["paths"].as_object().expect("paths").keys().collect();
     assert_eq!(
         paths,
-        ["/dossiers/{code}", "/openapi.json", "/stats", "/units/{code}/load"]
+        [
+            "/dossiers/{code}",
+            "/lookup",
+            "/openapi.json",
+            "/stats",
+            "/units/{code}/load"
+        ]
     );
+    for operator_path in ["/dossiers/{code}", "/stats", "/units/{code}/load"] {
+        let get = &doc["paths"][operator_path]["get"];
+        assert_eq!(get["security"], json!([{"apiKey": []}]), "{operator_path}");
+        assert!(get["responses"]["401"].is_object(), "{operator_path}");
+    }
+    let (status, _) = api.get_as("/openapi.json", None).await;
+    assert_eq!(status, 200, "the document itself is public");
     assert!(doc["paths"]["/dossiers/{code}"]["get"]["responses"]["404"].is_object());
     // Every $ref resolves.
     let text = doc.to_string();
@@ -357,4 +427,361 @@ async fn the_api_over_sqlite_answers_exactly_as_over_postgres() {
     // Not vacuous: the answers carry the fixture.
     let (_, stats) = lite.get("/stats").await;
     assert_eq!(stats["completed"], 4, "{stats}");
+}
+
+/// Operators: without a key nothing but the OpenAPI document; a unit's key sees its unit's
+/// dossiers and figures, nothing else.
+#[tokio::test]
+async fn operators_need_a_key_and_a_unit_key_sees_its_own_unit_only() {
+    let api = serve().await;
+    for path in [
+        "/dossiers/H22.06652-251125-0002",
+        "/dossiers/dossier-2",
+        "/stats",
+        "/units/06652/load",
+    ] {
+        for key in [None, Some("motcua_0000"), Some(""), Some(&api.province[..20])] {
+            let (status, e) = api.get_as(path, key).await;
+            assert_eq!(status, 401, "{path} with {key:?}: {e}");
+            assert_eq!(e["error"]["code"], "unauthenticated", "{path}");
+            assert!(!e.to_string().contains("dossier-2"), "a refusal tells nothing: {e}");
+        }
+    }
+    let r = api
+        .client
+        .get(format!("{}/stats", api.base))
+        .header("authorization", "Basic YWRtaW46YWRtaW4=")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(
+        r.headers().get("www-authenticate").and_then(|v| v.to_str().ok()),
+        Some("Bearer realm=\"motcua\"")
+    );
+
+    let commune = Some(api.commune.as_str());
+    // Its own dossier (received at 06652), and one transferred away from it (6: 06652 → STNMT).
+    for code in ["H22.06652-251125-0002", "H22.06652-251125-0006"] {
+        let (status, d) = api.get_as(&format!("/dossiers/{code}"), commune).await;
+        assert_eq!(status, 200, "{code}: {d}");
+        assert!(d["history"].as_array().is_some_and(|h| !h.is_empty()));
+    }
+    // Dossier 7 belongs to unit 07000: exactly the answer for a dossier that does not exist.
+    let (status, other) = api.get_as("/dossiers/H22.06652-251125-0007", commune).await;
+    let (_, missing) = api.get_as("/dossiers/H22.06652-251125-9999", commune).await;
+    assert_eq!((status, &other), (404, &missing));
+    let (status, _) = api.get("/dossiers/H22.06652-251125-0007").await;
+    assert_eq!(status, 200, "the province sees it");
+
+    // Figures: its unit by default, as the province sees them for that unit.
+    let (status, own) = api.get_as("/stats", commune).await;
+    assert_eq!(status, 200, "{own}");
+    let (_, as_province) = api.get("/stats?unit=06652").await;
+    assert_eq!(own, as_province);
+    let (_, all) = api.get("/stats").await;
+    assert_ne!(own["received"], all["received"], "not the whole province's");
+    for path in ["/stats?unit=07000", "/units/07000/load"] {
+        let (status, e) = api.get_as(path, commune).await;
+        assert_eq!(
+            (status, e["error"]["code"].as_str()),
+            (403, Some("forbidden")),
+            "{path}: {e}"
+        );
+    }
+    let (status, _) = api.get_as("/units/06652/load", commune).await;
+    assert_eq!(status, 200);
+}
+
+/// Citizens: the code and the receipt's token give the status, dates and next step —
+/// no history, no units, no reasons; without the token the API reveals nothing, not
+/// even whether the code exists.
+#[tokio::test]
+async fn a_citizen_with_the_receipt_s_token_is_answered_and_codes_cannot_be_enumerated() {
+    let api = serve().await;
+    let lives = fixture();
+    let four = &lives[3];
+    // Typed as a person would: lower case, no hyphens, O for 0.
+    let typed = four.lookup_token().to_lowercase().replace('-', "").replace('0', "o");
+    let (status, d) = api.lookup(&four.code, &typed).await;
+    assert_eq!(status, 200, "{d}");
+    let mut fields: Vec<&str> = d.as_object().expect("object").keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "completed_at",
+            "completed_at_ms",
+            "decided_at",
+            "decided_at_ms",
+            "decision",
+            "dossier_code",
+            "due_at",
+            "due_at_ms",
+            "next_step",
+            "overdue",
+            "procedure_code",
+            "received_at",
+            "received_at_ms",
+            "status",
+            "status_at",
+            "status_at_ms",
+            "status_code"
+        ]
+    );
+    assert_eq!(d["dossier_code"], four.code.as_str());
+    assert_eq!(d["status"], "processing");
+    assert_eq!(d["due_at_ms"], four.due_at);
+    assert_eq!(d["overdue"], true);
+    assert_eq!(d["next_step"]["code"], "AWAIT_RESULT");
+    let (_, done) = api.lookup(&lives[1].code, &lives[1].lookup_token()).await;
+    assert_eq!(
+        (done["status_code"].clone(), done["decision"].clone()),
+        (json!(10), json!("approved"))
+    );
+
+    // Every code of the fixture and some that do not exist, with no token, a wrong one,
+    // another dossier's: one and the same answer.
+    let refused = json!({"error": {"code": "dossier_not_found", "message": "no dossier with this code"}});
+    let mut tries = 0;
+    for life in &lives {
+        for token in [
+            "",
+            "7KQ2-M90D-1XYZ-9999",
+            &lives[0].lookup_token(),
+            "not a token at all",
+        ] {
+            if token == life.lookup_token() {
+                continue;
+            }
+            let (status, e) = api.lookup(&life.code, token).await;
+            assert_eq!((status, &e), (404, &refused), "{} with {token:?}", life.code);
+            tries += 1;
+        }
+    }
+    for code in ["H22.06652-251125-0099", "", &"9".repeat(500)] {
+        let (status, e) = api.lookup(code, &four.lookup_token()).await;
+        assert_eq!((status, &e), (404, &refused), "{code}");
+    }
+    assert!(tries >= 27, "{tries}");
+    // Not a lookup request: 400, and nothing about dossiers.
+    for body in [
+        json!({"dossier_code": four.code}),
+        json!({"dossier_code": four.code, "lookup_token": 1}),
+        json!([1]),
+    ] {
+        let r = api
+            .client
+            .post(format!("{}/lookup", api.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status().as_u16(), 400, "{body}");
+    }
+    let r = api
+        .client
+        .post(format!("{}/lookup", api.base))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 64 * 1024])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 413, "a body beyond 4 KiB is refused");
+}
+
+/// A flood from one address is answered 429 while another client is still served, and a
+/// flood that does reach the database goes through the API's own small pool: the
+/// projection keeps writing meanwhile.
+#[tokio::test]
+async fn a_flood_is_rate_limited_per_client_and_cannot_stall_the_projection() {
+    let (pool, url) = database_with_url().await;
+    let track = Track::new(pool.clone());
+    let events: Vec<AnyEvent> = fixture().iter().flat_map(Life::events).collect();
+    track.apply(&refs(&events)).await.expect("fixture");
+    let reader = track
+        .reader(
+            &url,
+            ReaderOptions {
+                connections: 2,
+                statement_timeout: std::time::Duration::from_millis(500),
+            },
+        )
+        .await
+        .expect("reader pool");
+    let ProjectionDb::Postgres(reader_pool) = &reader else {
+        panic!("a PostgreSQL reader")
+    };
+    // The reader cancels long statements and cannot write.
+    let slow = sqlx::query("SELECT pg_sleep(3)").execute(reader_pool).await;
+    assert!(
+        slow.as_ref()
+            .err()
+            .is_some_and(|e| e.to_string().contains("statement timeout")),
+        "{slow:?}"
+    );
+    let write = sqlx::query("DELETE FROM track_dossiers").execute(reader_pool).await;
+    assert!(
+        write
+            .as_ref()
+            .err()
+            .is_some_and(|e| e.to_string().contains("read-only")),
+        "{write:?}"
+    );
+
+    // 1. Rate limits: one address gets its burst, then 429 with Retry-After.
+    let (keys, province, _) = keys();
+    let options = ApiOptions {
+        keys: keys.clone(),
+        public_rate: Rate {
+            per_minute: 60,
+            burst: 20,
+        },
+        ..ApiOptions::default()
+    };
+    let (base, _) = start(reader.clone(), options, ServeLimits::default()).await;
+    let client = reqwest::Client::new();
+    let life = &fixture()[3];
+    let flood = (0..400).map(|_| {
+        let (client, base) = (client.clone(), base.clone());
+        let body = json!({"dossier_code": life.code, "lookup_token": life.lookup_token()});
+        async move {
+            let r = client
+                .post(format!("{base}/lookup"))
+                .json(&body)
+                .send()
+                .await
+                .expect("post");
+            (r.status().as_u16(), r.headers().contains_key("retry-after"))
+        }
+    });
+    let answers = futures::future::join_all(flood).await;
+    let ok = answers.iter().filter(|(s, _)| *s == 200).count();
+    let limited = answers.iter().filter(|(s, r)| *s == 429 && *r).count();
+    assert_eq!(ok + limited, 400, "only answers and 429s with Retry-After: {answers:?}");
+    assert!(
+        (20..=30).contains(&ok),
+        "the burst of 20 and what refilled meanwhile: {ok}"
+    );
+    let r = client
+        .get(format!("{base}/stats"))
+        .bearer_auth(&province)
+        .send()
+        .await
+        .expect("stats");
+    assert_eq!(r.status().as_u16(), 200, "another client is still served");
+
+    // 2. A flood the limits let through (generous limits) keeps to the reader's two
+    // connections, and the projection writes as usual meanwhile.
+    let lots = Rate {
+        per_minute: 10_000_000,
+        burst: 1_000_000,
+    };
+    let options = ApiOptions {
+        keys,
+        public_rate: lots,
+        operator_rate: lots,
+        ..ApiOptions::default()
+    };
+    let (base, _) = start(reader.clone(), options, ServeLimits::default()).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooders: Vec<_> = (0..32)
+        .map(|_| {
+            let (client, base, province, stop) = (client.clone(), base.clone(), province.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut answered = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = client.get(format!("{base}/stats")).bearer_auth(&province).send().await;
+                    answered += u32::from(r.is_ok_and(|r| r.status().is_success()));
+                }
+                answered
+            })
+        })
+        .collect();
+    let mut slowest = std::time::Duration::ZERO;
+    let mut most_api_connections = 0i64;
+    for n in 0..100u32 {
+        let mut life = Life::new(1_000 + n, NOW - DAY);
+        life.code = format!("H22.06652-251124-{:04}", 1_000 + n);
+        let batch = life.events();
+        let t = std::time::Instant::now();
+        track
+            .apply(&refs(&batch))
+            .await
+            .expect("the projection writes during the flood");
+        slowest = slowest.max(t.elapsed());
+        let api_connections: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'motcua-status-api'",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("pg_stat_activity");
+        most_api_connections = most_api_connections.max(api_connections);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut answered = 0;
+    for f in flooders {
+        answered += f.await.expect("flooder");
+    }
+    assert!(answered > 100, "the flood was real: {answered} answers");
+    assert!(
+        most_api_connections <= 2,
+        "the API kept to its pool: {most_api_connections}"
+    );
+    assert!(most_api_connections >= 1, "the flood went through the reader pool");
+    assert!(
+        slowest < std::time::Duration::from_secs(2),
+        "a projection batch took {slowest:?} during the flood"
+    );
+    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM track_dossiers")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(written, 107);
+}
+
+/// Slow clients: one that never finishes its request head is disconnected after the
+/// header timeout; one that never finishes its body gets 503 after the request timeout.
+#[tokio::test]
+async fn slow_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let track = Track::new(database().await);
+    let options = ApiOptions {
+        request_timeout: std::time::Duration::from_millis(800),
+        ..ApiOptions::default()
+    };
+    let limits = ServeLimits {
+        header_timeout: std::time::Duration::from_millis(800),
+        ..ServeLimits::default()
+    };
+    let (base, addr) = start(track.db().clone(), options, limits).await;
+
+    let mut slowloris = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    slowloris
+        .write_all(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let t = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), slowloris.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was not closed");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+
+    let mut slow_body = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    slow_body
+        .write_all(b"POST /lookup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"dossier")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), slow_body.read_to_end(&mut answer))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\"timeout\""), "{answer}");
+
+    // Meanwhile everyone else is served.
+    let r = reqwest::get(format!("{base}/openapi.json")).await.expect("get");
+    assert_eq!(r.status().as_u16(), 200);
 }

@@ -41,6 +41,12 @@ impl Life {
         }
     }
 
+    /// The token printed on this dossier's receipt.
+    pub fn lookup_token(&self) -> String {
+        let n: String = self.id.chars().filter(char::is_ascii_digit).collect();
+        format!("7KQ2-M90D-1XYZ-{:0>4}", n)
+    }
+
     pub fn received_at(&self) -> i64 {
         self.submitted_at + MIN
     }
@@ -111,6 +117,8 @@ impl Life {
             due_at: due,
             occurred_at: at,
             traceparent: None,
+            // Intake's "received" status carries the citizen's lookup token.
+            lookup_token: (status == DossierStatus::Received && stage == "intake").then(|| self.lookup_token()),
         }
         .into()
     }
@@ -265,9 +273,14 @@ impl Life {
 
 /// A fresh database with the projection's migrations applied.
 pub async fn database() -> PgPool {
+    database_with_url().await.0
+}
+
+/// A migrated scratch database and its URL (to open other pools on it).
+pub async fn database_with_url() -> (PgPool, String) {
     let url = motcua_store::testing::scratch_postgres_url().await;
     let track = motcua_track::Track::connect(&url).await.expect("connect + migrate");
-    track.postgres().expect("postgres").clone()
+    (track.postgres().expect("postgres").clone(), url)
 }
 
 /// The whole projection as text, to compare two databases or two moments.
