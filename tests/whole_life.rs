@@ -23,6 +23,19 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_life() {
     const N: usize = 40;
+    // Everything the stages log, at debug, on every thread, to scan for personal data at
+    // the end (this file's only test: the process-wide subscriber is its own).
+    let logs = LogBuffer::default();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "debug,sqlx=info,hyper=info,hyper_util=info,reqwest=info,h2=info",
+            ))
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish(),
+    )
+    .expect("the first subscriber of this test binary");
     let (_broker, kafka) = mock_cluster(2);
     let db = motcua_store::testing::scratch_postgres_url().await;
     let store = Store::connect(&db).await.expect("store");
@@ -105,7 +118,41 @@ async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_
 
     let collector = Collector::start(&kafka, &[Topic::Completed, Topic::Status]);
     let mut g = Generator::new(&r, "22", 6).expect("province").with_world(&world);
-    let submissions: Vec<_> = (0..N).map(|i| g.valid(NOW + i as i64 * 60_000)).collect();
+    let mut submissions: Vec<_> = (0..N).map(|i| g.valid(NOW + i as i64 * 60_000)).collect();
+    // And some whose applicant the registries contradict, or whose ID intake refuses: the
+    // reasons they get are scanned for personal data at the end.
+    let at = NOW + N as i64 * 60_000;
+    let population_checked = |s: &motcua_schemas::DossierSubmitted| {
+        s.dossier.applicant.kind == motcua_schemas::ApplicantKind::Citizen
+            && r.catalog
+                .get(&s.dossier.procedure_code)
+                .is_some_and(|p| p.registry_checks.contains(&motcua_schemas::Registry::Population))
+    };
+    let deceased = (0..100_000)
+        .map(|i| world.citizen(i))
+        .find(|c| c.deceased)
+        .expect("a deceased citizen");
+    let mut contradicted = Vec::new();
+    while contradicted.len() < 6 {
+        let mut s = g.valid(at);
+        if !population_checked(&s) {
+            continue;
+        }
+        let a = &mut s.dossier.applicant;
+        match contradicted.len() % 3 {
+            0 => a.full_name = "Trần Thị Khác Tên".to_owned(),
+            1 => {
+                a.citizen_id = Some(deceased.citizen_id.clone());
+                a.full_name = deceased.full_name.clone();
+                a.date_of_birth = Some(deceased.date_of_birth);
+            }
+            _ => a.date_of_birth = a.date_of_birth.map(|d| d + 1),
+        }
+        contradicted.push(s);
+    }
+    submissions.extend(contradicted);
+    submissions.extend((0..3).map(|_| g.defective(at, motcua_simulators::portal::Defect::BadCitizenId)));
+    let total = submissions.len();
     publish(&kafka, &submissions).await;
 
     // Every dossier ends: a result returned, or a stop on the way (supplement requested
@@ -130,7 +177,9 @@ async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_
             .collect::<HashSet<_>>()
             .len()
     };
-    let done = collector.wait_for(Duration::from_secs(120), |s| ended(s) == N).await;
+    let done = collector
+        .wait_for(Duration::from_secs(120), |s| ended(s) == total)
+        .await;
     let completed: Vec<motcua_schemas::DossierCompleted> = collector
         .snapshot()
         .into_iter()
@@ -139,7 +188,7 @@ async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_
             _ => None,
         })
         .collect();
-    assert!(done, "{} of {N} dossiers ended", ended(&collector.snapshot()));
+    assert!(done, "{} of {total} dossiers ended", ended(&collector.snapshot()));
     assert!(
         completed.len() >= N * 3 / 4,
         "most dossiers complete: {}",
@@ -205,6 +254,60 @@ async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_
     assert!(citizen.get("history").is_none(), "{citizen}");
     let wrong = lookup(token.chars().rev().collect()).await.expect("POST /lookup");
     assert_eq!(wrong.status().as_u16(), 404);
+
+    // No personal data in any status reason (what goes to the portal and the projection),
+    // in the operator's history of a dossier, or in the logs: not the applicants' citizen
+    // IDs, tax codes, names or birth dates, nor what the registries hold of them.
+    let mut personal: Vec<(String, &str)> = Vec::new();
+    for s in &submissions {
+        let a = &s.dossier.applicant;
+        personal.extend(a.citizen_id.clone().map(|v| (v, "citizen ID")));
+        personal.extend(a.tax_code.clone().map(|v| (v, "tax code")));
+        personal.extend(s.dossier.enterprise_tax_codes.iter().map(|t| (t.clone(), "tax code")));
+        if a.kind == motcua_schemas::ApplicantKind::Citizen {
+            personal.push((a.full_name.clone(), "name"));
+        }
+        if let Some(c) = a.citizen_id.as_deref().and_then(|id| world.citizen_by_id(id)) {
+            personal.push((c.full_name.clone(), "registry name"));
+        }
+    }
+    let statuses: Vec<motcua_schemas::DossierStatusChanged> = collector
+        .snapshot()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Some(AnyEvent::Status(s)) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let reasons: Vec<String> = statuses
+        .iter()
+        .flat_map(|s| s.reasons.iter().map(|r| format!("{}: {}", r.code, r.message)))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("CITIZEN_") || r.contains("NAME_MISMATCH") || r.contains("BUSINESS_")),
+        "registries' answers made reasons to scan: {reasons:?}"
+    );
+    let logged = logs.text();
+    assert!(logged.contains("registry lookup"), "the lookups were logged (masked)");
+    let history = v.to_string();
+    for (value, what) in &personal {
+        for r in &reasons {
+            assert!(!r.contains(value.as_str()), "a status reason carries a {what}: {r}");
+        }
+        assert!(!history.contains(value.as_str()), "the history carries a {what}");
+        if let Some(line) = logged.lines().find(|l| l.contains(value.as_str())) {
+            panic!("the logs carry a {what}: {line}");
+        }
+    }
+    assert!(personal.len() >= N, "{} values scanned", personal.len());
+    for s in &statuses {
+        assert!(
+            !s.reasons.iter().any(|r| r.message.contains("đã mất")),
+            "death status in a reason"
+        );
+    }
     let _ = stop.send(true);
     for t in tasks {
         t.await.expect("join").expect("stage stopped cleanly");
@@ -224,4 +327,31 @@ async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_
     }
     assert_eq!(v["dossier_code"], one.dossier_code.as_str());
     assert_eq!(v["status_code"], 10);
+}
+
+/// A `tracing` writer into memory.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }

@@ -133,8 +133,9 @@ impl AuditSink for PgAuditLog {
     }
 }
 
-/// Audit records as structured log events (target `motcua::audit`), for deployments
-/// whose log pipeline is the audit store.
+/// Lookups as structured log events (target `motcua::audit`) with the subject masked:
+/// the embedded demo's trail. Not a complete audit — logs travel to places personal data
+/// must not; the complete audit is [`PgAuditLog`]'s table.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingAudit;
 
@@ -146,7 +147,9 @@ impl AuditSink for TracingAudit {
             caller = %r.caller,
             dossier_id = %r.dossier_id,
             registry = r.registry,
-            subject = %r.subject,
+            // A log is not the audit: it shows the subject masked (the complete record
+            // is the database's registry_audit table).
+            subject = %motcua_security::access::mask_identifier(&r.subject),
             outcome = r.outcome,
             cached = r.cached,
             attempts = r.attempts,

@@ -332,7 +332,8 @@ impl HttpRegistries {
         let response = match response {
             Ok(r) => r,
             Err(e) if e.is_timeout() => return Attempt::Failed("timed out".to_owned()),
-            Err(e) => return Attempt::Failed(format!("request failed: {e}")),
+            // Without the URL: it holds the citizen ID or tax code looked up.
+            Err(e) => return Attempt::Failed(format!("request failed: {}", e.without_url())),
         };
         let status = response.status();
         if status.is_success() {
@@ -349,7 +350,7 @@ impl HttpRegistries {
                     }
                     Ok(None) => break,
                     Err(e) if e.is_timeout() => return Attempt::Failed("timed out reading the body".to_owned()),
-                    Err(e) => return Attempt::Failed(format!("reading the body failed: {e}")),
+                    Err(e) => return Attempt::Failed(format!("reading the body failed: {}", e.without_url())),
                 }
             }
             return match parse_answer::<V>(&body) {

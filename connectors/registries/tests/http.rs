@@ -224,3 +224,39 @@ async fn the_cache_serves_repeat_lookups_and_reports_its_hit_rate() {
     assert_eq!(population.cache_hits, 150);
     assert!((population.hit_rate() - 0.75).abs() < 1e-9);
 }
+
+/// A failed call's error goes into logs and the escalation reason: it must not carry the
+/// citizen ID or tax code that was in the request's URL.
+#[tokio::test]
+async fn a_failed_call_s_error_does_not_carry_the_identifier_looked_up() {
+    let (audit, _pool) = audit_log().await;
+    // Nothing listens there: the connection is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let cfg = HttpConfig {
+        max_attempts: 1,
+        ..config(format!("http://127.0.0.1:{port}"))
+    };
+    let http = HttpRegistries::new(cfg, Arc::new(audit)).expect("client");
+    let citizen_id = "022090001234";
+    let e = http.citizen(&LOOKUP, citizen_id).await.expect_err("refused");
+    let chain = chain_of(&e);
+    assert!(chain.contains("request failed"), "{chain}");
+    assert!(!chain.contains(citizen_id), "{chain}");
+    let e = http.business(&LOOKUP, "0101234567").await.expect_err("refused");
+    assert!(!chain_of(&e).contains("0101234567"), "{e}");
+}
+
+fn chain_of(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -218,7 +218,9 @@ pub enum AuditTarget {
     /// The `registry_audit` table when database.url is PostgreSQL, the log otherwise.
     #[default]
     Auto,
+    /// The `registry_audit` table: the complete audit (who, what, when, outcome).
     Database,
+    /// A trail in the log, subjects masked (the embedded demo); not a complete audit.
     Log,
 }
 

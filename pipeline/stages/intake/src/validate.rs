@@ -138,9 +138,15 @@ pub fn validate(r: &Reference, s: &DossierSubmitted) -> Result<Admission, Refusa
             ),
         }
     }
-    for t in &d.enterprise_tax_codes {
+    // Reasons name what the applicant wrote by its place in the form, never by value: a
+    // reason travels to the portal and the projection (and a household business's tax
+    // code is its owner's citizen ID).
+    for (i, t) in d.enterprise_tax_codes.iter().enumerate() {
         if !ids::check_tax_code(t) {
-            f.reject("INVALID_TAX_CODE", format!("Mã số thuế doanh nghiệp {t} không hợp lệ"));
+            f.reject(
+                "INVALID_TAX_CODE",
+                format!("Mã số thuế doanh nghiệp thứ {} khai trong hồ sơ không hợp lệ", i + 1),
+            );
         }
     }
 
@@ -203,18 +209,15 @@ fn check_applicant(r: &Reference, s: &DossierSubmitted, f: &mut Findings) {
             Ok(()) => {}
             Err(CitizenIdProblem::NotTwelveDigits) => f.reject(
                 "INVALID_CITIZEN_ID",
-                format!("Số định danh cá nhân {id} phải gồm đúng 12 chữ số"),
+                "Số định danh cá nhân của người nộp phải gồm đúng 12 chữ số".to_owned(),
             ),
             Err(CitizenIdProblem::UnknownProvince) => f.reject(
                 "INVALID_CITIZEN_ID",
-                format!("Số định danh cá nhân {id} có mã tỉnh không hợp lệ"),
+                "Số định danh cá nhân của người nộp có mã tỉnh không hợp lệ".to_owned(),
             ),
             Err(CitizenIdProblem::BirthYearMismatch) => f.reject(
                 "INVALID_CITIZEN_ID",
-                format!(
-                    "Số định danh cá nhân {id} không khớp với năm sinh {}",
-                    birth_year.unwrap_or_default()
-                ),
+                "Số định danh cá nhân của người nộp không khớp với năm sinh khai trong hồ sơ".to_owned(),
             ),
         },
         (None, ApplicantKind::Citizen) => f.reject(
@@ -226,7 +229,7 @@ fn check_applicant(r: &Reference, s: &DossierSubmitted, f: &mut Findings) {
     if a.kind == ApplicantKind::Business {
         match &a.tax_code {
             Some(t) if ids::check_tax_code(t) => {}
-            Some(t) => f.reject("INVALID_TAX_CODE", format!("Mã số thuế {t} không hợp lệ")),
+            Some(_) => f.reject("INVALID_TAX_CODE", "Mã số thuế của người nộp không hợp lệ".to_owned()),
             None => f.reject(
                 "INVALID_TAX_CODE",
                 "Thiếu mã số thuế của tổ chức/hộ kinh doanh".to_owned(),

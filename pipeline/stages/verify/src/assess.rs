@@ -87,7 +87,7 @@ pub fn assess(accepted: &DossierAccepted, answers: &Answers) -> Verdict {
                 checks.push(check(Registry::Population, id, CheckOutcome::NotFound, None));
                 reasons.push(reason(
                     "CITIZEN_NOT_FOUND",
-                    format!("Số định danh {id} không có trong Cơ sở dữ liệu quốc gia về dân cư"),
+                    "Số định danh cá nhân của người nộp không có trong Cơ sở dữ liệu quốc gia về dân cư".to_owned(),
                 ));
             }
             Some(c) if c.deceased => {
@@ -97,9 +97,13 @@ pub fn assess(accepted: &DossierAccepted, answers: &Answers) -> Verdict {
                     CheckOutcome::Mismatch,
                     Some("deceased".into()),
                 ));
+                // What the registry says of the person stays in the audit log: the reason
+                // only says that the record cannot be used, not why.
                 reasons.push(reason(
-                    "CITIZEN_DECEASED",
-                    format!("Công dân {id} đã được ghi nhận là đã mất"),
+                    "CITIZEN_RECORD_UNUSABLE",
+                    "Thông tin công dân của người nộp chưa xác thực được với Cơ sở dữ liệu quốc gia về dân cư; \
+                     đề nghị liên hệ bộ phận một cửa"
+                        .to_owned(),
                 ));
             }
             Some(c) => {
@@ -112,10 +116,7 @@ pub fn assess(accepted: &DossierAccepted, answers: &Answers) -> Verdict {
                     mismatches.push("full_name");
                     reasons.push(reason(
                         "NAME_MISMATCH",
-                        format!(
-                            "Họ tên khai \"{}\" khác với CSDL dân cư \"{}\"",
-                            dossier.applicant.full_name, c.full_name
-                        ),
+                        "Họ tên khai trong hồ sơ không khớp với Cơ sở dữ liệu quốc gia về dân cư".to_owned(),
                     ));
                 }
                 match dossier.applicant.date_of_birth {
@@ -148,14 +149,15 @@ pub fn assess(accepted: &DossierAccepted, answers: &Answers) -> Verdict {
         }
     }
 
-    for (asked, answer) in &answers.parcels {
+    // Parcels and tax codes are named by their place in the form, not by value.
+    for (n, (asked, answer)) in (1..).zip(&answers.parcels) {
         let subject = format!("{}/{}/{}", asked.unit_code, asked.map_sheet, asked.parcel_number);
         match answer {
             None => {
                 checks.push(check(Registry::Land, &subject, CheckOutcome::NotFound, None));
                 reasons.push(reason(
                     "PARCEL_NOT_FOUND",
-                    format!("Thửa đất {subject} không có trong CSDL đất đai"),
+                    format!("Thửa đất thứ {n} khai trong hồ sơ không có trong CSDL đất đai"),
                 ));
             }
             Some(p) if p.encumbrances.iter().any(|e| e == "DISPUTE") => {
@@ -167,7 +169,7 @@ pub fn assess(accepted: &DossierAccepted, answers: &Answers) -> Verdict {
                 ));
                 reasons.push(reason(
                     "PARCEL_IN_DISPUTE",
-                    format!("Thửa đất {subject} đang có tranh chấp"),
+                    format!("Thửa đất thứ {n} khai trong hồ sơ đang có tranh chấp theo CSDL đất đai"),
                 ));
             }
             Some(p) => {
@@ -177,13 +179,13 @@ pub fn assess(accepted: &DossierAccepted, answers: &Answers) -> Verdict {
         }
     }
 
-    for (tax, answer) in &answers.businesses {
+    for (n, (tax, answer)) in (1..).zip(&answers.businesses) {
         match answer {
             None => {
                 checks.push(check(Registry::Business, tax, CheckOutcome::NotFound, None));
                 reasons.push(reason(
                     "BUSINESS_NOT_FOUND",
-                    format!("Mã số thuế {tax} không có trong CSDL đăng ký doanh nghiệp"),
+                    format!("Mã số thuế thứ {n} khai trong hồ sơ không có trong CSDL đăng ký doanh nghiệp"),
                 ));
             }
             Some(b) if b.status != BusinessStatus::Active => {
@@ -195,7 +197,7 @@ pub fn assess(accepted: &DossierAccepted, answers: &Answers) -> Verdict {
                 ));
                 reasons.push(reason(
                     "BUSINESS_NOT_ACTIVE",
-                    format!("Doanh nghiệp {tax} đang ở trạng thái {}", b.status.as_str()),
+                    format!("Doanh nghiệp có mã số thuế thứ {n} khai trong hồ sơ không ở trạng thái đang hoạt động"),
                 ));
             }
             Some(b) => {
@@ -216,7 +218,9 @@ pub fn assess(accepted: &DossierAccepted, answers: &Answers) -> Verdict {
                     ));
                     reasons.push(reason(
                         "LEGAL_REPRESENTATIVE_MISMATCH",
-                        format!("Người nộp không phải người đại diện theo pháp luật của {tax}"),
+                        format!(
+                            "Người nộp không phải người đại diện theo pháp luật của doanh nghiệp thứ {n} khai trong hồ sơ"
+                        ),
                     ));
                 } else if is_applicant && dossier.applicant.residence_unit_code.is_none() {
                     dossier.applicant.residence_unit_code = Some(b.head_office_unit_code.clone());

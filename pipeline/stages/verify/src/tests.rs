@@ -84,7 +84,7 @@ fn mismatches_and_missing_records_ask_for_a_supplement() {
     dead.deceased = true;
     assert_eq!(
         reason_codes(&assess(&a, &answers(&a, Some(dead), Some(parcel(&a, &[]))))),
-        ["CITIZEN_DECEASED"]
+        ["CITIZEN_RECORD_UNUSABLE"]
     );
 }
 
