@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Kafka ACLs per stage: each stage's principal may read its inputs (and its consumer
+# group), write its outputs, dossier.status and dossier.dlq — nothing else. Apply with
+# Apache Kafka's CLI against a cluster with an authorizer; each stage authenticates as
+# User:motcua-<stage> (SASL SCRAM username, or the CN of its client certificate).
+#
+#   deploy/kafka/acls.sh --bootstrap-server kafka:9093 --command-config admin.properties
+#   PREFIX=demo. deploy/kafka/acls.sh …     # a deployment with kafka.topic_prefix = "demo."
+#   DRY_RUN=1 deploy/kafka/acls.sh          # print the commands only
+#
+# The table below is the stage table's (pipeline/wiring/src/stages.rs): inputs | outputs.
+set -euo pipefail
+prefix=${PREFIX:-}
+kafka_acls=${KAFKA_ACLS:-kafka-acls.sh}
+
+#            stage       reads                                   writes
+stages=(
+  "intake     dossier.submitted                       dossier.accepted"
+  "verify     dossier.accepted                        dossier.verified"
+  "payment    dossier.verified,payment.confirmed      payment.requested,dossier.paid"
+  "route      dossier.paid                            dossier.routed"
+  "result     dossier.decided                         dossier.completed"
+  "track      dossier.submitted,dossier.accepted,dossier.verified,payment.requested,payment.confirmed,dossier.paid,dossier.routed,dossier.decided,dossier.completed,dossier.status,dossier.dlq -"
+)
+# Outside systems: the portals publish submissions, the payment gateway confirmations,
+# the back office decisions; they read the statuses of their dossiers.
+outside=(
+  "portal     dossier.status                          dossier.submitted"
+  "gateway    payment.requested                       payment.confirmed"
+  "backoffice dossier.routed                          dossier.decided"
+)
+
+run() {
+  if [ -n "${DRY_RUN:-}" ]; then echo "$kafka_acls $*"; else "$kafka_acls" "$@"; fi
+}
+
+grant() {
+  local who=$1 reads=$2 writes=$3 shift_args=("${@:4}")
+  local principal="User:motcua-$who"
+  local t
+  for t in ${reads//,/ }; do
+    run "${shift_args[@]}" --add --allow-principal "$principal" --operation Read --operation Describe --topic "$prefix$t"
+  done
+  run "${shift_args[@]}" --add --allow-principal "$principal" --operation Read --group "${prefix}motcua-$who"
+  if [ "$writes" != "-" ]; then
+    for t in ${writes//,/ }; do
+      run "${shift_args[@]}" --add --allow-principal "$principal" --operation Write --operation Describe --topic "$prefix$t"
+    done
+  fi
+}
+
+for line in "${stages[@]}"; do
+  read -r who reads writes <<<"$line"
+  grant "$who" "$reads" "$writes" "$@"
+  # Every stage reports statuses and dead-letters what it cannot handle (track writes
+  # deadline warnings to dossier.status).
+  for t in dossier.status dossier.dlq; do
+    run "$@" --add --allow-principal "User:motcua-$who" --operation Write --operation Describe --topic "$prefix$t"
+  done
+done
+for line in "${outside[@]}"; do
+  read -r who reads writes <<<"$line"
+  grant "$who" "$reads" "$writes" "$@"
+done
