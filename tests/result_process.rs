@@ -15,8 +15,16 @@ async fn routed_dossiers_are_decided_and_their_results_arrive_signed() {
     let (_broker, kafka) = mock_cluster(2);
     let dir = tempfile::tempdir().expect("tempdir");
     let key_file = dir.path().join("result.key");
+    let jwks_file = dir.path().join("jwks.json");
     let out = motcua()
-        .args(["result-key", key_file.to_str().expect("utf-8")])
+        .args([
+            "result-key",
+            key_file.to_str().expect("utf-8"),
+            "--kid",
+            "qn-2025",
+            "--jwks",
+        ])
+        .arg(&jwks_file)
         .output()
         .expect("result-key");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -45,10 +53,23 @@ async fn routed_dossiers_are_decided_and_their_results_arrive_signed() {
             )
             .env("MOTCUA_RESULT__SIGNING_KEY_FILE", &key_file)
             .env("MOTCUA_RESULT__SIGNING_KEY_ID", "qn-2025")
+            .env("MOTCUA_RESULT__JWKS_FILE", &jwks_file)
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn")
     };
+    // A key that is not published is refused at start-up.
+    let unpublished = motcua()
+        .args(["run", "result"])
+        .env("MOTCUA_KAFKA__BROKERS", &kafka.brokers)
+        .env("MOTCUA_RESULT__SIGNING_KEY_FILE", &key_file)
+        .env("MOTCUA_RESULT__SIGNING_KEY_ID", "not-published")
+        .env("MOTCUA_RESULT__JWKS_FILE", &jwks_file)
+        .output()
+        .expect("run result");
+    let err = String::from_utf8_lossy(&unpublished.stderr);
+    assert!(!unpublished.status.success() && err.contains("is not in"), "{err}");
+
     let mut office = spawn(&["backoffice-sim", "--late-rate", "0.3"]);
     let mut result = spawn(&["run", "result"]);
     let collector = Collector::start(&kafka, &[Topic::Completed]);
@@ -100,4 +121,64 @@ async fn routed_dossiers_are_decided_and_their_results_arrive_signed() {
         late += usize::from(c.timeliness == motcua_schemas::Timeliness::Late);
     }
     assert!(late > 0, "with a 30 % late rate some results are late");
+
+    // A third party verifies a result from the event alone and the published JWK Set,
+    // with the OpenSSL command line; a tampered record is refused.
+    let jwks: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&jwks_file).expect("jwks")).expect("json");
+    let jwk = &jwks["keys"][0];
+    assert_eq!(
+        (&jwk["kid"], &jwk["crv"], &jwk["alg"]),
+        (&"qn-2025".into(), &"Ed25519".into(), &"EdDSA".into())
+    );
+    let x = base64::Engine::decode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        jwk["x"].as_str().expect("x"),
+    )
+    .expect("base64url");
+    // SubjectPublicKeyInfo of an Ed25519 key (RFC 8410): a fixed prefix, then the key.
+    let mut spki = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+    spki.extend(&x);
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &spki)
+    );
+    let pub_pem = dir.path().join("pub.pem");
+    std::fs::write(&pub_pem, pem).expect("pem");
+    let openssl_verifies = |record: &str, sig: &[u8]| {
+        let (rec, sig_file) = (dir.path().join("record.json"), dir.path().join("record.sig"));
+        std::fs::write(&rec, record).expect("record");
+        std::fs::write(&sig_file, sig).expect("sig");
+        let out = std::process::Command::new("openssl")
+            .args(["pkeyutl", "-verify", "-pubin", "-rawin", "-inkey"])
+            .arg(&pub_pem)
+            .arg("-in")
+            .arg(&rec)
+            .arg("-sigfile")
+            .arg(&sig_file)
+            .output()
+            .expect("openssl (tests/run.sh installs it)");
+        out.status.success()
+    };
+    let mut verified = 0;
+    for r in collector.snapshot() {
+        let Some(AnyEvent::Completed(c)) = &r.event else {
+            continue;
+        };
+        let record = c.signed_record.as_deref().expect("a signed record");
+        let sig = c.record_signature.as_deref().expect("a signature");
+        let fields: serde_json::Value = serde_json::from_str(record).expect("the record is JSON");
+        assert_eq!(fields["kid"], "qn-2025");
+        assert_eq!(fields["dossier_code"], c.dossier_code.as_str());
+        assert_eq!(fields["documents"][0]["sha256"], c.result_document.sha256.as_str());
+        assert!(openssl_verifies(record, sig), "OpenSSL verifies {record}");
+        let flipped = if record.contains("\"approved\"") {
+            record.replace("\"approved\"", "\"refused\"")
+        } else {
+            record.replace("\"refused\"", "\"approved\"")
+        };
+        assert!(!openssl_verifies(&flipped, sig), "a tampered record is refused");
+        verified += 1;
+    }
+    assert_eq!(verified, 30);
 }

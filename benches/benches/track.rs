@@ -198,6 +198,8 @@ fn workload(dossiers: usize) -> Vec<AnyEvent> {
                 delivered_at: t + 5 * DAY + MIN,
                 timeliness: Timeliness::Early,
                 traceparent: None,
+                signed_record: None,
+                record_signature: None,
             }
             .into(),
         );

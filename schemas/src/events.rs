@@ -328,6 +328,11 @@ pub struct DossierCompleted {
     pub delivered_at: TimestampMillis,
     pub timeliness: Timeliness,
     pub traceparent: Option<String>,
+    /// Added in schema v2: the signed result record (RFC 8785 canonical JSON) and its
+    /// Ed25519 signature; `None` when read from a v1 message.
+    pub signed_record: Option<String>,
+    #[serde(with = "avro_opt_bytes")]
+    pub record_signature: Option<Vec<u8>>,
 }
 
 /// The national public service portal's status codes (1..10).

@@ -444,6 +444,12 @@ impl Validate for DossierCompleted {
         c.at("due_at", self.due_at);
         c.at("delivered_at", self.delivered_at);
         c.opt_id("traceparent", self.traceparent.as_deref());
+        if let Some(r) = &self.signed_record {
+            c.text("signed_record", r);
+        }
+        if let Some(sig) = &self.record_signature {
+            c.count("record_signature", sig.len(), 1_024);
+        }
     }
 }
 

@@ -186,6 +186,8 @@ pub fn one_of_each(codec: &Codec) -> Result<Vec<(Topic, Vec<u8>)>> {
         delivered_at: 8,
         timeliness: Timeliness::Early,
         traceparent: None,
+        signed_record: None,
+        record_signature: None,
     };
     let status = DossierStatusChanged {
         event_id: "s-1".to_owned(),

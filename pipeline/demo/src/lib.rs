@@ -322,9 +322,12 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     // The result stage signs with a key made for this run.
     let key_file = tmp.path().join("result-signing-key.hex");
     let public_key = motcua_wiring::keys::new_result_key(&key_file)?;
+    let jwks_file = tmp.path().join("jwks.json");
+    motcua_wiring::keys::publish_result_key(&key_file, &jwks_file, DEMO_SIGNING_KEY_ID, None, None)?;
     println!(
-        "  keys     result signing key {} (public {public_key})",
-        key_file.display()
+        "  keys     result signing key {} (public {public_key}; JWK Set {}, served at /.well-known/jwks.json)",
+        key_file.display(),
+        jwks_file.display()
     );
 
     // Every stage as its own consumer group, wired exactly as `motcua run <stage>` wires
@@ -344,7 +347,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         c.verify.escalate_after_s = 20;
         c.verify.retry_poll_ms = 200;
         c.result.signing_key_file = Some(key_file.clone());
-        c.result.signing_key_id = "motcua-demo".to_owned();
+        c.result.signing_key_id = DEMO_SIGNING_KEY_ID.to_owned();
+        c.result.jwks_file = Some(jwks_file.clone());
         // The demo serves the status API itself, so that it outlives the stages.
         c.track.api_listen = String::new();
         if name == motcua_schemas::component::TRACK {
@@ -430,6 +434,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     let mut track_config = motcua_wiring::config::TrackConfig {
         api_keys_file: Some(api_keys_file),
+        jwks_file: Some(jwks_file.clone()),
         ..Default::default()
     };
     // The demo's own checks and a person at a browser share one address.
@@ -732,3 +737,6 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)?.write_all(format!("{text}\n").as_bytes())
 }
+
+/// The key id the demo's result stage signs with.
+const DEMO_SIGNING_KEY_ID: &str = "demo-result-key";

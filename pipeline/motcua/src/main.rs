@@ -138,9 +138,35 @@ enum Command {
     },
     /// Make a new Ed25519 signing key for the result stage: the seed goes to FILE, the
     /// public key (to publish) to standard output.
+    ///
+    /// With `--jwks FILE --kid ID` the public key is also added to the issuer's JWK Set
+    /// (served by the status API at /.well-known/jwks.json), valid from `--not-before`
+    /// until `--expires` (seconds since the epoch): how a key is rotated in.
     ResultKey {
         /// Where to write the secret seed (created with mode 0600).
         file: PathBuf,
+        /// The JWK Set to publish the public key in (created if missing).
+        #[arg(long, requires = "kid")]
+        jwks: Option<PathBuf>,
+        /// The key id (result.signing_key_id), never reused.
+        #[arg(long, requires = "jwks")]
+        kid: Option<String>,
+        #[arg(long, requires = "jwks")]
+        not_before: Option<i64>,
+        #[arg(long, requires = "jwks")]
+        expires: Option<i64>,
+    },
+    /// End a published signing key's validity (rotation, or a compromised key): results
+    /// it signed before stay verifiable, nothing it signs after is.
+    ResultKeyExpire {
+        /// The JWK Set.
+        #[arg(long)]
+        jwks: PathBuf,
+        #[arg(long)]
+        kid: String,
+        /// Seconds since the epoch.
+        #[arg(long)]
+        at: i64,
     },
     /// Operators' API keys for the status API.
     ApiKey {
@@ -377,8 +403,28 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::ResultKey { file } => {
+        Command::ResultKey {
+            file,
+            jwks,
+            kid,
+            not_before,
+            expires,
+        } => {
+            // Checked before the secret is written, so a refusal leaves nothing behind.
+            if let (Some(jwks), Some(kid)) = (&jwks, &kid) {
+                if motcua_wiring::keys::read_jwks(jwks)?.key(kid).is_some() {
+                    anyhow::bail!("{} already has a key {kid:?}: key ids are never reused", jwks.display());
+                }
+            }
             println!("{}", motcua_wiring::keys::new_result_key(&file)?);
+            if let (Some(jwks), Some(kid)) = (jwks, kid) {
+                motcua_wiring::keys::publish_result_key(&file, &jwks, &kid, not_before, expires)?;
+                eprintln!("published as {kid:?} in {}", jwks.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ResultKeyExpire { jwks, kid, at } => {
+            motcua_wiring::keys::expire_result_key(&jwks, &kid, at)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ApiKey {

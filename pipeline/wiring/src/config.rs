@@ -54,6 +54,8 @@ pub struct TrackConfig {
     pub api_db_connections: u32,
     /// Every API statement is cancelled after this long (PostgreSQL).
     pub api_statement_timeout_ms: u64,
+    /// The result signers' JWK Set, served at `/.well-known/jwks.json` (none: 404).
+    pub jwks_file: Option<PathBuf>,
     /// Warn when a dossier has at most this many working hours left.
     pub warn_within_working_hours: u32,
 }
@@ -75,6 +77,7 @@ impl Default for TrackConfig {
             api_max_connections: serve.max_connections,
             api_db_connections: reader.connections,
             api_statement_timeout_ms: reader.statement_timeout.as_millis() as u64,
+            jwks_file: None,
             warn_within_working_hours: 8,
         }
     }
@@ -99,6 +102,14 @@ impl TrackConfig {
                 burst: self.api_operator_burst,
             },
             request_timeout: Duration::from_millis(self.api_request_timeout_ms),
+            jwks: match &self.jwks_file {
+                Some(f) => Some(
+                    crate::keys::read_jwks(f)
+                        .map_err(|e| anyhow::anyhow!("track.jwks_file: {e:#}"))?
+                        .to_json(),
+                ),
+                None => None,
+            },
             ..motcua_track::api::ApiOptions::default()
         })
     }
@@ -151,6 +162,9 @@ pub struct ResultConfig {
     pub signing_key_file: Option<PathBuf>,
     /// Published with the public key, so wallets know which key signed.
     pub signing_key_id: String,
+    /// The issuer's JWK Set (`motcua result-key --jwks`): when set, the stage refuses to
+    /// start with a key that is not published there under signing_key_id, or not valid now.
+    pub jwks_file: Option<PathBuf>,
 }
 
 /// Routing data that replaces the compiled-in files; reloaded while the route stage runs.

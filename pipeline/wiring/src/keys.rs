@@ -72,3 +72,69 @@ pub fn new_api_key(file: &Path, id: &str, role: ApiRole, unit: Option<&str>) -> 
         .with_context(|| format!("cannot write {}", file.display()))?;
     Ok(key)
 }
+
+/// Adds the public half of the signing key in `seed_file` to the JWK Set `jwks_file`
+/// (created if missing) as key `kid`, valid from `not_before` until `expires` (seconds
+/// since the epoch, either open). The file is replaced atomically, so the status API
+/// never serves half a file.
+pub fn publish_result_key(
+    seed_file: &Path,
+    jwks_file: &Path,
+    kid: &str,
+    not_before: Option<i64>,
+    expires: Option<i64>,
+) -> Result<motcua_result::Jwk> {
+    if kid.is_empty() {
+        anyhow::bail!("a published key needs a key id (--kid)");
+    }
+    if let (Some(f), Some(u)) = (not_before, expires) {
+        if f >= u {
+            anyhow::bail!("--not-before must be before --expires");
+        }
+    }
+    let seed = std::fs::read_to_string(seed_file).with_context(|| format!("cannot read {}", seed_file.display()))?;
+    let signer = motcua_result::Signer25519::from_hex_seed(&seed, kid)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", seed_file.display()))?;
+    let mut set = read_jwks(jwks_file)?;
+    if set.key(kid).is_some() {
+        anyhow::bail!(
+            "{} already has a key {kid:?}: key ids are never reused",
+            jwks_file.display()
+        );
+    }
+    let jwk = motcua_result::Jwk::ed25519(&signer.public_key(), kid, not_before, expires);
+    set.keys.push(jwk.clone());
+    write_jwks(jwks_file, &set)?;
+    Ok(jwk)
+}
+
+/// Ends the validity of key `kid` at `at` (seconds since the epoch): results it signed
+/// before stay verifiable, nothing it signs later is (rotation, or a key compromised).
+pub fn expire_result_key(jwks_file: &Path, kid: &str, at: i64) -> Result<()> {
+    let mut set = read_jwks(jwks_file)?;
+    let key = set
+        .keys
+        .iter_mut()
+        .find(|k| k.kid == kid)
+        .with_context(|| format!("{} has no key {kid:?}", jwks_file.display()))?;
+    if key.nbf.is_some_and(|f| f >= at) {
+        anyhow::bail!("key {kid:?} is not valid before {at}: it would never have been valid");
+    }
+    key.exp = Some(key.exp.map_or(at, |e| e.min(at)));
+    write_jwks(jwks_file, &set)
+}
+
+/// Reads a JWK Set file, checked.
+pub fn read_jwks(path: &Path) -> Result<motcua_result::Jwks> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => motcua_result::Jwks::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(motcua_result::Jwks::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn write_jwks(path: &Path, set: &motcua_result::Jwks) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, set.to_json() + "\n").with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
+}

@@ -203,6 +203,36 @@ async fn result(l: Launch) -> Result<RunSummary> {
     let seed = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let signer = motcua_result::Signer25519::from_hex_seed(&seed, &l.config.result.signing_key_id)
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    match &l.config.result.jwks_file {
+        Some(jwks) => {
+            let set = crate::keys::read_jwks(jwks).context("result.jwks_file")?;
+            let published = set.key(signer.key_id()).with_context(|| {
+                format!(
+                    "result.signing_key_id {:?} is not in {}: publish it first (motcua result-key --jwks)",
+                    signer.key_id(),
+                    jwks.display()
+                )
+            })?;
+            if published.verifying_key().ok() != Some(signer.public_key()) {
+                anyhow::bail!(
+                    "key {:?} in {} is another key than result.signing_key_file's",
+                    signer.key_id(),
+                    jwks.display()
+                );
+            }
+            let now_s = motcua_reference::civil::now_ms() / 1_000;
+            if !published.valid_at(now_s) {
+                anyhow::bail!(
+                    "key {:?} is not valid now according to {} (nbf {:?}, exp {:?})",
+                    signer.key_id(),
+                    jwks.display(),
+                    published.nbf,
+                    published.exp
+                );
+            }
+        }
+        None => warn!("result.jwks_file is not set: nothing checks that the signing key is published"),
+    }
     info!(public_key = %signer.public_key_hex(), key_id = %signer.key_id(), "signing results");
     let stage = Arc::new(motcua_result::ResultStage::new(signer));
     Ok(motcua_runtime::run(stage, l.codec, l.runtime, l.shutdown).await?)

@@ -14,7 +14,10 @@ use motcua_schemas::{
 };
 use sha2::{Digest, Sha256};
 
+pub mod record;
 pub mod telemetry;
+
+pub use record::{canonical_json, verify_record, Jwk, Jwks, RecordError, VerifiedRecord};
 
 pub const STAGE: &str = motcua_schemas::component::RESULT;
 
@@ -113,7 +116,8 @@ impl ResultStage {
     }
 
     /// The result's events (counts nothing: the stage counts once its batch is done).
-    pub fn complete(&self, d: &DossierDecided, delivered_at: i64) -> Vec<AnyEvent> {
+    /// Fails only for a decision whose times cannot be written as JCS integers.
+    pub fn complete(&self, d: &DossierDecided, delivered_at: i64) -> Result<Vec<AnyEvent>, RecordError> {
         let doctype = match d.decision {
             Decision::Approved => "KQ",
             Decision::Refused => "TC",
@@ -127,6 +131,30 @@ impl ResultStage {
             .or_else(|| d.applicant_tax_code.clone())
             .unwrap_or_else(|| d.dossier_id.clone());
         let timeliness = timeliness(d.decided_at, d.due_at);
+        // The signed record: what a wallet, the national portal or a court checks, from
+        // the event alone, against the issuer's JWK Set. No personal data: the holder is
+        // bound through the document's hash.
+        let record = canonical_json(&serde_json::json!({
+            "format": "motcua-result-record/1",
+            "issuer": d.competent_unit_code,
+            "kid": self.signer.key_id,
+            "dossier_code": d.dossier_code,
+            "procedure_code": d.procedure_code,
+            "decision": match d.decision {
+                Decision::Approved => "approved",
+                Decision::Refused => "refused",
+            },
+            "decided_at": d.decided_at,
+            "due_at": d.due_at,
+            "signed_at": delivered_at,
+            "timeliness": match timeliness {
+                Timeliness::Early => "early",
+                Timeliness::OnTime => "on_time",
+                Timeliness::Late => "late",
+            },
+            "documents": [{"reference": reference, "sha256": hex(&digest)}],
+        }))?;
+        let record_signature = self.signer.key.sign(record.as_bytes()).to_bytes().to_vec();
         let completed = DossierCompleted {
             event_id: derived_event_id(&d.event_id, STAGE, "completed"),
             causation_id: d.event_id.clone(),
@@ -148,10 +176,12 @@ impl ResultStage {
             delivered_at,
             timeliness,
             traceparent: d.traceparent.clone(),
+            signed_record: Some(record),
+            record_signature: Some(record_signature),
         };
         let status = DossierStatusChanged::caused_by(d, STAGE, "status", DossierStatus::ResultReturned, delivered_at)
             .with_reasons(d.reasons.clone());
-        vec![completed.into(), status.into()]
+        Ok(vec![completed.into(), status.into()])
     }
 }
 
@@ -180,15 +210,18 @@ impl Stage for ResultStage {
         let out = batch
             .iter()
             .map(|e| {
-                Outcome::Emit(
-                    self.complete(
-                        &e.event,
-                        e.origin
-                            .timestamp_ms
-                            .unwrap_or(e.event.decided_at)
-                            .max(e.event.decided_at),
-                    ),
-                )
+                let delivered_at = e
+                    .origin
+                    .timestamp_ms
+                    .unwrap_or(e.event.decided_at)
+                    .max(e.event.decided_at);
+                match self.complete(&e.event, delivered_at) {
+                    Ok(events) => Outcome::Emit(events),
+                    Err(err) => Outcome::DeadLetter {
+                        reason_code: "UNSIGNABLE_RESULT".to_owned(),
+                        reason: err.to_string(),
+                    },
+                }
             })
             .collect();
         for e in batch {

@@ -30,7 +30,7 @@ fn results_are_signed_verifiable_and_classified_by_timeliness() {
     let stage = ResultStage::new(signer.clone());
     let due = 1_764_036_000_000 + 5 * DAY;
     let d = decided(due - 2 * DAY, due);
-    let events = stage.complete(&d, d.decided_at + 1_000);
+    let events = stage.complete(&d, d.decided_at + 1_000).expect("signed");
     let [AnyEvent::Completed(c), AnyEvent::Status(s)] = &events[..] else {
         panic!("{events:?}")
     };
@@ -54,7 +54,73 @@ fn results_are_signed_verifiable_and_classified_by_timeliness() {
         &text
     ));
     // The same decision again gives the same events (idempotent).
-    assert_eq!(stage.complete(&d, d.decided_at + 1_000), events);
+    assert_eq!(stage.complete(&d, d.decided_at + 1_000).expect("signed"), events);
+
+    // The signed record verifies against the JWK Set, from the event alone; changed
+    // bytes, another key, or a key not valid when it signed do not.
+    let record = c.signed_record.as_deref().expect("a signed record");
+    let sig = c.record_signature.as_deref().expect("its signature");
+    let signed_at_s = (d.decided_at + 1_000) / 1_000;
+    let jwks = Jwks {
+        keys: vec![Jwk::ed25519(
+            &signer.public_key(),
+            signer.key_id(),
+            Some(signed_at_s - 60),
+            None,
+        )],
+    };
+    let ok = verify_record(&jwks, record, sig).expect("verifies");
+    assert_eq!(ok.record["decision"], "approved");
+    assert_eq!(ok.record["documents"][0]["sha256"], c.result_document.sha256.as_str());
+    assert!(
+        !record.contains("022090001234"),
+        "no personal data in the record: {record}"
+    );
+    assert_eq!(
+        verify_record(&jwks, &record.replace("approved", "refused"), sig),
+        Err(RecordError::BadSignature)
+    );
+    assert!(matches!(
+        verify_record(&jwks, &record.replace(",", ", "), sig),
+        Err(RecordError::NotCanonical(_))
+    ));
+    let other = Jwks {
+        keys: vec![Jwk::ed25519(
+            &Signer25519::insecure_demo("other").public_key(),
+            signer.key_id(),
+            None,
+            None,
+        )],
+    };
+    assert_eq!(verify_record(&other, record, sig), Err(RecordError::BadSignature));
+    let not_yet = Jwks {
+        keys: vec![Jwk::ed25519(
+            &signer.public_key(),
+            signer.key_id(),
+            Some(signed_at_s + 1),
+            None,
+        )],
+    };
+    assert!(matches!(
+        verify_record(&not_yet, record, sig),
+        Err(RecordError::OutsideValidity { .. })
+    ));
+    let expired = Jwks {
+        keys: vec![Jwk::ed25519(
+            &signer.public_key(),
+            signer.key_id(),
+            None,
+            Some(signed_at_s),
+        )],
+    };
+    assert!(matches!(
+        verify_record(&expired, record, sig),
+        Err(RecordError::OutsideValidity { .. })
+    ));
+    assert!(matches!(
+        verify_record(&Jwks::default(), record, sig),
+        Err(RecordError::UnknownKey(_))
+    ));
 
     assert_eq!(
         timeliness(due - 60_000, due),

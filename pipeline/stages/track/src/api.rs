@@ -53,6 +53,8 @@ pub struct ApiOptions {
     pub request_timeout: Duration,
     /// Clients the rate limiter tracks at once (memory stays bounded under a flood).
     pub max_clients: usize,
+    /// The result signers' JWK Set (JSON), served at `/.well-known/jwks.json`.
+    pub jwks: Option<String>,
 }
 
 impl Default for ApiOptions {
@@ -69,6 +71,7 @@ impl Default for ApiOptions {
             },
             request_timeout: Duration::from_secs(5),
             max_clients: 100_000,
+            jwks: None,
         }
     }
 }
@@ -99,6 +102,7 @@ pub fn router(db: impl Into<ProjectionDb>, options: ApiOptions, now: Now) -> Rou
         .route("/stats", get(stats))
         .route("/units/{code}/load", get(unit_load))
         .route("/openapi.json", get(openapi))
+        .route("/.well-known/jwks.json", get(jwks))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), admit))
@@ -646,6 +650,25 @@ async fn unit_load(
         "due_soon_hours": hours,
         "open_by_status": by_status,
     })))
+}
+
+/// `GET /.well-known/jwks.json`: the keys results are signed with (public).
+async fn jwks(State(s): State<AppState>) -> Result<Response, ApiError> {
+    match &s.options.jwks {
+        Some(set) => Ok((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/jwk-set+json"),
+            )],
+            set.clone(),
+        )
+            .into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no JWK Set is configured (track.jwks_file)",
+        )),
+    }
 }
 
 async fn openapi() -> Json<Value> {

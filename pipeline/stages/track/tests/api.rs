@@ -785,3 +785,29 @@ async fn slow_clients_are_cut_off() {
     let r = reqwest::get(format!("{base}/openapi.json")).await.expect("get");
     assert_eq!(r.status().as_u16(), 200);
 }
+
+/// The result signers' keys are public, at the well-known address.
+#[tokio::test]
+async fn the_jwk_set_is_served_to_anyone_when_configured() {
+    let track = Track::new(database().await);
+    let set = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"k1","use":"sig","alg":"EdDSA"}]}"#;
+    let options = ApiOptions {
+        jwks: Some(set.to_owned()),
+        ..ApiOptions::default()
+    };
+    let (base, _) = start(track.db().clone(), options, ServeLimits::default()).await;
+    let r = reqwest::get(format!("{base}/.well-known/jwks.json"))
+        .await
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/jwk-set+json")
+    );
+    assert_eq!(r.text().await.expect("body"), set);
+    let (base, _) = start(track.db().clone(), ApiOptions::default(), ServeLimits::default()).await;
+    let r = reqwest::get(format!("{base}/.well-known/jwks.json"))
+        .await
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 404);
+}

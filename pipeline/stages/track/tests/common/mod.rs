@@ -234,6 +234,8 @@ impl Life {
             delivered_at: at,
             timeliness,
             traceparent: None,
+            signed_record: None,
+            record_signature: None,
         }
         .into()
     }
