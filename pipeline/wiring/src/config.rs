@@ -56,6 +56,9 @@ pub struct TrackConfig {
     pub api_statement_timeout_ms: u64,
     /// The result signers' JWK Set, served at `/.well-known/jwks.json` (none: 404).
     pub jwks_file: Option<PathBuf>,
+    /// Reverse proxies (IP addresses) whose `X-Forwarded-For` names the client for rate
+    /// limits; without them, every client behind a proxy shares the proxy's budget.
+    pub api_trusted_proxies: Vec<std::net::IpAddr>,
     /// Warn when a dossier has at most this many working hours left.
     pub warn_within_working_hours: u32,
 }
@@ -78,6 +81,7 @@ impl Default for TrackConfig {
             api_db_connections: reader.connections,
             api_statement_timeout_ms: reader.statement_timeout.as_millis() as u64,
             jwks_file: None,
+            api_trusted_proxies: Vec::new(),
             warn_within_working_hours: 8,
         }
     }
@@ -110,6 +114,7 @@ impl TrackConfig {
                 ),
                 None => None,
             },
+            trusted_proxies: self.api_trusted_proxies.clone(),
             ..motcua_track::api::ApiOptions::default()
         })
     }

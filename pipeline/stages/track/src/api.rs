@@ -55,6 +55,9 @@ pub struct ApiOptions {
     pub max_clients: usize,
     /// The result signers' JWK Set (JSON), served at `/.well-known/jwks.json`.
     pub jwks: Option<String>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: behind them, a client is the
+    /// rightmost forwarded address that is not itself a trusted proxy.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ApiOptions {
@@ -72,6 +75,7 @@ impl Default for ApiOptions {
             request_timeout: Duration::from_secs(5),
             max_clients: 100_000,
             jwks: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -113,7 +117,10 @@ pub fn router(db: impl Into<ProjectionDb>, options: ApiOptions, now: Now) -> Rou
 /// client, and the time limit of the answer.
 async fn admit(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    let by_address = crate::serve::peer(&parts).map_or(Client::UnknownAddress, |a| Client::Address(a.ip()));
+    let by_address = match crate::serve::peer(&parts) {
+        Some(peer) => Client::Address(client_address(peer.ip(), &parts.headers, &s.options.trusted_proxies)),
+        None => Client::UnknownAddress,
+    };
     let limit = |client: &Client, rate: Rate| s.limiter.check(client, rate).map_err(ApiError::too_many_requests);
     let admitted = match bearer(&parts.headers) {
         Err(e) => Err(e),
@@ -140,6 +147,28 @@ async fn admit(State(s): State<AppState>, req: Request, next: Next) -> Response 
         )
         .into_response(),
     }
+}
+
+/// The client's address: the peer's, unless the peer is a trusted proxy; then the
+/// rightmost `X-Forwarded-For` entry that is not a trusted proxy (entries left of it are
+/// whatever the client claimed, and cannot be believed).
+fn client_address(peer: std::net::IpAddr, headers: &HeaderMap, trusted: &[std::net::IpAddr]) -> std::net::IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    forwarded
+        .iter()
+        .rev()
+        .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
+        .find(|a| !trusted.contains(a))
+        .unwrap_or(peer)
 }
 
 /// The key of `Authorization: Bearer <key>`, if the header is there.
@@ -260,6 +289,41 @@ fn status_name(code: Option<i32>) -> Value {
 fn is_open(code: Option<i32>) -> bool {
     code.and_then(DossierStatus::from_code)
         .is_some_and(DossierStatus::is_open)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behind_a_trusted_proxy_the_client_is_the_rightmost_untrusted_forwarded_address() {
+        let proxy: std::net::IpAddr = [10, 0, 0, 1].into();
+        let inner: std::net::IpAddr = [10, 0, 0, 2].into();
+        let client: std::net::IpAddr = [203, 0, 113, 7].into();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("198.51.100.9, 203.0.113.7, 10.0.0.2"),
+        );
+        assert_eq!(
+            client_address(proxy, &h, &[proxy, inner]),
+            client,
+            "the spoofable left part is ignored"
+        );
+        assert_eq!(
+            client_address(client, &h, &[proxy]),
+            client,
+            "an untrusted peer is itself"
+        );
+        assert_eq!(
+            client_address(proxy, &HeaderMap::new(), &[proxy]),
+            proxy,
+            "no header: the proxy"
+        );
+        let mut junk = HeaderMap::new();
+        junk.insert("x-forwarded-for", HeaderValue::from_static("not an address"));
+        assert_eq!(client_address(proxy, &junk, &[proxy]), proxy);
+    }
 }
 
 #[derive(Debug, sqlx::FromRow)]
