@@ -141,50 +141,24 @@ struct Inner {
     audit: Arc<dyn AuditSink>,
 }
 
-/// The gateway client: with an `https://` URL, TLS verified against `tls.ca_file` (only
-/// it, when given) or the system's CAs, our certificate when configured, no redirects and
-/// no plaintext request ever; the bearer token, when configured, on every request.
+/// The gateway client, built the one way outward HTTP clients are
+/// ([`motcua_security::http::http_client`]).
 fn client(cfg: &HttpConfig) -> std::result::Result<reqwest::Client, String> {
-    let https = cfg.base_url.starts_with("https://");
-    let token = SecretSource::new(cfg.token_file.clone(), cfg.token_env.clone())
-        .read("registries.http.token")
-        .map_err(|e| e.to_string())?;
-    if !https && (cfg.tls != TlsFiles::default() || token.is_some()) {
-        return Err(format!(
-            "registries.http.base_url = '{}' is not https://, but TLS files or a token are configured: refusing to send them unencrypted",
-            cfg.base_url
-        ));
-    }
-    cfg.tls.validate("registries.http.tls").map_err(|e| e.to_string())?;
-    let mut b = reqwest::Client::builder()
-        .use_rustls_tls()
-        .timeout(Duration::from_millis(cfg.timeout_ms))
-        .pool_max_idle_per_host(cfg.max_concurrency)
-        .redirect(reqwest::redirect::Policy::none())
-        .https_only(https);
-    if let Some(pem) = cfg.tls.ca_pem("registries.http.tls").map_err(|e| e.to_string())? {
-        let ca = reqwest::Certificate::from_pem(&pem).map_err(|e| format!("registries.http.tls.ca_file: {e}"))?;
-        b = b.tls_built_in_root_certs(false).add_root_certificate(ca);
-    }
-    if let Some(pem) = cfg.tls.identity_pem("registries.http.tls").map_err(|e| e.to_string())? {
-        let id =
-            reqwest::Identity::from_pem(&pem).map_err(|e| format!("registries.http.tls.cert_file/key_file: {e}"))?;
-        b = b.identity(id);
-    }
-    if let Some(token) = token {
-        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .map_err(|_| "registries.http.token is not a valid header value".to_owned())?;
-        value.set_sensitive(true);
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(reqwest::header::AUTHORIZATION, value);
-        b = b.default_headers(headers);
-    }
-    b.build().map_err(|e| {
-        let cause = std::error::Error::source(&e)
-            .map(|c| format!(": {c}"))
-            .unwrap_or_default();
-        format!("cannot build the HTTP client: {e}{cause}")
+    use motcua_security::http::{http_client, HttpAuth, HttpClientSettings};
+    let token = SecretSource::new(cfg.token_file.clone(), cfg.token_env.clone());
+    http_client(&HttpClientSettings {
+        what: "registries.http",
+        base_url: &cfg.base_url,
+        tls: &cfg.tls,
+        auth: if token.is_set() {
+            HttpAuth::Bearer(token)
+        } else {
+            HttpAuth::None
+        },
+        timeout: Duration::from_millis(cfg.timeout_ms),
+        max_idle_per_host: cfg.max_concurrency,
     })
+    .map_err(|e| e.to_string())
 }
 
 enum Attempt<V> {

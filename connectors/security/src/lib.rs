@@ -6,6 +6,7 @@
 //! error messages.
 
 pub mod access;
+pub mod http;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
