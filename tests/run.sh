@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs and starts what the tests need
-# (PostgreSQL, the tansu Kafka broker), runs every test, stops what it started.
+# (PostgreSQL, the tansu Kafka broker, the rivven-schema registry), runs every test,
+# stops what it started.
 #
 #   tests/run.sh                 # everything
 #   tests/run.sh -p motcua-store # extra arguments go to `cargo test`
@@ -80,6 +81,15 @@ if ! command -v tansu >/dev/null 2>&1; then
     cargo install tansu --version 0.6.0 --locked --features dynostore --quiet
 fi
 export MOTCUA_TEST_TANSU="$(command -v tansu)"
+
+# --- rivven-schema: a Confluent-compatible Schema Registry server (the tests start it) --
+if ! command -v rivven-schema >/dev/null 2>&1; then
+  log "installing the rivven-schema registry (cargo install rivven-schema, once per machine)"
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256 \
+    CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=true \
+    cargo install rivven-schema --version 0.0.22 --locked --quiet
+fi
+export MOTCUA_TEST_SCHEMA_REGISTRY="$(command -v rivven-schema)"
 
 # --- kcat: a third-party Kafka client, to check others can read our topics -------------
 if ! command -v kcat >/dev/null 2>&1; then
