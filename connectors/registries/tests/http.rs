@@ -243,20 +243,10 @@ async fn a_failed_call_s_error_does_not_carry_the_identifier_looked_up() {
     let http = HttpRegistries::new(cfg, Arc::new(audit)).expect("client");
     let citizen_id = "022090001234";
     let e = http.citizen(&LOOKUP, citizen_id).await.expect_err("refused");
-    let chain = chain_of(&e);
+    let chain = motcua_runtime::error_chain(&e);
     assert!(chain.contains("request failed"), "{chain}");
     assert!(!chain.contains(citizen_id), "{chain}");
     let e = http.business(&LOOKUP, "0101234567").await.expect_err("refused");
-    assert!(!chain_of(&e).contains("0101234567"), "{e}");
+    assert!(!motcua_runtime::error_chain(&e).contains("0101234567"), "{e}");
 }
 
-fn chain_of(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
