@@ -14,9 +14,11 @@ const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 pub const LOOKUP_TOKEN_CHARS: usize = 16;
 
 /// A fresh lookup token, printed on the receipt as four groups: `7KQ2-M9XD-...`.
+/// Drawn for every submission intake handles: from the thread's CSPRNG (ChaCha, seeded
+/// from the OS), not a system call per message.
 pub fn new_lookup_token() -> String {
     let mut bytes = [0u8; 10];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    rand::thread_rng().fill_bytes(&mut bytes);
     let mut bits: u128 = 0;
     for b in bytes {
         bits = (bits << 8) | u128::from(b);
