@@ -422,7 +422,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         motcua_wiring::keys::ApiRole::Province,
         None,
     )?;
-    write_private(&api_key_file, &api_key).with_context(|| format!("writing {}", api_key_file.display()))?;
+    motcua_wiring::keys::write_secret(&api_key_file, &api_key).with_context(|| format!("writing {}", api_key_file.display()))?;
     println!(
         "  keys     operator API key {} (curl -H \"Authorization: Bearer $(cat {})\" http://{api_addr}/stats)",
         api_key_file.display(),
@@ -726,16 +726,6 @@ async fn registry_figures(url: &str, client: Option<&HttpRegistries>) -> report:
         cache_hits: sum(|s| s.cache_hits),
         breaker_rejections: sum(|s| s.breaker_rejections),
     }
-}
-
-/// Writes a secret readable by its owner only.
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(format!("{text}\n").as_bytes())
 }
 
 /// The key id the demo's result stage signs with.

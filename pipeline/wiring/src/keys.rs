@@ -16,7 +16,8 @@ pub fn new_result_key(file: &Path) -> Result<String> {
     Ok(signer.public_key_hex())
 }
 
-fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
+/// Writes a secret readable by its owner only (mode 0600), never over an existing file.
+pub fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
