@@ -249,4 +249,3 @@ async fn a_failed_call_s_error_does_not_carry_the_identifier_looked_up() {
     let e = http.business(&LOOKUP, "0101234567").await.expect_err("refused");
     assert!(!motcua_runtime::error_chain(&e).contains("0101234567"), "{e}");
 }
-

@@ -422,7 +422,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         motcua_wiring::keys::ApiRole::Province,
         None,
     )?;
-    motcua_wiring::keys::write_secret(&api_key_file, &api_key).with_context(|| format!("writing {}", api_key_file.display()))?;
+    motcua_wiring::keys::write_secret(&api_key_file, &api_key)
+        .with_context(|| format!("writing {}", api_key_file.display()))?;
     println!(
         "  keys     operator API key {} (curl -H \"Authorization: Bearer $(cat {})\" http://{api_addr}/stats)",
         api_key_file.display(),

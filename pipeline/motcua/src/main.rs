@@ -412,7 +412,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         } => {
             // Checked before the secret is written, so a refusal leaves nothing behind.
             if let (Some(jwks), Some(kid)) = (&jwks, &kid) {
-                if motcua_wiring::keys::read_jwks(jwks)?.key(kid).is_some() {
+                if motcua_wiring::keys::read_jwks_to_extend(jwks)?.key(kid).is_some() {
                     anyhow::bail!("{} already has a key {kid:?}: key ids are never reused", jwks.display());
                 }
             }

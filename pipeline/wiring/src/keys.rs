@@ -96,7 +96,7 @@ pub fn publish_result_key(
     let seed = std::fs::read_to_string(seed_file).with_context(|| format!("cannot read {}", seed_file.display()))?;
     let signer = motcua_result::Signer25519::from_hex_seed(&seed, kid)
         .map_err(|e| anyhow::anyhow!("{}: {e}", seed_file.display()))?;
-    let mut set = read_jwks(jwks_file)?;
+    let mut set = read_jwks_to_extend(jwks_file)?;
     if set.key(kid).is_some() {
         anyhow::bail!(
             "{} already has a key {kid:?}: key ids are never reused",
@@ -125,12 +125,18 @@ pub fn expire_result_key(jwks_file: &Path, kid: &str, at: i64) -> Result<()> {
     write_jwks(jwks_file, &set)
 }
 
-/// Reads a JWK Set file, checked.
+/// Reads a JWK Set file, checked (a configured file that is missing is an error).
 pub fn read_jwks(path: &Path) -> Result<motcua_result::Jwks> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => motcua_result::Jwks::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(motcua_result::Jwks::default()),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    motcua_result::Jwks::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// The JWK Set a key is being published in: empty when the file does not exist yet.
+pub fn read_jwks_to_extend(path: &Path) -> Result<motcua_result::Jwks> {
+    if path.exists() {
+        read_jwks(path)
+    } else {
+        Ok(motcua_result::Jwks::default())
     }
 }
 
