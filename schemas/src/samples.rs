@@ -77,160 +77,200 @@ pub fn accepted() -> DossierAccepted {
     }
 }
 
-/// One example of every event type, in `Topic::ALL` order, each encoded by the codec.
-pub fn one_of_each(codec: &Codec) -> Result<Vec<(Topic, Vec<u8>)>> {
+/// One example of every event type, in `Topic::ALL` order: the sample dossier's life (its
+/// ids derived as the stages derive them, realistic UTC times), plus a supplement request
+/// and a dead letter. The data dictionary takes its examples from these.
+pub fn events() -> Vec<AnyEvent> {
     let d = dossier();
     let p = procedure();
+    let submitted = submitted();
+    let accepted = accepted();
+    let code = accepted.dossier_code.clone();
+    let received_at = accepted.received_at;
+    // 10 working days after reception, on the working-day calendar: 9 December, 09:00 in Vietnam.
+    let due_at = 1_765_245_600_000;
     let verified = DossierVerified {
-        event_id: "v-1".to_owned(),
-        causation_id: "a-1".to_owned(),
-        dossier_code: "H22.06652-251125-0001".to_owned(),
-        received_at: 1,
+        event_id: derived_event_id(&accepted.event_id, component::VERIFY, "verified"),
+        causation_id: accepted.event_id.clone(),
+        dossier_code: code.clone(),
+        received_at,
         procedure: p.clone(),
         dossier: d.clone(),
-        checks: vec![RegistryCheck {
-            registry: Registry::Population,
-            subject: "022090001234".to_owned(),
-            outcome: CheckOutcome::Matched,
-            detail: None,
-        }],
-        verified_at: 2,
+        checks: vec![
+            RegistryCheck {
+                registry: Registry::Population,
+                subject: "022090001234".to_owned(),
+                outcome: CheckOutcome::Matched,
+                detail: None,
+            },
+            RegistryCheck {
+                registry: Registry::Land,
+                subject: "06652/12/345".to_owned(),
+                outcome: CheckOutcome::Matched,
+                detail: None,
+            },
+        ],
+        verified_at: 1_764_036_003_000,
         traceparent: None,
     };
+    let bill_reference = "HD3F2A9C0B7E14D6A5".to_owned();
+    let issued_at = 1_764_036_004_000;
     let requested = PaymentRequested {
-        event_id: "pr-1".to_owned(),
-        causation_id: "v-1".to_owned(),
+        event_id: derived_event_id(&verified.event_id, component::PAYMENT, "requested"),
+        causation_id: verified.event_id.clone(),
         dossier_id: d.dossier_id.clone(),
-        dossier_code: "H22.06652-251125-0001".to_owned(),
-        bill_reference: "BILL-22-0000001".to_owned(),
+        dossier_code: code.clone(),
+        bill_reference: bill_reference.clone(),
         fee_vnd: 100_000,
         charge_vnd: 0,
         amount_vnd: 100_000,
         payer_name: "Nguyễn Thị Hương".to_owned(),
-        description: "Lệ phí đăng ký biến động".to_owned(),
-        issued_at: 3,
-        expires_at: 4,
+        description: format!("Lệ phí, phí hồ sơ {code} ({})", p.name),
+        issued_at,
+        expires_at: issued_at + 72 * 3_600_000,
         traceparent: None,
     };
     let confirmed = PaymentConfirmed {
-        event_id: "pc-1".to_owned(),
-        bill_reference: "BILL-22-0000001".to_owned(),
+        event_id: "7c9e6679-7425-40de-944b-e07fc1f90ae7".to_owned(),
+        bill_reference: bill_reference.clone(),
         gateway: "paygov".to_owned(),
         gateway_transaction_id: "TX-1".to_owned(),
         amount_vnd: 100_000,
         outcome: PaymentOutcome::Failed,
-        failure_reason: Some("insufficient funds".to_owned()),
-        confirmed_at: 5,
+        failure_reason: Some("thẻ bị từ chối".to_owned()),
+        confirmed_at: 1_764_036_600_000,
     };
     let paid = DossierPaid {
-        event_id: "pd-1".to_owned(),
-        causation_id: "pc-1".to_owned(),
-        dossier_code: "H22.06652-251125-0001".to_owned(),
-        received_at: 1,
+        event_id: derived_event_id(&verified.event_id, component::PAYMENT, "paid"),
+        causation_id: verified.event_id.clone(),
+        dossier_code: code.clone(),
+        received_at,
         procedure: p.clone(),
         dossier: d.clone(),
-        bill_reference: Some("BILL-22-0000001".to_owned()),
+        bill_reference: Some(bill_reference),
         amount_vnd: 100_000,
-        paid_at: 6,
+        paid_at: 1_764_036_900_000,
         traceparent: None,
     };
     let routed = DossierRouted {
-        event_id: "r-1".to_owned(),
-        causation_id: "pd-1".to_owned(),
-        dossier_code: "H22.06652-251125-0001".to_owned(),
-        received_at: 1,
+        event_id: derived_event_id(&paid.event_id, component::ROUTE, "routed"),
+        causation_id: paid.event_id.clone(),
+        dossier_code: code.clone(),
+        received_at,
         procedure: p,
         dossier: d.clone(),
         competent_unit_code: "06652".to_owned(),
         competent_unit_name: "Phường Hạ Long".to_owned(),
-        desk: "land-1".to_owned(),
+        desk: "DDXD".to_owned(),
         transferred: false,
-        due_at: 9,
-        routed_at: 7,
+        due_at,
+        routed_at: 1_764_036_901_000,
         traceparent: None,
     };
+    let decided_at = 1_764_727_200_000;
     let decided = DossierDecided {
-        event_id: "dc-1".to_owned(),
+        event_id: derived_event_id(&routed.event_id, component::BACKOFFICE, "decided"),
         dossier_id: d.dossier_id.clone(),
-        dossier_code: "H22.06652-251125-0001".to_owned(),
+        dossier_code: code.clone(),
         procedure_code: "1.004227".to_owned(),
         competent_unit_code: "06652".to_owned(),
         decision: Decision::Approved,
         reasons: vec![],
-        decided_by: "officer-7".to_owned(),
+        decided_by: "06652/DDXD".to_owned(),
         applicant_citizen_id: Some("022090001234".to_owned()),
         applicant_tax_code: None,
-        received_at: 1,
-        due_at: 9,
-        decided_at: 8,
+        received_at,
+        due_at,
+        decided_at,
         traceparent: None,
     };
+    let reference = format!("06652-KQ-{code}");
+    let document_sha256 = "c3a1f0e27b9d48561e0f2a7b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7".to_owned();
+    let delivered_at = decided_at + 2_000;
+    let signed_record = format!(
+        r#"{{"decided_at":{decided_at},"decision":"approved","documents":[{{"reference":"{reference}","sha256":"{document_sha256}"}}],"dossier_code":"{code}","due_at":{due_at},"format":"motcua-result-record/1","issuer":"06652","kid":"k1","procedure_code":"1.004227","signed_at":{delivered_at},"timeliness":"early"}}"#
+    );
     let completed = DossierCompleted {
-        event_id: "cp-1".to_owned(),
-        causation_id: "dc-1".to_owned(),
+        event_id: derived_event_id(&decided.event_id, component::RESULT, "completed"),
+        causation_id: decided.event_id.clone(),
         dossier_id: d.dossier_id.clone(),
-        dossier_code: "H22.06652-251125-0001".to_owned(),
+        dossier_code: code.clone(),
         procedure_code: "1.004227".to_owned(),
         competent_unit_code: "06652".to_owned(),
         decision: Decision::Approved,
         result_document: ResultDocument {
-            reference: "H22.06652-GCN-000001".to_owned(),
-            sha256: "00".repeat(32),
-            signature: vec![1, 2, 3, 255],
+            uri: format!("wallet://022090001234/{reference}"),
+            reference,
+            sha256: document_sha256,
+            // Not real signatures: 64 bytes each, the length of an Ed25519 signature.
+            signature: (0..64).collect(),
             signing_key_id: "k1".to_owned(),
-            uri: "wallet://022090001234/H22.06652-GCN-000001".to_owned(),
         },
         wallet_owner: "022090001234".to_owned(),
-        received_at: 1,
-        due_at: 9,
-        delivered_at: 8,
+        received_at,
+        due_at,
+        delivered_at,
         timeliness: Timeliness::Early,
         traceparent: None,
-        signed_record: None,
-        record_signature: None,
+        signed_record: Some(signed_record),
+        record_signature: Some((64..128).collect()),
     };
+    // A submission intake asked a supplement for: no dossier code, no due time yet.
     let status = DossierStatusChanged {
-        event_id: "s-1".to_owned(),
-        causation_id: Some("a-1".to_owned()),
+        event_id: derived_event_id(&submitted.event_id, component::INTAKE, "status"),
+        causation_id: Some(submitted.event_id.clone()),
         dossier_id: d.dossier_id.clone(),
         dossier_code: None,
         status: DossierStatus::SupplementRequested,
         status_code: DossierStatus::SupplementRequested.code(),
         procedure_code: Some("1.004227".to_owned()),
-        stage: "intake".to_owned(),
+        stage: component::INTAKE.to_owned(),
         reasons: vec![Reason {
             code: "MISSING_DOCUMENT".to_owned(),
-            message: "Thiếu giấy tờ: GIAY_TO_TUY_THAN".to_owned(),
+            message: "Thiếu giấy tờ bắt buộc: GIAY_TO_TUY_THAN".to_owned(),
         }],
         unit_code: Some("06652".to_owned()),
-        due_at: Some(10),
-        occurred_at: 2,
+        due_at: None,
+        occurred_at: submitted.published_at,
         traceparent: None,
         lookup_token: None,
     };
+    // A portal published JSON instead of Avro.
     let dead = DeadLetter {
-        event_id: "dl-1".to_owned(),
-        stage: "intake".to_owned(),
+        event_id: derived_event_id("dossier.submitted/3/42", component::INTAKE, "dead-letter"),
+        stage: component::INTAKE.to_owned(),
         reason_code: "BAD_MAGIC_BYTE".to_owned(),
-        reason: "not Avro".to_owned(),
+        reason: "message starts with byte 0x7b, not the Confluent magic byte 0x00".to_owned(),
         origin_topic: "dossier.submitted".to_owned(),
         origin_partition: 3,
         origin_offset: 42,
-        origin_key: Some(b"k".to_vec()),
-        origin_value: None,
-        failed_at: 11,
+        origin_key: Some(d.dossier_id.clone().into_bytes()),
+        origin_value: Some(br#"{"dossier": 1}"#.to_vec()),
+        failed_at: 1_764_036_000_600,
     };
-    Ok(vec![
-        (Topic::Submitted, codec.encode(&submitted())?),
-        (Topic::Accepted, codec.encode(&accepted())?),
-        (Topic::Verified, codec.encode(&verified)?),
-        (Topic::PaymentRequested, codec.encode(&requested)?),
-        (Topic::PaymentConfirmed, codec.encode(&confirmed)?),
-        (Topic::Paid, codec.encode(&paid)?),
-        (Topic::Routed, codec.encode(&routed)?),
-        (Topic::Decided, codec.encode(&decided)?),
-        (Topic::Completed, codec.encode(&completed)?),
-        (Topic::Status, codec.encode(&status)?),
-        (Topic::DeadLetter, codec.encode(&dead)?),
-    ])
+    vec![
+        submitted.into(),
+        accepted.into(),
+        verified.into(),
+        requested.into(),
+        confirmed.into(),
+        paid.into(),
+        routed.into(),
+        decided.into(),
+        completed.into(),
+        status.into(),
+        dead.into(),
+    ]
+}
+
+/// [`events`], each encoded by the codec.
+pub fn one_of_each(codec: &Codec) -> Result<Vec<(Topic, Vec<u8>)>> {
+    events()
+        .into_iter()
+        .map(|e| {
+            let mut bytes = Vec::new();
+            e.encode(codec, &mut bytes)?;
+            Ok((e.topic(), bytes))
+        })
+        .collect()
 }

@@ -226,3 +226,141 @@ fn the_decode_fuzz_corpus_replays_without_a_panic() {
     }
     assert!(replayed >= 10, "only {replayed} corpus entries");
 }
+
+/// The parts of a schema (as JSON) that have no `doc`: `file: Record` for a record or enum,
+/// `file: Record.field` for a field, at any depth (nested records, array items, unions).
+fn undocumented(file: &str, t: &serde_json::Value, missing: &mut Vec<String>) {
+    use serde_json::Value;
+    let documented = |v: &Value| {
+        v.get("doc")
+            .and_then(Value::as_str)
+            .is_some_and(|d| !d.trim().is_empty())
+    };
+    match t {
+        Value::Array(members) => members.iter().for_each(|m| undocumented(file, m, missing)),
+        Value::Object(o) => {
+            let name = o.get("name").and_then(Value::as_str).unwrap_or("?");
+            match o.get("type") {
+                Some(Value::String(kind)) if matches!(kind.as_str(), "record" | "enum" | "fixed") => {
+                    if !documented(t) {
+                        missing.push(format!("{file}: {name}"));
+                    }
+                    for f in o.get("fields").and_then(Value::as_array).into_iter().flatten() {
+                        if !documented(f) {
+                            let field = f.get("name").and_then(Value::as_str).unwrap_or("?");
+                            missing.push(format!("{file}: {name}.{field}"));
+                        }
+                        undocumented(file, &f["type"], missing);
+                    }
+                }
+                Some(Value::String(kind)) if kind == "array" => undocumented(file, &o["items"], missing),
+                Some(Value::String(kind)) if kind == "map" => undocumented(file, &o["values"], missing),
+                Some(inner @ (Value::Object(_) | Value::Array(_))) => undocumented(file, inner, missing),
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every record, enum and field of every committed schema, all versions, says what it means:
+/// the data dictionary is made of these docs.
+#[test]
+fn every_field_of_every_schema_has_a_doc() {
+    let mut missing = Vec::new();
+    for (file, text) in embedded::SCHEMA_FILES {
+        let json: serde_json::Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        undocumented(file, &json, &mut missing);
+    }
+    assert!(embedded::SCHEMA_FILES.len() >= Topic::ALL.len());
+    assert!(missing.is_empty(), "without a doc:\n  {}", missing.join("\n  "));
+
+    // The walk must see a field deep inside a union of arrays of records, or the loop above
+    // proves nothing.
+    let deep = serde_json::json!({"type": "record", "name": "R", "doc": "r", "fields": [
+        {"name": "a", "doc": "a", "type": ["null", {"type": "array", "items":
+            {"type": "record", "name": "S", "doc": "s", "fields": [{"name": "b", "type": "string"}]}}]},
+        {"name": "e", "doc": "e", "type": {"type": "enum", "name": "E", "symbols": ["X"]}}
+    ]});
+    let mut found = Vec::new();
+    undocumented("t.avsc", &deep, &mut found);
+    assert_eq!(found, ["t.avsc: S.b", "t.avsc: E"]);
+}
+
+/// BACKWARD_TRANSITIVE, the promise of the data dictionary: each version reads data written
+/// with every earlier version, not only the one before it.
+#[test]
+fn every_schema_reads_every_earlier_version() {
+    let set = SchemaSet::embedded().expect("table");
+    for t in Topic::ALL {
+        let history = set.history(&t.value_subject());
+        for (i, new) in history.iter().enumerate() {
+            for old in &history[..i] {
+                SchemaCompatibility::can_read(&old.schema, &new.schema)
+                    .unwrap_or_else(|e| panic!("{} v{} cannot read v{}: {e}", new.subject, new.version, old.version));
+            }
+        }
+    }
+}
+
+/// The value at a data-dictionary path (`a.b`; `a[].b` takes the first item).
+fn value_at<'a>(json: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    path.split('.').try_fold(json, |v, part| match part.strip_suffix("[]") {
+        Some(name) => v.get(name)?.as_array()?.first(),
+        None => v.get(part),
+    })
+}
+
+/// What `Topic` says of each topic (the data dictionary prints it) agrees with the events.
+#[test]
+fn the_topic_facts_agree_with_the_events() {
+    let events = samples::events();
+    assert_eq!(
+        events.iter().map(AnyEvent::topic).collect::<Vec<_>>(),
+        Topic::ALL,
+        "one sample per topic, in order"
+    );
+    for e in &events {
+        let t = e.topic();
+        if let Some(field) = t.key_field() {
+            let json = dictionary::event_json(e);
+            assert_eq!(
+                value_at(&json, field).and_then(serde_json::Value::as_str),
+                Some(e.key()),
+                "{t}: the key is not {field}"
+            );
+        }
+        if let Some(p) = t.producer() {
+            assert_eq!(t.writers(), [p], "{t}");
+        }
+        assert!(!t.writers().is_empty(), "{t}");
+        // Every event reaches the projection; nothing in the flow reads dead letters.
+        assert_eq!(t.readers().contains(&component::TRACK), t != Topic::DeadLetter, "{t}");
+    }
+}
+
+/// `docs/data-dictionary.md` is what the schemas say today.
+#[test]
+fn the_data_dictionary_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/data-dictionary.md");
+    let generated = dictionary::markdown();
+    if std::env::var_os("MOTCUA_BLESS").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().expect("docs/ has a parent")).expect("create docs/");
+        std::fs::write(&path, &generated).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        return;
+    }
+    // A checkout with CRLF line ends is not out of date.
+    let committed = std::fs::read_to_string(&path).unwrap_or_default().replace("\r\n", "\n");
+    if committed != generated {
+        let first = committed
+            .lines()
+            .zip(generated.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| committed.lines().count().min(generated.lines().count()));
+        panic!(
+            "docs/data-dictionary.md is out of date: run `MOTCUA_BLESS=1 cargo test -p motcua-schemas \
+             the_data_dictionary_is_current` (first difference at line {})",
+            first + 1
+        );
+    }
+}

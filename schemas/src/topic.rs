@@ -66,6 +66,91 @@ impl Topic {
         })
     }
 
+    /// Every component that writes this topic: the [`Topic::producer`] of a flow topic;
+    /// for statuses, each component that changes one (track's deadline warnings included);
+    /// for dead letters, each stage, whose runtime dead-letters what it cannot process.
+    pub const fn writers(self) -> &'static [&'static str] {
+        use crate::component::*;
+        match self {
+            Topic::Submitted => &[PORTAL],
+            Topic::Accepted => &[INTAKE],
+            Topic::Verified => &[VERIFY],
+            Topic::PaymentRequested | Topic::Paid => &[PAYMENT],
+            Topic::PaymentConfirmed => &[GATEWAY],
+            Topic::Routed => &[ROUTE],
+            Topic::Decided => &[BACKOFFICE],
+            Topic::Completed => &[RESULT],
+            Topic::Status => &[INTAKE, VERIFY, PAYMENT, ROUTE, BACKOFFICE, RESULT, TRACK],
+            Topic::DeadLetter => &[INTAKE, VERIFY, PAYMENT, ROUTE, RESULT, TRACK],
+        }
+    }
+
+    /// The components that consume this topic. For the stages this mirrors the inputs of
+    /// the stage table (`motcua_wiring::STAGES`), which this crate cannot see: the schemas
+    /// depend on nothing of ours. Nothing in the pipeline reads dead letters (operators do).
+    pub const fn readers(self) -> &'static [&'static str] {
+        use crate::component::*;
+        match self {
+            Topic::Submitted => &[INTAKE, TRACK],
+            Topic::Accepted => &[VERIFY, TRACK],
+            Topic::Verified | Topic::PaymentConfirmed => &[PAYMENT, TRACK],
+            Topic::PaymentRequested => &[GATEWAY, TRACK],
+            Topic::Paid => &[ROUTE, TRACK],
+            Topic::Routed => &[BACKOFFICE, TRACK],
+            Topic::Decided => &[RESULT, TRACK],
+            Topic::Completed => &[TRACK],
+            // The portal shows the citizen the lookup token of the "received" status.
+            Topic::Status => &[TRACK, PORTAL],
+            Topic::DeadLetter => &[],
+        }
+    }
+
+    /// The event field whose value is the message key (a path as the data dictionary
+    /// writes it); `None` when the key is not a field of the event (dead letters).
+    /// `Event::key` is what sets it; a test checks the two agree.
+    pub const fn key_field(self) -> Option<&'static str> {
+        match self {
+            Topic::Submitted | Topic::Accepted | Topic::Verified | Topic::Paid | Topic::Routed => {
+                Some("dossier.dossier_id")
+            }
+            Topic::PaymentRequested | Topic::Decided | Topic::Completed | Topic::Status => Some("dossier_id"),
+            Topic::PaymentConfirmed => Some("bill_reference"),
+            Topic::DeadLetter => None,
+        }
+    }
+
+    /// What the message key is, for people reading the topic.
+    pub const fn key_doc(self) -> &'static str {
+        match self {
+            Topic::PaymentConfirmed => {
+                "the bill reference (`bill_reference`) as a UTF-8 string: the gateway knows no dossier id; \
+                 `payment.requested` maps the bill to its dossier"
+            }
+            // Set by the runtime when it dead-letters (not by `Event::key`).
+            Topic::DeadLetter => {
+                "the original message's key, copied byte for byte (its first 64 KiB; for our topics a dossier \
+                 id or bill reference); no key when the original had none"
+            }
+            _ => "the dossier id as a UTF-8 string, so all events of one dossier share a partition",
+        }
+    }
+
+    /// The retention a topic gets. `motcua topics create` (motcua-kafka's `create_topics`)
+    /// sets no topic configuration: change this with it.
+    pub const fn retention_doc(self) -> &'static str {
+        match self {
+            Topic::DeadLetter => {
+                "not set at creation, so the broker's default (`log.retention.ms` / `log.retention.hours`) \
+                 applies. Give it one, e.g. 30 days (`retention.ms=2592000000`): a dead letter keeps a prefix of \
+                 the original message, which can hold personal data; read access for operators only"
+            }
+            _ => {
+                "not set at creation, so the broker's default (`log.retention.ms` / `log.retention.hours`) \
+                 applies; set it to the province's records policy"
+            }
+        }
+    }
+
     /// Confluent TopicNameStrategy subject of the message value.
     pub fn value_subject(self) -> String {
         format!("{}-value", self.name())
