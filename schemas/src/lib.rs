@@ -3,6 +3,7 @@
 //! Confluent wire format.
 
 mod codec;
+pub mod dictionary;
 mod error;
 mod events;
 pub mod limits;
@@ -13,7 +14,7 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
 }
 
-pub use codec::{Codec, SchemaSet, SchemaVersion};
+pub use codec::{Codec, FetchedSchema, LookupError, SchemaSet, SchemaVersion, WriterSchemas};
 pub use error::{Error, Result};
 pub use events::*;
 pub use limits::{Limits, Validate, Violation};
