@@ -69,7 +69,12 @@ async fn duplicate_failed_and_reordered_confirmations_pay_each_dossier_once() {
         duplicate_rate: 0.5,
         seed: 7,
     };
-    let gateway = tokio::spawn(gateway_sim::run(kafka.clone(), sim, shutdown));
+    let gateway = tokio::spawn(gateway_sim::run(
+        kafka.clone(),
+        Codec::embedded().expect("codec"),
+        sim,
+        shutdown,
+    ));
 
     let all_paid = |s: &[Read]| {
         s.iter()

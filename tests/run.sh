@@ -98,6 +98,19 @@ if ! command -v kcat >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq kcat >/dev/null
 fi
 
+# --- Python third-party clients: confluent-kafka (with its Schema Registry Avro
+# deserializer) and pyarrow, pinned, in a virtualenv cached per requirements file -------
+py_req="$root/tests/python/requirements.txt"
+py_env="${XDG_CACHE_HOME:-$HOME/.cache}/motcua/pyenv-$(sha256sum "$py_req" | cut -c1-16)"
+if [ ! -x "$py_env/bin/python" ] || [ ! -f "$py_env/.complete" ]; then
+  log "installing the Python test clients into $py_env (pip, pinned)"
+  rm -rf "$py_env"
+  python3 -m venv "$py_env"
+  "$py_env/bin/pip" install --quiet --disable-pip-version-check -r "$py_req"
+  touch "$py_env/.complete"
+fi
+export MOTCUA_TEST_PYTHON="$py_env/bin/python"
+
 log "building"
 cargo build --workspace --all-targets --locked
 log "running the tests"

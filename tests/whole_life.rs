@@ -114,7 +114,12 @@ async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_
         max_delay_ms: 50,
         ..GatewaySimConfig::default()
     };
-    let gateway_task = tokio::spawn(gateway_sim::run(kafka.clone(), gateway, shutdown.clone()));
+    let gateway_task = tokio::spawn(gateway_sim::run(
+        kafka.clone(),
+        codec.clone(),
+        gateway,
+        shutdown.clone(),
+    ));
 
     let collector = Collector::start(&kafka, &[Topic::Completed, Topic::Status]);
     let mut g = Generator::new(&r, "22", 6).expect("province").with_world(&world);

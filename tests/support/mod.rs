@@ -533,3 +533,80 @@ impl Drop for Stunnel {
         let _ = self.child.wait();
     }
 }
+
+/// A Confluent-compatible Schema Registry (`rivven-schema`, which tests/run.sh installs
+/// and names in MOTCUA_TEST_SCHEMA_REGISTRY) on a free port, killed on drop.
+pub struct SchemaRegistryServer {
+    child: Child,
+    pub port: u16,
+    pub url: String,
+}
+
+impl SchemaRegistryServer {
+    pub fn start() -> Self {
+        let bin = std::env::var("MOTCUA_TEST_SCHEMA_REGISTRY").unwrap_or_else(|_| {
+            panic!("MOTCUA_TEST_SCHEMA_REGISTRY is not set: run tests/run.sh (it installs rivven-schema)")
+        });
+        let port = free_port();
+        let child = Command::new(bin)
+            .args([
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--log-level",
+                "warn",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the schema registry");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for SchemaRegistryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Python interpreter with the third-party clients of tests/python/requirements.txt
+/// (tests/run.sh makes the virtualenv).
+pub fn python() -> Command {
+    let py = std::env::var("MOTCUA_TEST_PYTHON")
+        .unwrap_or_else(|_| panic!("MOTCUA_TEST_PYTHON is not set: run tests/run.sh (it installs the Python clients)"));
+    Command::new(py)
+}
+
+/// Messages a topic holds: the sum over its partitions of high minus low watermark.
+pub fn topic_message_count(kafka: &KafkaConfig, topic: &str) -> i64 {
+    use rdkafka::consumer::BaseConsumer;
+    let consumer: BaseConsumer = kafka
+        .consumer_config("motcua-test-watermarks", "motcua-test-watermarks")
+        .create()
+        .expect("consumer");
+    let meta = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut n = 0;
+    for t in meta.topics() {
+        for p in t.partitions() {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .expect("watermarks");
+            n += high - low;
+        }
+    }
+    n
+}

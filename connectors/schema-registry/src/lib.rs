@@ -15,6 +15,9 @@ use motcua_security::TlsFiles;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
+mod worker;
+pub use worker::{same_schema, IdPolicy, StartupError};
+
 /// The media type of the REST API's requests and answers.
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
@@ -176,6 +179,36 @@ impl SchemaRegistry {
             )
             .await?;
         Ok(())
+    }
+
+    /// The compatibility level `subject` is checked with: its own, or the registry's
+    /// default when it has none (40408).
+    pub async fn compatibility(&self, subject: &str) -> Result<String> {
+        let level = |v: &Value| {
+            v["compatibilityLevel"]
+                .as_str()
+                .or_else(|| v["compatibility"].as_str())
+                .map(str::to_owned)
+        };
+        match self
+            .send::<Value>("get compatibility", self.http.get(self.url(&["config", subject])))
+            .await
+        {
+            Ok(v) if level(&v).is_some() => return Ok(level(&v).unwrap_or_default()),
+            Ok(_)
+            | Err(Error::Api {
+                error_code: 40408 | 40401 | 404,
+                ..
+            }) => {}
+            Err(e) => return Err(e),
+        }
+        let global: Value = self
+            .send("get compatibility", self.http.get(self.url(&["config"])))
+            .await?;
+        level(&global).ok_or_else(|| Error::Unexpected {
+            what: "get compatibility".into(),
+            detail: "no compatibilityLevel".into(),
+        })
     }
 
     /// Whether `schema` may be registered under `subject` (against the versions its level

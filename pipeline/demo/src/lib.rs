@@ -90,6 +90,10 @@ pub struct DemoArgs {
     /// `demo-<time>.` prefix).
     #[arg(long)]
     brokers: Option<String>,
+    /// Register the schemas in this Confluent-compatible Schema Registry and write its
+    /// ids (every stage, simulator and the portal), as a deployment with one does.
+    #[arg(long)]
+    schema_registry: Option<String>,
     /// Use this database (postgres://… or sqlite:…) instead of embedded SQLite files in a
     /// temporary directory.
     #[arg(long)]
@@ -351,6 +355,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         c.result.jwks_file = Some(jwks_file.clone());
         // The demo serves the status API itself, so that it outlives the stages.
         c.track.api_listen = String::new();
+        c.schema_registry.url = args.schema_registry.clone();
         if name == motcua_schemas::component::TRACK {
             // The projection takes every event of every dossier: larger batches, fewer
             // transactions.
@@ -360,8 +365,19 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         c.validate()?;
         Ok(c)
     };
-    let codec = Codec::embedded()?;
     let (stop, shutdown) = Shutdown::channel();
+    // One codec for every writer of the run: the registry's ids when one is given.
+    let codec = match &args.schema_registry {
+        None => Codec::embedded()?,
+        Some(url) => {
+            let c = stage_config(motcua_schemas::component::INTAKE)?;
+            let codec = motcua_wiring::schemas::codec(&c, &shutdown)
+                .await?
+                .context("stopped while waiting for the schema registry")?;
+            println!("  schemas  registry {url}: ids {}", registry_ids(&codec));
+            codec
+        }
+    };
     let observed = Arc::new(Mutex::new(Observed::starting_at(now_ms())));
     let observer = observe::start(&kafka, codec.clone(), observed.clone(), shutdown.clone()).await?;
 
@@ -404,7 +420,12 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         duplicate_rate: args.gateway_duplicate_rate,
         seed: args.seed,
     };
-    let gateway_task = tokio::spawn(gateway_sim::run(kafka.clone(), gateway, shutdown.clone()));
+    let gateway_task = tokio::spawn(gateway_sim::run(
+        kafka.clone(),
+        codec.clone(),
+        gateway,
+        shutdown.clone(),
+    ));
 
     // The status API over the projection, while the run lasts (and after, with
     // --keep-serving).
@@ -731,3 +752,12 @@ async fn registry_figures(url: &str, client: Option<&HttpRegistries>) -> report:
 
 /// The key id the demo's result stage signs with.
 const DEMO_SIGNING_KEY_ID: &str = "demo-result-key";
+
+/// `topic=id` for every topic, as the report prints them.
+fn registry_ids(codec: &Codec) -> String {
+    Topic::ALL
+        .iter()
+        .map(|t| format!("{}={}", t.name(), codec.schemas().latest(*t).id))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

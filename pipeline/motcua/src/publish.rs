@@ -23,7 +23,14 @@ pub(crate) async fn publish_file(cfg: &Config, file: &Path, dry_run: bool) -> Re
             std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
         ))
     };
-    let codec = Codec::embedded()?;
+    let codec = if dry_run {
+        Codec::embedded()?
+    } else {
+        match motcua_wiring::schemas::codec(cfg, &motcua_runtime::Shutdown::on_signals()).await? {
+            Some(codec) => codec,
+            None => return Ok(ExitCode::FAILURE),
+        }
+    };
     let mut publisher = if dry_run {
         None
     } else {

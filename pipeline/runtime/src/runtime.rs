@@ -646,6 +646,13 @@ async fn consume_loop<S: Stage>(
         summary.consumed += batch.len() as u64;
         summary.batches += 1;
 
+        // Writer schemas published after this worker started (a newer worker's version)
+        // are fetched from the registry first; while it cannot answer, the batch waits
+        // like any retryable failure: these messages are not at fault.
+        if !learn_writers(codec, &batch, cfg, name, shutdown).await? {
+            return Ok(());
+        }
+
         // Decode; what does not decode goes to the dead-letter topic without reaching the stage.
         let mut inputs = Vec::with_capacity(batch.len());
         let mut slots: Vec<std::result::Result<usize, (String, String)>> = Vec::with_capacity(batch.len());
@@ -1093,6 +1100,42 @@ fn handle_isolating<'a, S: Stage>(
         outcomes.extend(rest);
         Ok(Some(outcomes))
     })
+}
+
+/// Makes every writer schema of the batch known to the codec (see
+/// [`Codec::learn_writers`]), retrying within the retry budget. `Ok(false)`: shutdown.
+async fn learn_writers(
+    codec: &Codec,
+    batch: &[Received],
+    cfg: &RuntimeConfig,
+    stage: &'static str,
+    shutdown: &Shutdown,
+) -> Result<bool> {
+    let started = Instant::now();
+    let mut delay = cfg.retry_initial;
+    loop {
+        let err = match codec
+            .learn_writers(batch.iter().filter_map(|m| m.payload.as_deref()))
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(e) => e.to_string(),
+        };
+        if started.elapsed() >= cfg.retry_budget {
+            telemetry::batch_retries_exhausted(stage);
+            return Err(Error::Fatal {
+                stage: stage.to_owned(),
+                reason: format!("still failing after {:?} of retries: {err}", cfg.retry_budget),
+            });
+        }
+        telemetry::batch_retrying(stage, &err, delay);
+        let mut sd = shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = sd.wait() => return Ok(false),
+        }
+        delay = (delay * 2).min(cfg.retry_max);
+    }
 }
 
 /// Handles a batch, retrying retryable failures within the budget. `Some(Err(..))`: the

@@ -49,10 +49,10 @@ pub struct GatewayStats {
 /// Runs until `shutdown`. Returns the counts.
 pub async fn run(
     kafka: KafkaConfig,
+    codec: Codec,
     cfg: GatewaySimConfig,
     mut shutdown: Shutdown,
 ) -> Result<Arc<GatewayStats>, rdkafka::error::KafkaError> {
-    let codec = Codec::embedded().map_err(|_| rdkafka::error::KafkaError::Canceled)?;
     let consumer: StreamConsumer = kafka
         .consumer_config(&kafka.group("gateway-sim"), "motcua-gateway-sim")
         .create()?;

@@ -24,6 +24,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub result: ResultConfig,
     pub track: TrackConfig,
+    pub schema_registry: SchemaRegistryConfig,
     /// Limits at the door: what a decoded input may hold before a stage acts on it.
     pub limits: motcua_schemas::Limits,
 }
@@ -156,6 +157,82 @@ impl TrackConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// A Confluent-compatible Schema Registry. Without `url`, schema ids come from the
+/// table compiled into the binary (`schemas/schema-ids.csv`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemaRegistryConfig {
+    /// e.g. `https://schema-registry.example.gov.vn:8081`.
+    pub url: Option<String>,
+    /// Register this build's schemas at start-up (the registry answers the existing id
+    /// for a schema it holds and refuses an incompatible one). Off: only look them up, and
+    /// refuse to start if one is missing (`motcua schemas register` is then a deploy step).
+    pub auto_register: bool,
+    pub timeout_ms: u64,
+    /// While the registry cannot be reached at start-up the worker waits, retrying with
+    /// backoff up to this interval, instead of exiting (no crash loop).
+    pub startup_retry_max_ms: u64,
+    /// TLS to an `https://` registry: `ca_file`, and `cert_file` + `key_file` for mutual TLS.
+    pub tls: motcua_security::TlsFiles,
+    /// Basic authentication (Confluent's `basic.auth.user.info`): the user, and the
+    /// password from a file or an environment variable.
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    /// Or a bearer token, from a file or an environment variable.
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
+}
+
+impl Default for SchemaRegistryConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            auto_register: true,
+            timeout_ms: 5_000,
+            startup_retry_max_ms: 30_000,
+            tls: motcua_security::TlsFiles::default(),
+            username: None,
+            password_file: None,
+            password_env: None,
+            token_file: None,
+            token_env: None,
+        }
+    }
+}
+
+impl SchemaRegistryConfig {
+    /// The client's settings, or `None` without a registry.
+    pub fn client(&self) -> Result<Option<motcua_schema_registry::RegistryConfig>> {
+        let Some(url) = self.url.as_deref().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        let password = motcua_security::SecretSource::new(self.password_file.clone(), self.password_env.clone());
+        let token = motcua_security::SecretSource::new(self.token_file.clone(), self.token_env.clone());
+        let auth = match (&self.username, password.is_set(), token.is_set()) {
+            (_, _, true) if self.username.is_some() || password.is_set() => {
+                bail!("schema_registry: set either username + password_file/password_env (basic) or token_file/token_env (bearer), not both")
+            }
+            (None, false, false) => motcua_security::http::HttpAuth::None,
+            (None, false, true) => motcua_security::http::HttpAuth::Bearer(token),
+            (Some(user), true, false) => motcua_security::http::HttpAuth::Basic {
+                user: user.clone(),
+                password,
+            },
+            _ => bail!("schema_registry: basic authentication needs both username and password_file (or password_env)"),
+        };
+        if self.timeout_ms == 0 || self.startup_retry_max_ms == 0 {
+            bail!("schema_registry.timeout_ms and schema_registry.startup_retry_max_ms must be > 0");
+        }
+        Ok(Some(motcua_schema_registry::RegistryConfig {
+            url: url.to_owned(),
+            tls: self.tls.clone(),
+            auth,
+            timeout: Duration::from_millis(self.timeout_ms),
+        }))
     }
 }
 
@@ -412,6 +489,7 @@ impl Config {
         }
         self.routing.files()?;
         self.track.validate()?;
+        self.schema_registry.client()?;
         if self.registries.audit == AuditTarget::Database && !self.database.url.starts_with("postgres") {
             bail!(
                 "registries.audit = \"database\" needs a PostgreSQL database.url; use \"log\" with the embedded store"
@@ -513,6 +591,29 @@ mod tests {
         assert_eq!(cfg.routing.reload_check_s, 10);
         // The documented limits are the defaults.
         assert_eq!(cfg.limits, motcua_schemas::Limits::default());
+    }
+
+    #[test]
+    fn schema_registry_credentials_are_one_kind_and_complete() {
+        let none = parse("").expect("no registry");
+        assert!(none.schema_registry.client().expect("ok").is_none());
+        let basic =
+            parse("[schema_registry]\nurl = \"https://sr:8081\"\nusername = \"u\"\npassword_env = \"SR_PASSWORD\"\n")
+                .expect("basic");
+        let client = basic.schema_registry.client().expect("ok").expect("configured");
+        assert!(matches!(client.auth, motcua_security::http::HttpAuth::Basic { .. }));
+        let both = parse(
+            "[schema_registry]\nurl = \"https://sr:8081\"\nusername = \"u\"\npassword_env = \"P\"\ntoken_env = \"T\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(both.contains("not both"), "{both}");
+        let half = parse("[schema_registry]\nurl = \"https://sr:8081\"\nusername = \"u\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(half.contains("needs both username and password"), "{half}");
+        let typo = parse("[schema_registry]\nurll = \"x\"\n").unwrap_err().to_string();
+        assert!(typo.contains("unknown field `urll`"), "{typo}");
     }
 
     #[test]

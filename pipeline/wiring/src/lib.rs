@@ -6,13 +6,15 @@
 //! - [`stages`]: the stage table — every stage declared once, with its inputs, timers,
 //!   side services and how it is built from the configuration;
 //! - [`registries`]: the registry connectors a verify worker asks, as configured;
-//! - [`keys`]: the result stage's signing keys.
+//! - [`keys`]: the result stage's signing keys;
+//! - [`schemas`]: the codec, with the compiled-in ids or a Schema Registry's.
 //!
 //! An application crate: errors are `anyhow` with context for the person reading them.
 
 pub mod config;
 pub mod keys;
 pub mod registries;
+pub mod schemas;
 pub mod stages;
 
 pub use config::Config;
