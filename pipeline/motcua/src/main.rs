@@ -1,9 +1,11 @@
 //! `motcua`: run a stage worker, administer topics, publish dossiers, or try the whole
 //! thing with `motcua demo`.
 
+mod export_cmd;
 mod portal_json;
 mod publish;
 mod registry;
+mod schemas_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +57,11 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// The topics' schemas and the Schema Registry: register, check, list, dictionary.
+    Schemas {
+        #[command(subcommand)]
+        command: schemas_cmd::SchemasCommand,
+    },
     /// Administer the topics of the flow.
     Topics {
         #[command(subcommand)]
@@ -98,6 +105,10 @@ enum Command {
     /// in-process Kafka broker and embedded stores, the outside world simulated; prints
     /// a summary and writes a report checked against the database.
     Demo(motcua_demo::DemoArgs),
+    /// Write the events of a time range to Parquet files, partitioned by topic and UTC
+    /// date (DIR/topic=<topic>/date=<YYYY-MM-DD>/), for DuckDB, pandas or Spark. Reads
+    /// by Kafka timestamp, commits no offsets; re-exporting a range replaces its files.
+    Export(export_cmd::ExportArgs),
     /// Serve the registry gateway API (population, land, business) from a synthetic,
     /// seeded world, with injectable faults — a stand-in for the national databases.
     RegistrySim(registry::SimArgs),
@@ -301,6 +312,7 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Run { stage, common } => run_stage(&stage, &common).await,
+        Command::Schemas { command } => schemas_cmd::run(command).await,
         Command::Topics {
             command:
                 TopicsCommand::Create {
@@ -344,6 +356,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => motcua_demo::run(args).await,
+        Command::Export(args) => export_cmd::run(args).await,
         Command::RegistrySim(args) => registry::simulate(args).await,
         Command::GatewaySim {
             min_delay_ms,
@@ -364,7 +377,11 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 duplicate_rate,
                 seed,
             };
-            let stats = motcua_simulators::gateway::run(cfg.kafka.clone(), sim, Shutdown::on_signals()).await?;
+            let shutdown = Shutdown::on_signals();
+            let Some(codec) = motcua_wiring::schemas::codec(&cfg, &shutdown).await? else {
+                return Ok(ExitCode::SUCCESS);
+            };
+            let stats = motcua_simulators::gateway::run(cfg.kafka.clone(), codec, sim, shutdown).await?;
             info!(?stats, "gateway simulator stopped");
             Ok(ExitCode::SUCCESS)
         }
@@ -394,13 +411,11 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                     refusal_rate,
                 },
             );
-            motcua_runtime::run(
-                Arc::new(office),
-                Codec::embedded()?,
-                cfg.runtime(),
-                Shutdown::on_signals(),
-            )
-            .await?;
+            let shutdown = Shutdown::on_signals();
+            let Some(codec) = motcua_wiring::schemas::codec(&cfg, &shutdown).await? else {
+                return Ok(ExitCode::SUCCESS);
+            };
+            motcua_runtime::run(Arc::new(office), codec, cfg.runtime(), shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ResultKey {
@@ -501,7 +516,11 @@ async fn run_stage(name: &str, common: &Common) -> Result<ExitCode> {
     for work in spec.also {
         info!(stage = spec.name, "also runs {work}");
     }
-    let summary = (spec.launch)(Launch::new(spec, cfg, reference, Codec::embedded()?, shutdown)).await?;
+    let Some(codec) = motcua_wiring::schemas::codec(&cfg, &shutdown).await? else {
+        info!("stopped while waiting for the schema registry");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let summary = (spec.launch)(Launch::new(spec, cfg, reference, codec, shutdown)).await?;
     info!(
         consumed = summary.consumed,
         processed = summary.processed,
