@@ -710,3 +710,23 @@ async fn the_registry_is_reached_over_tls_only_with_the_configured_authority() {
         "{stderr}"
     );
 }
+
+#[test]
+fn one_shot_commands_fail_at_once_when_the_registry_is_unreachable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("none.jsonl");
+    std::fs::write(&empty, "").expect("write");
+    let started = Instant::now();
+    let out = motcua()
+        .arg("publish")
+        .arg(&empty)
+        .env("MOTCUA_KAFKA__BROKERS", "127.0.0.1:1")
+        .env("MOTCUA_SCHEMA_REGISTRY__URL", format!("http://127.0.0.1:{}", free_port()))
+        .output()
+        .expect("motcua publish");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(20), "no waiting in a one-shot command");
+    assert!(stderr.contains("schema registry") && stderr.contains("unreachable"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -92,9 +92,7 @@ pub(crate) async fn run(args: ExportArgs) -> Result<ExitCode> {
         out_dir: args.out.clone(),
         max_rows_per_file: usize::try_from(args.max_rows_per_file).unwrap_or(usize::MAX),
     };
-    let Some(codec) = motcua_wiring::schemas::codec(&cfg, &shutdown).await? else {
-        bail!("interrupted while waiting for the schema registry; nothing was exported");
-    };
+    let codec = motcua_wiring::schemas::codec_once(&cfg).await?;
     let mut interrupted = shutdown.clone();
     let summary = tokio::select! {
         r = motcua_export::export(&cfg.kafka, &codec, &opts) => r?,

@@ -26,10 +26,7 @@ pub(crate) async fn publish_file(cfg: &Config, file: &Path, dry_run: bool) -> Re
     let codec = if dry_run {
         Codec::embedded()?
     } else {
-        match motcua_wiring::schemas::codec(cfg, &motcua_runtime::Shutdown::on_signals()).await? {
-            Some(codec) => codec,
-            None => return Ok(ExitCode::FAILURE),
-        }
+        motcua_wiring::schemas::codec_once(cfg).await?
     };
     let mut publisher = if dry_run {
         None

@@ -35,6 +35,18 @@ pub fn registry(cfg: &Config) -> Result<Option<SchemaRegistry>> {
 /// would only be restarted into the same wait. `Ok(None)`: shutdown requested meanwhile.
 /// A registry that refuses this build's schemas is an error naming the subject.
 pub async fn codec(cfg: &Config, shutdown: &Shutdown) -> Result<Option<Codec>> {
+    build(cfg, Some(shutdown)).await
+}
+
+/// The codec for a one-shot command (`publish`, `export`): a registry that cannot be
+/// reached is an error at once, not a wait.
+pub async fn codec_once(cfg: &Config) -> Result<Codec> {
+    build(cfg, None)
+        .await?
+        .context("stopped while reaching the schema registry")
+}
+
+async fn build(cfg: &Config, shutdown: Option<&Shutdown>) -> Result<Option<Codec>> {
     let embedded = SchemaSet::embedded()?;
     let Some(registry) = registry(cfg)? else {
         return Ok(Some(Codec::new(embedded)));
@@ -47,6 +59,13 @@ pub async fn codec(cfg: &Config, shutdown: &Shutdown) -> Result<Option<Codec>> {
     };
     let max_wait = Duration::from_millis(cfg.schema_registry.startup_retry_max_ms);
     let mut wait = Duration::from_millis(500).min(max_wait);
+    let Some(shutdown) = shutdown else {
+        return match registry.worker_schemas(&embedded, |t| subject(cfg, t), policy).await {
+            Ok(set) => Ok(Some(Codec::new(set).with_writer_schemas(Arc::new(registry)))),
+            Err(e @ (StartupError::Incompatible { .. } | StartupError::NotRegistered { .. })) => bail!("{e}"),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("schema registry at {url}"))),
+        };
+    };
     let mut shutdown = shutdown.clone();
     for attempt in 1u64.. {
         match registry.worker_schemas(&embedded, |t| subject(cfg, t), policy).await {

@@ -121,6 +121,8 @@ impl Payment {
             // Verified again after its bill was paid (a replay of the topic, or the same
             // dossier resubmitted): the payment stands; re-emit its identical event
             // rather than asking the citizen to pay twice.
+            // Stored by a newer worker, perhaps with a version this one has not seen.
+            let _ = self.codec.learn_writers([bill.verified_payload.as_slice()]).await;
             let original: DossierVerified = self
                 .codec
                 .decode(&bill.verified_payload)
@@ -219,6 +221,7 @@ impl Payment {
         let due = self.store.bills_due_for_expiry(now_ms, 1_000).await?;
         let mut out = Vec::with_capacity(due.len());
         for b in due {
+            let _ = self.codec.learn_writers([b.verified_payload.as_slice()]).await;
             let Ok(v) = self.codec.decode::<DossierVerified>(&b.verified_payload) else {
                 continue;
             };

@@ -308,6 +308,9 @@ impl<R: Registries> Verify<R> {
             tick.done.push(p.dossier_id);
         }
         let looked = join_all(undecided.into_iter().map(|p| async move {
+            // Parked by a newer worker, perhaps with a schema version this one has not
+            // seen yet: fetched from the registry (if any) first.
+            let _ = self.codec.learn_writers([p.payload.as_slice()]).await;
             let accepted: Result<DossierAccepted, _> = self.codec.decode(&p.payload);
             let looked = match &accepted {
                 Ok(a) => Some(self.look_up(a).await),
