@@ -635,9 +635,11 @@ async fn a_third_party_consumer_reads_every_topic_of_a_whole_pipeline_run_throug
         let n = |k: &str| r[k].as_i64().unwrap_or(-1);
         let total = topic_message_count(&kafka, name);
         eprintln!(
-            "  {name:<48} messages {:>6}  decoded {:>6}  not Avro {:>4}  errors {}  ids {}",
+            "  {name:<20} messages {:>6}  decoded {:>6}  distinct events {:>6}  dossiers {:>5}  not Avro {:>4}  errors {}  ids {}",
             n("messages"),
             n("decoded"),
+            n("events"),
+            n("dossiers"),
             n("not_avro"),
             n("errors"),
             r["schema_ids"]
@@ -649,6 +651,8 @@ async fn a_third_party_consumer_reads_every_topic_of_a_whole_pipeline_run_throug
             "{name}: every Avro message decodes through the registry\n{py_err}"
         );
         assert_eq!(n("decoded") + n("not_avro"), total, "{name}");
+        assert!(n("events") > 0 || n("decoded") == 0, "{name}: every event has an id");
+        assert!(n("events") <= n("decoded"), "{name}");
         let topic = Topic::ALL.into_iter().find(|t| t.name() == name).expect("one of ours");
         if topic != Topic::Submitted {
             assert_eq!(n("not_avro"), 0, "{name}: only portals publish non-Avro mistakes");

@@ -5,7 +5,10 @@ from the beginning to the end it finds at start, finds each message's writer sch
 registry by the id in its first five bytes, and prints what it read as JSON:
 
     {"<topic>": {"messages": N, "decoded": N, "not_avro": N, "errors": N,
-                 "schema_ids": [...], "fields": [...], "dossiers": N}}
+                 "schema_ids": [...], "fields": [...], "dossiers": N, "events": N}}
+
+("events" counts distinct event ids: at-least-once stages may write an event twice, byte
+for byte, and a consumer that counts deduplicates by event id.)
 
 Usage: consume_all.py --bootstrap HOST:PORT --registry URL TOPIC [TOPIC...]
        (add --registry-user USER:PASSWORD for basic authentication)
@@ -58,7 +61,7 @@ def main() -> int:
             return 2
         report[topic] = {
             "messages": 0, "decoded": 0, "not_avro": 0, "errors": 0,
-            "schema_ids": set(), "fields": set(), "dossiers": set(),
+            "schema_ids": set(), "fields": set(), "dossiers": set(), "events": set(),
         }
         for partition in meta.partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
@@ -96,6 +99,8 @@ def main() -> int:
         r["decoded"] += 1
         r["schema_ids"].add(int.from_bytes(value[1:5], "big"))
         r["fields"].update(record.keys())
+        if record.get("event_id"):
+            r["events"].add(record["event_id"])
         if record.get("dossier_id"):
             r["dossiers"].add(record["dossier_id"])
     consumer.close()
@@ -107,6 +112,7 @@ def main() -> int:
         r["schema_ids"] = sorted(r["schema_ids"])
         r["fields"] = sorted(r["fields"])
         r["dossiers"] = len(r["dossiers"])
+        r["events"] = len(r["events"])
     json.dump(report, sys.stdout, indent=1, sort_keys=True)
     print()
     return 0
