@@ -299,6 +299,8 @@ impl<R: Registries> Verify<R> {
         let mut tick = Tick::default();
         for p in decided {
             let stored = p.decision.as_deref().unwrap_or_default();
+            // Stored by a newer worker, perhaps with versions this one has not seen.
+            let _ = self.codec.learn_writers(decision_frames(stored)).await;
             tick.events.extend(decode_decision(&self.codec, stored).map_err(|e| {
                 StageError::Fatal(format!(
                     "the stored decision of dossier {} does not decode: {e}",
@@ -371,6 +373,21 @@ fn encode_decision(codec: &Codec, events: &[AnyEvent]) -> Result<Vec<u8>, StageE
         out.extend_from_slice(&framed);
     }
     Ok(out)
+}
+
+/// The framed messages of a stored decision (as far as it parses).
+fn decision_frames(mut bytes: &[u8]) -> Vec<&[u8]> {
+    let mut frames = Vec::new();
+    while let Some((_, rest)) = bytes.split_first() {
+        let Some((len, rest)) = rest.split_first_chunk::<4>() else {
+            break;
+        };
+        let len = u32::from_be_bytes(*len) as usize;
+        let Some(framed) = rest.get(..len) else { break };
+        frames.push(framed);
+        bytes = &rest[len..];
+    }
+    frames
 }
 
 fn decode_decision(codec: &Codec, mut bytes: &[u8]) -> Result<Vec<AnyEvent>, String> {

@@ -202,6 +202,13 @@ fn a_stored_decision_decodes_to_the_same_events() {
     ];
     let stored = encode_decision(&codec, &events).expect("encode");
     assert_eq!(decode_decision(&codec, &stored).expect("decode"), events);
+    // Its framed messages are found without decoding them (to learn their writer ids).
+    let frames = decision_frames(&stored);
+    assert_eq!(frames.len(), events.len());
+    for f in frames {
+        assert_eq!(Codec::schema_id(f).expect("framed"), codec.schemas().latest(Topic::Status).id);
+    }
+    assert_eq!(decision_frames(&stored[..stored.len() - 1]).len(), events.len() - 1);
     assert!(
         decode_decision(&codec, &stored[..stored.len() - 1]).is_err(),
         "truncated"
