@@ -173,7 +173,7 @@ impl Default for KafkaConfig {
 /// Properties we set ourselves because the delivery guarantees depend on them; a user
 /// override would silently break "no message lost".
 const PROTECTED_CONSUMER_KEYS: &[&str] = &["enable.auto.offset.store", "group.id"];
-const PROTECTED_PRODUCER_KEYS: &[&str] = &["enable.idempotence", "acks"];
+const PROTECTED_PRODUCER_KEYS: &[&str] = &["enable.idempotence", "acks", "transactional.id"];
 /// Connection security comes from `[kafka.tls]` and `[kafka.sasl]` only: an override could
 /// silently turn encryption or certificate checks off, or put a password in the file.
 const SECURITY_KEY_PREFIXES: &[&str] = &["security.protocol", "ssl.", "sasl.", "enable.ssl."];
@@ -260,7 +260,7 @@ impl KafkaConfig {
         for k in self.producer.keys() {
             if PROTECTED_PRODUCER_KEYS.contains(&k.as_str()) {
                 return Err(Error::Config(format!(
-                    "kafka.producer.\"{k}\" is managed by motcua (idempotent, acks=all) and cannot be overridden"
+                    "kafka.producer.\"{k}\" is managed by motcua (idempotent, acks=all, not transactional) and cannot be overridden"
                 )));
             }
         }
@@ -386,8 +386,6 @@ impl KafkaConfig {
         c
     }
 
-    /// An idempotent producer: no duplicates or reordering from retries, acks from all
-    /// in-sync replicas.
     /// The largest message the producer sends (`message.max.bytes`, librdkafka's
     /// default 1,000,000 unless `kafka.producer` sets it).
     pub fn max_message_bytes(&self) -> usize {
@@ -397,6 +395,8 @@ impl KafkaConfig {
             .unwrap_or(1_000_000)
     }
 
+    /// An idempotent producer: no duplicates or reordering from retries, acks from all
+    /// in-sync replicas.
     pub fn producer_config(&self, client_id: &str) -> ClientConfig {
         let mut c = self.base(client_id);
         c.set("enable.idempotence", "true")
@@ -532,6 +532,11 @@ mod tests {
         c.consumer.insert("enable.auto.offset.store".into(), "true".into());
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("cannot be overridden"), "{e}");
+        c.consumer.clear();
+        // A transactional id in the file would make every worker share one and fence the others.
+        c.producer.insert("transactional.id".into(), "x".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("kafka.producer.\"transactional.id\" is managed by motcua"), "{e}");
     }
 
     /// A CA file (content is not parsed here, only that it is PEM) and a password file.
