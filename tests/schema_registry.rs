@@ -725,12 +725,21 @@ fn one_shot_commands_fail_at_once_when_the_registry_is_unreachable() {
         .arg("publish")
         .arg(&empty)
         .env("MOTCUA_KAFKA__BROKERS", "127.0.0.1:1")
-        .env("MOTCUA_SCHEMA_REGISTRY__URL", format!("http://127.0.0.1:{}", free_port()))
+        .env(
+            "MOTCUA_SCHEMA_REGISTRY__URL",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
         .output()
         .expect("motcua publish");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(started.elapsed() < Duration::from_secs(20), "no waiting in a one-shot command");
-    assert!(stderr.contains("schema registry") && stderr.contains("unreachable"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "no waiting in a one-shot command"
+    );
+    assert!(
+        stderr.contains("schema registry") && stderr.contains("unreachable"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -536,7 +536,10 @@ mod tests {
         // A transactional id in the file would make every worker share one and fence the others.
         c.producer.insert("transactional.id".into(), "x".into());
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("kafka.producer.\"transactional.id\" is managed by motcua"), "{e}");
+        assert!(
+            e.contains("kafka.producer.\"transactional.id\" is managed by motcua"),
+            "{e}"
+        );
     }
 
     /// A CA file (content is not parsed here, only that it is PEM) and a password file.

@@ -206,7 +206,10 @@ fn a_stored_decision_decodes_to_the_same_events() {
     let frames = decision_frames(&stored);
     assert_eq!(frames.len(), events.len());
     for f in frames {
-        assert_eq!(Codec::schema_id(f).expect("framed"), codec.schemas().latest(Topic::Status).id);
+        assert_eq!(
+            Codec::schema_id(f).expect("framed"),
+            codec.schemas().latest(Topic::Status).id
+        );
     }
     assert_eq!(decision_frames(&stored[..stored.len() - 1]).len(), events.len() - 1);
     assert!(
