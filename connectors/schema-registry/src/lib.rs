@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 mod worker;
-pub use worker::{same_schema, IdPolicy, StartupError};
+pub use worker::{find_in, same_schema, IdPolicy, StartupError};
 
 /// The media type of the REST API's requests and answers.
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";

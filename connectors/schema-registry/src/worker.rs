@@ -71,17 +71,18 @@ pub fn same_schema(a: &str, b: &str) -> bool {
     }
 }
 
+/// The (id, version) under which `held` (rows of [`SchemaRegistry::held`]) has `schema`.
+pub fn find_in(held: &[(u32, String, u32, String)], schema: &str) -> Option<(u32, u32)> {
+    held.iter()
+        .find(|(_, _, _, text)| same_schema(text, schema))
+        .map(|(id, _, version, _)| (*id, *version))
+}
+
 impl SchemaRegistry {
     /// The id of `schema` under `subject` if the registry holds it, found through the
     /// versions endpoints (which every Confluent-compatible server has).
     pub async fn find(&self, subject: &str, schema: &str) -> Result<Option<(u32, u32)>> {
-        for version in self.versions(subject).await?.into_iter().rev() {
-            let (id, text) = self.version(subject, version).await?;
-            if same_schema(&text, schema) {
-                return Ok(Some((id, version)));
-            }
-        }
-        Ok(None)
+        Ok(find_in(&self.held(subject).await?, schema))
     }
 
     /// Every version the registry holds for `subject`: (id, subject, version, schema).
@@ -109,8 +110,10 @@ impl SchemaRegistry {
         for topic in Topic::ALL {
             let subject = subject_of(topic);
             let mine = embedded.latest(topic);
-            let id = match policy {
-                IdPolicy::Register => match self.register(&subject, &mine.text).await {
+            let versions = self.held(&subject).await.map_err(classify)?;
+            let id = match (find_in(&versions, &mine.text), policy) {
+                (Some((id, _)), _) => id,
+                (None, IdPolicy::Register) => match self.register(&subject, &mine.text).await {
                     Ok(id) => id,
                     Err(e) if e.is_incompatible() => {
                         return Err(StartupError::Incompatible {
@@ -124,17 +127,14 @@ impl SchemaRegistry {
                     }
                     Err(e) => return Err(classify(e)),
                 },
-                IdPolicy::LookUp => match self.find(&subject, &mine.text).await.map_err(classify)? {
-                    Some((id, _)) => id,
-                    None => {
-                        return Err(StartupError::NotRegistered {
-                            subject,
-                            file: mine.file.clone(),
-                        })
-                    }
-                },
+                (None, IdPolicy::LookUp) => {
+                    return Err(StartupError::NotRegistered {
+                        subject,
+                        file: mine.file.clone(),
+                    })
+                }
             };
-            held.extend(self.held(&subject).await.map_err(classify)?);
+            held.extend(versions);
             own.push((topic, id, subject));
         }
         Ok(embedded.from_registry(&own, held)?)

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use clap::Subcommand;
-use motcua_schema_registry::{same_schema, Compatibility, SchemaRegistry};
+use motcua_schema_registry::{find_in, same_schema, Compatibility, SchemaRegistry};
 use motcua_schemas::{SchemaSet, SchemaVersion, Topic};
 use motcua_wiring::schemas::subject;
 use motcua_wiring::Config;
@@ -120,9 +120,8 @@ async fn register(cfg: &Config) -> Result<ExitCode> {
             .iter()
             .find(|(t, _, _)| t.value_subject() == v.subject)
             .context("a committed version of a subject that is not a topic")?;
-        let existing = held.iter().find(|(_, _, _, text)| same_schema(text, &v.text));
-        let (id, what) = match existing {
-            Some((id, _, version, _)) => (*id, format!("already version {version}")),
+        let (id, what) = match find_in(held, &v.text) {
+            Some((id, version)) => (id, format!("already version {version}")),
             None => match registry.register(subject, &v.text).await {
                 Ok(id) => (id, "registered".to_owned()),
                 Err(e) if e.is_incompatible() => {
@@ -174,7 +173,8 @@ async fn check(cfg: &Config, dir: Option<PathBuf>) -> Result<ExitCode> {
             continue;
         }
         let mine = tree.latest(topic);
-        if let Some((id, version)) = registry.find(&subject, &mine.text).await.context("schema registry")? {
+        let held = registry.held(&subject).await.context("schema registry")?;
+        if let Some((id, version)) = find_in(&held, &mine.text) {
             println!(
                 "{subject:<32} ok            {} is version {version} (id {id})",
                 mine.file
@@ -182,7 +182,6 @@ async fn check(cfg: &Config, dir: Option<PathBuf>) -> Result<ExitCode> {
             continue;
         }
         let level = registry.compatibility(&subject).await.context("schema registry")?;
-        let held = registry.held(&subject).await.context("schema registry")?;
         let by_avro = avro_verdict(&level, &held, &mine.schema);
         let (ok, messages) = registry
             .check_compatibility(&subject, &mine.text)
