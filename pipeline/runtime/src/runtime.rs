@@ -1111,31 +1111,19 @@ async fn learn_writers(
     stage: &'static str,
     shutdown: &Shutdown,
 ) -> Result<bool> {
-    let started = Instant::now();
-    let mut delay = cfg.retry_initial;
-    loop {
-        let err = match codec
-            .learn_writers(batch.iter().filter_map(|m| m.payload.as_deref()))
-            .await
-        {
-            Ok(_) => return Ok(true),
-            Err(e) => e.to_string(),
-        };
-        if started.elapsed() >= cfg.retry_budget {
-            telemetry::batch_retries_exhausted(stage);
-            return Err(Error::Fatal {
-                stage: stage.to_owned(),
-                reason: format!("still failing after {:?} of retries: {err}", cfg.retry_budget),
-            });
-        }
-        telemetry::batch_retrying(stage, &err, delay);
-        let mut sd = shutdown.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = sd.wait() => return Ok(false),
-        }
-        delay = (delay * 2).min(cfg.retry_max);
-    }
+    let learned = retrying(stage, cfg, shutdown, || async {
+        Ok(
+            match codec
+                .learn_writers(batch.iter().filter_map(|m| m.payload.as_deref()))
+                .await
+            {
+                Ok(_) => Attempt::Done(()),
+                Err(e) => Attempt::Retry(e.to_string()),
+            },
+        )
+    })
+    .await?;
+    Ok(learned.is_some())
 }
 
 /// Handles a batch, retrying retryable failures within the budget. `Some(Err(..))`: the
@@ -1149,35 +1137,60 @@ async fn handle_with_retry<S: Stage>(
     if inputs.is_empty() {
         return Ok(Some(Ok(Vec::new())));
     }
+    retrying(stage.name(), cfg, shutdown, || async {
+        match stage.handle_batch(inputs).await {
+            Ok(o) => Ok(Attempt::Done(Ok(o))),
+            Err(StageError::Refused { reason_code, reason }) => Ok(Attempt::Done(Err((reason_code, reason)))),
+            Err(StageError::Fatal(reason)) => Err(Error::Fatal {
+                stage: stage.name().to_owned(),
+                reason,
+            }),
+            Err(StageError::Retryable(reason)) => Ok(Attempt::Retry(reason)),
+        }
+    })
+    .await
+}
+
+/// One try of something the runtime retries.
+enum Attempt<T> {
+    Done(T),
+    /// Failed for a reason that may pass (a store or registry not answering).
+    Retry(String),
+}
+
+/// Runs `attempt` until it is done, with doubling delays from `retry_initial` up to
+/// `retry_max`; past `retry_budget` the worker stops (fatal). `Ok(None)`: shutdown.
+async fn retrying<T, F, Fut>(
+    stage: &'static str,
+    cfg: &RuntimeConfig,
+    shutdown: &Shutdown,
+    mut attempt: F,
+) -> Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Attempt<T>>>,
+{
     let started = Instant::now();
     let mut delay = cfg.retry_initial;
     loop {
-        match stage.handle_batch(inputs).await {
-            Ok(o) => return Ok(Some(Ok(o))),
-            Err(StageError::Refused { reason_code, reason }) => return Ok(Some(Err((reason_code, reason)))),
-            Err(StageError::Fatal(reason)) => {
-                return Err(Error::Fatal {
-                    stage: stage.name().to_owned(),
-                    reason,
-                })
-            }
-            Err(StageError::Retryable(reason)) => {
-                if started.elapsed() >= cfg.retry_budget {
-                    telemetry::batch_retries_exhausted(stage.name());
-                    return Err(Error::Fatal {
-                        stage: stage.name().to_owned(),
-                        reason: format!("still failing after {:?} of retries: {reason}", cfg.retry_budget),
-                    });
-                }
-                telemetry::batch_retrying(stage.name(), &reason, delay);
-                let mut sd = shutdown.clone();
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = sd.wait() => return Ok(None),
-                }
-                delay = (delay * 2).min(cfg.retry_max);
-            }
+        let reason = match attempt().await? {
+            Attempt::Done(t) => return Ok(Some(t)),
+            Attempt::Retry(reason) => reason,
+        };
+        if started.elapsed() >= cfg.retry_budget {
+            telemetry::batch_retries_exhausted(stage);
+            return Err(Error::Fatal {
+                stage: stage.to_owned(),
+                reason: format!("still failing after {:?} of retries: {reason}", cfg.retry_budget),
+            });
         }
+        telemetry::batch_retrying(stage, &reason, delay);
+        let mut sd = shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = sd.wait() => return Ok(None),
+        }
+        delay = (delay * 2).min(cfg.retry_max);
     }
 }
 

@@ -59,14 +59,7 @@ async fn build(cfg: &Config, shutdown: Option<&Shutdown>) -> Result<Option<Codec
     };
     let max_wait = Duration::from_millis(cfg.schema_registry.startup_retry_max_ms);
     let mut wait = Duration::from_millis(500).min(max_wait);
-    let Some(shutdown) = shutdown else {
-        return match registry.worker_schemas(&embedded, |t| subject(cfg, t), policy).await {
-            Ok(set) => Ok(Some(Codec::new(set).with_writer_schemas(Arc::new(registry)))),
-            Err(e @ (StartupError::Incompatible { .. } | StartupError::NotRegistered { .. })) => bail!("{e}"),
-            Err(e) => Err(anyhow::Error::new(e).context(format!("schema registry at {url}"))),
-        };
-    };
-    let mut shutdown = shutdown.clone();
+    let mut shutdown = shutdown.cloned();
     for attempt in 1u64.. {
         match registry.worker_schemas(&embedded, |t| subject(cfg, t), policy).await {
             Ok(set) => {
@@ -74,6 +67,10 @@ async fn build(cfg: &Config, shutdown: Option<&Shutdown>) -> Result<Option<Codec
                 return Ok(Some(Codec::new(set).with_writer_schemas(Arc::new(registry))));
             }
             Err(e) if e.is_unreachable() => {
+                // Only a worker waits; a one-shot command reports it at once.
+                let Some(shutdown) = shutdown.as_mut() else {
+                    return Err(anyhow::Error::new(e).context(format!("schema registry at {url}")));
+                };
                 warn!(
                     registry = %url,
                     attempt,
