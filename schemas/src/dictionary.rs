@@ -40,6 +40,8 @@ pub(crate) fn event_json(e: &AnyEvent) -> Value {
         AnyEvent::Completed(e) => serde_json::to_value(e),
         AnyEvent::Status(e) => serde_json::to_value(e),
         AnyEvent::DeadLetter(e) => serde_json::to_value(e),
+        AnyEvent::Supplemented(e) => serde_json::to_value(e),
+        AnyEvent::Withdrawn(e) => serde_json::to_value(e),
     };
     // Our events are plain structs with string-keyed maps: serializing cannot fail.
     v.unwrap_or(Value::Null)

@@ -267,6 +267,21 @@ pub struct DossierRouted {
     pub due_at: TimestampMillis,
     pub routed_at: TimestampMillis,
     pub traceparent: Option<String>,
+    /// Added in schema v2: which calendar data computed `due_at` (`sha256:<hex>`);
+    /// `None` when read from a v1 message.
+    pub calendar_version: Option<String>,
+    /// Added in schema v2: the pauses of the legal clock before routing, oldest first
+    /// (empty when read from a v1 message).
+    pub clock_pauses: Vec<ClockPause>,
+}
+
+/// A period the legal clock stood still while the dossier waited for a supplement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockPause {
+    pub step: String,
+    pub from_at: TimestampMillis,
+    pub to_at: TimestampMillis,
+    pub paused_working_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -623,6 +638,37 @@ pub struct DeadLetter {
     pub failed_at: TimestampMillis,
 }
 
+/// Papers and fields a citizen added or corrected for a dossier waiting for them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DossierSupplemented {
+    pub event_id: String,
+    pub dossier_id: String,
+    pub dossier_code: Option<String>,
+    pub portal: String,
+    pub documents: Vec<Document>,
+    pub form_fields: BTreeMap<String, String>,
+    pub land_parcels: Option<Vec<LandParcel>>,
+    pub residence_unit_code: Option<String>,
+    pub full_name: Option<String>,
+    pub date_of_birth: Option<DateDays>,
+    pub supplemented_at: TimestampMillis,
+    pub published_at: TimestampMillis,
+    pub traceparent: Option<String>,
+}
+
+/// A citizen's withdrawal of a dossier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DossierWithdrawn {
+    pub event_id: String,
+    pub dossier_id: String,
+    pub dossier_code: Option<String>,
+    pub portal: String,
+    pub reason_code: Option<String>,
+    pub withdrawn_at: TimestampMillis,
+    pub published_at: TimestampMillis,
+    pub traceparent: Option<String>,
+}
+
 /// An event type bound to its topic. The key of every message is the dossier id
 /// (the bill reference on `payment.confirmed`, which the gateway knows), so all events
 /// of one dossier stay ordered on one partition.
@@ -658,6 +704,8 @@ event!(DossierDecided, Topic::Decided, |s| &s.dossier_id);
 event!(DossierCompleted, Topic::Completed, |s| &s.dossier_id);
 event!(DossierStatusChanged, Topic::Status, |s| &s.dossier_id);
 event!(DeadLetter, Topic::DeadLetter, |s| &s.event_id);
+event!(DossierSupplemented, Topic::Supplemented, |s| &s.dossier_id);
+event!(DossierWithdrawn, Topic::Withdrawn, |s| &s.dossier_id);
 
 /// Avro `bytes` must reach the serializer as bytes, not as a sequence of integers.
 mod avro_bytes {
@@ -749,6 +797,8 @@ pub enum AnyEvent {
     Completed(DossierCompleted),
     Status(DossierStatusChanged),
     DeadLetter(DeadLetter),
+    Supplemented(DossierSupplemented),
+    Withdrawn(DossierWithdrawn),
 }
 
 macro_rules! any_event {
@@ -789,4 +839,6 @@ any_event!(
     Completed(DossierCompleted),
     Status(DossierStatusChanged),
     DeadLetter(DeadLetter),
+    Supplemented(DossierSupplemented),
+    Withdrawn(DossierWithdrawn),
 );

@@ -404,6 +404,13 @@ impl Validate for DossierRouted {
         c.code("desk", &self.desk);
         c.at("due_at", self.due_at);
         c.at("routed_at", self.routed_at);
+        c.opt_id("calendar_version", self.calendar_version.as_deref());
+        c.count("clock_pauses", self.clock_pauses.len(), c.limits.max_documents);
+        for p in &self.clock_pauses {
+            c.code("clock_pauses.step", &p.step);
+            c.at("clock_pauses.from_at", p.from_at);
+            c.at("clock_pauses.to_at", p.to_at);
+        }
     }
 }
 
@@ -470,6 +477,62 @@ impl Validate for DossierStatusChanged {
     }
 }
 
+impl Validate for DossierSupplemented {
+    fn validate(&self, c: &mut Checker<'_>) {
+        let l = c.limits;
+        c.id("event_id", &self.event_id);
+        c.id("dossier_id", &self.dossier_id);
+        c.opt_id("dossier_code", self.dossier_code.as_deref());
+        c.code("portal", &self.portal);
+        c.count("documents", self.documents.len(), l.max_documents);
+        for d in &self.documents {
+            c.code("documents.kind", &d.kind);
+            c.text("documents.uri", &d.uri);
+            c.id("documents.sha256", &d.sha256);
+        }
+        c.count("form_fields", self.form_fields.len(), l.max_form_fields);
+        for (k, v) in &self.form_fields {
+            c.code("form_fields.key", k);
+            c.text("form_fields.value", v);
+        }
+        if let Some(parcels) = &self.land_parcels {
+            c.count("land_parcels", parcels.len(), l.max_parcels);
+            for p in parcels {
+                c.code("land_parcels.unit_code", &p.unit_code);
+            }
+        }
+        c.opt_code("residence_unit_code", self.residence_unit_code.as_deref());
+        if let Some(name) = &self.full_name {
+            c.name("full_name", name);
+        }
+        if let Some(d) = self.date_of_birth {
+            if !DATE_DAYS.contains(&d) {
+                c.fail(
+                    "TIMESTAMP_OUT_OF_RANGE",
+                    "date_of_birth",
+                    "outside 1870..2170".to_owned(),
+                );
+            }
+        }
+        c.at("supplemented_at", self.supplemented_at);
+        c.at("published_at", self.published_at);
+        c.opt_id("traceparent", self.traceparent.as_deref());
+    }
+}
+
+impl Validate for DossierWithdrawn {
+    fn validate(&self, c: &mut Checker<'_>) {
+        c.id("event_id", &self.event_id);
+        c.id("dossier_id", &self.dossier_id);
+        c.opt_id("dossier_code", self.dossier_code.as_deref());
+        c.code("portal", &self.portal);
+        c.opt_code("reason_code", self.reason_code.as_deref());
+        c.at("withdrawn_at", self.withdrawn_at);
+        c.at("published_at", self.published_at);
+        c.opt_id("traceparent", self.traceparent.as_deref());
+    }
+}
+
 impl Validate for DeadLetter {
     fn validate(&self, c: &mut Checker<'_>) {
         c.id("event_id", &self.event_id);
@@ -493,6 +556,8 @@ impl Validate for AnyEvent {
             AnyEvent::Completed(e) => e.validate(c),
             AnyEvent::Status(e) => e.validate(c),
             AnyEvent::DeadLetter(e) => e.validate(c),
+            AnyEvent::Supplemented(e) => e.validate(c),
+            AnyEvent::Withdrawn(e) => e.validate(c),
         }
     }
 }

@@ -166,6 +166,8 @@ pub fn events() -> Vec<AnyEvent> {
         due_at,
         routed_at: 1_764_036_901_000,
         traceparent: None,
+        calendar_version: Some("sha256:9f2c0d6b1e4a7c3b5d8e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e".to_owned()),
+        clock_pauses: vec![],
     };
     let decided_at = 1_764_727_200_000;
     let decided = DossierDecided {
@@ -248,6 +250,37 @@ pub fn events() -> Vec<AnyEvent> {
         origin_value: Some(br#"{"dossier": 1}"#.to_vec()),
         failed_at: 1_764_036_000_600,
     };
+    // The citizen handed in the missing paper three days after intake asked for it.
+    let supplemented = DossierSupplemented {
+        event_id: "5b0e3c1d-8f4a-4c2e-9d7b-1a2b3c4d5e6f".to_owned(),
+        dossier_id: d.dossier_id.clone(),
+        dossier_code: None,
+        portal: d.portal.clone(),
+        documents: vec![Document {
+            kind: "GIAY_TO_TUY_THAN".to_owned(),
+            uri: format!("https://dichvucong.example.gov.vn/files/{}/cccd-2.pdf", d.dossier_id),
+            sha256: "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90".to_owned(),
+            digitized: false,
+        }],
+        form_fields: BTreeMap::new(),
+        land_parcels: None,
+        residence_unit_code: None,
+        full_name: None,
+        date_of_birth: None,
+        supplemented_at: submitted.published_at + 3 * 86_400_000,
+        published_at: submitted.published_at + 3 * 86_400_000 + 800,
+        traceparent: None,
+    };
+    let withdrawn = DossierWithdrawn {
+        event_id: "7c1f4d2e-9a5b-4d3f-8e6c-2b3c4d5e6f70".to_owned(),
+        dossier_id: d.dossier_id.clone(),
+        dossier_code: Some(code.clone()),
+        portal: d.portal.clone(),
+        reason_code: Some("APPLICANT_REQUEST".to_owned()),
+        withdrawn_at: 1_764_036_950_000,
+        published_at: 1_764_036_950_400,
+        traceparent: None,
+    };
     vec![
         submitted.into(),
         accepted.into(),
@@ -260,6 +293,8 @@ pub fn events() -> Vec<AnyEvent> {
         completed.into(),
         status.into(),
         dead.into(),
+        supplemented.into(),
+        withdrawn.into(),
     ]
 }
 

@@ -15,10 +15,13 @@ pub enum Topic {
     Completed,
     Status,
     DeadLetter,
+    // Appended, never inserted: a topic's index is stored with parked decisions.
+    Supplemented,
+    Withdrawn,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 11] = [
+    pub const ALL: [Topic; 13] = [
         Topic::Submitted,
         Topic::Accepted,
         Topic::Verified,
@@ -30,6 +33,8 @@ impl Topic {
         Topic::Completed,
         Topic::Status,
         Topic::DeadLetter,
+        Topic::Supplemented,
+        Topic::Withdrawn,
     ];
 
     /// The default topic name (deployments may add a prefix, see the Kafka config).
@@ -46,6 +51,8 @@ impl Topic {
             Topic::Completed => "dossier.completed",
             Topic::Status => "dossier.status",
             Topic::DeadLetter => "dossier.dlq",
+            Topic::Supplemented => "dossier.supplemented",
+            Topic::Withdrawn => "dossier.withdrawn",
         }
     }
 
@@ -54,7 +61,7 @@ impl Topic {
     pub const fn producer(self) -> Option<&'static str> {
         use crate::component::*;
         Some(match self {
-            Topic::Submitted => PORTAL,
+            Topic::Submitted | Topic::Supplemented | Topic::Withdrawn => PORTAL,
             Topic::Accepted => INTAKE,
             Topic::Verified => VERIFY,
             Topic::PaymentRequested | Topic::Paid => PAYMENT,
@@ -72,7 +79,7 @@ impl Topic {
     pub const fn writers(self) -> &'static [&'static str] {
         use crate::component::*;
         match self {
-            Topic::Submitted => &[PORTAL],
+            Topic::Submitted | Topic::Supplemented | Topic::Withdrawn => &[PORTAL],
             Topic::Accepted => &[INTAKE],
             Topic::Verified => &[VERIFY],
             Topic::PaymentRequested | Topic::Paid => &[PAYMENT],
@@ -91,7 +98,7 @@ impl Topic {
     pub const fn readers(self) -> &'static [&'static str] {
         use crate::component::*;
         match self {
-            Topic::Submitted => &[INTAKE, TRACK],
+            Topic::Submitted | Topic::Supplemented | Topic::Withdrawn => &[INTAKE, TRACK],
             Topic::Accepted => &[VERIFY, TRACK],
             Topic::Verified | Topic::PaymentConfirmed => &[PAYMENT, TRACK],
             Topic::PaymentRequested => &[GATEWAY, TRACK],
@@ -113,7 +120,12 @@ impl Topic {
             Topic::Submitted | Topic::Accepted | Topic::Verified | Topic::Paid | Topic::Routed => {
                 Some("dossier.dossier_id")
             }
-            Topic::PaymentRequested | Topic::Decided | Topic::Completed | Topic::Status => Some("dossier_id"),
+            Topic::PaymentRequested
+            | Topic::Decided
+            | Topic::Completed
+            | Topic::Status
+            | Topic::Supplemented
+            | Topic::Withdrawn => Some("dossier_id"),
             Topic::PaymentConfirmed => Some("bill_reference"),
             Topic::DeadLetter => None,
         }
