@@ -20,9 +20,11 @@ macro_rules! both {
 }
 
 mod bills;
+mod lifecycle;
 mod parked;
 mod routing;
 pub use bills::{Bill, Settlement};
+pub use lifecycle::{Closure, ClosureKind, Pause, Wait, WaitRequest, WaitState};
 pub use parked::Parked;
 pub use routing::Assignment;
 

@@ -12,6 +12,11 @@ pub struct Assignment {
     pub transferred: bool,
     pub due_at_ms: i64,
     pub routed_at_ms: i64,
+    /// Which calendar data computed `due_at_ms` (`sha256:<hex>`); `None` for rows
+    /// stored before it was recorded.
+    pub calendar_version: Option<String>,
+    /// The clock's pauses `due_at_ms` was moved by, as JSON (the route stage's form).
+    pub clock_pauses: String,
 }
 
 impl Store {
@@ -27,8 +32,8 @@ impl Store {
                 let mut inserted = Vec::with_capacity(rows.len());
                 for a in rows {
                     let done = sqlx::query(
-                        "INSERT INTO routing_assignments (dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms)
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dossier_id) DO NOTHING",
+                        "INSERT INTO routing_assignments (dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms, calendar_version, clock_pauses)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (dossier_id) DO NOTHING",
                     )
                     .bind(&a.dossier_id)
                     .bind(&a.authority_code)
@@ -36,13 +41,15 @@ impl Store {
                     .bind(a.transferred)
                     .bind(a.due_at_ms)
                     .bind(a.routed_at_ms)
+                    .bind(&a.calendar_version)
+                    .bind(&a.clock_pauses)
                     .execute(&mut *tx)
                     .await?;
                     inserted.push(done.rows_affected() == 1);
                 }
                 let ids: Vec<&str> = rows.iter().map(|a| a.dossier_id.as_str()).collect();
                 let stored = sqlx::query(
-                    "SELECT dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms
+                    "SELECT dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms, calendar_version, clock_pauses
                      FROM routing_assignments WHERE dossier_id = ANY($1)",
                 )
                 .bind(&ids)
@@ -59,8 +66,8 @@ impl Store {
                 let mut stored = Vec::with_capacity(rows.len());
                 for a in rows {
                     let done = sqlx::query(
-                        "INSERT INTO routing_assignments (dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (dossier_id) DO NOTHING",
+                        "INSERT INTO routing_assignments (dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms, calendar_version, clock_pauses)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (dossier_id) DO NOTHING",
                     )
                     .bind(&a.dossier_id)
                     .bind(&a.authority_code)
@@ -68,10 +75,12 @@ impl Store {
                     .bind(a.transferred)
                     .bind(a.due_at_ms)
                     .bind(a.routed_at_ms)
+                    .bind(&a.calendar_version)
+                    .bind(&a.clock_pauses)
                     .execute(&mut *tx)
                     .await?;
                     let r = sqlx::query(
-                        "SELECT dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms
+                        "SELECT dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms, calendar_version, clock_pauses
                          FROM routing_assignments WHERE dossier_id = ?1",
                     )
                     .bind(&a.dossier_id)
@@ -104,6 +113,7 @@ where
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> bool: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
     Assignment {
         dossier_id: r.get("dossier_id"),
@@ -112,6 +122,8 @@ where
         transferred: r.get("transferred"),
         due_at_ms: r.get("due_at_ms"),
         routed_at_ms: r.get("routed_at_ms"),
+        calendar_version: r.get("calendar_version"),
+        clock_pauses: r.get("clock_pauses"),
     }
 }
 

@@ -336,6 +336,172 @@ async fn tls_url(ca: &str) -> String {
     format!("{url}{sep}sslmode=verify-full&sslrootcert={pki}/{ca}")
 }
 
+fn wait_req(id: &str, dossier: &str, at: i64) -> WaitRequest {
+    WaitRequest {
+        request_event_id: id.to_owned(),
+        dossier_id: dossier.to_owned(),
+        dossier_code: Some(format!("code of {dossier}")),
+        step: "verify".to_owned(),
+        requested_at_ms: at,
+        payload: b"accepted".to_vec(),
+    }
+}
+
+async fn a_wait_is_answered_once_and_becomes_a_pause(store: Store) {
+    let first = wait_req("rq-1", "d-w1", 100);
+    store.await_supplements(std::slice::from_ref(&first)).await.expect("await");
+    // A redelivered request is the same wait.
+    store.await_supplements(std::slice::from_ref(&first)).await.expect("again");
+    assert_eq!(store.waits_of("d-w1").await.expect("waits").len(), 1);
+    let w = store.wait_for("d-w1", "sp-1").await.expect("read").expect("a wait");
+    assert_eq!((w.state, w.request.clone()), (WaitState::Waiting, first));
+
+    // Answered, asking again in the same step: the next wait is recorded with it.
+    let next = wait_req("rq-2", "d-w1", 500);
+    assert!(store
+        .answer_wait("rq-1", "sp-1", 400, Some(&next))
+        .await
+        .expect("answer"));
+    // The same supplement again: still ours, and no third wait.
+    assert!(store
+        .answer_wait("rq-1", "sp-1", 400, Some(&next))
+        .await
+        .expect("again"));
+    // Another supplement for the answered wait: not ours.
+    assert!(!store.answer_wait("rq-1", "sp-other", 450, None).await.expect("other"));
+    let waits = store.waits_of("d-w1").await.expect("waits");
+    assert_eq!(
+        waits.iter().map(|w| w.state).collect::<Vec<_>>(),
+        [WaitState::Answered, WaitState::Waiting]
+    );
+    // The redelivered supplement finds the wait it answered, a new one the waiting one.
+    let found = store.wait_for("d-w1", "sp-1").await.expect("read").expect("wait");
+    assert_eq!(found.request.request_event_id, "rq-1");
+    let found = store.wait_for("d-w1", "sp-2").await.expect("read").expect("wait");
+    assert_eq!(found.request.request_event_id, "rq-2");
+    assert!(store.answer_wait("rq-2", "sp-2", 900, None).await.expect("answer"));
+
+    let pauses = store.clock_pauses(&["d-w1", "d-none"]).await.expect("pauses");
+    assert_eq!(
+        pauses["d-w1"],
+        [
+            Pause {
+                step: "verify".into(),
+                from_ms: 100,
+                to_ms: 400
+            },
+            Pause {
+                step: "verify".into(),
+                from_ms: 500,
+                to_ms: 900
+            },
+        ]
+    );
+    assert!(!pauses.contains_key("d-none"));
+    // One waiting wait per dossier: a second open request is refused.
+    store
+        .await_supplements(&[wait_req("rq-3", "d-w1", 1_000)])
+        .await
+        .expect("third");
+    assert!(store
+        .await_supplements(&[wait_req("rq-4", "d-w1", 1_100)])
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn sqlite_a_wait_is_answered_once_and_becomes_a_pause() {
+    let (store, _dir) = sqlite().await;
+    a_wait_is_answered_once_and_becomes_a_pause(store).await;
+}
+
+#[tokio::test]
+async fn postgres_a_wait_is_answered_once_and_becomes_a_pause() {
+    a_wait_is_answered_once_and_becomes_a_pause(postgres().await).await;
+}
+
+async fn unanswered_waits_stop_once_and_the_first_end_wins(store: Store) {
+    store
+        .await_supplements(&[wait_req("rq-s1", "d-s1", 100), wait_req("rq-s2", "d-s2", 100)])
+        .await
+        .expect("await");
+    let open = store.waits_without_stop(10).await.expect("open");
+    assert_eq!(open.len(), 2);
+    store.set_stop_at("rq-s1", 1_000).await.expect("stop at");
+    store.set_stop_at("rq-s2", 5_000).await.expect("stop at");
+    assert!(store.waits_without_stop(10).await.expect("open").is_empty());
+    let stop_id = |w: &WaitRequest| format!("stop of {}", w.request_event_id);
+    assert!(store
+        .stop_due_waits(999, 10, stop_id)
+        .await
+        .expect("none due")
+        .is_empty());
+    let stopped = store.stop_due_waits(1_000, 10, stop_id).await.expect("due");
+    assert_eq!(
+        stopped
+            .iter()
+            .map(|w| w.request.request_event_id.as_str())
+            .collect::<Vec<_>>(),
+        ["rq-s1"]
+    );
+    assert_eq!(stopped[0].state, WaitState::Stopped);
+    // Not announced yet: a crashed round finds it again, once announced no more.
+    assert_eq!(store.stop_due_waits(1_000, 10, stop_id).await.expect("again").len(), 1);
+    store.announce_stop("rq-s1").await.expect("announce");
+    assert!(store
+        .stop_due_waits(1_000, 10, stop_id)
+        .await
+        .expect("announced")
+        .is_empty());
+    let c = store.closure("d-s1").await.expect("read").expect("closed");
+    assert_eq!(
+        (c.kind, c.event_id.as_str(), c.closed_at_ms),
+        (ClosureKind::Stopped, "stop of rq-s1", 1_000)
+    );
+    // A supplement after the stop answers nothing.
+    assert!(!store.answer_wait("rq-s1", "sp-late", 1_200, None).await.expect("late"));
+
+    // d-s2 is withdrawn before its stop: the wait ends, the decision later loses.
+    let c = store
+        .close_dossier("d-s2", ClosureKind::Withdrawn, "wd-2", 2_000)
+        .await
+        .expect("withdraw");
+    assert_eq!(c.kind, ClosureKind::Withdrawn);
+    assert_eq!(
+        store.waits_of("d-s2").await.expect("waits")[0].state,
+        WaitState::Withdrawn
+    );
+    let c = store
+        .close_dossier("d-s2", ClosureKind::Decided, "dc-2", 3_000)
+        .await
+        .expect("decide");
+    assert_eq!((c.kind, c.event_id.as_str()), (ClosureKind::Withdrawn, "wd-2"));
+    assert!(store
+        .stop_due_waits(9_000, 10, stop_id)
+        .await
+        .expect("nothing")
+        .is_empty());
+    let ended = store.ended_among(&["d-s1", "d-s2", "d-s3"]).await.expect("ended");
+    assert_eq!(ended, HashSet::from(["d-s1".to_owned(), "d-s2".to_owned()]));
+    // A decided dossier has ended too, but not before its decision: stages pass it on.
+    store
+        .close_dossier("d-s3", ClosureKind::Decided, "dc-3", 3_000)
+        .await
+        .expect("decide");
+    assert!(!store.ended_among(&["d-s3"]).await.expect("ended").contains("d-s3"));
+}
+
+#[tokio::test]
+async fn sqlite_unanswered_waits_stop_once_and_the_first_end_wins() {
+    let (store, _dir) = sqlite().await;
+    unanswered_waits_stop_once_and_the_first_end_wins(store).await;
+}
+
+#[tokio::test]
+async fn postgres_unanswered_waits_stop_once_and_the_first_end_wins() {
+    unanswered_waits_stop_once_and_the_first_end_wins(postgres().await).await;
+}
+
 #[tokio::test]
 async fn postgres_over_tls_verifies_the_server_certificate_and_its_name() {
     let store = Store::connect(&tls_url("ca.pem").await)
