@@ -105,6 +105,16 @@ impl WorkingHours {
         self.per_day_ms
     }
 
+    /// The periods in a fixed text form, `07:00-11:30,13:30-17:00` (part of the
+    /// calendar's version).
+    pub fn canonical(&self) -> String {
+        let hm = |ms: i64| format!("{:02}:{:02}", ms / HOUR_MS, ms % HOUR_MS / MINUTE_MS);
+        self.periods_ms()
+            .map(|(a, b)| format!("{}-{}", hm(a), hm(b)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// The periods as `(start ms, end ms)` after local midnight.
     pub fn periods_ms(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
         (0..self.count).map(|i| (self.start_ms[i], self.end_ms[i]))
@@ -187,6 +197,21 @@ pub struct Calendar {
     /// Day offset of the k-th working day of the range.
     working_days: Vec<u32>,
     exceptions: Vec<CalendarException>,
+    version: String,
+}
+
+/// The version of a calendar's data: `sha256:` and the hex SHA-256 of a format tag, the
+/// working hours' canonical form and the holidays file's bytes. Two calendars with the
+/// same version compute the same deadlines; the version goes with every due time.
+pub fn calendar_version(holidays_text: &str, hours: &WorkingHours) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"motcua-calendar/1\n");
+    h.update(hours.canonical().as_bytes());
+    h.update(b"\n");
+    h.update(holidays_text.as_bytes());
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 fn is_weekend(day: i64) -> bool {
@@ -291,12 +316,18 @@ impl Calendar {
         }
         working_before.push(working_days.len() as u32);
         Ok(Self {
+            version: calendar_version(text, &hours),
             hours,
             first_day,
             working_before,
             working_days,
             exceptions,
         })
+    }
+
+    /// Which data this calendar was built from ([`calendar_version`]).
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     /// Reads a holidays file from disk (for reload without restart).

@@ -40,7 +40,7 @@ mod data;
 mod error;
 mod tables;
 
-pub use calendar::{Calendar, CalendarException, DayKind, Deadline, WorkingHours, EMBEDDED_HOLIDAYS};
+pub use calendar::{calendar_version, Calendar, CalendarException, DayKind, Deadline, WorkingHours, EMBEDDED_HOLIDAYS};
 pub use data::{
     field_index, field_name, AuthorityLevel, DepartmentRule, Departments, DeskLayout, DeskTemplate,
     EMBEDDED_DEPARTMENTS, EMBEDDED_DESKS, FIELDS,

@@ -14,9 +14,10 @@ use motcua_reference::Reference;
 use motcua_routing::{AuthorityId, DeskId, RouteQuery, RoutingFiles, RoutingTables};
 use motcua_runtime::{error_chain, Envelope, Outcome, Stage, StageError};
 use motcua_schemas::{
-    derived_event_id, AnyEvent, ApplicantKind, DossierPaid, DossierRouted, DossierStatus, DossierStatusChanged, Reason,
+    derived_event_id, AnyEvent, ApplicantKind, ClockPause, DossierPaid, DossierRouted, DossierStatus,
+    DossierStatusChanged, Reason,
 };
-use motcua_store::{Assignment, Store};
+use motcua_store::{Assignment, Pause, Store};
 use telemetry::Decided;
 
 pub mod telemetry;
@@ -128,6 +129,7 @@ impl Route {
         snap: &Snapshot,
         loads: &mut [u32],
         paid: &DossierPaid,
+        pauses: &[Pause],
         at: i64,
     ) -> Result<(Assignment, DeskId), motcua_routing::Error> {
         let d = &paid.dossier;
@@ -155,14 +157,18 @@ impl Route {
             .desk(decision.desk)
             .map(|i| i.code.to_owned())
             .unwrap_or_default();
+        let (due_at_ms, clock_pauses) = paused_due(snap.tables.calendar(), decision.deadline.due_ms, pauses)?;
         Ok((
             Assignment {
                 dossier_id: d.dossier_id.clone(),
                 authority_code: authority,
                 desk_code: desk,
                 transferred: decision.transfer.is_transfer(),
-                due_at_ms: decision.deadline.due_ms,
+                due_at_ms,
                 routed_at_ms: at,
+                calendar_version: Some(snap.tables.calendar().version().to_owned()),
+                // Serializing plain records of strings and integers does not fail.
+                clock_pauses: serde_json::to_string(&clock_pauses).unwrap_or_else(|_| "[]".to_owned()),
             },
             decision.desk,
         ))
@@ -176,6 +182,28 @@ impl Route {
             .map(|a| a.name.clone())
             .unwrap_or_else(|| code.to_owned())
     }
+}
+
+/// The due time moved by each pause of the legal clock: the paused working time is given
+/// back, pause by pause, so the citizen's wait does not eat the authority's time.
+pub fn paused_due(
+    calendar: &motcua_routing::Calendar,
+    due_ms: i64,
+    pauses: &[Pause],
+) -> Result<(i64, Vec<ClockPause>), motcua_routing::Error> {
+    let mut due = due_ms;
+    let mut out = Vec::with_capacity(pauses.len());
+    for p in pauses {
+        let paused = calendar.working_ms_between(p.from_ms, p.to_ms)?.max(0);
+        due = calendar.extend_for_suspension(due, p.from_ms, p.to_ms)?;
+        out.push(ClockPause {
+            step: p.step.clone(),
+            from_at: p.from_ms,
+            to_at: p.to_ms,
+            paused_working_ms: paused,
+        });
+    }
+    Ok((due, out))
 }
 
 fn routed_events(paid: &DossierPaid, a: &Assignment, authority_name: String) -> Vec<AnyEvent> {
@@ -193,6 +221,9 @@ fn routed_events(paid: &DossierPaid, a: &Assignment, authority_name: String) -> 
         due_at: a.due_at_ms,
         routed_at: a.routed_at_ms,
         traceparent: paid.traceparent.clone(),
+        calendar_version: a.calendar_version.clone(),
+        // What this stage stored; an unreadable value (not ours) reads as no pauses.
+        clock_pauses: serde_json::from_str(&a.clock_pauses).unwrap_or_default(),
     };
     vec![
         routed.into(),
@@ -232,18 +263,36 @@ impl Stage for Route {
         // Tentative loads for this batch: the shared ones grow only by assignments that
         // are stored new, so a retried batch or a redelivered dossier adds nothing.
         let mut loads = snap.loads.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let ids: Vec<&str> = batch.iter().map(|e| e.event.dossier.dossier_id.as_str()).collect();
+        let ended = self
+            .store
+            .ended_among(&ids)
+            .await
+            .map_err(|e| StageError::from(e).context("reading dossier closures"))?;
+        let pauses = self
+            .store
+            .clock_pauses(&ids)
+            .await
+            .map_err(|e| StageError::from(e).context("reading clock pauses"))?;
         let mut decided = Vec::with_capacity(batch.len());
         let mut assignments = Vec::new();
         let mut desks = Vec::new();
         for e in batch {
+            let id = e.event.dossier.dossier_id.as_str();
+            if ended.contains(id) {
+                // Withdrawn or stopped while it was paid: nobody is to work on it.
+                decided.push(Err(None));
+                continue;
+            }
             let at = e.origin.timestamp_ms.unwrap_or(e.event.paid_at);
-            match self.decide(&snap, &mut loads, &e.event, at) {
+            let paused = pauses.get(id).map(Vec::as_slice).unwrap_or_default();
+            match self.decide(&snap, &mut loads, &e.event, paused, at) {
                 Ok((a, desk)) => {
                     decided.push(Ok(assignments.len()));
                     assignments.push(a);
                     desks.push(desk);
                 }
-                Err(err) => decided.push(Err(err)),
+                Err(err) => decided.push(Err(Some(err))),
             }
         }
         // Stored first: a dossier routed before keeps its first desk and due time.
@@ -269,7 +318,11 @@ impl Stage for Route {
                     let a = &stored[i].0;
                     routed_events(&e.event, a, self.authority_name(&snap, &a.authority_code))
                 }
-                Err(err) => {
+                Err(None) => {
+                    counted.push(Decided::Ended);
+                    Vec::new()
+                }
+                Err(Some(err)) => {
                     counted.push(Decided::Refused);
                     let at = e.origin.timestamp_ms.unwrap_or(e.event.paid_at);
                     let reason = Reason {

@@ -11,7 +11,7 @@ pub fn describe() {
     metrics::describe_counter!(
         ROUTE_DOSSIERS_TOTAL,
         Unit::Count,
-        "Paid dossiers, by outcome (routed, refused: no competent authority or desk)"
+        "Paid dossiers, by outcome (routed; refused: no competent authority or desk; ended: withdrawn or stopped before routing)"
     );
     metrics::describe_counter!(
         ROUTE_RELOADS_TOTAL,
@@ -25,6 +25,7 @@ pub fn describe() {
 pub(crate) enum Decided {
     Routed,
     Refused,
+    Ended,
 }
 
 impl Decided {
@@ -32,6 +33,7 @@ impl Decided {
         let outcome = match self {
             Decided::Routed => "routed",
             Decided::Refused => "refused",
+            Decided::Ended => "ended",
         };
         metrics::counter!(ROUTE_DOSSIERS_TOTAL, "outcome" => outcome).increment(1);
     }

@@ -178,3 +178,144 @@ async fn reloading_the_tables_changes_routing_without_a_restart() {
         .expect("handled");
     assert_eq!(routed(&still[0]).competent_unit_code, "S22.DD");
 }
+
+const HOUR: i64 = 3_600_000;
+
+/// `y-m-d h:min` in Hà Nội (UTC+7), in epoch ms.
+fn vn(y: i32, m: u32, d: u32, h: i64, min: i64) -> i64 {
+    motcua_reference::civil::days_from_civil(y, m, d) * 86_400_000 + (h - 7) * HOUR + min * 60_000
+}
+
+/// Hand-checked against the 2026 calendar (07:00–11:30 and 13:30–17:00, Monday to
+/// Friday; Tết Bính Ngọ off from Monday 16 to Friday 20 February).
+#[test]
+fn a_pause_gives_back_exactly_its_working_time_across_a_weekend_and_tet() {
+    let calendar = motcua_routing::Calendar::embedded().expect("calendar");
+    let pause = |from, to| Pause {
+        step: "verify".into(),
+        from_ms: from,
+        to_ms: to,
+    };
+    // Received Thursday 5 Feb 09:00, three working days: due Tuesday 10 Feb 09:00.
+    let due = calendar
+        .deadline(
+            vn(2026, 2, 5, 9, 0),
+            motcua_reference::LeadTime {
+                value: 3,
+                unit: motcua_schemas::LeadTimeUnit::WorkingDays,
+            },
+        )
+        .expect("deadline")
+        .due_ms;
+    assert_eq!(due, vn(2026, 2, 10, 9, 0));
+    // Asked Friday 15:00, answered Monday 08:00: Friday 15–17 and Monday 7–8 are 3 h of
+    // work (the weekend is none); Tuesday 09:00 + 3 h = 2.5 h to 11:30, then 13:30 + 0.5 h.
+    let (moved, pauses) =
+        paused_due(&calendar, due, &[pause(vn(2026, 2, 6, 15, 0), vn(2026, 2, 9, 8, 0))]).expect("moved");
+    assert_eq!(pauses[0].paused_working_ms, 3 * HOUR);
+    assert_eq!(moved, vn(2026, 2, 10, 14, 0));
+
+    // Received Wednesday 11 Feb 08:00, five working days: Thursday, Friday, then Tết and
+    // its weekends, Monday 23, Tuesday 24, Wednesday 25 Feb 08:00.
+    let due = calendar
+        .deadline(
+            vn(2026, 2, 11, 8, 0),
+            motcua_reference::LeadTime {
+                value: 5,
+                unit: motcua_schemas::LeadTimeUnit::WorkingDays,
+            },
+        )
+        .expect("deadline")
+        .due_ms;
+    assert_eq!(due, vn(2026, 2, 25, 8, 0));
+    // Asked Friday 13 Feb 10:00, answered Monday 23 Feb 09:30: 1.5 h + 3.5 h that Friday,
+    // nothing during Tết, 2.5 h on Monday = 7.5 h. Wednesday 08:00 + 7 h is its end of
+    // day; the last 0.5 h falls on Thursday 26 Feb 07:30.
+    let tet = pause(vn(2026, 2, 13, 10, 0), vn(2026, 2, 23, 9, 30));
+    let (moved, pauses) = paused_due(&calendar, due, std::slice::from_ref(&tet)).expect("moved");
+    assert_eq!(pauses[0].paused_working_ms, 7 * HOUR + HOUR / 2);
+    assert_eq!(moved, vn(2026, 2, 26, 7, 30));
+    // A second, later pause adds its own: Wednesday 25 Feb 14:00–16:00 is 2 h.
+    let (twice, pauses) = paused_due(
+        &calendar,
+        due,
+        &[tet, pause(vn(2026, 2, 25, 14, 0), vn(2026, 2, 25, 16, 0))],
+    )
+    .expect("moved");
+    assert_eq!(
+        pauses.iter().map(|p| p.paused_working_ms).sum::<i64>(),
+        9 * HOUR + HOUR / 2
+    );
+    assert_eq!(twice, vn(2026, 2, 26, 9, 30));
+    // A pause wholly inside Tết gives nothing back.
+    let (same, pauses) =
+        paused_due(&calendar, due, &[pause(vn(2026, 2, 16, 9, 0), vn(2026, 2, 20, 16, 0))]).expect("moved");
+    assert_eq!((same, pauses[0].paused_working_ms), (due, 0));
+}
+
+#[tokio::test]
+async fn a_dossier_that_waited_is_due_later_by_its_pause_and_an_ended_one_is_not_routed() {
+    let r = Arc::new(Reference::embedded().expect("reference"));
+    let mut g = Generator::new(&r, "22", 5).expect("province");
+    let batch: Vec<_> = (0..3)
+        .map(|i| envelope(paid(&r, g.valid(NOW + i * 60_000), i as usize), i))
+        .collect();
+    let plain_dir = tempfile::tempdir().expect("tempdir");
+    let plain = Route::new(r.clone(), RoutingFiles::default(), store(&plain_dir).await)
+        .await
+        .expect("route");
+    let before = plain.handle_batch(&batch).await.expect("handled");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = store(&dir).await;
+    let waited = &batch[0].event.dossier.dossier_id;
+    s.await_supplements(&[motcua_store::WaitRequest {
+        request_event_id: "asked".into(),
+        dossier_id: waited.clone(),
+        dossier_code: Some(batch[0].event.dossier_code.clone()),
+        step: "verify".into(),
+        // Tuesday 25 Nov 2025 10:00 to Wednesday 09:00: 1.5 + 3.5 + 2 = 7 h of work.
+        requested_at_ms: NOW + HOUR,
+        payload: Vec::new(),
+    }])
+    .await
+    .expect("wait");
+    assert!(s
+        .answer_wait("asked", "answer", NOW + 24 * HOUR, None)
+        .await
+        .expect("answer"));
+    s.close_dossier(
+        &batch[1].event.dossier.dossier_id,
+        motcua_store::ClosureKind::Withdrawn,
+        "wd",
+        NOW,
+    )
+    .await
+    .expect("withdrawn");
+    let route = Route::new(r.clone(), RoutingFiles::default(), s).await.expect("route");
+    let out = route.handle_batch(&batch).await.expect("handled");
+
+    let calendar = motcua_routing::Calendar::embedded().expect("calendar");
+    let (was, now) = (routed(&before[0]), routed(&out[0]));
+    assert_eq!(now.clock_pauses.len(), 1);
+    assert_eq!(now.clock_pauses[0].paused_working_ms, 7 * HOUR);
+    assert_eq!(
+        (now.clock_pauses[0].from_at, now.clock_pauses[0].to_at),
+        (NOW + HOUR, NOW + 24 * HOUR)
+    );
+    assert_eq!(
+        calendar.working_ms_between(was.due_at, now.due_at).expect("span"),
+        7 * HOUR
+    );
+    assert_eq!(now.calendar_version.as_deref(), Some(calendar.version()));
+    assert!(calendar.version().starts_with("sha256:"), "{}", calendar.version());
+    assert_eq!(out[1], Outcome::Emit(Vec::new()), "withdrawn: not routed");
+    assert_eq!(
+        routed(&out[2]).due_at,
+        routed(&before[2]).due_at,
+        "no pause, same due time"
+    );
+    assert!(routed(&out[2]).clock_pauses.is_empty());
+    // A redelivery re-emits the stored due time and pauses.
+    assert_eq!(route.handle_batch(&batch).await.expect("again"), out);
+}
