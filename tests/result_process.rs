@@ -92,6 +92,8 @@ async fn routed_dossiers_are_decided_and_their_results_arrive_signed() {
                 due_at: NOW + 10 * 86_400_000,
                 routed_at: NOW + 60_000,
                 traceparent: None,
+                calendar_version: None,
+                clock_pauses: Vec::new(),
             }
         })
         .collect();

@@ -103,7 +103,7 @@ async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_
         "backoffice"
     );
     stage!(
-        motcua_result::ResultStage::new(motcua_result::Signer25519::insecure_demo("e2e")),
+        motcua_result::ResultStage::new(motcua_result::Signer25519::insecure_demo("e2e"), store.clone()),
         "result"
     );
     let track = motcua_track::Track::connect(&db).await.expect("track");

@@ -147,6 +147,8 @@ fn workload(dossiers: usize) -> Vec<AnyEvent> {
                 due_at: due,
                 routed_at: t + 30 * MIN,
                 traceparent: None,
+                calendar_version: Some("sha256:bench".into()),
+                clock_pauses: Vec::new(),
             }
             .into(),
         );

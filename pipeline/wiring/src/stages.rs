@@ -234,8 +234,11 @@ async fn result(l: Launch) -> Result<RunSummary> {
         None => warn!("result.jwks_file is not set: nothing checks that the signing key is published"),
     }
     info!(public_key = %signer.public_key_hex(), key_id = %signer.key_id(), "signing results");
-    let stage = Arc::new(motcua_result::ResultStage::new(signer));
-    Ok(motcua_runtime::run(stage, l.codec, l.runtime, l.shutdown).await?)
+    let store = l.store().await?;
+    let stage = Arc::new(motcua_result::ResultStage::new(signer, store.clone()));
+    let summary = motcua_runtime::run(stage, l.codec, l.runtime, l.shutdown).await;
+    store.close().await;
+    Ok(summary?)
 }
 
 async fn track(l: Launch) -> Result<RunSummary> {

@@ -180,6 +180,13 @@ impl Payment {
                 reason_code: "UNKNOWN_BILL".into(),
                 reason: format!("no bill has reference {}", c.bill_reference),
             },
+            Settlement::Paid(b) if self.ended(&b.dossier_id).await? => {
+                counted.push(Counted::PaidAfterEnd {
+                    bill_reference: b.bill_reference,
+                    tx: c.gateway_transaction_id.clone(),
+                });
+                Outcome::Emit(Vec::new())
+            }
             Settlement::Paid(b) => {
                 let v = verified(&b)?;
                 let at = b.paid_at_ms.unwrap_or(c.confirmed_at);
@@ -243,6 +250,12 @@ impl Payment {
             ));
         }
         Ok(out)
+    }
+
+    /// Whether the dossier was withdrawn or stopped: nobody works on it any more.
+    async fn ended(&self, dossier_id: &str) -> Result<bool, StageError> {
+        let ended = self.store.ended_among(&[dossier_id]).await.map_err(store_error)?;
+        Ok(!ended.is_empty())
     }
 
     pub async fn mark_expired(&self, bill_reference: &str) -> Result<(), motcua_store::Error> {
@@ -318,6 +331,10 @@ impl Stage for Payment {
         let mut counted = Vec::new();
         for e in batch {
             out.push(match &e.event {
+                PaymentInput::Verified(v) if self.ended(&v.dossier.dossier_id).await? => {
+                    counted.push(Counted::Ended);
+                    Outcome::Emit(Vec::new())
+                }
                 PaymentInput::Verified(v) => {
                     let at = e.origin.timestamp_ms.unwrap_or(v.verified_at);
                     Outcome::Emit(self.on_verified(v, at, &mut counted).await?)

@@ -15,12 +15,12 @@ pub fn describe() {
     metrics::describe_counter!(
         PAYMENT_DOSSIERS_TOTAL,
         Unit::Count,
-        "Verified dossiers, by outcome (free: nothing to pay, billed: a bill was issued)"
+        "Verified dossiers, by outcome (free: nothing to pay, billed: a bill was issued, ended: withdrawn or stopped before billing)"
     );
     metrics::describe_counter!(
         PAYMENT_DUPLICATE_PAYMENTS_TOTAL,
         Unit::Count,
-        "Second payments of an already paid bill (to refund)"
+        "Payments to refund: a second payment of a paid bill, or a payment for a dossier withdrawn or stopped meanwhile"
     );
     metrics::describe_counter!(
         PAYMENT_FAILURES_TOTAL,
@@ -47,6 +47,13 @@ pub(crate) enum Counted {
         tx: String,
     },
     PaymentFailed,
+    /// A dossier withdrawn or stopped before it was billed: no bill.
+    Ended,
+    /// A payment for a dossier withdrawn or stopped meanwhile: refund it.
+    PaidAfterEnd {
+        bill_reference: String,
+        tx: String,
+    },
 }
 
 impl Counted {
@@ -59,6 +66,11 @@ impl Counted {
                 tracing::warn!(bill = %bill_reference, %tx, "second payment of a paid bill: refund it");
             }
             Counted::PaymentFailed => metrics::counter!(PAYMENT_FAILURES_TOTAL).increment(1),
+            Counted::Ended => metrics::counter!(PAYMENT_DOSSIERS_TOTAL, "outcome" => "ended").increment(1),
+            Counted::PaidAfterEnd { bill_reference, tx } => {
+                metrics::counter!(PAYMENT_DUPLICATE_PAYMENTS_TOTAL).increment(1);
+                tracing::warn!(bill = %bill_reference, %tx, "payment for a withdrawn or stopped dossier: refund it");
+            }
         }
     }
 }

@@ -108,11 +108,14 @@ pub fn document_text(d: &DossierDecided, reference: &str) -> String {
 #[derive(Debug)]
 pub struct ResultStage {
     signer: Signer25519,
+    /// Where each dossier's end is recorded once: a decision for a dossier withdrawn or
+    /// stopped first is not delivered.
+    store: motcua_store::Store,
 }
 
 impl ResultStage {
-    pub fn new(signer: Signer25519) -> Self {
-        Self { signer }
+    pub fn new(signer: Signer25519, store: motcua_store::Store) -> Self {
+        Self { signer, store }
     }
 
     /// The result's events (counts nothing: the stage counts once its batch is done).
@@ -206,10 +209,31 @@ impl Stage for ResultStage {
     }
 
     async fn handle_batch(&self, batch: &[Envelope<DossierDecided>]) -> Result<Vec<Outcome>, StageError> {
+        // The decision ends the dossier unless a withdrawal or a stop came first (one row
+        // per dossier decides the race); a redelivered decision finds its own row.
+        let mut ended_first = Vec::with_capacity(batch.len());
+        for e in batch {
+            let closure = self
+                .store
+                .close_dossier(
+                    &e.event.dossier_id,
+                    motcua_store::ClosureKind::Decided,
+                    &e.event.event_id,
+                    e.event.decided_at,
+                )
+                .await
+                .map_err(|err| StageError::from(err).context("recording the decision"))?;
+            ended_first.push(closure.kind != motcua_store::ClosureKind::Decided);
+        }
         // Delivered at the input's time: a redelivery re-emits identical events.
         let out = batch
             .iter()
-            .map(|e| {
+            .zip(&ended_first)
+            .map(|(e, ended)| {
+                if *ended {
+                    telemetry::decision_after_end();
+                    return Outcome::Emit(Vec::new());
+                }
                 let delivered_at = e
                     .origin
                     .timestamp_ms
@@ -224,7 +248,7 @@ impl Stage for ResultStage {
                 }
             })
             .collect();
-        for e in batch {
+        for (e, _) in batch.iter().zip(&ended_first).filter(|(_, ended)| !**ended) {
             telemetry::dossier_completed(timeliness(e.event.decided_at, e.event.due_at));
         }
         Ok(out)

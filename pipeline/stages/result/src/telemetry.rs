@@ -12,6 +12,11 @@ pub fn describe() {
         Unit::Count,
         "Results returned to the applicant, by timeliness against the due time (early, on_time, late)"
     );
+    metrics::describe_counter!(
+        RESULT_DECISIONS_AFTER_END_TOTAL,
+        Unit::Count,
+        "Decisions not delivered because the dossier was withdrawn or stopped before them"
+    );
 }
 
 /// A dossier's result was returned; counted by the stage once its batch is done.
@@ -22,4 +27,12 @@ pub(crate) fn dossier_completed(timeliness: Timeliness) {
         Timeliness::Late => "late",
     };
     metrics::counter!(RESULT_DOSSIERS_TOTAL, "timeliness" => label).increment(1);
+}
+
+pub const RESULT_DECISIONS_AFTER_END_TOTAL: &str = "motcua_result_decisions_after_end_total";
+
+/// A decision for a dossier withdrawn or stopped before it: not delivered.
+pub(crate) fn decision_after_end() {
+    metrics::counter!(RESULT_DECISIONS_AFTER_END_TOTAL).increment(1);
+    tracing::info!("decision for a dossier withdrawn or stopped before it: not delivered");
 }

@@ -2,6 +2,7 @@ use motcua_schemas::samples;
 
 use super::*;
 use motcua_simulators::backoffice;
+use motcua_store::{ClosureKind, Store};
 
 fn decided(decided_at: i64, due_at: i64) -> DossierDecided {
     DossierDecided {
@@ -24,10 +25,71 @@ fn decided(decided_at: i64, due_at: i64) -> DossierDecided {
 
 const DAY: i64 = 86_400_000;
 
-#[test]
-fn results_are_signed_verifiable_and_classified_by_timeliness() {
+async fn store(dir: &tempfile::TempDir) -> Store {
+    Store::connect(&format!("sqlite://{}", dir.path().join("r.db").display()))
+        .await
+        .expect("store")
+}
+
+fn envelope(d: DossierDecided, offset: i64) -> Envelope<DossierDecided> {
+    Envelope {
+        origin: motcua_runtime::Origin {
+            topic: "dossier.decided".into(),
+            partition: 0,
+            offset,
+            timestamp_ms: Some(d.decided_at + 1_000),
+        },
+        event: d,
+    }
+}
+
+#[tokio::test]
+async fn a_decision_ends_the_dossier_unless_a_withdrawal_or_stop_came_first() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = store(&dir).await;
+    let stage = ResultStage::new(Signer25519::insecure_demo("test"), store.clone());
+    let due = 1_764_036_000_000 + 5 * DAY;
+    let decided_one = decided(due - DAY, due);
+    let mut withdrawn = decided(due - DAY, due);
+    withdrawn.event_id = "dc-2".into();
+    withdrawn.dossier_id = "d-2".into();
+    store
+        .close_dossier("d-2", ClosureKind::Withdrawn, "wd-2", due - 2 * DAY)
+        .await
+        .expect("withdrawn");
+
+    let out = stage
+        .handle_batch(&[envelope(decided_one.clone(), 1), envelope(withdrawn.clone(), 2)])
+        .await
+        .expect("handled");
+    let Outcome::Emit(first) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert!(
+        matches!(&first[..], [AnyEvent::Completed(_), AnyEvent::Status(_)]),
+        "{first:?}"
+    );
+    assert_eq!(out[1], Outcome::Emit(Vec::new()), "withdrawn first: no result");
+    let closure = store.closure("d-1").await.expect("read").expect("closed");
+    assert_eq!(
+        (closure.kind, closure.event_id.as_str()),
+        (ClosureKind::Decided, "dc-1")
+    );
+    assert_eq!(
+        store.closure("d-2").await.expect("read").expect("closed").kind,
+        ClosureKind::Withdrawn,
+        "the later decision does not overwrite the withdrawal"
+    );
+    // A redelivered decision finds its own closure and emits the same result.
+    let again = stage.handle_batch(&[envelope(decided_one, 1)]).await.expect("again");
+    assert_eq!(again[0], out[0]);
+}
+
+#[tokio::test]
+async fn results_are_signed_verifiable_and_classified_by_timeliness() {
+    let dir = tempfile::tempdir().expect("dir");
     let signer = Signer25519::insecure_demo("test");
-    let stage = ResultStage::new(signer.clone());
+    let stage = ResultStage::new(signer.clone(), store(&dir).await);
     let due = 1_764_036_000_000 + 5 * DAY;
     let d = decided(due - 2 * DAY, due);
     let events = stage.complete(&d, d.decided_at + 1_000).expect("signed");
@@ -164,6 +226,8 @@ fn the_back_office_decides_deterministically_and_extends_suspended_deadlines() {
             due_at: 1_764_036_000_000 + i * 5 * 3_600_000 + 14 * DAY,
             routed_at: 1_764_036_000_000 + 3_600_000,
             traceparent: None,
+            calendar_version: None,
+            clock_pauses: Vec::new(),
         };
         let events = office.decide(&routed);
         assert_eq!(events, office.decide(&routed), "deterministic per dossier");

@@ -295,6 +295,16 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
                 (e.stage.clone(), reasons_json(&e.reasons), e.occurred_at, Some(e.status))
             }
         }
+        // The portal's requests are history: intake's status events say whether they
+        // were honoured (a refused one is dead-lettered and changes nothing).
+        AnyEvent::Supplemented(e) => {
+            p.dossier_id = e.dossier_id.clone();
+            (producer(topic), "[]".into(), e.supplemented_at, None)
+        }
+        AnyEvent::Withdrawn(e) => {
+            p.dossier_id = e.dossier_id.clone();
+            (producer(topic), "[]".into(), e.withdrawn_at, None)
+        }
         AnyEvent::PaymentConfirmed(_) | AnyEvent::DeadLetter(_) => return None,
     };
     if p.dossier_id.is_empty() {

@@ -25,7 +25,7 @@ use motcua_schemas::{
     derived_event_id, AnyEvent, Codec, DossierAccepted, DossierStatus, DossierStatusChanged, DossierVerified, Reason,
     Registry, Topic,
 };
-use motcua_store::Store;
+use motcua_store::{Store, WaitRequest};
 use telemetry::Decided;
 
 pub use assess::{assess, needed, Answers, Verdict};
@@ -232,17 +232,35 @@ impl<R: Registries> Stage for Verify<R> {
     }
 
     async fn handle_batch(&self, batch: &[Envelope<DossierAccepted>]) -> Result<Vec<Outcome>, StageError> {
-        let looked = join_all(batch.iter().map(|e| self.look_up(&e.event))).await;
+        let ids: Vec<&str> = batch.iter().map(|e| e.event.dossier.dossier_id.as_str()).collect();
+        let ended = self.store.ended_among(&ids).await.map_err(store_error)?;
+        let looked = join_all(batch.iter().map(|e| async {
+            if ended.contains(&e.event.dossier.dossier_id) {
+                None
+            } else {
+                Some(self.look_up(&e.event).await)
+            }
+        }))
+        .await;
         let mut out = Vec::with_capacity(batch.len());
         let mut decided = Vec::with_capacity(batch.len());
+        let mut waits = Vec::new();
         for (e, looked) in batch.iter().zip(looked) {
+            let Some(looked) = looked else {
+                // Withdrawn (or stopped) before it was verified: it goes no further.
+                decided.push(Decided::Ended);
+                out.push(Outcome::Emit(Vec::new()));
+                continue;
+            };
             // Stamped with the input's time, so a redelivery re-emits identical events.
             let at = e.origin.timestamp_ms.unwrap_or(e.event.received_at);
             let events = match looked {
                 Looked::Answers(a) => {
                     let verdict = assess(&e.event, &a);
                     decided.push(Decided::of(&verdict));
-                    self.verdict_events(&e.event, verdict, at)
+                    let events = self.verdict_events(&e.event, verdict, at);
+                    waits.extend(self.waits_for(&e.event, &events)?);
+                    events
                 }
                 Looked::Escalate(why) => {
                     decided.push(Decided::Escalated);
@@ -268,6 +286,8 @@ impl<R: Registries> Stage for Verify<R> {
             };
             out.push(Outcome::Emit(events));
         }
+        // Recorded before the requests go out: a supplement can only answer a known wait.
+        self.store.await_supplements(&waits).await.map_err(store_error)?;
         // Counted once every dossier of the batch is parked or decided: a retried batch
         // counts once.
         decided.iter().for_each(Decided::emit);
@@ -276,6 +296,30 @@ impl<R: Registries> Stage for Verify<R> {
 }
 
 impl<R: Registries> Verify<R> {
+    /// The supplement waits `events` open: one per "supplement requested" status, with
+    /// the dossier as accepted, which intake sends back here once the citizen answers.
+    fn waits_for(&self, accepted: &DossierAccepted, events: &[AnyEvent]) -> Result<Vec<WaitRequest>, StageError> {
+        let mut waits = Vec::new();
+        for e in events {
+            if let AnyEvent::Status(s) = e {
+                if s.status == DossierStatus::SupplementRequested {
+                    waits.push(WaitRequest {
+                        request_event_id: s.event_id.clone(),
+                        dossier_id: accepted.dossier.dossier_id.clone(),
+                        dossier_code: Some(accepted.dossier_code.clone()),
+                        step: STAGE.to_owned(),
+                        requested_at_ms: s.occurred_at,
+                        payload: self
+                            .codec
+                            .encode(accepted)
+                            .map_err(|err| StageError::Fatal(error_chain(&err)))?,
+                    });
+                }
+            }
+        }
+        Ok(waits)
+    }
+
     /// How often parked dossiers are looked for (the stage's timer; default 500 ms).
     pub fn with_retry_poll(mut self, poll: Duration) -> Self {
         self.retry.poll = poll;
@@ -345,6 +389,10 @@ impl<R: Registries> Verify<R> {
                     continue;
                 }
             };
+            self.store
+                .await_supplements(&self.waits_for(&accepted, &events)?)
+                .await
+                .map_err(store_error)?;
             // Stored before it is produced; what is stored is what goes out.
             let decision = encode_decision(&self.codec, &events)?;
             let stored = self.store.decide(&p.dossier_id, &decision).await.map_err(store_error)?;

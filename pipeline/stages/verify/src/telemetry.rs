@@ -15,7 +15,7 @@ pub fn describe() {
     metrics::describe_counter!(
         VERIFY_DOSSIERS_TOTAL,
         Unit::Count,
-        "Dossiers decided, by outcome (verified, supplement_requested, escalated)"
+        "Dossiers decided, by outcome (verified, supplement_requested, escalated; ended: withdrawn or stopped before verification)"
     );
     metrics::describe_counter!(
         VERIFY_PARKED_TOTAL,
@@ -31,6 +31,8 @@ pub(crate) enum Decided {
     SupplementRequested,
     /// Handed to an officer.
     Escalated,
+    /// Withdrawn or stopped before it was verified: passed on to nobody.
+    Ended,
     /// Parked for the retrier.
     Parked {
         dossier_id: String,
@@ -62,6 +64,7 @@ impl Decided {
             Decided::Verified => "verified",
             Decided::SupplementRequested => "supplement_requested",
             Decided::Escalated => "escalated",
+            Decided::Ended => "ended",
             Decided::Parked { dossier_id, why } => {
                 metrics::counter!(VERIFY_PARKED_TOTAL).increment(1);
                 tracing::debug!(%dossier_id, %why, "registry unavailable; parked");

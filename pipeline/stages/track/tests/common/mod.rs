@@ -188,6 +188,8 @@ impl Life {
             due_at: self.due_at,
             routed_at: self.routed_at(),
             traceparent: None,
+            calendar_version: None,
+            clock_pauses: Vec::new(),
         }
         .into()
     }
