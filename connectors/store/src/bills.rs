@@ -177,6 +177,17 @@ impl Store {
         })
     }
 
+    /// The bill of a dossier, if it has one (a withdrawal cancels or refunds it).
+    pub async fn bill_of_dossier(&self, dossier_id: &str) -> Result<Option<Bill>> {
+        let sql = format!("SELECT {COLUMNS} FROM bills WHERE dossier_id = $1");
+        both!(self, |pool| Ok(sqlx::query(&sql)
+            .bind(dossier_id)
+            .fetch_optional(pool)
+            .await?
+            .as_ref()
+            .map(bill)))
+    }
+
     /// Every bill, for reconciliation.
     pub async fn bills(&self) -> Result<Vec<Bill>> {
         let sql = format!("SELECT {COLUMNS} FROM bills ORDER BY issued_at_ms, bill_reference");
