@@ -4,50 +4,108 @@
 //! reasons ("rejected at reception" or "supplement requested").
 
 pub use motcua_reference::ids;
+mod lifecycle;
 pub mod telemetry;
 mod validate;
 
 use std::sync::Arc;
 
 use motcua_reference::{civil, Reference};
-use motcua_runtime::{Envelope, Outcome, Stage, StageError};
+use motcua_runtime::{Envelope, Input, Outcome, Stage, StageError, Tick};
 use motcua_schemas::{
-    derived_event_id, AnyEvent, DossierAccepted, DossierStatus, DossierStatusChanged, DossierSubmitted, Reason,
+    derived_event_id, AnyEvent, Codec, DossierAccepted, DossierStatus, DossierStatusChanged, DossierSubmitted,
+    DossierSupplemented, DossierWithdrawn, Event, Reason, Topic,
 };
-use motcua_store::{CodeAllocation, CodeRequest, Store};
+use motcua_store::{CodeAllocation, CodeRequest, Store, WaitRequest};
 use telemetry::Decided;
 
+pub use lifecycle::{merge, refund_on_withdrawal, SupplementWait};
 pub use validate::{validate, Admission, Refusal};
 
 pub const STAGE: &str = motcua_schemas::component::INTAKE;
+
+/// What intake reads: submissions, and the portal's supplements and withdrawals of
+/// dossiers it received (one consumer group, so one dossier's messages stay in order).
+#[derive(Debug, Clone)]
+pub enum IntakeInput {
+    Submitted(Box<DossierSubmitted>),
+    Supplemented(Box<DossierSupplemented>),
+    Withdrawn(Box<DossierWithdrawn>),
+}
+
+impl Input for IntakeInput {
+    fn topics() -> Vec<Topic> {
+        vec![Topic::Submitted, Topic::Supplemented, Topic::Withdrawn]
+    }
+
+    fn decode(codec: &Codec, topic: Topic, bytes: &[u8]) -> motcua_schemas::Result<Self> {
+        Ok(match topic {
+            Topic::Supplemented => IntakeInput::Supplemented(Box::new(codec.decode(bytes)?)),
+            Topic::Withdrawn => IntakeInput::Withdrawn(Box::new(codec.decode(bytes)?)),
+            _ => IntakeInput::Submitted(Box::new(codec.decode(bytes)?)),
+        })
+    }
+
+    fn key(&self) -> &str {
+        match self {
+            IntakeInput::Submitted(e) => Event::key(e.as_ref()),
+            IntakeInput::Supplemented(e) => Event::key(e.as_ref()),
+            IntakeInput::Withdrawn(e) => Event::key(e.as_ref()),
+        }
+    }
+
+    fn check(&self, limits: &motcua_schemas::Limits) -> Result<(), motcua_schemas::Violation> {
+        match self {
+            IntakeInput::Submitted(e) => limits.check(e.as_ref()),
+            IntakeInput::Supplemented(e) => limits.check(e.as_ref()),
+            IntakeInput::Withdrawn(e) => limits.check(e.as_ref()),
+        }
+    }
+}
+
+impl From<DossierSubmitted> for IntakeInput {
+    fn from(s: DossierSubmitted) -> Self {
+        IntakeInput::Submitted(Box::new(s))
+    }
+}
 
 /// The intake stage.
 #[derive(Debug, Clone)]
 pub struct Intake {
     reference: Arc<Reference>,
     store: Store,
+    /// Encodes and reads the dossiers stored with supplement waits.
+    codec: Codec,
+    /// When unanswered supplement requests end the dossier; `None`: never (tests).
+    supplement_wait: Option<SupplementWait>,
+    /// How often unanswered waits are looked for.
+    pub stop_check: std::time::Duration,
 }
 
 impl Intake {
-    pub fn new(reference: Arc<Reference>, store: Store) -> Self {
-        Self { reference, store }
-    }
-}
-
-impl Stage for Intake {
-    type Input = DossierSubmitted;
-
-    fn name(&self) -> &'static str {
-        STAGE
+    pub fn new(reference: Arc<Reference>, store: Store, codec: Codec) -> Self {
+        Self {
+            reference,
+            store,
+            codec,
+            supplement_wait: None,
+            stop_check: std::time::Duration::from_secs(60),
+        }
     }
 
-    async fn handle_batch(&self, batch: &[Envelope<DossierSubmitted>]) -> Result<Vec<Outcome>, StageError> {
-        let verdicts: Vec<Result<Admission, Refusal>> =
-            batch.iter().map(|e| validate(&self.reference, &e.event)).collect();
+    /// Stops dossiers whose supplement does not come within `wait`'s working days.
+    pub fn with_supplement_wait(mut self, wait: SupplementWait) -> Self {
+        self.supplement_wait = Some(wait);
+        self
+    }
+
+    /// Submissions: validated together, their codes allocated in one store call.
+    async fn submissions(&self, batch: &[&DossierSubmitted]) -> Result<Vec<Outcome>, StageError> {
+        let verdicts: Vec<Result<Admission, Refusal>> = batch.iter().map(|e| validate(&self.reference, e)).collect();
         let requests: Vec<CodeRequest> = batch
             .iter()
             .zip(&verdicts)
-            .filter_map(|(e, v)| v.as_ref().ok().map(|a| code_request(&e.event, a)))
+            .filter_map(|(e, v)| v.as_ref().ok().map(|a| code_request(e, a)))
             .collect();
         let mut allocations = self
             .store
@@ -57,8 +115,9 @@ impl Stage for Intake {
             .into_iter();
         let mut out = Vec::with_capacity(batch.len());
         let mut decided = Vec::with_capacity(batch.len());
+        let mut waits = Vec::new();
         for (e, verdict) in batch.iter().zip(verdicts) {
-            let dossier_id = e.event.dossier.dossier_id.clone();
+            let dossier_id = e.dossier.dossier_id.clone();
             let events = match verdict {
                 Ok(admission) => {
                     let allocation = allocations
@@ -76,7 +135,7 @@ impl Stage for Intake {
                             status: DossierStatus::RejectedAtReception,
                             reason_codes: vec!["DUPLICATE_DOSSIER_ID".to_owned()],
                         });
-                        out.push(Outcome::Emit(vec![duplicate_id_event(&e.event, reasons)]));
+                        out.push(Outcome::Emit(vec![duplicate_id_event(e, reasons)]));
                         continue;
                     }
                     decided.push(Decided::Accepted {
@@ -84,7 +143,7 @@ impl Stage for Intake {
                         dossier_code: allocation.dossier_code.clone(),
                         newly_allocated: allocation.newly_allocated,
                     });
-                    accepted_events(&e.event, admission, &allocation)
+                    accepted_events(e, admission, &allocation)
                 }
                 Err(refusal) => {
                     decided.push(Decided::Refused {
@@ -92,14 +151,87 @@ impl Stage for Intake {
                         status: refusal.status,
                         reason_codes: refusal.reasons.iter().map(|r| r.code.clone()).collect(),
                     });
-                    vec![refusal_event(&e.event, refusal)]
+                    let status = refusal_event(e, refusal);
+                    if let AnyEvent::Status(st) = &status {
+                        if st.status == DossierStatus::SupplementRequested {
+                            waits.push(WaitRequest {
+                                request_event_id: st.event_id.clone(),
+                                dossier_id: st.dossier_id.clone(),
+                                dossier_code: None,
+                                step: STAGE.to_owned(),
+                                requested_at_ms: st.occurred_at,
+                                payload: self.encode(*e)?,
+                            });
+                        }
+                    }
+                    vec![status]
                 }
             };
             out.push(Outcome::Emit(events));
         }
+        // Recorded before the requests go out: a supplement can only answer a known wait.
+        self.store
+            .await_supplements(&waits)
+            .await
+            .map_err(|e| StageError::from(e).context("recording supplement requests"))?;
         // Counted here, where nothing can fail any more: a retried batch counts once.
         decided.iter().for_each(Decided::emit);
         Ok(out)
+    }
+}
+
+impl Stage for Intake {
+    type Input = IntakeInput;
+
+    fn name(&self) -> &'static str {
+        STAGE
+    }
+
+    async fn handle_batch(&self, batch: &[Envelope<IntakeInput>]) -> Result<Vec<Outcome>, StageError> {
+        // Submissions first, together (a dossier's supplement or withdrawal always comes
+        // after its submission on the same partition), then the rest in order.
+        let submitted: Vec<&DossierSubmitted> = batch
+            .iter()
+            .filter_map(|e| match &e.event {
+                IntakeInput::Submitted(s) => Some(s.as_ref()),
+                _ => None,
+            })
+            .collect();
+        let mut submitted_out = self.submissions(&submitted).await?.into_iter();
+        let mut out = Vec::with_capacity(batch.len());
+        let mut lifecycle = Vec::new();
+        for e in batch {
+            let outcome = match &e.event {
+                IntakeInput::Submitted(_) => submitted_out
+                    .next()
+                    .ok_or_else(|| StageError::Fatal("fewer outcomes than submissions".to_owned()))?,
+                IntakeInput::Supplemented(s) => {
+                    let (o, l) = self.supplement(s).await?;
+                    lifecycle.push(l);
+                    o
+                }
+                IntakeInput::Withdrawn(w) => {
+                    let (o, l) = self.withdraw(w).await?;
+                    lifecycle.push(l);
+                    o
+                }
+            };
+            out.push(outcome);
+        }
+        lifecycle.iter().for_each(telemetry::Lifecycle::emit);
+        Ok(out)
+    }
+
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        self.supplement_wait.as_ref().map(|_| self.stop_check)
+    }
+
+    async fn tick(&self, now_ms: i64) -> Result<Tick, StageError> {
+        self.stop_unanswered(now_ms).await
+    }
+
+    async fn ticked(&self, tick: &Tick) -> Result<(), StageError> {
+        self.announce_stops(tick).await
     }
 }
 
@@ -107,11 +239,17 @@ impl Stage for Intake {
 /// moment they are submitted; counter software stamps the counter time). Using the
 /// submission's own time keeps redelivery deterministic.
 fn code_request(s: &DossierSubmitted, a: &Admission) -> CodeRequest {
+    code_request_at(s, a, s.dossier.submitted_at)
+}
+
+/// The code request of a dossier received at `received_at_ms` (a submission completed
+/// by a supplement is received when the supplement came).
+fn code_request_at(s: &DossierSubmitted, a: &Admission, received_at_ms: i64) -> CodeRequest {
     CodeRequest {
         dossier_id: s.dossier.dossier_id.clone(),
         agency_code: a.agency_code.clone(),
-        day: civil::vn_yymmdd(s.dossier.submitted_at),
-        received_at_ms: s.dossier.submitted_at,
+        day: civil::vn_yymmdd(received_at_ms),
+        received_at_ms,
         content_digest: content_digest(&s.dossier),
         lookup_token: motcua_security::access::new_lookup_token(),
     }

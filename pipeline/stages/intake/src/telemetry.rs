@@ -7,6 +7,7 @@ use motcua_schemas::DossierStatus;
 
 pub const INTAKE_DOSSIERS_TOTAL: &str = "motcua_intake_dossiers_total";
 pub const INTAKE_REFUSAL_REASONS_TOTAL: &str = "motcua_intake_refusal_reasons_total";
+pub const INTAKE_LIFECYCLE_TOTAL: &str = "motcua_intake_lifecycle_total";
 
 /// Registers every intake metric with its unit and description.
 pub fn describe() {
@@ -20,6 +21,46 @@ pub fn describe() {
         Unit::Count,
         "Reasons given for refused submissions, by reason code"
     );
+    metrics::describe_counter!(
+        INTAKE_LIFECYCLE_TOTAL,
+        Unit::Count,
+        "Supplements, withdrawals and stops handled, by outcome (resumed_intake, resumed_verify, \
+         resumed_other, asked_again, rejected_after_supplement, withdrawn, stopped, refused) and, \
+         for refusals, reason code"
+    );
+}
+
+/// What intake did with a supplement, a withdrawal or an unanswered wait.
+#[derive(Debug)]
+pub(crate) enum Lifecycle {
+    Resumed { step: &'static str },
+    AskedAgain,
+    RejectedAfterSupplement,
+    Withdrawn,
+    Stopped,
+    Refused { code: String },
+}
+
+impl Lifecycle {
+    pub(crate) fn emit(&self) {
+        let (outcome, code) = match self {
+            Lifecycle::Resumed { step } => (
+                match *step {
+                    "intake" => "resumed_intake",
+                    "verify" => "resumed_verify",
+                    _ => "resumed_other",
+                },
+                "",
+            ),
+            Lifecycle::AskedAgain => ("asked_again", ""),
+            Lifecycle::RejectedAfterSupplement => ("rejected_after_supplement", ""),
+            Lifecycle::Withdrawn => ("withdrawn", ""),
+            Lifecycle::Stopped => ("stopped", ""),
+            Lifecycle::Refused { code } => ("refused", code.as_str()),
+        };
+        metrics::counter!(INTAKE_LIFECYCLE_TOTAL, "outcome" => outcome, "reason_code" => code.to_owned()).increment(1);
+        tracing::debug!(outcome, reason_code = code, "supplement, withdrawal or stop");
+    }
 }
 
 /// What intake decided for one submission: logged and counted by [`Decided::emit`] once

@@ -15,9 +15,9 @@ fn reference() -> Arc<Reference> {
 /// 2025-11-25 09:00 in Hà Nội.
 const NOW: i64 = 1_764_036_000_000;
 
-fn envelope(s: DossierSubmitted, offset: i64) -> Envelope<DossierSubmitted> {
+fn envelope(s: DossierSubmitted, offset: i64) -> Envelope<IntakeInput> {
     Envelope {
-        event: s,
+        event: s.into(),
         origin: Origin {
             topic: "dossier.submitted".into(),
             partition: 0,
@@ -32,7 +32,7 @@ async fn intake() -> (Intake, tempfile::TempDir) {
     let store = Store::connect(&format!("sqlite://{}", dir.path().join("i.db").display()))
         .await
         .expect("store");
-    (Intake::new(reference(), store), dir)
+    (Intake::new(reference(), store, Codec::embedded().expect("codec")), dir)
 }
 
 fn refusal(r: &Reference, s: &DossierSubmitted) -> Refusal {
@@ -220,9 +220,12 @@ async fn a_batch_is_accepted_with_unique_codes_and_redelivery_re_emits_identical
         let [AnyEvent::Accepted(a), AnyEvent::Status(st)] = &events[..] else {
             panic!("unexpected events {events:?}")
         };
-        assert_eq!(a.dossier, e.event.dossier);
-        assert_eq!(a.causation_id, e.event.event_id);
-        assert_eq!(a.received_at, e.event.dossier.submitted_at);
+        let IntakeInput::Submitted(e) = &e.event else {
+            unreachable!()
+        };
+        assert_eq!(a.dossier, e.dossier);
+        assert_eq!(a.causation_id, e.event_id);
+        assert_eq!(a.received_at, e.dossier.submitted_at);
         assert!(
             a.dossier_code
                 .starts_with(&format!("{}-251125-", a.receiving_agency_code)),
@@ -409,3 +412,5 @@ async fn a_reused_dossier_id_with_other_content_is_refused_with_a_reason() {
     };
     assert_eq!(a.dossier_code, accepted.dossier_code);
 }
+
+mod lifecycle;

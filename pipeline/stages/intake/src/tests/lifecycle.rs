@@ -1,0 +1,394 @@
+//! Supplements, withdrawals and stops, against a real SQLite store.
+
+use motcua_runtime::Origin;
+use motcua_schemas::{samples, DossierSupplemented, DossierWithdrawn};
+use motcua_store::{Bill, ClosureKind, Pause, WaitRequest, WaitState};
+
+use super::*;
+
+const DAY: i64 = 86_400_000;
+const HOUR: i64 = 3_600_000;
+
+fn input(e: IntakeInput, offset: i64) -> Envelope<IntakeInput> {
+    Envelope {
+        event: e,
+        origin: Origin {
+            topic: "dossier.supplemented".into(),
+            partition: 0,
+            offset,
+            timestamp_ms: None,
+        },
+    }
+}
+
+fn supplement(id: &str, dossier_id: &str, code: Option<&str>, at: i64) -> DossierSupplemented {
+    DossierSupplemented {
+        event_id: id.to_owned(),
+        dossier_id: dossier_id.to_owned(),
+        dossier_code: code.map(str::to_owned),
+        portal: "dvc".to_owned(),
+        documents: vec![],
+        form_fields: Default::default(),
+        land_parcels: None,
+        residence_unit_code: None,
+        full_name: None,
+        date_of_birth: None,
+        supplemented_at: at,
+        published_at: at + 500,
+        traceparent: None,
+    }
+}
+
+fn withdrawal(id: &str, dossier_id: &str, code: Option<&str>, at: i64) -> DossierWithdrawn {
+    DossierWithdrawn {
+        event_id: id.to_owned(),
+        dossier_id: dossier_id.to_owned(),
+        dossier_code: code.map(str::to_owned),
+        portal: "dvc".to_owned(),
+        reason_code: None,
+        withdrawn_at: at,
+        published_at: at + 500,
+        traceparent: None,
+    }
+}
+
+async fn one(stage: &Intake, e: impl Into<IntakeInputOf>) -> Outcome {
+    let e: IntakeInputOf = e.into();
+    let mut out = stage.handle_batch(&[input(e.0, 1)]).await.expect("handled");
+    out.pop().expect("one outcome")
+}
+
+/// Wraps each kind of input (the test passes plain events).
+struct IntakeInputOf(IntakeInput);
+impl From<DossierSubmitted> for IntakeInputOf {
+    fn from(s: DossierSubmitted) -> Self {
+        Self(s.into())
+    }
+}
+impl From<DossierSupplemented> for IntakeInputOf {
+    fn from(s: DossierSupplemented) -> Self {
+        Self(IntakeInput::Supplemented(Box::new(s)))
+    }
+}
+impl From<DossierWithdrawn> for IntakeInputOf {
+    fn from(w: DossierWithdrawn) -> Self {
+        Self(IntakeInput::Withdrawn(Box::new(w)))
+    }
+}
+
+fn events(o: &Outcome) -> &[AnyEvent] {
+    match o {
+        Outcome::Emit(e) => e,
+        other => panic!("not emitted: {other:?}"),
+    }
+}
+
+fn dead_letter_code(o: &Outcome) -> &str {
+    match o {
+        Outcome::DeadLetter { reason_code, .. } => reason_code,
+        other => panic!("not refused: {other:?}"),
+    }
+}
+
+fn status(o: &Outcome) -> &DossierStatusChanged {
+    events(o)
+        .iter()
+        .find_map(|e| match e {
+            AnyEvent::Status(s) => Some(s),
+            _ => None,
+        })
+        .expect("a status")
+}
+
+fn reason_codes(s: &DossierStatusChanged) -> Vec<&str> {
+    s.reasons.iter().map(|r| r.code.as_str()).collect()
+}
+
+/// A dossier received and given its code, as verify would read it.
+async fn accepted(stage: &Intake, g: &mut Generator<'_>, at: i64) -> DossierAccepted {
+    let out = one(stage, g.valid(at)).await;
+    match &events(&out)[0] {
+        AnyEvent::Accepted(a) => a.clone(),
+        other => panic!("not accepted: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_dossier_missing_a_paper_at_reception_is_received_when_the_supplement_completes_it() {
+    let (stage, _dir) = intake().await;
+    let r = reference();
+    let mut g = Generator::new(&r, "22", 31).expect("province");
+    let mut s = g.valid(NOW);
+    let missing = s.dossier.documents.pop().expect("a document");
+    let dossier_id = s.dossier.dossier_id.clone();
+
+    let asked = one(&stage, s.clone()).await;
+    assert_eq!(status(&asked).status, DossierStatus::SupplementRequested);
+    let waits = stage.store.waits_of(&dossier_id).await.expect("waits");
+    assert_eq!(waits.len(), 1);
+    assert_eq!(
+        (waits[0].state, waits[0].request.step.as_str()),
+        (WaitState::Waiting, "intake")
+    );
+    assert_eq!(waits[0].request.request_event_id, status(&asked).event_id);
+
+    // An incomplete supplement (nothing in it) asks again, from the supplement's time.
+    let empty = supplement("sp-empty", &dossier_id, None, NOW + DAY);
+    let again = one(&stage, empty).await;
+    assert_eq!(status(&again).status, DossierStatus::SupplementRequested);
+    assert_eq!(reason_codes(status(&again)), ["MISSING_DOCUMENT"]);
+    let waits = stage.store.waits_of(&dossier_id).await.expect("waits");
+    assert_eq!(
+        waits.iter().map(|w| w.state).collect::<Vec<_>>(),
+        [WaitState::Answered, WaitState::Waiting]
+    );
+
+    // Three days later (Friday 28 Nov) the citizen brings the paper: received then, with
+    // a code of that day.
+    let at = NOW + 3 * DAY;
+    let mut complete = supplement("sp-1", &dossier_id, None, at);
+    complete.documents = vec![missing];
+    let out = one(&stage, complete.clone()).await;
+    let [AnyEvent::Accepted(a), AnyEvent::Status(received)] = events(&out) else {
+        panic!("{out:?}")
+    };
+    assert_eq!(a.received_at, at, "the clock starts when the dossier is complete");
+    assert!(a.dossier_code.contains("-251128-"), "{}", a.dossier_code);
+    assert_eq!(a.dossier.documents.len(), s.dossier.documents.len() + 1);
+    assert_eq!(received.status, DossierStatus::Received);
+    assert!(received.lookup_token.is_some());
+    // A redelivered supplement emits the same events; another one is not awaited.
+    assert_eq!(one(&stage, complete).await, out);
+    let late = one(&stage, supplement("sp-2", &dossier_id, None, at + HOUR)).await;
+    assert_eq!(dead_letter_code(&late), "SUPPLEMENT_NOT_AWAITED");
+    // No pause is counted: the dossier was not received while it waited.
+    let pauses = stage.store.clock_pauses(&[dossier_id.as_str()]).await.expect("pauses");
+    assert!(pauses[&dossier_id].iter().all(|p| p.step == "intake"));
+}
+
+#[tokio::test]
+async fn a_supplement_answering_verify_resumes_the_dossier_under_its_code_and_pauses_the_clock() {
+    let (stage, _dir) = intake().await;
+    let r = reference();
+    let mut g = Generator::new(&r, "22", 32).expect("province");
+    let a = accepted(&stage, &mut g, NOW).await;
+    let other = accepted(&stage, &mut g, NOW).await;
+    let id = a.dossier.dossier_id.clone();
+    let asked_at = NOW + HOUR;
+    stage
+        .store
+        .await_supplements(&[WaitRequest {
+            request_event_id: "verify-asked".into(),
+            dossier_id: id.clone(),
+            dossier_code: Some(a.dossier_code.clone()),
+            step: "verify".into(),
+            requested_at_ms: asked_at,
+            payload: stage.codec.encode(&a).expect("encode"),
+        }])
+        .await
+        .expect("wait");
+
+    let refusals = [
+        (
+            supplement("x1", "nobody", None, NOW + DAY),
+            "SUPPLEMENT_UNKNOWN_DOSSIER",
+        ),
+        (
+            supplement("x2", &other.dossier.dossier_id, None, NOW + DAY),
+            "SUPPLEMENT_NOT_AWAITED",
+        ),
+        (
+            supplement("x3", &id, Some("H22.06652-251125-9999"), NOW + DAY),
+            "SUPPLEMENT_CODE_MISMATCH",
+        ),
+        (supplement("x4", &id, None, asked_at - 1), "SUPPLEMENT_INVALID_TIME"),
+    ];
+    for (s, code) in refusals {
+        assert_eq!(dead_letter_code(&one(&stage, s).await), code);
+    }
+
+    let at = NOW + DAY; // Wednesday 26 Nov 09:00
+    let mut s = supplement("sp-v", &id, Some(&a.dossier_code), at);
+    s.full_name = Some("Nguyễn Thị Hương".to_owned());
+    let out = one(&stage, s.clone()).await;
+    let [AnyEvent::Accepted(resumed), AnyEvent::Status(st)] = events(&out) else {
+        panic!("{out:?}")
+    };
+    assert_eq!(resumed.dossier_code, a.dossier_code, "same code");
+    assert_eq!(resumed.received_at, a.received_at, "same reception time");
+    assert_ne!(resumed.event_id, a.event_id, "a new message for verify to check");
+    assert_eq!(resumed.dossier.applicant.full_name, "Nguyễn Thị Hương");
+    assert_eq!(resumed.dossier.documents, a.dossier.documents);
+    assert_eq!((st.status, st.occurred_at), (DossierStatus::Processing, at));
+    assert_eq!(reason_codes(st), ["SUPPLEMENT_RECEIVED"]);
+    let pauses = stage.store.clock_pauses(&[id.as_str()]).await.expect("pauses");
+    assert_eq!(
+        pauses[&id],
+        [Pause {
+            step: "verify".into(),
+            from_ms: asked_at,
+            to_ms: at
+        }]
+    );
+    assert_eq!(one(&stage, s).await, out, "a redelivery re-emits the same events");
+}
+
+#[tokio::test]
+async fn a_withdrawal_ends_the_dossier_once_and_follows_the_fee_rule() {
+    let (stage, _dir) = intake().await;
+    let r = reference();
+    let mut g = Generator::new(&r, "22", 33).expect("province");
+
+    // Received, no bill yet.
+    let a = accepted(&stage, &mut g, NOW).await;
+    let id = a.dossier.dossier_id.as_str();
+    let w = withdrawal("wd-1", id, Some(&a.dossier_code), NOW + HOUR);
+    let out = one(&stage, w.clone()).await;
+    let st = status(&out);
+    assert_eq!((st.status, st.occurred_at), (DossierStatus::Withdrawn, NOW + HOUR));
+    assert_eq!(st.dossier_code.as_deref(), Some(a.dossier_code.as_str()));
+    assert_eq!(reason_codes(st), ["WITHDRAWN_BY_APPLICANT", "NO_FEE_PAID"]);
+    assert_eq!(one(&stage, w).await, out, "a redelivery re-emits it");
+    let twice = one(&stage, withdrawal("wd-1b", id, None, NOW + 2 * HOUR)).await;
+    assert_eq!(dead_letter_code(&twice), "WITHDRAWAL_DOSSIER_CLOSED");
+    assert_eq!(
+        stage.store.closure(id).await.expect("read").expect("closed").kind,
+        ClosureKind::Withdrawn
+    );
+
+    // Billed, unpaid: the bill is cancelled.
+    let b = accepted(&stage, &mut g, NOW).await;
+    let bill = |dossier_id: &str, reference: &str, payload: Vec<u8>| Bill {
+        bill_reference: reference.to_owned(),
+        dossier_id: dossier_id.to_owned(),
+        amount_vnd: 50_000,
+        status: "pending".to_owned(),
+        issued_at_ms: NOW,
+        expires_at_ms: NOW + 3 * DAY,
+        paid_at_ms: None,
+        gateway_tx: None,
+        failures: 0,
+        verified_payload: payload,
+    };
+    let codec = &stage.codec;
+    let verified = samples::events()
+        .into_iter()
+        .find_map(|e| match e {
+            AnyEvent::Verified(v) => Some(v),
+            _ => None,
+        })
+        .expect("a verified sample (a land procedure)");
+    let payload = codec.encode(&verified).expect("encode");
+    stage
+        .store
+        .issue_bill(&bill(&b.dossier.dossier_id, "HD-B", payload.clone()))
+        .await
+        .expect("bill");
+    let out = one(&stage, withdrawal("wd-2", &b.dossier.dossier_id, None, NOW + HOUR)).await;
+    assert_eq!(reason_codes(status(&out)), ["WITHDRAWN_BY_APPLICANT", "BILL_CANCELLED"]);
+    let bills = stage.store.bills().await.expect("bills");
+    assert_eq!(
+        bills.iter().find(|x| x.bill_reference == "HD-B").expect("bill").status,
+        "expired"
+    );
+
+    // Paid for a land procedure: its appraisal fee is not refunded.
+    let c = accepted(&stage, &mut g, NOW).await;
+    stage
+        .store
+        .issue_bill(&bill(&c.dossier.dossier_id, "HD-C", payload))
+        .await
+        .expect("bill");
+    stage
+        .store
+        .settle("HD-C", true, 50_000, "TX-C", NOW + HOUR)
+        .await
+        .expect("paid");
+    let out = one(&stage, withdrawal("wd-3", &c.dossier.dossier_id, None, NOW + 2 * HOUR)).await;
+    assert_eq!(
+        reason_codes(status(&out)),
+        ["WITHDRAWN_BY_APPLICANT", "FEE_NOT_REFUNDABLE"]
+    );
+    assert!(!refund_on_withdrawal(verified.procedure.field));
+    assert!(refund_on_withdrawal(motcua_schemas::ProcedureField::CivilStatus));
+
+    // Decided first: too late.
+    let d = accepted(&stage, &mut g, NOW).await;
+    stage
+        .store
+        .close_dossier(&d.dossier.dossier_id, ClosureKind::Decided, "dc", NOW + HOUR)
+        .await
+        .expect("decided");
+    let out = one(&stage, withdrawal("wd-4", &d.dossier.dossier_id, None, NOW + 2 * HOUR)).await;
+    assert_eq!(dead_letter_code(&out), "WITHDRAWAL_AFTER_DECISION");
+
+    // Unknown, or the code of another dossier.
+    let out = one(&stage, withdrawal("wd-5", "nobody", None, NOW)).await;
+    assert_eq!(dead_letter_code(&out), "WITHDRAWAL_UNKNOWN_DOSSIER");
+    let out = one(
+        &stage,
+        withdrawal("wd-6", &d.dossier.dossier_id, Some(&a.dossier_code), NOW),
+    )
+    .await;
+    assert_eq!(dead_letter_code(&out), "WITHDRAWAL_CODE_MISMATCH");
+
+    // Waiting at reception (no code yet): withdrawn, its wait ended, a supplement refused.
+    let mut s = g.valid(NOW);
+    s.dossier.documents.pop();
+    let waiting = s.dossier.dossier_id.clone();
+    one(&stage, s).await;
+    let out = one(&stage, withdrawal("wd-7", &waiting, None, NOW + HOUR)).await;
+    assert_eq!(status(&out).status, DossierStatus::Withdrawn);
+    assert_eq!(status(&out).dossier_code, None);
+    assert_eq!(
+        stage.store.waits_of(&waiting).await.expect("waits")[0].state,
+        WaitState::Withdrawn
+    );
+    let out = one(&stage, supplement("sp-late", &waiting, None, NOW + 2 * HOUR)).await;
+    assert_eq!(dead_letter_code(&out), "SUPPLEMENT_DOSSIER_CLOSED");
+}
+
+#[tokio::test]
+async fn a_supplement_that_never_comes_stops_the_dossier_after_its_working_days() {
+    let (stage, _dir) = intake().await;
+    let stage = stage.with_supplement_wait(SupplementWait {
+        working_days: 2,
+        ..SupplementWait::embedded().expect("calendar")
+    });
+    assert!(stage.tick_interval().is_some());
+    let r = reference();
+    let mut g = Generator::new(&r, "22", 34).expect("province");
+    let mut s = g.valid(NOW);
+    s.published_at = NOW; // Tuesday 25 Nov 2025 09:00
+    s.dossier.documents.pop();
+    let id = s.dossier.dossier_id.clone();
+    let asked = one(&stage, s).await;
+    assert_eq!(status(&asked).occurred_at, NOW);
+
+    // Two working days from Tuesday 09:00: Thursday 27 Nov 09:00.
+    let stop_at = NOW + 2 * DAY;
+    let tick = stage.tick(stop_at - 1).await.expect("tick");
+    assert!(tick.events.is_empty(), "not due yet");
+    assert_eq!(
+        stage.store.waits_of(&id).await.expect("waits")[0].stop_at_ms,
+        Some(stop_at)
+    );
+    let tick = stage.tick(stop_at).await.expect("tick");
+    let [AnyEvent::Status(stopped)] = &tick.events[..] else {
+        panic!("{:?}", tick.events)
+    };
+    assert_eq!(
+        (stopped.status, stopped.occurred_at, stopped.dossier_id.as_str()),
+        (DossierStatus::ProcessingStopped, stop_at, id.as_str())
+    );
+    assert_eq!(reason_codes(stopped), ["SUPPLEMENT_NOT_RECEIVED"]);
+    // Not acknowledged yet: the next round announces it again, identically.
+    let again = stage.tick(stop_at + 1).await.expect("tick");
+    assert_eq!(again.events, tick.events);
+    stage.ticked(&again).await.expect("ticked");
+    assert!(stage.tick(stop_at + 2).await.expect("tick").events.is_empty());
+    let c = stage.store.closure(&id).await.expect("read").expect("closed");
+    assert_eq!(c.kind, ClosureKind::Stopped);
+    let out = one(&stage, supplement("sp-late", &id, None, stop_at + HOUR)).await;
+    assert_eq!(dead_letter_code(&out), "SUPPLEMENT_DOSSIER_CLOSED");
+}
