@@ -49,7 +49,11 @@ async fn valid_dossiers_are_accepted_with_unique_codes(store: Store) {
     publish(&kafka, &submissions).await;
 
     let (stop, shutdown) = Shutdown::channel();
-    let stage = Arc::new(motcua_intake::Intake::new(r.clone(), store.clone()));
+    let stage = Arc::new(motcua_intake::Intake::new(
+        r.clone(),
+        store.clone(),
+        Codec::embedded().expect("codec"),
+    ));
     let worker = tokio::spawn(motcua_runtime::run(
         stage,
         Codec::embedded().expect("codec"),
@@ -154,7 +158,11 @@ async fn malformed_and_invalid_inputs_are_set_aside_while_the_rest_flow() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let (stop, shutdown) = Shutdown::channel();
-    let stage = Arc::new(motcua_intake::Intake::new(r.clone(), sqlite_store(&dir).await));
+    let stage = Arc::new(motcua_intake::Intake::new(
+        r.clone(),
+        sqlite_store(&dir).await,
+        codec.clone(),
+    ));
     let worker = tokio::spawn(motcua_runtime::run(
         stage,
         codec.clone(),
@@ -252,7 +260,11 @@ async fn a_database_outage_is_retried_without_loss() {
     let mut rt = runtime_config(&kafka);
     rt.retry_initial = Duration::from_millis(50);
     rt.retry_max = Duration::from_millis(200);
-    let stage = Arc::new(motcua_intake::Intake::new(r.clone(), store.clone()));
+    let stage = Arc::new(motcua_intake::Intake::new(
+        r.clone(),
+        store.clone(),
+        Codec::embedded().expect("codec"),
+    ));
     let worker = tokio::spawn(motcua_runtime::run(
         stage,
         Codec::embedded().expect("codec"),

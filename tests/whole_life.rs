@@ -63,7 +63,10 @@ async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_
             )));
         };
     }
-    stage!(motcua_intake::Intake::new(r.clone(), store.clone()), "intake");
+    stage!(
+        motcua_intake::Intake::new(r.clone(), store.clone(), codec.clone()),
+        "intake"
+    );
     let http = HttpRegistries::new(
         HttpConfig {
             base_url: registry_url,

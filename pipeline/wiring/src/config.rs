@@ -20,6 +20,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub reference: ReferenceConfig,
     pub registries: RegistriesConfig,
+    pub intake: IntakeConfig,
     pub verify: VerifyConfig,
     pub routing: RoutingConfig,
     pub result: ResultConfig,
@@ -320,6 +321,26 @@ pub enum AuditTarget {
     Log,
 }
 
+/// Supplements: how long a dossier waits for the citizen's papers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeConfig {
+    /// Working days (on the routing calendar) after a supplement request with no
+    /// supplement, after which the dossier is stopped (status 8, SUPPLEMENT_NOT_RECEIVED).
+    pub supplement_wait_working_days: u32,
+    /// How often unanswered requests are looked for.
+    pub supplement_check_s: u64,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        Self {
+            supplement_wait_working_days: 15,
+            supplement_check_s: 60,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VerifyConfig {
@@ -493,6 +514,13 @@ impl Config {
         if self.registries.audit == AuditTarget::Database && !self.database.url.starts_with("postgres") {
             bail!(
                 "registries.audit = \"database\" needs a PostgreSQL database.url; use \"log\" with the embedded store"
+            );
+        }
+        let i = &self.intake;
+        if !(1..=365).contains(&i.supplement_wait_working_days) || i.supplement_check_s == 0 {
+            bail!(
+                "intake.supplement_wait_working_days = {} must be between 1 and 365, and intake.supplement_check_s > 0",
+                i.supplement_wait_working_days
             );
         }
         if self.verify.first_retry_ms == 0 || self.verify.max_retry_ms < self.verify.first_retry_ms {

@@ -43,9 +43,9 @@ pub struct StageSpec {
 pub const STAGES: [StageSpec; 6] = [
     StageSpec {
         name: motcua_intake::STAGE,
-        about: "Validate submissions, give them their official dossier code",
-        inputs: <motcua_schemas::DossierSubmitted as Input>::topics,
-        also: &[],
+        about: "Validate submissions, give them their official dossier code; resume supplemented dossiers, honour withdrawals",
+        inputs: <motcua_intake::IntakeInput as Input>::topics,
+        also: &["timer: stops dossiers whose supplement did not come within intake.supplement_wait_working_days"],
         launch: |l| Box::pin(intake(l)),
     },
     StageSpec {
@@ -150,7 +150,16 @@ impl Launch {
 
 async fn intake(l: Launch) -> Result<RunSummary> {
     let store = l.store().await?;
-    let stage = Arc::new(motcua_intake::Intake::new(l.reference, store.clone()));
+    let tables = motcua_routing::RoutingTables::load(&l.reference, &l.config.routing.files()?)
+        .context("loading the calendar for supplement waits")?;
+    let wait = motcua_intake::SupplementWait {
+        calendar: tables.calendar().clone(),
+        working_days: l.config.intake.supplement_wait_working_days,
+        batch: 500,
+    };
+    let mut stage = motcua_intake::Intake::new(l.reference, store.clone(), l.codec.clone()).with_supplement_wait(wait);
+    stage.stop_check = Duration::from_secs(l.config.intake.supplement_check_s);
+    let stage = Arc::new(stage);
     let summary = motcua_runtime::run(stage, l.codec, l.runtime, l.shutdown).await;
     store.close().await;
     Ok(summary?)
@@ -364,7 +373,10 @@ mod tests {
             assert_eq!(owners.len(), 1, "{t}: {owners:?}");
         }
         let intake = stage(motcua_intake::STAGE).expect("intake");
-        assert_eq!(dead_letters_for(intake), vec![Topic::Submitted]);
+        assert_eq!(
+            dead_letters_for(intake),
+            vec![Topic::Submitted, Topic::Supplemented, Topic::Withdrawn]
+        );
         let track = stage(motcua_track::STAGE).expect("track");
         // Those no other stage reads (the gateway and the back office are outside).
         assert_eq!(
