@@ -349,9 +349,15 @@ fn wait_req(id: &str, dossier: &str, at: i64) -> WaitRequest {
 
 async fn a_wait_is_answered_once_and_becomes_a_pause(store: Store) {
     let first = wait_req("rq-1", "d-w1", 100);
-    store.await_supplements(std::slice::from_ref(&first)).await.expect("await");
+    store
+        .await_supplements(std::slice::from_ref(&first))
+        .await
+        .expect("await");
     // A redelivered request is the same wait.
-    store.await_supplements(std::slice::from_ref(&first)).await.expect("again");
+    store
+        .await_supplements(std::slice::from_ref(&first))
+        .await
+        .expect("again");
     assert_eq!(store.waits_of("d-w1").await.expect("waits").len(), 1);
     let w = store.wait_for("d-w1", "sp-1").await.expect("read").expect("a wait");
     assert_eq!((w.state, w.request.clone()), (WaitState::Waiting, first));
