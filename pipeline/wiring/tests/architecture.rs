@@ -39,6 +39,7 @@ fn production_crates() -> Vec<String> {
         "connectors/registries",
         "pipeline/domain/reference",
         "pipeline/domain/routing",
+        "pipeline/domain/stats",
         "pipeline/runtime",
         "pipeline/wiring",
     ]
@@ -90,6 +91,7 @@ fn the_lower_layers_depend_on_no_stage_and_no_runtime() {
         "connectors/registries",
         "pipeline/domain/reference",
         "pipeline/domain/routing",
+        "pipeline/domain/stats",
     ] {
         assert_no_dependency_on(dir, &banned);
     }
