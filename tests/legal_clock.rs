@@ -78,7 +78,10 @@ async fn a_supplement_resumes_verification_keeps_the_code_and_moves_the_due_time
         .await
         .expect("route"));
     let tables = motcua_routing::RoutingTables::embedded(&r).expect("tables");
-    stage!(motcua_simulators::backoffice::BackOffice::new(tables.clone(), Default::default()));
+    stage!(motcua_simulators::backoffice::BackOffice::new(
+        tables.clone(),
+        Default::default()
+    ));
     stage!(motcua_result::ResultStage::new(
         motcua_result::Signer25519::insecure_demo("legal-clock"),
         store.clone()
@@ -90,7 +93,12 @@ async fn a_supplement_resumes_verification_keeps_the_code_and_moves_the_due_time
         failure_rate: 0.0,
         ..GatewaySimConfig::default()
     };
-    let gateway_task = tokio::spawn(gateway_sim::run(kafka.clone(), codec.clone(), gateway, shutdown.clone()));
+    let gateway_task = tokio::spawn(gateway_sim::run(
+        kafka.clone(),
+        codec.clone(),
+        gateway,
+        shutdown.clone(),
+    ));
     let collector = Collector::start(&kafka, &[Topic::Status, Topic::Routed, Topic::Completed]);
 
     // Citizens whose name the population registry contradicts (a typo on the form).
@@ -115,9 +123,7 @@ async fn a_supplement_resumes_verification_keeps_the_code_and_moves_the_due_time
     let asked = |seen: &[Read]| -> HashMap<String, motcua_schemas::DossierStatusChanged> {
         seen.iter()
             .filter_map(|r| match &r.event {
-                Some(AnyEvent::Status(s))
-                    if s.stage == "verify" && s.status == DossierStatus::SupplementRequested =>
-                {
+                Some(AnyEvent::Status(s)) if s.stage == "verify" && s.status == DossierStatus::SupplementRequested => {
                     Some((s.dossier_id.clone(), s.clone()))
                 }
                 _ => None,
@@ -169,7 +175,12 @@ async fn a_supplement_resumes_verification_keeps_the_code_and_moves_the_due_time
         .wait_for(Duration::from_secs(90), |s| completed(s).len() == ids.len())
         .await;
     let seen = collector.snapshot();
-    assert!(done, "{} of {} supplemented dossiers completed", completed(&seen).len(), ids.len());
+    assert!(
+        done,
+        "{} of {} supplemented dossiers completed",
+        completed(&seen).len(),
+        ids.len()
+    );
 
     let calendar = tables.calendar();
     for (id, c) in completed(&seen) {
@@ -182,14 +193,20 @@ async fn a_supplement_resumes_verification_keeps_the_code_and_moves_the_due_time
                 _ => None,
             })
             .expect("routed");
-        assert_eq!(routed.dossier.applicant.full_name, right_names[&id], "verified as corrected");
+        assert_eq!(
+            routed.dossier.applicant.full_name, right_names[&id],
+            "verified as corrected"
+        );
         let [pause] = &routed.clock_pauses[..] else {
             panic!("one pause: {:?}", routed.clock_pauses)
         };
         assert_eq!((pause.step.as_str(), pause.from_at), ("verify", req.occurred_at));
         assert_eq!(pause.to_at, req.occurred_at + 14 * DAY);
         let paused = calendar.working_ms_between(pause.from_at, pause.to_at).expect("span");
-        assert!(paused >= 8 * 3_600_000, "two weeks hold at least a working day: {paused}");
+        assert!(
+            paused >= 8 * 3_600_000,
+            "two weeks hold at least a working day: {paused}"
+        );
         assert_eq!(pause.paused_working_ms, paused);
         // The due time, recomputed from the routed event alone and the calendar it names.
         assert_eq!(routed.calendar_version.as_deref(), Some(calendar.version()));
