@@ -343,6 +343,8 @@ struct DossierRow {
     timeliness: Option<String>,
     status_code: Option<i32>,
     status_at: Option<i64>,
+    paused_working_ms: Option<i64>,
+    calendar_version: Option<String>,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -357,7 +359,8 @@ struct HistoryRow {
 }
 
 const DOSSIER_COLUMNS: &str = "dossier_id, dossier_code, procedure_code, receiving_unit, competent_unit, channel,
-    submitted_at, received_at, due_at, decided_at, decision, completed_at, timeliness, status_code, status_at";
+    submitted_at, received_at, due_at, decided_at, decision, completed_at, timeliness, status_code, status_at,
+    paused_working_ms, calendar_version";
 
 /// `GET /dossiers/{code}` (operators): by dossier code, or by dossier id, with the full
 /// history. A dossier outside the operator's unit is "not found", like a missing one.
@@ -428,6 +431,8 @@ async fn dossier(State(s): State<AppState>, op: Operator, Path(code): Path<Strin
         "completed_at_ms": row.completed_at,
         "overdue": overdue,
         "timeliness": row.timeliness,
+        "paused_working_ms": row.paused_working_ms,
+        "calendar_version": row.calendar_version,
         "history": history,
     })))
 }
@@ -868,6 +873,8 @@ pub fn openapi_document() -> Value {
                 "completed_at": time, "completed_at_ms": ms,
                 "overdue": {"type": "boolean", "description": "still open and past its due time"},
                 "timeliness": {"type": ["string", "null"], "enum": ["early", "on_time", "late", null]},
+                "paused_working_ms": {"type": ["integer", "null"], "description": "working time the legal clock was paused for supplements; the due time includes it"},
+                "calendar_version": {"type": ["string", "null"], "description": "content hash (sha256:…) of the holidays and working hours that computed the due time"},
                 "history": {"type": "array", "items": {"$ref": "#/components/schemas/HistoryEntry"}}}},
             "Stats": {"type": "object", "properties": {
                 "unit": {"type": ["string", "null"]}, "procedure": {"type": ["string", "null"]},

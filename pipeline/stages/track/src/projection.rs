@@ -85,6 +85,8 @@ dossier_columns! {
     status_key: i64 => Greatest,
     last_event_at: i64 => Greatest,
     lookup_digest: String => First,
+    paused_working_ms: i64 => LatestAssignment,
+    calendar_version: String => LatestAssignment,
 }
 
 /// What the rules compare, taken before any column changes.
@@ -228,6 +230,8 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
             p.assign_at = Some(e.routed_at);
             p.competent_unit = Some(e.competent_unit_code.clone());
             p.due_at = Some(e.due_at);
+            p.paused_working_ms = Some(e.clock_pauses.iter().map(|x| x.paused_working_ms).sum());
+            p.calendar_version = e.calendar_version.clone();
             (
                 producer(topic),
                 "[]".into(),
@@ -456,7 +460,8 @@ static UPSERT_DOSSIERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
         "INSERT INTO track_dossiers AS d (dossier_id, {cols}) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
              $6::int8[], $7::int8[], $8::int8[], $9::text[], $10::int8[], $11::int8[], $12::text[], \
-             $13::int8[], $14::text[], $15::int4[], $16::int8[], $17::int8[], $18::int8[], $19::text[]) {conflict}",
+             $13::int8[], $14::text[], $15::int4[], $16::int8[], $17::int8[], $18::int8[], $19::text[], \
+             $20::int8[], $21::text[]) {conflict}",
         cols = columns(),
         conflict = on_conflict(Dialect::Postgres),
     )
@@ -628,7 +633,9 @@ pub(crate) async fn apply_sqlite(pool: &SqlitePool, events: &[&AnyEvent]) -> Res
                 .bind(p.status_at)
                 .bind(p.status_key)
                 .bind(p.last_event_at)
-                .bind(&p.lookup_digest);
+                .bind(&p.lookup_digest)
+                .bind(p.paused_working_ms)
+                .bind(&p.calendar_version);
         }
         q.execute(&mut *tx).await?;
     }
@@ -666,6 +673,8 @@ async fn upsert(tx: &mut sqlx::PgConnection, patches: &[Patch]) -> Result<()> {
         .bind(col!(status_key))
         .bind(col!(last_event_at))
         .bind(col!(lookup_digest))
+        .bind(col!(paused_working_ms))
+        .bind(col!(calendar_version))
         .execute(&mut *tx)
         .await?;
     Ok(())

@@ -72,6 +72,8 @@ fn fixture() -> Vec<Life> {
         ),
         mk(7, NOW - DAY, "1.004227", Channel::Online, NOW + 10 * DAY, None),
     ];
+    // Dossier 2 waited 7 working hours for a supplement.
+    v[1].pauses = vec![(NOW - 14 * DAY, NOW - 13 * DAY, 7 * HOUR)];
     v[5].competent_unit = "H22.STNMT".into();
     v[6].receiving_unit = "07000".into();
     v[6].competent_unit = "07000".into();
@@ -198,6 +200,8 @@ async fn a_dossier_field_by_field() {
     assert_eq!(d["completed_at_ms"], NOW - 3 * DAY);
     assert_eq!(d["overdue"], false, "closed dossiers are not overdue");
     assert_eq!(d["timeliness"], "late");
+    assert_eq!(d["paused_working_ms"], 7 * HOUR, "the pause its routing gave back");
+    assert_eq!(d["calendar_version"], "sha256:test-calendar");
     let h = d["history"].as_array().expect("history");
     let summary: Vec<(&str, Value, &str)> = h
         .iter()

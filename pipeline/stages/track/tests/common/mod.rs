@@ -24,6 +24,8 @@ pub struct Life {
     pub due_at: i64,
     /// Result delivered at, and how it compares with the due time.
     pub done: Option<(i64, Timeliness)>,
+    /// Pauses of the legal clock the routing gave back: (from, to, paused working ms).
+    pub pauses: Vec<(i64, i64, i64)>,
 }
 
 impl Life {
@@ -38,6 +40,7 @@ impl Life {
             submitted_at,
             due_at: submitted_at + 10 * DAY,
             done: None,
+            pauses: Vec::new(),
         }
     }
 
@@ -188,8 +191,17 @@ impl Life {
             due_at: self.due_at,
             routed_at: self.routed_at(),
             traceparent: None,
-            calendar_version: None,
-            clock_pauses: Vec::new(),
+            calendar_version: Some("sha256:test-calendar".into()),
+            clock_pauses: self
+                .pauses
+                .iter()
+                .map(|&(from_at, to_at, paused_working_ms)| ClockPause {
+                    step: "verify".into(),
+                    from_at,
+                    to_at,
+                    paused_working_ms,
+                })
+                .collect(),
         }
         .into()
     }
