@@ -32,6 +32,9 @@ pub enum WaitState {
     Answered,
     Stopped,
     Withdrawn,
+    /// A later request of the same dossier replaced it (the portal resubmitted the
+    /// dossier instead of supplementing it): not a pause, not answerable.
+    Superseded,
 }
 
 impl WaitState {
@@ -40,6 +43,7 @@ impl WaitState {
             "answered" => WaitState::Answered,
             "stopped" => WaitState::Stopped,
             "withdrawn" => WaitState::Withdrawn,
+            "superseded" => WaitState::Superseded,
             _ => WaitState::Waiting,
         }
     }
@@ -151,15 +155,22 @@ const SELECT_CLOSURE: &str =
 
 impl Store {
     /// Records supplement requests (a request recorded before is left as it is). A
-    /// dossier that is already waiting for another request is refused by the database
-    /// (at most one wait per dossier), which the runtime dead-letters.
+    /// dossier still waiting for another request had it answered some other way (the
+    /// portal resubmitted it): that wait is superseded, so at most one waits per dossier.
     pub async fn await_supplements(&self, requests: &[WaitRequest]) -> Result<()> {
         if requests.is_empty() {
             return Ok(());
         }
+        let supersede = "UPDATE supplement_waits SET state = 'superseded'
+                         WHERE dossier_id = $1 AND state = 'waiting' AND request_event_id <> $2";
         both!(self, |pool| {
             let mut tx = pool.begin().await?;
             for w in requests {
+                sqlx::query(supersede)
+                    .bind(&w.dossier_id)
+                    .bind(&w.request_event_id)
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(INSERT_WAIT)
                     .bind(&w.request_event_id)
                     .bind(&w.dossier_id)
@@ -236,7 +247,8 @@ impl Store {
         })
     }
 
-    /// The pauses of the legal clock of each dossier (answered waits), oldest first.
+    /// The pauses of the legal clock of each dossier (answered waits), oldest first. A
+    /// wait at reception is no pause: the clock starts once the dossier is complete.
     pub async fn clock_pauses(&self, dossier_ids: &[&str]) -> Result<HashMap<String, Vec<Pause>>> {
         let mut out: HashMap<String, Vec<Pause>> = HashMap::new();
         if dossier_ids.is_empty() {
@@ -245,7 +257,7 @@ impl Store {
         let rows: Vec<(String, String, i64, i64)> = match self {
             Store::Postgres(p) => sqlx::query(
                 "SELECT dossier_id, step, requested_at_ms, answered_at_ms FROM supplement_waits
-                 WHERE dossier_id = ANY($1) AND state = 'answered' ORDER BY requested_at_ms",
+                 WHERE dossier_id = ANY($1) AND state = 'answered' AND step <> 'intake' ORDER BY requested_at_ms",
             )
             .bind(dossier_ids)
             .fetch_all(p)
@@ -259,7 +271,7 @@ impl Store {
                     rows.extend(
                         sqlx::query(
                             "SELECT dossier_id, step, requested_at_ms, answered_at_ms FROM supplement_waits
-                             WHERE dossier_id = $1 AND state = 'answered' ORDER BY requested_at_ms",
+                             WHERE dossier_id = $1 AND state = 'answered' AND step <> 'intake' ORDER BY requested_at_ms",
                         )
                         .bind(id)
                         .fetch_all(p)

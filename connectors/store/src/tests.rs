@@ -404,15 +404,47 @@ async fn a_wait_is_answered_once_and_becomes_a_pause(store: Store) {
         ]
     );
     assert!(!pauses.contains_key("d-none"));
-    // One waiting wait per dossier: a second open request is refused.
+    // One waiting wait per dossier: a new request supersedes an open one (the portal
+    // resubmitted the dossier), which is no pause and answers nothing.
     store
         .await_supplements(&[wait_req("rq-3", "d-w1", 1_000)])
         .await
         .expect("third");
-    assert!(store
+    store
         .await_supplements(&[wait_req("rq-4", "d-w1", 1_100)])
         .await
-        .is_err());
+        .expect("fourth");
+    let states: Vec<WaitState> = store
+        .waits_of("d-w1")
+        .await
+        .expect("waits")
+        .iter()
+        .map(|w| w.state)
+        .collect();
+    assert_eq!(
+        states,
+        [
+            WaitState::Answered,
+            WaitState::Answered,
+            WaitState::Superseded,
+            WaitState::Waiting
+        ]
+    );
+    assert!(!store
+        .answer_wait("rq-3", "sp-3", 1_200, None)
+        .await
+        .expect("superseded"));
+    assert_eq!(store.clock_pauses(&["d-w1"]).await.expect("pauses")["d-w1"].len(), 2);
+    // A wait at reception is no pause: the clock had not started.
+    let mut at_reception = wait_req("rq-i", "d-w2", 100);
+    at_reception.step = "intake".into();
+    store.await_supplements(&[at_reception]).await.expect("await");
+    assert!(store.answer_wait("rq-i", "sp-i", 900, None).await.expect("answer"));
+    assert!(!store
+        .clock_pauses(&["d-w2"])
+        .await
+        .expect("pauses")
+        .contains_key("d-w2"));
 }
 
 #[tokio::test]

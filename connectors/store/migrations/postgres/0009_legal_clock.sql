@@ -13,7 +13,7 @@ CREATE TABLE supplement_waits (
     payload          BYTEA NOT NULL,          -- the framed message the step resumes from
     stop_at_ms       BIGINT,                   -- set by intake from the calendar
     state            TEXT NOT NULL DEFAULT 'waiting'
-                     CHECK (state IN ('waiting', 'answered', 'stopped', 'withdrawn')),
+                     CHECK (state IN ('waiting', 'answered', 'stopped', 'withdrawn', 'superseded')),
     answer_event_id  TEXT,                   -- the dossier.supplemented that answered
     answered_at_ms   BIGINT,                   -- its supplemented_at: the clock resumes here
     announced        BOOLEAN NOT NULL DEFAULT FALSE     -- a stop's status event went out

@@ -13,7 +13,7 @@ CREATE TABLE supplement_waits (
     payload          BLOB NOT NULL,          -- the framed message the step resumes from
     stop_at_ms       INTEGER,                   -- set by intake from the calendar
     state            TEXT NOT NULL DEFAULT 'waiting'
-                     CHECK (state IN ('waiting', 'answered', 'stopped', 'withdrawn')),
+                     CHECK (state IN ('waiting', 'answered', 'stopped', 'withdrawn', 'superseded')),
     answer_event_id  TEXT,                   -- the dossier.supplemented that answered
     answered_at_ms   INTEGER,                   -- its supplemented_at: the clock resumes here
     announced        INTEGER NOT NULL DEFAULT 0     -- a stop's status event went out

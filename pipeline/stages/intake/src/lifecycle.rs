@@ -128,6 +128,12 @@ impl crate::Intake {
                     "the dossier's supplement request was answered already",
                 ))
             }
+            WaitState::Superseded => {
+                return Ok(refused(
+                    "SUPPLEMENT_NOT_AWAITED",
+                    "the dossier was submitted again after this request",
+                ))
+            }
             WaitState::Stopped | WaitState::Withdrawn => {
                 return Ok(refused(
                     "SUPPLEMENT_DOSSIER_CLOSED",
