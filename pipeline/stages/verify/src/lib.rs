@@ -353,6 +353,14 @@ impl<R: Registries> Verify<R> {
             })?);
             tick.done.push(p.dossier_id);
         }
+        // Withdrawn or stopped while parked: asked about no more, unparked once acknowledged.
+        let ids: Vec<&str> = undecided.iter().map(|p| p.dossier_id.as_str()).collect();
+        let ended = self.store.ended_among(&ids).await.map_err(store_error)?;
+        let (gone, undecided): (Vec<_>, Vec<_>) = undecided.into_iter().partition(|p| ended.contains(&p.dossier_id));
+        for p in gone {
+            Decided::Ended.emit();
+            tick.done.push(p.dossier_id);
+        }
         let looked = join_all(undecided.into_iter().map(|p| async move {
             // Parked by a newer worker, perhaps with a schema version this one has not
             // seen yet: fetched from the registry (if any) first.

@@ -217,3 +217,46 @@ fn a_stored_decision_decodes_to_the_same_events() {
         "truncated"
     );
 }
+
+/// A dossier withdrawn while parked behind a registry outage is asked about no more: the
+/// retry unparks it without an event (nothing follows a withdrawal).
+#[tokio::test]
+async fn a_parked_dossier_withdrawn_meanwhile_is_unparked_without_a_look_up() {
+    use motcua_registries::audit::TracingAudit;
+    use motcua_registries::http::{HttpConfig, HttpRegistries};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("v.db").display()))
+        .await
+        .expect("store");
+    // No registry listens there: a look-up would fail, and the test with it.
+    let config = HttpConfig {
+        base_url: "http://127.0.0.1:9".into(),
+        ..HttpConfig::default()
+    };
+    let registries = HttpRegistries::new(config, Arc::new(TracingAudit)).expect("client");
+    let codec = Codec::embedded().expect("codec");
+    let verify = Verify::new(
+        registries,
+        Arc::new(Reference::embedded().expect("reference")),
+        store.clone(),
+        codec.clone(),
+        "verify/test".into(),
+        RetryPolicy::default(),
+    );
+    let a = accepted();
+    let id = a.dossier.dossier_id.clone();
+    store
+        .park(&id, &codec.encode(&a).expect("encode"), 1, 1, "registry down")
+        .await
+        .expect("park");
+    store
+        .close_dossier(&id, motcua_store::ClosureKind::Withdrawn, "wd", 2)
+        .await
+        .expect("withdrawn");
+    let tick = verify.tick(10).await.expect("tick");
+    assert!(tick.events.is_empty(), "{:?}", tick.events);
+    assert_eq!(tick.done, [id.clone()]);
+    verify.ticked(&tick).await.expect("ticked");
+    let again = verify.tick(10_000_000).await.expect("tick");
+    assert!(again.events.is_empty() && again.done.is_empty(), "unparked: {again:?}");
+}
