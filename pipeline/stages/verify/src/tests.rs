@@ -255,7 +255,7 @@ async fn a_parked_dossier_withdrawn_meanwhile_is_unparked_without_a_look_up() {
         .expect("withdrawn");
     let tick = verify.tick(10).await.expect("tick");
     assert!(tick.events.is_empty(), "{:?}", tick.events);
-    assert_eq!(tick.done, [id.clone()]);
+    assert_eq!(tick.done, [id]);
     verify.ticked(&tick).await.expect("ticked");
     let again = verify.tick(10_000_000).await.expect("tick");
     assert!(again.events.is_empty() && again.done.is_empty(), "unparked: {again:?}");
