@@ -67,7 +67,10 @@ pub const STAGES: [StageSpec; 6] = [
         about: "Give paid dossiers their competent authority, desk and legal due time \
                 (routing tables reload on SIGHUP or when their files change)",
         inputs: <motcua_schemas::DossierPaid as Input>::topics,
-        also: &["routing-table reload: on SIGHUP, and when a configured file changes"],
+        also: &[
+            "routing-table reload: on SIGHUP, and when a configured file changes",
+            "timer: re-reads desk loads every minute (withdrawn, stopped and decided dossiers free their desk)",
+        ],
         launch: |l| Box::pin(route(l)),
     },
     StageSpec {

@@ -46,26 +46,32 @@ impl Snapshot {
     /// `open`: open assignments per (authority code, desk code), from the store — desk
     /// ids change between generations, codes do not.
     fn new(tables: RoutingTables, open: &[(String, String, i64)], generation: u64) -> Self {
-        let mut desk_by_code: HashMap<(&str, &str), DeskId> = HashMap::new();
-        for (i, authority) in tables.authorities().iter().enumerate() {
-            for desk in tables.desks_of(AuthorityId::new(i as u32)) {
-                if let Some(info) = tables.desk(desk) {
-                    desk_by_code.insert((authority.code.as_str(), info.code), desk);
-                }
-            }
-        }
-        let mut loads = vec![0u32; tables.desk_count()];
-        for (authority, desk, count) in open {
-            if let Some(id) = desk_by_code.get(&(authority.as_str(), desk.as_str())) {
-                loads[id.index()] = (*count).clamp(0, i64::from(u32::MAX)) as u32;
-            }
-        }
+        let loads = loads_of(&tables, open);
         Self {
             loads: Mutex::new(loads),
             tables,
             generation,
         }
     }
+}
+
+/// Desk loads from the store's open assignments per (authority code, desk code).
+fn loads_of(tables: &RoutingTables, open: &[(String, String, i64)]) -> Vec<u32> {
+    let mut desk_by_code: HashMap<(&str, &str), DeskId> = HashMap::new();
+    for (i, authority) in tables.authorities().iter().enumerate() {
+        for desk in tables.desks_of(AuthorityId::new(i as u32)) {
+            if let Some(info) = tables.desk(desk) {
+                desk_by_code.insert((authority.code.as_str(), info.code), desk);
+            }
+        }
+    }
+    let mut loads = vec![0u32; tables.desk_count()];
+    for (authority, desk, count) in open {
+        if let Some(id) = desk_by_code.get(&(authority.as_str(), desk.as_str())) {
+            loads[id.index()] = (*count).clamp(0, i64::from(u32::MAX)) as u32;
+        }
+    }
+    loads
 }
 
 /// The route stage.
@@ -75,6 +81,8 @@ pub struct Route {
     files: RoutingFiles,
     store: Store,
     current: RwLock<Arc<Snapshot>>,
+    /// How often the desk loads are read from the store again (closed dossiers).
+    pub load_refresh: std::time::Duration,
 }
 
 impl Route {
@@ -88,6 +96,7 @@ impl Route {
             reference,
             files,
             store,
+            load_refresh: std::time::Duration::from_secs(60),
         })
     }
 
@@ -109,6 +118,18 @@ impl Route {
 
     pub fn generation(&self) -> u64 {
         self.snapshot().generation
+    }
+
+    /// Reads the desk loads from the store again: dossiers closed meanwhile (withdrawn,
+    /// stopped, decided) free their desk. An assignment a concurrent batch is storing
+    /// may be missed until the next refresh — a load is a balancing hint, not a ledger.
+    pub async fn refresh_loads(&self) -> Result<u64, Error> {
+        let open = self.store.desk_loads().await?;
+        let snap = self.snapshot();
+        let fresh = loads_of(&snap.tables, &open);
+        let total = fresh.iter().map(|l| u64::from(*l)).sum();
+        *snap.loads.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(total)
     }
 
     /// Open assignments counted against the desks (what the least-loaded choice sees).
@@ -255,6 +276,18 @@ impl Stage for Route {
 
     fn name(&self) -> &'static str {
         STAGE
+    }
+
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        Some(self.load_refresh)
+    }
+
+    /// Timer work: the desk loads follow the dossiers closed elsewhere.
+    async fn tick(&self, _now_ms: i64) -> Result<motcua_runtime::Tick, StageError> {
+        self.refresh_loads()
+            .await
+            .map_err(|e| StageError::Retryable(format!("refreshing desk loads: {e}")))?;
+        Ok(motcua_runtime::Tick::default())
     }
 
     async fn handle_batch(&self, batch: &[Envelope<DossierPaid>]) -> Result<Vec<Outcome>, StageError> {

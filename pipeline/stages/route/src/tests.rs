@@ -319,3 +319,35 @@ async fn a_dossier_that_waited_is_due_later_by_its_pause_and_an_ended_one_is_not
     // A redelivery re-emits the stored due time and pauses.
     assert_eq!(route.handle_batch(&batch).await.expect("again"), out);
 }
+
+#[tokio::test]
+async fn a_withdrawn_dossier_frees_its_desk_at_the_next_refresh() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = Arc::new(Reference::embedded().expect("reference"));
+    let s = store(&dir).await;
+    let route = Route::new(r.clone(), RoutingFiles::default(), s.clone())
+        .await
+        .expect("route");
+    assert!(route.tick_interval().is_some(), "the refresh runs on the stage's timer");
+    let mut g = Generator::new(&r, "22", 9).expect("province");
+    let batch: Vec<_> = (0..20)
+        .map(|i| envelope(paid(&r, g.valid(NOW + i * 60_000), i as usize), i))
+        .collect();
+    route.handle_batch(&batch).await.expect("handled");
+    assert_eq!(route.open_assignments(), 20);
+    for e in &batch[..3] {
+        s.close_dossier(
+            &e.event.dossier.dossier_id,
+            motcua_store::ClosureKind::Withdrawn,
+            "wd",
+            NOW,
+        )
+        .await
+        .expect("withdrawn");
+    }
+    assert_eq!(route.open_assignments(), 20, "in memory until the refresh");
+    let tick = route.tick(NOW).await.expect("tick");
+    assert!(tick.events.is_empty());
+    assert_eq!(route.open_assignments(), 17);
+    assert_eq!(route.refresh_loads().await.expect("refresh"), 17);
+}
