@@ -493,19 +493,35 @@ pub async fn run<S: Stage>(
 
     let mut summary = RunSummary::default();
     let mut tick_shutdown = shutdown.clone();
+    // The timer stops with the consume loop (a fatal error there must not wait for the
+    // timer's next round, which may be a minute away).
+    let consume_ended = tokio::sync::Notify::new();
     let (outcome, ticks) = tokio::join!(
-        consume_loop(
+        async {
+            let outcome = consume_loop(
+                &*stage,
+                &codec,
+                &cfg,
+                &destinations,
+                &consumer,
+                &producer,
+                &ledger,
+                &mut shutdown,
+                &mut summary,
+            )
+            .await;
+            consume_ended.notify_one();
+            outcome
+        },
+        tick_loop(
             &*stage,
             &codec,
-            &cfg,
             &destinations,
-            &consumer,
             &producer,
             &ledger,
-            &mut shutdown,
-            &mut summary,
+            &mut tick_shutdown,
+            &consume_ended
         ),
-        tick_loop(&*stage, &codec, &destinations, &producer, &ledger, &mut tick_shutdown),
     );
     discovery.abort();
     // A fatal error of the timer stops the worker like one of the consume loop.
@@ -784,6 +800,7 @@ async fn tick_loop<S: Stage>(
     producer: &ThreadedProducer<DeliveryContext>,
     ledger: &Mutex<Ledger>,
     shutdown: &mut Shutdown,
+    consume_ended: &tokio::sync::Notify,
 ) -> Result<u64> {
     let Some(every) = stage.tick_interval() else {
         return Ok(0);
@@ -795,6 +812,7 @@ async fn tick_loop<S: Stage>(
         if !again {
             tokio::select! {
                 _ = shutdown.wait() => return Ok(produced),
+                _ = consume_ended.notified() => return Ok(produced),
                 _ = tokio::time::sleep(every) => {}
             }
         }
