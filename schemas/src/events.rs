@@ -669,6 +669,23 @@ pub struct DossierWithdrawn {
     pub traceparent: Option<String>,
 }
 
+/// A new appointment: the authority will be late, apologised in writing, and promised a
+/// new date (the legal due time stays what it was).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DossierReappointed {
+    pub event_id: String,
+    pub dossier_id: String,
+    pub dossier_code: String,
+    pub competent_unit_code: String,
+    pub reason_code: String,
+    pub apology_reference: String,
+    pub previous_due_at: TimestampMillis,
+    pub new_due_at: TimestampMillis,
+    pub issued_by: String,
+    pub issued_at: TimestampMillis,
+    pub traceparent: Option<String>,
+}
+
 /// An event type bound to its topic. The key of every message is the dossier id
 /// (the bill reference on `payment.confirmed`, which the gateway knows), so all events
 /// of one dossier stay ordered on one partition.
@@ -706,6 +723,7 @@ event!(DossierStatusChanged, Topic::Status, |s| &s.dossier_id);
 event!(DeadLetter, Topic::DeadLetter, |s| &s.event_id);
 event!(DossierSupplemented, Topic::Supplemented, |s| &s.dossier_id);
 event!(DossierWithdrawn, Topic::Withdrawn, |s| &s.dossier_id);
+event!(DossierReappointed, Topic::Reappointed, |s| &s.dossier_id);
 
 /// Avro `bytes` must reach the serializer as bytes, not as a sequence of integers.
 mod avro_bytes {
@@ -799,6 +817,7 @@ pub enum AnyEvent {
     DeadLetter(DeadLetter),
     Supplemented(DossierSupplemented),
     Withdrawn(DossierWithdrawn),
+    Reappointed(DossierReappointed),
 }
 
 macro_rules! any_event {
@@ -841,4 +860,5 @@ any_event!(
     DeadLetter(DeadLetter),
     Supplemented(DossierSupplemented),
     Withdrawn(DossierWithdrawn),
+    Reappointed(DossierReappointed),
 );

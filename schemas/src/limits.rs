@@ -533,6 +533,22 @@ impl Validate for DossierWithdrawn {
     }
 }
 
+impl Validate for DossierReappointed {
+    fn validate(&self, c: &mut Checker<'_>) {
+        c.id("event_id", &self.event_id);
+        c.id("dossier_id", &self.dossier_id);
+        c.id("dossier_code", &self.dossier_code);
+        c.code("competent_unit_code", &self.competent_unit_code);
+        c.code("reason_code", &self.reason_code);
+        c.id("apology_reference", &self.apology_reference);
+        c.at("previous_due_at", self.previous_due_at);
+        c.at("new_due_at", self.new_due_at);
+        c.id("issued_by", &self.issued_by);
+        c.at("issued_at", self.issued_at);
+        c.opt_id("traceparent", self.traceparent.as_deref());
+    }
+}
+
 impl Validate for DeadLetter {
     fn validate(&self, c: &mut Checker<'_>) {
         c.id("event_id", &self.event_id);
@@ -558,6 +574,7 @@ impl Validate for AnyEvent {
             AnyEvent::DeadLetter(e) => e.validate(c),
             AnyEvent::Supplemented(e) => e.validate(c),
             AnyEvent::Withdrawn(e) => e.validate(c),
+            AnyEvent::Reappointed(e) => e.validate(c),
         }
     }
 }

@@ -281,6 +281,20 @@ pub fn events() -> Vec<AnyEvent> {
         published_at: 1_764_036_950_400,
         traceparent: None,
     };
+    // The land office will miss the due time: a written apology and a new date.
+    let reappointed = DossierReappointed {
+        event_id: "8d2a5e3f-0b6c-4e4a-9f7d-3c4d5e6f7081".to_owned(),
+        dossier_id: d.dossier_id.clone(),
+        dossier_code: code.clone(),
+        competent_unit_code: "06652".to_owned(),
+        reason_code: "FIELD_VERIFICATION_NEEDED".to_owned(),
+        apology_reference: format!("06652-XL-{code}"),
+        previous_due_at: 1_764_036_000_000 + 10 * 86_400_000,
+        new_due_at: 1_764_036_000_000 + 13 * 86_400_000,
+        issued_by: "officer-0417".to_owned(),
+        issued_at: 1_764_036_000_000 + 9 * 86_400_000,
+        traceparent: None,
+    };
     vec![
         submitted.into(),
         accepted.into(),
@@ -295,6 +309,7 @@ pub fn events() -> Vec<AnyEvent> {
         dead.into(),
         supplemented.into(),
         withdrawn.into(),
+        reappointed.into(),
     ]
 }
 

@@ -18,10 +18,11 @@ pub enum Topic {
     // Appended, never inserted: a topic's index is stored with parked decisions.
     Supplemented,
     Withdrawn,
+    Reappointed,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 13] = [
+    pub const ALL: [Topic; 14] = [
         Topic::Submitted,
         Topic::Accepted,
         Topic::Verified,
@@ -35,6 +36,7 @@ impl Topic {
         Topic::DeadLetter,
         Topic::Supplemented,
         Topic::Withdrawn,
+        Topic::Reappointed,
     ];
 
     /// The default topic name (deployments may add a prefix, see the Kafka config).
@@ -53,6 +55,7 @@ impl Topic {
             Topic::DeadLetter => "dossier.dlq",
             Topic::Supplemented => "dossier.supplemented",
             Topic::Withdrawn => "dossier.withdrawn",
+            Topic::Reappointed => "dossier.reappointed",
         }
     }
 
@@ -67,7 +70,7 @@ impl Topic {
             Topic::PaymentRequested | Topic::Paid => PAYMENT,
             Topic::PaymentConfirmed => GATEWAY,
             Topic::Routed => ROUTE,
-            Topic::Decided => BACKOFFICE,
+            Topic::Decided | Topic::Reappointed => BACKOFFICE,
             Topic::Completed => RESULT,
             Topic::Status | Topic::DeadLetter => return None,
         })
@@ -85,7 +88,7 @@ impl Topic {
             Topic::PaymentRequested | Topic::Paid => &[PAYMENT],
             Topic::PaymentConfirmed => &[GATEWAY],
             Topic::Routed => &[ROUTE],
-            Topic::Decided => &[BACKOFFICE],
+            Topic::Decided | Topic::Reappointed => &[BACKOFFICE],
             Topic::Completed => &[RESULT],
             Topic::Status => &[INTAKE, VERIFY, PAYMENT, ROUTE, BACKOFFICE, RESULT, TRACK],
             Topic::DeadLetter => &[INTAKE, VERIFY, PAYMENT, ROUTE, RESULT, TRACK],
@@ -105,7 +108,7 @@ impl Topic {
             Topic::Paid => &[ROUTE, TRACK],
             Topic::Routed => &[BACKOFFICE, TRACK],
             Topic::Decided => &[RESULT, TRACK],
-            Topic::Completed => &[TRACK],
+            Topic::Completed | Topic::Reappointed => &[TRACK],
             // The portal shows the citizen the lookup token of the "received" status.
             Topic::Status => &[TRACK, PORTAL],
             Topic::DeadLetter => &[],
@@ -125,7 +128,8 @@ impl Topic {
             | Topic::Completed
             | Topic::Status
             | Topic::Supplemented
-            | Topic::Withdrawn => Some("dossier_id"),
+            | Topic::Withdrawn
+            | Topic::Reappointed => Some("dossier_id"),
             Topic::PaymentConfirmed => Some("bill_reference"),
             Topic::DeadLetter => None,
         }
