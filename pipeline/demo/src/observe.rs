@@ -284,8 +284,8 @@ impl Observed {
                 }
                 self.end(&e.dossier_id, Terminal::ResultReturned, &e.event_id, at_ms);
             }
-            // The demo's portals do not answer or withdraw yet (issue 15, item 7).
-            AnyEvent::Supplemented(_) | AnyEvent::Withdrawn(_) => {}
+            // The demo does not answer, withdraw or reappoint yet (issue 15, item 7).
+            AnyEvent::Supplemented(_) | AnyEvent::Withdrawn(_) | AnyEvent::Reappointed(_) => {}
             AnyEvent::Status(s) => {
                 let (step, how) = match (s.stage.as_str(), s.status) {
                     ("intake", DossierStatus::RejectedAtReception) => {

@@ -345,6 +345,7 @@ struct DossierRow {
     status_at: Option<i64>,
     paused_working_ms: Option<i64>,
     calendar_version: Option<String>,
+    appointment_due_at: Option<i64>,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -360,7 +361,7 @@ struct HistoryRow {
 
 const DOSSIER_COLUMNS: &str = "dossier_id, dossier_code, procedure_code, receiving_unit, competent_unit, channel,
     submitted_at, received_at, due_at, decided_at, decision, completed_at, timeliness, status_code, status_at,
-    paused_working_ms, calendar_version";
+    paused_working_ms, calendar_version, appointment_due_at";
 
 /// `GET /dossiers/{code}` (operators): by dossier code, or by dossier id, with the full
 /// history. A dossier outside the operator's unit is "not found", like a missing one.
@@ -391,7 +392,9 @@ async fn dossier(State(s): State<AppState>, op: Operator, Path(code): Path<Strin
         .fetch_all(p)
         .await?);
     let now = (s.now)();
-    let overdue = is_open(row.status_code) && row.due_at.is_some_and(|d| d < now);
+    // Tracked against a new appointment once one was given (never earlier than the due).
+    let tracked_due = row.due_at.map(|d| row.appointment_due_at.map_or(d, |a| a.max(d)));
+    let overdue = is_open(row.status_code) && tracked_due.is_some_and(|d| d < now);
     let history: Vec<Value> = history
         .into_iter()
         .map(|h| {
@@ -432,6 +435,8 @@ async fn dossier(State(s): State<AppState>, op: Operator, Path(code): Path<Strin
         "overdue": overdue,
         "timeliness": row.timeliness,
         "paused_working_ms": row.paused_working_ms,
+        "appointment_due_at": ts(row.appointment_due_at),
+        "appointment_due_at_ms": row.appointment_due_at,
         "calendar_version": row.calendar_version,
         "history": history,
     })))
@@ -688,12 +693,13 @@ async fn unit_load(
         format!(
             "SELECT status_code,
                 count(*) AS open,
-                count(*) FILTER (WHERE due_at < $2) AS overdue,
-                count(*) FILTER (WHERE due_at >= $2 AND due_at < $3) AS due_soon
+                count(*) FILTER (WHERE {tracked} < $2) AS overdue,
+                count(*) FILTER (WHERE {tracked} >= $2 AND {tracked} < $3) AS due_soon
          FROM track_dossiers
          WHERE COALESCE(competent_unit, receiving_unit) = $1 AND status_code IN ({open})
          GROUP BY status_code ORDER BY status_code",
-            open = crate::projection::sql_codes(DossierStatus::is_open)
+            open = crate::projection::sql_codes(DossierStatus::is_open),
+            tracked = crate::projection::TRACKED_DUE
         )
     });
     let load_sql = LOAD_SQL.as_str();
@@ -871,10 +877,11 @@ pub fn openapi_document() -> Value {
                 "received_at": time, "received_at_ms": ms, "due_at": time, "due_at_ms": ms,
                 "decided_at": time, "decided_at_ms": ms, "decision": {"type": ["string", "null"], "enum": ["approved", "refused", null]},
                 "completed_at": time, "completed_at_ms": ms,
-                "overdue": {"type": "boolean", "description": "still open and past its due time"},
+                "overdue": {"type": "boolean", "description": "still open and past its due time (a new appointment's date once one was given)"},
                 "timeliness": {"type": ["string", "null"], "enum": ["early", "on_time", "late", null]},
                 "paused_working_ms": {"type": ["integer", "null"], "description": "working time the legal clock was paused for supplements; the due time includes it"},
                 "calendar_version": {"type": ["string", "null"], "description": "content hash (sha256:…) of the holidays and working hours that computed the due time"},
+                "appointment_due_at": time, "appointment_due_at_ms": ms,
                 "history": {"type": "array", "items": {"$ref": "#/components/schemas/HistoryEntry"}}}},
             "Stats": {"type": "object", "properties": {
                 "unit": {"type": ["string", "null"]}, "procedure": {"type": ["string", "null"]},

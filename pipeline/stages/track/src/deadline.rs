@@ -89,17 +89,19 @@ pub async fn pending_warnings(
 ) -> Result<Vec<DossierStatusChanged>> {
     let horizon_ms = i64::from(config.working_hours) * 3_600_000;
     let lookahead_ms = i64::try_from(config.lookahead.as_millis()).unwrap_or(i64::MAX / 2);
-    // Open dossiers whose clock runs (not those waiting for a supplement: paused).
+    // Open dossiers whose clock runs (not those waiting for a supplement: paused), against
+    // the date they are tracked against (a new appointment's, once given).
     // `warned_due_at IS NULL OR <>` rather than IS DISTINCT FROM: both dialects read it.
     static CANDIDATES_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
             "SELECT dossier_id, dossier_code, procedure_code,
-                COALESCE(competent_unit, receiving_unit) AS unit, due_at, status_code
+                COALESCE(competent_unit, receiving_unit) AS unit, {tracked} AS due_at, status_code
          FROM track_dossiers
-         WHERE status_code IN ({running}) AND due_at IS NOT NULL AND due_at <= $1
-           AND (warned_due_at IS NULL OR warned_due_at <> due_at)
-         ORDER BY due_at, dossier_id
+         WHERE status_code IN ({running}) AND due_at IS NOT NULL AND {tracked} <= $1
+           AND (warned_due_at IS NULL OR warned_due_at <> {tracked})
+         ORDER BY {tracked}, dossier_id
          LIMIT $2",
+            tracked = crate::projection::TRACKED_DUE,
             running = crate::projection::sql_codes(|s| s.is_open() && s != DossierStatus::SupplementRequested)
         )
     });

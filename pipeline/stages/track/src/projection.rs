@@ -87,7 +87,12 @@ dossier_columns! {
     lookup_digest: String => First,
     paused_working_ms: i64 => LatestAssignment,
     calendar_version: String => LatestAssignment,
+    appointment_due_at: i64 => Greatest,
 }
+
+/// The due time a dossier is tracked against: a new appointment's date once one was
+/// given (never earlier than the legal due time), else the legal due time.
+pub(crate) const TRACKED_DUE: &str = "CASE WHEN appointment_due_at > due_at THEN appointment_due_at ELSE due_at END";
 
 /// What the rules compare, taken before any column changes.
 struct Before {
@@ -309,6 +314,19 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
             p.dossier_id = e.dossier_id.clone();
             (producer(topic), "[]".into(), e.withdrawn_at, None)
         }
+        AnyEvent::Reappointed(e) => {
+            p.dossier_id = e.dossier_id.clone();
+            p.dossier_code = Some(e.dossier_code.clone());
+            p.appointment_due_at = Some(e.new_due_at);
+            let reason = motcua_schemas::Reason {
+                code: e.reason_code.clone(),
+                message: format!(
+                    "Xin lỗi và hẹn lại ngày trả kết quả (phiếu {}); vẫn tính là trễ hạn",
+                    e.apology_reference
+                ),
+            };
+            (producer(topic), reasons_json(&[reason]), e.issued_at, None)
+        }
         AnyEvent::PaymentConfirmed(_) | AnyEvent::DeadLetter(_) => return None,
     };
     if p.dossier_id.is_empty() {
@@ -461,7 +479,7 @@ static UPSERT_DOSSIERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
              $6::int8[], $7::int8[], $8::int8[], $9::text[], $10::int8[], $11::int8[], $12::text[], \
              $13::int8[], $14::text[], $15::int4[], $16::int8[], $17::int8[], $18::int8[], $19::text[], \
-             $20::int8[], $21::text[]) {conflict}",
+             $20::int8[], $21::text[], $22::int8[]) {conflict}",
         cols = columns(),
         conflict = on_conflict(Dialect::Postgres),
     )
@@ -635,7 +653,8 @@ pub(crate) async fn apply_sqlite(pool: &SqlitePool, events: &[&AnyEvent]) -> Res
                 .bind(p.last_event_at)
                 .bind(&p.lookup_digest)
                 .bind(p.paused_working_ms)
-                .bind(&p.calendar_version);
+                .bind(&p.calendar_version)
+                .bind(p.appointment_due_at);
         }
         q.execute(&mut *tx).await?;
     }
@@ -675,6 +694,7 @@ async fn upsert(tx: &mut sqlx::PgConnection, patches: &[Patch]) -> Result<()> {
         .bind(col!(lookup_digest))
         .bind(col!(paused_working_ms))
         .bind(col!(calendar_version))
+        .bind(col!(appointment_due_at))
         .execute(&mut *tx)
         .await?;
     Ok(())

@@ -815,3 +815,42 @@ async fn the_jwk_set_is_served_to_anyone_when_configured() {
         .expect("get");
     assert_eq!(r.status().as_u16(), 404);
 }
+
+/// Dossier 4 is past its due time; its unit apologises and gives a new date: it is
+/// tracked against that date (not overdue, not in the unit's overdue count), the legal
+/// due time stays, and the history shows the apology.
+#[tokio::test]
+async fn a_new_appointment_moves_the_date_a_dossier_is_tracked_against() {
+    let track = Track::new(database().await);
+    let reappointed: AnyEvent = motcua_schemas::DossierReappointed {
+        event_id: "dossier-4-reappointed".into(),
+        dossier_id: "dossier-4".into(),
+        dossier_code: "H22.06652-251125-0004".into(),
+        competent_unit_code: "06652".into(),
+        reason_code: "FIELD_VERIFICATION_NEEDED".into(),
+        apology_reference: "06652-XL-0004".into(),
+        previous_due_at: NOW - HOUR,
+        new_due_at: NOW + 2 * DAY,
+        issued_by: "officer-1".into(),
+        issued_at: NOW - 2 * HOUR,
+        traceparent: None,
+    }
+    .into();
+    // Applied before the rest of the dossier's life: the projection does not mind.
+    track.apply(&[&reappointed]).await.expect("applied");
+    let api = serve_from(track).await;
+    let (status, d) = api.get("/dossiers/dossier-4").await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["due_at_ms"], NOW - HOUR, "the legal due time stays");
+    assert_eq!(d["appointment_due_at_ms"], NOW + 2 * DAY);
+    assert_eq!(d["overdue"], false, "tracked against the new date");
+    let h = d["history"].as_array().expect("history");
+    let apology = h
+        .iter()
+        .find(|e| e["event"] == "dossier.reappointed")
+        .expect("the apology in the history");
+    assert_eq!(apology["stage"], "backoffice");
+    assert_eq!(apology["reasons"][0]["code"], "FIELD_VERIFICATION_NEEDED");
+    let (_, l) = api.get("/units/06652/load").await;
+    assert_eq!((l["open"].clone(), l["overdue"].clone()), (json!(2), json!(0)));
+}
