@@ -20,14 +20,14 @@ stages=(
   "payment    dossier.verified,payment.confirmed      payment.requested,dossier.paid"
   "route      dossier.paid                            dossier.routed"
   "result     dossier.decided                         dossier.completed"
-  "track      dossier.submitted,dossier.accepted,dossier.verified,payment.requested,payment.confirmed,dossier.paid,dossier.routed,dossier.decided,dossier.completed,dossier.status,dossier.dlq,dossier.supplemented,dossier.withdrawn -"
+  "track      dossier.submitted,dossier.accepted,dossier.verified,payment.requested,payment.confirmed,dossier.paid,dossier.routed,dossier.decided,dossier.completed,dossier.status,dossier.dlq,dossier.supplemented,dossier.withdrawn,dossier.reappointed -"
 )
 # Outside systems: the portals publish submissions, the payment gateway confirmations,
 # the back office decisions; they read the statuses of their dossiers.
 outside=(
   "portal     dossier.status                          dossier.submitted,dossier.supplemented,dossier.withdrawn"
   "gateway    payment.requested                       payment.confirmed"
-  "backoffice dossier.routed                          dossier.decided"
+  "backoffice dossier.routed                          dossier.decided,dossier.reappointed"
 )
 
 run() {

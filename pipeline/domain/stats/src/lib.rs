@@ -20,6 +20,8 @@
 //! - **withdrawn** (status 7) and **stopped** (status 8): in the month they happened, at
 //!   the unit the dossier was with (its competent unit once routed, else the receiving one).
 //! - **paused**: resolved dossiers whose clock was paused, and the working time paused.
+//! - **reappointed**: resolved dossiers whose authority apologised and gave a new date;
+//!   they are still classified against the legal due time (late stays late).
 //! - **pending as of T**: received by T and not resolved, withdrawn, stopped by T, at the
 //!   unit it is with; **overdue** when its due time is before T.
 //!
@@ -47,6 +49,8 @@ struct Facts {
     completed: Option<Completed>,
     withdrawn_at: Option<i64>,
     stopped_at: Option<i64>,
+    /// When the authority first apologised and gave a new date.
+    reappointed_at: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +92,9 @@ pub struct Counts {
     pub stopped: u64,
     pub resolved_paused: u64,
     pub paused_working_ms: i64,
+    /// Resolved dossiers given a new appointment (still early / on time / late by the
+    /// legal due time: an apology does not make a late dossier on time).
+    pub resolved_reappointed: u64,
 }
 
 impl Counts {
@@ -103,6 +110,7 @@ impl Counts {
         self.stopped += o.stopped;
         self.resolved_paused += o.resolved_paused;
         self.paused_working_ms += o.paused_working_ms;
+        self.resolved_reappointed += o.resolved_reappointed;
     }
 
     /// Resolved early or on time, of all resolved; `None` when nothing was resolved.
@@ -207,6 +215,10 @@ impl Ledger {
                 });
                 f.procedure_code.get_or_insert_with(|| c.procedure_code.clone());
             }
+            AnyEvent::Reappointed(r) => {
+                let f = self.dossiers.entry(r.dossier_id.clone()).or_default();
+                f.reappointed_at = Some(f.reappointed_at.map_or(r.issued_at, |t| t.min(r.issued_at)));
+            }
             AnyEvent::Status(s) => {
                 let f = self.dossiers.entry(s.dossier_id.clone()).or_default();
                 let first = |slot: &mut Option<i64>| *slot = Some(slot.map_or(s.occurred_at, |t| t.min(s.occurred_at)));
@@ -277,6 +289,7 @@ impl Ledger {
                     Timeliness::OnTime => counts.resolved_on_time += 1,
                     Timeliness::Late => counts.resolved_late += 1,
                 }
+                counts.resolved_reappointed += u64::from(f.reappointed_at.is_some_and(|t| t <= as_of));
                 let paused = f.routed.as_ref().map_or(0, |r| r.paused_ms);
                 if paused > 0 {
                     counts.resolved_paused += 1;
@@ -321,12 +334,12 @@ impl Report {
         let mut out = String::from(
             "month,unit_code,procedure_code,field,received,received_online,rejected_at_reception,resolved,\
              resolved_early,resolved_on_time,resolved_late,on_time_rate,online_rate,withdrawn,stopped,\
-             resolved_paused,paused_working_hours\n",
+             resolved_paused,paused_working_hours,resolved_reappointed\n",
         );
         let rate = |r: Option<f64>| r.map(|v| format!("{v:.4}")).unwrap_or_default();
         for (k, c) in &self.rows {
             out.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2}\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{}\n",
                 k.month,
                 k.unit_code,
                 k.procedure_code,
@@ -343,7 +356,8 @@ impl Report {
                 c.withdrawn,
                 c.stopped,
                 c.resolved_paused,
-                c.paused_working_ms as f64 / 3_600_000.0
+                c.paused_working_ms as f64 / 3_600_000.0,
+                c.resolved_reappointed
             ));
         }
         out

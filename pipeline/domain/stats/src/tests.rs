@@ -98,6 +98,23 @@ fn log() -> Vec<AnyEvent> {
         vn(2025, 11, 28, 9),
         7 * HOUR,
     ));
+    e.push(
+        motcua_schemas::DossierReappointed {
+            event_id: "d2-reappointed".into(),
+            dossier_id: "d2".into(),
+            dossier_code: "code-d2".into(),
+            competent_unit_code: "06658".into(),
+            reason_code: "FIELD_VERIFICATION_NEEDED".into(),
+            apology_reference: "06658-XL-d2".into(),
+            previous_due_at: vn(2025, 11, 28, 9),
+            new_due_at: vn(2025, 12, 3, 9),
+            issued_by: "officer-1".into(),
+            issued_at: vn(2025, 11, 27, 9),
+            traceparent: None,
+        }
+        .into(),
+    );
+    // Decided before the new date, after the legal one: still late.
     e.extend(resolved("d2", "06658", vn(2025, 12, 2, 9), Timeliness::Late));
     // D3: received online at 06652, withdrawn after routing.
     e.push(accepted("d3", "06652", Channel::Online, vn(2025, 11, 15, 9)));
@@ -165,6 +182,8 @@ fn the_figures_follow_the_written_definitions() {
             stopped,
             resolved_paused: u64::from(paused > 0),
             paused_working_ms: paused,
+            // Only D2's authority apologised (the only paused one here, too).
+            resolved_reappointed: u64::from(paused > 0),
         };
     let expected = BTreeMap::from([
         // Received D1 D2 D3 D6 (D1, D3 online); D1 resolved on time; D3 withdrawn.
@@ -240,7 +259,7 @@ fn the_periodic_report_has_one_line_per_group_in_csv_and_json() {
     assert_eq!(lines.len(), 1 + report.rows.len());
     assert!(lines[0].starts_with("month,unit_code,procedure_code,field,received,"));
     assert!(
-        lines.contains(&"2025-12,06658,1.004227,LAND,0,0,0,1,0,0,1,0.0000,,0,1,1,7.00"),
+        lines.contains(&"2025-12,06658,1.004227,LAND,0,0,0,1,0,0,1,0.0000,,0,1,1,7.00,1"),
         "{csv}"
     );
     let json = report.to_json();
