@@ -94,7 +94,8 @@ async fn the_demo_ends_every_dossier_once_and_its_report_equals_the_database() {
     for (name, code) in [
         ("result_returned", 10),
         ("rejected_at_reception", 3),
-        ("supplement_requested", 5),
+        ("withdrawn", 7),
+        ("stopped", 8),
         ("escalated", 4),
     ] {
         assert_eq!(
@@ -104,7 +105,7 @@ async fn the_demo_ends_every_dossier_once_and_its_report_equals_the_database() {
         );
     }
     assert!(
-        by_status.keys().all(|c| [3, 4, 5, 10].contains(c)),
+        by_status.keys().all(|c| [3, 4, 7, 8, 10].contains(c)),
         "every dossier is in a terminal state: {by_status:?}"
     );
 
@@ -112,8 +113,8 @@ async fn the_demo_ends_every_dossier_once_and_its_report_equals_the_database() {
     let terminal_events: Vec<(String, i64)> = sqlx::query_as(
         "SELECT dossier_id, count(*) FROM track_history
          WHERE event = 'dossier.completed'
-            OR (stage = 'intake' AND status_code IN (3, 5))
-            OR (stage = 'verify' AND status_code IN (4, 5))
+            OR (stage = 'intake' AND status_code IN (3, 7, 8))
+            OR (stage = 'verify' AND status_code = 4)
          GROUP BY dossier_id",
     )
     .fetch_all(&pool)
@@ -170,11 +171,53 @@ async fn the_demo_ends_every_dossier_once_and_its_report_equals_the_database() {
     assert_eq!(centers, received_in_province, "load per center");
     assert_eq!(r["centers"].as_array().map(Vec::len), Some(54), "Quảng Ninh's 54 units");
 
-    // The dead-letter topic, read back from the broker: only the malformed messages, each
-    // dead-lettered once, by intake (track, which reads submissions too, skips them).
+    // The legal clock lived: citizens answered supplement requests days later (and some
+    // never: stopped), withdrew, and officers gave new appointments.
+    let clock = &r["clock"];
+    let requested = num(clock, &["requested", "intake"]) + num(clock, &["requested", "verify"]);
+    assert!(requested > 0, "supplements were requested: {clock}");
+    assert!(num(clock, &["supplements"]) > 0, "and answered: {clock}");
+    assert!(num(clock, &["routed_paused"]) > 0, "clocks were paused: {clock}");
+    assert!(num(clock, &["withdrawals"]) > 0, "citizens withdrew: {clock}");
+    assert!(num(clock, &["reappointments"]) > 0, "officers reappointed: {clock}");
+    assert!(
+        num(&r, &["terminal", "stopped"]) > 0,
+        "unanswered requests stopped dossiers"
+    );
+    assert!(num(&r, &["terminal", "withdrawn"]) > 0, "withdrawals ended dossiers");
+
+    // The statistics by definition: the fold over the topics equals the projection's
+    // (the report checks it row by row), and its totals equal counts made here.
+    let st = &r["statistics"];
+    assert_eq!(num(st, &["rows_differing_from_projection"]), 0, "{st}");
+    let totals = &st["totals"];
+    assert_eq!(num(totals, &["resolved"]), by_status.get(&10).copied().unwrap_or(0));
+    assert_eq!(num(totals, &["withdrawn"]), by_status.get(&7).copied().unwrap_or(0));
+    assert_eq!(num(totals, &["stopped"]), by_status.get(&8).copied().unwrap_or(0));
+    let received: i64 = sqlx::query_scalar("SELECT count(*) FROM track_dossiers WHERE received_at IS NOT NULL")
+        .fetch_one(&pool)
+        .await
+        .expect("received");
+    assert_eq!(num(totals, &["received"]), received);
+    let late_reappointed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM track_dossiers WHERE timeliness IS NOT NULL AND appointment_due_at IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("reappointed");
+    assert_eq!(num(totals, &["resolved_reappointed"]), late_reappointed);
+
+    // The dead-letter topic, read back from the broker: the malformed messages, each
+    // dead-lettered once, by intake (track, which reads submissions too, skips them), and
+    // the citizens' requests intake refused with a reason (a withdrawal after the
+    // decision, a supplement after the dossier was stopped).
     let mut kafka = KafkaConfig::with_brokers(tansu.brokers.clone());
     kafka.topic_prefix = r["settings"]["topic_prefix"].as_str().expect("prefix").to_owned();
-    let expected = malformed as usize;
+    let refused: i64 = r["refused_requests"]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_i64).sum())
+        .unwrap_or(0);
+    let expected = (malformed + refused) as usize;
     let dead = read_until(&kafka, &[Topic::DeadLetter], Duration::from_secs(60), |seen| {
         seen.len() >= expected
     })
@@ -185,17 +228,26 @@ async fn the_demo_ends_every_dossier_once_and_its_report_equals_the_database() {
         let Some(AnyEvent::DeadLetter(d)) = &d.event else {
             panic!("not a dead letter: {d:?}")
         };
-        let key = String::from_utf8_lossy(d.origin_key.as_deref().unwrap_or_default()).into_owned();
-        assert!(key.starts_with("junk-"), "only malformed messages: {key}");
-        assert_eq!(d.reason_code, "BAD_MAGIC_BYTE");
-        assert_eq!(
-            d.stage, "intake",
-            "dead-lettered by the group that owns dossier.submitted"
-        );
-        origins.insert((d.origin_partition, d.origin_offset));
+        assert_eq!(d.stage, "intake", "dead-lettered by the group that owns its topic");
+        if d.origin_topic.ends_with(Topic::Submitted.name()) {
+            let key = String::from_utf8_lossy(d.origin_key.as_deref().unwrap_or_default()).into_owned();
+            assert!(key.starts_with("junk-"), "only malformed submissions: {key}");
+            assert_eq!(d.reason_code, "BAD_MAGIC_BYTE");
+        } else {
+            assert!(
+                d.origin_topic.ends_with(Topic::Supplemented.name())
+                    || d.origin_topic.ends_with(Topic::Withdrawn.name()),
+                "{d:?}"
+            );
+            assert!(
+                d.reason_code.starts_with("SUPPLEMENT_") || d.reason_code.starts_with("WITHDRAWAL_"),
+                "{d:?}"
+            );
+        }
+        origins.insert((d.origin_topic.clone(), d.origin_partition, d.origin_offset));
     }
-    assert_eq!(origins.len() as i64, malformed);
-    assert_eq!(num(&r, &["dead_lettered"]), malformed);
+    assert_eq!(origins.len(), expected);
+    assert_eq!(num(&r, &["dead_lettered"]), malformed + refused);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,14 +306,15 @@ async fn the_demo_runs_on_embedded_defaults_and_as_a_soak() {
     let r = report(&html);
     let anonymous = get(format!("{api}/stats"), None).await.expect("GET /stats");
     assert_eq!(anonymous.status().as_u16(), 401, "statistics need an operator's key");
-    let stats: Value = get(format!("{api}/stats"), Some(key))
+    // The simulated decisions lie weeks ahead: figures as of after all of them.
+    let stats: Value = get(format!("{api}/stats?as_of=2100-01-01"), Some(key))
         .await
         .expect("GET /stats")
         .json()
         .await
         .expect("json");
     assert_eq!(
-        stats["completed"].as_i64(),
+        stats["resolved"].as_i64(),
         Some(num(&r, &["terminal", "result_returned"]))
     );
     let code = r["sample_code"].as_str().expect("a sample dossier code");

@@ -109,6 +109,18 @@ impl ProcedureField {
         ProcedureField::Business,
         ProcedureField::Construction,
     ];
+
+    /// The schema's own spelling (`LAND`, `CIVIL_STATUS`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcedureField::Land => "LAND",
+            ProcedureField::Residence => "RESIDENCE",
+            ProcedureField::Certification => "CERTIFICATION",
+            ProcedureField::CivilStatus => "CIVIL_STATUS",
+            ProcedureField::Business => "BUSINESS",
+            ProcedureField::Construction => "CONSTRUCTION",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -372,8 +384,12 @@ pub enum DossierStatus {
 pub enum Phase {
     /// Still being worked on (or waiting on the citizen): the legal clock matters.
     Open,
-    /// Decided, rejected, withdrawn or stopped.
+    /// Decided or rejected.
     Closed,
+    /// Withdrawn or stopped. The store lets one of decision, withdrawal and stop close a
+    /// dossier, and a withdrawal or stop is announced only when it won: a decision sent
+    /// afterwards by a back office that had not heard of it does not undo it.
+    Ended,
     /// The result is in the citizen's hands.
     Returned,
 }
@@ -388,8 +404,8 @@ const STATUS_TABLE: [(DossierStatus, i32, &str, Phase, u8); 10] = [
     (DossierStatus::Processing,                   4,  "processing",                     Phase::Open,     4),
     (DossierStatus::SupplementRequested,          5,  "supplement_requested",           Phase::Open,     5),
     (DossierStatus::FinancialObligationRequested, 6,  "financial_obligation_requested", Phase::Open,     3),
-    (DossierStatus::Withdrawn,                    7,  "withdrawn",                      Phase::Closed,   8),
-    (DossierStatus::ProcessingStopped,            8,  "processing_stopped",             Phase::Closed,   9),
+    (DossierStatus::Withdrawn,                    7,  "withdrawn",                      Phase::Ended,    8),
+    (DossierStatus::ProcessingStopped,            8,  "processing_stopped",             Phase::Ended,    9),
     (DossierStatus::Completed,                    9,  "completed",                      Phase::Closed,   6),
     (DossierStatus::ResultReturned,               10, "result_returned",                Phase::Returned, 10),
 ];

@@ -243,6 +243,104 @@ fn tile(label: &str, value: &str, note: &str) -> String {
     )
 }
 
+/// Supplements, pauses, withdrawals and new appointments; the statistics by definition;
+/// one paused dossier's history.
+fn legal_clock(h: &mut String, r: &Report) {
+    let c = &r.clock;
+    let _ = write!(
+        h,
+        "<h2>The legal clock</h2><table><tr><th>citizens and officers</th><th></th></tr>\
+         <tr><td>supplement requests (intake / verify)</td><td>{} / {}</td></tr>\
+         <tr><td>supplements brought (days later, simulated)</td><td>{}</td></tr>\
+         <tr><td>dossiers resumed at verify under the same code</td><td>{}</td></tr>\
+         <tr><td>routed dossiers whose clock was paused</td><td>{}</td></tr>\
+         <tr><td>working time paused (due times moved by it)</td><td>{:.1} h</td></tr>\
+         <tr><td>withdrawals published</td><td>{}</td></tr>\
+         <tr><td>new appointments (apology and new date)</td><td>{}</td></tr>",
+        n(c.requested.get("intake").copied().unwrap_or(0)),
+        n(c.requested.get("verify").copied().unwrap_or(0)),
+        n(c.supplements),
+        n(c.resumed),
+        n(c.routed_paused),
+        c.paused_working_ms as f64 / 3_600_000.0,
+        n(c.withdrawals),
+        n(c.reappointments)
+    );
+    for (code, count) in &r.refused_requests {
+        let _ = write!(
+            h,
+            "<tr><td>refused request: {}</td><td>{}</td></tr>",
+            esc(code),
+            n(*count)
+        );
+    }
+    h.push_str("</table>");
+    if let Some(st) = &r.statistics {
+        let _ = write!(
+            h,
+            "<h2>Statistics by definition</h2><p>Counted as docs/statistics.md defines them (received at the \
+             receiving unit; resolved at the deciding unit by decision time, early / on time / late against the legal \
+             due time with pauses given back; a new appointment does not make a late dossier on time). {}</p>\
+             <table><tr><th>field</th><th>received</th><th>online</th><th>rejected</th><th>resolved</th><th>early</th>\
+             <th>on time</th><th>late</th><th>on-time rate</th><th>withdrawn</th><th>stopped</th><th>paused</th>\
+             <th>reappointed</th></tr>",
+            match st.rows_differing_from_projection {
+                Some(0) => format!(
+                    "All {} rows (month × unit × procedure × field) equal the status API's.",
+                    st.rows
+                ),
+                Some(d) => format!("{d} of {} rows DIFFER from the status API's.", st.rows),
+                None => String::new(),
+            }
+        );
+        let row = |h: &mut String, name: &str, c: &motcua_stats::Counts| {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(name),
+                n(c.received),
+                n(c.received_online),
+                n(c.rejected_at_reception),
+                n(c.resolved),
+                n(c.resolved_early),
+                n(c.resolved_on_time),
+                n(c.resolved_late),
+                pct(c.on_time_rate()),
+                n(c.withdrawn),
+                n(c.stopped),
+                n(c.resolved_paused),
+                n(c.resolved_reappointed)
+            );
+        };
+        for (field, c) in &st.by_field {
+            row(h, field, c);
+        }
+        row(h, "all", &st.totals);
+        h.push_str("</table>");
+    }
+    if let Some(code) = &r.sample_paused_code {
+        let _ = write!(
+            h,
+            "<h2>A dossier whose clock was paused: {}</h2><table><tr><th>time</th><th>event</th><th>stage</th>\
+             <th>status</th><th>reasons</th></tr>",
+            esc(code)
+        );
+        for l in &r.sample_history {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&l.at),
+                esc(&l.event),
+                esc(&l.stage),
+                esc(l.status.as_deref().unwrap_or("")),
+                esc(&l.reasons)
+            );
+        }
+        h.push_str("</table>");
+    }
+}
+
 pub(crate) fn render(r: &Report) -> String {
     let s = &r.settings;
     let mut h = String::new();
@@ -344,14 +442,15 @@ footer{{color:#777;font-size:.85em;margin-top:28px}}
     h.push_str(&stacked_bar(&[
         ("result returned", r.terminal_count(Terminal::ResultReturned), COLORS[2]),
         (
-            "supplement requested",
-            r.terminal_count(Terminal::SupplementRequested),
-            COLORS[1],
-        ),
-        (
             "rejected at reception",
             r.terminal_count(Terminal::RejectedAtReception),
             COLORS[3],
+        ),
+        ("withdrawn", r.terminal_count(Terminal::Withdrawn), COLORS[1]),
+        (
+            "stopped (no supplement)",
+            r.terminal_count(Terminal::Stopped),
+            COLORS[5],
         ),
         (
             "escalated to an officer",
@@ -359,6 +458,7 @@ footer{{color:#777;font-size:.85em;margin-top:28px}}
             COLORS[4],
         ),
     ]));
+    legal_clock(&mut h, r);
     h.push_str("<h2>Timeliness of returned results</h2>");
     let t = |k: &str| r.timeliness.get(k).copied().unwrap_or(0);
     h.push_str(&stacked_bar(&[

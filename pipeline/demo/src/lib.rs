@@ -83,6 +83,13 @@ pub struct DemoArgs {
     /// Share of dossiers the simulated officers decide after the legal deadline.
     #[arg(long, default_value_t = 0.03)]
     late_rate: f64,
+    /// Share of supplement requests the citizens answer (some days later, simulated);
+    /// the others are never answered and their dossiers stopped after the wait.
+    #[arg(long, default_value_t = 0.7)]
+    supplement_answer_rate: f64,
+    /// Share of received dossiers their citizens withdraw.
+    #[arg(long, default_value_t = 0.01)]
+    withdraw_rate: f64,
     /// Partitions per topic.
     #[arg(long, default_value_t = 4)]
     partitions: i32,
@@ -132,6 +139,8 @@ impl DemoArgs {
             ("gateway-failure-rate", self.gateway_failure_rate),
             ("gateway-duplicate-rate", self.gateway_duplicate_rate),
             ("late-rate", self.late_rate),
+            ("supplement-answer-rate", self.supplement_answer_rate),
+            ("withdraw-rate", self.withdraw_rate),
         ] {
             check_share(name, v)?;
         }
@@ -167,8 +176,17 @@ fn groups() -> Vec<(&'static str, Vec<Topic>)> {
             <motcua_schemas::DossierRouted as Input>::topics(),
         ),
     );
+    groups.push((
+        motcua_simulators::citizens::STAGE,
+        <motcua_schemas::DossierStatusChanged as Input>::topics(),
+    ));
     groups
 }
+
+/// How much faster than the wall clock the demo's intake judges unanswered supplement
+/// requests: the events carry simulated days (answers come days later, decisions weeks),
+/// so a wait of 15 working days (about three weeks) ends some ten seconds into the run.
+const WAIT_CLOCK_FACTOR: i64 = 200_000;
 
 /// The stores the report reads (the stages open their own).
 struct Stores {
@@ -356,6 +374,9 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         // The demo serves the status API itself, so that it outlives the stages.
         c.track.api_listen = String::new();
         c.schema_registry.url = args.schema_registry.clone();
+        // Unanswered supplement requests are looked at every second (on the demo's
+        // faster clock, see WAIT_CLOCK_FACTOR).
+        c.intake.supplement_check_s = 1;
         if name == motcua_schemas::component::TRACK {
             // The projection takes every event of every dossier: larger batches, fewer
             // transactions.
@@ -378,7 +399,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             codec
         }
     };
-    let observed = Arc::new(Mutex::new(Observed::starting_at(now_ms())));
+    let observed = Arc::new(Mutex::new(Observed::starting_at(now_ms(), !args.soak)));
+    let wait_clock = motcua_intake::WaitClock::Accelerated {
+        origin_ms: now_ms(),
+        factor: WAIT_CLOCK_FACTOR,
+    };
     let observer = observe::start(&kafka, codec.clone(), observed.clone(), shutdown.clone()).await?;
 
     let mut assigned: Vec<Arc<std::sync::atomic::AtomicUsize>> = Vec::new();
@@ -387,6 +412,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     for spec in &STAGES {
         let cfg = stage_config(spec.name)?;
         let mut launch = Launch::new(spec, cfg, reference.clone(), codec.clone(), shutdown.clone());
+        launch.wait_clock = wait_clock;
         if spec.name == motcua_schemas::component::VERIFY {
             // Built as the stage would build it; the report reads the client's figures.
             let registries = motcua_wiring::registries::from_config(&launch.config).await?;
@@ -399,7 +425,9 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         stages.push((spec.name, tokio::spawn((spec.launch)(launch))));
     }
     // The officers of the back office: a simulator, run as a stage.
-    let backoffice_rt = stage_config(motcua_simulators::backoffice::STAGE)?.runtime();
+    // Outside the pipeline: bad messages are the owning stages' to dead-letter.
+    let mut backoffice_rt = stage_config(motcua_simulators::backoffice::STAGE)?.runtime();
+    backoffice_rt.dead_letters_for = Some(Vec::new());
     assigned.push(backoffice_rt.assigned.clone());
     let office = motcua_simulators::backoffice::BackOffice::new(
         motcua_routing::RoutingTables::embedded(&reference)?,
@@ -412,6 +440,24 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     stages.push((
         motcua_simulators::backoffice::STAGE,
         tokio::spawn(async move { Ok(office_run.await?) }),
+    ));
+    // The citizens: they answer most supplement requests days later (simulated), some
+    // never, and a few withdraw — through the portal's topics, as a stage.
+    let mut citizens_rt = stage_config(motcua_simulators::citizens::STAGE)?.runtime();
+    citizens_rt.dead_letters_for = Some(Vec::new());
+    assigned.push(citizens_rt.assigned.clone());
+    let citizens = motcua_simulators::citizens::Citizens::new(
+        reference.clone(),
+        motcua_simulators::citizens::CitizensConfig {
+            answer_rate: args.supplement_answer_rate,
+            withdraw_rate: args.withdraw_rate,
+            ..Default::default()
+        },
+    );
+    let citizens_run = motcua_runtime::run(Arc::new(citizens), codec.clone(), citizens_rt, shutdown.clone());
+    stages.push((
+        motcua_simulators::citizens::STAGE,
+        tokio::spawn(async move { Ok(citizens_run.await?) }),
     ));
     let gateway = GatewaySimConfig {
         min_delay_ms: 20,
@@ -533,6 +579,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             (o.ended(), o.dead_lettered())
         };
         if ended >= published_now.dossiers() && dead >= published_now.malformed {
+            // (dead letters also include citizens' refused requests)
             let l = lag.clone();
             final_lag = tokio::task::spawn_blocking(move || l.read()).await?;
             if final_lag.iter().all(|(_, g)| g.lag == 0) {
@@ -571,6 +618,26 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let codes = stores.intake.count_codes().await?;
     let bills = stores.payment.bills().await?;
     let observed = std::mem::take(&mut *observed.lock().expect("observer state"));
+    // The status API's figures by definition, to set beside the fold over the topics.
+    let projection_statistics = match observed.ledger {
+        Some(_) => Some(
+            motcua_track::stats::figures(
+                track.db(),
+                &motcua_track::stats::StatsFilter {
+                    as_of: report::STATISTICS_AS_OF,
+                    ..Default::default()
+                },
+            )
+            .await
+            .context("the projection's statistics")?
+            .report,
+        ),
+        None => None,
+    };
+    let sample_history = match &observed.clock.sample_paused_code {
+        Some(code) => history(&format!("http://{api_addr}"), &api_key, code).await,
+        None => Vec::new(),
+    };
     let report = report::build(report::Inputs {
         settings,
         reference: &reference,
@@ -587,6 +654,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         bills: report::BillCounts::of(&bills),
         before,
         registry,
+        projection_statistics,
+        sample_history,
         gateway: gateway_stats.map(|g| {
             use std::sync::atomic::Ordering::Relaxed;
             (
@@ -628,6 +697,39 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A dossier's history as the status API tells it to an operator (empty if it cannot).
+async fn history(base: &str, key: &str, code: &str) -> Vec<report::HistoryLine> {
+    let answer = async {
+        reqwest::Client::new()
+            .get(format!("{base}/dossiers/{code}"))
+            .bearer_auth(key)
+            .send()
+            .await?
+            .error_for_status()?
+            .json::<serde_json::Value>()
+            .await
+    };
+    let Ok(d) = answer.await else { return Vec::new() };
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    d["history"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .map(|e| report::HistoryLine {
+                    at: text(&e["occurred_at"]),
+                    event: text(&e["event"]),
+                    stage: text(&e["stage"]),
+                    status: e["status"].as_str().map(str::to_owned),
+                    reasons: e["reasons"]
+                        .as_array()
+                        .map(|r| r.iter().map(|x| text(&x["code"])).collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Publishes the submissions; returns whether Ctrl-C cut it short.

@@ -62,7 +62,7 @@ impl Step {
     }
 }
 
-/// How a dossier's automated life ended.
+/// How a dossier's life ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Terminal {
@@ -70,17 +70,20 @@ pub(crate) enum Terminal {
     ResultReturned,
     /// Refused at the counter by intake (status 3).
     RejectedAtReception,
-    /// Intake or verify asked the citizen for more papers (status 5); waits for them.
-    SupplementRequested,
+    /// The citizen withdrew it before the decision (status 7).
+    Withdrawn,
+    /// Asked for papers that never came: stopped after the wait (status 8).
+    Stopped,
     /// Registries could not answer in time: handed to an officer (status 4, by verify).
     Escalated,
 }
 
 impl Terminal {
-    pub(crate) const ALL: [Terminal; 4] = [
+    pub(crate) const ALL: [Terminal; 5] = [
         Terminal::ResultReturned,
         Terminal::RejectedAtReception,
-        Terminal::SupplementRequested,
+        Terminal::Withdrawn,
+        Terminal::Stopped,
         Terminal::Escalated,
     ];
 
@@ -88,7 +91,8 @@ impl Terminal {
         match self {
             Terminal::ResultReturned => "result returned",
             Terminal::RejectedAtReception => "rejected at reception",
-            Terminal::SupplementRequested => "supplement requested",
+            Terminal::Withdrawn => "withdrawn",
+            Terminal::Stopped => "stopped (no supplement)",
             Terminal::Escalated => "escalated to an officer",
         }
     }
@@ -98,10 +102,30 @@ impl Terminal {
         match self {
             Terminal::ResultReturned => 10,
             Terminal::RejectedAtReception => 3,
-            Terminal::SupplementRequested => 5,
+            Terminal::Withdrawn => 7,
+            Terminal::Stopped => 8,
             Terminal::Escalated => 4,
         }
     }
+}
+
+/// The citizens' side of the legal clock, as the topics show it.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub(crate) struct ClockFigures {
+    /// Supplement requests (status 5) by the step that asked.
+    pub(crate) requested: BTreeMap<String, u64>,
+    /// Supplements the portal published, and withdrawals.
+    pub(crate) supplements: u64,
+    pub(crate) withdrawals: u64,
+    /// Dossiers resumed after a supplement (intake's "resumed" or a new reception).
+    pub(crate) resumed: u64,
+    /// Routed dossiers whose clock was paused, and the working time paused.
+    pub(crate) routed_paused: u64,
+    pub(crate) paused_working_ms: i64,
+    /// New appointments (apology and new date) the back office issued.
+    pub(crate) reappointments: u64,
+    /// A dossier whose clock was paused and that got its result: its code.
+    pub(crate) sample_paused_code: Option<String>,
 }
 
 /// One dossier while it is followed.
@@ -110,6 +134,8 @@ struct Followed {
     seen: u16,
     times: [i64; Step::ALL.len()],
     terminal_event: Option<String>,
+    /// Broker time of the terminal event.
+    ended_at: i64,
     ended_seen_at: Option<Instant>,
 }
 
@@ -170,12 +196,24 @@ pub(crate) struct Observed {
     pub(crate) undecodable: u64,
     /// The code of one dossier that got its result (to look up in the status API).
     pub(crate) sample_code: Option<String>,
+    pub(crate) clock: ClockFigures,
+    /// Portal requests (supplements, withdrawals) intake refused with a reason (dead
+    /// letters of their topics), by reason code.
+    pub(crate) refused_requests: BTreeMap<String, u64>,
+    /// Ids of the status and portal events counted so far.
+    counted: HashSet<String>,
+    /// Codes of the dossiers whose clock was paused (until one completes).
+    paused_codes: HashSet<String>,
+    /// Every event folded into the province's statistics (`None` in a soak, whose
+    /// memory must stay bounded).
+    pub(crate) ledger: Option<motcua_stats::Ledger>,
 }
 
 impl Observed {
-    pub(crate) fn starting_at(start_ms: i64) -> Self {
+    pub(crate) fn starting_at(start_ms: i64, statistics: bool) -> Self {
         Self {
             start_ms,
+            ledger: statistics.then(motcua_stats::Ledger::new),
             ..Self::default()
         }
     }
@@ -191,6 +229,16 @@ impl Observed {
 
     pub(crate) fn step(&self, s: Step) -> u64 {
         self.steps.get(&s).copied().unwrap_or(0)
+    }
+
+    /// Whether an event id is new (the topics are at-least-once).
+    fn first_time(&mut self, event_id: &str) -> bool {
+        if self.counted.insert(event_id.to_owned()) {
+            true
+        } else {
+            self.repeats += 1;
+            false
+        }
     }
 
     fn record(&mut self, dossier_id: &str, step: Step, at_ms: i64) -> bool {
@@ -222,6 +270,7 @@ impl Observed {
             None => {}
         }
         f.terminal_event = Some(event_id.to_owned());
+        f.ended_at = at_ms;
         f.ended_seen_at = Some(Instant::now());
         *self.terminal.entry(how).or_default() += 1;
         self.last_terminal_ms = self.last_terminal_ms.max(at_ms);
@@ -229,6 +278,9 @@ impl Observed {
 
     /// Folds one event read from the broker at broker time `at_ms`.
     pub(crate) fn observe(&mut self, event: &AnyEvent, at_ms: i64) {
+        if let Some(l) = &mut self.ledger {
+            l.apply(event);
+        }
         match event {
             AnyEvent::Submitted(e) => {
                 let d = &e.dossier;
@@ -254,7 +306,15 @@ impl Observed {
                 self.record(&e.dossier.dossier_id, Step::Paid, at_ms);
             }
             AnyEvent::Routed(e) => {
+                if !e.clock_pauses.is_empty() && self.clock.sample_paused_code.is_none() {
+                    self.paused_codes.insert(e.dossier_code.clone());
+                }
                 if self.record(&e.dossier.dossier_id, Step::Routed, at_ms) {
+                    let paused: i64 = e.clock_pauses.iter().map(|p| p.paused_working_ms).sum();
+                    if paused > 0 {
+                        self.clock.routed_paused += 1;
+                        self.clock.paused_working_ms += paused;
+                    }
                     *self.routed_to_unit.entry(e.competent_unit_code.clone()).or_default() += 1;
                     if e.competent_unit_code != e.dossier.receiving_unit_code {
                         self.routed_elsewhere += 1;
@@ -275,6 +335,10 @@ impl Observed {
                     if self.sample_code.is_none() {
                         self.sample_code = Some(e.dossier_code.clone());
                     }
+                    if self.clock.sample_paused_code.is_none() && self.paused_codes.contains(&e.dossier_code) {
+                        self.clock.sample_paused_code = Some(e.dossier_code.clone());
+                        self.paused_codes = HashSet::new();
+                    }
                     let t = match e.timeliness {
                         motcua_schemas::Timeliness::Early => "early",
                         motcua_schemas::Timeliness::OnTime => "on_time",
@@ -284,29 +348,64 @@ impl Observed {
                 }
                 self.end(&e.dossier_id, Terminal::ResultReturned, &e.event_id, at_ms);
             }
-            // The demo does not answer, withdraw or reappoint yet (issue 15, item 7).
-            AnyEvent::Supplemented(_) | AnyEvent::Withdrawn(_) | AnyEvent::Reappointed(_) => {}
+            AnyEvent::Supplemented(e) => {
+                if self.first_time(&e.event_id) {
+                    self.clock.supplements += 1;
+                }
+            }
+            AnyEvent::Withdrawn(e) => {
+                if self.first_time(&e.event_id) {
+                    self.clock.withdrawals += 1;
+                }
+            }
+            AnyEvent::Reappointed(e) => {
+                if self.first_time(&e.event_id) {
+                    self.clock.reappointments += 1;
+                }
+            }
             AnyEvent::Status(s) => {
-                let (step, how) = match (s.stage.as_str(), s.status) {
-                    ("intake", DossierStatus::RejectedAtReception) => {
-                        (Step::IntakeStopped, Terminal::RejectedAtReception)
+                let how = match (s.stage.as_str(), s.status) {
+                    ("intake", DossierStatus::RejectedAtReception) => Some(Terminal::RejectedAtReception),
+                    ("intake", DossierStatus::Withdrawn) => Some(Terminal::Withdrawn),
+                    ("intake", DossierStatus::ProcessingStopped) => Some(Terminal::Stopped),
+                    ("verify", DossierStatus::Processing) => Some(Terminal::Escalated),
+                    ("intake" | "verify", DossierStatus::SupplementRequested) => None,
+                    ("intake", DossierStatus::Processing) => {
+                        // Resumed at a later step after a supplement.
+                        if self.first_time(&s.event_id) {
+                            self.clock.resumed += 1;
+                        }
+                        return;
                     }
-                    ("intake", DossierStatus::SupplementRequested) => {
-                        (Step::IntakeStopped, Terminal::SupplementRequested)
-                    }
-                    ("verify", DossierStatus::SupplementRequested) => {
-                        (Step::VerifyStopped, Terminal::SupplementRequested)
-                    }
-                    ("verify", DossierStatus::Processing) => (Step::VerifyStopped, Terminal::Escalated),
                     _ => return,
                 };
-                if self.record(&s.dossier_id, step, at_ms) {
+                let step = if s.stage == "intake" {
+                    Step::IntakeStopped
+                } else {
+                    Step::VerifyStopped
+                };
+                if s.status == DossierStatus::SupplementRequested {
+                    if self.first_time(&s.event_id) {
+                        *self.clock.requested.entry(s.stage.clone()).or_default() += 1;
+                        for r in &s.reasons {
+                            let key = format!("{}/{}/{}", s.stage, s.status.code(), r.code);
+                            *self.reasons.entry(key).or_default() += 1;
+                        }
+                    }
+                    self.record(&s.dossier_id, step, at_ms);
+                    return;
+                }
+                let first = self.first_time(&s.event_id);
+                if first && matches!(how, Some(Terminal::RejectedAtReception | Terminal::Escalated)) {
                     for r in &s.reasons {
                         let key = format!("{}/{}/{}", s.stage, s.status.code(), r.code);
                         *self.reasons.entry(key).or_default() += 1;
                     }
                 }
-                self.end(&s.dossier_id, how, &s.event_id, at_ms);
+                self.record(&s.dossier_id, step, at_ms);
+                if let Some(how) = how {
+                    self.end(&s.dossier_id, how, &s.event_id, at_ms);
+                }
             }
             AnyEvent::DeadLetter(d) => {
                 // Each group that cannot read a message dead-letters it (intake and track
@@ -324,7 +423,13 @@ impl Observed {
                     let key = d.origin_key.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
                     // The demo's malformed messages are keyed junk-<n> on the submissions topic.
                     let deliberate = key.starts_with("junk-") && d.origin_topic.ends_with(Topic::Submitted.name());
-                    if !deliberate {
+                    // A citizen's request that came too late (a withdrawal after the
+                    // decision, a supplement after a stop) is refused with its reason.
+                    let request = d.origin_topic.ends_with(Topic::Supplemented.name())
+                        || d.origin_topic.ends_with(Topic::Withdrawn.name());
+                    if request {
+                        *self.refused_requests.entry(d.reason_code.clone()).or_default() += 1;
+                    } else if !deliberate {
                         self.unexpected_dead_letters += 1;
                     }
                     if self.dead_letter_keys.len() < 5 {
@@ -359,10 +464,7 @@ impl Observed {
         use Step::*;
         let first_of = |steps: &[Step]| steps.iter().filter_map(|s| f.at(*s)).min();
         let first = |a: Step, b: Step| first_of(&[a, b]);
-        let ended = f
-            .terminal_event
-            .as_ref()
-            .and_then(|_| first_of(&[Completed, IntakeStopped, VerifyStopped]));
+        let ended = f.terminal_event.as_ref().map(|_| f.ended_at);
         let pairs: [(&'static str, Option<i64>, Option<i64>); 8] = [
             ("intake", f.at(Submitted), first(Accepted, IntakeStopped)),
             ("verify", f.at(Accepted), first(Verified, VerifyStopped)),

@@ -10,7 +10,7 @@ use motcua_track::summary::ProjectionSummary;
 use serde::Serialize;
 
 use super::lag::GroupLag;
-use super::observe::{Observed, Step, Terminal, LATENCIES};
+use super::observe::{ClockFigures, Observed, Step, Terminal, LATENCIES};
 use super::Published;
 
 #[derive(Debug, Clone, Serialize)]
@@ -111,6 +111,37 @@ pub(crate) struct Inputs<'a> {
     pub(crate) registry: RegistryFigures,
     /// (bills seen, failed first attempts, duplicate confirmations)
     pub(crate) gateway: Option<(u64, u64, u64)>,
+    /// The projection's statistics by definition (the status API's), as of after
+    /// every simulated event.
+    pub(crate) projection_statistics: Option<motcua_stats::Report>,
+    /// The history of a dossier whose clock was paused, as the status API shows it.
+    pub(crate) sample_history: Vec<HistoryLine>,
+}
+
+/// One entry of a dossier's history (codes and neutral text, no personal data).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct HistoryLine {
+    pub(crate) at: String,
+    pub(crate) event: String,
+    pub(crate) stage: String,
+    pub(crate) status: Option<String>,
+    pub(crate) reasons: String,
+}
+
+/// The province's figures by definition (docs/statistics.md), from the event log.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Statistics {
+    pub(crate) totals: motcua_stats::Counts,
+    pub(crate) on_time_rate: Option<f64>,
+    pub(crate) online_rate: Option<f64>,
+    /// Field → counts.
+    pub(crate) by_field: BTreeMap<String, motcua_stats::Counts>,
+    /// Month → counts.
+    pub(crate) by_month: BTreeMap<String, motcua_stats::Counts>,
+    /// Rows of the report (month × unit × procedure × field).
+    pub(crate) rows: usize,
+    /// Rows (and backlog rows) where the projection's figures differ from the fold's.
+    pub(crate) rows_differing_from_projection: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -200,6 +231,21 @@ pub(crate) struct Report {
     pub(crate) gateway: Option<(u64, u64, u64)>,
     pub(crate) registry: RegistryFigures,
     pub(crate) checks: Vec<Check>,
+    /// Supplements, withdrawals, pauses and new appointments.
+    pub(crate) clock: ClockFigures,
+    /// Citizens' requests refused with a reason (too late), by reason code.
+    pub(crate) refused_requests: BTreeMap<String, u64>,
+    pub(crate) statistics: Option<Statistics>,
+    pub(crate) sample_paused_code: Option<String>,
+    pub(crate) sample_history: Vec<HistoryLine>,
+}
+
+/// Rows of two reports that differ (a key in one only counts as one).
+fn differing_rows(a: &motcua_stats::Report, b: &motcua_stats::Report) -> usize {
+    let keys: std::collections::BTreeSet<_> = a.rows.keys().chain(b.rows.keys()).collect();
+    let rows = keys.iter().filter(|k| a.rows.get(**k) != b.rows.get(**k)).count();
+    let open: std::collections::BTreeSet<_> = a.backlog.keys().chain(b.backlog.keys()).collect();
+    rows + open.iter().filter(|k| a.backlog.get(**k) != b.backlog.get(**k)).count()
 }
 
 fn percentile(sorted: &[u32], p: f64) -> u32 {
@@ -346,6 +392,27 @@ pub(crate) fn build(mut i: Inputs<'_>) -> Report {
         i64::from(stop_reasons_differ),
         "track_history reasons of intake and verify",
     );
+    let statistics = o.ledger.as_ref().map(|l| {
+        let fold = l.report(STATISTICS_AS_OF);
+        let totals = fold.totals();
+        Statistics {
+            totals,
+            on_time_rate: totals.on_time_rate(),
+            online_rate: totals.online_rate(),
+            by_field: fold.by(|k| k.field.clone()),
+            by_month: fold.by(|k| k.month.clone()),
+            rows: fold.rows.len(),
+            rows_differing_from_projection: i.projection_statistics.as_ref().map(|p| differing_rows(&fold, p)),
+        }
+    });
+    if let Some(n) = statistics.as_ref().and_then(|s| s.rows_differing_from_projection) {
+        check(
+            "statistics rows that differ",
+            0,
+            n as i64,
+            "the status API's figures by definition (track_dossiers) vs the fold over the topics",
+        );
+    }
     check("dossier codes", o.step(Step::Accepted), codes, "dossier_codes rows");
     check("bills issued", o.step(Step::Billed), bills.issued, "bills rows");
     check("bills paid", o.step(Step::Billed), bills.paid, "bills with a payment");
@@ -401,9 +468,18 @@ pub(crate) fn build(mut i: Inputs<'_>) -> Report {
         gateway: i.gateway,
         registry: i.registry,
         checks,
+        clock: o.clock.clone(),
+        refused_requests: o.refused_requests.clone(),
+        statistics,
+        sample_paused_code: o.clock.sample_paused_code.clone(),
+        sample_history: i.sample_history,
         settings: i.settings,
     }
 }
+
+/// The instant the demo's statistics are taken at: after every simulated event (the
+/// simulated decisions lie weeks ahead of the wall clock).
+pub(crate) const STATISTICS_AS_OF: i64 = 4_102_444_800_000; // 2100-01-01
 
 /// 12,345,678
 pub(crate) fn thousands(n: u64) -> String {
@@ -429,7 +505,7 @@ impl Report {
         self.drained
             && self.terminal_twice == 0
             && self.ended == self.published.dossiers()
-            && self.dead_lettered == self.published.malformed
+            && self.dead_lettered == self.published.malformed + self.refused_requests.values().sum::<u64>()
             && self.unexpected_dead_letters == 0
             && self.checks.iter().all(|c| c.ok)
     }
@@ -486,6 +562,97 @@ impl Report {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        let c = &self.clock;
+        println!(
+            "  citizens   {} supplement requests (intake {}, verify {}): {} answered days later, {} resumed at verify; \
+             {} withdrawals; {} refused as too late ({})",
+            thousands(c.requested.values().sum()),
+            thousands(c.requested.get("intake").copied().unwrap_or(0)),
+            thousands(c.requested.get("verify").copied().unwrap_or(0)),
+            thousands(c.supplements),
+            thousands(c.resumed),
+            thousands(c.withdrawals),
+            thousands(self.refused_requests.values().sum()),
+            self.refused_requests
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!(
+            "  clock      {} routed dossiers paused for {:.1} working hours in all (due times moved by exactly that); \
+             {} new appointments with an apology",
+            thousands(c.routed_paused),
+            c.paused_working_ms as f64 / 3_600_000.0,
+            thousands(c.reappointments)
+        );
+        if let Some(st) = &self.statistics {
+            let t = &st.totals;
+            println!(
+                "  statistics (by definition, docs/statistics.md; {} rows month × unit × procedure × field{})",
+                st.rows,
+                match st.rows_differing_from_projection {
+                    Some(0) => ", equal to the status API's".to_owned(),
+                    Some(n) => format!(", {n} DIFFER from the status API's"),
+                    None => String::new(),
+                }
+            );
+            println!(
+                "             {:<14}{:>9}{:>8}{:>9}{:>9}{:>8}{:>8}{:>9}{:>10}{:>8}{:>8}{:>8}",
+                "field",
+                "received",
+                "online",
+                "rejected",
+                "resolved",
+                "early",
+                "on time",
+                "late",
+                "on-time %",
+                "withdr.",
+                "stopped",
+                "reappt."
+            );
+            let line = |name: &str, c: &motcua_stats::Counts| {
+                println!(
+                    "             {:<14}{:>9}{:>8}{:>9}{:>9}{:>8}{:>8}{:>9}{:>10}{:>8}{:>8}{:>8}",
+                    name,
+                    thousands(c.received),
+                    thousands(c.received_online),
+                    thousands(c.rejected_at_reception),
+                    thousands(c.resolved),
+                    thousands(c.resolved_early),
+                    thousands(c.resolved_on_time),
+                    thousands(c.resolved_late),
+                    pct(c.on_time_rate()),
+                    thousands(c.withdrawn),
+                    thousands(c.stopped),
+                    thousands(c.resolved_reappointed)
+                );
+            };
+            for (field, c) in &st.by_field {
+                line(field, c);
+            }
+            line("all", t);
+            println!(
+                "             resolved after a pause {}, {:.1} working hours paused; online {}",
+                thousands(t.resolved_paused),
+                t.paused_working_ms as f64 / 3_600_000.0,
+                pct(st.online_rate)
+            );
+        }
+        if let (Some(code), false) = (&self.sample_paused_code, self.sample_history.is_empty()) {
+            println!("  history    {code} (a dossier whose clock was paused), from the status API:");
+            for h in &self.sample_history {
+                println!(
+                    "             {}  {:<18} {:<10} {:<24} {}",
+                    h.at,
+                    h.event,
+                    h.stage,
+                    h.status.as_deref().unwrap_or(""),
+                    h.reasons
+                );
+            }
+        }
         let g = &self.registry;
         println!(
             "  outside    registries answered {} requests, {} faults injected (503), absorbed by retries or parking; \

@@ -136,7 +136,8 @@ enum Command {
         common: Common,
     },
     /// Simulate the back office: decide routed dossiers (some after a supplement
-    /// request, some late) and publish `dossier.decided`.
+    /// request, some late, half of those with a new appointment first) and publish
+    /// `dossier.decided` (and `dossier.reappointed`).
     BackofficeSim {
         #[arg(long, default_value_t = 0.08)]
         supplement_rate: f64,
@@ -144,6 +145,9 @@ enum Command {
         late_rate: f64,
         #[arg(long, default_value_t = 0.05)]
         refusal_rate: f64,
+        /// Share of the late dossiers given a new appointment (apology and new date).
+        #[arg(long, default_value_t = 0.5)]
+        reappoint_rate: f64,
         #[command(flatten)]
         common: Common,
     },
@@ -389,12 +393,14 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             supplement_rate,
             late_rate,
             refusal_rate,
+            reappoint_rate,
             common,
         } => {
             for (name, v) in [
                 ("supplement", supplement_rate),
                 ("late", late_rate),
                 ("refusal", refusal_rate),
+                ("reappoint", reappoint_rate),
             ] {
                 if !(0.0..=1.0).contains(&v) {
                     anyhow::bail!("--{name}-rate {v} must be between 0 and 1");
@@ -409,6 +415,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                     supplement_rate,
                     late_rate,
                     refusal_rate,
+                    reappoint_rate,
                 },
             );
             let shutdown = Shutdown::on_signals();

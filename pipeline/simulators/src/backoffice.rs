@@ -2,13 +2,16 @@
 //! dossiers, as a stage. Each dossier's fate is drawn from its id (so a redelivery decides
 //! the same): processing takes a share of the legal time (a few run late); some need a
 //! supplement first — the clock pauses while the citizen adds papers and the due time is
-//! extended by exactly the paused working time; most are approved.
+//! extended by exactly the paused working time; most are approved. Of the dossiers that
+//! will be late, some get a new appointment first: a written apology and a new date
+//! (`dossier.reappointed`), by which they are then decided — still late by the legal
+//! due time.
 
 use motcua_routing::RoutingTables;
 use motcua_runtime::{Envelope, Outcome, Stage, StageError};
 use motcua_schemas::{
-    derived_event_id, AnyEvent, ApplicantKind, Decision, DossierDecided, DossierRouted, DossierStatus,
-    DossierStatusChanged, Reason,
+    derived_event_id, AnyEvent, ApplicantKind, Decision, DossierDecided, DossierReappointed, DossierRouted,
+    DossierStatus, DossierStatusChanged, Reason,
 };
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
@@ -23,6 +26,8 @@ pub struct BackOfficeConfig {
     pub late_rate: f64,
     /// Share refused.
     pub refusal_rate: f64,
+    /// Share of the late dossiers given a new appointment before their due time.
+    pub reappoint_rate: f64,
 }
 
 impl Default for BackOfficeConfig {
@@ -31,6 +36,7 @@ impl Default for BackOfficeConfig {
             supplement_rate: 0.08,
             late_rate: 0.03,
             refusal_rate: 0.05,
+            reappoint_rate: 0.5,
         }
     }
 }
@@ -104,6 +110,31 @@ impl BackOffice {
             rng.gen_range(0.2..0.98)
         };
         let decided_at = r.received_at + (span as f64 * share) as i64 + (due - r.due_at);
+        if late && rng.gen_bool(self.cfg.reappoint_rate) {
+            // The apology goes out before the due time; the new date is the day after
+            // the decision will be made.
+            let issued_at = (due - (due - r.received_at) / 10).max(r.received_at);
+            events.push(
+                DossierReappointed {
+                    event_id: derived_event_id(&r.event_id, STAGE, "reappointed"),
+                    dossier_id: r.dossier.dossier_id.clone(),
+                    dossier_code: r.dossier_code.clone(),
+                    competent_unit_code: r.competent_unit_code.clone(),
+                    reason_code: "WORKLOAD_EXCEEDED".into(),
+                    apology_reference: format!(
+                        "{}/XL-{}",
+                        r.competent_unit_code,
+                        &r.event_id[..8.min(r.event_id.len())]
+                    ),
+                    previous_due_at: due,
+                    new_due_at: decided_at.max(due) + 86_400_000,
+                    issued_by: format!("{}/{}", r.competent_unit_code, r.desk),
+                    issued_at,
+                    traceparent: r.traceparent.clone(),
+                }
+                .into(),
+            );
+        }
         let refused = rng.gen_bool(self.cfg.refusal_rate);
         let reasons = if refused {
             vec![Reason {

@@ -9,9 +9,12 @@
 //! - [`portal`]: what portals publish — generated submissions (valid and deliberately
 //!   defective); [`publisher`]: an idempotent producer of Avro events, as portals run it.
 //! - [`gateway`]: the payment gateway confirming bills (failures, duplicates, reordering).
-//! - [`backoffice`]: the officers who decide routed dossiers (supplements, late ones).
+//! - [`backoffice`]: the officers who decide routed dossiers (supplements, late ones, new
+//!   appointments with an apology).
+//! - [`citizens`]: applicants who answer supplement requests (or never do) and withdraw.
 
 pub mod backoffice;
+pub mod citizens;
 pub mod gateway;
 pub mod portal;
 pub mod publisher;

@@ -125,6 +125,9 @@ pub struct Launch {
     /// (a caller that wants the client's statistics builds it with
     /// [`crate::registries::from_config`] and keeps a clone).
     pub registries: Option<AnyRegistries>,
+    /// The clock intake judges unanswered supplement waits by (the wall clock; the demo,
+    /// whose events carry simulated days, runs a faster one).
+    pub wait_clock: motcua_intake::WaitClock,
 }
 
 impl Launch {
@@ -138,6 +141,7 @@ impl Launch {
             codec,
             shutdown,
             registries: None,
+            wait_clock: motcua_intake::WaitClock::Wall,
         }
     }
 
@@ -159,6 +163,7 @@ async fn intake(l: Launch) -> Result<RunSummary> {
         calendar: tables.calendar().clone(),
         working_days: l.config.intake.supplement_wait_working_days,
         batch: 500,
+        clock: l.wait_clock,
     };
     let mut stage = motcua_intake::Intake::new(l.reference, store.clone(), l.codec.clone()).with_supplement_wait(wait);
     stage.stop_check = Duration::from_secs(l.config.intake.supplement_check_s);
@@ -384,7 +389,13 @@ mod tests {
         // Those no other stage reads (the gateway and the back office are outside).
         assert_eq!(
             dead_letters_for(track),
-            vec![Topic::PaymentRequested, Topic::Routed, Topic::Completed, Topic::Status]
+            vec![
+                Topic::PaymentRequested,
+                Topic::Routed,
+                Topic::Completed,
+                Topic::Status,
+                Topic::Reappointed
+            ]
         );
     }
 

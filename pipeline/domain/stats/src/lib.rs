@@ -152,20 +152,14 @@ pub struct Report {
     pub backlog: BTreeMap<Key, Backlog>,
 }
 
-fn month(at_ms: i64) -> String {
+/// The month (`YYYY-MM`, Việt Nam time) an instant falls in.
+pub fn month(at_ms: i64) -> String {
     let (y, m, _) = civil::civil_from_days(civil::vn_day(at_ms));
     format!("{y:04}-{m:02}")
 }
 
 fn field_name(f: Option<ProcedureField>) -> String {
-    match f {
-        // The schema's own spelling (SCREAMING_SNAKE_CASE).
-        Some(f) => serde_json::to_value(f)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| "UNKNOWN".to_owned()),
-        None => "UNKNOWN".to_owned(),
-    }
+    f.map_or("UNKNOWN", ProcedureField::as_str).to_owned()
 }
 
 impl Ledger {

@@ -19,7 +19,7 @@ use motcua_schemas::{
 use motcua_store::{CodeAllocation, CodeRequest, Store, WaitRequest};
 use telemetry::Decided;
 
-pub use lifecycle::{merge, refund_on_withdrawal, SupplementWait};
+pub use lifecycle::{merge, refund_on_withdrawal, SupplementWait, WaitClock};
 pub use validate::{validate, Admission, Refusal};
 
 pub const STAGE: &str = motcua_schemas::component::INTAKE;

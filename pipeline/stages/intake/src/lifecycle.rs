@@ -25,6 +25,33 @@ pub struct SupplementWait {
     pub working_days: u32,
     /// Waits looked at per timer round.
     pub batch: i64,
+    /// What "now" is when waits are checked.
+    pub clock: WaitClock,
+}
+
+/// The clock unanswered waits are judged by: the wall clock, or (the demo, whose events
+/// carry simulated times days apart) a clock that runs `factor` times faster from
+/// `origin_ms`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WaitClock {
+    #[default]
+    Wall,
+    Accelerated {
+        origin_ms: i64,
+        factor: i64,
+    },
+}
+
+impl WaitClock {
+    /// The clock's time at wall-clock time `wall_ms`.
+    pub fn at(self, wall_ms: i64) -> i64 {
+        match self {
+            WaitClock::Wall => wall_ms,
+            WaitClock::Accelerated { origin_ms, factor } => {
+                origin_ms.saturating_add((wall_ms - origin_ms).max(0).saturating_mul(factor))
+            }
+        }
+    }
 }
 
 impl SupplementWait {
@@ -34,6 +61,7 @@ impl SupplementWait {
             calendar: Calendar::embedded()?,
             working_days: 15,
             batch: 500,
+            clock: WaitClock::Wall,
         })
     }
 
@@ -395,10 +423,11 @@ impl crate::Intake {
     }
 
     /// Timer work: gives new waits their stop time, then stops the waits past it.
-    pub(crate) async fn stop_unanswered(&self, now_ms: i64) -> Result<motcua_runtime::Tick, StageError> {
+    pub(crate) async fn stop_unanswered(&self, wall_ms: i64) -> Result<motcua_runtime::Tick, StageError> {
         let Some(policy) = &self.supplement_wait else {
             return Ok(motcua_runtime::Tick::default());
         };
+        let now_ms = policy.clock.at(wall_ms);
         for w in self.store.waits_without_stop(policy.batch).await.map_err(store_error)? {
             // A request beyond the calendar's last day cannot be counted: stop it then.
             let stop_at = policy

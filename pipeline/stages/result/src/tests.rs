@@ -205,6 +205,7 @@ fn the_back_office_decides_deterministically_and_extends_suspended_deadlines() {
             supplement_rate: 0.5,
             late_rate: 0.2,
             refusal_rate: 0.1,
+            reappoint_rate: 0.0,
         },
     );
     let base = samples::dossier();

@@ -26,9 +26,10 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::access::{ApiKeys, Client, Operator, Rate, RateLimiter, RetryAfter, Scope};
+use crate::stats::StatsFilter;
 use crate::time::{format_local, parse_instant};
 use crate::ProjectionDb;
-use motcua_schemas::DossierStatus;
+use motcua_schemas::{DossierStatus, ProcedureField};
 
 pub use crate::serve::{serve, ServeLimits};
 
@@ -104,6 +105,7 @@ pub fn router(db: impl Into<ProjectionDb>, options: ApiOptions, now: Now) -> Rou
         .route("/lookup", post(lookup))
         .route("/dossiers/{code}", get(dossier))
         .route("/stats", get(stats))
+        .route("/stats/report", get(stats_report))
         .route("/units/{code}/load", get(unit_load))
         .route("/openapi.json", get(openapi))
         .route("/.well-known/jwks.json", get(jwks))
@@ -583,80 +585,134 @@ fn code_param<'a>(q: &'a HashMap<String, String>, name: &str) -> Result<Option<&
     }
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct StatsRow {
-    received: i64,
-    received_online: i64,
-    early: i64,
-    on_time: i64,
-    late: i64,
-    avg_processing_ms: Option<f64>,
+impl From<crate::Error> for ApiError {
+    fn from(e: crate::Error) -> Self {
+        match e {
+            crate::Error::Database(e) => e.into(),
+            other => {
+                tracing::error!(error = %other, "status API error");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+            }
+        }
+    }
 }
 
-/// `GET /stats?unit=&procedure=&from=&to=`: dossiers received in `[from, to)` (by
-/// reception time), dossiers completed in `[from, to)` (by completion time). `unit`
-/// matches the receiving or the competent unit.
-///
-/// A unit's key gets its unit's figures (`unit` absent or its own unit); asking for
-/// another unit is 403.
-async fn stats(State(s): State<AppState>, op: Operator, Query(q): Query<HashMap<String, String>>) -> ApiResult {
-    params(&q, &["unit", "procedure", "from", "to"])?;
-    let unit = match (code_param(&q, "unit")?, &op.scope) {
+/// The filter of `/stats` and `/stats/report`: `unit`, `procedure`, `field`, `from`, `to`
+/// (each figure by its own time) and `as_of` (default now). A unit's key gets its own
+/// unit's figures (`unit` absent or its own unit); another unit is 403.
+fn stats_filter(
+    s: &AppState,
+    op: &Operator,
+    q: &HashMap<String, String>,
+    extra: &[&str],
+) -> Result<StatsFilter, ApiError> {
+    let mut allowed = vec!["unit", "procedure", "field", "from", "to", "as_of"];
+    allowed.extend_from_slice(extra);
+    params(q, &allowed)?;
+    let unit = match (code_param(q, "unit")?, &op.scope) {
         (unit, Scope::All) => unit,
         (None, Scope::Unit(own)) => Some(own.as_str()),
         (Some(u), scope) if scope.sees_unit(u) => Some(u),
         (Some(_), _) => return Err(ApiError::forbidden("this API key sees its own unit's figures only")),
     };
-    let procedure = code_param(&q, "procedure")?;
-    let from = instant(&q, "from", false)?;
-    let to = instant(&q, "to", true)?;
+    let field = match code_param(q, "field")? {
+        None => None,
+        Some(f) => match ProcedureField::ALL.into_iter().find(|x| x.as_str() == f) {
+            Some(x) => Some(x.as_str().to_owned()),
+            None if f == "UNKNOWN" => Some(f.to_owned()),
+            None => {
+                let known: Vec<&str> = ProcedureField::ALL.iter().map(|x| x.as_str()).collect();
+                return Err(ApiError::bad_request(format!(
+                    "field={f:?} is not a field (one of {}, UNKNOWN)",
+                    known.join(", ")
+                )));
+            }
+        },
+    };
+    let from = instant(q, "from", false)?;
+    let to = instant(q, "to", true)?;
     if let (Some(f), Some(t)) = (from, to) {
         if f >= t {
             return Err(ApiError::bad_request("from must be before to"));
         }
     }
-    let stats_sql = "SELECT
-            count(*) FILTER (WHERE received_at >= $3 AND received_at < $4) AS received,
-            count(*) FILTER (WHERE received_at >= $3 AND received_at < $4 AND channel = 'online') AS received_online,
-            count(*) FILTER (WHERE completed_at >= $3 AND completed_at < $4 AND timeliness = 'early') AS early,
-            count(*) FILTER (WHERE completed_at >= $3 AND completed_at < $4 AND timeliness = 'on_time') AS on_time,
-            count(*) FILTER (WHERE completed_at >= $3 AND completed_at < $4 AND timeliness = 'late') AS late,
-            CAST(avg(completed_at - received_at) FILTER (WHERE completed_at >= $3 AND completed_at < $4) AS DOUBLE PRECISION)
-                AS avg_processing_ms
-         FROM track_dossiers
-         WHERE (CAST($1 AS TEXT) IS NULL OR receiving_unit = $1 OR competent_unit = $1)
-           AND (CAST($2 AS TEXT) IS NULL OR procedure_code = $2)";
-    let row: StatsRow = on_db!(&s.db, |p| sqlx::query_as(stats_sql)
-        .bind(unit)
-        .bind(procedure)
-        .bind(from.unwrap_or(i64::MIN))
-        .bind(to.unwrap_or(i64::MAX))
-        .fetch_one(p)
-        .await?);
-    let completed = row.early + row.on_time + row.late;
-    let ratio = |n: i64, d: i64| {
-        if d == 0 {
-            Value::Null
-        } else {
-            json!(n as f64 / d as f64)
-        }
-    };
+    Ok(StatsFilter {
+        as_of: instant(q, "as_of", true)?.unwrap_or_else(|| (s.now)()),
+        from,
+        to,
+        unit: unit.map(str::to_owned),
+        procedure: code_param(q, "procedure")?.map(str::to_owned),
+        field,
+    })
+}
+
+/// `GET /stats`: the province's figures by definition (docs/statistics.md) added up over
+/// the filter: received (at the receiving unit, by reception time), rejected at
+/// reception, resolved early / on time / late against the legal due time (at the
+/// deciding unit, by decision time), withdrawn, stopped, paused, reappointed, and the
+/// backlog (pending and overdue as of `as_of`).
+async fn stats(State(s): State<AppState>, op: Operator, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+    let filter = stats_filter(&s, &op, &q, &[])?;
+    let figures = crate::stats::figures(&s.db, &filter).await?;
+    let t = figures.report.totals();
+    let (pending, overdue) = figures
+        .report
+        .backlog
+        .values()
+        .fold((0, 0), |(p, o), b| (p + b.pending, o + b.overdue));
+    let average = (t.resolved > 0).then(|| figures.resolved_processing_ms as f64 / t.resolved as f64);
     Ok(Json(json!({
-        "unit": unit,
-        "procedure": procedure,
-        "from": ts(from),
-        "to": ts(to),
-        "received": row.received,
-        "received_online": row.received_online,
-        "completed": completed,
-        "completed_early": row.early,
-        "completed_on_time": row.on_time,
-        "completed_late": row.late,
-        "on_time_rate": ratio(row.early + row.on_time, completed),
-        "online_rate": ratio(row.received_online, row.received),
-        "average_processing_ms": row.avg_processing_ms.map(|v| v.round() as i64),
-        "average_processing_hours": row.avg_processing_ms.map(|v| (v / 36_000.0).round() / 100.0),
+        "unit": filter.unit,
+        "procedure": filter.procedure,
+        "field": filter.field,
+        "from": ts(filter.from),
+        "to": ts(filter.to),
+        "as_of": format_local(filter.as_of),
+        "received": t.received,
+        "received_online": t.received_online,
+        "rejected_at_reception": t.rejected_at_reception,
+        "resolved": t.resolved,
+        "resolved_early": t.resolved_early,
+        "resolved_on_time": t.resolved_on_time,
+        "resolved_late": t.resolved_late,
+        "on_time_rate": t.on_time_rate(),
+        "online_rate": t.online_rate(),
+        "withdrawn": t.withdrawn,
+        "stopped": t.stopped,
+        "resolved_paused": t.resolved_paused,
+        "paused_working_hours": (t.paused_working_ms as f64 / 36_000.0).round() / 100.0,
+        "resolved_reappointed": t.resolved_reappointed,
+        "pending": pending,
+        "overdue": overdue,
+        "average_processing_ms": average.map(|v| v.round() as i64),
+        "average_processing_hours": average.map(|v| (v / 36_000.0).round() / 100.0),
     })))
+}
+
+/// `GET /stats/report?format=json|csv`: the periodic report — one row per month, unit,
+/// procedure and field, the backlog as of `as_of` — in the shape `motcua-stats` writes
+/// from the event log (`format: motcua-statistics/1`).
+async fn stats_report(
+    State(s): State<AppState>,
+    op: Operator,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let filter = stats_filter(&s, &op, &q, &["format"])?;
+    let csv = match q.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("format={other:?} must be json or csv"))),
+    };
+    let figures = crate::stats::figures(&s.db, &filter).await?;
+    Ok(if csv {
+        (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            figures.report.to_csv(),
+        )
+            .into_response()
+    } else {
+        Json(figures.report.to_json()).into_response()
+    })
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -760,6 +816,18 @@ pub fn openapi_document() -> Value {
         json!({"name": name, "in": "query", "required": false, "description": d,
                "schema": {"type": "string", "examples": ["2025-11-25", "1764036000000"]}})
     };
+    let stats_params = json!([
+        {"name": "unit", "in": "query", "required": false, "description": "unit code: each figure at its own unit (received: receiving, resolved: deciding); a unit's key: its own, the default", "schema": {"type": "string"}},
+        {"name": "procedure", "in": "query", "required": false, "description": "procedure code", "schema": {"type": "string"}},
+        {"name": "field", "in": "query", "required": false, "description": "procedure field", "schema": {"type": "string", "enum": ["LAND", "RESIDENCE", "CERTIFICATION", "CIVIL_STATUS", "BUSINESS", "CONSTRUCTION", "UNKNOWN"]}},
+        instant_param("from", "start of the period (inclusive), each figure by its own time; a date is its midnight in UTC+7"),
+        instant_param("to", "end of the period (exclusive); a date includes that whole day"),
+        instant_param("as_of", "facts after this instant are left out (default now; a date: its end)")
+    ]);
+    let mut report_params = stats_params.clone();
+    report_params.as_array_mut().expect("parameters").push(
+        json!({"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"}}),
+    );
     let operator = |mut responses: Value| {
         let r = responses.as_object_mut().expect("responses object");
         r.insert(
@@ -812,17 +880,25 @@ pub fn openapi_document() -> Value {
             }))
         }},
         "/stats": {"get": {
-            "summary": "Received and completed dossiers, on-time and online rates, average processing time (operators)",
+            "summary": "The province's figures by definition (docs/statistics.md), added up over the filter (operators)",
             "security": [{"apiKey": []}],
-            "parameters": [
-                {"name": "unit", "in": "query", "required": false, "description": "receiving or competent unit code (a unit's key: its own, the default)", "schema": {"type": "string"}},
-                {"name": "procedure", "in": "query", "required": false, "description": "procedure code", "schema": {"type": "string"}},
-                instant_param("from", "start of the period (inclusive); a date is its midnight in UTC+7"),
-                instant_param("to", "end of the period (exclusive); a date includes that whole day")
-            ],
+            "parameters": stats_params.clone(),
             "responses": operator(json!({
                 "200": {"description": "statistics", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Stats"}}}},
-                "400": err("unknown parameter, bad date, or from not before to (code bad_request)"),
+                "400": err("unknown parameter, bad date or field, or from not before to (code bad_request)"),
+                "403": err("another unit than this key's (code forbidden)"),
+                "503": err("the projection database is unavailable")
+            }))
+        }},
+        "/stats/report": {"get": {
+            "summary": "The periodic report: one row per month, unit, procedure and field, and the backlog as of as_of (operators)",
+            "security": [{"apiKey": []}],
+            "parameters": report_params,
+            "responses": operator(json!({
+                "200": {"description": "the report (format motcua-statistics/1), or its CSV", "content": {
+                    "application/json": {"schema": {"type": "object", "required": ["format", "as_of", "totals", "rows", "backlog"]}},
+                    "text/csv": {"schema": {"type": "string"}}}},
+                "400": err("unknown parameter, bad date, field or format (code bad_request)"),
                 "403": err("another unit than this key's (code forbidden)"),
                 "503": err("the projection database is unavailable")
             }))
@@ -885,14 +961,22 @@ pub fn openapi_document() -> Value {
                 "history": {"type": "array", "items": {"$ref": "#/components/schemas/HistoryEntry"}}}},
             "Stats": {"type": "object", "properties": {
                 "unit": {"type": ["string", "null"]}, "procedure": {"type": ["string", "null"]},
-                "from": time, "to": time,
-                "received": {"type": "integer"}, "received_online": {"type": "integer"},
-                "completed": {"type": "integer"}, "completed_early": {"type": "integer"},
-                "completed_on_time": {"type": "integer"}, "completed_late": {"type": "integer"},
-                "on_time_rate": {"type": ["number", "null"], "description": "(early + on time) / completed"},
+                "field": {"type": ["string", "null"]}, "from": time, "to": time, "as_of": time,
+                "received": {"type": "integer", "description": "received in the period, at the receiving unit"},
+                "received_online": {"type": "integer"},
+                "rejected_at_reception": {"type": "integer", "description": "refused at the door (status 3), never received"},
+                "resolved": {"type": "integer", "description": "results returned, by decision time, at the deciding unit (a dossier handed on counts once)"},
+                "resolved_early": {"type": "integer"}, "resolved_on_time": {"type": "integer"}, "resolved_late": {"type": "integer", "description": "against the legal due time, pauses excluded; a new appointment does not make a late dossier on time"},
+                "on_time_rate": {"type": ["number", "null"], "description": "(early + on time) / resolved"},
                 "online_rate": {"type": ["number", "null"], "description": "online / received"},
+                "withdrawn": {"type": "integer"}, "stopped": {"type": "integer"},
+                "resolved_paused": {"type": "integer", "description": "resolved dossiers whose clock was paused for a supplement"},
+                "paused_working_hours": {"type": "number"},
+                "resolved_reappointed": {"type": "integer"},
+                "pending": {"type": "integer", "description": "open as of as_of"},
+                "overdue": {"type": "integer", "description": "open as of as_of and past the legal due time"},
                 "average_processing_ms": {"type": ["integer", "null"]},
-                "average_processing_hours": {"type": ["number", "null"], "description": "completion − reception, wall-clock"}}},
+                "average_processing_hours": {"type": ["number", "null"], "description": "decision − reception, wall-clock, over resolved dossiers"}}},
             "UnitLoad": {"type": "object", "properties": {
                 "unit": {"type": "string"}, "at": time,
                 "open": {"type": "integer"}, "overdue": {"type": "integer"}, "due_soon": {"type": "integer"},

@@ -37,6 +37,7 @@ pub mod api;
 pub mod deadline;
 pub mod projection;
 mod serve;
+pub mod stats;
 pub mod summary;
 pub mod telemetry;
 mod time;

@@ -12,7 +12,9 @@
 //!   re-routing, a due time extended after a supplement pause); an older one only fills
 //!   what is still unknown;
 //! - the current status: the one with the greatest [`status_key`] — first the *phase*
-//!   (open 1, 2, 4, 5, 6 < closed 3, 7, 8, 9 < result returned 10: a dossier never goes
+//!   (open 1, 2, 4, 5, 6 < closed 3, 9 < withdrawn or stopped 7, 8 (a decision sent by a
+//!   back office that had not heard of the withdrawal does not undo it) < result
+//!   returned 10: a dossier never goes
 //!   back from closed to open, whatever the clocks of the stages say), then the time it
 //!   occurred, then a fixed precedence of the codes for events of the same millisecond.
 //!   A late older event therefore never overwrites a newer status. Status events the
@@ -52,8 +54,9 @@ macro_rules! dossier_columns {
             $(pub(crate) $column: Option<$ty>,)*
         }
 
-        /// Every column but the key, in the order of the UNNEST columns, with its merge rule.
-        const MERGE: &[(&str, Rule)] = &[$((stringify!($column), Rule::$rule)),*];
+        /// Every column but the key, in the order of the UNNEST columns, with its merge
+        /// rule and its PostgreSQL array type.
+        const MERGE: &[(&str, Rule, &str)] = &[$((stringify!($column), Rule::$rule, <$ty as PgArray>::ARRAY)),*];
 
         impl Patch {
             /// Merges `new` into `self` exactly as the SQL upsert merges EXCLUDED into the
@@ -62,8 +65,47 @@ macro_rules! dossier_columns {
                 let before = Before::of(self, &new);
                 $(Rule::$rule.apply(&mut self.$column, new.$column, &before);)*
             }
+
+            /// Binds one row's values, key first, in the order of [`MERGE`] (SQLite).
+            fn bind_row<'q>(
+                &'q self,
+                q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+            ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+                q.bind(&self.dossier_id)$(.bind(&self.$column))*
+            }
+
+            /// Binds every row's values as one array per column, key first (PostgreSQL
+            /// UNNEST).
+            fn bind_columns<'q>(
+                patches: &[Patch],
+                q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+            ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+                q.bind(patches.iter().map(|p| p.dossier_id.clone()).collect::<Vec<_>>())
+                    $(.bind(patches.iter().map(|p| p.$column.clone()).collect::<Vec<_>>()))*
+            }
         }
     };
+}
+
+/// The PostgreSQL array type a column's values travel in.
+trait PgArray {
+    const ARRAY: &'static str;
+}
+
+impl PgArray for String {
+    const ARRAY: &'static str = "text[]";
+}
+
+impl PgArray for &'static str {
+    const ARRAY: &'static str = "text[]";
+}
+
+impl PgArray for i64 {
+    const ARRAY: &'static str = "int8[]";
+}
+
+impl PgArray for i32 {
+    const ARRAY: &'static str = "int4[]";
 }
 
 dossier_columns! {
@@ -88,6 +130,14 @@ dossier_columns! {
     paused_working_ms: i64 => LatestAssignment,
     calendar_version: String => LatestAssignment,
     appointment_due_at: i64 => Greatest,
+    // The statistics' facts (docs/statistics.md): the procedure's field, when the
+    // dossier was refused at the door, withdrawn, stopped, and first given a new
+    // appointment — each the earliest, whatever order the events come in.
+    field: &'static str => First,
+    rejected_at: i64 => Least,
+    withdrawn_at: i64 => Least,
+    stopped_at: i64 => Least,
+    reappointed_at: i64 => Least,
 }
 
 /// The due time a dossier is tracked against: a new appointment's date once one was
@@ -199,6 +249,7 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
             p.dossier_code = Some(e.dossier_code.clone());
             p.submitted_at = Some(e.dossier.submitted_at);
             p.received_at = Some(e.received_at);
+            p.field = Some(e.procedure.field.as_str());
             (
                 producer(topic),
                 "[]".into(),
@@ -232,6 +283,7 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
             p.dossier_facts(&e.dossier);
             p.dossier_code = Some(e.dossier_code.clone());
             p.received_at = Some(e.received_at);
+            p.field = Some(e.procedure.field.as_str());
             p.assign_at = Some(e.routed_at);
             p.competent_unit = Some(e.competent_unit_code.clone());
             p.due_at = Some(e.due_at);
@@ -297,6 +349,12 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
             }
             // Deadline warnings (produced by this stage) are history only: the history
             // keeps the status they were about, the current status does not move.
+            match e.status {
+                DossierStatus::RejectedAtReception => p.rejected_at = Some(e.occurred_at),
+                DossierStatus::Withdrawn => p.withdrawn_at = Some(e.occurred_at),
+                DossierStatus::ProcessingStopped => p.stopped_at = Some(e.occurred_at),
+                _ => {}
+            }
             if e.stage == STAGE {
                 history_status = Some(e.status);
                 (e.stage.clone(), reasons_json(&e.reasons), e.occurred_at, None)
@@ -318,6 +376,7 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
             p.dossier_id = e.dossier_id.clone();
             p.dossier_code = Some(e.dossier_code.clone());
             p.appointment_due_at = Some(e.new_due_at);
+            p.reappointed_at = Some(e.issued_at);
             let reason = motcua_schemas::Reason {
                 code: e.reason_code.clone(),
                 message: format!(
@@ -444,7 +503,7 @@ fn merge_expr(column: &str, rule: Rule, dialect: Dialect) -> String {
 /// dossier's life only confirm what the row already says.
 fn on_conflict(dialect: Dialect) -> String {
     // last_event_at alone does not justify rewriting the row.
-    let compared: Vec<&(&str, Rule)> = MERGE.iter().filter(|(c, _)| *c != "last_event_at").collect();
+    let compared: Vec<&(&str, Rule, &str)> = MERGE.iter().filter(|(c, _, _)| *c != "last_event_at").collect();
     let distinct = match dialect {
         Dialect::Postgres => "IS DISTINCT FROM",
         Dialect::Sqlite => "IS NOT",
@@ -453,34 +512,36 @@ fn on_conflict(dialect: Dialect) -> String {
         "ON CONFLICT (dossier_id) DO UPDATE SET {sets} WHERE ({new}) {distinct} ({old})",
         sets = MERGE
             .iter()
-            .map(|(c, r)| format!("{c} = {}", merge_expr(c, *r, dialect)))
+            .map(|(c, r, _)| format!("{c} = {}", merge_expr(c, *r, dialect)))
             .collect::<Vec<_>>()
             .join(", "),
         new = compared
             .iter()
-            .map(|(c, r)| merge_expr(c, *r, dialect))
+            .map(|(c, r, _)| merge_expr(c, *r, dialect))
             .collect::<Vec<_>>()
             .join(", "),
         old = compared
             .iter()
-            .map(|(c, _)| format!("d.{c}"))
+            .map(|(c, _, _)| format!("d.{c}"))
             .collect::<Vec<_>>()
             .join(", "),
     )
 }
 
 fn columns() -> String {
-    MERGE.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
+    MERGE.iter().map(|(c, _, _)| *c).collect::<Vec<_>>().join(", ")
 }
 
 static UPSERT_DOSSIERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let arrays: Vec<String> = std::iter::once("text[]")
+        .chain(MERGE.iter().map(|(_, _, array)| *array))
+        .enumerate()
+        .map(|(i, array)| format!("${}::{array}", i + 1))
+        .collect();
     format!(
-        "INSERT INTO track_dossiers AS d (dossier_id, {cols}) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-             $6::int8[], $7::int8[], $8::int8[], $9::text[], $10::int8[], $11::int8[], $12::text[], \
-             $13::int8[], $14::text[], $15::int4[], $16::int8[], $17::int8[], $18::int8[], $19::text[], \
-             $20::int8[], $21::text[], $22::int8[]) {conflict}",
+        "INSERT INTO track_dossiers AS d (dossier_id, {cols}) SELECT * FROM UNNEST({arrays}) {conflict}",
         cols = columns(),
+        arrays = arrays.join(", "),
         conflict = on_conflict(Dialect::Postgres),
     )
 });
@@ -632,29 +693,7 @@ pub(crate) async fn apply_sqlite(pool: &SqlitePool, events: &[&AnyEvent]) -> Res
         let sql = upsert_dossiers_sqlite(chunk.len());
         let mut q = sqlx::query(&sql);
         for p in chunk {
-            q = q
-                .bind(&p.dossier_id)
-                .bind(&p.dossier_code)
-                .bind(&p.procedure_code)
-                .bind(&p.receiving_unit)
-                .bind(p.channel)
-                .bind(p.submitted_at)
-                .bind(p.received_at)
-                .bind(p.assign_at)
-                .bind(&p.competent_unit)
-                .bind(p.due_at)
-                .bind(p.decided_at)
-                .bind(p.decision)
-                .bind(p.completed_at)
-                .bind(p.timeliness)
-                .bind(p.status_code)
-                .bind(p.status_at)
-                .bind(p.status_key)
-                .bind(p.last_event_at)
-                .bind(&p.lookup_digest)
-                .bind(p.paused_working_ms)
-                .bind(&p.calendar_version)
-                .bind(p.appointment_due_at);
+            q = p.bind_row(q);
         }
         q.execute(&mut *tx).await?;
     }
@@ -667,34 +706,7 @@ pub(crate) async fn apply_sqlite(pool: &SqlitePool, events: &[&AnyEvent]) -> Res
 }
 
 async fn upsert(tx: &mut sqlx::PgConnection, patches: &[Patch]) -> Result<()> {
-    macro_rules! col {
-        ($f:ident) => {
-            patches.iter().map(|p| p.$f.clone()).collect::<Vec<_>>()
-        };
-    }
-    sqlx::query(UPSERT_DOSSIERS.as_str())
-        .bind(col!(dossier_id))
-        .bind(col!(dossier_code))
-        .bind(col!(procedure_code))
-        .bind(col!(receiving_unit))
-        .bind(col!(channel))
-        .bind(col!(submitted_at))
-        .bind(col!(received_at))
-        .bind(col!(assign_at))
-        .bind(col!(competent_unit))
-        .bind(col!(due_at))
-        .bind(col!(decided_at))
-        .bind(col!(decision))
-        .bind(col!(completed_at))
-        .bind(col!(timeliness))
-        .bind(col!(status_code))
-        .bind(col!(status_at))
-        .bind(col!(status_key))
-        .bind(col!(last_event_at))
-        .bind(col!(lookup_digest))
-        .bind(col!(paused_working_ms))
-        .bind(col!(calendar_version))
-        .bind(col!(appointment_due_at))
+    Patch::bind_columns(patches, sqlx::query(UPSERT_DOSSIERS.as_str()))
         .execute(&mut *tx)
         .await?;
     Ok(())

@@ -285,6 +285,9 @@ async fn unknown_dossiers_and_bad_requests_are_json_errors() {
     assert_eq!(e["error"]["code"], "not_found");
 }
 
+/// The figures by definition (docs/statistics.md), counted by hand from the fixture: a
+/// dossier is received at its receiving unit by reception time and resolved at its
+/// deciding unit by decision time (an hour before delivery here).
 #[tokio::test]
 async fn statistics_match_the_hand_count() {
     let api = serve().await;
@@ -292,52 +295,124 @@ async fn statistics_match_the_hand_count() {
     assert_eq!(status, 200, "{s}");
     assert_eq!(s["received"], 7);
     assert_eq!(s["received_online"], 5);
-    assert_eq!(s["completed"], 4);
-    assert_eq!(s["completed_early"], 1);
-    assert_eq!(s["completed_on_time"], 2);
-    assert_eq!(s["completed_late"], 1);
+    assert_eq!(s["rejected_at_reception"], 0);
+    assert_eq!(s["resolved"], 4);
+    assert_eq!(s["resolved_early"], 1);
+    assert_eq!(s["resolved_on_time"], 2);
+    assert_eq!(s["resolved_late"], 1);
     assert_eq!(s["on_time_rate"], 0.75);
     assert_eq!(s["online_rate"], 5.0 / 7.0);
-    // (8 + 12 + 9 + 10) days / 4, each less the minute between submission and reception.
-    assert_eq!(s["average_processing_ms"], 39 * DAY / 4 - MIN);
-    assert_eq!(s["average_processing_hours"], 233.98);
+    // Dossier 2 waited 7 working hours for a supplement.
+    assert_eq!(
+        (s["resolved_paused"].clone(), s["paused_working_hours"].clone()),
+        (json!(1), json!(7.0))
+    );
+    // Open now: 4 (overdue by an hour), 5 and 7.
+    assert_eq!((s["pending"].clone(), s["overdue"].clone()), (json!(3), json!(1)));
+    assert_eq!((s["withdrawn"].clone(), s["stopped"].clone()), (json!(0), json!(0)));
+    // (8 + 12 + 9 + 10) days / 4, each less the hour before delivery and the minute
+    // between submission and reception.
+    assert_eq!(s["average_processing_ms"], 39 * DAY / 4 - HOUR - MIN);
+    assert_eq!(s["average_processing_hours"], 232.98);
 
-    // November: dossier 6 (received and completed in October) drops out.
+    // November: dossier 6 (received 10-16, decided 10-26) drops out.
     let (_, s) = api.get("/stats?from=2025-11-01&to=2025-11-30").await;
     assert_eq!(s["from"], "2025-11-01T00:00:00+07:00");
     assert_eq!(s["to"], "2025-12-01T00:00:00+07:00");
     assert_eq!(s["received"], 6);
     assert_eq!(s["received_online"], 4);
     assert_eq!(
-        (&s["completed_early"], &s["completed_on_time"], &s["completed_late"]),
+        (&s["resolved_early"], &s["resolved_on_time"], &s["resolved_late"]),
         (&json!(1), &json!(1), &json!(1))
     );
     assert_eq!(s["on_time_rate"], 2.0 / 3.0);
     assert_eq!(s["online_rate"], 4.0 / 6.0);
-    assert_eq!(s["average_processing_ms"], 29 * DAY / 3 - MIN);
+    assert_eq!(s["average_processing_ms"], 29 * DAY / 3 - HOUR - MIN);
 
-    // One unit (receiving or competent) and one procedure.
+    // One unit and one procedure: received there 1, 2, 4, 6; decided there 1 and 2 (6
+    // was handed to the department, and counts there, once).
     let (_, s) = api.get("/stats?unit=06652&procedure=1.004227").await;
     assert_eq!(
         (s["received"].clone(), s["received_online"].clone()),
         (json!(4), json!(3))
     );
-    assert_eq!(s["completed"], 3);
-    assert_eq!(s["on_time_rate"], 2.0 / 3.0);
+    assert_eq!(s["resolved"], 2);
+    assert_eq!(s["on_time_rate"], 0.5);
     let (_, s) = api.get("/stats?unit=H22.STNMT").await;
     assert_eq!(
-        (s["received"].clone(), s["completed_on_time"].clone()),
-        (json!(1), json!(1))
+        (s["received"].clone(), s["resolved_on_time"].clone()),
+        (json!(0), json!(1))
     );
     assert_eq!(s["on_time_rate"], 1.0);
+    // A field: the fixture's procedures are all of the sample's field.
+    let (_, s) = api.get("/stats?field=CONSTRUCTION").await;
+    assert_eq!((s["received"].clone(), s["resolved"].clone()), (json!(0), json!(0)));
+    // As of a past instant: what was known then (dossier 7 not yet received, 3 not yet
+    // decided).
+    let (_, s) = api.get(&format!("/stats?as_of={}", NOW - 2 * DAY + 30 * MIN)).await;
+    assert_eq!((s["received"].clone(), s["resolved"].clone()), (json!(6), json!(3)));
+    assert_eq!(s["pending"], 3, "{s}");
     // Nothing matches: rates are null, not NaN.
     let (_, s) = api.get(&format!("/stats?procedure={B}&from={}", NOW)).await;
-    assert_eq!((s["received"].clone(), s["completed"].clone()), (json!(0), json!(0)));
+    assert_eq!((s["received"].clone(), s["resolved"].clone()), (json!(0), json!(0)));
     assert_eq!(
         (s["on_time_rate"].clone(), s["online_rate"].clone()),
         (Value::Null, Value::Null)
     );
     assert_eq!(s["average_processing_ms"], Value::Null);
+}
+
+/// The periodic report over the API is the fold over the same events (motcua-stats),
+/// row for row, as of now and as of a past instant.
+#[tokio::test]
+async fn the_report_equals_the_fold_over_the_events() {
+    let api = serve().await;
+    let mut ledger = motcua_stats::Ledger::new();
+    for life in fixture() {
+        for e in life.events() {
+            ledger.apply(&e);
+        }
+    }
+    // The same log replayed into an empty projection, backwards and twice over (order
+    // and redelivery must not matter), in batches of five.
+    let replayed = Track::new(database().await);
+    let mut log: Vec<AnyEvent> = fixture().iter().flat_map(Life::events).collect();
+    log.reverse();
+    log.extend(log.clone());
+    for batch in log.chunks(5) {
+        replayed.apply(&refs(batch)).await.expect("replay");
+    }
+    let (keys, province, _) = keys();
+    let (replay_base, _) = start(replayed.db().clone(), roomy(keys), ServeLimits::default()).await;
+    for as_of in [NOW, NOW - 2 * DAY - 30 * MIN, NOW - 25 * DAY] {
+        let (status, report) = api.get(&format!("/stats/report?as_of={as_of}")).await;
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report, ledger.report(as_of).to_json(), "as of {as_of}");
+        let replay: Value = api
+            .client
+            .get(format!("{replay_base}/stats/report?as_of={as_of}"))
+            .bearer_auth(&province)
+            .send()
+            .await
+            .expect("replay report")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(replay, report, "replayed, as of {as_of}");
+    }
+    assert!(
+        ledger.report(NOW).totals().resolved == 4,
+        "not vacuous: the fixture resolves four dossiers"
+    );
+    let csv = api
+        .client
+        .get(format!("{}/stats/report?format=csv", api.base))
+        .bearer_auth(&api.province)
+        .send()
+        .await
+        .expect("csv");
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(csv.text().await.expect("body"), ledger.report(NOW).to_csv());
 }
 
 #[tokio::test]
@@ -378,10 +453,11 @@ async fn unit_load_and_openapi() {
             "/lookup",
             "/openapi.json",
             "/stats",
+            "/stats/report",
             "/units/{code}/load"
         ]
     );
-    for operator_path in ["/dossiers/{code}", "/stats", "/units/{code}/load"] {
+    for operator_path in ["/dossiers/{code}", "/stats", "/stats/report", "/units/{code}/load"] {
         let get = &doc["paths"][operator_path]["get"];
         assert_eq!(get["security"], json!([{"apiKey": []}]), "{operator_path}");
         assert!(get["responses"]["401"].is_object(), "{operator_path}");
@@ -418,6 +494,9 @@ async fn the_api_over_sqlite_answers_exactly_as_over_postgres() {
             "/stats?procedure=2.000001&from=2025-11-01&to=2025-11-30",
             "/stats?from=2025-11-20",
             "/stats?from=yesterday",
+            "/stats?as_of=2025-11-01&field=CERTIFICATION",
+            "/stats/report",
+            "/stats/report?as_of=2025-10-31",
             "/units/06652/load",
             "/units/06652/load?hours=48",
             "/units/07000/load",
@@ -430,7 +509,7 @@ async fn the_api_over_sqlite_answers_exactly_as_over_postgres() {
     }
     // Not vacuous: the answers carry the fixture.
     let (_, stats) = lite.get("/stats").await;
-    assert_eq!(stats["completed"], 4, "{stats}");
+    assert_eq!(stats["resolved"], 4, "{stats}");
 }
 
 /// Operators: without a key nothing but the OpenAPI document; a unit's key sees its unit's

@@ -1,0 +1,159 @@
+//! The citizens, simulated (`motcua demo`): they read their dossiers' statuses as a
+//! portal shows them and answer through the portal's topics. Asked for papers (status 5,
+//! by intake or verify), most bring them some days later — every document the procedure
+//! requires — and the rest never come (the dossier is stopped after the wait); a few
+//! withdraw their dossier some hours after it was received. Each choice is drawn from the
+//! status event's id, so a redelivered status gets the same answer (same event id).
+//!
+//! Times are simulated: an answer "three days later" carries that time, not the wall
+//! clock's, as a portal replaying a day's traffic would.
+
+use motcua_reference::Reference;
+use motcua_runtime::{Envelope, Outcome, Stage, StageError};
+use motcua_schemas::{
+    component, derived_event_id, AnyEvent, Document, DossierStatus, DossierStatusChanged, DossierSupplemented,
+    DossierWithdrawn,
+};
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// The portal the citizens answer through (the consumer group of the simulator).
+pub const STAGE: &str = "citizens";
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+
+/// How the citizens behave.
+#[derive(Debug, Clone)]
+pub struct CitizensConfig {
+    /// Share of supplement requests answered (the rest never are).
+    pub answer_rate: f64,
+    /// Answers come after 1 to this many days.
+    pub max_answer_days: u32,
+    /// Share of received dossiers withdrawn.
+    pub withdraw_rate: f64,
+}
+
+impl Default for CitizensConfig {
+    fn default() -> Self {
+        Self {
+            answer_rate: 0.7,
+            max_answer_days: 5,
+            withdraw_rate: 0.01,
+        }
+    }
+}
+
+/// What the citizens did (for the demo's report).
+#[derive(Debug, Default)]
+pub struct CitizensFigures {
+    pub supplements: std::sync::atomic::AtomicU64,
+    pub ignored_requests: std::sync::atomic::AtomicU64,
+    pub withdrawals: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Citizens {
+    reference: Arc<Reference>,
+    cfg: CitizensConfig,
+    figures: Arc<CitizensFigures>,
+}
+
+impl Citizens {
+    pub fn new(reference: Arc<Reference>, cfg: CitizensConfig) -> Self {
+        Self {
+            reference,
+            cfg,
+            figures: Arc::default(),
+        }
+    }
+
+    pub fn figures(&self) -> Arc<CitizensFigures> {
+        self.figures.clone()
+    }
+
+    /// What the citizen does on seeing this status.
+    pub fn answer(&self, s: &DossierStatusChanged) -> Vec<AnyEvent> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let seed: [u8; 32] = Sha256::digest(s.event_id.as_bytes()).into();
+        let mut rng = rand::rngs::StdRng::from_seed(seed);
+        let asked_by_a_step = s.stage == component::INTAKE || s.stage == component::VERIFY;
+        match s.status {
+            DossierStatus::SupplementRequested if asked_by_a_step => {
+                if !rng.gen_bool(self.cfg.answer_rate) {
+                    self.figures.ignored_requests.fetch_add(1, Relaxed);
+                    return Vec::new();
+                }
+                let at = s.occurred_at
+                    + i64::from(rng.gen_range(1..=self.cfg.max_answer_days.max(1))) * DAY
+                    + rng.gen_range(0..8 * HOUR);
+                let documents = s
+                    .procedure_code
+                    .as_deref()
+                    .and_then(|p| self.reference.catalog.get(p))
+                    .map(|p| {
+                        p.required_documents
+                            .iter()
+                            .map(|kind| Document {
+                                kind: kind.clone(),
+                                uri: format!("s3://portal-supplements/{}/{kind}.pdf", s.dossier_id),
+                                sha256: hex(&Sha256::digest(format!("{}{kind}", s.event_id).as_bytes())),
+                                digitized: true,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.figures.supplements.fetch_add(1, Relaxed);
+                vec![DossierSupplemented {
+                    event_id: derived_event_id(&s.event_id, STAGE, "supplemented"),
+                    dossier_id: s.dossier_id.clone(),
+                    dossier_code: s.dossier_code.clone(),
+                    portal: "dichvucong".to_owned(),
+                    documents,
+                    form_fields: Default::default(),
+                    land_parcels: None,
+                    residence_unit_code: None,
+                    full_name: None,
+                    date_of_birth: None,
+                    supplemented_at: at,
+                    published_at: at,
+                    traceparent: s.traceparent.clone(),
+                }
+                .into()]
+            }
+            DossierStatus::Received if s.stage == component::INTAKE && rng.gen_bool(self.cfg.withdraw_rate) => {
+                let at = s.occurred_at + rng.gen_range(HOUR..3 * DAY);
+                self.figures.withdrawals.fetch_add(1, Relaxed);
+                vec![DossierWithdrawn {
+                    event_id: derived_event_id(&s.event_id, STAGE, "withdrawn"),
+                    dossier_id: s.dossier_id.clone(),
+                    dossier_code: s.dossier_code.clone(),
+                    portal: "dichvucong".to_owned(),
+                    reason_code: Some("CHANGED_MIND".to_owned()),
+                    withdrawn_at: at,
+                    published_at: at,
+                    traceparent: s.traceparent.clone(),
+                }
+                .into()]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Stage for Citizens {
+    type Input = DossierStatusChanged;
+
+    fn name(&self) -> &'static str {
+        STAGE
+    }
+
+    async fn handle_batch(&self, batch: &[Envelope<DossierStatusChanged>]) -> Result<Vec<Outcome>, StageError> {
+        Ok(batch.iter().map(|e| Outcome::Emit(self.answer(&e.event))).collect())
+    }
+}
