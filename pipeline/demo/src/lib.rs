@@ -185,8 +185,8 @@ fn groups() -> Vec<(&'static str, Vec<Topic>)> {
 
 /// How much faster than the wall clock the demo's intake judges unanswered supplement
 /// requests: the events carry simulated days (answers come days later, decisions weeks),
-/// so a wait of 15 working days (about three weeks) ends some ten seconds into the run.
-const WAIT_CLOCK_FACTOR: i64 = 200_000;
+/// so a wait of 15 working days (about three weeks) ends some twelve seconds after it began.
+const WAIT_CLOCK_FACTOR: i64 = 150_000;
 
 /// The stores the report reads (the stages open their own).
 struct Stores {
@@ -255,11 +255,21 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     }
 
     let tmp = tempfile::tempdir().context("creating a temporary directory")?;
-    // With SQLite, one file per stage: each stage owns its tables, and SQLite allows one
-    // writer per file. With PostgreSQL, one database for all, as in production.
+    // With SQLite, the stages share one file for the store, as they share one database in
+    // production: a dossier's life crosses stages (verify records a supplement wait that
+    // intake answers; a withdrawal closes the dossier for route and result and cancels
+    // payment's bill). Writers take turns (WAL, busy timeout). The projection, the
+    // busiest writer, has a file of its own.
     let url_of = |stage: &str| match &args.database_url {
         Some(url) => url.clone(),
-        None => format!("sqlite://{}", tmp.path().join(format!("{stage}.db")).display()),
+        None => {
+            let file = if stage == motcua_schemas::component::TRACK {
+                "track.db"
+            } else {
+                "store.db"
+            };
+            format!("sqlite://{}", tmp.path().join(file).display())
+        }
     };
     let stores = Stores {
         intake: Store::connect(&url_of(motcua_schemas::component::INTAKE)).await?,
@@ -267,7 +277,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     };
     let store_url = match &args.database_url {
         Some(url) => motcua_store::redact(url),
-        None => format!("{}/<stage>.db", tmp.path().display()),
+        None => format!("{}/store.db and track.db", tmp.path().display()),
     };
     let track_url = url_of(motcua_schemas::component::TRACK);
     let track = motcua_track::Track::connect(&track_url)
@@ -400,8 +410,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         }
     };
     let observed = Arc::new(Mutex::new(Observed::starting_at(now_ms(), !args.soak)));
+    // Starts when the portals start publishing (stage start-up takes seconds of wall
+    // clock, which must not count as weeks).
+    let wait_clock_origin = Arc::new(std::sync::atomic::AtomicI64::new(0));
     let wait_clock = motcua_intake::WaitClock::Accelerated {
-        origin_ms: now_ms(),
+        origin_ms: wait_clock_origin.clone(),
         factor: WAIT_CLOCK_FACTOR,
     };
     let observer = observe::start(&kafka, codec.clone(), observed.clone(), shutdown.clone()).await?;
@@ -412,7 +425,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     for spec in &STAGES {
         let cfg = stage_config(spec.name)?;
         let mut launch = Launch::new(spec, cfg, reference.clone(), codec.clone(), shutdown.clone());
-        launch.wait_clock = wait_clock;
+        launch.wait_clock = wait_clock.clone();
         if spec.name == motcua_schemas::component::VERIFY {
             // Built as the stage would build it; the report reads the client's figures.
             let registries = motcua_wiring::registries::from_config(&launch.config).await?;
@@ -446,11 +459,13 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let mut citizens_rt = stage_config(motcua_simulators::citizens::STAGE)?.runtime();
     citizens_rt.dead_letters_for = Some(Vec::new());
     assigned.push(citizens_rt.assigned.clone());
+    let memory = motcua_simulators::citizens::Memory::default();
     let citizens = motcua_simulators::citizens::Citizens::new(
         reference.clone(),
         motcua_simulators::citizens::CitizensConfig {
             answer_rate: args.supplement_answer_rate,
             withdraw_rate: args.withdraw_rate,
+            memory: memory.clone(),
             ..Default::default()
         },
     );
@@ -550,6 +565,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
 
     // The portals.
     observed.lock().expect("observer state").start_ms = now_ms();
+    wait_clock_origin.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
     let publish_started = Instant::now();
     let interrupted = publish(
         &args,
@@ -560,6 +576,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         &kafka,
         &codec,
         &published,
+        &memory,
     )
     .await?;
     let publish_secs = publish_started.elapsed().as_secs_f64();
@@ -743,6 +760,7 @@ async fn publish(
     kafka: &KafkaConfig,
     codec: &Codec,
     published: &Mutex<Published>,
+    memory: &motcua_simulators::citizens::Memory,
 ) -> Result<bool> {
     let mut publisher = Publisher::new(kafka, codec.clone())?;
     let mut g = Generator::new(reference, province, args.seed)
@@ -800,7 +818,15 @@ async fn publish(
             2
         } else if rng.gen_bool(args.defect_rate) {
             let d = Defect::ALL[rng.gen_range(0..Defect::ALL.len())];
-            publisher.send(&g.defective(at, d)).await?;
+            let s = g.defective(at, d);
+            if let (Defect::BirthDateTypo, Some(typed)) = (d, s.dossier.applicant.date_of_birth) {
+                // The citizen knows the right date when the registry disagrees.
+                memory
+                    .lock()
+                    .expect("citizens' memory")
+                    .insert(s.dossier.dossier_id.clone(), typed - 1);
+            }
+            publisher.send(&s).await?;
             1
         } else {
             publisher.send(&g.valid(at)).await?;

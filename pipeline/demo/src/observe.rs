@@ -364,48 +364,44 @@ impl Observed {
                 }
             }
             AnyEvent::Status(s) => {
-                let how = match (s.stage.as_str(), s.status) {
-                    ("intake", DossierStatus::RejectedAtReception) => Some(Terminal::RejectedAtReception),
-                    ("intake", DossierStatus::Withdrawn) => Some(Terminal::Withdrawn),
-                    ("intake", DossierStatus::ProcessingStopped) => Some(Terminal::Stopped),
-                    ("verify", DossierStatus::Processing) => Some(Terminal::Escalated),
-                    ("intake" | "verify", DossierStatus::SupplementRequested) => None,
-                    ("intake", DossierStatus::Processing) => {
-                        // Resumed at a later step after a supplement.
-                        if self.first_time(&s.event_id) {
-                            self.clock.resumed += 1;
-                        }
-                        return;
-                    }
-                    _ => return,
-                };
-                let step = if s.stage == "intake" {
-                    Step::IntakeStopped
-                } else {
-                    Step::VerifyStopped
-                };
-                if s.status == DossierStatus::SupplementRequested {
-                    if self.first_time(&s.event_id) {
-                        *self.clock.requested.entry(s.stage.clone()).or_default() += 1;
-                        for r in &s.reasons {
-                            let key = format!("{}/{}/{}", s.stage, s.status.code(), r.code);
-                            *self.reasons.entry(key).or_default() += 1;
-                        }
-                    }
-                    self.record(&s.dossier_id, step, at_ms);
+                // What the pipeline's own steps said (the back office's and track's
+                // statuses are not a dossier's end).
+                if s.stage != "intake" && s.stage != "verify" {
                     return;
                 }
                 let first = self.first_time(&s.event_id);
-                if first && matches!(how, Some(Terminal::RejectedAtReception | Terminal::Escalated)) {
+                if first {
                     for r in &s.reasons {
                         let key = format!("{}/{}/{}", s.stage, s.status.code(), r.code);
                         *self.reasons.entry(key).or_default() += 1;
                     }
                 }
+                let step = if s.stage == "intake" {
+                    Step::IntakeStopped
+                } else {
+                    Step::VerifyStopped
+                };
+                let how = match (s.stage.as_str(), s.status) {
+                    (_, DossierStatus::SupplementRequested) => {
+                        if first {
+                            *self.clock.requested.entry(s.stage.clone()).or_default() += 1;
+                        }
+                        self.record(&s.dossier_id, step, at_ms);
+                        return;
+                    }
+                    ("intake", DossierStatus::Processing) => {
+                        // Resumed at a later step after a supplement.
+                        self.clock.resumed += u64::from(first);
+                        return;
+                    }
+                    ("intake", DossierStatus::RejectedAtReception) => Terminal::RejectedAtReception,
+                    ("intake", DossierStatus::Withdrawn) => Terminal::Withdrawn,
+                    ("intake", DossierStatus::ProcessingStopped) => Terminal::Stopped,
+                    ("verify", DossierStatus::Processing) => Terminal::Escalated,
+                    _ => return,
+                };
                 self.record(&s.dossier_id, step, at_ms);
-                if let Some(how) = how {
-                    self.end(&s.dossier_id, how, &s.event_id, at_ms);
-                }
+                self.end(&s.dossier_id, how, &s.event_id, at_ms);
             }
             AnyEvent::DeadLetter(d) => {
                 // Each group that cannot read a message dead-letters it (intake and track

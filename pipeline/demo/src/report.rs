@@ -142,6 +142,8 @@ pub(crate) struct Statistics {
     pub(crate) rows: usize,
     /// Rows (and backlog rows) where the projection's figures differ from the fold's.
     pub(crate) rows_differing_from_projection: Option<usize>,
+    /// The first few keys that differ (`month/unit/procedure/field: fold | projection`).
+    pub(crate) differences: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -240,12 +242,22 @@ pub(crate) struct Report {
     pub(crate) sample_history: Vec<HistoryLine>,
 }
 
-/// Rows of two reports that differ (a key in one only counts as one).
-fn differing_rows(a: &motcua_stats::Report, b: &motcua_stats::Report) -> usize {
+/// The rows (and backlog rows) of two reports that differ, described.
+fn differing_rows(a: &motcua_stats::Report, b: &motcua_stats::Report) -> Vec<String> {
+    let name = |k: &motcua_stats::Key| format!("{}/{}/{}/{}", k.month, k.unit_code, k.procedure_code, k.field);
     let keys: std::collections::BTreeSet<_> = a.rows.keys().chain(b.rows.keys()).collect();
-    let rows = keys.iter().filter(|k| a.rows.get(**k) != b.rows.get(**k)).count();
+    let mut out: Vec<String> = keys
+        .iter()
+        .filter(|k| a.rows.get(**k) != b.rows.get(**k))
+        .map(|k| format!("{}: {:?} | {:?}", name(k), a.rows.get(*k), b.rows.get(*k)))
+        .collect();
     let open: std::collections::BTreeSet<_> = a.backlog.keys().chain(b.backlog.keys()).collect();
-    rows + open.iter().filter(|k| a.backlog.get(**k) != b.backlog.get(**k)).count()
+    out.extend(
+        open.iter()
+            .filter(|k| a.backlog.get(**k) != b.backlog.get(**k))
+            .map(|k| format!("backlog {}: {:?} | {:?}", name(k), a.backlog.get(*k), b.backlog.get(*k))),
+    );
+    out
 }
 
 fn percentile(sorted: &[u32], p: f64) -> u32 {
@@ -395,6 +407,7 @@ pub(crate) fn build(mut i: Inputs<'_>) -> Report {
     let statistics = o.ledger.as_ref().map(|l| {
         let fold = l.report(STATISTICS_AS_OF);
         let totals = fold.totals();
+        let differences = i.projection_statistics.as_ref().map(|p| differing_rows(&fold, p));
         Statistics {
             totals,
             on_time_rate: totals.on_time_rate(),
@@ -402,7 +415,8 @@ pub(crate) fn build(mut i: Inputs<'_>) -> Report {
             by_field: fold.by(|k| k.field.clone()),
             by_month: fold.by(|k| k.month.clone()),
             rows: fold.rows.len(),
-            rows_differing_from_projection: i.projection_statistics.as_ref().map(|p| differing_rows(&fold, p)),
+            rows_differing_from_projection: differences.as_ref().map(Vec::len),
+            differences: differences.unwrap_or_default().into_iter().take(5).collect(),
         }
     });
     if let Some(n) = statistics.as_ref().and_then(|s| s.rows_differing_from_projection) {
@@ -681,7 +695,7 @@ impl Report {
             .take(4)
             .map(|(k, v)| format!("{} {v}", k.rsplit('/').next().unwrap_or(k)))
             .collect();
-        println!("  stops      {}", top.join(", "));
+        println!("  reasons    {}", top.join(", "));
         println!(
             "  latency    {:<24}{:>8}{:>8}{:>8}  (ms, broker time in → out)",
             "", "p50", "p95", "p99"

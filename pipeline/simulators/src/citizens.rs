@@ -24,6 +24,10 @@ pub const STAGE: &str = "citizens";
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
 
+/// What citizens know of themselves that a registry may contradict: their true birth
+/// date, by dossier id (the demo's portals note it when a citizen mistypes it).
+pub type Memory = Arc<std::sync::Mutex<std::collections::HashMap<String, motcua_schemas::DateDays>>>;
+
 /// How the citizens behave.
 #[derive(Debug, Clone)]
 pub struct CitizensConfig {
@@ -33,6 +37,8 @@ pub struct CitizensConfig {
     pub max_answer_days: u32,
     /// Share of received dossiers withdrawn.
     pub withdraw_rate: f64,
+    /// Their true birth dates, for answering a registry's disagreement.
+    pub memory: Memory,
 }
 
 impl Default for CitizensConfig {
@@ -41,6 +47,7 @@ impl Default for CitizensConfig {
             answer_rate: 0.7,
             max_answer_days: 5,
             withdraw_rate: 0.01,
+            memory: Memory::default(),
         }
     }
 }
@@ -104,6 +111,13 @@ impl Citizens {
                             .collect()
                     })
                     .unwrap_or_default();
+                // Asked about their birth date, they give the right one.
+                let birth_date_asked = s.reasons.iter().any(|r| r.code == "BIRTH_DATE_MISMATCH");
+                let date_of_birth = if birth_date_asked {
+                    self.cfg.memory.lock().ok().and_then(|m| m.get(&s.dossier_id).copied())
+                } else {
+                    None
+                };
                 self.figures.supplements.fetch_add(1, Relaxed);
                 vec![DossierSupplemented {
                     event_id: derived_event_id(&s.event_id, STAGE, "supplemented"),
@@ -115,7 +129,7 @@ impl Citizens {
                     land_parcels: None,
                     residence_unit_code: None,
                     full_name: None,
-                    date_of_birth: None,
+                    date_of_birth,
                     supplemented_at: at,
                     published_at: at,
                     traceparent: s.traceparent.clone(),

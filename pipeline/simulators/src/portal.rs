@@ -25,15 +25,19 @@ pub enum Defect {
     UnknownProcedure,
     InactiveProcedure,
     UnknownReceivingUnit,
+    /// A citizen's birth date typed a day late: the door accepts it, the population
+    /// registry does not (verify asks for a supplement; the right date fixes it).
+    BirthDateTypo,
 }
 
 impl Defect {
-    pub const ALL: [Defect; 5] = [
+    pub const ALL: [Defect; 6] = [
         Defect::MissingDocument,
         Defect::BadCitizenId,
         Defect::UnknownProcedure,
         Defect::InactiveProcedure,
         Defect::UnknownReceivingUnit,
+        Defect::BirthDateTypo,
     ];
 }
 
@@ -333,6 +337,11 @@ impl<'r> Generator<'r> {
                 }
             }
             Defect::UnknownReceivingUnit => s.dossier.receiving_unit_code = "99999".to_owned(),
+            Defect::BirthDateTypo => {
+                if let Some(d) = s.dossier.applicant.date_of_birth.as_mut() {
+                    *d += 1;
+                }
+            }
         }
         s
     }

@@ -163,7 +163,7 @@ async fn intake(l: Launch) -> Result<RunSummary> {
         calendar: tables.calendar().clone(),
         working_days: l.config.intake.supplement_wait_working_days,
         batch: 500,
-        clock: l.wait_clock,
+        clock: l.wait_clock.clone(),
     };
     let mut stage = motcua_intake::Intake::new(l.reference, store.clone(), l.codec.clone()).with_supplement_wait(wait);
     stage.stop_check = Duration::from_secs(l.config.intake.supplement_check_s);

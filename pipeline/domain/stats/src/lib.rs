@@ -173,11 +173,20 @@ impl Ledger {
             return;
         }
         match event {
+            // The portal's submission: what a dossier never received is known by (its
+            // procedure and the center it was brought to).
+            AnyEvent::Submitted(e) => {
+                let f = self.dossiers.entry(e.dossier.dossier_id.clone()).or_default();
+                f.procedure_code.get_or_insert_with(|| e.dossier.procedure_code.clone());
+                f.receiving_unit
+                    .get_or_insert_with(|| e.dossier.receiving_unit_code.clone());
+            }
             AnyEvent::Accepted(a) => {
                 let f = self.dossiers.entry(a.dossier.dossier_id.clone()).or_default();
-                f.procedure_code = Some(a.procedure.code.clone());
+                f.procedure_code.get_or_insert_with(|| a.procedure.code.clone());
                 f.field = Some(a.procedure.field);
-                f.receiving_unit = Some(a.dossier.receiving_unit_code.clone());
+                f.receiving_unit
+                    .get_or_insert_with(|| a.dossier.receiving_unit_code.clone());
                 f.online = a.dossier.channel == Channel::Online;
                 // One reception per dossier; a resumed dossier carries the same time.
                 f.received_at = Some(f.received_at.map_or(a.received_at, |r| r.min(a.received_at)));

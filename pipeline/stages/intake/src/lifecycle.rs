@@ -30,25 +30,29 @@ pub struct SupplementWait {
 }
 
 /// The clock unanswered waits are judged by: the wall clock, or (the demo, whose events
-/// carry simulated times days apart) a clock that runs `factor` times faster from
-/// `origin_ms`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// carry simulated times days apart) a clock that runs `factor` times faster from the
+/// instant stored in `origin_ms` (0: not started, the wall clock's time).
+#[derive(Debug, Clone, Default)]
 pub enum WaitClock {
     #[default]
     Wall,
     Accelerated {
-        origin_ms: i64,
+        origin_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
         factor: i64,
     },
 }
 
 impl WaitClock {
     /// The clock's time at wall-clock time `wall_ms`.
-    pub fn at(self, wall_ms: i64) -> i64 {
+    pub fn at(&self, wall_ms: i64) -> i64 {
         match self {
             WaitClock::Wall => wall_ms,
             WaitClock::Accelerated { origin_ms, factor } => {
-                origin_ms.saturating_add((wall_ms - origin_ms).max(0).saturating_mul(factor))
+                let origin = origin_ms.load(std::sync::atomic::Ordering::Relaxed);
+                if origin == 0 {
+                    return wall_ms;
+                }
+                origin.saturating_add((wall_ms - origin).max(0).saturating_mul(*factor))
             }
         }
     }
