@@ -322,8 +322,10 @@ fn legal_clock(h: &mut String, r: &Report) {
     if let Some(code) = &r.sample_paused_code {
         let _ = write!(
             h,
-            "<h2>A dossier whose clock was paused: {}</h2><table><tr><th>time</th><th>event</th><th>stage</th>\
-             <th>status</th><th>reasons</th></tr>",
+            "<h2>A dossier whose clock was paused: {}</h2><p>From the status API. The stages stamp the wall \
+             clock; the citizen's supplement and the officers' decision carry simulated days, so the clock's pause \
+             (request to supplement, working time only) is given back in the due time.</p>\
+             <table><tr><th>time</th><th>event</th><th>stage</th><th>status</th><th>reasons</th></tr>",
             esc(code)
         );
         for l in &r.sample_history {

@@ -562,13 +562,13 @@ impl Report {
             println!("    {:<24}{:>7}{extra}", t.label(), thousands(n));
         }
         println!(
-            "    {:<24}{:>7}  messages, all malformed: {}; per stage {}",
+            "    {:<24}{:>7}  messages, all malformed or citizens' requests refused with a reason: {}; per stage {}",
             "dead-lettered",
             thousands(self.dead_lettered),
             if self.unexpected_dead_letters == 0 {
                 "yes".to_owned()
             } else {
-                format!("NO, {} are not", self.unexpected_dead_letters)
+                format!("NO, {} are neither", self.unexpected_dead_letters)
             },
             self.dead_letters
                 .iter()
