@@ -171,3 +171,83 @@ impl Stage for Citizens {
         Ok(batch.iter().map(|e| Outcome::Emit(self.answer(&e.event))).collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use motcua_schemas::{samples, DossierStatusChanged, Reason};
+
+    fn status(n: u32, stage: &str, status: DossierStatus, reason: &str) -> DossierStatusChanged {
+        let mut s = DossierStatusChanged::new(format!("status-{n}"), stage, &format!("dossier-{n}"), status, 1_000);
+        s.procedure_code = Some(samples::procedure().code);
+        s.reasons = vec![Reason {
+            code: reason.to_owned(),
+            message: String::new(),
+        }];
+        s
+    }
+
+    fn citizens(answer_rate: f64, withdraw_rate: f64) -> Citizens {
+        let reference = Arc::new(Reference::embedded().expect("reference"));
+        Citizens::new(
+            reference,
+            CitizensConfig {
+                answer_rate,
+                withdraw_rate,
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn requests_are_answered_days_later_the_same_way_every_time_or_never() {
+        let c = citizens(0.7, 0.0);
+        let mut answered = 0;
+        for n in 0..400 {
+            let s = status(
+                n,
+                component::VERIFY,
+                DossierStatus::SupplementRequested,
+                "NAME_MISMATCH",
+            );
+            let first = c.answer(&s);
+            assert_eq!(first, c.answer(&s), "a redelivered status gets the same answer");
+            if let [AnyEvent::Supplemented(x)] = first.as_slice() {
+                answered += 1;
+                assert!(x.supplemented_at >= s.occurred_at + DAY && x.supplemented_at < s.occurred_at + 6 * DAY);
+                assert_eq!(x.published_at, x.supplemented_at);
+                assert!(!x.documents.is_empty(), "the procedure's papers");
+                assert_eq!(x.date_of_birth, None, "not asked about it");
+            } else {
+                assert!(first.is_empty(), "{first:?}");
+            }
+        }
+        assert!((240..=320).contains(&answered), "about 70 % of 400: {answered}");
+        // The back office's and track's statuses are not requests to the citizen.
+        let office = status(1, component::BACKOFFICE, DossierStatus::SupplementRequested, "X");
+        assert!(citizens(1.0, 1.0).answer(&office).is_empty());
+    }
+
+    #[test]
+    fn a_birth_date_the_registry_doubts_is_corrected_from_memory_and_some_withdraw() {
+        let c = citizens(1.0, 1.0);
+        c.cfg.memory.lock().expect("memory").insert("dossier-7".into(), 12_345);
+        let asked = status(
+            7,
+            component::VERIFY,
+            DossierStatus::SupplementRequested,
+            "BIRTH_DATE_MISMATCH",
+        );
+        let answer = c.answer(&asked);
+        let [AnyEvent::Supplemented(x)] = answer.as_slice() else {
+            panic!("an answer")
+        };
+        assert_eq!(x.date_of_birth, Some(12_345));
+        let received = status(8, component::INTAKE, DossierStatus::Received, "");
+        let withdrawal = c.answer(&received);
+        let [AnyEvent::Withdrawn(w)] = withdrawal.as_slice() else {
+            panic!("a withdrawal")
+        };
+        assert!(w.withdrawn_at > received.occurred_at && w.dossier_id == "dossier-8");
+    }
+}
