@@ -319,7 +319,7 @@ fn legal_clock(h: &mut String, r: &Report) {
         row(h, "all", &st.totals);
         h.push_str("</table>");
     }
-    if let Some(code) = &r.sample_paused_code {
+    if let Some(code) = &r.clock.sample_paused_code {
         let _ = write!(
             h,
             "<h2>A dossier whose clock was paused: {}</h2><p>From the status API. The stages stamp the wall \

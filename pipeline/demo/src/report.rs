@@ -238,7 +238,6 @@ pub(crate) struct Report {
     /// Citizens' requests refused with a reason (too late), by reason code.
     pub(crate) refused_requests: BTreeMap<String, u64>,
     pub(crate) statistics: Option<Statistics>,
-    pub(crate) sample_paused_code: Option<String>,
     pub(crate) sample_history: Vec<HistoryLine>,
 }
 
@@ -485,7 +484,6 @@ pub(crate) fn build(mut i: Inputs<'_>) -> Report {
         clock: o.clock.clone(),
         refused_requests: o.refused_requests.clone(),
         statistics,
-        sample_paused_code: o.clock.sample_paused_code.clone(),
         sample_history: i.sample_history,
         settings: i.settings,
     }
@@ -654,7 +652,7 @@ impl Report {
                 pct(st.online_rate)
             );
         }
-        if let (Some(code), false) = (&self.sample_paused_code, self.sample_history.is_empty()) {
+        if let (Some(code), false) = (&self.clock.sample_paused_code, self.sample_history.is_empty()) {
             println!("  history    {code} (a dossier whose clock was paused), from the status API:");
             for h in &self.sample_history {
                 println!(
