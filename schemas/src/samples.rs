@@ -324,3 +324,199 @@ pub fn one_of_each(codec: &Codec) -> Result<Vec<(Topic, Vec<u8>)>> {
         })
         .collect()
 }
+
+const LOG_MIN: i64 = 60_000;
+const LOG_DAY: i64 = 86_400_000;
+const LOG_T0: i64 = 1_764_036_000_000;
+
+/// The log of `dossiers` straight lives: eleven events per dossier (submitted, accepted,
+/// received status, verified, bill, obligation status, paid, routed, processing status,
+/// decided, completed), emitted stage by stage for all dossiers (as they flow through the
+/// pipeline), so a batch touches as many different dossiers as it has events. Dossier `i`
+/// is submitted at 2025-11-25 09:00 (UTC+7) + `i` s, decided five days later. The
+/// workload of the projection's benchmarks and replay tests.
+pub fn event_log(dossiers: usize) -> Vec<AnyEvent> {
+    let base = dossier();
+    let procedure = procedure();
+    let mut stages: Vec<Vec<AnyEvent>> = (0..11).map(|_| Vec::with_capacity(dossiers)).collect();
+    for i in 0..dossiers {
+        let id = format!("bench-{i:08}");
+        let code = format!("H22.06652-251125-{i:06}");
+        let t = LOG_T0 + i as i64 * 1_000;
+        let mut d = base.clone();
+        d.dossier_id = id.clone();
+        d.submitted_at = t;
+        d.channel = if i % 4 == 0 { Channel::Counter } else { Channel::Online };
+        let due = t + 10 * LOG_DAY;
+        let status = |kind: &str, s: DossierStatus, stage: &str, at: i64, due: Option<i64>| -> AnyEvent {
+            DossierStatusChanged {
+                event_id: format!("{id}-{kind}"),
+                causation_id: None,
+                dossier_id: id.clone(),
+                dossier_code: Some(code.clone()),
+                status: s,
+                status_code: s.code(),
+                procedure_code: Some(procedure.code.clone()),
+                stage: stage.into(),
+                reasons: vec![],
+                unit_code: Some("06652".into()),
+                due_at: due,
+                occurred_at: at,
+                traceparent: None,
+                lookup_token: None,
+            }
+            .into()
+        };
+        stages[0].push(
+            DossierSubmitted {
+                event_id: format!("{id}-sub"),
+                dossier: d.clone(),
+                published_at: t,
+                traceparent: None,
+            }
+            .into(),
+        );
+        stages[1].push(
+            DossierAccepted {
+                event_id: format!("{id}-acc"),
+                causation_id: format!("{id}-sub"),
+                dossier_code: code.clone(),
+                receiving_agency_code: "H22.06652".into(),
+                received_at: t + LOG_MIN,
+                procedure: procedure.clone(),
+                dossier: d.clone(),
+                traceparent: None,
+            }
+            .into(),
+        );
+        stages[2].push(status("received", DossierStatus::Received, "intake", t + LOG_MIN, None));
+        stages[3].push(
+            DossierVerified {
+                event_id: format!("{id}-ver"),
+                causation_id: format!("{id}-acc"),
+                dossier_code: code.clone(),
+                received_at: t + LOG_MIN,
+                procedure: procedure.clone(),
+                dossier: d.clone(),
+                checks: vec![],
+                verified_at: t + 5 * LOG_MIN,
+                traceparent: None,
+            }
+            .into(),
+        );
+        stages[4].push(
+            PaymentRequested {
+                event_id: format!("{id}-bill"),
+                causation_id: format!("{id}-ver"),
+                dossier_id: id.clone(),
+                dossier_code: code.clone(),
+                bill_reference: format!("B{i}"),
+                fee_vnd: 100_000,
+                charge_vnd: 0,
+                amount_vnd: 100_000,
+                payer_name: "Nguyễn Thị Hương".into(),
+                description: "Lệ phí".into(),
+                issued_at: t + 10 * LOG_MIN,
+                expires_at: t + LOG_DAY,
+                traceparent: None,
+            }
+            .into(),
+        );
+        stages[5].push(status(
+            "obligation",
+            DossierStatus::FinancialObligationRequested,
+            "payment",
+            t + 10 * LOG_MIN,
+            None,
+        ));
+        stages[6].push(
+            DossierPaid {
+                event_id: format!("{id}-paid"),
+                causation_id: format!("{id}-bill"),
+                dossier_code: code.clone(),
+                received_at: t + LOG_MIN,
+                procedure: procedure.clone(),
+                dossier: d.clone(),
+                bill_reference: Some(format!("B{i}")),
+                amount_vnd: 100_000,
+                paid_at: t + 20 * LOG_MIN,
+                traceparent: None,
+            }
+            .into(),
+        );
+        stages[7].push(
+            DossierRouted {
+                event_id: format!("{id}-routed"),
+                causation_id: format!("{id}-paid"),
+                dossier_code: code.clone(),
+                received_at: t + LOG_MIN,
+                procedure: procedure.clone(),
+                dossier: d,
+                competent_unit_code: "06652".into(),
+                competent_unit_name: "UBND phường Hạ Long".into(),
+                desk: "LAND-1".into(),
+                transferred: false,
+                due_at: due,
+                routed_at: t + 30 * LOG_MIN,
+                traceparent: None,
+                calendar_version: Some("sha256:bench".into()),
+                clock_pauses: Vec::new(),
+            }
+            .into(),
+        );
+        stages[8].push(status(
+            "processing",
+            DossierStatus::Processing,
+            "route",
+            t + 30 * LOG_MIN,
+            Some(due),
+        ));
+        stages[9].push(
+            DossierDecided {
+                event_id: format!("{id}-dec"),
+                dossier_id: id.clone(),
+                dossier_code: code.clone(),
+                procedure_code: procedure.code.clone(),
+                competent_unit_code: "06652".into(),
+                decision: Decision::Approved,
+                reasons: vec![],
+                decided_by: "officer".into(),
+                applicant_citizen_id: None,
+                applicant_tax_code: None,
+                received_at: t + LOG_MIN,
+                due_at: due,
+                decided_at: t + 5 * LOG_DAY,
+                traceparent: None,
+            }
+            .into(),
+        );
+        stages[10].push(
+            DossierCompleted {
+                event_id: format!("{id}-done"),
+                causation_id: format!("{id}-dec"),
+                dossier_id: id.clone(),
+                dossier_code: code.clone(),
+                procedure_code: procedure.code.clone(),
+                competent_unit_code: "06652".into(),
+                decision: Decision::Approved,
+                result_document: ResultDocument {
+                    reference: format!("H22-GCN-{i}"),
+                    sha256: "00".repeat(32),
+                    signature: vec![0; 64],
+                    signing_key_id: "k1".into(),
+                    uri: "wallet://x".into(),
+                },
+                wallet_owner: "022090001234".into(),
+                received_at: t + LOG_MIN,
+                due_at: due,
+                delivered_at: t + 5 * LOG_DAY + LOG_MIN,
+                timeliness: Timeliness::Early,
+                traceparent: None,
+                signed_record: None,
+                record_signature: None,
+            }
+            .into(),
+        );
+    }
+    stages.into_iter().flatten().collect()
+}

@@ -55,6 +55,26 @@ pub async fn publish<E: Event>(kafka: &KafkaConfig, events: &[E]) {
     }
 }
 
+/// Publishes events of any topics, each to its own topic, keyed by its dossier.
+pub async fn publish_log(kafka: &KafkaConfig, events: &[AnyEvent]) {
+    let codec = Codec::embedded().expect("codec");
+    let p = producer(kafka);
+    let mut pending = Vec::new();
+    for e in events {
+        let mut payload = Vec::new();
+        e.encode(&codec, &mut payload).expect("encode");
+        let topic = kafka.topic(e.topic());
+        pending.push(
+            p.send_result(FutureRecord::to(&topic).key(e.key()).payload(&payload))
+                .map_err(|(e, _)| e)
+                .expect("enqueue"),
+        );
+    }
+    for f in pending {
+        f.await.expect("delivery").expect("acknowledged");
+    }
+}
+
 pub async fn publish_raw(kafka: &KafkaConfig, topic: Topic, key: &str, payload: Option<&[u8]>) {
     let p = producer(kafka);
     let topic = kafka.topic(topic);

@@ -188,6 +188,24 @@ enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// Rebuild the status projection from the event log: a track worker under a consumer
+    /// group of its own reads every topic from the beginning into an empty database
+    /// (`--database-url`), stops at the end of the log and reports events per second.
+    ///
+    /// Use it for a new projection database, after a migration that adds columns existing
+    /// rows cannot fill, or to check the live projection; the live track group's offsets
+    /// are not touched, nothing is published.
+    Replay {
+        /// The consumer group to read under (default `<prefix>motcua-track-replay-<unix ms>`;
+        /// delete it afterwards with your Kafka tooling).
+        #[arg(long)]
+        group: Option<String>,
+        /// Fill a projection that already holds events (they are skipped by id).
+        #[arg(long)]
+        allow_existing: bool,
+        #[command(flatten)]
+        common: Common,
+    },
     /// List bills against their confirmations (reconciliation with the gateway).
     Reconcile {
         #[command(flatten)]
@@ -316,6 +334,11 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Run { stage, common } => run_stage(&stage, &common).await,
+        Command::Replay {
+            group,
+            allow_existing,
+            common,
+        } => replay(group, allow_existing, &common).await,
         Command::Schemas { command } => schemas_cmd::run(command).await,
         Command::Topics {
             command:
@@ -497,6 +520,36 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Registry { command } => registry::admin(command).await,
     }
+}
+
+async fn replay(group: Option<String>, allow_existing: bool, common: &Common) -> Result<ExitCode> {
+    let shutdown = Shutdown::on_signals();
+    let cfg = common.load()?;
+    let mut options = motcua_wiring::replay::ReplayOptions::new(&cfg.kafka);
+    if let Some(g) = group {
+        options.group = g;
+    }
+    options.allow_existing = allow_existing;
+    let Some(codec) = motcua_wiring::schemas::codec(&cfg, &shutdown).await? else {
+        info!("stopped while waiting for the schema registry");
+        return Ok(ExitCode::FAILURE);
+    };
+    let s = motcua_wiring::replay::replay(&cfg, codec, options, std::future::ready(()), shutdown).await?;
+    println!(
+        "replayed {} messages into {} in {:.1} s: {:.0} messages/s",
+        s.messages,
+        motcua_store::redact(&cfg.database.url),
+        s.elapsed.as_secs_f64(),
+        s.messages_per_second()
+    );
+    if let Some(cpu) = s.cpu_per_message() {
+        println!(
+            "CPU time of this process: {:.1} µs per message",
+            cpu.as_secs_f64() * 1e6
+        );
+    }
+    println!("consumer group {} (delete it when done)", s.group);
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_stage(name: &str, common: &Common) -> Result<ExitCode> {

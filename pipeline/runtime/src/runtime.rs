@@ -50,6 +50,9 @@ pub struct RuntimeConfig {
     /// A message that does not decode on another topic is recorded and skipped, so each
     /// bad message is dead-lettered once, by the group that owns its topic.
     pub dead_letters_for: Option<Vec<Topic>>,
+    /// The consumer group; `None`: the stage's own (`<prefix>motcua-<stage>`). A replay
+    /// reads the log again under a group of its own, from the beginning.
+    pub group: Option<String>,
 }
 
 impl RuntimeConfig {
@@ -68,6 +71,7 @@ impl RuntimeConfig {
             assigned: Arc::new(AtomicUsize::new(0)),
             limits: Limits::default(),
             dead_letters_for: None,
+            group: None,
         }
     }
 }
@@ -452,7 +456,7 @@ pub async fn run<S: Stage>(
     let name = stage.name();
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let client_id = format!("motcua-{name}-{}", cfg.instance_id);
-    let group = cfg.kafka.group(name);
+    let group = cfg.group.clone().unwrap_or_else(|| cfg.kafka.group(name));
     let mut consumer_cfg = cfg.kafka.consumer_config(&group, &client_id);
     consumer_cfg.set("statistics.interval.ms", "5000");
     let reports = Arc::new(Reports::default());

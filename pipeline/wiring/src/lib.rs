@@ -7,13 +7,15 @@
 //!   side services and how it is built from the configuration;
 //! - [`registries`]: the registry connectors a verify worker asks, as configured;
 //! - [`keys`]: the result stage's signing keys;
-//! - [`schemas`]: the codec, with the compiled-in ids or a Schema Registry's.
+//! - [`schemas`]: the codec, with the compiled-in ids or a Schema Registry's;
+//! - [`replay`]: rebuilding the status projection from the event log.
 //!
 //! An application crate: errors are `anyhow` with context for the person reading them.
 
 pub mod config;
 pub mod keys;
 pub mod registries;
+pub mod replay;
 pub mod schemas;
 pub mod stages;
 

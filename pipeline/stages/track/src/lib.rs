@@ -274,6 +274,16 @@ impl Track {
         }
     }
 
+    /// Whether no event has been projected yet (a replay fills an empty projection).
+    pub async fn is_empty(&self) -> Result<bool> {
+        const ANY: &str = "SELECT EXISTS (SELECT 1 FROM track_history)";
+        let any: bool = match &self.db {
+            ProjectionDb::Postgres(p) => sqlx::query_scalar(ANY).fetch_one(p).await?,
+            ProjectionDb::Sqlite(p) => sqlx::query_scalar(ANY).fetch_one(p).await?,
+        };
+        Ok(!any)
+    }
+
     /// Writes events into the projection in one transaction (what a batch does).
     pub async fn apply(&self, events: &[&AnyEvent]) -> Result<Applied> {
         match &self.db {
