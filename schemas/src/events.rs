@@ -319,6 +319,9 @@ pub struct DossierDecided {
     pub due_at: TimestampMillis,
     pub decided_at: TimestampMillis,
     pub traceparent: Option<String>,
+    /// Added in schema v2: when the appraisal ended (the approval step began); `None`
+    /// when read from a v1 message or not reported.
+    pub appraised_at: Option<TimestampMillis>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -185,6 +185,7 @@ pub fn events() -> Vec<AnyEvent> {
         due_at,
         decided_at,
         traceparent: None,
+        appraised_at: Some(decided_at - 3_600_000),
     };
     let reference = format!("06652-KQ-{code}");
     let document_sha256 = "c3a1f0e27b9d48561e0f2a7b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7".to_owned();
@@ -487,6 +488,7 @@ pub fn event_log(dossiers: usize) -> Vec<AnyEvent> {
                 due_at: due,
                 decided_at: t + 5 * LOG_DAY,
                 traceparent: None,
+                appraised_at: Some(t + 4 * LOG_DAY),
             }
             .into(),
         );

@@ -144,6 +144,8 @@ impl BackOffice {
         } else {
             Vec::new()
         };
+        // The approval (reading and signing) takes the last 10–25 % of the processing.
+        let approval = ((decided_at - r.received_at).max(0) as f64 * rng.gen_range(0.10..0.25)) as i64;
         let applicant = &r.dossier.applicant;
         events.push(
             DossierDecided {
@@ -163,6 +165,7 @@ impl BackOffice {
                 due_at: due,
                 decided_at,
                 traceparent: r.traceparent.clone(),
+                appraised_at: Some(decided_at - approval),
             }
             .into(),
         );

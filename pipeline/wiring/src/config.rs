@@ -257,6 +257,9 @@ pub struct RoutingConfig {
     pub departments_file: Option<PathBuf>,
     pub desks_file: Option<PathBuf>,
     pub holidays_file: Option<PathBuf>,
+    /// Step budgets of the procedures' internal processes (format of
+    /// pipeline/domain/routing/data/procedure-steps.csv).
+    pub steps_file: Option<PathBuf>,
     /// Working hours, e.g. "07:00-11:30,13:30-17:00".
     pub working_hours: String,
     /// How often the files are checked for changes (SIGHUP reloads at once); 0 = only SIGHUP.
@@ -269,6 +272,7 @@ impl Default for RoutingConfig {
             departments_file: None,
             desks_file: None,
             holidays_file: None,
+            steps_file: None,
             working_hours: "07:00-11:30,13:30-17:00".to_owned(),
             reload_check_s: 10,
         }
@@ -283,6 +287,7 @@ impl RoutingConfig {
             departments: self.departments_file.clone(),
             desks: self.desks_file.clone(),
             holidays: self.holidays_file.clone(),
+            steps: self.steps_file.clone(),
             working_hours,
         })
     }

@@ -38,6 +38,7 @@
 mod calendar;
 mod data;
 mod error;
+mod steps;
 mod tables;
 
 pub use calendar::{calendar_version, Calendar, CalendarException, DayKind, Deadline, WorkingHours, EMBEDDED_HOLIDAYS};
@@ -46,6 +47,7 @@ pub use data::{
     EMBEDDED_DEPARTMENTS, EMBEDDED_DESKS, FIELDS,
 };
 pub use error::{Error, LocalDate, Result, UnitRole};
+pub use steps::{Budget, Plan, Step, StepPlans, EMBEDDED_STEPS};
 pub use tables::{
     Authority, AuthorityId, Center, Competence, Decision, DeskId, DeskInfo, ProcedureId, ProvinceId, RouteQuery,
     RouteRequest, RoutingFiles, RoutingTables, Transfer, UnitId,

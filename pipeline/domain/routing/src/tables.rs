@@ -13,6 +13,7 @@ use motcua_schemas::{CompetentLevel, ProcedureField};
 use crate::calendar::{Calendar, Deadline, WorkingHours};
 use crate::data::{field_index, AuthorityLevel, Departments, DeskLayout, FIELDS};
 use crate::error::{Error, Result, UnitRole};
+use crate::steps::StepPlans;
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
@@ -177,6 +178,8 @@ pub struct RoutingFiles {
     pub departments: Option<std::path::PathBuf>,
     pub desks: Option<std::path::PathBuf>,
     pub holidays: Option<std::path::PathBuf>,
+    /// Step budgets of the procedures' internal processes (`procedure-steps.csv`).
+    pub steps: Option<std::path::PathBuf>,
     pub working_hours: WorkingHours,
 }
 
@@ -185,6 +188,7 @@ pub struct RoutingFiles {
 #[derive(Debug, Clone)]
 pub struct RoutingTables {
     calendar: Calendar,
+    steps: StepPlans,
     procedures: Vec<ProcedureRule>,
     procedure_codes: Vec<String>,
     /// Procedure codes packed into integers ([`pack_code`]), sorted, with their ids: a
@@ -293,7 +297,47 @@ impl RoutingTables {
             Some(p) => Calendar::load(p, files.working_hours)?,
             None => Calendar::parse("holidays.csv (embedded)", crate::EMBEDDED_HOLIDAYS, files.working_hours)?,
         };
-        Self::build(reference, &departments, &desks, calendar)
+        let mut tables = Self::build(reference, &departments, &desks, calendar)?;
+        if let Some(p) = &files.steps {
+            tables.steps = StepPlans::load(p, &tables.calendar)?;
+            tables.check_steps()?;
+        }
+        Ok(tables)
+    }
+
+    /// Every procedure line names a catalog procedure, and no absolute budgets exceed a
+    /// procedure's legal time.
+    fn check_steps(&self) -> Result<()> {
+        for code in self.steps.procedure_codes() {
+            self.procedure_id(code).map_err(|_| {
+                Error::Incomplete(format!(
+                    "the step budgets name procedure {code}, which is not in the catalog"
+                ))
+            })?;
+        }
+        let per_day = self.calendar.hours().per_day_ms();
+        for (code, rule) in self.procedure_codes.iter().zip(&self.procedures) {
+            self.steps.check(code, rule.field, rule.lead_time, per_day)?;
+        }
+        Ok(())
+    }
+
+    /// The step budgets plan in force.
+    pub fn step_plans(&self) -> &StepPlans {
+        &self.steps
+    }
+
+    /// A dossier's step budgets in working ms ([`Step::ALL`] order): its procedure's
+    /// plan applied to its legal working time (clock start to legal due time) on this
+    /// calendar.
+    pub fn step_budgets(&self, procedure_code: &str, received_ms: i64) -> Result<[i64; 5]> {
+        let id = self.procedure_id(procedure_code)?;
+        let rule = &self.procedures[id.index()];
+        let deadline = self.calendar.deadline(received_ms, rule.lead_time)?;
+        let legal = self
+            .calendar
+            .working_ms_between(deadline.clock_start_ms, deadline.due_ms)?;
+        Ok(self.steps.budgets(self.steps.plan(procedure_code, rule.field), legal))
     }
 
     /// Resolves everything once. Fails when the data cannot route every case (a province
@@ -414,7 +458,9 @@ impl RoutingTables {
         procedure_index.sort_unstable_by_key(|e| e.0);
         long_procedure_index.sort_unstable_by(|a, b| a.0.cmp(&b.0));
 
-        Ok(Self {
+        let steps = StepPlans::embedded(&calendar)?;
+        let tables = Self {
+            steps,
             calendar,
             procedures: catalog
                 .iter()
@@ -441,7 +487,9 @@ impl RoutingTables {
             layout: layout.clone(),
             eligible,
             eligible_offsets,
-        })
+        };
+        tables.check_steps()?;
+        Ok(tables)
     }
 
     pub fn calendar(&self) -> &Calendar {

@@ -20,6 +20,7 @@ fn decided(decided_at: i64, due_at: i64) -> DossierDecided {
         due_at,
         decided_at,
         traceparent: None,
+        appraised_at: None,
     }
 }
 

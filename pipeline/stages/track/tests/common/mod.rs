@@ -222,6 +222,7 @@ impl Life {
             due_at: self.due_at,
             decided_at: at,
             traceparent: None,
+            appraised_at: Some(at - 3_600_000),
         }
         .into()
     }
