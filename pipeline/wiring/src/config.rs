@@ -63,6 +63,9 @@ pub struct TrackConfig {
     pub api_trusted_proxies: Vec<std::net::IpAddr>,
     /// Warn when a dossier has at most this many working hours left.
     pub warn_within_working_hours: u32,
+    /// Warn when a step of the internal process has spent this share of its budget
+    /// (0 < share ≤ 1; budgets from routing.steps_file).
+    pub step_warn_share: f64,
 }
 
 impl Default for TrackConfig {
@@ -85,6 +88,7 @@ impl Default for TrackConfig {
             jwks_file: None,
             api_trusted_proxies: Vec::new(),
             warn_within_working_hours: 8,
+            step_warn_share: 0.8,
         }
     }
 }
@@ -156,6 +160,12 @@ impl TrackConfig {
             if v == 0 {
                 bail!("track.{key} must be greater than 0");
             }
+        }
+        if !(self.step_warn_share > 0.0 && self.step_warn_share <= 1.0) {
+            bail!(
+                "track.step_warn_share = {} must be a share of the budget, greater than 0 and at most 1 (0.8: warn with a fifth left)",
+                self.step_warn_share
+            );
         }
         Ok(())
     }

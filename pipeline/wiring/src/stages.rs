@@ -263,6 +263,12 @@ async fn track(l: Launch) -> Result<RunSummary> {
     let track = motcua_track::Track::connect(&cfg.database.url)
         .await
         .with_context(|| format!("opening the projection at {}", motcua_store::redact(&cfg.database.url)))?;
+    // Deadline and step warnings count working time on the routing calendar; the API
+    // shows time per step against the budgets.
+    let tables = Arc::new(motcua_routing::RoutingTables::load(
+        &l.reference,
+        &cfg.routing.files()?,
+    )?);
     let api = if cfg.track.api_listen.is_empty() {
         None
     } else {
@@ -271,7 +277,8 @@ async fn track(l: Launch) -> Result<RunSummary> {
             .api_listen
             .parse()
             .with_context(|| format!("track.api_listen = '{}' is not an address", cfg.track.api_listen))?;
-        let options = cfg.track.api_options()?;
+        let mut options = cfg.track.api_options()?;
+        options.steps = Some(tables.clone());
         if options.keys.is_empty() {
             warn!(
                 "track.api_keys_file is not set: operator endpoints answer 401 (make a key with `motcua api-key add`)"
@@ -293,12 +300,18 @@ async fn track(l: Launch) -> Result<RunSummary> {
             }
         }))
     };
-    // Deadline warnings count working time on the routing calendar.
-    let calendar = motcua_routing::RoutingTables::load(&l.reference, &cfg.routing.files()?)?
-        .calendar()
-        .clone();
     let warnings = motcua_track::deadline::WarningConfig::new(cfg.track.warn_within_working_hours);
-    let stage = track.clone().with_warnings(warnings, Arc::new(calendar));
+    let step_warnings = motcua_track::steps::StepWarnings {
+        share: cfg.track.step_warn_share,
+        clock: tables.clone(),
+        // Every open dossier is looked at (its current step is judged in Rust): a
+        // province has tens of thousands open at most.
+        limit: 100_000,
+    };
+    let stage = track
+        .clone()
+        .with_warnings(warnings, Arc::new(tables.calendar().clone()))
+        .with_step_warnings(step_warnings);
     let summary = motcua_runtime::run(Arc::new(stage), l.codec, l.runtime, l.shutdown).await;
     if let Some(api) = api {
         api.abort();

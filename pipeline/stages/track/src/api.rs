@@ -59,6 +59,9 @@ pub struct ApiOptions {
     /// Reverse proxies whose `X-Forwarded-For` is believed: behind them, a client is the
     /// rightmost forwarded address that is not itself a trusted proxy.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The calendar and step budgets: a dossier's answer then shows the working time of
+    /// each step against its budget.
+    pub steps: Option<Arc<dyn crate::steps::StepClock>>,
 }
 
 impl Default for ApiOptions {
@@ -77,6 +80,7 @@ impl Default for ApiOptions {
             max_clients: 100_000,
             jwks: None,
             trusted_proxies: Vec::new(),
+            steps: None,
         }
     }
 }
@@ -348,6 +352,9 @@ struct DossierRow {
     paused_working_ms: Option<i64>,
     calendar_version: Option<String>,
     appointment_due_at: Option<i64>,
+    verified_at: Option<i64>,
+    appraised_at: Option<i64>,
+    clock_pauses: Option<String>,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -363,7 +370,7 @@ struct HistoryRow {
 
 const DOSSIER_COLUMNS: &str = "dossier_id, dossier_code, procedure_code, receiving_unit, competent_unit, channel,
     submitted_at, received_at, due_at, decided_at, decision, completed_at, timeliness, status_code, status_at,
-    paused_working_ms, calendar_version, appointment_due_at";
+    paused_working_ms, calendar_version, appointment_due_at, verified_at, appraised_at, clock_pauses";
 
 /// `GET /dossiers/{code}` (operators): by dossier code, or by dossier id, with the full
 /// history. A dossier outside the operator's unit is "not found", like a missing one.
@@ -397,6 +404,36 @@ async fn dossier(State(s): State<AppState>, op: Operator, Path(code): Path<Strin
     // Tracked against a new appointment once one was given (never earlier than the due).
     let tracked_due = row.due_at.map(|d| row.appointment_due_at.map_or(d, |a| a.max(d)));
     let overdue = is_open(row.status_code) && tracked_due.is_some_and(|d| d < now);
+    let steps: Option<Vec<Value>> = s.options.steps.as_ref().map(|clock| {
+        let b = crate::steps::Boundaries {
+            procedure_code: row.procedure_code.clone(),
+            submitted_at: row.submitted_at,
+            received_at: row.received_at,
+            verified_at: row.verified_at,
+            appraised_at: row.appraised_at,
+            decided_at: row.decided_at,
+            completed_at: row.completed_at,
+            clock_pauses: row.clock_pauses.clone(),
+        };
+        let open = is_open(row.status_code);
+        let current = if open { b.current() } else { None };
+        b.times(open.then_some(now), clock.as_ref())
+            .into_iter()
+            .map(|t| {
+                json!({
+                    "step": t.step,
+                    "current": current.is_some_and(|c| c.as_str() == t.step),
+                    "started_at": ts(t.started_at_ms),
+                    "started_at_ms": t.started_at_ms,
+                    "ended_at": ts(t.ended_at_ms),
+                    "ended_at_ms": t.ended_at_ms,
+                    "working_ms": t.working_ms,
+                    "budget_ms": t.budget_ms,
+                    "over_budget": t.over_budget,
+                })
+            })
+            .collect()
+    });
     let history: Vec<Value> = history
         .into_iter()
         .map(|h| {
@@ -440,6 +477,7 @@ async fn dossier(State(s): State<AppState>, op: Operator, Path(code): Path<Strin
         "appointment_due_at": ts(row.appointment_due_at),
         "appointment_due_at_ms": row.appointment_due_at,
         "calendar_version": row.calendar_version,
+        "steps": steps,
         "history": history,
     })))
 }
@@ -957,6 +995,7 @@ pub fn openapi_document() -> Value {
                 "timeliness": {"type": ["string", "null"], "enum": ["early", "on_time", "late", null]},
                 "paused_working_ms": {"type": ["integer", "null"], "description": "working time the legal clock was paused for supplements; the due time includes it"},
                 "calendar_version": {"type": ["string", "null"], "description": "content hash (sha256:…) of the holidays and working hours that computed the due time"},
+                "steps": {"type": ["array", "null"], "description": "the internal process's steps (reception, verification, appraisal, approval, result): start and end, working time spent (waits for supplements excluded; until now for the current step) and the procedure's budget; null when the API runs without the calendar", "items": {"type": "object"}},
                 "appointment_due_at": time, "appointment_due_at_ms": ms,
                 "history": {"type": "array", "items": {"$ref": "#/components/schemas/HistoryEntry"}}}},
             "Stats": {"type": "object", "properties": {

@@ -38,6 +38,7 @@ pub mod deadline;
 pub mod projection;
 mod serve;
 pub mod stats;
+pub mod steps;
 pub mod summary;
 pub mod telemetry;
 mod time;
@@ -162,6 +163,8 @@ pub struct Track {
     db: ProjectionDb,
     /// Deadline warnings, the stage's timer work (off unless [`Track::with_warnings`]).
     warnings: Option<(WarningConfig, Arc<dyn WorkingTime>)>,
+    /// Step budget warnings, scanned with the deadline warnings.
+    step_warnings: Option<steps::StepWarnings>,
 }
 
 impl std::fmt::Debug for dyn WorkingTime {
@@ -197,6 +200,7 @@ impl Track {
             Ok(Self {
                 db: ProjectionDb::Sqlite(pool),
                 warnings: None,
+                step_warnings: None,
             })
         } else {
             Err(Error::UnsupportedUrl)
@@ -245,6 +249,7 @@ impl Track {
         Self {
             db: ProjectionDb::Postgres(pool),
             warnings: None,
+            step_warnings: None,
         }
     }
 
@@ -252,6 +257,13 @@ impl Track {
     /// by `clock` (the routing calendar in production) get a warning status event.
     pub fn with_warnings(mut self, config: WarningConfig, clock: Arc<dyn WorkingTime>) -> Self {
         self.warnings = Some((config, clock));
+        self
+    }
+
+    /// Warns of step budgets about to run out (scanned on the deadline warnings' timer,
+    /// so [`Track::with_warnings`] must be on too).
+    pub fn with_step_warnings(mut self, warnings: steps::StepWarnings) -> Self {
+        self.step_warnings = Some(warnings);
         self
     }
 
@@ -321,7 +333,10 @@ impl Stage for Track {
         let Some((config, clock)) = &self.warnings else {
             return Ok(Tick::default());
         };
-        let warnings = pending_warnings(&self.db, now_ms, config, clock.as_ref()).await?;
+        let mut warnings = pending_warnings(&self.db, now_ms, config, clock.as_ref()).await?;
+        if let Some(step) = &self.step_warnings {
+            warnings.extend(steps::pending_step_warnings(&self.db, now_ms, step).await?);
+        }
         Ok(Tick {
             events: warnings.into_iter().map(AnyEvent::from).collect(),
             done: Vec::new(),
@@ -337,8 +352,11 @@ impl Stage for Track {
                 _ => None,
             })
             .collect();
-        mark_warned(&self.db, &warnings).await?;
-        telemetry::deadline_warnings_published(warnings.len() as u64);
+        let (step, deadline): (Vec<_>, Vec<_>) = warnings.into_iter().partition(|w| steps::warned_step(w).is_some());
+        mark_warned(&self.db, &deadline).await?;
+        steps::mark_step_warned(&self.db, &step).await?;
+        telemetry::deadline_warnings_published(deadline.len() as u64);
+        telemetry::step_warnings_published(step.len() as u64);
         Ok(())
     }
 

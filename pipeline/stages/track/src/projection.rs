@@ -138,6 +138,11 @@ dossier_columns! {
     withdrawn_at: i64 => Least,
     stopped_at: i64 => Least,
     reappointed_at: i64 => Least,
+    // The step boundaries (step budgets): verification ends with the last verification
+    // (a dossier verified again after a supplement), appraisal when the back office says.
+    verified_at: i64 => Greatest,
+    appraised_at: i64 => First,
+    clock_pauses: String => LatestAssignment,
 }
 
 /// The due time a dossier is tracked against: a new appointment's date once one was
@@ -261,6 +266,7 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
             p.dossier_facts(&e.dossier);
             p.dossier_code = Some(e.dossier_code.clone());
             p.received_at = Some(e.received_at);
+            p.verified_at = Some(e.verified_at);
             (producer(topic), "[]".into(), e.verified_at, None)
         }
         AnyEvent::PaymentRequested(e) => {
@@ -288,6 +294,9 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
             p.competent_unit = Some(e.competent_unit_code.clone());
             p.due_at = Some(e.due_at);
             p.paused_working_ms = Some(e.clock_pauses.iter().map(|x| x.paused_working_ms).sum());
+            // The periods, so each step excludes the part of a wait that overlaps it.
+            let periods: Vec<[i64; 2]> = e.clock_pauses.iter().map(|x| [x.from_at, x.to_at]).collect();
+            p.clock_pauses = serde_json::to_string(&periods).ok();
             p.calendar_version = e.calendar_version.clone();
             (
                 producer(topic),
@@ -305,6 +314,7 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
             p.competent_unit = Some(e.competent_unit_code.clone());
             p.due_at = Some(e.due_at);
             p.decided_at = Some(e.decided_at);
+            p.appraised_at = e.appraised_at;
             p.decision = Some(decision_str(e.decision));
             (
                 producer(topic),

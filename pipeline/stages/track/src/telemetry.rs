@@ -8,6 +8,7 @@ use crate::Applied;
 pub const TRACK_EVENTS_TOTAL: &str = "motcua_track_events_total";
 pub const TRACK_DUPLICATE_EVENTS_TOTAL: &str = "motcua_track_duplicate_events_total";
 pub const TRACK_DEADLINE_WARNINGS_TOTAL: &str = "motcua_track_deadline_warnings_total";
+pub const TRACK_STEP_WARNINGS_TOTAL: &str = "motcua_track_step_warnings_total";
 
 /// Registers every track metric with its unit and description.
 pub fn describe() {
@@ -26,6 +27,11 @@ pub fn describe() {
         Unit::Count,
         "Deadline warnings published on the status topic"
     );
+    metrics::describe_counter!(
+        TRACK_STEP_WARNINGS_TOTAL,
+        Unit::Count,
+        "Step budget warnings published on the status topic"
+    );
 }
 
 /// A batch's events are in the projection (its transaction committed).
@@ -38,4 +44,9 @@ pub(crate) fn batch_applied(applied: &Applied) {
 /// Deadline warnings were published (durably: acknowledged on the status topic).
 pub(crate) fn deadline_warnings_published(n: u64) {
     metrics::counter!(TRACK_DEADLINE_WARNINGS_TOTAL).increment(n);
+}
+
+/// Step budget warnings were published (acknowledged on the status topic).
+pub(crate) fn step_warnings_published(n: u64) {
+    metrics::counter!(TRACK_STEP_WARNINGS_TOTAL).increment(n);
 }

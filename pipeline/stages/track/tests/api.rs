@@ -933,3 +933,49 @@ async fn a_new_appointment_moves_the_date_a_dossier_is_tracked_against() {
     let (_, l) = api.get("/units/06652/load").await;
     assert_eq!((l["open"].clone(), l["overdue"].clone()), (json!(2), json!(0)));
 }
+
+/// With the calendar, a dossier's answer shows each step's working time against the
+/// budget of its procedure (1.004227: 3 working days, the default plan).
+#[tokio::test]
+async fn a_dossier_s_steps_against_their_budgets() {
+    let track = Track::new(database().await);
+    let events: Vec<AnyEvent> = fixture().iter().flat_map(Life::events).collect();
+    track.apply(&refs(&events)).await.expect("fixture");
+    let (keys, province, _) = keys();
+    let reference = motcua_reference::Reference::embedded().expect("reference");
+    let tables = motcua_routing::RoutingTables::embedded(&reference).expect("tables");
+    let calendar = tables.calendar().clone();
+    let mut options = roomy(keys);
+    options.steps = Some(Arc::new(tables));
+    let (base, _) = start(track.db().clone(), options, ServeLimits::default()).await;
+    let d: Value = reqwest::Client::new()
+        .get(format!("{base}/dossiers/H22.06652-251125-0002"))
+        .bearer_auth(&province)
+        .send()
+        .await
+        .expect("dossier")
+        .json()
+        .await
+        .expect("json");
+    let steps = d["steps"].as_array().expect("steps");
+    let names: Vec<&str> = steps.iter().filter_map(|s| s["step"].as_str()).collect();
+    assert_eq!(names, ["reception", "verification", "appraisal", "approval", "result"]);
+    let budgets: Vec<i64> = steps.iter().filter_map(|s| s["budget_ms"].as_i64()).collect();
+    assert_eq!(budgets, [4_320_000, 8_640_000, 51_840_000, 12_960_000, 8_640_000]);
+    // Received 1 min after submission, verified 4 min later; a finished dossier has no
+    // current step.
+    assert_eq!(steps[0]["working_ms"], MIN);
+    assert_eq!(steps[1]["working_ms"], 4 * MIN, "{d}");
+    assert!(steps.iter().all(|s| s["current"] == false), "{d}");
+    // The supplement wait (day -14 to day -13) falls in appraisal and is not counted.
+    let work = |a: i64, b: i64| calendar.working_ms_between(a, b).expect("in range");
+    let verified = NOW - 15 * DAY + 5 * MIN;
+    let appraised = NOW - 3 * DAY - 2 * HOUR;
+    let waited = work(NOW - 14 * DAY, NOW - 13 * DAY);
+    assert!(waited > 0);
+    assert_eq!(steps[2]["working_ms"], work(verified, appraised) - waited, "{d}");
+    // Without the calendar: no steps (and the rest as before).
+    let api = serve().await;
+    let (_, d) = api.get("/dossiers/H22.06652-251125-0002").await;
+    assert!(d["steps"].is_null());
+}

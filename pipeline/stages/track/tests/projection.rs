@@ -331,3 +331,101 @@ async fn deadline_warnings_count_working_hours_on_the_calendar() {
     assert_eq!(w.len(), 1);
     assert_eq!(w[0].reasons[0].message, "3.0 working hours left before the due time");
 }
+
+/// Step budgets of procedure 1.004227 (residence, 3 working days = 24 h, the default plan
+/// 5/10/60/15/10 %): appraisal has 14.4 working hours; the warning comes once 80 % are
+/// spent (working time on the calendar), once per step.
+#[tokio::test]
+async fn step_budget_warnings_count_working_time_once_per_step() {
+    use motcua_track::steps::{pending_step_warnings, StepWarnings};
+    let pool = database().await;
+    let t = Track::new(pool.clone());
+    // Submitted Tuesday 09:00, verified 09:05: in appraisal since.
+    let l = Life::new(1, NOW);
+    t.apply(&refs(&l.events())).await.expect("apply");
+    let warnings = StepWarnings {
+        share: 0.8,
+        clock: std::sync::Arc::new(tables()),
+        limit: 1_000,
+    };
+    // Wednesday 09:00: 5 h 55 min on Tuesday + 2 h = 7.9 h of 14.4 — nothing.
+    let wed_9am = NOW + DAY;
+    assert!(pending_step_warnings(&pool, wed_9am, &warnings)
+        .await
+        .expect("scan")
+        .is_empty());
+    // Wednesday 17:00: 13.9 h spent, 0.5 h left (the night does not count).
+    let wed_5pm = NOW + DAY + 8 * HOUR;
+    let w = pending_step_warnings(&pool, wed_5pm, &warnings).await.expect("scan");
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].reasons[0].code, "STEP_BUDGET_SOON");
+    assert_eq!(w[0].reasons[0].message, "appraisal: 0.5 of its 14.4 working hours left");
+    assert_eq!(w[0].dossier_code.as_deref(), Some(l.code.as_str()));
+    motcua_track::steps::mark_step_warned(&pool, &w).await.expect("mark");
+    // Thursday 11:00, over budget, but this step was warned already.
+    let thu_11am = NOW + 2 * DAY + 2 * HOUR;
+    assert!(pending_step_warnings(&pool, thu_11am, &warnings)
+        .await
+        .expect("rescan")
+        .is_empty());
+    // The same scan on a projection that was never warned says it is over.
+    sqlx::query("UPDATE track_dossiers SET step_warned = NULL")
+        .execute(&pool)
+        .await
+        .expect("reset");
+    let w = pending_step_warnings(&pool, thu_11am, &warnings).await.expect("scan");
+    assert_eq!(w[0].reasons[0].code, "STEP_BUDGET_PASSED");
+    assert_eq!(
+        w[0].reasons[0].message,
+        "appraisal: 17.9 working hours spent, the budget is 14.4"
+    );
+}
+
+fn tables() -> motcua_routing::RoutingTables {
+    let reference = motcua_reference::Reference::embedded().expect("reference");
+    motcua_routing::RoutingTables::embedded(&reference).expect("tables")
+}
+
+/// Time per step, computed from the projection's boundaries on the calendar.
+#[tokio::test]
+async fn time_per_step_from_the_projection() {
+    use motcua_track::steps::{summary, Boundaries};
+    let pool = database().await;
+    let t = Track::new(pool.clone());
+    // Decided Thursday 08:00 (appraisal ended 07:00), result delivered 09:00.
+    let mut l = Life::new(1, NOW);
+    l.done = Some((NOW + 2 * DAY, Timeliness::OnTime));
+    let mut events = l.events();
+    events.reverse();
+    t.apply(&refs(&events)).await.expect("apply, out of order");
+    let b: Boundaries = sqlx::query_as(
+        "SELECT procedure_code, submitted_at, received_at, verified_at, appraised_at, decided_at, completed_at,
+                clock_pauses FROM track_dossiers",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("row");
+    let tables = tables();
+    let times = b.times(None, &tables);
+    let working: Vec<Option<i64>> = times.iter().map(|t| t.working_ms).collect();
+    assert_eq!(
+        working,
+        [
+            Some(MIN),                  // 09:00 → 09:01
+            Some(4 * MIN),              // 09:01 → 09:05
+            Some(13 * HOUR + 55 * MIN), // Tue 09:05 → Thu 07:00: 5 h 55 + 8 h
+            Some(HOUR),                 // 07:00 → 08:00
+            Some(HOUR),                 // 08:00 → 09:00
+        ]
+    );
+    let budgets: Vec<Option<i64>> = times.iter().map(|t| t.budget_ms).collect();
+    assert_eq!(
+        budgets,
+        [4_320_000, 8_640_000, 51_840_000, 12_960_000, 8_640_000].map(Some)
+    );
+    assert!(times.iter().all(|t| t.over_budget == Some(false)));
+    let s = summary(&pool, &tables).await.expect("summary");
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].finished, [1; 5]);
+    assert_eq!(s[0].working_ms[2], 13 * HOUR + 55 * MIN);
+}
