@@ -319,6 +319,34 @@ fn legal_clock(h: &mut String, r: &Report) {
         row(h, "all", &st.totals);
         h.push_str("</table>");
     }
+    if !r.step_times.is_empty() {
+        h.push_str(
+            "<h2>Time per step</h2><p>Average working hours of each finished step of the internal process, and the \
+             share of those steps over their budget (procedure-steps.csv), from the status projection. The stages \
+             stamp the wall clock while officers' decisions carry simulated days, so in the demo reception and \
+             verification take minutes, appraisal and approval days, and the result step (wall clock after a \
+             simulated decision) shows 0.</p><table><tr><th>field</th>",
+        );
+        for step in motcua_routing::Step::ALL {
+            let _ = write!(h, "<th>{}</th>", step.as_str());
+        }
+        h.push_str("</tr>");
+        for s in &r.step_times {
+            let _ = write!(h, "<tr><td>{}</td>", esc(&s.field));
+            for step in motcua_routing::Step::ALL {
+                let i = step.index();
+                match s.average_hours(step) {
+                    Some(avg) => {
+                        let over = 100.0 * s.over_budget[i] as f64 / s.finished[i].max(1) as f64;
+                        let _ = write!(h, "<td>{avg:.1} h ({over:.0} % over)</td>");
+                    }
+                    None => h.push_str("<td>–</td>"),
+                }
+            }
+            h.push_str("</tr>");
+        }
+        h.push_str("</table>");
+    }
     if let Some(code) = &r.clock.sample_paused_code {
         let _ = write!(
             h,

@@ -651,6 +651,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         ),
         None => None,
     };
+    // Time per step against the budgets, from the projection, on the routing calendar.
+    let step_times = motcua_track::steps::summary(track.db(), &motcua_routing::RoutingTables::embedded(&reference)?)
+        .await
+        .context("time per step")?;
     let sample_history = match &observed.clock.sample_paused_code {
         Some(code) => history(&format!("http://{api_addr}"), &api_key, code).await,
         None => Vec::new(),
@@ -673,6 +677,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         registry,
         projection_statistics,
         sample_history,
+        step_times,
         gateway: gateway_stats.map(|g| {
             use std::sync::atomic::Ordering::Relaxed;
             (

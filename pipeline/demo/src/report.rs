@@ -116,6 +116,7 @@ pub(crate) struct Inputs<'a> {
     pub(crate) projection_statistics: Option<motcua_stats::Report>,
     /// The history of a dossier whose clock was paused, as the status API shows it.
     pub(crate) sample_history: Vec<HistoryLine>,
+    pub(crate) step_times: Vec<motcua_track::steps::StepSummary>,
 }
 
 /// One entry of a dossier's history (codes and neutral text, no personal data).
@@ -239,6 +240,8 @@ pub(crate) struct Report {
     pub(crate) refused_requests: BTreeMap<String, u64>,
     pub(crate) statistics: Option<Statistics>,
     pub(crate) sample_history: Vec<HistoryLine>,
+    /// Time per step of the internal process, by field, from the projection.
+    pub(crate) step_times: Vec<motcua_track::steps::StepSummary>,
 }
 
 /// The rows (and backlog rows) of two reports that differ, described.
@@ -485,6 +488,7 @@ pub(crate) fn build(mut i: Inputs<'_>) -> Report {
         refused_requests: o.refused_requests.clone(),
         statistics,
         sample_history: i.sample_history,
+        step_times: i.step_times,
         settings: i.settings,
     }
 }
@@ -651,6 +655,29 @@ impl Report {
                 t.paused_working_ms as f64 / 3_600_000.0,
                 pct(st.online_rate)
             );
+        }
+        if !self.step_times.is_empty() {
+            println!("  steps      average working hours per finished step (over budget), from the status projection:");
+            println!(
+                "             {:<14} {:>16} {:>16} {:>16} {:>16} {:>16}",
+                "field", "reception", "verification", "appraisal", "approval", "result"
+            );
+            for s in &self.step_times {
+                let cells: Vec<String> = motcua_routing::Step::ALL
+                    .iter()
+                    .map(|step| match s.average_hours(*step) {
+                        Some(h) => format!(
+                            "{h:.1} h ({:.0} %)",
+                            100.0 * s.over_budget[step.index()] as f64 / s.finished[step.index()].max(1) as f64
+                        ),
+                        None => "–".to_owned(),
+                    })
+                    .collect();
+                println!(
+                    "             {:<14} {:>16} {:>16} {:>16} {:>16} {:>16}",
+                    s.field, cells[0], cells[1], cells[2], cells[3], cells[4]
+                );
+            }
         }
         if let (Some(code), false) = (&self.clock.sample_paused_code, self.sample_history.is_empty()) {
             println!("  history    {code} (a dossier whose clock was paused), from the status API:");
