@@ -270,6 +270,9 @@ pub struct RoutingConfig {
     /// Step budgets of the procedures' internal processes (format of
     /// pipeline/domain/routing/data/procedure-steps.csv).
     pub steps_file: Option<PathBuf>,
+    /// Centers with working hours of their own, e.g. open on Saturday mornings (format of
+    /// pipeline/domain/routing/data/unit-hours.csv).
+    pub unit_hours_file: Option<PathBuf>,
     /// Working hours, e.g. "07:00-11:30,13:30-17:00".
     pub working_hours: String,
     /// How often the files are checked for changes (SIGHUP reloads at once); 0 = only SIGHUP.
@@ -283,6 +286,7 @@ impl Default for RoutingConfig {
             desks_file: None,
             holidays_file: None,
             steps_file: None,
+            unit_hours_file: None,
             working_hours: "07:00-11:30,13:30-17:00".to_owned(),
             reload_check_s: 10,
         }
@@ -298,6 +302,7 @@ impl RoutingConfig {
             desks: self.desks_file.clone(),
             holidays: self.holidays_file.clone(),
             steps: self.steps_file.clone(),
+            unit_hours: self.unit_hours_file.clone(),
             working_hours,
         })
     }

@@ -324,10 +324,16 @@ async fn track(l: Launch) -> Result<RunSummary> {
 /// changes. A file that does not load is reported and the current tables stay.
 async fn watch_routing_files(route: Arc<motcua_route::Route>, check_every_s: u64) {
     let files = route.files().clone();
-    let paths: Vec<PathBuf> = [files.departments, files.desks, files.holidays]
-        .into_iter()
-        .flatten()
-        .collect();
+    let paths: Vec<PathBuf> = [
+        files.departments,
+        files.desks,
+        files.holidays,
+        files.steps,
+        files.unit_hours,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let stamp = |paths: &[PathBuf]| -> Vec<Option<std::time::SystemTime>> {
         paths
             .iter()

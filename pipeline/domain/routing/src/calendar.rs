@@ -2,12 +2,13 @@
 //! no daylight saving) and legal deadlines computed on it.
 //!
 //! Holidays and make-up working days are decided every year, so they are data
-//! (`data/holidays.csv`), not code. At load time the calendar turns them into two tables
-//! over its whole range of days: the number of working days before each day, and the day of
-//! the k-th working day. Every working day has the same working hours, so the working time
-//! elapsed since the start of the range is `working_days_before(day) × hours per day +
+//! (`data/holidays.csv`), not code. At load time the calendar turns them into tables over
+//! its whole range of days: the working time before each day, and the legal working days.
+//! Working days have the calendar's working hours; a unit open on Saturday mornings has a
+//! calendar of its own ([`Calendar::with_hours`]) whose Saturdays add their hours. The
+//! working time elapsed since the start of the range is `working time before the day +
 //! worked within the day`, and a deadline is that position plus the lead time, mapped back
-//! to an instant by a direct index into the second table: O(1), no loop over days.
+//! to an instant by a binary search over the days (≈ 12 steps for 7 years).
 //!
 //! All instants are epoch milliseconds, as in the events.
 
@@ -189,34 +190,58 @@ pub struct Deadline {
 #[derive(Debug, Clone)]
 pub struct Calendar {
     hours: WorkingHours,
+    /// Saturday hours of a unit open on Saturday mornings: worked on Saturdays that are
+    /// not part of a holiday break (see [`Calendar::with_hours`]).
+    saturday: Option<WorkingHours>,
     /// Local day number of the first day of the range (1 January of the first year).
     first_day: i64,
-    /// `working_before[d]`: working days in the range before day offset `d`; one more
-    /// entry than days, so `working_before[d + 1] - working_before[d]` says if `d` works.
+    /// `working_before[d]`: legal working days (weekdays and make-up days) in the range
+    /// before day offset `d`; one more entry than days, so
+    /// `working_before[d + 1] - working_before[d]` says if `d` is one.
     working_before: Vec<u32>,
-    /// Day offset of the k-th working day of the range.
+    /// Day offset of the k-th legal working day of the range.
     working_days: Vec<u32>,
+    /// `before_ms[d]`: working ms in the range before day offset `d` (one more entry than
+    /// days); with the same hours every working day it is `working_before[d]` × hours.
+    before_ms: Vec<i64>,
+    /// The hours of each day: [`NO_HOURS`], [`WEEKDAY_HOURS`] or [`SATURDAY_HOURS`].
+    day_hours: Vec<u8>,
     exceptions: Vec<CalendarException>,
+    /// The holidays file, kept for the version of calendars with other hours.
+    holidays_text: std::sync::Arc<str>,
     version: String,
 }
 
+const NO_HOURS: u8 = 0;
+const WEEKDAY_HOURS: u8 = 1;
+const SATURDAY_HOURS: u8 = 2;
+
 /// The version of a calendar's data: `sha256:` and the hex SHA-256 of a format tag, the
-/// working hours' canonical form and the holidays file's bytes. Two calendars with the
-/// same version compute the same deadlines; the version goes with every due time.
-pub fn calendar_version(holidays_text: &str, hours: &WorkingHours) -> String {
+/// working hours' canonical form (with ` saturday ` and the Saturday hours, when there
+/// are some) and the holidays file's bytes. Two calendars with the same version compute
+/// the same deadlines; the version goes with every due time.
+pub fn calendar_version(holidays_text: &str, hours: &WorkingHours, saturday: Option<&WorkingHours>) -> String {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     h.update(b"motcua-calendar/1\n");
     h.update(hours.canonical().as_bytes());
+    if let Some(sat) = saturday {
+        h.update(b" saturday ");
+        h.update(sat.canonical().as_bytes());
+    }
     h.update(b"\n");
     h.update(holidays_text.as_bytes());
     let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")
 }
 
+/// 0 = Monday … 6 = Sunday (1970-01-01 was a Thursday).
+fn weekday(day: i64) -> i64 {
+    (day + 3).rem_euclid(7)
+}
+
 fn is_weekend(day: i64) -> bool {
-    // 1970-01-01 was a Thursday; 0 = Monday.
-    (day + 3).rem_euclid(7) >= 5
+    weekday(day) >= 5
 }
 
 impl Calendar {
@@ -299,30 +324,103 @@ impl Calendar {
         }
         let first_day = days_from_civil(first_year, 1, 1);
         let end_day = days_from_civil(last_year + 1, 1, 1);
-        let mut working_before = Vec::with_capacity((end_day - first_day + 1) as usize);
+        Ok(Self::build(first_day, end_day, exceptions, text.into(), hours, None))
+    }
+
+    /// The same holidays with other hours: a unit's own working hours, and Saturday hours
+    /// for a unit open on Saturday mornings. Saturday hours count on Saturdays that are
+    /// not a make-up day (those have the weekday hours) and not part of a holiday break
+    /// — a Saturday whose Friday or Monday is a holiday (the holidays file lists weekday
+    /// days off only, so the break's weekend is known from its neighbours).
+    pub fn with_hours(&self, hours: WorkingHours, saturday: Option<WorkingHours>) -> Self {
+        let end_day = self.first_day + self.day_hours.len() as i64;
+        Self::build(
+            self.first_day,
+            end_day,
+            self.exceptions.clone(),
+            self.holidays_text.clone(),
+            hours,
+            saturday,
+        )
+    }
+
+    fn build(
+        first_day: i64,
+        end_day: i64,
+        exceptions: Vec<CalendarException>,
+        holidays_text: std::sync::Arc<str>,
+        hours: WorkingHours,
+        saturday: Option<WorkingHours>,
+    ) -> Self {
+        let kind_of = |day: i64| {
+            exceptions
+                .binary_search_by_key(&day, |e| e.day)
+                .ok()
+                .map(|i| exceptions[i].kind)
+        };
+        let days = (end_day - first_day) as usize;
+        let mut working_before = Vec::with_capacity(days + 1);
         let mut working_days = Vec::new();
-        let mut exception = exceptions.iter().peekable();
+        let mut before_ms = Vec::with_capacity(days + 1);
+        let mut day_hours = Vec::with_capacity(days);
+        let mut worked = 0i64;
         for day in first_day..end_day {
             working_before.push(working_days.len() as u32);
-            let kind = exception.next_if(|e| e.day == day).map(|e| e.kind);
-            let works = match kind {
+            before_ms.push(worked);
+            let kind = kind_of(day);
+            let legal = match kind {
                 Some(DayKind::Holiday) => false,
                 Some(DayKind::MakeUpWorkday) => true,
                 None => !is_weekend(day),
             };
-            if works {
+            let which = if legal {
                 working_days.push((day - first_day) as u32);
-            }
+                WEEKDAY_HOURS
+            } else if saturday.is_some()
+                && weekday(day) == 5
+                && kind.is_none()
+                && kind_of(day - 1) != Some(DayKind::Holiday)
+                && kind_of(day + 2) != Some(DayKind::Holiday)
+            {
+                SATURDAY_HOURS
+            } else {
+                NO_HOURS
+            };
+            day_hours.push(which);
+            worked += match which {
+                WEEKDAY_HOURS => hours.per_day_ms,
+                SATURDAY_HOURS => saturday.as_ref().map_or(0, WorkingHours::per_day_ms),
+                _ => 0,
+            };
         }
         working_before.push(working_days.len() as u32);
-        Ok(Self {
-            version: calendar_version(text, &hours),
+        before_ms.push(worked);
+        Self {
+            version: calendar_version(&holidays_text, &hours, saturday.as_ref()),
             hours,
+            saturday,
             first_day,
             working_before,
             working_days,
+            before_ms,
+            day_hours,
             exceptions,
-        })
+            holidays_text,
+        }
+    }
+
+    /// The Saturday hours, if this calendar has some.
+    pub fn saturday_hours(&self) -> Option<&WorkingHours> {
+        self.saturday.as_ref()
+    }
+
+    #[inline]
+    fn hours_of(&self, d: usize) -> Option<&WorkingHours> {
+        match self.day_hours.get(d) {
+            Some(&WEEKDAY_HOURS) => Some(&self.hours),
+            Some(&SATURDAY_HOURS) => self.saturday.as_ref(),
+            _ => None,
+        }
     }
 
     /// Which data this calendar was built from ([`calendar_version`]).
@@ -386,41 +484,47 @@ impl Calendar {
         let (Ok(d), true) = (usize::try_from(offset), offset <= self.last_day() - self.first_day) else {
             return Err(self.outside(instant_ms));
         };
-        let before = i64::from(self.working_before[d]);
-        let works = self.working_before[d + 1] > self.working_before[d];
-        let within = if works { self.hours.worked_by(time_of_day) } else { 0 };
-        Ok(before * self.hours.per_day_ms + within)
+        let within = self.hours_of(d).map_or(0, |h| h.worked_by(time_of_day));
+        Ok(self.before_ms[d] + within)
     }
 
     #[inline]
-    fn working_day_start_ms(&self, k: usize) -> Result<i64> {
-        match self.working_days.get(k) {
-            Some(&d) => Ok((self.first_day + i64::from(d)) * DAY_MS - VN_OFFSET_MS),
-            None => Err(Error::DeadlineBeyondCalendar {
-                last_day: LocalDate(self.last_day()),
-            }),
+    fn day_start_ms(&self, d: usize) -> i64 {
+        (self.first_day + d as i64) * DAY_MS - VN_OFFSET_MS
+    }
+
+    fn beyond(&self) -> Error {
+        Error::DeadlineBeyondCalendar {
+            last_day: LocalDate(self.last_day()),
         }
     }
 
     /// The earliest instant by which `position` working ms have elapsed (`position` > 0):
     /// a deadline ending exactly at a day's end is that day's 17:00, not the next 07:00.
+    /// A binary search over the days' cumulative working time (≈ 12 steps for 7 years).
     #[inline]
     fn instant_when_worked(&self, position: i64) -> Result<i64> {
-        let per_day = self.hours.per_day_ms;
-        let (mut k, mut worked) = (position.div_euclid(per_day), position.rem_euclid(per_day));
-        if worked == 0 && k > 0 {
-            k -= 1;
-            worked = per_day;
+        // The day d with before_ms[d] < position <= before_ms[d + 1]: it has working time.
+        let i = self.before_ms.partition_point(|&b| b < position);
+        if i == 0 || i >= self.before_ms.len() {
+            return Err(self.beyond());
         }
-        Ok(self.working_day_start_ms(k as usize)? + self.hours.time_when_worked(worked))
+        let d = i - 1;
+        let hours = self.hours_of(d).ok_or_else(|| self.beyond())?;
+        Ok(self.day_start_ms(d) + hours.time_when_worked(position - self.before_ms[d]))
     }
 
     /// The instant at which work resumes after `position` working ms: the next working moment.
     #[inline]
     fn instant_resuming_after(&self, position: i64) -> Result<i64> {
-        let per_day = self.hours.per_day_ms;
-        let (k, worked) = (position.div_euclid(per_day), position.rem_euclid(per_day));
-        Ok(self.working_day_start_ms(k as usize)? + self.hours.time_resuming_after(worked))
+        // The day d with before_ms[d] <= position < before_ms[d + 1].
+        let i = self.before_ms.partition_point(|&b| b <= position);
+        if i == 0 || i >= self.before_ms.len() {
+            return Err(self.beyond());
+        }
+        let d = i - 1;
+        let hours = self.hours_of(d).ok_or_else(|| self.beyond())?;
+        Ok(self.day_start_ms(d) + hours.time_resuming_after(position - self.before_ms[d]))
     }
 
     /// `instant_ms` itself when it is working time, else the next working moment (after
@@ -445,7 +549,7 @@ impl Calendar {
     ///   (the reception day itself is not counted, Civil Code 2015 Art. 147), moved to the
     ///   next working day when that day is a weekend or holiday (Art. 148).
     ///
-    /// O(1): two table look-ups and a division.
+    /// Two table look-ups and a binary search over the days.
     #[inline]
     pub fn deadline(&self, received_ms: i64, lead_time: LeadTime) -> Result<Deadline> {
         let start_position = self.position(received_ms)?;
@@ -462,8 +566,11 @@ impl Calendar {
                     });
                 };
                 // `k` working days precede day `d`, so the k-th (0-based) is the first on or
-                // after it; its end is the position (k + 1) days of work.
-                let due_ms = self.instant_when_worked((i64::from(k) + 1) * self.hours.per_day_ms)?;
+                // after it; the due time is its end.
+                let Some(&first) = self.working_days.get(k as usize) else {
+                    return Err(self.beyond());
+                };
+                let due_ms = self.instant_when_worked(self.before_ms[first as usize + 1])?;
                 return Ok(Deadline { clock_start_ms, due_ms });
             }
         };

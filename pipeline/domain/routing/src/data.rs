@@ -235,3 +235,72 @@ impl DeskLayout {
         }
     }
 }
+
+/// The unit hours file compiled into the binary.
+pub const EMBEDDED_UNIT_HOURS: &str = include_str!("../data/unit-hours.csv");
+
+/// One center's own working hours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CenterHours {
+    /// A 5-digit commune-level unit code, or `P` + a 2-digit province code.
+    pub center: String,
+    /// Its weekday hours; `None`: the calendar's.
+    pub hours: Option<crate::WorkingHours>,
+    /// Its Saturday hours, if it works Saturday mornings.
+    pub saturday: Option<crate::WorkingHours>,
+}
+
+/// Centers that work other hours than the calendar's (`unit-hours.csv`): their dossiers'
+/// legal clocks count their own working time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitHours {
+    pub centers: Vec<CenterHours>,
+}
+
+impl UnitHours {
+    pub fn embedded() -> Result<Self> {
+        Self::parse("unit-hours.csv (embedded)", EMBEDDED_UNIT_HOURS)
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text = read_file(path)?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    /// `center,hours,saturday`: hours as `07:30-11:30,13:00-16:30` (quoted, since they
+    /// hold commas), empty for the calendar's; Saturday hours empty when the center does
+    /// not open on Saturdays. Whether each center exists is checked by the tables.
+    pub fn parse(file: &str, text: &str) -> Result<Self> {
+        let mut rdr = reader(text);
+        check_header(file, &mut rdr, &["center", "hours", "saturday"])?;
+        let mut centers: Vec<CenterHours> = Vec::new();
+        for (i, rec) in rdr.records().enumerate() {
+            let rec = rec.map_err(|e| data_error(file, i + 2, e.to_string()))?;
+            let line = rec.position().map_or(i + 2, |p| p.line() as usize);
+            let err = |m: String| data_error(file, line, m);
+            let center = rec[0].trim().to_owned();
+            let periods = |col: usize, what: &str| -> Result<Option<crate::WorkingHours>> {
+                let text = rec[col].trim();
+                if text.is_empty() {
+                    return Ok(None);
+                }
+                crate::WorkingHours::parse(text)
+                    .map(Some)
+                    .map_err(|e| err(format!("{what} of {center}: {e}")))
+            };
+            let (hours, saturday) = (periods(1, "hours")?, periods(2, "Saturday hours")?);
+            if hours.is_none() && saturday.is_none() {
+                return Err(err(format!("{center} has neither its own hours nor Saturday hours")));
+            }
+            if centers.iter().any(|c| c.center == center) {
+                return Err(err(format!("{center} appears twice")));
+            }
+            centers.push(CenterHours {
+                center,
+                hours,
+                saturday,
+            });
+        }
+        Ok(Self { centers })
+    }
+}

@@ -43,8 +43,8 @@ mod tables;
 
 pub use calendar::{calendar_version, Calendar, CalendarException, DayKind, Deadline, WorkingHours, EMBEDDED_HOLIDAYS};
 pub use data::{
-    field_index, field_name, AuthorityLevel, DepartmentRule, Departments, DeskLayout, DeskTemplate,
-    EMBEDDED_DEPARTMENTS, EMBEDDED_DESKS, FIELDS,
+    field_index, field_name, AuthorityLevel, CenterHours, DepartmentRule, Departments, DeskLayout, DeskTemplate,
+    UnitHours, EMBEDDED_DEPARTMENTS, EMBEDDED_DESKS, EMBEDDED_UNIT_HOURS, FIELDS,
 };
 pub use error::{Error, LocalDate, Result, UnitRole};
 pub use steps::{Budget, Plan, Step, StepPlans, EMBEDDED_STEPS};

@@ -336,6 +336,34 @@ mod tests {
         );
     }
 
+    /// A replacement file given to the tables: its procedures must be in the catalog and
+    /// fit their legal time; a dossier's budgets then come from it.
+    #[test]
+    fn a_steps_file_replaces_the_embedded_one_and_is_checked_against_the_catalog() {
+        let reference = motcua_reference::Reference::embedded().expect("reference");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("procedure-steps.csv");
+        let header = "key,reception,verification,appraisal,approval,result\n*,5%,10%,60%,15%,10%\n";
+        let load = |body: &str| {
+            std::fs::write(&path, format!("{header}{body}")).expect("write");
+            crate::RoutingTables::load(
+                &reference,
+                &crate::RoutingFiles {
+                    steps: Some(path.clone()),
+                    ..Default::default()
+                },
+            )
+        };
+        // 1.004227 has 3 working days (24 h).
+        let t = load("1.004227,0.5h,1h,1.5d,2h,1h\n").expect("fits");
+        let b = t.step_budgets("1.004227", 1_764_036_000_000).expect("budgets");
+        assert_eq!(b, [HOUR_MS / 2, HOUR_MS, 12 * HOUR_MS, 2 * HOUR_MS, HOUR_MS]);
+        let e = load("9.999999,1h,1h,1h,1h,1h\n").expect_err("unknown").to_string();
+        assert!(e.contains("procedure 9.999999, which is not in the catalog"), "{e}");
+        let e = load("1.004227,1d,1d,1d,1d,1d\n").expect_err("too long").to_string();
+        assert!(e.contains("more than its legal 24.0"), "{e}");
+    }
+
     #[test]
     fn the_embedded_file_parses() {
         let p = StepPlans::embedded(&calendar()).expect("embedded");

@@ -11,7 +11,7 @@ use motcua_reference::{LeadTime, Reference};
 use motcua_schemas::{CompetentLevel, ProcedureField};
 
 use crate::calendar::{Calendar, Deadline, WorkingHours};
-use crate::data::{field_index, AuthorityLevel, Departments, DeskLayout, FIELDS};
+use crate::data::{field_index, AuthorityLevel, Departments, DeskLayout, UnitHours, FIELDS};
 use crate::error::{Error, Result, UnitRole};
 use crate::steps::StepPlans;
 
@@ -180,6 +180,8 @@ pub struct RoutingFiles {
     pub holidays: Option<std::path::PathBuf>,
     /// Step budgets of the procedures' internal processes (`procedure-steps.csv`).
     pub steps: Option<std::path::PathBuf>,
+    /// Centers with hours of their own (`unit-hours.csv`).
+    pub unit_hours: Option<std::path::PathBuf>,
     pub working_hours: WorkingHours,
 }
 
@@ -188,6 +190,11 @@ pub struct RoutingFiles {
 #[derive(Debug, Clone)]
 pub struct RoutingTables {
     calendar: Calendar,
+    /// Calendars of centers with hours of their own; `unit_calendar[unit]` and
+    /// `center_calendar[province]` index them from 1 (0: the calendar above).
+    center_calendars: Vec<Calendar>,
+    unit_calendar: Vec<u16>,
+    province_center_calendar: Vec<u16>,
     steps: StepPlans,
     procedures: Vec<ProcedureRule>,
     procedure_codes: Vec<String>,
@@ -298,11 +305,68 @@ impl RoutingTables {
             None => Calendar::parse("holidays.csv (embedded)", crate::EMBEDDED_HOLIDAYS, files.working_hours)?,
         };
         let mut tables = Self::build(reference, &departments, &desks, calendar)?;
+        if let Some(p) = &files.unit_hours {
+            tables.apply_unit_hours(&UnitHours::load(p)?)?;
+        }
         if let Some(p) = &files.steps {
             tables.steps = StepPlans::load(p, &tables.calendar)?;
             tables.check_steps()?;
         }
         Ok(tables)
+    }
+
+    /// Gives the centers of `hours` calendars of their own (the others keep the default).
+    fn apply_unit_hours(&mut self, hours: &UnitHours) -> Result<()> {
+        self.center_calendars.clear();
+        self.unit_calendar.iter_mut().for_each(|c| *c = 0);
+        self.province_center_calendar.iter_mut().for_each(|c| *c = 0);
+        for line in &hours.centers {
+            let center = self.center(&line.center).map_err(|_| {
+                Error::Incomplete(format!(
+                    "the unit hours name center {}, which is neither a commune-level unit nor a provincial center (P + province code)",
+                    line.center
+                ))
+            })?;
+            let calendar = self
+                .calendar
+                .with_hours(line.hours.unwrap_or(*self.calendar.hours()), line.saturday);
+            // Centers with the same hours share one calendar.
+            let index = match self
+                .center_calendars
+                .iter()
+                .position(|c| c.version() == calendar.version())
+            {
+                Some(i) => i + 1,
+                None => {
+                    self.center_calendars.push(calendar);
+                    self.center_calendars.len()
+                }
+            };
+            let index = u16::try_from(index).map_err(|_| Error::Incomplete("too many center calendars".into()))?;
+            match center {
+                Center::Commune(u) => self.unit_calendar[u.index()] = index,
+                Center::Provincial(p) => self.province_center_calendar[p.index()] = index,
+            }
+        }
+        Ok(())
+    }
+
+    /// The calendar of a center: its own hours, or the default calendar.
+    #[inline]
+    pub fn calendar_of(&self, center: Center) -> &Calendar {
+        let index = match center {
+            Center::Commune(u) => self.unit_calendar.get(u.index()),
+            Center::Provincial(p) => self.province_center_calendar.get(p.index()),
+        };
+        match index.copied().unwrap_or(0) {
+            0 => &self.calendar,
+            i => self.center_calendars.get(usize::from(i) - 1).unwrap_or(&self.calendar),
+        }
+    }
+
+    /// The calendar of a center by code (the default calendar for an unknown code).
+    pub fn calendar_of_center(&self, code: &str) -> &Calendar {
+        self.center(code).map_or(&self.calendar, |c| self.calendar_of(c))
     }
 
     /// Every procedure line names a catalog procedure, and no absolute budgets exceed a
@@ -459,8 +523,11 @@ impl RoutingTables {
         long_procedure_index.sort_unstable_by(|a, b| a.0.cmp(&b.0));
 
         let steps = StepPlans::embedded(&calendar)?;
-        let tables = Self {
+        let mut tables = Self {
             steps,
+            center_calendars: Vec::new(),
+            unit_calendar: vec![0; units.len()],
+            province_center_calendar: vec![0; provinces.len()],
             calendar,
             procedures: catalog
                 .iter()
@@ -489,9 +556,12 @@ impl RoutingTables {
             eligible_offsets,
         };
         tables.check_steps()?;
+        tables.apply_unit_hours(&UnitHours::embedded()?)?;
         Ok(tables)
     }
 
+    /// The default calendar (the configured hours); a center with hours of its own has
+    /// [`RoutingTables::calendar_of`].
     pub fn calendar(&self) -> &Calendar {
         &self.calendar
     }
@@ -582,7 +652,10 @@ impl RoutingTables {
     pub fn route(&self, request: &RouteRequest, loads: &[u32]) -> Result<Decision> {
         let competence = self.competent_authority(request)?;
         let desk = self.choose_desk(competence.authority, competence.field, loads)?;
-        let deadline = self.calendar.deadline(request.received_at_ms, competence.lead_time)?;
+        // The clock counts the working time of the center that received the dossier.
+        let deadline = self
+            .calendar_of(request.center)
+            .deadline(request.received_at_ms, competence.lead_time)?;
         Ok(Decision {
             authority: competence.authority,
             desk,

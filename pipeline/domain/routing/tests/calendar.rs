@@ -1,4 +1,4 @@
-//! The O(1) calendar against a naive reference that walks minute by minute, built from the
+//! The calendar against a naive reference that walks minute by minute, built from the
 //! holidays file independently of the crate's tables (its own CSV reading, its own weekday
 //! formula), over random instants from 2025 to 2030.
 
@@ -17,6 +17,9 @@ const DAY_MINUTES: i64 = 1_440;
 /// `holiday`; a minute works if its day works and it lies in 07:00–11:30 or 13:30–17:00.
 struct Naive {
     listed: HashMap<i64, bool>,
+    /// A unit open on Saturday mornings, 07:30–11:30, except on Saturdays of a holiday
+    /// break (the Friday before or the Monday after is a holiday).
+    saturday_mornings: bool,
 }
 
 impl Naive {
@@ -28,7 +31,26 @@ impl Naive {
             let day = days_from_civil(date[0] as i32, date[1] as u32, date[2] as u32);
             listed.insert(day, cols.next().unwrap() == "workday");
         }
-        Self { listed }
+        Self {
+            listed,
+            saturday_mornings: false,
+        }
+    }
+
+    fn with_saturday_mornings() -> Self {
+        Self {
+            saturday_mornings: true,
+            ..Self::new()
+        }
+    }
+
+    fn saturday_works(&self, day: i64) -> bool {
+        let holiday = |d: i64| self.listed.get(&d) == Some(&false);
+        self.saturday_mornings
+            && (day + 4).rem_euclid(7) == 6
+            && !self.listed.contains_key(&day)
+            && !holiday(day - 1)
+            && !holiday(day + 2)
     }
 
     fn day_works(&self, day: i64) -> bool {
@@ -41,7 +63,9 @@ impl Naive {
     fn minute_works(&self, minute: i64) -> bool {
         let local = minute + VN_OFFSET_MS / MINUTE_MS;
         let of_day = local.rem_euclid(DAY_MINUTES);
-        self.day_works(local.div_euclid(DAY_MINUTES)) && ((420..690).contains(&of_day) || (810..1020).contains(&of_day))
+        let day = local.div_euclid(DAY_MINUTES);
+        (self.day_works(day) && ((420..690).contains(&of_day) || (810..1020).contains(&of_day)))
+            || (self.saturday_works(day) && (450..690).contains(&of_day))
     }
 
     fn clock_start(&self, minute: i64) -> i64 {
@@ -132,8 +156,28 @@ fn is_working_time(naive: &Naive, due_ms: i64) -> bool {
     naive.day_works(local.div_euclid(86_400_000)) && in_period
 }
 
+fn saturday_calendar() -> Calendar {
+    let sat = WorkingHours::parse("07:30-11:30").expect("hours");
+    calendar().with_hours(WorkingHours::default(), Some(sat))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// A unit open on Saturday mornings: its Saturdays' hours count, except in holiday
+    /// breaks, against the same minute-by-minute reference.
+    #[test]
+    fn saturday_mornings_count_against_the_minute_by_minute_reference(received in instant(), lead in lead_time()) {
+        let (cal, naive) = (saturday_calendar(), Naive::with_saturday_mornings());
+        let deadline = cal.deadline(ms(received), lead).unwrap();
+        prop_assert_eq!(deadline.due_ms, ms(naive.deadline(received, lead)));
+        prop_assert_eq!(deadline.clock_start_ms, ms(naive.clock_start(received)));
+        let later = received + 3 * DAY_MINUTES + 17;
+        prop_assert_eq!(
+            cal.working_ms_between(ms(received), ms(later)).unwrap(),
+            ms(naive.worked_between(received, later))
+        );
+    }
 
     #[test]
     fn deadline_equals_the_minute_by_minute_reference(received in instant(), lead in lead_time()) {
@@ -449,4 +493,44 @@ fn working_hours_are_configurable_and_validated() {
         )
         .unwrap();
     assert_eq!(d.due_ms, ms(local_minute(2025, 11, 25, 9, 0)));
+}
+
+/// Friday 16:00 with one working day: Friday 1 h, Saturday 07:30–11:30 4 h, Monday 3 h →
+/// Monday 10:00 (without Saturday hours: Monday 16:00); the version names the hours. Tết's
+/// Saturdays do not work.
+#[test]
+fn a_unit_open_on_saturday_mornings_has_its_own_deadlines_and_version() {
+    let lead = LeadTime {
+        value: 1,
+        unit: LeadTimeUnit::WorkingDays,
+    };
+    let friday_4pm = ms(local_minute(2025, 11, 28, 16, 0));
+    let sat = saturday_calendar();
+    assert_eq!(
+        sat.deadline(friday_4pm, lead).unwrap().due_ms,
+        ms(local_minute(2025, 12, 1, 10, 0))
+    );
+    assert_eq!(
+        calendar().deadline(friday_4pm, lead).unwrap().due_ms,
+        ms(local_minute(2025, 12, 1, 16, 0))
+    );
+    assert_ne!(sat.version(), calendar().version());
+    assert_eq!(
+        calendar().with_hours(WorkingHours::default(), None).version(),
+        calendar().version(),
+        "the same hours, the same version"
+    );
+    // Tết 2025: weekdays 27–31 January off; Saturdays 25 January and 1 February are part
+    // of the break. Received Friday 24 January 16:00 → 1 h then Monday 3 February.
+    let before_tet = ms(local_minute(2025, 1, 24, 16, 0));
+    assert_eq!(
+        sat.deadline(before_tet, lead).unwrap().due_ms,
+        ms(local_minute(2025, 2, 3, 16, 0))
+    );
+    // A Saturday reception counts from 07:30 that day.
+    let saturday_7am = ms(local_minute(2025, 11, 29, 7, 0));
+    assert_eq!(
+        sat.clock_start(saturday_7am).unwrap(),
+        ms(local_minute(2025, 11, 29, 7, 30))
+    );
 }

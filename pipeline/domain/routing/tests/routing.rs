@@ -462,3 +462,49 @@ fn setup_cached() -> &'static (Reference, RoutingTables) {
     static TABLES: std::sync::OnceLock<(Reference, RoutingTables)> = std::sync::OnceLock::new();
     TABLES.get_or_init(setup)
 }
+
+/// A center open on Saturday mornings (from a unit hours file) has deadlines of its own
+/// and says so in its calendar version; other centers keep the default calendar. Bad
+/// lines are refused with the file and line.
+#[test]
+fn a_center_with_its_own_hours_counts_its_own_working_time() {
+    let reference = Reference::embedded().expect("reference data");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("unit-hours.csv");
+    let load = |body: &str| {
+        std::fs::write(&path, format!("center,hours,saturday\n{body}")).expect("write");
+        RoutingTables::load(
+            &reference,
+            &motcua_routing::RoutingFiles {
+                unit_hours: Some(path.clone()),
+                ..Default::default()
+            },
+        )
+    };
+    let tables = load("P22,,07:30-11:30\n07090,\"07:30-11:30,13:00-16:30\",\n").expect("loads");
+    let p = reference.catalog.get("1.012811").unwrap(); // land, province level, 10 working days
+    let d = tables.route_codes(&query(p, "07090", "P22"), &[]).unwrap();
+    // Two Saturday mornings (29 Nov, 6 Dec: 4 h each) make a working day: Monday 8 Dec
+    // 09:00 instead of Tuesday 9 Dec.
+    let day = |d: u32| days_from_civil(2025, 12, d) * 86_400_000 - VN_OFFSET_MS;
+    assert_eq!(d.deadline.due_ms, day(8) + 9 * 3_600_000);
+    let p22 = tables.calendar_of_center("P22");
+    assert!(p22.saturday_hours().is_some());
+    assert_ne!(p22.version(), tables.calendar().version());
+    // A commune center with other weekday hours (7.5 h a day); one without keeps the default.
+    assert_eq!(tables.calendar_of_center("07090").hours().per_day_ms(), 27_000_000);
+    let other = reference.units.units_of("22").find(|u| u.code != "07090").unwrap();
+    assert_eq!(
+        tables.calendar_of_center(&other.code).version(),
+        tables.calendar().version()
+    );
+    for (body, expect) in [
+        ("99999,,07:30-11:30\n", "center 99999, which is neither"),
+        ("P22,,\n", "neither its own hours nor Saturday hours"),
+        ("P22,,07:30-11:30\nP22,,08:00-11:00\n", "P22 appears twice"),
+        ("P22,,7h-11h\n", "Saturday hours of P22"),
+    ] {
+        let e = load(body).expect_err(body).to_string();
+        assert!(e.contains(expect), "{body}: {e}");
+    }
+}

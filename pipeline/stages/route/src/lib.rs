@@ -178,7 +178,9 @@ impl Route {
             .desk(decision.desk)
             .map(|i| i.code.to_owned())
             .unwrap_or_default();
-        let (due_at_ms, clock_pauses) = paused_due(snap.tables.calendar(), decision.deadline.due_ms, pauses)?;
+        // The receiving center's calendar computed the due time: its pauses and version too.
+        let calendar = snap.tables.calendar_of_center(&d.receiving_unit_code);
+        let (due_at_ms, clock_pauses) = paused_due(calendar, decision.deadline.due_ms, pauses)?;
         Ok((
             Assignment {
                 dossier_id: d.dossier_id.clone(),
@@ -187,7 +189,7 @@ impl Route {
                 transferred: decision.transfer.is_transfer(),
                 due_at_ms,
                 routed_at_ms: at,
-                calendar_version: Some(snap.tables.calendar().version().to_owned()),
+                calendar_version: Some(calendar.version().to_owned()),
                 // Serializing plain records of strings and integers does not fail.
                 clock_pauses: serde_json::to_string(&clock_pauses).unwrap_or_else(|_| "[]".to_owned()),
             },

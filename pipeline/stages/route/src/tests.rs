@@ -320,6 +320,48 @@ async fn a_dossier_that_waited_is_due_later_by_its_pause_and_an_ended_one_is_not
     assert_eq!(route.handle_batch(&batch).await.expect("again"), out);
 }
 
+/// A dossier received at a center with hours of its own is due on that center's calendar,
+/// and its routing names that calendar's version; the others keep the default.
+#[tokio::test]
+async fn a_center_s_own_hours_give_its_dossiers_their_due_time_and_calendar_version() {
+    let r = Arc::new(Reference::embedded().expect("reference"));
+    let mut g = Generator::new(&r, "22", 5).expect("province");
+    let batch: Vec<_> = (0..6)
+        .map(|i| envelope(paid(&r, g.valid(NOW + i * 60_000), i as usize), i))
+        .collect();
+    let own = &batch[0].event.dossier.receiving_unit_code;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hours = dir.path().join("unit-hours.csv");
+    std::fs::write(&hours, format!("center,hours,saturday\n{own},,07:30-11:30\n")).expect("write");
+    let files = RoutingFiles {
+        unit_hours: Some(hours),
+        ..RoutingFiles::default()
+    };
+    let route = Route::new(r.clone(), files.clone(), store(&dir).await)
+        .await
+        .expect("route");
+    let out = route.handle_batch(&batch).await.expect("handled");
+    let tables = RoutingTables::load(&r, &files).expect("tables");
+    let default = tables.calendar().version().to_owned();
+    let mut own_seen = 0;
+    for (e, o) in batch.iter().zip(&out) {
+        let routed = routed(o);
+        let center = &e.event.dossier.receiving_unit_code;
+        let calendar = tables.calendar_of_center(center);
+        assert_eq!(routed.calendar_version.as_deref(), Some(calendar.version()));
+        let lead = r.catalog.get(&e.event.procedure.code).expect("procedure").lead_time;
+        assert_eq!(
+            routed.due_at,
+            calendar.deadline(e.event.received_at, lead).expect("due").due_ms
+        );
+        if center == own {
+            own_seen += 1;
+            assert_ne!(calendar.version(), default);
+        }
+    }
+    assert!(own_seen >= 1);
+}
+
 #[tokio::test]
 async fn a_withdrawn_dossier_frees_its_desk_at_the_next_refresh() {
     let dir = tempfile::tempdir().expect("tempdir");
