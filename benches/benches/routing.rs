@@ -343,6 +343,18 @@ fn routing(c: &mut Criterion) {
             tables.deadline(black_box(requests[i].received_at_ms), competences[i].lead_time)
         })
     });
+    // A center open on Saturday mornings: the same deadlines by a binary search over days.
+    let saturday = tables.calendar().with_hours(
+        *tables.calendar().hours(),
+        Some(motcua_routing::WorkingHours::parse("07:30-11:30").expect("hours")),
+    );
+    grp.bench_function("part: deadline, calendar with Saturday hours", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) & mask;
+            saturday.deadline(black_box(requests[i].received_at_ms), competences[i].lead_time)
+        })
+    });
     grp.bench_function("baseline: full decision (String maps + day walk)", |b| {
         let mut i = 0;
         b.iter(|| {
