@@ -554,80 +554,9 @@ impl Drop for Stunnel {
     }
 }
 
-/// A Confluent-compatible Schema Registry (`rivven-schema`, which tests/run.sh installs
-/// and names in MOTCUA_TEST_SCHEMA_REGISTRY) on a free port, killed on drop.
-pub struct SchemaRegistryServer {
-    child: Child,
-    pub port: u16,
-    pub url: String,
-}
-
-impl SchemaRegistryServer {
-    /// Starts the registry and returns once it answers HTTP. A port taken by another
-    /// test's server between `free_port` and the registry's bind makes the registry exit
-    /// (or another server answer the TCP connect): that is seen and retried on a new port.
-    pub fn start() -> Self {
-        let bin = std::env::var("MOTCUA_TEST_SCHEMA_REGISTRY").unwrap_or_else(|_| {
-            panic!("MOTCUA_TEST_SCHEMA_REGISTRY is not set: run tests/run.sh (it installs rivven-schema)")
-        });
-        for _attempt in 0..5 {
-            let port = free_port();
-            let mut child = Command::new(&bin)
-                .args([
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    &port.to_string(),
-                    "--log-level",
-                    "warn",
-                ])
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("start the schema registry");
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if child.try_wait().expect("registry status").is_some() {
-                    break; // it could not bind: try another port
-                }
-                if registry_answers(port) {
-                    return Self {
-                        child,
-                        port,
-                        url: format!("http://127.0.0.1:{port}"),
-                    };
-                }
-                assert!(Instant::now() < deadline, "the registry did not start");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.wait();
-        }
-        panic!("the registry could not bind a free port in 5 attempts")
-    }
-}
-
-/// Whether a Schema Registry answers `GET /subjects` with 200 on the port.
-fn registry_answers(port: u16) -> bool {
-    use std::io::{Read as _, Write as _};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /subjects HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
-}
-
-impl Drop for SchemaRegistryServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// A Confluent-compatible Schema Registry on a free port, killed on drop.
+#[allow(unused_imports)]
+pub use motcua_schema_registry::testing::RegistryServer as SchemaRegistryServer;
 
 /// The Python interpreter with the third-party clients of tests/python/requirements.txt
 /// (tests/run.sh makes the virtualenv).

@@ -15,6 +15,7 @@ use motcua_security::TlsFiles;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
+pub mod testing;
 mod worker;
 pub use worker::{find_in, same_schema, IdPolicy, StartupError};
 

@@ -1,9 +1,7 @@
 //! The client against a real Confluent-compatible registry server (`rivven-schema`,
 //! which tests/run.sh installs and names in MOTCUA_TEST_SCHEMA_REGISTRY), over HTTP.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
+use motcua_schema_registry::testing::RegistryServer;
 use motcua_schema_registry::{Compatibility, RegistryConfig, SchemaRegistry};
 
 const V1: &str = include_str!("../../../schemas/avro/dossier.status.v1.avsc");
@@ -11,50 +9,8 @@ const V2: &str = include_str!("../../../schemas/avro/dossier.status.v2.avsc");
 const V3: &str = include_str!("../../../schemas/avro/dossier.status.v3.avsc");
 const SUBJECT: &str = "dossier.status-value";
 
-/// A registry server on a free port, killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Server {
-    let bin = std::env::var("MOTCUA_TEST_SCHEMA_REGISTRY").unwrap_or_else(|_| {
-        panic!("MOTCUA_TEST_SCHEMA_REGISTRY is not set: run tests/run.sh (it installs rivven-schema)")
-    });
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let child = Command::new(bin)
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--log-level",
-            "warn",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the schema registry");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the registry did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    }
+fn start() -> RegistryServer {
+    RegistryServer::start()
 }
 
 fn same_schema(a: &str, b: &str) -> bool {
