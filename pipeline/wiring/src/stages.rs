@@ -310,7 +310,7 @@ async fn track(l: Launch) -> Result<RunSummary> {
     };
     let stage = track
         .clone()
-        .with_warnings(warnings, Arc::new(tables.calendar().clone()))
+        .with_warnings(warnings, tables.clone())
         .with_step_warnings(step_warnings);
     let summary = motcua_runtime::run(Arc::new(stage), l.codec, l.runtime, l.shutdown).await;
     if let Some(api) = api {

@@ -356,7 +356,7 @@ mod tests {
         };
         // 1.004227 has 3 working days (24 h).
         let t = load("1.004227,0.5h,1h,1.5d,2h,1h\n").expect("fits");
-        let b = t.step_budgets("1.004227", 1_764_036_000_000).expect("budgets");
+        let b = t.step_budgets("1.004227", "P22", 1_764_036_000_000).expect("budgets");
         assert_eq!(b, [HOUR_MS / 2, HOUR_MS, 12 * HOUR_MS, 2 * HOUR_MS, HOUR_MS]);
         let e = load("9.999999,1h,1h,1h,1h,1h\n").expect_err("unknown").to_string();
         assert!(e.contains("procedure 9.999999, which is not in the catalog"), "{e}");

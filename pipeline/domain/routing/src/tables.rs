@@ -392,15 +392,14 @@ impl RoutingTables {
     }
 
     /// A dossier's step budgets in working ms ([`Step::ALL`] order): its procedure's
-    /// plan applied to its legal working time (clock start to legal due time) on this
-    /// calendar.
-    pub fn step_budgets(&self, procedure_code: &str, received_ms: i64) -> Result<[i64; 5]> {
+    /// plan applied to its legal working time (clock start to legal due time) on the
+    /// calendar of the center that received it.
+    pub fn step_budgets(&self, procedure_code: &str, center_code: &str, received_ms: i64) -> Result<[i64; 5]> {
         let id = self.procedure_id(procedure_code)?;
         let rule = &self.procedures[id.index()];
-        let deadline = self.calendar.deadline(received_ms, rule.lead_time)?;
-        let legal = self
-            .calendar
-            .working_ms_between(deadline.clock_start_ms, deadline.due_ms)?;
+        let calendar = self.calendar_of_center(center_code);
+        let deadline = calendar.deadline(received_ms, rule.lead_time)?;
+        let legal = calendar.working_ms_between(deadline.clock_start_ms, deadline.due_ms)?;
         Ok(self.steps.budgets(self.steps.plan(procedure_code, rule.field), legal))
     }
 

@@ -407,6 +407,7 @@ async fn dossier(State(s): State<AppState>, op: Operator, Path(code): Path<Strin
     let steps: Option<Vec<Value>> = s.options.steps.as_ref().map(|clock| {
         let b = crate::steps::Boundaries {
             procedure_code: row.procedure_code.clone(),
+            receiving_unit: row.receiving_unit.clone(),
             submitted_at: row.submitted_at,
             received_at: row.received_at,
             verified_at: row.verified_at,

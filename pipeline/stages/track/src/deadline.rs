@@ -14,18 +14,26 @@ use motcua_schemas::DossierStatus;
 use crate::projection::STAGE;
 use crate::{ProjectionDb, Result};
 
-/// Working time between two instants. The routing calendar ([`motcua_routing::Calendar`])
-/// is the real one (working hours, weekends, holidays and make-up days from data);
-/// [`WallClock`] approximates it with wall-clock time.
+/// Working time between two instants on the calendar of the center that received a
+/// dossier. The routing tables are the real one (each center's working hours, weekends,
+/// holidays and make-up days from data); a [`motcua_routing::Calendar`] is one calendar
+/// for every center; [`WallClock`] approximates it with wall-clock time.
 pub trait WorkingTime: Send + Sync {
-    /// Working ms from `from_ms` to `to_ms` (negative when `to_ms` is earlier); `None`
-    /// when the instants are outside the calendar's range.
-    fn working_ms_between(&self, from_ms: i64, to_ms: i64) -> Option<i64>;
+    /// Working ms from `from_ms` to `to_ms` (negative when `to_ms` is earlier) at
+    /// `center` (its code; empty when unknown: the default calendar); `None` when the
+    /// instants are outside the calendar's range.
+    fn working_ms_between(&self, center: &str, from_ms: i64, to_ms: i64) -> Option<i64>;
 }
 
 impl WorkingTime for motcua_routing::Calendar {
-    fn working_ms_between(&self, from_ms: i64, to_ms: i64) -> Option<i64> {
+    fn working_ms_between(&self, _center: &str, from_ms: i64, to_ms: i64) -> Option<i64> {
         motcua_routing::Calendar::working_ms_between(self, from_ms, to_ms).ok()
+    }
+}
+
+impl WorkingTime for motcua_routing::RoutingTables {
+    fn working_ms_between(&self, center: &str, from_ms: i64, to_ms: i64) -> Option<i64> {
+        self.calendar_of_center(center).working_ms_between(from_ms, to_ms).ok()
     }
 }
 
@@ -35,7 +43,7 @@ impl WorkingTime for motcua_routing::Calendar {
 pub struct WallClock;
 
 impl WorkingTime for WallClock {
-    fn working_ms_between(&self, from_ms: i64, to_ms: i64) -> Option<i64> {
+    fn working_ms_between(&self, _center: &str, from_ms: i64, to_ms: i64) -> Option<i64> {
         Some(to_ms - from_ms)
     }
 }
@@ -72,6 +80,7 @@ struct Candidate {
     dossier_id: String,
     dossier_code: Option<String>,
     procedure_code: Option<String>,
+    receiving_unit: Option<String>,
     unit: Option<String>,
     due_at: i64,
     status_code: i32,
@@ -94,7 +103,7 @@ pub async fn pending_warnings(
     // `warned_due_at IS NULL OR <>` rather than IS DISTINCT FROM: both dialects read it.
     static CANDIDATES_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "SELECT dossier_id, dossier_code, procedure_code,
+            "SELECT dossier_id, dossier_code, procedure_code, receiving_unit,
                 COALESCE(competent_unit, receiving_unit) AS unit, {tracked} AS due_at, status_code
          FROM track_dossiers
          WHERE status_code IN ({running}) AND due_at IS NOT NULL AND {tracked} <= $1
@@ -113,7 +122,10 @@ pub async fn pending_warnings(
     let mut out = Vec::new();
     for c in rows {
         // Out of the calendar's range: fall back to wall-clock time.
-        let left = clock.working_ms_between(now_ms, c.due_at).unwrap_or(c.due_at - now_ms);
+        let center = c.receiving_unit.as_deref().unwrap_or_default();
+        let left = clock
+            .working_ms_between(center, now_ms, c.due_at)
+            .unwrap_or(c.due_at - now_ms);
         if left > horizon_ms {
             continue;
         }

@@ -14,7 +14,8 @@
 //! | approval | appraisal ended | decided |
 //! | result | decided | result delivered |
 //!
-//! A step's working time excludes the part of any pause of the legal clock (a wait for the
+//! Working time is counted on the calendar of the center that received the dossier. A
+//! step's working time excludes the part of any pause of the legal clock (a wait for the
 //! citizen's supplement) that overlaps it.
 
 use std::sync::Arc;
@@ -26,22 +27,23 @@ use serde::Serialize;
 use crate::projection::STAGE;
 use crate::{ProjectionDb, Result};
 
-/// Working time and a dossier's step budgets: the routing tables in production.
+/// Working time and a dossier's step budgets, on the calendar of the center that
+/// received it: the routing tables in production.
 pub trait StepClock: Send + Sync {
-    /// Working ms from `from_ms` to `to_ms`; `None` outside the calendar.
-    fn working_ms_between(&self, from_ms: i64, to_ms: i64) -> Option<i64>;
+    /// Working ms from `from_ms` to `to_ms` at `center`; `None` outside the calendar.
+    fn working_ms_between(&self, center: &str, from_ms: i64, to_ms: i64) -> Option<i64>;
     /// The budgets of the five steps in working ms; `None` for a procedure the catalog
     /// does not know.
-    fn budgets(&self, procedure_code: &str, received_at_ms: i64) -> Option<[i64; 5]>;
+    fn budgets(&self, procedure_code: &str, center: &str, received_at_ms: i64) -> Option<[i64; 5]>;
 }
 
 impl StepClock for motcua_routing::RoutingTables {
-    fn working_ms_between(&self, from_ms: i64, to_ms: i64) -> Option<i64> {
-        self.calendar().working_ms_between(from_ms, to_ms).ok()
+    fn working_ms_between(&self, center: &str, from_ms: i64, to_ms: i64) -> Option<i64> {
+        self.calendar_of_center(center).working_ms_between(from_ms, to_ms).ok()
     }
 
-    fn budgets(&self, procedure_code: &str, received_at_ms: i64) -> Option<[i64; 5]> {
-        self.step_budgets(procedure_code, received_at_ms).ok()
+    fn budgets(&self, procedure_code: &str, center: &str, received_at_ms: i64) -> Option<[i64; 5]> {
+        self.step_budgets(procedure_code, center, received_at_ms).ok()
     }
 }
 
@@ -55,6 +57,8 @@ impl std::fmt::Debug for dyn StepClock {
 #[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct Boundaries {
     pub procedure_code: Option<String>,
+    /// The center that received the dossier: its calendar counts.
+    pub receiving_unit: Option<String>,
     pub submitted_at: Option<i64>,
     pub received_at: Option<i64>,
     pub verified_at: Option<i64>,
@@ -66,7 +70,8 @@ pub struct Boundaries {
 }
 
 /// The columns of [`Boundaries`], for queries.
-pub(crate) const BOUNDARY_COLUMNS: &str = "procedure_code, submitted_at, received_at, verified_at, appraised_at,
+pub(crate) const BOUNDARY_COLUMNS: &str =
+    "procedure_code, receiving_unit, submitted_at, received_at, verified_at, appraised_at,
     decided_at, completed_at, clock_pauses";
 
 /// One step of one dossier.
@@ -93,6 +98,16 @@ impl Boundaries {
         }
     }
 
+    fn center(&self) -> &str {
+        self.receiving_unit.as_deref().unwrap_or_default()
+    }
+
+    /// The budgets of this dossier's steps, if its procedure is known.
+    pub fn budgets(&self, clock: &dyn StepClock) -> Option<[i64; 5]> {
+        let (procedure, received) = self.procedure_code.as_deref().zip(self.received_at)?;
+        clock.budgets(procedure, self.center(), received)
+    }
+
     /// Working time of the pauses within `[from, to)`.
     fn paused_ms(&self, from: i64, to: i64, clock: &dyn StepClock) -> i64 {
         let periods: Vec<[i64; 2]> = self
@@ -104,7 +119,7 @@ impl Boundaries {
             .iter()
             .map(|[a, b]| (*a.max(&from), *b.min(&to)))
             .filter(|(a, b)| a < b)
-            .filter_map(|(a, b)| clock.working_ms_between(a, b))
+            .filter_map(|(a, b)| clock.working_ms_between(self.center(), a, b))
             .sum()
     }
 
@@ -124,17 +139,13 @@ impl Boundaries {
             return None;
         };
         let to = end.or(now_ms)?;
-        let worked = clock.working_ms_between(from, to)?;
+        let worked = clock.working_ms_between(self.center(), from, to)?;
         Some((worked - self.paused_ms(from, to, clock)).max(0))
     }
 
     /// Every step with its time and budget (`now_ms`: see [`Boundaries::working_ms`]).
     pub fn times(&self, now_ms: Option<i64>, clock: &dyn StepClock) -> Vec<StepTime> {
-        let budgets = self
-            .procedure_code
-            .as_deref()
-            .zip(self.received_at)
-            .and_then(|(p, r)| clock.budgets(p, r));
+        let budgets = self.budgets(clock);
         Step::ALL
             .into_iter()
             .map(|step| {
@@ -211,13 +222,7 @@ pub async fn pending_step_warnings(
         if c.step_warned.as_deref() == Some(step.as_str()) {
             continue;
         }
-        let (Some(spent), Some(budgets)) = (
-            b.working_ms(step, Some(now_ms), clock),
-            b.procedure_code
-                .as_deref()
-                .zip(b.received_at)
-                .and_then(|(p, r)| clock.budgets(p, r)),
-        ) else {
+        let (Some(spent), Some(budgets)) = (b.working_ms(step, Some(now_ms), clock), b.budgets(clock)) else {
             continue;
         };
         let budget = budgets[step.index()];

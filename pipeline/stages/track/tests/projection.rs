@@ -399,7 +399,7 @@ async fn time_per_step_from_the_projection() {
     events.reverse();
     t.apply(&refs(&events)).await.expect("apply, out of order");
     let b: Boundaries = sqlx::query_as(
-        "SELECT procedure_code, submitted_at, received_at, verified_at, appraised_at, decided_at, completed_at,
+        "SELECT procedure_code, receiving_unit, submitted_at, received_at, verified_at, appraised_at, decided_at, completed_at,
                 clock_pauses FROM track_dossiers",
     )
     .fetch_one(&pool)
@@ -428,4 +428,48 @@ async fn time_per_step_from_the_projection() {
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].finished, [1; 5]);
     assert_eq!(s[0].working_ms[2], 13 * HOUR + 55 * MIN);
+}
+
+/// A center open on Saturday mornings: its dossiers' time left counts its Saturday.
+/// Friday 16:00 → Monday 09:00 is 1 h + 4 h (Saturday 07:30–11:30) + 2 h = 7 h there,
+/// 3 h at a center with the default hours.
+#[tokio::test]
+async fn deadline_warnings_count_the_receiving_center_s_own_hours() {
+    let pool = database().await;
+    let t = Track::new(pool.clone());
+    let friday_4pm = NOW + 3 * DAY + 7 * HOUR;
+    let monday_9am = NOW + 6 * DAY;
+    let mut saturday_center = Life::new(1, NOW - 9 * DAY);
+    saturday_center.due_at = monday_9am;
+    let mut plain = Life::new(2, NOW - 9 * DAY);
+    plain.receiving_unit = "07090".into();
+    plain.due_at = monday_9am;
+    let events: Vec<AnyEvent> = saturday_center.events().into_iter().chain(plain.events()).collect();
+    t.apply(&refs(&events)).await.expect("apply");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hours = dir.path().join("unit-hours.csv");
+    std::fs::write(&hours, "center,hours,saturday\n06652,,07:30-11:30\n").expect("write");
+    let reference = motcua_reference::Reference::embedded().expect("reference");
+    let tables = motcua_routing::RoutingTables::load(
+        &reference,
+        &motcua_routing::RoutingFiles {
+            unit_hours: Some(hours),
+            ..Default::default()
+        },
+    )
+    .expect("tables");
+    let w = pending_warnings(&pool, friday_4pm, &WarningConfig::new(8), &tables)
+        .await
+        .expect("scan");
+    let left: Vec<(&str, &str)> = w
+        .iter()
+        .map(|w| (w.dossier_id.as_str(), w.reasons[0].message.as_str()))
+        .collect();
+    assert_eq!(
+        left,
+        [
+            ("dossier-1", "7.0 working hours left before the due time"),
+            ("dossier-2", "3.0 working hours left before the due time")
+        ]
+    );
 }
