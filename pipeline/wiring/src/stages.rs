@@ -160,7 +160,7 @@ async fn intake(l: Launch) -> Result<RunSummary> {
     let tables = motcua_routing::RoutingTables::load(&l.reference, &l.config.routing.files()?)
         .context("loading the calendar for supplement waits")?;
     let wait = motcua_intake::SupplementWait {
-        calendar: tables.calendar().clone(),
+        calendars: Arc::new(tables),
         working_days: l.config.intake.supplement_wait_working_days,
         batch: 500,
         clock: l.wait_clock.clone(),

@@ -17,10 +17,12 @@ use crate::{accepted_events, code_request_at, refusal_event, validate, STAGE};
 /// A supplement or withdrawal time further after its publication than this is refused.
 const MAX_CLOCK_SKEW_MS: i64 = 24 * 3_600_000;
 
-/// How long a supplement may take, and the calendar that counts it.
+/// How long a supplement may take, and the calendars that count it.
 #[derive(Debug, Clone)]
 pub struct SupplementWait {
-    pub calendar: Calendar,
+    /// The routing tables: a wait counts on the calendar of the center that received the
+    /// dossier (its own hours, or the default).
+    pub calendars: std::sync::Arc<motcua_routing::RoutingTables>,
     /// Working days from the request after which an unanswered dossier is stopped.
     pub working_days: u32,
     /// Waits looked at per timer round.
@@ -59,23 +61,27 @@ impl WaitClock {
 }
 
 impl SupplementWait {
-    /// The embedded calendar, 15 working days.
+    /// The embedded routing data, 15 working days.
     pub fn embedded() -> motcua_routing::Result<Self> {
+        let reference = motcua_reference::Reference::embedded()
+            .map_err(|e| motcua_routing::Error::Incomplete(format!("the embedded reference data: {e}")))?;
         Ok(Self {
-            calendar: Calendar::embedded()?,
+            calendars: std::sync::Arc::new(motcua_routing::RoutingTables::embedded(&reference)?),
             working_days: 15,
             batch: 500,
             clock: WaitClock::Wall,
         })
     }
 
-    /// When a wait requested at `requested_at_ms` ends unanswered.
-    pub fn stop_at(&self, requested_at_ms: i64) -> motcua_routing::Result<i64> {
+    /// When a wait requested at `requested_at_ms` of a dossier received at `center`
+    /// ends unanswered.
+    pub fn stop_at(&self, center: &str, requested_at_ms: i64) -> motcua_routing::Result<i64> {
         let lead = motcua_reference::LeadTime {
             value: self.working_days,
             unit: LeadTimeUnit::WorkingDays,
         };
-        Ok(self.calendar.deadline(requested_at_ms, lead)?.due_ms)
+        let calendar: &Calendar = self.calendars.calendar_of_center(center);
+        Ok(calendar.deadline(requested_at_ms, lead)?.due_ms)
     }
 }
 
@@ -336,6 +342,20 @@ impl crate::Intake {
             .map_err(store_error)
     }
 
+    /// The center that received the waiting dossier, from the stored request.
+    fn receiving_center(&self, wait: &Wait) -> Option<String> {
+        match wait.request.step.as_str() {
+            STAGE => self
+                .decode_payload::<DossierSubmitted>(wait)
+                .ok()
+                .map(|s| s.dossier.receiving_unit_code),
+            _ => self
+                .decode_payload::<DossierAccepted>(wait)
+                .ok()
+                .map(|a| a.dossier.receiving_unit_code),
+        }
+    }
+
     fn decode_payload<E: motcua_schemas::Event>(&self, wait: &Wait) -> Result<E, StageError> {
         // Written by a stage of this pipeline; unreadable means a broken deployment.
         self.codec
@@ -434,8 +454,9 @@ impl crate::Intake {
         let now_ms = policy.clock.at(wall_ms);
         for w in self.store.waits_without_stop(policy.batch).await.map_err(store_error)? {
             // A request beyond the calendar's last day cannot be counted: stop it then.
+            let center = self.receiving_center(&w).unwrap_or_default();
             let stop_at = policy
-                .stop_at(w.request.requested_at_ms)
+                .stop_at(&center, w.request.requested_at_ms)
                 .unwrap_or(w.request.requested_at_ms);
             self.store
                 .set_stop_at(&w.request.request_event_id, stop_at)

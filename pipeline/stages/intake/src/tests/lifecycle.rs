@@ -392,3 +392,31 @@ async fn a_supplement_that_never_comes_stops_the_dossier_after_its_working_days(
     let out = one(&stage, supplement("sp-late", &id, None, stop_at + HOUR)).await;
     assert_eq!(dead_letter_code(&out), "SUPPLEMENT_DOSSIER_CLOSED");
 }
+
+/// A wait counts on the calendar of the center that received the dossier: one working
+/// day from Friday 16:00 ends Monday 10:00 at a center open on Saturday mornings
+/// (1 h + 4 h + 3 h), Monday 16:00 elsewhere.
+#[test]
+fn an_unanswered_wait_counts_the_receiving_center_s_hours() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hours = dir.path().join("unit-hours.csv");
+    std::fs::write(&hours, "center,hours,saturday\n06652,,07:30-11:30\n").expect("write");
+    let r = reference();
+    let tables = motcua_routing::RoutingTables::load(
+        &r,
+        &motcua_routing::RoutingFiles {
+            unit_hours: Some(hours),
+            ..Default::default()
+        },
+    )
+    .expect("tables");
+    let wait = SupplementWait {
+        calendars: std::sync::Arc::new(tables),
+        working_days: 1,
+        ..SupplementWait::embedded().expect("calendar")
+    };
+    let friday_4pm = NOW + 3 * 24 * HOUR + 7 * HOUR;
+    let monday = NOW + 6 * 24 * HOUR - 9 * HOUR; // Monday 00:00
+    assert_eq!(wait.stop_at("06652", friday_4pm).expect("stop"), monday + 10 * HOUR);
+    assert_eq!(wait.stop_at("07090", friday_4pm).expect("stop"), monday + 16 * HOUR);
+}
