@@ -411,7 +411,7 @@ fn an_unanswered_wait_counts_the_receiving_center_s_hours() {
     )
     .expect("tables");
     let wait = SupplementWait {
-        calendars: std::sync::Arc::new(tables),
+        calendars: Arc::new(tables),
         working_days: 1,
         ..SupplementWait::embedded().expect("calendar")
     };
