@@ -70,12 +70,15 @@ impl BackOffice {
     pub fn decide(&self, r: &DossierRouted) -> Vec<AnyEvent> {
         let seed: [u8; 32] = Sha256::digest(r.dossier.dossier_id.as_bytes()).into();
         let mut rng = rand::rngs::StdRng::from_seed(seed);
-        let span = (r.due_at - r.received_at).max(60_000);
+        // Officers work once the papers are complete: from the end of the last wait for
+        // the citizen (the due time already includes it), else from reception.
+        let start = r.clock_pauses.iter().map(|p| p.to_at).fold(r.received_at, i64::max);
+        let span = (r.due_at - start).max(60_000);
         let mut due = r.due_at;
         let mut events = Vec::new();
         if rng.gen_bool(self.cfg.supplement_rate) {
             // Asked at a quarter of the time; the citizen answers two days later.
-            let asked = r.received_at + span / 4;
+            let asked = start + span / 4;
             let answered = asked + 2 * 86_400_000;
             due = self
                 .tables
@@ -109,11 +112,11 @@ impl BackOffice {
         } else {
             rng.gen_range(0.2..0.98)
         };
-        let decided_at = r.received_at + (span as f64 * share) as i64 + (due - r.due_at);
+        let decided_at = start + (span as f64 * share) as i64 + (due - r.due_at);
         if late && rng.gen_bool(self.cfg.reappoint_rate) {
             // The apology goes out before the due time; the new date is the day after
             // the decision will be made.
-            let issued_at = (due - (due - r.received_at) / 10).max(r.received_at);
+            let issued_at = (due - (due - start) / 10).max(start);
             events.push(
                 DossierReappointed {
                     event_id: derived_event_id(&r.event_id, STAGE, "reappointed"),
@@ -145,7 +148,7 @@ impl BackOffice {
             Vec::new()
         };
         // The approval (reading and signing) takes the last 10–25 % of the processing.
-        let approval = ((decided_at - r.received_at).max(0) as f64 * rng.gen_range(0.10..0.25)) as i64;
+        let approval = ((decided_at - start).max(0) as f64 * rng.gen_range(0.10..0.25)) as i64;
         let applicant = &r.dossier.applicant;
         events.push(
             DossierDecided {
