@@ -185,8 +185,19 @@ fn groups() -> Vec<(&'static str, Vec<Topic>)> {
 
 /// How much faster than the wall clock the demo's intake judges unanswered supplement
 /// requests: the events carry simulated days (answers come days later, decisions weeks),
-/// so a wait of 15 working days (about three weeks) ends some twelve seconds after it began.
+/// so for 3,000 submissions a wait of 15 working days (about three weeks) ends some twelve
+/// seconds after it began.
 const WAIT_CLOCK_FACTOR: i64 = 150_000;
+const WAIT_CLOCK_BASE_DOSSIERS: u64 = 3_000;
+
+/// The wait clock's factor for a run of `dossiers`: slower for bigger runs, whose stages
+/// (the citizens' answers among them) lag further behind the portals' burst — at the
+/// fixed factor a 20,000-dossier run judged most waits over before the answers, sent days
+/// later in simulated time, were even read.
+fn wait_clock_factor(dossiers: u64) -> i64 {
+    let scale = i64::try_from(dossiers.max(WAIT_CLOCK_BASE_DOSSIERS) / WAIT_CLOCK_BASE_DOSSIERS).unwrap_or(i64::MAX);
+    (WAIT_CLOCK_FACTOR / scale.max(1)).max(1)
+}
 
 /// The stores the report reads (the stages open their own).
 struct Stores {
@@ -415,7 +426,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let wait_clock_origin = Arc::new(std::sync::atomic::AtomicI64::new(0));
     let wait_clock = motcua_intake::WaitClock::Accelerated {
         origin_ms: wait_clock_origin.clone(),
-        factor: WAIT_CLOCK_FACTOR,
+        factor: wait_clock_factor(args.dossiers),
     };
     let observer = observe::start(&kafka, codec.clone(), observed.clone(), shutdown.clone()).await?;
 
