@@ -149,15 +149,8 @@ async fn sqlite(events: &[AnyEvent], batch: usize) -> (f64, f64) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let dossiers: usize = args
-        .iter()
-        .position(|a| a == "--dossiers")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let server = std::env::var("MOTCUA_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://motcua@127.0.0.1:55499/postgres".to_owned());
+    let dossiers = motcua_benches::dossiers_arg(10_000);
+    let server = motcua_benches::bench_database_server();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -336,25 +336,19 @@ mod tests {
 struct DossierRow {
     dossier_id: String,
     dossier_code: Option<String>,
-    procedure_code: Option<String>,
-    receiving_unit: Option<String>,
     competent_unit: Option<String>,
     channel: Option<String>,
-    submitted_at: Option<i64>,
-    received_at: Option<i64>,
     due_at: Option<i64>,
-    decided_at: Option<i64>,
     decision: Option<String>,
-    completed_at: Option<i64>,
     timeliness: Option<String>,
     status_code: Option<i32>,
     status_at: Option<i64>,
     paused_working_ms: Option<i64>,
     calendar_version: Option<String>,
     appointment_due_at: Option<i64>,
-    verified_at: Option<i64>,
-    appraised_at: Option<i64>,
-    clock_pauses: Option<String>,
+    /// Procedure, receiving unit and the steps' boundaries.
+    #[sqlx(flatten)]
+    b: crate::steps::Boundaries,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -368,28 +362,37 @@ struct HistoryRow {
     occurred_at: i64,
 }
 
-const DOSSIER_COLUMNS: &str = "dossier_id, dossier_code, procedure_code, receiving_unit, competent_unit, channel,
-    submitted_at, received_at, due_at, decided_at, decision, completed_at, timeliness, status_code, status_at,
-    paused_working_ms, calendar_version, appointment_due_at, verified_at, appraised_at, clock_pauses";
+/// A dossier row selected `WHERE` the suffix says (by code, or by id), built once.
+fn dossier_sql(filter: &str) -> String {
+    format!(
+        "SELECT dossier_id, dossier_code, competent_unit, channel, due_at, decision, timeliness, status_code,
+                status_at, paused_working_ms, calendar_version, appointment_due_at, {}
+         FROM track_dossiers WHERE {filter}",
+        crate::steps::BOUNDARY_COLUMNS
+    )
+}
+static DOSSIER_BY_CODE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| dossier_sql("dossier_code = $1 ORDER BY received_at LIMIT 1"));
+static DOSSIER_BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| dossier_sql("dossier_id = $1"));
 
 /// `GET /dossiers/{code}` (operators): by dossier code, or by dossier id, with the full
 /// history. A dossier outside the operator's unit is "not found", like a missing one.
 async fn dossier(State(s): State<AppState>, op: Operator, Path(code): Path<String>) -> ApiResult {
-    let by_code =
-        format!("SELECT {DOSSIER_COLUMNS} FROM track_dossiers WHERE dossier_code = $1 ORDER BY received_at LIMIT 1");
-    let by_code: Option<DossierRow> = on_db!(&s.db, |p| sqlx::query_as(&by_code)
+    let by_code: Option<DossierRow> = on_db!(&s.db, |p| sqlx::query_as(DOSSIER_BY_CODE.as_str())
         .bind(&code)
         .fetch_optional(p)
         .await?);
-    let by_id = format!("SELECT {DOSSIER_COLUMNS} FROM track_dossiers WHERE dossier_id = $1");
     let row = match by_code {
         Some(r) => r,
-        None => on_db!(&s.db, |p| sqlx::query_as(&by_id).bind(&code).fetch_optional(p).await?)
-            .ok_or_else(ApiError::dossier_not_found)?,
+        None => on_db!(&s.db, |p| sqlx::query_as(DOSSIER_BY_ID.as_str())
+            .bind(&code)
+            .fetch_optional(p)
+            .await?)
+        .ok_or_else(ApiError::dossier_not_found)?,
     };
     if !op
         .scope
-        .sees_dossier(row.receiving_unit.as_deref(), row.competent_unit.as_deref())
+        .sees_dossier(row.b.receiving_unit.as_deref(), row.competent_unit.as_deref())
     {
         return Err(ApiError::dossier_not_found());
     }
@@ -405,17 +408,7 @@ async fn dossier(State(s): State<AppState>, op: Operator, Path(code): Path<Strin
     let tracked_due = row.due_at.map(|d| row.appointment_due_at.map_or(d, |a| a.max(d)));
     let overdue = is_open(row.status_code) && tracked_due.is_some_and(|d| d < now);
     let steps: Option<Vec<Value>> = s.options.steps.as_ref().map(|clock| {
-        let b = crate::steps::Boundaries {
-            procedure_code: row.procedure_code.clone(),
-            receiving_unit: row.receiving_unit.clone(),
-            submitted_at: row.submitted_at,
-            received_at: row.received_at,
-            verified_at: row.verified_at,
-            appraised_at: row.appraised_at,
-            decided_at: row.decided_at,
-            completed_at: row.completed_at,
-            clock_pauses: row.clock_pauses.clone(),
-        };
+        let b = &row.b;
         let open = is_open(row.status_code);
         let current = if open { b.current() } else { None };
         b.times(open.then_some(now), clock.as_ref())
@@ -453,25 +446,25 @@ async fn dossier(State(s): State<AppState>, op: Operator, Path(code): Path<Strin
     Ok(Json(json!({
         "dossier_id": row.dossier_id,
         "dossier_code": row.dossier_code,
-        "procedure_code": row.procedure_code,
-        "receiving_unit": row.receiving_unit,
+        "procedure_code": row.b.procedure_code,
+        "receiving_unit": row.b.receiving_unit,
         "competent_unit": row.competent_unit,
         "channel": row.channel,
         "status": status_name(row.status_code),
         "status_code": row.status_code,
         "status_at": ts(row.status_at),
         "status_at_ms": row.status_at,
-        "submitted_at": ts(row.submitted_at),
-        "submitted_at_ms": row.submitted_at,
-        "received_at": ts(row.received_at),
-        "received_at_ms": row.received_at,
+        "submitted_at": ts(row.b.submitted_at),
+        "submitted_at_ms": row.b.submitted_at,
+        "received_at": ts(row.b.received_at),
+        "received_at_ms": row.b.received_at,
         "due_at": ts(row.due_at),
         "due_at_ms": row.due_at,
-        "decided_at": ts(row.decided_at),
-        "decided_at_ms": row.decided_at,
+        "decided_at": ts(row.b.decided_at),
+        "decided_at_ms": row.b.decided_at,
         "decision": row.decision,
-        "completed_at": ts(row.completed_at),
-        "completed_at_ms": row.completed_at,
+        "completed_at": ts(row.b.completed_at),
+        "completed_at_ms": row.b.completed_at,
         "overdue": overdue,
         "timeliness": row.timeliness,
         "paused_working_ms": row.paused_working_ms,

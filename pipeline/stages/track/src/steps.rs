@@ -108,14 +108,17 @@ impl Boundaries {
         clock.budgets(procedure, self.center(), received)
     }
 
-    /// Working time of the pauses within `[from, to)`.
-    fn paused_ms(&self, from: i64, to: i64, clock: &dyn StepClock) -> i64 {
-        let periods: Vec<[i64; 2]> = self
-            .clock_pauses
+    /// The clock's pause periods, read once per question about the dossier.
+    fn pauses(&self) -> Vec<[i64; 2]> {
+        self.clock_pauses
             .as_deref()
             .and_then(|j| serde_json::from_str(j).ok())
-            .unwrap_or_default();
-        periods
+            .unwrap_or_default()
+    }
+
+    /// Working time of the pauses within `[from, to)`.
+    fn paused_ms(&self, pauses: &[[i64; 2]], from: i64, to: i64, clock: &dyn StepClock) -> i64 {
+        pauses
             .iter()
             .map(|[a, b]| (*a.max(&from), *b.min(&to)))
             .filter(|(a, b)| a < b)
@@ -135,22 +138,33 @@ impl Boundaries {
     /// Working time spent in a step: to its end, or to `now_ms` while it runs (`None`
     /// for a dossier that is no longer open: an unended step did not run to now).
     pub fn working_ms(&self, step: Step, now_ms: Option<i64>, clock: &dyn StepClock) -> Option<i64> {
+        self.working_ms_with(&self.pauses(), step, now_ms, clock)
+    }
+
+    fn working_ms_with(
+        &self,
+        pauses: &[[i64; 2]],
+        step: Step,
+        now_ms: Option<i64>,
+        clock: &dyn StepClock,
+    ) -> Option<i64> {
         let (Some(from), end) = self.span(step) else {
             return None;
         };
         let to = end.or(now_ms)?;
         let worked = clock.working_ms_between(self.center(), from, to)?;
-        Some((worked - self.paused_ms(from, to, clock)).max(0))
+        Some((worked - self.paused_ms(pauses, from, to, clock)).max(0))
     }
 
     /// Every step with its time and budget (`now_ms`: see [`Boundaries::working_ms`]).
     pub fn times(&self, now_ms: Option<i64>, clock: &dyn StepClock) -> Vec<StepTime> {
         let budgets = self.budgets(clock);
+        let pauses = self.pauses();
         Step::ALL
             .into_iter()
             .map(|step| {
                 let (started_at_ms, ended_at_ms) = self.span(step);
-                let working_ms = self.working_ms(step, now_ms, clock);
+                let working_ms = self.working_ms_with(&pauses, step, now_ms, clock);
                 let budget_ms = budgets.map(|b| b[step.index()]);
                 StepTime {
                     step: step.as_str(),
