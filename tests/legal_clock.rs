@@ -1,8 +1,9 @@
 //! The legal clock over the real pipeline (every stage, one real broker, one real
 //! PostgreSQL, registries simulated over HTTP): verify asks for a supplement when the
-//! population registry contradicts the applicant; the citizen's supplement resumes the
-//! dossier under the same code, verify checks it again, and its due time moves by
-//! exactly the paused working time, recomputable from the routed event alone.
+//! population registry contradicts the applicant, or the back office asks for papers of
+//! a routed dossier; the citizen's supplement resumes the dossier at the step that asked
+//! under the same code, and its due time moves by exactly the paused working time,
+//! recomputable from the routed event alone.
 
 mod support;
 
@@ -10,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use motcua_kafka::{EmbeddedBroker, KafkaConfig};
 use motcua_reference::Reference;
 use motcua_registries::audit::TracingAudit;
 use motcua_registries::http::{HttpConfig, HttpRegistries};
@@ -24,85 +26,144 @@ use support::*;
 
 const DAY: i64 = 86_400_000;
 
+/// Every stage of the pipeline, the back-office simulator and the gateway simulator on
+/// one in-process cluster and one PostgreSQL.
+struct Pipeline {
+    kafka: KafkaConfig,
+    r: Arc<Reference>,
+    world: World,
+    tables: motcua_routing::RoutingTables,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<motcua_runtime::Result<motcua_runtime::RunSummary>>>,
+    gateway_task: tokio::task::JoinHandle<Result<Arc<gateway_sim::GatewayStats>, rdkafka::error::KafkaError>>,
+    _broker: EmbeddedBroker,
+    _registries: tokio::task::JoinHandle<()>,
+}
+
+impl Pipeline {
+    async fn start(office: motcua_simulators::backoffice::BackOfficeConfig) -> Self {
+        let (broker, kafka) = mock_cluster(2);
+        let db = motcua_store::testing::scratch_postgres_url().await;
+        let store = Store::connect(&db).await.expect("store");
+        let r = Arc::new(Reference::embedded().expect("reference"));
+        let codec = Codec::embedded().expect("codec");
+        let world = World::for_province(&r.units, "22", 7, 100_000).expect("world");
+        let (registry_url, registries) = sim::spawn(world.clone(), Faults::default())
+            .await
+            .expect("registry simulator");
+        let (stop, shutdown) = Shutdown::channel();
+        let rt = |name: &str| {
+            let mut c = RuntimeConfig::new(kafka.clone());
+            c.instance_id = name.to_owned();
+            c
+        };
+        let mut tasks = Vec::new();
+        macro_rules! stage {
+            ($stage:expr) => {
+                tasks.push(tokio::spawn(motcua_runtime::run(
+                    Arc::new($stage),
+                    codec.clone(),
+                    rt("legal-clock"),
+                    shutdown.clone(),
+                )));
+            };
+        }
+        stage!(motcua_intake::Intake::new(r.clone(), store.clone(), codec.clone()));
+        let http = HttpRegistries::new(
+            HttpConfig {
+                base_url: registry_url,
+                ..HttpConfig::default()
+            },
+            Arc::new(TracingAudit),
+        )
+        .expect("registries");
+        stage!(motcua_verify::Verify::new(
+            http,
+            r.clone(),
+            store.clone(),
+            codec.clone(),
+            "verify/legal-clock".into(),
+            Default::default()
+        ));
+        stage!(motcua_payment::Payment::new(
+            store.clone(),
+            codec.clone(),
+            motcua_payment::FeeSchedule::embedded().expect("fees")
+        ));
+        stage!(
+            motcua_route::Route::new(r.clone(), Default::default(), store.clone(), codec.clone())
+                .await
+                .expect("route")
+        );
+        stage!(motcua_simulators::backoffice::BackOffice::new(office));
+        stage!(motcua_result::ResultStage::new(
+            motcua_result::Signer25519::insecure_demo("legal-clock"),
+            store.clone()
+        ));
+        let gateway = GatewaySimConfig {
+            min_delay_ms: 5,
+            max_delay_ms: 30,
+            // Every bill paid: these tests are about the clock, not failed payments.
+            failure_rate: 0.0,
+            ..GatewaySimConfig::default()
+        };
+        let gateway_task = tokio::spawn(gateway_sim::run(
+            kafka.clone(),
+            codec.clone(),
+            gateway,
+            shutdown.clone(),
+        ));
+        Self {
+            tables: motcua_routing::RoutingTables::embedded(&r).expect("tables"),
+            kafka,
+            r,
+            world,
+            stop,
+            tasks,
+            gateway_task,
+            _broker: broker,
+            _registries: registries,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            t.await.expect("join").expect("stage stopped cleanly");
+        }
+        self.gateway_task.await.expect("join").expect("gateway");
+    }
+}
+
+/// The citizen's answer to a request, `after` it (no papers: the request was about the
+/// name, or the papers are described by the portal elsewhere).
+fn answer(req: &motcua_schemas::DossierStatusChanged, after: i64, full_name: Option<String>) -> DossierSupplemented {
+    let at = req.occurred_at + after;
+    DossierSupplemented {
+        event_id: format!("supplement-{}", req.event_id),
+        dossier_id: req.dossier_id.clone(),
+        dossier_code: req.dossier_code.clone(),
+        portal: "dvc-test".into(),
+        documents: vec![],
+        form_fields: Default::default(),
+        land_parcels: None,
+        residence_unit_code: None,
+        full_name,
+        date_of_birth: None,
+        supplemented_at: at,
+        published_at: at,
+        traceparent: None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_supplement_resumes_verification_keeps_the_code_and_moves_the_due_time_by_the_pause() {
-    let (_broker, kafka) = mock_cluster(2);
-    let db = motcua_store::testing::scratch_postgres_url().await;
-    let store = Store::connect(&db).await.expect("store");
-    let r = Arc::new(Reference::embedded().expect("reference"));
-    let codec = Codec::embedded().expect("codec");
-    let world = World::for_province(&r.units, "22", 7, 100_000).expect("world");
-    let (registry_url, _sim) = sim::spawn(world.clone(), Faults::default())
-        .await
-        .expect("registry simulator");
-    let (stop, shutdown) = Shutdown::channel();
-    let rt = |name: &str| {
-        let mut c = RuntimeConfig::new(kafka.clone());
-        c.instance_id = name.to_owned();
-        c
-    };
-    let mut tasks = Vec::new();
-    macro_rules! stage {
-        ($stage:expr) => {
-            tasks.push(tokio::spawn(motcua_runtime::run(
-                Arc::new($stage),
-                codec.clone(),
-                rt("legal-clock"),
-                shutdown.clone(),
-            )));
-        };
-    }
-    stage!(motcua_intake::Intake::new(r.clone(), store.clone(), codec.clone()));
-    let http = HttpRegistries::new(
-        HttpConfig {
-            base_url: registry_url,
-            ..HttpConfig::default()
-        },
-        Arc::new(TracingAudit),
-    )
-    .expect("registries");
-    stage!(motcua_verify::Verify::new(
-        http,
-        r.clone(),
-        store.clone(),
-        codec.clone(),
-        "verify/legal-clock".into(),
-        Default::default()
-    ));
-    stage!(motcua_payment::Payment::new(
-        store.clone(),
-        codec.clone(),
-        motcua_payment::FeeSchedule::embedded().expect("fees")
-    ));
-    stage!(motcua_route::Route::new(r.clone(), Default::default(), store.clone())
-        .await
-        .expect("route"));
-    let tables = motcua_routing::RoutingTables::embedded(&r).expect("tables");
-    stage!(motcua_simulators::backoffice::BackOffice::new(
-        tables.clone(),
-        Default::default()
-    ));
-    stage!(motcua_result::ResultStage::new(
-        motcua_result::Signer25519::insecure_demo("legal-clock"),
-        store.clone()
-    ));
-    let gateway = GatewaySimConfig {
-        min_delay_ms: 5,
-        max_delay_ms: 30,
-        // Every bill paid: this test is about the clock, not failed payments.
-        failure_rate: 0.0,
-        ..GatewaySimConfig::default()
-    };
-    let gateway_task = tokio::spawn(gateway_sim::run(
-        kafka.clone(),
-        codec.clone(),
-        gateway,
-        shutdown.clone(),
-    ));
-    let collector = Collector::start(&kafka, &[Topic::Status, Topic::Routed, Topic::Completed]);
+    let p = Pipeline::start(Default::default()).await;
+    let (kafka, r, world, tables) = (&p.kafka, &p.r, &p.world, &p.tables);
+    let collector = Collector::start(kafka, &[Topic::Status, Topic::Routed, Topic::Completed]);
 
     // Citizens whose name the population registry contradicts (a typo on the form).
-    let mut g = Generator::new(&r, "22", 8).expect("province").with_world(&world);
+    let mut g = Generator::new(r, "22", 8).expect("province").with_world(world);
     let mut right_names = HashMap::new();
     let mut submissions = Vec::new();
     while submissions.len() < 4 {
@@ -118,7 +179,7 @@ async fn a_supplement_resumes_verification_keeps_the_code_and_moves_the_due_time
         s.dossier.applicant.full_name = "Trần Thị Gõ Nhầm".to_owned();
         submissions.push(s);
     }
-    publish(&kafka, &submissions).await;
+    publish(kafka, &submissions).await;
     let ids: HashSet<String> = right_names.keys().cloned().collect();
     let asked = |seen: &[Read]| -> HashMap<String, motcua_schemas::DossierStatusChanged> {
         seen.iter()
@@ -143,26 +204,9 @@ async fn a_supplement_resumes_verification_keeps_the_code_and_moves_the_due_time
     // Two weeks later (the portal's clock), each citizen corrects the name.
     let supplements: Vec<DossierSupplemented> = requests
         .values()
-        .map(|req| {
-            let at = req.occurred_at + 14 * DAY;
-            DossierSupplemented {
-                event_id: format!("supplement-{}", req.dossier_id),
-                dossier_id: req.dossier_id.clone(),
-                dossier_code: req.dossier_code.clone(),
-                portal: "dvc-test".into(),
-                documents: vec![],
-                form_fields: Default::default(),
-                land_parcels: None,
-                residence_unit_code: None,
-                full_name: Some(right_names[&req.dossier_id].clone()),
-                date_of_birth: None,
-                supplemented_at: at,
-                published_at: at,
-                traceparent: None,
-            }
-        })
+        .map(|req| answer(req, 14 * DAY, Some(right_names[&req.dossier_id].clone())))
         .collect();
-    publish(&kafka, &supplements).await;
+    publish(kafka, &supplements).await;
     let completed = |seen: &[Read]| {
         seen.iter()
             .filter_map(|r| match &r.event {
@@ -235,9 +279,187 @@ async fn a_supplement_resumes_verification_keeps_the_code_and_moves_the_due_time
         });
         assert!(resumed, "intake announced the resumption of {id}");
     }
-    let _ = stop.send(true);
-    for t in tasks {
-        t.await.expect("join").expect("stage stopped cleanly");
+    p.stop().await;
+}
+
+/// The back office asks for papers of every routed dossier: intake records each request
+/// and announces it; the citizen's supplement three days later sends the dossier back to
+/// the back office as a new routed message with the pause and the due time moved by
+/// exactly its working time; the officers then decide it, and its result goes out under
+/// the same code. A request for a dossier nobody routed is dead-lettered with its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_back_office_s_request_for_papers_pauses_the_clock_until_the_supplement_sends_the_dossier_back() {
+    let p = Pipeline::start(motcua_simulators::backoffice::BackOfficeConfig {
+        supplement_rate: 1.0,
+        reappoint_rate: 0.0,
+        ..Default::default()
+    })
+    .await;
+    let (kafka, r, world, tables) = (&p.kafka, &p.r, &p.world, &p.tables);
+    let collector = Collector::start(
+        kafka,
+        &[
+            Topic::Status,
+            Topic::Routed,
+            Topic::Completed,
+            Topic::SupplementRequested,
+            Topic::DeadLetter,
+        ],
+    );
+    let mut g = Generator::new(r, "22", 9).expect("province").with_world(world);
+    let submissions: Vec<_> = (0..4).map(|_| g.valid(NOW)).collect();
+    let ids: HashSet<String> = submissions.iter().map(|s| s.dossier.dossier_id.clone()).collect();
+    publish(kafka, &submissions).await;
+    // A request for a dossier the pipeline never routed.
+    publish(
+        kafka,
+        &[motcua_schemas::DossierSupplementRequested {
+            event_id: "request-for-nobody".into(),
+            dossier_id: "nobody".into(),
+            dossier_code: "H22.06652-251125-9999".into(),
+            competent_unit_code: "06652".into(),
+            reasons: vec![motcua_schemas::Reason {
+                code: "DOCUMENT_ILLEGIBLE".into(),
+                message: "Bản sao không rõ".into(),
+            }],
+            requested_by: "06652/D1".into(),
+            requested_at: NOW,
+            traceparent: None,
+        }],
+    )
+    .await;
+
+    // Verify and payment may stop or escalate a dossier; follow the ones the back office got.
+    let first_routed = |seen: &[Read]| -> HashMap<String, motcua_schemas::DossierRouted> {
+        let mut out = HashMap::new();
+        for x in seen {
+            if let Some(AnyEvent::Routed(e)) = &x.event {
+                if ids.contains(&e.dossier.dossier_id) && e.clock_pauses.is_empty() {
+                    out.entry(e.dossier.dossier_id.clone()).or_insert_with(|| e.clone());
+                }
+            }
+        }
+        out
+    };
+    let announced = |seen: &[Read]| -> HashMap<String, motcua_schemas::DossierStatusChanged> {
+        seen.iter()
+            .filter_map(|x| match &x.event {
+                Some(AnyEvent::Status(s))
+                    if s.stage == "intake" && s.status == DossierStatus::SupplementRequested && s.due_at.is_some() =>
+                {
+                    Some((s.dossier_id.clone(), s.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let refused = |seen: &[Read]| {
+        seen.iter().any(|x| {
+            matches!(&x.event, Some(AnyEvent::DeadLetter(d))
+                if d.stage == "intake" && d.reason_code == "SUPPLEMENT_REQUEST_UNKNOWN_DOSSIER")
+        })
+    };
+    let all_asked = collector
+        .wait_for(Duration::from_secs(90), |s| {
+            let routed = first_routed(s);
+            !routed.is_empty() && announced(s).len() == routed.len() && refused(s)
+        })
+        .await;
+    let seen = collector.snapshot();
+    let routed = first_routed(&seen);
+    assert!(
+        all_asked,
+        "{} routed, {} requests announced, unknown refused: {}",
+        routed.len(),
+        announced(&seen).len(),
+        refused(&seen)
+    );
+    assert!(
+        routed.len() >= 2,
+        "most dossiers reach the back office: {}",
+        routed.len()
+    );
+    let requests = announced(&seen);
+    // Nothing is decided while the papers are missing.
+    assert!(
+        !seen
+            .iter()
+            .any(|x| matches!(&x.event, Some(AnyEvent::Completed(c)) if ids.contains(&c.dossier_id))),
+        "a dossier waiting for papers was decided"
+    );
+
+    // Three days later (the portal's clock) each citizen brings the papers.
+    let supplements: Vec<DossierSupplemented> = requests.values().map(|req| answer(req, 3 * DAY, None)).collect();
+    publish(kafka, &supplements).await;
+    let completed = |seen: &[Read]| {
+        seen.iter()
+            .filter_map(|x| match &x.event {
+                Some(AnyEvent::Completed(c)) if routed.contains_key(&c.dossier_id) => {
+                    Some((c.dossier_id.clone(), c.clone()))
+                }
+                _ => None,
+            })
+            .collect::<HashMap<_, _>>()
+    };
+    let done = collector
+        .wait_for(Duration::from_secs(90), |s| completed(s).len() == routed.len())
+        .await;
+    let seen = collector.snapshot();
+    assert!(
+        done,
+        "{} of {} dossiers completed",
+        completed(&seen).len(),
+        routed.len()
+    );
+
+    let calendar = tables.calendar();
+    for (id, c) in completed(&seen) {
+        let (first, req) = (&routed[&id], &requests[&id]);
+        let back = seen
+            .iter()
+            .find_map(|x| match &x.event {
+                Some(AnyEvent::Routed(e)) if e.dossier.dossier_id == id && !e.clock_pauses.is_empty() => {
+                    Some(e.clone())
+                }
+                _ => None,
+            })
+            .expect("sent back to the back office");
+        assert_eq!(
+            (&back.dossier_code, &c.dossier_code),
+            (&first.dossier_code, &first.dossier_code),
+            "the same code"
+        );
+        assert_eq!(back.received_at, first.received_at);
+        let [pause] = &back.clock_pauses[..] else {
+            panic!("one pause: {:?}", back.clock_pauses)
+        };
+        assert_eq!(
+            (pause.step.as_str(), pause.from_at, pause.to_at),
+            ("backoffice", req.occurred_at, req.occurred_at + 3 * DAY)
+        );
+        let paused = calendar.working_ms_between(pause.from_at, pause.to_at).expect("span");
+        assert!(
+            paused >= 8 * 3_600_000,
+            "three days hold at least a working day: {paused}"
+        );
+        assert_eq!(pause.paused_working_ms, paused);
+        // The new due time: the first one moved by exactly the paused working time.
+        assert_eq!(
+            calendar.working_ms_between(first.due_at, back.due_at).expect("span"),
+            paused
+        );
+        assert_eq!(
+            back.due_at,
+            calendar
+                .extend_for_suspension(first.due_at, pause.from_at, pause.to_at)
+                .expect("moved")
+        );
+        assert_eq!(req.due_at, Some(first.due_at), "asked against the first due time");
+        assert_eq!(c.due_at, back.due_at, "judged against the moved due time");
+        let asked = seen.iter().any(|x| {
+            matches!(&x.event, Some(AnyEvent::SupplementRequested(q)) if q.dossier_id == id && req.causation_id.as_deref() == Some(q.event_id.as_str()))
+        });
+        assert!(asked, "the status names the back office's request as its cause");
     }
-    gateway_task.await.expect("join").expect("gateway");
+    p.stop().await;
 }

@@ -70,7 +70,8 @@ async fn routed_dossiers_are_decided_and_their_results_arrive_signed() {
     let err = String::from_utf8_lossy(&unpublished.stderr);
     assert!(!unpublished.status.success() && err.contains("is not in"), "{err}");
 
-    let mut office = spawn(&["backoffice-sim", "--late-rate", "0.3"]);
+    // No requests for papers: nothing here (no intake) would send those dossiers back.
+    let mut office = spawn(&["backoffice-sim", "--late-rate", "0.3", "--supplement-rate", "0"]);
     let mut result = spawn(&["run", "result"]);
     let collector = Collector::start(&kafka, &[Topic::Completed]);
 

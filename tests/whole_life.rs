@@ -95,14 +95,13 @@ async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_
         "payment"
     );
     stage!(
-        motcua_route::Route::new(r.clone(), Default::default(), store.clone())
+        motcua_route::Route::new(r.clone(), Default::default(), store.clone(), codec.clone())
             .await
             .expect("route"),
         "route"
     );
-    let tables = motcua_routing::RoutingTables::embedded(&r).expect("tables");
     stage!(
-        motcua_simulators::backoffice::BackOffice::new(tables, Default::default()),
+        motcua_simulators::backoffice::BackOffice::new(Default::default()),
         "backoffice"
     );
     stage!(

@@ -15,19 +15,20 @@ kafka_acls=${KAFKA_ACLS:-kafka-acls.sh}
 
 #            stage       reads                                   writes
 stages=(
-  "intake     dossier.submitted,dossier.supplemented,dossier.withdrawn dossier.accepted"
+  "intake     dossier.submitted,dossier.supplemented,dossier.withdrawn,dossier.supplement-requested dossier.accepted"
   "verify     dossier.accepted                        dossier.verified"
   "payment    dossier.verified,payment.confirmed      payment.requested,dossier.paid"
   "route      dossier.paid                            dossier.routed"
   "result     dossier.decided                         dossier.completed"
-  "track      dossier.submitted,dossier.accepted,dossier.verified,payment.requested,payment.confirmed,dossier.paid,dossier.routed,dossier.decided,dossier.completed,dossier.status,dossier.dlq,dossier.supplemented,dossier.withdrawn,dossier.reappointed -"
+  "track      dossier.submitted,dossier.accepted,dossier.verified,payment.requested,payment.confirmed,dossier.paid,dossier.routed,dossier.decided,dossier.completed,dossier.status,dossier.dlq,dossier.supplemented,dossier.withdrawn,dossier.reappointed,dossier.supplement-requested -"
 )
 # Outside systems: the portals publish submissions, the payment gateway confirmations,
-# the back office decisions; they read the statuses of their dossiers.
+# the back office decisions, new appointments and requests for papers; the portals read
+# the statuses of their dossiers.
 outside=(
   "portal     dossier.status                          dossier.submitted,dossier.supplemented,dossier.withdrawn"
   "gateway    payment.requested                       payment.confirmed"
-  "backoffice dossier.routed                          dossier.decided,dossier.reappointed"
+  "backoffice dossier.routed                          dossier.decided,dossier.reappointed,dossier.supplement-requested"
 )
 
 run() {

@@ -43,6 +43,7 @@ pub(crate) fn event_json(e: &AnyEvent) -> Value {
         AnyEvent::Supplemented(e) => serde_json::to_value(e),
         AnyEvent::Withdrawn(e) => serde_json::to_value(e),
         AnyEvent::Reappointed(e) => serde_json::to_value(e),
+        AnyEvent::SupplementRequested(e) => serde_json::to_value(e),
     };
     // Our events are plain structs with string-keyed maps: serializing cannot fail.
     v.unwrap_or(Value::Null)

@@ -705,6 +705,20 @@ pub struct DossierReappointed {
     pub traceparent: Option<String>,
 }
 
+/// The back office asks the citizen for papers of a routed dossier; intake records the
+/// wait and announces it (the back office does not change statuses itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DossierSupplementRequested {
+    pub event_id: String,
+    pub dossier_id: String,
+    pub dossier_code: String,
+    pub competent_unit_code: String,
+    pub reasons: Vec<Reason>,
+    pub requested_by: String,
+    pub requested_at: TimestampMillis,
+    pub traceparent: Option<String>,
+}
+
 /// An event type bound to its topic. The key of every message is the dossier id
 /// (the bill reference on `payment.confirmed`, which the gateway knows), so all events
 /// of one dossier stay ordered on one partition.
@@ -743,6 +757,8 @@ event!(DeadLetter, Topic::DeadLetter, |s| &s.event_id);
 event!(DossierSupplemented, Topic::Supplemented, |s| &s.dossier_id);
 event!(DossierWithdrawn, Topic::Withdrawn, |s| &s.dossier_id);
 event!(DossierReappointed, Topic::Reappointed, |s| &s.dossier_id);
+event!(DossierSupplementRequested, Topic::SupplementRequested, |s| &s
+    .dossier_id);
 
 /// Avro `bytes` must reach the serializer as bytes, not as a sequence of integers.
 mod avro_bytes {
@@ -837,6 +853,7 @@ pub enum AnyEvent {
     Supplemented(DossierSupplemented),
     Withdrawn(DossierWithdrawn),
     Reappointed(DossierReappointed),
+    SupplementRequested(DossierSupplementRequested),
 }
 
 macro_rules! any_event {
@@ -880,4 +897,5 @@ any_event!(
     Supplemented(DossierSupplemented),
     Withdrawn(DossierWithdrawn),
     Reappointed(DossierReappointed),
+    SupplementRequested(DossierSupplementRequested),
 );

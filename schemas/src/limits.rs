@@ -549,6 +549,19 @@ impl Validate for DossierReappointed {
     }
 }
 
+impl Validate for DossierSupplementRequested {
+    fn validate(&self, c: &mut Checker<'_>) {
+        c.id("event_id", &self.event_id);
+        c.id("dossier_id", &self.dossier_id);
+        c.id("dossier_code", &self.dossier_code);
+        c.code("competent_unit_code", &self.competent_unit_code);
+        c.reasons("reasons", &self.reasons);
+        c.id("requested_by", &self.requested_by);
+        c.at("requested_at", self.requested_at);
+        c.opt_id("traceparent", self.traceparent.as_deref());
+    }
+}
+
 impl Validate for DeadLetter {
     fn validate(&self, c: &mut Checker<'_>) {
         c.id("event_id", &self.event_id);
@@ -575,6 +588,7 @@ impl Validate for AnyEvent {
             AnyEvent::Supplemented(e) => e.validate(c),
             AnyEvent::Withdrawn(e) => e.validate(c),
             AnyEvent::Reappointed(e) => e.validate(c),
+            AnyEvent::SupplementRequested(e) => e.validate(c),
         }
     }
 }

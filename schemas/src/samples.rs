@@ -296,6 +296,20 @@ pub fn events() -> Vec<AnyEvent> {
         issued_at: 1_764_036_000_000 + 9 * 86_400_000,
         traceparent: None,
     };
+    // The land office's officer asks for a clearer copy of the land-use certificate.
+    let supplement_requested = DossierSupplementRequested {
+        event_id: "9e3b6f40-1c7d-4f5b-a08e-4d5e6f708192".to_owned(),
+        dossier_id: d.dossier_id.clone(),
+        dossier_code: code.clone(),
+        competent_unit_code: "06652".to_owned(),
+        reasons: vec![Reason {
+            code: "DOCUMENT_ILLEGIBLE".to_owned(),
+            message: "Bản sao giấy chứng nhận không rõ; đề nghị nộp bản rõ nét".to_owned(),
+        }],
+        requested_by: "officer-0417".to_owned(),
+        requested_at: 1_764_036_000_000 + 2 * 86_400_000,
+        traceparent: None,
+    };
     vec![
         submitted.into(),
         accepted.into(),
@@ -311,6 +325,7 @@ pub fn events() -> Vec<AnyEvent> {
         supplemented.into(),
         withdrawn.into(),
         reappointed.into(),
+        supplement_requested.into(),
     ]
 }
 

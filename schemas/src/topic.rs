@@ -19,10 +19,11 @@ pub enum Topic {
     Supplemented,
     Withdrawn,
     Reappointed,
+    SupplementRequested,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 14] = [
+    pub const ALL: [Topic; 15] = [
         Topic::Submitted,
         Topic::Accepted,
         Topic::Verified,
@@ -37,6 +38,7 @@ impl Topic {
         Topic::Supplemented,
         Topic::Withdrawn,
         Topic::Reappointed,
+        Topic::SupplementRequested,
     ];
 
     /// The default topic name (deployments may add a prefix, see the Kafka config).
@@ -56,6 +58,7 @@ impl Topic {
             Topic::Supplemented => "dossier.supplemented",
             Topic::Withdrawn => "dossier.withdrawn",
             Topic::Reappointed => "dossier.reappointed",
+            Topic::SupplementRequested => "dossier.supplement-requested",
         }
     }
 
@@ -70,7 +73,7 @@ impl Topic {
             Topic::PaymentRequested | Topic::Paid => PAYMENT,
             Topic::PaymentConfirmed => GATEWAY,
             Topic::Routed => ROUTE,
-            Topic::Decided | Topic::Reappointed => BACKOFFICE,
+            Topic::Decided | Topic::Reappointed | Topic::SupplementRequested => BACKOFFICE,
             Topic::Completed => RESULT,
             Topic::Status | Topic::DeadLetter => return None,
         })
@@ -88,9 +91,9 @@ impl Topic {
             Topic::PaymentRequested | Topic::Paid => &[PAYMENT],
             Topic::PaymentConfirmed => &[GATEWAY],
             Topic::Routed => &[ROUTE],
-            Topic::Decided | Topic::Reappointed => &[BACKOFFICE],
+            Topic::Decided | Topic::Reappointed | Topic::SupplementRequested => &[BACKOFFICE],
             Topic::Completed => &[RESULT],
-            Topic::Status => &[INTAKE, VERIFY, PAYMENT, ROUTE, BACKOFFICE, RESULT, TRACK],
+            Topic::Status => &[INTAKE, VERIFY, PAYMENT, ROUTE, RESULT, TRACK],
             Topic::DeadLetter => &[INTAKE, VERIFY, PAYMENT, ROUTE, RESULT, TRACK],
         }
     }
@@ -101,7 +104,7 @@ impl Topic {
     pub const fn readers(self) -> &'static [&'static str] {
         use crate::component::*;
         match self {
-            Topic::Submitted | Topic::Supplemented | Topic::Withdrawn => &[INTAKE, TRACK],
+            Topic::Submitted | Topic::Supplemented | Topic::Withdrawn | Topic::SupplementRequested => &[INTAKE, TRACK],
             Topic::Accepted => &[VERIFY, TRACK],
             Topic::Verified | Topic::PaymentConfirmed => &[PAYMENT, TRACK],
             Topic::PaymentRequested => &[GATEWAY, TRACK],
@@ -129,7 +132,8 @@ impl Topic {
             | Topic::Status
             | Topic::Supplemented
             | Topic::Withdrawn
-            | Topic::Reappointed => Some("dossier_id"),
+            | Topic::Reappointed
+            | Topic::SupplementRequested => Some("dossier_id"),
             Topic::PaymentConfirmed => Some("bill_reference"),
             Topic::DeadLetter => None,
         }

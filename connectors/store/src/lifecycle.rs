@@ -150,6 +150,11 @@ const INSERT_WAIT: &str = "INSERT INTO supplement_waits
 const INSERT_CLOSURE: &str = "INSERT INTO dossier_closures (dossier_id, kind, event_id, closed_at_ms)
     VALUES ($1, $2, $3, $4) ON CONFLICT (dossier_id) DO NOTHING";
 
+/// A closed dossier's desk load is freed; its routed message (personal data) is not
+/// needed any more.
+const CLOSE_ASSIGNMENT: &str =
+    "UPDATE routing_assignments SET closed = TRUE, routed_payload = NULL WHERE dossier_id = $1";
+
 const SELECT_CLOSURE: &str =
     "SELECT dossier_id, kind, event_id, closed_at_ms FROM dossier_closures WHERE dossier_id = $1";
 
@@ -348,13 +353,20 @@ impl Store {
                 .collect();
             for w in &rows {
                 let at = w.stop_at_ms.unwrap_or(now_ms);
-                sqlx::query(INSERT_CLOSURE)
+                let closed = sqlx::query(INSERT_CLOSURE)
                     .bind(&w.request.dossier_id)
                     .bind(ClosureKind::Stopped.as_str())
                     .bind(stop_event_id(&w.request))
                     .bind(at)
                     .execute(&mut *tx)
                     .await?;
+                if closed.rows_affected() == 1 {
+                    // A dossier the back office was waiting on frees its desk.
+                    sqlx::query(CLOSE_ASSIGNMENT)
+                        .bind(&w.request.dossier_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 sqlx::query("UPDATE supplement_waits SET state = 'stopped' WHERE request_event_id = $1")
                     .bind(&w.request.request_event_id)
                     .execute(&mut *tx)
@@ -382,7 +394,8 @@ impl Store {
     }
 
     /// Closes a dossier unless it is closed already; returns its closure (this one, or
-    /// the earlier one). A withdrawal also ends the dossier's wait and frees its desk.
+    /// the earlier one). A withdrawal or decision also ends the dossier's open wait, and
+    /// every closure frees its desk.
     pub async fn close_dossier(
         &self,
         dossier_id: &str,
@@ -399,20 +412,22 @@ impl Store {
                 .bind(at_ms)
                 .execute(&mut *tx)
                 .await?;
-            if done.rows_affected() == 1 && kind == ClosureKind::Withdrawn {
-                sqlx::query(
-                    "UPDATE supplement_waits SET state = 'withdrawn' WHERE dossier_id = $1 AND state = 'waiting'",
-                )
-                .bind(dossier_id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            if done.rows_affected() == 1 {
-                // The desk's load counts open dossiers only.
-                sqlx::query("UPDATE routing_assignments SET closed = TRUE WHERE dossier_id = $1")
+            // A wait still open ends with the dossier: withdrawn with it, or replaced by a
+            // decision the back office made without the papers (never stopped later).
+            let ended_wait = match kind {
+                ClosureKind::Withdrawn => Some("withdrawn"),
+                ClosureKind::Decided => Some("superseded"),
+                ClosureKind::Stopped => None,
+            };
+            if let (1, Some(state)) = (done.rows_affected(), ended_wait) {
+                sqlx::query("UPDATE supplement_waits SET state = $2 WHERE dossier_id = $1 AND state = 'waiting'")
                     .bind(dossier_id)
+                    .bind(state)
                     .execute(&mut *tx)
                     .await?;
+            }
+            if done.rows_affected() == 1 {
+                sqlx::query(CLOSE_ASSIGNMENT).bind(dossier_id).execute(&mut *tx).await?;
             }
             let stored = sqlx::query(SELECT_CLOSURE).bind(dossier_id).fetch_one(&mut *tx).await?;
             tx.commit().await?;

@@ -17,6 +17,10 @@ pub struct Assignment {
     pub calendar_version: Option<String>,
     /// The clock's pauses `due_at_ms` was moved by, as JSON (the route stage's form).
     pub clock_pauses: String,
+    /// The routed message (framed) sent with this assignment, stored with it for the back
+    /// office's supplement requests ([`Store::routed_of`]); `assign` does not read it back
+    /// (`None` in what it returns).
+    pub routed: Option<Vec<u8>>,
 }
 
 impl Store {
@@ -32,8 +36,8 @@ impl Store {
                 let mut inserted = Vec::with_capacity(rows.len());
                 for a in rows {
                     let done = sqlx::query(
-                        "INSERT INTO routing_assignments (dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms, calendar_version, clock_pauses)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (dossier_id) DO NOTHING",
+                        "INSERT INTO routing_assignments (dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms, calendar_version, clock_pauses, routed_payload)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (dossier_id) DO NOTHING",
                     )
                     .bind(&a.dossier_id)
                     .bind(&a.authority_code)
@@ -43,6 +47,7 @@ impl Store {
                     .bind(a.routed_at_ms)
                     .bind(&a.calendar_version)
                     .bind(&a.clock_pauses)
+                    .bind(&a.routed)
                     .execute(&mut *tx)
                     .await?;
                     inserted.push(done.rows_affected() == 1);
@@ -66,8 +71,8 @@ impl Store {
                 let mut stored = Vec::with_capacity(rows.len());
                 for a in rows {
                     let done = sqlx::query(
-                        "INSERT INTO routing_assignments (dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms, calendar_version, clock_pauses)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (dossier_id) DO NOTHING",
+                        "INSERT INTO routing_assignments (dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms, calendar_version, clock_pauses, routed_payload)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (dossier_id) DO NOTHING",
                     )
                     .bind(&a.dossier_id)
                     .bind(&a.authority_code)
@@ -77,6 +82,7 @@ impl Store {
                     .bind(a.routed_at_ms)
                     .bind(&a.calendar_version)
                     .bind(&a.clock_pauses)
+                    .bind(&a.routed)
                     .execute(&mut *tx)
                     .await?;
                     let r = sqlx::query(
@@ -92,6 +98,28 @@ impl Store {
                 Ok(stored)
             }
         }
+    }
+
+    /// The routed message of an open dossier (as first sent, or as last sent back after a
+    /// supplement): `None` for a dossier never routed, closed, or routed before it was
+    /// kept.
+    pub async fn routed_of(&self, dossier_id: &str) -> Result<Option<Vec<u8>>> {
+        let sql = "SELECT routed_payload FROM routing_assignments WHERE dossier_id = $1 AND closed = FALSE";
+        both!(self, |pool| Ok(sqlx::query(sql)
+            .bind(dossier_id)
+            .fetch_optional(pool)
+            .await?
+            .and_then(|r| r.get::<Option<Vec<u8>>, _>(0))))
+    }
+
+    /// The routed message a supplement sent the dossier back to the back office with (a
+    /// later request of the back office resumes from it).
+    pub async fn resend_routed(&self, dossier_id: &str, routed: &[u8]) -> Result<()> {
+        let sql = "UPDATE routing_assignments SET routed_payload = $2 WHERE dossier_id = $1 AND closed = FALSE";
+        both!(self, |pool| {
+            sqlx::query(sql).bind(dossier_id).bind(routed).execute(pool).await?;
+            Ok(())
+        })
     }
 
     /// Open assignments per (authority, desk).
@@ -124,6 +152,7 @@ where
         routed_at_ms: r.get("routed_at_ms"),
         calendar_version: r.get("calendar_version"),
         clock_pauses: r.get("clock_pauses"),
+        routed: None,
     }
 }
 

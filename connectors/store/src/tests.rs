@@ -540,6 +540,89 @@ async fn postgres_unanswered_waits_stop_once_and_the_first_end_wins() {
     unanswered_waits_stop_once_and_the_first_end_wins(postgres().await).await;
 }
 
+/// A routed dossier keeps its routed message while open; a stop, a withdrawal or a
+/// decision closes its assignment (the desk is free), clears the message, and a decision
+/// ends a wait still open so no stop follows it.
+async fn the_routed_message_is_kept_while_open_and_every_end_frees_the_desk(store: Store) {
+    let assignment = |id: &str| Assignment {
+        dossier_id: id.to_owned(),
+        authority_code: "06652".into(),
+        desk_code: "D1".into(),
+        transferred: false,
+        due_at_ms: 10_000,
+        routed_at_ms: 50,
+        calendar_version: None,
+        clock_pauses: "[]".into(),
+        routed: Some(format!("routed {id}").into_bytes()),
+    };
+    let stored = store
+        .assign(&[assignment("d-b1"), assignment("d-b2"), assignment("d-b3")])
+        .await
+        .expect("assign");
+    assert!(
+        stored.iter().all(|(a, new)| *new && a.routed.is_none()),
+        "not read back"
+    );
+    assert_eq!(
+        store.routed_of("d-b1").await.expect("read"),
+        Some(b"routed d-b1".to_vec())
+    );
+    assert_eq!(store.routed_of("nobody").await.expect("read"), None);
+    store.resend_routed("d-b1", b"sent back").await.expect("resend");
+    assert_eq!(
+        store.routed_of("d-b1").await.expect("read"),
+        Some(b"sent back".to_vec())
+    );
+    let open = |loads: Vec<(String, String, i64)>| loads.iter().map(|l| l.2).sum::<i64>();
+    assert_eq!(open(store.desk_loads().await.expect("loads")), 3);
+
+    // d-b1 waits for the citizen and no supplement comes: stopped, its desk freed.
+    let mut w = wait_req("rq-b1", "d-b1", 100);
+    w.step = "backoffice".into();
+    store.await_supplements(&[w]).await.expect("await");
+    store.set_stop_at("rq-b1", 1_000).await.expect("stop at");
+    let stop_id = |w: &WaitRequest| format!("stop of {}", w.request_event_id);
+    assert_eq!(store.stop_due_waits(1_000, 10, stop_id).await.expect("due").len(), 1);
+    assert_eq!(store.routed_of("d-b1").await.expect("read"), None, "cleared");
+    assert_eq!(open(store.desk_loads().await.expect("loads")), 2);
+
+    // d-b2 is decided while the back office still waits: the wait ends, no stop comes.
+    let mut w = wait_req("rq-b2", "d-b2", 100);
+    w.step = "backoffice".into();
+    store.await_supplements(&[w]).await.expect("await");
+    store.set_stop_at("rq-b2", 2_000).await.expect("stop at");
+    store
+        .close_dossier("d-b2", ClosureKind::Decided, "dc-b2", 1_500)
+        .await
+        .expect("decide");
+    assert_eq!(
+        store.waits_of("d-b2").await.expect("waits")[0].state,
+        WaitState::Superseded
+    );
+    store.announce_stop("rq-b1").await.expect("announce");
+    assert!(store.stop_due_waits(9_000, 10, stop_id).await.expect("none").is_empty());
+    // d-b3 is withdrawn.
+    store
+        .close_dossier("d-b3", ClosureKind::Withdrawn, "wd-b3", 1_600)
+        .await
+        .expect("withdraw");
+    assert_eq!(open(store.desk_loads().await.expect("loads")), 0);
+    for id in ["d-b2", "d-b3"] {
+        assert_eq!(store.routed_of(id).await.expect("read"), None, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn sqlite_the_routed_message_is_kept_while_open_and_every_end_frees_the_desk() {
+    let (store, _dir) = sqlite().await;
+    the_routed_message_is_kept_while_open_and_every_end_frees_the_desk(store).await;
+}
+
+#[tokio::test]
+async fn postgres_the_routed_message_is_kept_while_open_and_every_end_frees_the_desk() {
+    the_routed_message_is_kept_while_open_and_every_end_frees_the_desk(postgres().await).await;
+}
+
 #[tokio::test]
 async fn postgres_over_tls_verifies_the_server_certificate_and_its_name() {
     let store = Store::connect(&tls_url("ca.pem").await)

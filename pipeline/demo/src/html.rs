@@ -250,15 +250,16 @@ fn legal_clock(h: &mut String, r: &Report) {
     let _ = write!(
         h,
         "<h2>The legal clock</h2><table><tr><th>citizens and officers</th><th></th></tr>\
-         <tr><td>supplement requests (intake / verify)</td><td>{} / {}</td></tr>\
+         <tr><td>supplement requests (intake / verify / back office)</td><td>{} / {} / {}</td></tr>\
          <tr><td>supplements brought (days later, simulated)</td><td>{}</td></tr>\
-         <tr><td>dossiers resumed at verify under the same code</td><td>{}</td></tr>\
+         <tr><td>dossiers resumed at verify or the back office under the same code</td><td>{}</td></tr>\
          <tr><td>routed dossiers whose clock was paused</td><td>{}</td></tr>\
          <tr><td>working time paused (due times moved by it)</td><td>{:.1} h</td></tr>\
          <tr><td>withdrawals published</td><td>{}</td></tr>\
          <tr><td>new appointments (apology and new date)</td><td>{}</td></tr>",
         n(c.requested.get("intake").copied().unwrap_or(0)),
         n(c.requested.get("verify").copied().unwrap_or(0)),
+        n(c.requested.get("backoffice").copied().unwrap_or(0)),
         n(c.supplements),
         n(c.resumed),
         n(c.routed_paused),

@@ -453,13 +453,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let mut backoffice_rt = stage_config(motcua_simulators::backoffice::STAGE)?.runtime();
     backoffice_rt.dead_letters_for = Some(Vec::new());
     assigned.push(backoffice_rt.assigned.clone());
-    let office = motcua_simulators::backoffice::BackOffice::new(
-        motcua_routing::RoutingTables::embedded(&reference)?,
-        motcua_simulators::backoffice::BackOfficeConfig {
-            late_rate: args.late_rate,
-            ..Default::default()
-        },
-    );
+    let office = motcua_simulators::backoffice::BackOffice::new(motcua_simulators::backoffice::BackOfficeConfig {
+        late_rate: args.late_rate,
+        ..Default::default()
+    });
     let office_run = motcua_runtime::run(Arc::new(office), codec.clone(), backoffice_rt, shutdown.clone());
     stages.push((
         motcua_simulators::backoffice::STAGE,

@@ -231,6 +231,16 @@ impl Observed {
         self.steps.get(&s).copied().unwrap_or(0)
     }
 
+    /// Whether a routed event sends a dossier routed before back to the back office
+    /// (after the papers it asked for), rather than routing it.
+    fn sent_back(&self, e: &motcua_schemas::DossierRouted) -> bool {
+        let routed_before = self
+            .followed
+            .get(&e.dossier.dossier_id)
+            .is_some_and(|f| f.seen & Step::Routed.bit() != 0);
+        routed_before && e.clock_pauses.last().is_some_and(|p| p.step == "backoffice")
+    }
+
     /// Whether an event id is new (the topics are at-least-once).
     fn first_time(&mut self, event_id: &str) -> bool {
         if self.counted.insert(event_id.to_owned()) {
@@ -305,6 +315,18 @@ impl Observed {
             AnyEvent::Paid(e) => {
                 self.record(&e.dossier.dossier_id, Step::Paid, at_ms);
             }
+            AnyEvent::Routed(e) if self.sent_back(e) => {
+                // Sent back to the back office with the papers it asked for: one more pause.
+                if self.first_time(&e.event_id) {
+                    if let Some(last) = e.clock_pauses.last() {
+                        self.clock.routed_paused += u64::from(e.clock_pauses.len() == 1);
+                        self.clock.paused_working_ms += last.paused_working_ms;
+                    }
+                    if self.clock.sample_paused_code.is_none() {
+                        self.paused_codes.insert(e.dossier_code.clone());
+                    }
+                }
+            }
             AnyEvent::Routed(e) => {
                 if !e.clock_pauses.is_empty() && self.clock.sample_paused_code.is_none() {
                     self.paused_codes.insert(e.dossier_code.clone());
@@ -363,6 +385,8 @@ impl Observed {
                     self.clock.reappointments += 1;
                 }
             }
+            // Counted when intake announces it (a request it refuses is a dead letter).
+            AnyEvent::SupplementRequested(_) => {}
             AnyEvent::Status(s) => {
                 // What the pipeline's own steps said (the back office's and track's
                 // statuses are not a dossier's end).
@@ -382,6 +406,14 @@ impl Observed {
                     Step::VerifyStopped
                 };
                 let how = match (s.stage.as_str(), s.status) {
+                    // The back office's request, announced by intake (a routed dossier
+                    // has a due time): the dossier waits at the back office.
+                    ("intake", DossierStatus::SupplementRequested) if s.due_at.is_some() => {
+                        if first {
+                            *self.clock.requested.entry("backoffice".to_owned()).or_default() += 1;
+                        }
+                        return;
+                    }
                     (_, DossierStatus::SupplementRequested) => {
                         if first {
                             *self.clock.requested.entry(s.stage.clone()).or_default() += 1;

@@ -580,11 +580,12 @@ impl Report {
         );
         let c = &self.clock;
         println!(
-            "  citizens   {} supplement requests (intake {}, verify {}): {} answered days later, {} resumed at verify; \
-             {} withdrawals; {} refused as too late ({})",
+            "  citizens   {} supplement requests (intake {}, verify {}, back office {}): {} answered days later, \
+             {} resumed at verify or the back office; {} withdrawals; {} refused as too late ({})",
             thousands(c.requested.values().sum()),
             thousands(c.requested.get("intake").copied().unwrap_or(0)),
             thousands(c.requested.get("verify").copied().unwrap_or(0)),
+            thousands(c.requested.get("backoffice").copied().unwrap_or(0)),
             thousands(c.supplements),
             thousands(c.resumed),
             thousands(c.withdrawals),

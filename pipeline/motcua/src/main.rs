@@ -135,9 +135,10 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Simulate the back office: decide routed dossiers (some after a supplement
-    /// request, some late, half of those with a new appointment first) and publish
-    /// `dossier.decided` (and `dossier.reappointed`).
+    /// Simulate the back office: decide routed dossiers (some late, half of those with a
+    /// new appointment first) and publish `dossier.decided` (and `dossier.reappointed`);
+    /// ask for papers of some (`dossier.supplement-requested`) and decide those once intake
+    /// sends them back with the citizen's supplement.
     BackofficeSim {
         #[arg(long, default_value_t = 0.08)]
         supplement_rate: f64,
@@ -430,17 +431,13 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 }
             }
             let cfg = common.load()?;
-            let reference = Reference::embedded()?;
-            let tables = motcua_routing::RoutingTables::load(&reference, &cfg.routing.files()?)?;
-            let office = motcua_simulators::backoffice::BackOffice::new(
-                tables,
-                motcua_simulators::backoffice::BackOfficeConfig {
+            let office =
+                motcua_simulators::backoffice::BackOffice::new(motcua_simulators::backoffice::BackOfficeConfig {
                     supplement_rate,
                     late_rate,
                     refusal_rate,
                     reappoint_rate,
-                },
-            );
+                });
             let shutdown = Shutdown::on_signals();
             let Some(codec) = motcua_wiring::schemas::codec(&cfg, &shutdown).await? else {
                 return Ok(ExitCode::SUCCESS);

@@ -1,17 +1,17 @@
 //! The back-office simulator (`motcua backoffice-sim`): the officers who decide routed
 //! dossiers, as a stage. Each dossier's fate is drawn from its id (so a redelivery decides
 //! the same): processing takes a share of the legal time (a few run late); some need a
-//! supplement first — the clock pauses while the citizen adds papers and the due time is
-//! extended by exactly the paused working time; most are approved. Of the dossiers that
-//! will be late, some get a new appointment first: a written apology and a new date
-//! (`dossier.reappointed`), by which they are then decided — still late by the legal
-//! due time.
+//! supplement first — the officers publish `dossier.supplement-requested` and wait:
+//! intake records the wait and tells the citizen, and the citizen's supplement brings the
+//! dossier back as a new `dossier.routed` with the pause and a later due time, which they
+//! then decide; most are approved. Of the dossiers that will be late, some get a new
+//! appointment first: a written apology and a new date (`dossier.reappointed`), by which
+//! they are then decided — still late by the legal due time.
 
-use motcua_routing::RoutingTables;
 use motcua_runtime::{Envelope, Outcome, Stage, StageError};
 use motcua_schemas::{
     derived_event_id, AnyEvent, ApplicantKind, Decision, DossierDecided, DossierReappointed, DossierRouted,
-    DossierStatus, DossierStatusChanged, Reason,
+    DossierSupplementRequested, Reason,
 };
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
@@ -43,30 +43,16 @@ impl Default for BackOfficeConfig {
 
 #[derive(Debug)]
 pub struct BackOffice {
-    tables: RoutingTables,
     cfg: BackOfficeConfig,
 }
 
 impl BackOffice {
-    pub fn new(tables: RoutingTables, cfg: BackOfficeConfig) -> Self {
-        Self { tables, cfg }
+    pub fn new(cfg: BackOfficeConfig) -> Self {
+        Self { cfg }
     }
 
-    fn status(
-        r: &DossierRouted,
-        kind: &str,
-        status: DossierStatus,
-        reasons: Vec<Reason>,
-        due: i64,
-        at: i64,
-    ) -> AnyEvent {
-        DossierStatusChanged::caused_by(r, STAGE, kind, status, at)
-            .with_reasons(reasons)
-            .with_assignment(Some(r.competent_unit_code.clone()), Some(due))
-            .into()
-    }
-
-    /// The events of one routed dossier's processing, ending with its decision.
+    /// What the officers do with one routed dossier: ask for papers (and wait), or
+    /// process it to its decision.
     pub fn decide(&self, r: &DossierRouted) -> Vec<AnyEvent> {
         let seed: [u8; 32] = Sha256::digest(r.dossier.dossier_id.as_bytes()).into();
         let mut rng = rand::rngs::StdRng::from_seed(seed);
@@ -74,45 +60,33 @@ impl BackOffice {
         // the citizen (the due time already includes it), else from reception.
         let start = r.clock_pauses.iter().map(|p| p.to_at).fold(r.received_at, i64::max);
         let span = (r.due_at - start).max(60_000);
-        let mut due = r.due_at;
-        let mut events = Vec::new();
-        if rng.gen_bool(self.cfg.supplement_rate) {
-            // Asked at a quarter of the time; the citizen answers two days later.
-            let asked = start + span / 4;
-            let answered = asked + 2 * 86_400_000;
-            due = self
-                .tables
-                .calendar()
-                .extend_for_suspension(due, asked, answered)
-                .unwrap_or(due + (answered - asked));
-            let reason = Reason {
-                code: "SUPPLEMENT_REQUESTED_BY_OFFICER".into(),
-                message: "Cán bộ yêu cầu bổ sung bản sao giấy tờ".into(),
-            };
-            events.push(Self::status(
-                r,
-                "supplement",
-                DossierStatus::SupplementRequested,
-                vec![reason],
-                due,
-                asked,
-            ));
-            events.push(Self::status(
-                r,
-                "resumed",
-                DossierStatus::Processing,
-                Vec::new(),
-                due,
-                answered,
-            ));
+        let asked_before = r.clock_pauses.iter().any(|p| p.step == STAGE);
+        if rng.gen_bool(self.cfg.supplement_rate) && !asked_before {
+            // Asked at a quarter of the time; the dossier comes back with the papers.
+            return vec![DossierSupplementRequested {
+                event_id: derived_event_id(&r.event_id, STAGE, "supplement-requested"),
+                dossier_id: r.dossier.dossier_id.clone(),
+                dossier_code: r.dossier_code.clone(),
+                competent_unit_code: r.competent_unit_code.clone(),
+                reasons: vec![Reason {
+                    code: "SUPPLEMENT_REQUESTED_BY_OFFICER".into(),
+                    message: "Cán bộ yêu cầu bổ sung bản sao giấy tờ".into(),
+                }],
+                requested_by: format!("{}/{}", r.competent_unit_code, r.desk),
+                requested_at: start + span / 4,
+                traceparent: r.traceparent.clone(),
+            }
+            .into()];
         }
+        let due = r.due_at;
+        let mut events = Vec::new();
         let late = rng.gen_bool(self.cfg.late_rate);
         let share: f64 = if late {
             rng.gen_range(1.05..1.6)
         } else {
             rng.gen_range(0.2..0.98)
         };
-        let decided_at = start + (span as f64 * share) as i64 + (due - r.due_at);
+        let decided_at = start + (span as f64 * share) as i64;
         if late && rng.gen_bool(self.cfg.reappoint_rate) {
             // The apology goes out before the due time; the new date is the day after
             // the decision will be made.

@@ -1,6 +1,6 @@
 //! The citizens, simulated (`motcua demo`): they read their dossiers' statuses as a
 //! portal shows them and answer through the portal's topics. Asked for papers (status 5,
-//! by intake or verify), most bring them some days later — every document the procedure
+//! by intake — for itself or the back office — or verify), most bring them some days later — every document the procedure
 //! requires — and the rest never come (the dossier is stopped after the wait); a few
 //! withdraw their dossier some hours after it was received. Each choice is drawn from the
 //! status event's id, so a redelivered status gets the same answer (same event id).
@@ -223,9 +223,9 @@ mod tests {
             }
         }
         assert!((240..=320).contains(&answered), "about 70 % of 400: {answered}");
-        // The back office's and track's statuses are not requests to the citizen.
-        let office = status(1, component::BACKOFFICE, DossierStatus::SupplementRequested, "X");
-        assert!(citizens(1.0, 1.0).answer(&office).is_empty());
+        // Track's statuses (deadline warnings repeat the current status) are not requests.
+        let warning = status(1, component::TRACK, DossierStatus::SupplementRequested, "DEADLINE_SOON");
+        assert!(citizens(1.0, 1.0).answer(&warning).is_empty());
     }
 
     #[test]

@@ -43,7 +43,8 @@ pub struct StageSpec {
 pub const STAGES: [StageSpec; 6] = [
     StageSpec {
         name: motcua_intake::STAGE,
-        about: "Validate submissions, give them their official dossier code; resume supplemented dossiers, honour withdrawals",
+        about: "Validate submissions, give them their official dossier code; record the back office's requests for papers, \
+                resume supplemented dossiers, honour withdrawals",
         inputs: <motcua_intake::IntakeInput as Input>::topics,
         also: &["timer: stops dossiers whose supplement did not come within intake.supplement_wait_working_days"],
         launch: |l| Box::pin(intake(l)),
@@ -205,7 +206,9 @@ async fn payment(l: Launch) -> Result<RunSummary> {
 
 async fn route(l: Launch) -> Result<RunSummary> {
     let store = l.store().await?;
-    let route = Arc::new(motcua_route::Route::new(l.reference, l.config.routing.files()?, store.clone()).await?);
+    let route = Arc::new(
+        motcua_route::Route::new(l.reference, l.config.routing.files()?, store.clone(), l.codec.clone()).await?,
+    );
     let watcher = tokio::spawn(watch_routing_files(route.clone(), l.config.routing.reload_check_s));
     let summary = motcua_runtime::run(route, l.codec, l.runtime, l.shutdown).await;
     watcher.abort();
@@ -402,7 +405,12 @@ mod tests {
         let intake = stage(motcua_intake::STAGE).expect("intake");
         assert_eq!(
             dead_letters_for(intake),
-            vec![Topic::Submitted, Topic::Supplemented, Topic::Withdrawn]
+            vec![
+                Topic::Submitted,
+                Topic::Supplemented,
+                Topic::Withdrawn,
+                Topic::SupplementRequested
+            ]
         );
         let track = stage(motcua_track::STAGE).expect("track");
         // Those no other stage reads (the gateway and the back office are outside).

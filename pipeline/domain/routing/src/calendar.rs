@@ -15,7 +15,7 @@
 
 use motcua_reference::civil::{days_from_civil, vn_day, VN_OFFSET_MS};
 use motcua_reference::LeadTime;
-use motcua_schemas::LeadTimeUnit;
+use motcua_schemas::{ClockPause, LeadTimeUnit};
 
 use crate::error::{data_error, Error, LocalDate, Result};
 
@@ -623,6 +623,24 @@ impl Calendar {
             return Ok(due_ms);
         }
         self.instant_when_worked(self.position(due_ms)? + paused)
+    }
+
+    /// One pause of the legal clock asked by `step` from `from_ms` to `to_ms`: `due_ms`
+    /// moved by its working time ([`Calendar::extend_for_suspension`]), and the pause as
+    /// the events record it. Every stage that moves a due time for a wait goes through
+    /// here, so the due time is recomputable from the events and the calendar version.
+    pub fn pause(&self, due_ms: i64, step: &str, from_ms: i64, to_ms: i64) -> Result<(i64, ClockPause)> {
+        let paused = self.working_ms_between(from_ms, to_ms)?.max(0);
+        let due = self.extend_for_suspension(due_ms, from_ms, to_ms)?;
+        Ok((
+            due,
+            ClockPause {
+                step: step.to_owned(),
+                from_at: from_ms,
+                to_at: to_ms,
+                paused_working_ms: paused,
+            },
+        ))
     }
 }
 

@@ -14,7 +14,7 @@ use motcua_reference::{civil, Reference};
 use motcua_runtime::{Envelope, Input, Outcome, Stage, StageError, Tick};
 use motcua_schemas::{
     derived_event_id, AnyEvent, Codec, DossierAccepted, DossierStatus, DossierStatusChanged, DossierSubmitted,
-    DossierSupplemented, DossierWithdrawn, Event, Reason, Topic,
+    DossierSupplementRequested, DossierSupplemented, DossierWithdrawn, Event, Reason, Topic,
 };
 use motcua_store::{CodeAllocation, CodeRequest, Store, WaitRequest};
 use telemetry::Decided;
@@ -24,24 +24,32 @@ pub use validate::{validate, Admission, Refusal};
 
 pub const STAGE: &str = motcua_schemas::component::INTAKE;
 
-/// What intake reads: submissions, and the portal's supplements and withdrawals of
-/// dossiers it received (one consumer group, so one dossier's messages stay in order).
+/// What intake reads: submissions, the portal's supplements and withdrawals of dossiers
+/// it received, and the back office's requests for papers (one consumer group, so one
+/// dossier's messages stay in order).
 #[derive(Debug, Clone)]
 pub enum IntakeInput {
     Submitted(Box<DossierSubmitted>),
     Supplemented(Box<DossierSupplemented>),
     Withdrawn(Box<DossierWithdrawn>),
+    SupplementRequested(Box<DossierSupplementRequested>),
 }
 
 impl Input for IntakeInput {
     fn topics() -> Vec<Topic> {
-        vec![Topic::Submitted, Topic::Supplemented, Topic::Withdrawn]
+        vec![
+            Topic::Submitted,
+            Topic::Supplemented,
+            Topic::Withdrawn,
+            Topic::SupplementRequested,
+        ]
     }
 
     fn decode(codec: &Codec, topic: Topic, bytes: &[u8]) -> motcua_schemas::Result<Self> {
         Ok(match topic {
             Topic::Supplemented => IntakeInput::Supplemented(Box::new(codec.decode(bytes)?)),
             Topic::Withdrawn => IntakeInput::Withdrawn(Box::new(codec.decode(bytes)?)),
+            Topic::SupplementRequested => IntakeInput::SupplementRequested(Box::new(codec.decode(bytes)?)),
             _ => IntakeInput::Submitted(Box::new(codec.decode(bytes)?)),
         })
     }
@@ -51,6 +59,7 @@ impl Input for IntakeInput {
             IntakeInput::Submitted(e) => Event::key(e.as_ref()),
             IntakeInput::Supplemented(e) => Event::key(e.as_ref()),
             IntakeInput::Withdrawn(e) => Event::key(e.as_ref()),
+            IntakeInput::SupplementRequested(e) => Event::key(e.as_ref()),
         }
     }
 
@@ -59,6 +68,7 @@ impl Input for IntakeInput {
             IntakeInput::Submitted(e) => limits.check(e.as_ref()),
             IntakeInput::Supplemented(e) => limits.check(e.as_ref()),
             IntakeInput::Withdrawn(e) => limits.check(e.as_ref()),
+            IntakeInput::SupplementRequested(e) => limits.check(e.as_ref()),
         }
     }
 }
@@ -78,6 +88,9 @@ pub struct Intake {
     codec: Codec,
     /// When unanswered supplement requests end the dossier; `None`: never (tests).
     supplement_wait: Option<SupplementWait>,
+    /// The embedded calendars, built on first need when no [`SupplementWait`] brings the
+    /// configured ones (a back-office wait's pause counts on them).
+    embedded_calendars: Arc<std::sync::OnceLock<Arc<motcua_routing::RoutingTables>>>,
     /// How often unanswered waits are looked for.
     pub stop_check: std::time::Duration,
 }
@@ -89,6 +102,7 @@ impl Intake {
             store,
             codec,
             supplement_wait: None,
+            embedded_calendars: Arc::default(),
             stop_check: std::time::Duration::from_secs(60),
         }
     }
@@ -212,6 +226,11 @@ impl Stage for Intake {
                 }
                 IntakeInput::Withdrawn(w) => {
                     let (o, l) = self.withdraw(w).await?;
+                    lifecycle.push(l);
+                    o
+                }
+                IntakeInput::SupplementRequested(r) => {
+                    let (o, l) = self.back_office_request(r).await?;
                     lifecycle.push(l);
                     o
                 }

@@ -1,13 +1,15 @@
 //! What intake does off the straight line: a citizen's supplement resumes a dossier
-//! waiting for papers at the step that asked; a withdrawal ends a dossier before its
+//! waiting for papers at the step that asked (intake, verify, or the back office, whose
+//! requests intake records and announces); a withdrawal ends a dossier before its
 //! decision; a wait no supplement answers ends the dossier after the configured working
 //! days. Refusals are dead letters with a reason code, never a changed status.
 
 use motcua_routing::Calendar;
 use motcua_runtime::{Outcome, StageError};
 use motcua_schemas::{
-    derived_event_id, AnyEvent, Dossier, DossierAccepted, DossierStatus, DossierStatusChanged, DossierSubmitted,
-    DossierSupplemented, DossierWithdrawn, LeadTimeUnit, Reason,
+    component::BACKOFFICE, derived_event_id, AnyEvent, Dossier, DossierAccepted, DossierRouted, DossierStatus,
+    DossierStatusChanged, DossierSubmitted, DossierSupplementRequested, DossierSupplemented, DossierWithdrawn,
+    LeadTimeUnit, Reason,
 };
 use motcua_store::{ClosureKind, Wait, WaitRequest, WaitState};
 
@@ -193,8 +195,203 @@ impl crate::Intake {
         }
         match wait.request.step.as_str() {
             STAGE => self.resume_at_intake(s, &wait).await,
+            BACKOFFICE => self.resume_at_back_office(s, &wait).await,
             _ => self.resume_after_intake(s, &wait).await,
         }
+    }
+
+    /// The back office asks for papers of a routed dossier. The back office is outside
+    /// the pipeline and shares no store with it, so intake records the wait — with the
+    /// routed message the dossier goes back with — before anyone sees the request: the
+    /// status that tells the citizen (SUPPLEMENT_REQUESTED, by intake, caused by the
+    /// request) goes out only once a supplement can answer it.
+    pub(crate) async fn back_office_request(
+        &self,
+        r: &DossierSupplementRequested,
+    ) -> Result<(Outcome, Lifecycle), StageError> {
+        const KIND: &str = "supplement-requested";
+        let request_event_id = derived_event_id(&r.event_id, STAGE, KIND);
+        // A redelivered request finds its wait and announces it again, whatever came since.
+        let recorded = self
+            .store
+            .waits_of(&r.dossier_id)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .find(|w| w.request.request_event_id == request_event_id);
+        let routed: DossierRouted = match recorded {
+            Some(w) => self.decode_payload(&w)?,
+            None => {
+                if r.reasons.is_empty() {
+                    return Ok(refused(
+                        "SUPPLEMENT_REQUEST_NO_REASON",
+                        "a request for papers must say what is missing (reasons is empty)",
+                    ));
+                }
+                let Some(payload) = self.store.routed_of(&r.dossier_id).await.map_err(store_error)? else {
+                    let closed = self.store.closure(&r.dossier_id).await.map_err(store_error)?.is_some();
+                    return Ok(if closed {
+                        refused(
+                            "SUPPLEMENT_REQUEST_DOSSIER_CLOSED",
+                            "the dossier was decided, withdrawn or stopped before this request",
+                        )
+                    } else {
+                        refused(
+                            "SUPPLEMENT_REQUEST_UNKNOWN_DOSSIER",
+                            "no routed dossier has this id (or it was routed before its routed message was kept)",
+                        )
+                    });
+                };
+                let routed: DossierRouted = self
+                    .codec
+                    .decode(&payload)
+                    .map_err(|e| StageError::Fatal(format!("a stored routed message cannot be read: {e}")))?;
+                if routed.dossier_code != r.dossier_code {
+                    return Ok(refused(
+                        "SUPPLEMENT_REQUEST_CODE_MISMATCH",
+                        "the dossier code is not the code of this dossier",
+                    ));
+                }
+                if r.requested_at < routed.received_at {
+                    return Ok(refused(
+                        "SUPPLEMENT_REQUEST_INVALID_TIME",
+                        "requested_at is before the dossier was received",
+                    ));
+                }
+                let wait = WaitRequest {
+                    request_event_id: request_event_id.clone(),
+                    dossier_id: r.dossier_id.clone(),
+                    dossier_code: Some(r.dossier_code.clone()),
+                    step: BACKOFFICE.to_owned(),
+                    requested_at_ms: r.requested_at,
+                    payload,
+                };
+                self.store
+                    .await_supplements(std::slice::from_ref(&wait))
+                    .await
+                    .map_err(store_error)?;
+                routed
+            }
+        };
+        let mut status = DossierStatusChanged::about(
+            &routed,
+            &r.event_id,
+            STAGE,
+            KIND,
+            DossierStatus::SupplementRequested,
+            r.requested_at,
+        )
+        .with_reasons(r.reasons.clone());
+        status.traceparent = r.traceparent.clone().or(status.traceparent);
+        Ok((Outcome::Emit(vec![status.into()]), Lifecycle::BackOfficeAsked))
+    }
+
+    /// The back office asked: the dossier goes back to it as a new `dossier.routed` —
+    /// same code and reception, the papers merged in, one more pause of the legal clock
+    /// and the due time moved by exactly its working time (on the receiving center's
+    /// calendar, the one that computed the due time). Checked at the door first, and
+    /// asked again when still incomplete (the pause so far kept).
+    async fn resume_at_back_office(
+        &self,
+        s: &DossierSupplemented,
+        wait: &Wait,
+    ) -> Result<(Outcome, Lifecycle), StageError> {
+        let routed: DossierRouted = self.decode_payload(wait)?;
+        let calendars = self.calendars()?;
+        let calendar = calendars.calendar_of_center(&routed.dossier.receiving_unit_code);
+        let Ok((due_at, pause)) = calendar.pause(
+            routed.due_at,
+            BACKOFFICE,
+            wait.request.requested_at_ms,
+            s.supplemented_at,
+        ) else {
+            return Ok(refused(
+                "SUPPLEMENT_INVALID_TIME",
+                "the wait is outside the working calendar's years",
+            ));
+        };
+        let mut clock_pauses = routed.clock_pauses.clone();
+        clock_pauses.push(pause);
+        let resent = DossierRouted {
+            event_id: derived_event_id(&s.event_id, STAGE, "routed"),
+            causation_id: s.event_id.clone(),
+            dossier: merge(&routed.dossier, s),
+            due_at,
+            routed_at: s.supplemented_at,
+            clock_pauses,
+            traceparent: s.traceparent.clone().or(routed.traceparent.clone()),
+            ..routed
+        };
+        let payload = self.encode(&resent)?;
+        let check = DossierSubmitted {
+            event_id: resent.event_id.clone(),
+            dossier: resent.dossier.clone(),
+            published_at: s.supplemented_at,
+            traceparent: None,
+        };
+        if let Err(refusal) = validate(&self.reference, &check) {
+            let status = DossierStatusChanged::about(
+                &resent,
+                &s.event_id,
+                STAGE,
+                "supplement-again",
+                DossierStatus::SupplementRequested,
+                s.supplemented_at,
+            )
+            .with_reasons(refusal.reasons);
+            let again = WaitRequest {
+                request_event_id: status.event_id.clone(),
+                dossier_id: s.dossier_id.clone(),
+                dossier_code: wait.request.dossier_code.clone(),
+                step: BACKOFFICE.to_owned(),
+                requested_at_ms: s.supplemented_at,
+                payload,
+            };
+            if !self.answer(wait, s, Some(&again)).await? {
+                return Ok(refused("SUPPLEMENT_NOT_AWAITED", "the wait ended meanwhile"));
+            }
+            return Ok((Outcome::Emit(vec![status.into()]), Lifecycle::AskedAgain));
+        }
+        if !self.answer(wait, s, None).await? {
+            return Ok(refused("SUPPLEMENT_NOT_AWAITED", "the wait ended meanwhile"));
+        }
+        // A later request of the back office resumes from what it was sent last.
+        self.store
+            .resend_routed(&s.dossier_id, &payload)
+            .await
+            .map_err(store_error)?;
+        let status = DossierStatusChanged::about(
+            &resent,
+            &s.event_id,
+            STAGE,
+            "resumed",
+            DossierStatus::Processing,
+            s.supplemented_at,
+        )
+        .with_reasons(vec![reason(
+            "SUPPLEMENT_RECEIVED",
+            "Đã nhận hồ sơ bổ sung; hồ sơ được xử lý tiếp, thời hạn cộng thêm thời gian chờ",
+        )]);
+        Ok((
+            Outcome::Emit(vec![resent.into(), status.into()]),
+            Lifecycle::Resumed { step: BACKOFFICE },
+        ))
+    }
+
+    /// The calendars waits count on: the configured ones, else the embedded ones.
+    fn calendars(&self) -> Result<std::sync::Arc<motcua_routing::RoutingTables>, StageError> {
+        if let Some(w) = &self.supplement_wait {
+            return Ok(w.calendars.clone());
+        }
+        if let Some(t) = self.embedded_calendars.get() {
+            return Ok(t.clone());
+        }
+        let tables = motcua_routing::RoutingTables::embedded(&self.reference)
+            .map_err(|e| StageError::Fatal(format!("the embedded routing tables: {e}")))?;
+        Ok(self
+            .embedded_calendars
+            .get_or_init(|| std::sync::Arc::new(tables))
+            .clone())
     }
 
     /// Intake asked (papers missing at reception): the completed submission is checked
@@ -349,6 +546,10 @@ impl crate::Intake {
                 .decode_payload::<DossierSubmitted>(wait)
                 .ok()
                 .map(|s| s.dossier.receiving_unit_code),
+            BACKOFFICE => self
+                .decode_payload::<DossierRouted>(wait)
+                .ok()
+                .map(|r| r.dossier.receiving_unit_code),
             _ => self
                 .decode_payload::<DossierAccepted>(wait)
                 .ok()

@@ -24,21 +24,27 @@ pub fn describe() {
     metrics::describe_counter!(
         INTAKE_LIFECYCLE_TOTAL,
         Unit::Count,
-        "Supplements, withdrawals and stops handled, by outcome (resumed_intake, resumed_verify, \
-         resumed_other, asked_again, rejected_after_supplement, withdrawn, stopped, refused) and, \
-         for refusals, reason code"
+        "Supplements, back-office requests, withdrawals and stops handled, by outcome \
+         (back_office_asked, resumed_intake, resumed_verify, resumed_backoffice, asked_again, \
+         rejected_after_supplement, withdrawn, stopped, refused) and, for refusals, reason code"
     );
 }
 
 /// What intake did with a supplement, a withdrawal or an unanswered wait.
 #[derive(Debug)]
 pub(crate) enum Lifecycle {
-    Resumed { step: &'static str },
+    /// The back office asked for papers; the wait is recorded and announced.
+    BackOfficeAsked,
+    Resumed {
+        step: &'static str,
+    },
     AskedAgain,
     RejectedAfterSupplement,
     Withdrawn,
     Stopped,
-    Refused { code: String },
+    Refused {
+        code: String,
+    },
 }
 
 impl Lifecycle {
@@ -48,10 +54,12 @@ impl Lifecycle {
                 match *step {
                     "intake" => "resumed_intake",
                     "verify" => "resumed_verify",
+                    "backoffice" => "resumed_backoffice",
                     _ => "resumed_other",
                 },
                 "",
             ),
+            Lifecycle::BackOfficeAsked => ("back_office_asked", ""),
             Lifecycle::AskedAgain => ("asked_again", ""),
             Lifecycle::RejectedAfterSupplement => ("rejected_after_supplement", ""),
             Lifecycle::Withdrawn => ("withdrawn", ""),

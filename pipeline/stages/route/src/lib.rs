@@ -80,6 +80,9 @@ pub struct Route {
     reference: Arc<Reference>,
     files: RoutingFiles,
     store: Store,
+    /// Encodes the routed message kept with each assignment (the back office's supplement
+    /// requests resume from it).
+    codec: motcua_schemas::Codec,
     current: RwLock<Arc<Snapshot>>,
     /// How often the desk loads are read from the store again (closed dossiers).
     pub load_refresh: std::time::Duration,
@@ -88,7 +91,12 @@ pub struct Route {
 impl Route {
     /// Builds the tables from `files` (embedded data where a file is not given) and the
     /// desk loads from the store.
-    pub async fn new(reference: Arc<Reference>, files: RoutingFiles, store: Store) -> Result<Self, Error> {
+    pub async fn new(
+        reference: Arc<Reference>,
+        files: RoutingFiles,
+        store: Store,
+        codec: motcua_schemas::Codec,
+    ) -> Result<Self, Error> {
         let tables = RoutingTables::load(&reference, &files)?;
         let open = store.desk_loads().await?;
         Ok(Self {
@@ -96,6 +104,7 @@ impl Route {
             reference,
             files,
             store,
+            codec,
             load_refresh: std::time::Duration::from_secs(60),
         })
     }
@@ -192,6 +201,7 @@ impl Route {
                 calendar_version: Some(calendar.version().to_owned()),
                 // Serializing plain records of strings and integers does not fail.
                 clock_pauses: serde_json::to_string(&clock_pauses).unwrap_or_else(|_| "[]".to_owned()),
+                routed: None,
             },
             decision.desk,
         ))
@@ -217,14 +227,9 @@ pub fn paused_due(
     let mut due = due_ms;
     let mut out = Vec::with_capacity(pauses.len());
     for p in pauses {
-        let paused = calendar.working_ms_between(p.from_ms, p.to_ms)?.max(0);
-        due = calendar.extend_for_suspension(due, p.from_ms, p.to_ms)?;
-        out.push(ClockPause {
-            step: p.step.clone(),
-            from_at: p.from_ms,
-            to_at: p.to_ms,
-            paused_working_ms: paused,
-        });
+        let (moved, pause) = calendar.pause(due, &p.step, p.from_ms, p.to_ms)?;
+        due = moved;
+        out.push(pause);
     }
     Ok((due, out))
 }
@@ -312,6 +317,7 @@ impl Stage for Route {
         let mut decided = Vec::with_capacity(batch.len());
         let mut assignments = Vec::new();
         let mut desks = Vec::new();
+        let mut built: Vec<Option<Vec<AnyEvent>>> = Vec::new();
         for e in batch {
             let id = e.event.dossier.dossier_id.as_str();
             if ended.contains(id) {
@@ -322,10 +328,21 @@ impl Stage for Route {
             let at = e.origin.timestamp_ms.unwrap_or(e.event.paid_at);
             let paused = pauses.get(id).map(Vec::as_slice).unwrap_or_default();
             match self.decide(&snap, &mut loads, &e.event, paused, at) {
-                Ok((a, desk)) => {
+                Ok((mut a, desk)) => {
+                    // Built from the tentative assignment, which is what gets stored
+                    // unless the dossier was routed before.
+                    let events = routed_events(&e.event, &a, self.authority_name(&snap, &a.authority_code));
+                    if let Some(AnyEvent::Routed(r)) = events.first() {
+                        a.routed = Some(
+                            self.codec
+                                .encode(r)
+                                .map_err(|e| StageError::Fatal(format!("encoding the routed message to keep: {e}")))?,
+                        );
+                    }
                     decided.push(Ok(assignments.len()));
                     assignments.push(a);
                     desks.push(desk);
+                    built.push(Some(events));
                 }
                 Err(err) => decided.push(Err(Some(err))),
             }
@@ -350,8 +367,12 @@ impl Stage for Route {
             let events = match d {
                 Ok(i) => {
                     counted.push(Decided::Routed);
-                    let a = &stored[i].0;
-                    routed_events(&e.event, a, self.authority_name(&snap, &a.authority_code))
+                    let (a, new) = &stored[i];
+                    match built[i].take() {
+                        Some(events) if *new => events,
+                        // Routed before: what was stored then is sent again.
+                        _ => routed_events(&e.event, a, self.authority_name(&snap, &a.authority_code)),
+                    }
                 }
                 Err(None) => {
                     counted.push(Decided::Ended);

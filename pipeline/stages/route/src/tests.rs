@@ -36,6 +36,10 @@ fn envelope(p: DossierPaid, offset: i64) -> Envelope<DossierPaid> {
     }
 }
 
+fn codec() -> motcua_schemas::Codec {
+    motcua_schemas::Codec::embedded().expect("codec")
+}
+
 async fn store(dir: &tempfile::TempDir) -> Store {
     Store::connect(&format!("sqlite://{}", dir.path().join("r.db").display()))
         .await
@@ -56,7 +60,7 @@ fn routed(o: &Outcome) -> &DossierRouted {
 async fn paid_dossiers_go_to_their_competent_authority_with_a_due_time_and_redelivery_repeats_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let r = Arc::new(Reference::embedded().expect("reference"));
-    let route = Route::new(r.clone(), RoutingFiles::default(), store(&dir).await)
+    let route = Route::new(r.clone(), RoutingFiles::default(), store(&dir).await, codec())
         .await
         .expect("route");
     let mut g = Generator::new(&r, "22", 3).expect("province");
@@ -100,7 +104,7 @@ async fn paid_dossiers_go_to_their_competent_authority_with_a_due_time_and_redel
 async fn desks_of_one_field_share_the_load() {
     let dir = tempfile::tempdir().expect("tempdir");
     let r = Arc::new(Reference::embedded().expect("reference"));
-    let route = Route::new(r.clone(), RoutingFiles::default(), store(&dir).await)
+    let route = Route::new(r.clone(), RoutingFiles::default(), store(&dir).await, codec())
         .await
         .expect("route");
     // Construction at a commune is served by several desks (specialised and general).
@@ -139,7 +143,9 @@ async fn reloading_the_tables_changes_routing_without_a_restart() {
         ..RoutingFiles::default()
     };
     let r = Arc::new(Reference::embedded().expect("reference"));
-    let route = Route::new(r.clone(), files, store(&dir).await).await.expect("route");
+    let route = Route::new(r.clone(), files, store(&dir).await, codec())
+        .await
+        .expect("route");
     let mut g = Generator::new(&r, "22", 5).expect("province");
     let land_at_province = |g: &mut Generator<'_>, n: usize| loop {
         let s = g.valid(NOW);
@@ -261,7 +267,7 @@ async fn a_dossier_that_waited_is_due_later_by_its_pause_and_an_ended_one_is_not
         .map(|i| envelope(paid(&r, g.valid(NOW + i * 60_000), i as usize), i))
         .collect();
     let plain_dir = tempfile::tempdir().expect("tempdir");
-    let plain = Route::new(r.clone(), RoutingFiles::default(), store(&plain_dir).await)
+    let plain = Route::new(r.clone(), RoutingFiles::default(), store(&plain_dir).await, codec())
         .await
         .expect("route");
     let before = plain.handle_batch(&batch).await.expect("handled");
@@ -292,7 +298,9 @@ async fn a_dossier_that_waited_is_due_later_by_its_pause_and_an_ended_one_is_not
     )
     .await
     .expect("withdrawn");
-    let route = Route::new(r.clone(), RoutingFiles::default(), s).await.expect("route");
+    let route = Route::new(r.clone(), RoutingFiles::default(), s, codec())
+        .await
+        .expect("route");
     let out = route.handle_batch(&batch).await.expect("handled");
 
     let calendar = motcua_routing::Calendar::embedded().expect("calendar");
@@ -337,7 +345,7 @@ async fn a_center_s_own_hours_give_its_dossiers_their_due_time_and_calendar_vers
         unit_hours: Some(hours),
         ..RoutingFiles::default()
     };
-    let route = Route::new(r.clone(), files.clone(), store(&dir).await)
+    let route = Route::new(r.clone(), files.clone(), store(&dir).await, codec())
         .await
         .expect("route");
     let out = route.handle_batch(&batch).await.expect("handled");
@@ -367,7 +375,7 @@ async fn a_withdrawn_dossier_frees_its_desk_at_the_next_refresh() {
     let dir = tempfile::tempdir().expect("tempdir");
     let r = Arc::new(Reference::embedded().expect("reference"));
     let s = store(&dir).await;
-    let route = Route::new(r.clone(), RoutingFiles::default(), s.clone())
+    let route = Route::new(r.clone(), RoutingFiles::default(), s.clone(), codec())
         .await
         .expect("route");
     assert!(route.tick_interval().is_some(), "the refresh runs on the stage's timer");

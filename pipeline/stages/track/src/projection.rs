@@ -396,7 +396,9 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
             };
             (producer(topic), reasons_json(&[reason]), e.issued_at, None)
         }
-        AnyEvent::PaymentConfirmed(_) | AnyEvent::DeadLetter(_) => return None,
+        // A back office's request is in the history through the status intake announces
+        // it with (a request intake refused changes nothing, and makes no dossier row).
+        AnyEvent::PaymentConfirmed(_) | AnyEvent::DeadLetter(_) | AnyEvent::SupplementRequested(_) => return None,
     };
     if p.dossier_id.is_empty() {
         return None;

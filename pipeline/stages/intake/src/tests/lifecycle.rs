@@ -1,7 +1,9 @@
 //! Supplements, withdrawals and stops, against a real SQLite store.
 
 use motcua_runtime::Origin;
-use motcua_schemas::{samples, DossierSupplemented, DossierWithdrawn};
+use motcua_schemas::{
+    samples, ClockPause, DossierRouted, DossierSupplementRequested, DossierSupplemented, DossierWithdrawn,
+};
 use motcua_store::{Bill, ClosureKind, Pause, WaitRequest, WaitState};
 
 use super::*;
@@ -68,6 +70,11 @@ impl From<DossierSubmitted> for IntakeInputOf {
 impl From<DossierSupplemented> for IntakeInputOf {
     fn from(s: DossierSupplemented) -> Self {
         Self(IntakeInput::Supplemented(Box::new(s)))
+    }
+}
+impl From<DossierSupplementRequested> for IntakeInputOf {
+    fn from(r: DossierSupplementRequested) -> Self {
+        Self(IntakeInput::SupplementRequested(Box::new(r)))
     }
 }
 impl From<DossierWithdrawn> for IntakeInputOf {
@@ -231,6 +238,179 @@ async fn a_supplement_answering_verify_resumes_the_dossier_under_its_code_and_pa
         }]
     );
     assert_eq!(one(&stage, s).await, out, "a redelivery re-emits the same events");
+}
+
+/// The back office's request for papers of a routed dossier.
+fn office_request(id: &str, dossier_id: &str, code: &str, at: i64) -> DossierSupplementRequested {
+    DossierSupplementRequested {
+        event_id: id.to_owned(),
+        dossier_id: dossier_id.to_owned(),
+        dossier_code: code.to_owned(),
+        competent_unit_code: "06652".to_owned(),
+        reasons: vec![Reason {
+            code: "DOCUMENT_ILLEGIBLE".to_owned(),
+            message: "Bản sao không rõ".to_owned(),
+        }],
+        requested_by: "06652/D1".to_owned(),
+        requested_at: at,
+        traceparent: None,
+    }
+}
+
+#[tokio::test]
+async fn the_back_office_s_request_waits_and_the_supplement_sends_the_dossier_back_with_the_pause() {
+    let (stage, _dir) = intake().await;
+    let r = reference();
+    let mut g = Generator::new(&r, "22", 35).expect("province");
+    let a = accepted(&stage, &mut g, NOW).await;
+    let id = a.dossier.dossier_id.clone();
+    let code = a.dossier_code.clone();
+    // Routed Tuesday 25 Nov 2025 10:00, due Tuesday 2 Dec 09:00 (what route stored).
+    let routed = DossierRouted {
+        event_id: "routed-1".into(),
+        causation_id: "paid-1".into(),
+        dossier_code: code.clone(),
+        received_at: a.received_at,
+        procedure: a.procedure.clone(),
+        dossier: a.dossier.clone(),
+        competent_unit_code: "06652".into(),
+        competent_unit_name: "Phường".into(),
+        desk: "D1".into(),
+        transferred: false,
+        due_at: NOW + 7 * DAY,
+        routed_at: NOW + HOUR,
+        traceparent: None,
+        calendar_version: None,
+        clock_pauses: vec![],
+    };
+    stage
+        .store
+        .assign(&[motcua_store::Assignment {
+            dossier_id: id.clone(),
+            authority_code: "06652".into(),
+            desk_code: "D1".into(),
+            transferred: false,
+            due_at_ms: routed.due_at,
+            routed_at_ms: routed.routed_at,
+            calendar_version: None,
+            clock_pauses: "[]".into(),
+            routed: Some(stage.codec.encode(&routed).expect("encode")),
+        }])
+        .await
+        .expect("assign");
+
+    // Friday 28 Nov 15:00.
+    let asked_at = NOW + 3 * DAY + 6 * HOUR;
+    let mut no_reason = office_request("q0", &id, &code, asked_at);
+    no_reason.reasons.clear();
+    let refusals = [
+        (
+            office_request("q1", "nobody", &code, asked_at),
+            "SUPPLEMENT_REQUEST_UNKNOWN_DOSSIER",
+        ),
+        (
+            office_request("q2", &id, "H22.06652-251125-9999", asked_at),
+            "SUPPLEMENT_REQUEST_CODE_MISMATCH",
+        ),
+        (no_reason, "SUPPLEMENT_REQUEST_NO_REASON"),
+        (
+            office_request("q3", &id, &code, a.received_at - 1),
+            "SUPPLEMENT_REQUEST_INVALID_TIME",
+        ),
+    ];
+    for (q, reason) in refusals {
+        assert_eq!(dead_letter_code(&one(&stage, q).await), reason);
+    }
+    assert!(
+        stage.store.waits_of(&id).await.expect("waits").is_empty(),
+        "refusals record nothing"
+    );
+
+    let q = office_request("q-ok", &id, &code, asked_at);
+    let out = one(&stage, q.clone()).await;
+    let [AnyEvent::Status(st)] = events(&out) else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (st.status, st.stage.as_str(), st.occurred_at),
+        (DossierStatus::SupplementRequested, STAGE, asked_at)
+    );
+    assert_eq!(st.causation_id.as_deref(), Some("q-ok"));
+    assert_eq!(
+        (st.dossier_code.as_deref(), st.unit_code.as_deref(), st.due_at),
+        (Some(code.as_str()), Some("06652"), Some(routed.due_at))
+    );
+    assert_eq!(reason_codes(st), ["DOCUMENT_ILLEGIBLE"]);
+    let [w] = &stage.store.waits_of(&id).await.expect("waits")[..] else {
+        panic!("one wait")
+    };
+    assert_eq!(
+        (w.request.step.as_str(), w.request.request_event_id.as_str(), w.state),
+        ("backoffice", st.event_id.as_str(), WaitState::Waiting),
+        "recorded before the status goes out"
+    );
+    assert_eq!(one(&stage, q).await, out, "a redelivered request is announced the same");
+
+    // The citizen brings the papers Monday 1 Dec 08:00: Friday 15:00–17:00 and Monday
+    // 07:00–08:00 are 3 working hours; Tuesday 09:00 + 3 h = 11:30 + 0.5 h after the
+    // lunch break = Tuesday 2 Dec 14:00.
+    let answered_at = NOW + 6 * DAY - HOUR;
+    let s = supplement("sp-b", &id, Some(&code), answered_at);
+    let out = one(&stage, s.clone()).await;
+    let [AnyEvent::Routed(back), AnyEvent::Status(resumed)] = events(&out) else {
+        panic!("{out:?}")
+    };
+    assert_eq!(back.due_at, NOW + 7 * DAY + 5 * HOUR);
+    assert_eq!(
+        back.clock_pauses,
+        [ClockPause {
+            step: "backoffice".into(),
+            from_at: asked_at,
+            to_at: answered_at,
+            paused_working_ms: 3 * HOUR,
+        }]
+    );
+    assert_eq!(
+        (&back.dossier_code, back.received_at, back.routed_at, back.desk.as_str()),
+        (&code, a.received_at, answered_at, "D1"),
+        "same code, reception and desk; sent back when the papers came"
+    );
+    assert_ne!(back.event_id, routed.event_id);
+    assert_eq!(back.causation_id, "sp-b");
+    assert_eq!(
+        (resumed.status, resumed.due_at, resumed.occurred_at),
+        (DossierStatus::Processing, Some(back.due_at), answered_at)
+    );
+    assert_eq!(reason_codes(resumed), ["SUPPLEMENT_RECEIVED"]);
+    assert_eq!(one(&stage, s).await, out, "a redelivery re-emits the same events");
+    assert_eq!(
+        stage.store.clock_pauses(&[id.as_str()]).await.expect("pauses")[&id],
+        [Pause {
+            step: "backoffice".into(),
+            from_ms: asked_at,
+            to_ms: answered_at
+        }]
+    );
+
+    // A second request resumes from what was sent back: both pauses, the due time moved
+    // twice (Tuesday 13:30 to 15:30 is 2 h: 14:00 becomes 16:00).
+    let again_at = NOW + 7 * DAY + 4 * HOUR + HOUR / 2;
+    one(&stage, office_request("q-2", &id, &code, again_at)).await;
+    let out = one(&stage, supplement("sp-b2", &id, Some(&code), again_at + 2 * HOUR)).await;
+    let [AnyEvent::Routed(twice), _] = events(&out) else {
+        panic!("{out:?}")
+    };
+    assert_eq!(twice.clock_pauses.len(), 2);
+    assert_eq!(twice.due_at, NOW + 7 * DAY + 7 * HOUR);
+
+    // Decided: a later request is refused, and nothing is kept.
+    stage
+        .store
+        .close_dossier(&id, ClosureKind::Decided, "dc-b", NOW + 8 * DAY)
+        .await
+        .expect("decide");
+    let out = one(&stage, office_request("q-late", &id, &code, NOW + 8 * DAY + HOUR)).await;
+    assert_eq!(dead_letter_code(&out), "SUPPLEMENT_REQUEST_DOSSIER_CLOSED");
 }
 
 #[tokio::test]
