@@ -430,6 +430,7 @@ async fn the_back_office_s_request_for_papers_pauses_the_clock_until_the_supplem
             "the same code"
         );
         assert_eq!(back.received_at, first.received_at);
+        assert!(back.is_return(), "intake sent it back");
         let [pause] = &back.clock_pauses[..] else {
             panic!("one pause: {:?}", back.clock_pauses)
         };

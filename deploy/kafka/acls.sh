@@ -15,7 +15,7 @@ kafka_acls=${KAFKA_ACLS:-kafka-acls.sh}
 
 #            stage       reads                                   writes
 stages=(
-  "intake     dossier.submitted,dossier.supplemented,dossier.withdrawn,dossier.supplement-requested dossier.accepted"
+  "intake     dossier.submitted,dossier.supplemented,dossier.withdrawn,dossier.supplement-requested dossier.accepted,dossier.routed"
   "verify     dossier.accepted                        dossier.verified"
   "payment    dossier.verified,payment.confirmed      payment.requested,dossier.paid"
   "route      dossier.paid                            dossier.routed"

@@ -287,6 +287,18 @@ pub struct DossierRouted {
     pub clock_pauses: Vec<ClockPause>,
 }
 
+impl DossierRouted {
+    /// Whether this message sends the dossier back to the back office with the papers it
+    /// asked for (written by intake, not route): its last pause of the legal clock is the
+    /// back office's and ends when the message was sent. Route never writes such a pause
+    /// last with that end: the back office asks only after routing.
+    pub fn is_return(&self) -> bool {
+        self.clock_pauses
+            .last()
+            .is_some_and(|p| p.step == crate::component::BACKOFFICE && p.to_at == self.routed_at)
+    }
+}
+
 /// A period the legal clock stood still while the dossier waited for a supplement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClockPause {

@@ -331,7 +331,9 @@ fn the_topic_facts_agree_with_the_events() {
             );
         }
         if let Some(p) = t.producer() {
-            assert_eq!(t.writers(), [p], "{t}");
+            // The producer first; only intake's returns to the back office share a topic.
+            assert_eq!(t.writers().first(), Some(&p), "{t}");
+            assert!(t.writers().len() == 1 || t == Topic::Routed, "{t}");
         }
         assert!(!t.writers().is_empty(), "{t}");
         // Every event reaches the projection; nothing in the flow reads dead letters.

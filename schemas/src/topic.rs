@@ -63,7 +63,9 @@ impl Topic {
     }
 
     /// The component that writes this topic (the `stage` a consumer sees in history and
-    /// metrics); `None` for the topics every stage writes (statuses, dead letters).
+    /// metrics); `None` for the topics every stage writes (statuses, dead letters). On
+    /// `dossier.routed`, intake also writes the messages that send a dossier back to the
+    /// back office (`DossierRouted::is_return`).
     pub const fn producer(self) -> Option<&'static str> {
         use crate::component::*;
         Some(match self {
@@ -90,7 +92,8 @@ impl Topic {
             Topic::Verified => &[VERIFY],
             Topic::PaymentRequested | Topic::Paid => &[PAYMENT],
             Topic::PaymentConfirmed => &[GATEWAY],
-            Topic::Routed => &[ROUTE],
+            // Intake sends a dossier back to the back office with the papers it asked for.
+            Topic::Routed => &[ROUTE, INTAKE],
             Topic::Decided | Topic::Reappointed | Topic::SupplementRequested => &[BACKOFFICE],
             Topic::Completed => &[RESULT],
             Topic::Status => &[INTAKE, VERIFY, PAYMENT, ROUTE, RESULT, TRACK],

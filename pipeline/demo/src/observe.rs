@@ -231,16 +231,6 @@ impl Observed {
         self.steps.get(&s).copied().unwrap_or(0)
     }
 
-    /// Whether a routed event sends a dossier routed before back to the back office
-    /// (after the papers it asked for), rather than routing it.
-    fn sent_back(&self, e: &motcua_schemas::DossierRouted) -> bool {
-        let routed_before = self
-            .followed
-            .get(&e.dossier.dossier_id)
-            .is_some_and(|f| f.seen & Step::Routed.bit() != 0);
-        routed_before && e.clock_pauses.last().is_some_and(|p| p.step == "backoffice")
-    }
-
     /// Whether an event id is new (the topics are at-least-once).
     fn first_time(&mut self, event_id: &str) -> bool {
         if self.counted.insert(event_id.to_owned()) {
@@ -315,7 +305,7 @@ impl Observed {
             AnyEvent::Paid(e) => {
                 self.record(&e.dossier.dossier_id, Step::Paid, at_ms);
             }
-            AnyEvent::Routed(e) if self.sent_back(e) => {
+            AnyEvent::Routed(e) if e.is_return() => {
                 // Sent back to the back office with the papers it asked for: one more pause.
                 if self.first_time(&e.event_id) {
                     if let Some(last) = e.clock_pauses.last() {

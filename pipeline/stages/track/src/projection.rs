@@ -286,6 +286,11 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
             (producer(topic), "[]".into(), e.paid_at, None)
         }
         AnyEvent::Routed(e) => {
+            let by = if e.is_return() {
+                motcua_schemas::component::INTAKE.to_owned()
+            } else {
+                producer(topic)
+            };
             p.dossier_facts(&e.dossier);
             p.dossier_code = Some(e.dossier_code.clone());
             p.received_at = Some(e.received_at);
@@ -298,12 +303,7 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
             let periods: Vec<[i64; 2]> = e.clock_pauses.iter().map(|x| [x.from_at, x.to_at]).collect();
             p.clock_pauses = serde_json::to_string(&periods).ok();
             p.calendar_version = e.calendar_version.clone();
-            (
-                producer(topic),
-                "[]".into(),
-                e.routed_at,
-                Some(DossierStatus::Processing),
-            )
+            (by, "[]".into(), e.routed_at, Some(DossierStatus::Processing))
         }
         AnyEvent::Decided(e) => {
             p.dossier_id = e.dossier_id.clone();

@@ -376,6 +376,10 @@ async fn the_back_office_s_request_waits_and_the_supplement_sends_the_dossier_ba
         "same code, reception and desk; sent back when the papers came"
     );
     assert_ne!(back.event_id, routed.event_id);
+    assert!(
+        back.is_return() && !routed.is_return(),
+        "sent back by intake, not routed"
+    );
     assert_eq!(back.causation_id, "sp-b");
     assert_eq!(
         (resumed.status, resumed.due_at, resumed.occurred_at),
