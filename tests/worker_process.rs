@@ -192,8 +192,22 @@ async fn intake_runs_against_a_separately_started_broker() {
     let kafka = motcua_kafka::KafkaConfig::with_brokers(tansu.brokers.clone());
     let collector = Collector::start(&kafka, &[Topic::Accepted]);
     let done = collector.wait_for(Duration::from_secs(120), |s| s.len() >= 300).await;
-    // The worker's Prometheus endpoint counts what it did.
+    // The worker's Prometheus endpoint counts what it did; its probes say alive and ready.
     let scraped = http_get(metrics_port, "/metrics");
+    let patience = Duration::from_secs(5);
+    assert_eq!(http_get_status(metrics_port, "/healthz", patience).0, 200);
+    let (code, ready) = http_get_status(metrics_port, "/readyz", patience);
+    let ready: serde_json::Value = serde_json::from_str(&ready).expect("readiness JSON");
+    assert_eq!(code, 200, "{ready}");
+    assert_eq!(
+        (
+            &ready["ready"],
+            &ready["group_joined"],
+            &ready["database"],
+            &ready["draining"]
+        ),
+        (&true.into(), &true.into(), &true.into(), &false.into())
+    );
     sigterm(&worker);
     let status = wait_exit(&mut worker, Duration::from_secs(30));
     assert!(done, "only {} of 300 accepted", collector.count(Topic::Accepted));
@@ -247,6 +261,46 @@ async fn intake_runs_against_a_separately_started_broker() {
         assert!(ids.contains(key), "kcat read key {key}");
         assert!(size.parse::<usize>().expect("size") > 100);
     }
+}
+
+/// A worker whose brokers do not answer is alive but not ready: `/readyz` says why (503)
+/// while it waits for them, so Kubernetes sends it no traffic and does not restart it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_waiting_for_its_brokers_is_alive_but_not_ready() {
+    let db = motcua_store::testing::scratch_postgres_url().await;
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let metrics_port = free_port();
+    let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let mut worker = spawn_intake_with(&nobody, &db, "unready", &[("MOTCUA_METRICS__LISTEN", &metrics_listen)]);
+    let patience = Duration::from_secs(30);
+    let (code, body) = http_get_status(metrics_port, "/healthz", patience);
+    assert_eq!((code, body.as_str()), (200, "alive\n"));
+    // The store opens first, then the worker waits for the group; ask until the store is in.
+    let deadline = std::time::Instant::now() + patience;
+    let ready = loop {
+        let (code, body) = http_get_status(metrics_port, "/readyz", patience);
+        assert_eq!(code, 503, "{body}");
+        let r: serde_json::Value = serde_json::from_str(&body).expect("readiness JSON");
+        if r["database"] == true || std::time::Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        (
+            &ready["ready"],
+            &ready["group_joined"],
+            &ready["database"],
+            &ready["draining"]
+        ),
+        (&false.into(), &false.into(), &true.into(), &false.into()),
+        "{ready}"
+    );
+    let reasons = ready["reasons"].to_string();
+    assert!(reasons.contains("consumer group"), "{reasons}");
+    assert!(!reasons.contains("postgres://"), "no connection string: {reasons}");
+    sigterm(&worker);
+    wait_exit(&mut worker, Duration::from_secs(40));
 }
 
 /// SIGTERM drains and commits: a worker started afterwards in the same group has nothing

@@ -180,6 +180,33 @@ pub fn http_get(port: u16, path: &str) -> String {
     http_request(port, path, "")
 }
 
+/// A plain GET that waits (up to `patience`) for the server to listen; returns the
+/// status code and the body.
+pub fn http_get_status(port: u16, path: &str, patience: Duration) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let deadline = Instant::now() + patience;
+    let mut s = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() > deadline => panic!("nothing listens on {port}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("request");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("response");
+    let code = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {resp:?}"));
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
 /// GET with an operator's API key.
 pub fn http_get_with(port: u16, path: &str, key: &str) -> String {
     http_request(port, path, &format!("Authorization: Bearer {key}\r\n"))

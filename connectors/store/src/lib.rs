@@ -281,6 +281,14 @@ impl Store {
             Store::Sqlite(p) => p.close().await,
         }
     }
+
+    /// One round trip to the database (readiness probes).
+    pub async fn ping(&self) -> Result<()> {
+        both!(self, |pool| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+            Ok(())
+        })
+    }
 }
 
 /// Splits a batch into dossiers that already have a code and new ones, grouped by

@@ -555,13 +555,10 @@ async fn run_stage(name: &str, common: &Common) -> Result<ExitCode> {
     let shutdown = Shutdown::on_signals();
     let spec = motcua_wiring::stage(name).with_context(|| format!("no stage called '{name}'"))?;
     let cfg = common.load()?;
+    // Probes answer from the start: alive at once, ready once the group is joined.
+    let health = motcua_wiring::health::Health::new(Default::default(), shutdown.clone());
     if let Some(addr) = cfg.metrics_addr()? {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .with_context(|| format!("cannot serve Prometheus metrics on {addr}"))?;
-        motcua_wiring::describe_metrics();
-        info!(%addr, "Prometheus metrics at /metrics");
+        motcua_wiring::health::serve(addr, health.clone()).await?;
     }
     let reference = Arc::new(
         Reference::load(
@@ -577,7 +574,7 @@ async fn run_stage(name: &str, common: &Common) -> Result<ExitCode> {
         info!("stopped while waiting for the schema registry");
         return Ok(ExitCode::SUCCESS);
     };
-    let summary = (spec.launch)(Launch::new(spec, cfg, reference, codec, shutdown)).await?;
+    let summary = (spec.launch)(Launch::new(spec, cfg, reference, codec, shutdown).with_health(health)).await?;
     info!(
         consumed = summary.consumed,
         processed = summary.processed,

@@ -1,4 +1,4 @@
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,9 @@ pub struct RuntimeConfig {
     /// Partitions this worker currently owns, kept up to date by the worker on every
     /// rebalance (readiness checks, progress displays).
     pub assigned: Arc<AtomicUsize>,
+    /// Whether the worker is a member of its consumer group (set on every assignment,
+    /// even of no partition; cleared on a rebalance error until the next one): readiness.
+    pub joined: Arc<AtomicBool>,
     /// What a decoded input may hold (sizes, identifiers, collections, timestamps):
     /// checked before the stage sees it; what breaks a limit is dead-lettered.
     pub limits: Limits,
@@ -69,6 +72,7 @@ impl RuntimeConfig {
             retry_budget: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(30),
             assigned: Arc::new(AtomicUsize::new(0)),
+            joined: Arc::new(AtomicBool::new(false)),
             limits: Limits::default(),
             dead_letters_for: None,
             group: None,
@@ -224,6 +228,7 @@ struct StageContext {
     ledger: Arc<Mutex<Ledger>>,
     reports: Arc<Reports>,
     assigned: Arc<AtomicUsize>,
+    joined: Arc<AtomicBool>,
     drain_timeout: Duration,
     stage: &'static str,
 }
@@ -275,10 +280,14 @@ impl ConsumerContext for StageContext {
                     l.assign((e.topic().to_owned(), e.partition()));
                 }
                 self.assigned.fetch_add(tpl.count(), Ordering::Relaxed);
+                self.joined.store(true, Ordering::Relaxed);
                 info!(stage = self.stage, partitions = tpl.count(), "partitions assigned");
             }
             Rebalance::Revoke(_) => {}
-            Rebalance::Error(e) => warn!(stage = self.stage, error = %e, "rebalance error"),
+            Rebalance::Error(e) => {
+                self.joined.store(false, Ordering::Relaxed);
+                warn!(stage = self.stage, error = %e, "rebalance error")
+            }
         }
     }
 
@@ -465,6 +474,7 @@ pub async fn run<S: Stage>(
         ledger: ledger.clone(),
         reports: reports.clone(),
         assigned: cfg.assigned.clone(),
+        joined: cfg.joined.clone(),
         drain_timeout: cfg.drain_timeout,
         stage: name,
     })?);

@@ -13,6 +13,7 @@
 //! An application crate: errors are `anyhow` with context for the person reading them.
 
 pub mod config;
+pub mod health;
 pub mod keys;
 pub mod registries;
 pub mod replay;

@@ -129,13 +129,18 @@ pub struct Launch {
     /// The clock intake judges unanswered supplement waits by (the wall clock; the demo,
     /// whose events carry simulated days, runs a faster one).
     pub wait_clock: motcua_intake::WaitClock,
+    /// What `/readyz` checks: the runtime marks the group joined, the stage's database is
+    /// registered when it opens.
+    pub health: crate::health::Health,
 }
 
 impl Launch {
     pub fn new(spec: &StageSpec, config: Config, reference: Arc<Reference>, codec: Codec, shutdown: Shutdown) -> Self {
         let mut runtime = config.runtime();
         runtime.dead_letters_for = Some(dead_letters_for(spec));
+        let health = crate::health::Health::new(runtime.joined.clone(), shutdown.clone());
         Self {
+            health,
             config,
             runtime,
             reference,
@@ -146,13 +151,24 @@ impl Launch {
         }
     }
 
+    /// Reports readiness to `health` (a server started before the launch, so probes
+    /// answer while the worker still waits for its dependencies).
+    pub fn with_health(mut self, health: crate::health::Health) -> Self {
+        self.runtime.joined = health.joined();
+        self.health = health;
+        self
+    }
+
+    /// Opens the stage's store; `/readyz` probes it from then on.
     async fn store(&self) -> Result<Store> {
-        Store::connect(&self.config.database.url).await.with_context(|| {
+        let store = Store::connect(&self.config.database.url).await.with_context(|| {
             format!(
                 "opening the store at {}",
                 motcua_store::redact(&self.config.database.url)
             )
-        })
+        })?;
+        self.health.watch_store(store.clone());
+        Ok(store)
     }
 }
 
@@ -266,6 +282,11 @@ async fn track(l: Launch) -> Result<RunSummary> {
     let track = motcua_track::Track::connect(&cfg.database.url)
         .await
         .with_context(|| format!("opening the projection at {}", motcua_store::redact(&cfg.database.url)))?;
+    let probed = track.clone();
+    l.health.watch_database(Arc::new(move || {
+        let t = probed.clone();
+        Box::pin(async move { t.ping().await.map_err(|e| error_chain(&e)) })
+    }));
     // Deadline and step warnings count working time on the routing calendar; the API
     // shows time per step against the budgets.
     let tables = Arc::new(motcua_routing::RoutingTables::load(

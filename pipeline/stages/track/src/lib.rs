@@ -286,6 +286,15 @@ impl Track {
         }
     }
 
+    /// One round trip to the projection's database (readiness probes).
+    pub async fn ping(&self) -> Result<()> {
+        match &self.db {
+            ProjectionDb::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?,
+            ProjectionDb::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?,
+        }
+        Ok(())
+    }
+
     /// Whether no event has been projected yet (a replay fills an empty projection).
     pub async fn is_empty(&self) -> Result<bool> {
         const ANY: &str = "SELECT EXISTS (SELECT 1 FROM track_history)";
