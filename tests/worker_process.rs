@@ -396,3 +396,67 @@ async fn a_sigterm_shortly_after_start_ends_the_worker_cleanly() {
         assert!(status.success(), "SIGTERM {delay_ms} ms after start: {status}");
     }
 }
+
+/// Static group membership: a worker SIGKILLed and restarted under the same name (a pod's
+/// container restarting) takes its partitions back at once, not after the dead member's
+/// 45-second session timeout. Against tansu, a broker started as its own process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_restarted_under_its_name_resumes_before_its_session_times_out() {
+    let tansu = Tansu::start();
+    let db = motcua_store::testing::scratch_postgres_url().await;
+    let out = motcua()
+        .args([
+            "topics",
+            "create",
+            "--brokers",
+            &tansu.brokers,
+            "--partitions",
+            "3",
+            "--replication",
+            "1",
+        ])
+        .output()
+        .expect("topics create");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let kafka = motcua_kafka::KafkaConfig::with_brokers(tansu.brokers.clone());
+    let r = Reference::embedded().expect("reference");
+    let mut g = Generator::new(&r, "22", 23).expect("province");
+    let collector = Collector::start(&kafka, &[Topic::Accepted]);
+    let spawn = |metrics_port: u16| {
+        motcua()
+            .args(["run", "intake"])
+            .env("MOTCUA_KAFKA__BROKERS", &tansu.brokers)
+            .env("MOTCUA_DATABASE__URL", &db)
+            .env("MOTCUA_RUNTIME__INSTANCE_ID", "intake-0")
+            .env("MOTCUA_RUNTIME__STATIC_MEMBERSHIP", "true")
+            .env("MOTCUA_KAFKA__SESSION_TIMEOUT_MS", "45000")
+            .env("MOTCUA_METRICS__LISTEN", format!("127.0.0.1:{metrics_port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn motcua run intake")
+    };
+    let first: Vec<_> = (0..60).map(|i| g.valid(NOW + i)).collect();
+    publish(&kafka, &first).await;
+    let mut worker = spawn(free_port());
+    assert!(
+        collector.wait_for(Duration::from_secs(60), |s| s.len() >= 60).await,
+        "the first worker processed {} of 60",
+        collector.count(Topic::Accepted)
+    );
+    sigkill(&mut worker);
+    let killed_at = std::time::Instant::now();
+    let mut again = spawn(free_port());
+    let second: Vec<_> = (0..60).map(|i| g.valid(NOW + 1_000 + i)).collect();
+    publish(&kafka, &second).await;
+    let resumed = collector.wait_for(Duration::from_secs(40), |s| s.len() >= 120).await;
+    let took = killed_at.elapsed();
+    sigterm(&again);
+    wait_exit(&mut again, Duration::from_secs(30));
+    assert!(
+        resumed,
+        "the restarted worker processed {} of 60 within 40 s of the kill (session timeout 45 s)",
+        collector.count(Topic::Accepted) - 60
+    );
+    eprintln!("restarted under its name: all 60 new dossiers accepted {took:?} after the kill");
+}

@@ -53,6 +53,9 @@ pub struct RuntimeConfig {
     /// A message that does not decode on another topic is recorded and skipped, so each
     /// bad message is dead-lettered once, by the group that owns its topic.
     pub dead_letters_for: Option<Vec<Topic>>,
+    /// Static group membership: this worker's `group.instance.id` (stable across
+    /// restarts); `None`: a dynamic member.
+    pub group_instance_id: Option<String>,
     /// The consumer group; `None`: the stage's own (`<prefix>motcua-<stage>`). A replay
     /// reads the log again under a group of its own, from the beginning.
     pub group: Option<String>,
@@ -75,6 +78,7 @@ impl RuntimeConfig {
             joined: Arc::new(AtomicBool::new(false)),
             limits: Limits::default(),
             dead_letters_for: None,
+            group_instance_id: None,
             group: None,
         }
     }
@@ -468,6 +472,9 @@ pub async fn run<S: Stage>(
     let group = cfg.group.clone().unwrap_or_else(|| cfg.kafka.group(name));
     let mut consumer_cfg = cfg.kafka.consumer_config(&group, &client_id);
     consumer_cfg.set("statistics.interval.ms", "5000");
+    if let Some(id) = &cfg.group_instance_id {
+        consumer_cfg.set("group.instance.id", id);
+    }
     let reports = Arc::new(Reports::default());
     let consumer: Arc<Worker<StageContext>> = Arc::new(consumer_cfg.create_with_context(StageContext {
         last_error: Mutex::new(None),

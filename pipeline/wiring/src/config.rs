@@ -425,6 +425,12 @@ pub struct RuntimeSection {
     pub connect_timeout_ms: u64,
     /// Replica name in client ids and logs; defaults to host name + pid.
     pub instance_id: Option<String>,
+    /// Static group membership (`group.instance.id` = `instance_id`, else the host name —
+    /// a Kubernetes pod's name): a worker restarted under the same name takes its
+    /// partitions back at once instead of after the dead member's session timeout. The
+    /// cost: a worker that leaves for good keeps its partitions idle until that timeout
+    /// (static members do not leave the group on shutdown). Off by default.
+    pub static_membership: bool,
 }
 
 impl Default for RuntimeSection {
@@ -440,6 +446,7 @@ impl Default for RuntimeSection {
             retry_budget_ms: d.retry_budget.as_millis() as u64,
             connect_timeout_ms: d.connect_timeout.as_millis() as u64,
             instance_id: None,
+            static_membership: false,
         }
     }
 }
@@ -519,6 +526,15 @@ impl Config {
                 self.runtime.max_batch
             );
         }
+        if self.runtime.static_membership
+            && self.runtime.instance_id.is_none()
+            && std::env::var("HOSTNAME").map_or(true, |h| h.is_empty())
+        {
+            bail!(
+                "runtime.static_membership needs a name that survives a restart: set runtime.instance_id \
+                 (for example the pod's name) or HOSTNAME"
+            );
+        }
         if !self.metrics.listen.is_empty() {
             self.metrics_addr()?;
         }
@@ -580,6 +596,10 @@ impl Config {
         r.connect_timeout = Duration::from_millis(s.connect_timeout_ms);
         if let Some(id) = &s.instance_id {
             r.instance_id = id.clone();
+        }
+        if s.static_membership {
+            // `validate` made sure one of the two is there.
+            r.group_instance_id = s.instance_id.clone().or_else(|| std::env::var("HOSTNAME").ok());
         }
         r.limits = self.limits.clone();
         r
@@ -683,6 +703,18 @@ mod tests {
         let cfg =
             parse("[kafka]\nbrokers = \"k1:9092,k2:9092\"\n[database]\nurl = \"postgres://u@h/db\"\n").expect("valid");
         assert_eq!(cfg.kafka.brokers, "k1:9092,k2:9092");
+    }
+
+    #[test]
+    fn static_membership_joins_under_the_configured_name() {
+        let dynamic = parse("[runtime]\ninstance_id = \"intake-0\"\n").expect("valid");
+        assert_eq!(dynamic.runtime().group_instance_id, None);
+        let fixed = parse("[runtime]\ninstance_id = \"intake-0\"\nstatic_membership = true\n").expect("valid");
+        let r = fixed.runtime();
+        assert_eq!(
+            (r.group_instance_id.as_deref(), r.instance_id.as_str()),
+            (Some("intake-0"), "intake-0")
+        );
     }
 
     #[test]
