@@ -26,8 +26,9 @@ pub fn markdown() -> String {
     out
 }
 
-/// An event as JSON, the shape its Avro record has (optional fields as `null` or the value).
-pub(crate) fn event_json(e: &AnyEvent) -> Value {
+/// An event as JSON, the shape its Avro record has (optional fields as `null` or the value):
+/// the dictionary's examples, `motcua dlq show --payload`.
+pub fn event_json(e: &AnyEvent) -> Value {
     let v = match e {
         AnyEvent::Submitted(e) => serde_json::to_value(e),
         AnyEvent::Accepted(e) => serde_json::to_value(e),

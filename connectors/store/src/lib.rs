@@ -20,10 +20,12 @@ macro_rules! both {
 }
 
 mod bills;
+mod dlq;
 mod lifecycle;
 mod parked;
 mod routing;
 pub use bills::{Bill, Settlement};
+pub use dlq::DlqReplay;
 pub use lifecycle::{Closure, ClosureKind, Pause, Wait, WaitRequest, WaitState};
 pub use parked::Parked;
 pub use routing::Assignment;

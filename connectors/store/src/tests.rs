@@ -623,6 +623,56 @@ async fn postgres_the_routed_message_is_kept_while_open_and_every_end_frees_the_
     the_routed_message_is_kept_while_open_and_every_end_frees_the_desk(postgres().await).await;
 }
 
+async fn a_dead_letter_is_replayed_once_and_every_replay_is_recorded(store: Store) {
+    let r = DlqReplay {
+        dlq_partition: 0,
+        dlq_offset: 7,
+        origin_topic: "dossier.submitted".into(),
+        origin_partition: 1,
+        origin_offset: 42,
+        reason_code: "BAD_MAGIC_BYTE".into(),
+        replay_count: 1,
+        outcome: "replayed".into(),
+        replayed_by: "op-1".into(),
+        why: "schema registered".into(),
+        replayed_at_ms: 1_000,
+        new_partition: None,
+        new_offset: None,
+    };
+    assert_eq!(store.claim_dlq_replay(&r).await.expect("claim"), None);
+    let second = DlqReplay {
+        replayed_by: "op-2".into(),
+        replayed_at_ms: 2_000,
+        ..r.clone()
+    };
+    assert_eq!(
+        store.claim_dlq_replay(&second).await.expect("claim"),
+        Some(r.clone()),
+        "the first stays"
+    );
+    store.landed_dlq_replay(0, 7, 1, 43).await.expect("landed");
+    let all = store.dlq_replays(10).await.expect("audit");
+    assert_eq!(
+        all,
+        [DlqReplay {
+            new_partition: Some(1),
+            new_offset: Some(43),
+            ..r
+        }]
+    );
+}
+
+#[tokio::test]
+async fn sqlite_a_dead_letter_is_replayed_once_and_every_replay_is_recorded() {
+    let (store, _dir) = sqlite().await;
+    a_dead_letter_is_replayed_once_and_every_replay_is_recorded(store).await;
+}
+
+#[tokio::test]
+async fn postgres_a_dead_letter_is_replayed_once_and_every_replay_is_recorded() {
+    a_dead_letter_is_replayed_once_and_every_replay_is_recorded(postgres().await).await;
+}
+
 #[tokio::test]
 async fn postgres_over_tls_verifies_the_server_certificate_and_its_name() {
     let store = Store::connect(&tls_url("ca.pem").await)

@@ -10,7 +10,7 @@
 //! and passed over, never logged.
 
 mod columns;
-mod read;
+pub mod read;
 mod write;
 
 use std::collections::BTreeMap;
@@ -26,6 +26,18 @@ use serde::Serialize;
 use tracing::debug;
 
 pub use columns::META_COLUMNS;
+
+/// The consumer configuration of a reader of topic ranges ([`read::plan`], [`read::read`]):
+/// a group id of its own, never committed to, so it moves nobody's offsets.
+pub fn reader_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
+    let group = kafka.group(&format!("{client_id}-{}", uuid::Uuid::new_v4()));
+    let mut config = kafka.consumer_config(&group, client_id);
+    config
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest");
+    config
+}
 pub use write::utc_date;
 
 use columns::{Row, TopicColumns};
@@ -208,13 +220,7 @@ fn run(
         path: opts.out_dir.clone(),
         source,
     })?;
-    // A group id of its own, never committed to: the export moves nobody's offsets.
-    let group = kafka.group(&format!("export-{}", uuid::Uuid::new_v4()));
-    let mut config = kafka.consumer_config(&group, "motcua-export");
-    config
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest");
+    let config = reader_config(kafka, "motcua-export");
     let consumer: BaseConsumer = config.create().map_err(|source| Error::Kafka {
         context: "create the consumer".into(),
         source,

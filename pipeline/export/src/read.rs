@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
@@ -27,19 +27,21 @@ const PROBE_TAIL: i64 = 16;
 
 /// A message of the range, owned.
 #[derive(Debug)]
-pub(crate) struct Msg {
-    pub(crate) partition: i32,
-    pub(crate) offset: i64,
-    pub(crate) timestamp_ms: Option<i64>,
-    pub(crate) payload: Option<Vec<u8>>,
+pub struct Msg {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// Offsets `[start, end)` of a partition to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Span {
-    pub(crate) partition: i32,
-    pub(crate) start: i64,
-    pub(crate) end: i64,
+pub struct Span {
+    pub partition: i32,
+    pub start: i64,
+    pub end: i64,
 }
 
 fn kafka(context: String) -> impl FnOnce(KafkaError) -> Error {
@@ -48,7 +50,7 @@ fn kafka(context: String) -> impl FnOnce(KafkaError) -> Error {
 
 /// The spans of `topic` holding messages from `from_ms` on, or `None` when the cluster
 /// has no such topic.
-pub(crate) fn plan(
+pub fn plan(
     consumer: &BaseConsumer,
     config: &ClientConfig,
     topic: &str,
@@ -153,7 +155,7 @@ pub(crate) fn plan(
 ///
 /// Each read has a consumer of its own: an earlier read's prefetched messages and
 /// end-of-partition events (which do not say at which offset) must not end this one.
-pub(crate) fn read(
+pub fn read(
     config: &ClientConfig,
     topic: &str,
     spans: &[Span],
@@ -243,11 +245,21 @@ fn read_assigned(
                     done(consumer, active, p);
                     continue;
                 }
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| (x.key.to_owned(), x.value.map(<[u8]>::to_vec)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 batch.push(Msg {
                     partition: p,
                     offset: m.offset(),
                     timestamp_ms: ts,
+                    key: m.key().map(<[u8]>::to_vec),
                     payload: m.payload().map(<[u8]>::to_vec),
+                    headers,
                 });
                 if m.offset() + 1 >= end {
                     done(consumer, active, p);

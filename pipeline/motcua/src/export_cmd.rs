@@ -39,7 +39,7 @@ pub(crate) struct ExportArgs {
     common: Common,
 }
 
-fn parse_instant(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_instant(s: &str) -> Result<i64, String> {
     let s = s.trim();
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return s
@@ -59,7 +59,7 @@ fn parse_topic(s: &str) -> Result<Topic, String> {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-fn utc(ms: i64) -> String {
+pub(crate) fn utc(ms: i64) -> String {
     let rem = ms.rem_euclid(86_400_000);
     format!(
         "{}T{:02}:{:02}:{:02}.{:03}Z",

@@ -1,6 +1,7 @@
 //! `motcua`: run a stage worker, administer topics, publish dossiers, or try the whole
 //! thing with `motcua demo`.
 
+mod dlq_cmd;
 mod export_cmd;
 mod portal_json;
 mod publish;
@@ -109,6 +110,12 @@ enum Command {
     /// date (DIR/topic=<topic>/date=<YYYY-MM-DD>/), for DuckDB, pandas or Spark. Reads
     /// by Kafka timestamp, commits no offsets; re-exporting a range replaces its files.
     Export(export_cmd::ExportArgs),
+    /// Dead letters: list them by reason, topic, stage, time and dossier, show one, replay
+    /// the ones whose cause is fixed (with a loop guard and an audit record of each).
+    Dlq {
+        #[command(subcommand)]
+        command: dlq_cmd::DlqCommand,
+    },
     /// Serve the registry gateway API (population, land, business) from a synthetic,
     /// seeded world, with injectable faults — a stand-in for the national databases.
     RegistrySim(registry::SimArgs),
@@ -385,6 +392,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Demo(args) => motcua_demo::run(args).await,
         Command::Export(args) => export_cmd::run(args).await,
+        Command::Dlq { command } => dlq_cmd::run(command).await,
         Command::RegistrySim(args) => registry::simulate(args).await,
         Command::GatewaySim {
             min_delay_ms,
