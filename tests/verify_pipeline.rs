@@ -230,4 +230,81 @@ async fn with_30_percent_errors_and_500_ms_latency_every_dossier_ends_exactly_on
     );
     assert!(retried >= 20, "the retrier decided the parked dossiers: {retried}");
     assert!(audited > 140);
+
+    // Operators see the escalated dossiers; an officer verifies one by hand and it goes
+    // on through the normal path (dossier.verified), once.
+    let escalated = store.escalated(100).await.expect("escalated");
+    let escalated_ids: HashSet<String> = escalated.iter().map(|e| e.dossier_id.clone()).collect();
+    assert_eq!(escalated_ids, ids_b, "every escalated dossier is listed");
+    let cli = |args: &[&str]| {
+        motcua()
+            .args(args)
+            .args(["--brokers", &kafka.brokers, "--database-url", &db])
+            .output()
+            .expect("motcua dossiers")
+    };
+    let listing = cli(&["dossiers", "escalated"]);
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(listing.contains("20 escalated"), "{listing}");
+    let chosen = &escalated[0];
+    assert!(listing.contains(&chosen.dossier_code), "{listing}");
+    let out = cli(&[
+        "dossiers",
+        "verify",
+        &chosen.dossier_code,
+        "--by",
+        "officer-7",
+        "--note",
+        "original ID card seen at the counter",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let by_hand = |seen: &[Read]| {
+        seen.iter()
+            .filter_map(|r| match &r.event {
+                Some(AnyEvent::Verified(v)) if v.dossier.dossier_id == chosen.dossier_id => Some(v.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        collector
+            .wait_for(Duration::from_secs(30), |s| !by_hand(s).is_empty())
+            .await,
+        "published"
+    );
+    let v = by_hand(&collector.snapshot()).remove(0);
+    assert_eq!(v.dossier_code, chosen.dossier_code);
+    assert!(!v.checks.is_empty());
+    assert!(v.checks.iter().all(
+        |c| c.outcome == motcua_schemas::CheckOutcome::Skipped && c.detail.as_deref() == Some("VERIFIED_MANUALLY")
+    ));
+    let again = cli(&[
+        "dossiers",
+        "verify",
+        &chosen.dossier_code,
+        "--by",
+        "officer-8",
+        "--note",
+        "again",
+    ]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && err.contains("verified by officer-7"),
+        "{err}"
+    );
+    let not_escalated = cli(&[
+        "dossiers",
+        "verify",
+        &group_a[0].dossier_code,
+        "--by",
+        "officer-8",
+        "--note",
+        "x",
+    ]);
+    assert!(!not_escalated.status.success());
+    assert_eq!(
+        store.escalated(100).await.expect("escalated").len(),
+        19,
+        "one fewer waits"
+    );
 }

@@ -27,7 +27,7 @@ mod routing;
 pub use bills::{Bill, Settlement};
 pub use dlq::DlqReplay;
 pub use lifecycle::{Closure, ClosureKind, Pause, Wait, WaitRequest, WaitState};
-pub use parked::Parked;
+pub use parked::{Escalation, Parked};
 pub use routing::Assignment;
 
 #[derive(Debug, thiserror::Error)]

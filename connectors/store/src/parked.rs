@@ -128,3 +128,133 @@ impl Store {
         .await?))
     }
 }
+
+/// A dossier handed to an officer for manual verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Escalation {
+    pub dossier_id: String,
+    pub dossier_code: String,
+    /// The dossier.accepted message.
+    pub payload: Vec<u8>,
+    pub escalated_at_ms: i64,
+    pub reason: String,
+    pub verified_by: Option<String>,
+    pub verified_at_ms: Option<i64>,
+    pub note: Option<String>,
+}
+
+const ESCALATION_COLUMNS: &str =
+    "dossier_id, dossier_code, payload, escalated_at_ms, reason, verified_by, verified_at_ms, note";
+
+fn escalation<R: Row>(r: &R) -> Escalation
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Vec<u8>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Escalation {
+        dossier_id: r.get("dossier_id"),
+        dossier_code: r.get("dossier_code"),
+        payload: r.get("payload"),
+        escalated_at_ms: r.get("escalated_at_ms"),
+        reason: r.get("reason"),
+        verified_by: r.get("verified_by"),
+        verified_at_ms: r.get("verified_at_ms"),
+        note: r.get("note"),
+    }
+}
+
+impl Store {
+    /// Parked dossiers, oldest first (operators): at most `limit`.
+    pub async fn parked(&self, limit: i64) -> Result<Vec<Parked>> {
+        let sql = "SELECT dossier_id, payload, parked_at_ms, attempts, last_error, decision FROM verify_parked
+                   ORDER BY parked_at_ms LIMIT $1";
+        both!(self, |pool| Ok(sqlx::query(sql)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| Parked {
+                dossier_id: r.get("dossier_id"),
+                payload: r.get("payload"),
+                parked_at_ms: r.get("parked_at_ms"),
+                attempts: r.get("attempts"),
+                last_error: r.get("last_error"),
+                decision: r.get("decision"),
+            })
+            .collect()))
+    }
+
+    /// Records escalations (a dossier escalated before keeps its first record).
+    pub async fn escalate(&self, rows: &[Escalation]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let sql = "INSERT INTO verify_escalated (dossier_id, dossier_code, payload, escalated_at_ms, reason)
+                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dossier_id) DO NOTHING";
+        both!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            for e in rows {
+                sqlx::query(sql)
+                    .bind(&e.dossier_id)
+                    .bind(&e.dossier_code)
+                    .bind(&e.payload)
+                    .bind(e.escalated_at_ms)
+                    .bind(&e.reason)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Escalated dossiers no officer verified yet, oldest first: at most `limit`.
+    pub async fn escalated(&self, limit: i64) -> Result<Vec<Escalation>> {
+        let sql = format!(
+            "SELECT {ESCALATION_COLUMNS} FROM verify_escalated WHERE verified_by IS NULL
+             ORDER BY escalated_at_ms LIMIT $1"
+        );
+        both!(self, |pool| Ok(sqlx::query(&sql)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(escalation)
+            .collect()))
+    }
+
+    /// The escalation of the dossier with this code, verified or not.
+    pub async fn escalation(&self, dossier_code: &str) -> Result<Option<Escalation>> {
+        let sql = format!("SELECT {ESCALATION_COLUMNS} FROM verify_escalated WHERE dossier_code = $1");
+        both!(self, |pool| Ok(sqlx::query(&sql)
+            .bind(dossier_code)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| escalation(&r))))
+    }
+
+    /// Records the officer who verified an escalated dossier by hand; returns the
+    /// escalation as stored (another officer's record when one came first).
+    pub async fn verified_by_hand(&self, dossier_id: &str, by: &str, note: &str, at_ms: i64) -> Result<Escalation> {
+        let update = "UPDATE verify_escalated SET verified_by = $2, verified_at_ms = $3, note = $4
+                      WHERE dossier_id = $1 AND verified_by IS NULL";
+        let select = format!("SELECT {ESCALATION_COLUMNS} FROM verify_escalated WHERE dossier_id = $1");
+        both!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(update)
+                .bind(dossier_id)
+                .bind(by)
+                .bind(at_ms)
+                .bind(note)
+                .execute(&mut *tx)
+                .await?;
+            let row = sqlx::query(&select).bind(dossier_id).fetch_one(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(escalation(&row))
+        })
+    }
+}

@@ -673,6 +673,92 @@ async fn postgres_a_dead_letter_is_replayed_once_and_every_replay_is_recorded() 
     a_dead_letter_is_replayed_once_and_every_replay_is_recorded(postgres().await).await;
 }
 
+async fn parked_and_escalated_dossiers_are_listed_and_verified_by_hand_once(store: Store) {
+    store
+        .park("d-p1", b"accepted p1", 1_000, 2_000, "population registry: 503")
+        .await
+        .expect("park");
+    store
+        .park("d-p0", b"accepted p0", 500, 2_000, "land registry: timeout")
+        .await
+        .expect("park");
+    let parked = store.parked(10).await.expect("parked");
+    assert_eq!(
+        parked
+            .iter()
+            .map(|p| (p.dossier_id.as_str(), p.last_error.as_str()))
+            .collect::<Vec<_>>(),
+        [("d-p0", "land registry: timeout"), ("d-p1", "population registry: 503")],
+        "oldest first"
+    );
+    let e = |id: &str, code: &str, at: i64| Escalation {
+        dossier_id: id.into(),
+        dossier_code: code.into(),
+        payload: b"accepted".to_vec(),
+        escalated_at_ms: at,
+        reason: "registry down".into(),
+        verified_by: None,
+        verified_at_ms: None,
+        note: None,
+    };
+    store
+        .escalate(&[
+            e("d-e1", "H22.1-251125-0001", 3_000),
+            e("d-e2", "H22.1-251125-0002", 2_000),
+        ])
+        .await
+        .expect("escalate");
+    // A redelivered escalation keeps the first record.
+    store
+        .escalate(&[e("d-e1", "H22.1-251125-0001", 9_000)])
+        .await
+        .expect("again");
+    let open = store.escalated(10).await.expect("escalated");
+    assert_eq!(
+        open.iter()
+            .map(|x| (x.dossier_id.as_str(), x.escalated_at_ms))
+            .collect::<Vec<_>>(),
+        [("d-e2", 2_000), ("d-e1", 3_000)]
+    );
+    let first = store
+        .verified_by_hand("d-e1", "officer-7", "ID card seen", 4_000)
+        .await
+        .expect("verify");
+    assert_eq!(
+        (first.verified_by.as_deref(), first.verified_at_ms),
+        (Some("officer-7"), Some(4_000))
+    );
+    let second = store
+        .verified_by_hand("d-e1", "officer-8", "again", 5_000)
+        .await
+        .expect("verify");
+    assert_eq!(
+        second.verified_by.as_deref(),
+        Some("officer-7"),
+        "the first officer stays"
+    );
+    assert_eq!(store.escalated(10).await.expect("escalated").len(), 1);
+    assert_eq!(
+        store
+            .escalation("H22.1-251125-0001")
+            .await
+            .expect("read")
+            .and_then(|x| x.note),
+        Some("ID card seen".into())
+    );
+}
+
+#[tokio::test]
+async fn sqlite_parked_and_escalated_dossiers_are_listed_and_verified_by_hand_once() {
+    let (store, _dir) = sqlite().await;
+    parked_and_escalated_dossiers_are_listed_and_verified_by_hand_once(store).await;
+}
+
+#[tokio::test]
+async fn postgres_parked_and_escalated_dossiers_are_listed_and_verified_by_hand_once() {
+    parked_and_escalated_dossiers_are_listed_and_verified_by_hand_once(postgres().await).await;
+}
+
 #[tokio::test]
 async fn postgres_over_tls_verifies_the_server_certificate_and_its_name() {
     let store = Store::connect(&tls_url("ca.pem").await)

@@ -2,6 +2,7 @@
 //! thing with `motcua demo`.
 
 mod dlq_cmd;
+mod dossiers_cmd;
 mod export_cmd;
 mod portal_json;
 mod publish;
@@ -115,6 +116,12 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: dlq_cmd::DlqCommand,
+    },
+    /// Dossiers waiting on a registry (parked) or on an officer (escalated), and an
+    /// officer's manual verification of an escalated one.
+    Dossiers {
+        #[command(subcommand)]
+        command: dossiers_cmd::DossiersCommand,
     },
     /// Serve the registry gateway API (population, land, business) from a synthetic,
     /// seeded world, with injectable faults — a stand-in for the national databases.
@@ -393,6 +400,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Demo(args) => motcua_demo::run(args).await,
         Command::Export(args) => export_cmd::run(args).await,
         Command::Dlq { command } => dlq_cmd::run(command).await,
+        Command::Dossiers { command } => dossiers_cmd::run(command).await,
         Command::RegistrySim(args) => registry::simulate(args).await,
         Command::GatewaySim {
             min_delay_ms,

@@ -33,7 +33,7 @@ pub enum Verdict {
     },
 }
 
-fn check(registry: Registry, subject: &str, outcome: CheckOutcome, detail: Option<String>) -> RegistryCheck {
+pub(crate) fn check(registry: Registry, subject: &str, outcome: CheckOutcome, detail: Option<String>) -> RegistryCheck {
     RegistryCheck {
         registry,
         subject: subject.to_owned(),
@@ -50,6 +50,11 @@ fn reason(code: &str, message: String) -> Reason {
 }
 
 /// Which lookups a dossier needs: (citizen ID, parcels, tax codes).
+/// How a parcel is named in a check.
+pub(crate) fn parcel_subject(p: &LandParcel) -> String {
+    format!("{}/{}/{}", p.unit_code, p.map_sheet, p.parcel_number)
+}
+
 pub fn needed(accepted: &DossierAccepted, registries: &[Registry]) -> (Option<String>, Vec<LandParcel>, Vec<String>) {
     let d = &accepted.dossier;
     let citizen = registries
@@ -151,7 +156,7 @@ pub fn assess(accepted: &DossierAccepted, answers: &Answers) -> Verdict {
 
     // Parcels and tax codes are named by their place in the form, not by value.
     for (n, (asked, answer)) in (1..).zip(&answers.parcels) {
-        let subject = format!("{}/{}/{}", asked.unit_code, asked.map_sheet, asked.parcel_number);
+        let subject = parcel_subject(asked);
         match answer {
             None => {
                 checks.push(check(Registry::Land, &subject, CheckOutcome::NotFound, None));

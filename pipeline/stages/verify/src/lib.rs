@@ -22,10 +22,10 @@ use motcua_reference::Reference;
 use motcua_registries::{BusinessRegistry, LandRegistry, Lookup, PopulationRegistry};
 use motcua_runtime::{error_chain, Envelope, Outcome, Stage, StageError, Tick};
 use motcua_schemas::{
-    derived_event_id, AnyEvent, Codec, DossierAccepted, DossierStatus, DossierStatusChanged, DossierVerified, Reason,
-    Registry, Topic,
+    derived_event_id, AnyEvent, CheckOutcome, Codec, DossierAccepted, DossierStatus, DossierStatusChanged,
+    DossierVerified, Reason, Registry, Topic,
 };
-use motcua_store::{Store, WaitRequest};
+use motcua_store::{Escalation, Store, WaitRequest};
 use telemetry::Decided;
 
 pub use assess::{assess, needed, Answers, Verdict};
@@ -103,11 +103,7 @@ impl<R: Registries> Verify<R> {
     }
 
     fn checks_for(&self, accepted: &DossierAccepted) -> Vec<Registry> {
-        self.reference
-            .catalog
-            .get(&accepted.procedure.code)
-            .map(|p| p.registry_checks.clone())
-            .unwrap_or_default()
+        registry_checks(&self.reference, accepted)
     }
 
     async fn look_up(&self, accepted: &DossierAccepted) -> Looked {
@@ -177,6 +173,23 @@ impl<R: Registries> Verify<R> {
         }
     }
 
+    /// The record of an escalation, kept until an officer verifies the dossier by hand.
+    fn escalation_record(&self, accepted: &DossierAccepted, why: &str, at: i64) -> Result<Escalation, StageError> {
+        Ok(Escalation {
+            dossier_id: accepted.dossier.dossier_id.clone(),
+            dossier_code: accepted.dossier_code.clone(),
+            payload: self
+                .codec
+                .encode(accepted)
+                .map_err(|err| StageError::Fatal(error_chain(&err)))?,
+            escalated_at_ms: at,
+            reason: why.to_owned(),
+            verified_by: None,
+            verified_at_ms: None,
+            note: None,
+        })
+    }
+
     /// The status event handing a dossier to an officer for manual verification (counts
     /// nothing, like [`Verify::verdict_events`]).
     pub fn escalation_events(&self, accepted: &DossierAccepted, why: &str, at: i64) -> Vec<AnyEvent> {
@@ -192,6 +205,50 @@ impl<R: Registries> Verify<R> {
             at,
         )]
     }
+}
+
+/// An officer's manual verification of an escalated dossier (`motcua dossiers
+/// verify`): the dossier goes on as verified, each lookup its procedure needs marked
+/// SKIPPED with detail VERIFIED_MANUALLY (no registry answered; the officer, time and
+/// note are in the store's escalation record).
+pub fn manual_verification(reference: &Reference, accepted: &DossierAccepted, at: i64) -> DossierVerified {
+    let (citizen, parcels, taxes) = needed(accepted, &registry_checks(reference, accepted));
+    let manual = || Some("VERIFIED_MANUALLY".to_owned());
+    let mut checks = Vec::new();
+    if let Some(id) = &citizen {
+        checks.push(assess::check(Registry::Population, id, CheckOutcome::Skipped, manual()));
+    }
+    for p in &parcels {
+        checks.push(assess::check(
+            Registry::Land,
+            &assess::parcel_subject(p),
+            CheckOutcome::Skipped,
+            manual(),
+        ));
+    }
+    for t in &taxes {
+        checks.push(assess::check(Registry::Business, t, CheckOutcome::Skipped, manual()));
+    }
+    DossierVerified {
+        event_id: derived_event_id(&accepted.event_id, STAGE, "verified-by-hand"),
+        causation_id: accepted.event_id.clone(),
+        dossier_code: accepted.dossier_code.clone(),
+        received_at: accepted.received_at,
+        procedure: accepted.procedure.clone(),
+        dossier: accepted.dossier.clone(),
+        checks,
+        verified_at: at,
+        traceparent: accepted.traceparent.clone(),
+    }
+}
+
+/// The registries a dossier's procedure consults.
+fn registry_checks(reference: &Reference, accepted: &DossierAccepted) -> Vec<Registry> {
+    reference
+        .catalog
+        .get(&accepted.procedure.code)
+        .map(|p| p.registry_checks.clone())
+        .unwrap_or_default()
 }
 
 /// A status event of `kind`: a supplement request and an escalation of the same dossier
@@ -245,6 +302,7 @@ impl<R: Registries> Stage for Verify<R> {
         let mut out = Vec::with_capacity(batch.len());
         let mut decided = Vec::with_capacity(batch.len());
         let mut waits = Vec::new();
+        let mut escalations = Vec::new();
         for (e, looked) in batch.iter().zip(looked) {
             let Some(looked) = looked else {
                 // Withdrawn (or stopped) before it was verified: it goes no further.
@@ -264,6 +322,7 @@ impl<R: Registries> Stage for Verify<R> {
                 }
                 Looked::Escalate(why) => {
                     decided.push(Decided::Escalated);
+                    escalations.push(self.escalation_record(&e.event, &why, at)?);
                     self.escalation_events(&e.event, &why, at)
                 }
                 Looked::Later(why) => {
@@ -286,8 +345,10 @@ impl<R: Registries> Stage for Verify<R> {
             };
             out.push(Outcome::Emit(events));
         }
-        // Recorded before the requests go out: a supplement can only answer a known wait.
+        // Recorded before the requests go out: a supplement can only answer a known wait;
+        // an officer finds an escalated dossier in the store.
         self.store.await_supplements(&waits).await.map_err(store_error)?;
+        self.store.escalate(&escalations).await.map_err(store_error)?;
         // Counted once every dossier of the batch is parked or decided: a retried batch
         // counts once.
         decided.iter().for_each(Decided::emit);
@@ -384,8 +445,14 @@ impl<R: Registries> Verify<R> {
             };
             let events = match looked {
                 Looked::Answers(a) => self.verdict_events(&accepted, assess(&accepted, &a), now),
-                Looked::Escalate(why) => self.escalation_events(&accepted, &why, now),
+                Looked::Escalate(why) => {
+                    let record = self.escalation_record(&accepted, &why, now)?;
+                    self.store.escalate(&[record]).await.map_err(store_error)?;
+                    self.escalation_events(&accepted, &why, now)
+                }
                 Looked::Later(why) if now - p.parked_at_ms >= self.policy.escalate_after.as_millis() as i64 => {
+                    let record = self.escalation_record(&accepted, &why, now)?;
+                    self.store.escalate(&[record]).await.map_err(store_error)?;
                     self.escalation_events(&accepted, &why, now)
                 }
                 Looked::Later(why) => {
