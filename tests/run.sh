@@ -98,6 +98,15 @@ if ! command -v kcat >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq kcat >/dev/null
 fi
 
+# --- promtool (Prometheus, Debian package, pinned): checks and unit-tests the alert rules
+prom_version=2.42.0+ds-5+deb12u1
+if ! command -v promtool >/dev/null 2>&1; then
+  log "installing promtool (Debian package prometheus $prom_version)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "prometheus=$prom_version" >/dev/null
+fi
+export MOTCUA_TEST_PROMTOOL="$(command -v promtool)"
+
 # --- Python third-party clients: confluent-kafka (with its Schema Registry Avro
 # deserializer) and pyarrow, pinned, in a virtualenv cached per requirements file -------
 py_req="$root/tests/python/requirements.txt"

@@ -255,18 +255,24 @@ impl HttpRegistries {
             };
             match outcome {
                 Attempt::Found(v) => {
-                    ep.breaker.on_success();
+                    if ep.breaker.on_success() {
+                        telemetry::circuit_closed(ep.name);
+                    }
                     ep.cache.put(key.to_owned(), v.clone(), Instant::now());
                     audit("found", false, attempt);
                     return Ok(Some(v));
                 }
                 Attempt::NotFound => {
-                    ep.breaker.on_success();
+                    if ep.breaker.on_success() {
+                        telemetry::circuit_closed(ep.name);
+                    }
                     audit("not_found", false, attempt);
                     return Ok(None);
                 }
                 Attempt::Refused(reason) => {
-                    ep.breaker.on_success();
+                    if ep.breaker.on_success() {
+                        telemetry::circuit_closed(ep.name);
+                    }
                     audit("refused", false, attempt);
                     return Err(Error::Refused {
                         registry: ep.name,

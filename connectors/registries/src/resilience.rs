@@ -69,11 +69,14 @@ impl CircuitBreaker {
         }
     }
 
-    pub fn on_success(&self) {
+    /// Returns true when this success closed an open (probing) breaker.
+    pub fn on_success(&self) -> bool {
         let mut s = self.lock();
+        let was_open = s.open_until.is_some();
         s.consecutive_failures = 0;
         s.open_until = None;
         s.probing = false;
+        was_open
     }
 
     /// Returns true when this failure opened the breaker.

@@ -9,6 +9,7 @@ pub const REGISTRY_LOOKUPS_TOTAL: &str = "motcua_registry_lookups_total";
 pub const REGISTRY_CACHE_TOTAL: &str = "motcua_registry_cache_total";
 pub const REGISTRY_REQUEST_DURATION_SECONDS: &str = "motcua_registry_request_duration_seconds";
 pub const REGISTRY_CIRCUIT_OPENED_TOTAL: &str = "motcua_registry_circuit_opened_total";
+pub const REGISTRY_CIRCUIT_OPEN: &str = "motcua_registry_circuit_open";
 pub const REGISTRY_AUDIT_WRITE_FAILURES_TOTAL: &str = "motcua_registry_audit_write_failures_total";
 
 /// Registers every registry metric with its unit and description.
@@ -32,6 +33,11 @@ pub fn describe() {
         REGISTRY_CIRCUIT_OPENED_TOTAL,
         Unit::Count,
         "Times a registry's circuit breaker opened"
+    );
+    metrics::describe_gauge!(
+        REGISTRY_CIRCUIT_OPEN,
+        Unit::Count,
+        "Whether a registry's circuit breaker is open (1) or closed (0), per registry"
     );
     metrics::describe_counter!(
         REGISTRY_AUDIT_WRITE_FAILURES_TOTAL,
@@ -59,7 +65,13 @@ pub(crate) fn request_done(registry: &'static str, elapsed: Duration) {
 
 pub(crate) fn circuit_opened(registry: &'static str, reason: &str) {
     metrics::counter!(REGISTRY_CIRCUIT_OPENED_TOTAL, "registry" => registry).increment(1);
+    metrics::gauge!(REGISTRY_CIRCUIT_OPEN, "registry" => registry).set(1.0);
     tracing::warn!(registry, %reason, "circuit opened");
+}
+
+pub(crate) fn circuit_closed(registry: &'static str) {
+    metrics::gauge!(REGISTRY_CIRCUIT_OPEN, "registry" => registry).set(0.0);
+    tracing::info!(registry, "circuit closed: the registry answers again");
 }
 
 pub(crate) fn audit_write_failed(error: &sqlx::Error, queued: usize) {

@@ -4,6 +4,11 @@
 //! and the warning's event id is derived from (dossier, due time), so a warning produced
 //! twice (crash between publishing and remembering) is deduplicated downstream.
 
+/// The reason code of a warning whose due time is near.
+pub const DEADLINE_SOON: &str = "DEADLINE_SOON";
+/// The reason code of a warning whose due time has passed.
+pub const DEADLINE_PASSED: &str = "DEADLINE_PASSED";
+
 use std::time::Duration;
 
 use motcua_schemas::{derived_event_id, DossierStatusChanged, Reason};
@@ -134,12 +139,12 @@ pub async fn pending_warnings(
         };
         let reason = if left < 0 {
             Reason {
-                code: "DEADLINE_PASSED".into(),
+                code: DEADLINE_PASSED.into(),
                 message: format!("the due time passed {:.1} working hours ago", -left as f64 / 3.6e6),
             }
         } else {
             Reason {
-                code: "DEADLINE_SOON".into(),
+                code: DEADLINE_SOON.into(),
                 message: format!("{:.1} working hours left before the due time", left as f64 / 3.6e6),
             }
         };

@@ -364,7 +364,11 @@ impl Stage for Track {
         let (step, deadline): (Vec<_>, Vec<_>) = warnings.into_iter().partition(|w| steps::warned_step(w).is_some());
         mark_warned(&self.db, &deadline).await?;
         steps::mark_step_warned(&self.db, &step).await?;
-        telemetry::deadline_warnings_published(deadline.len() as u64);
+        let passed = deadline
+            .iter()
+            .filter(|w| w.reasons.iter().any(|r| r.code == deadline::DEADLINE_PASSED))
+            .count() as u64;
+        telemetry::deadline_warnings_published(deadline.len() as u64 - passed, passed);
         telemetry::step_warnings_published(step.len() as u64);
         Ok(())
     }

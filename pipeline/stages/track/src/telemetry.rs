@@ -25,7 +25,8 @@ pub fn describe() {
     metrics::describe_counter!(
         TRACK_DEADLINE_WARNINGS_TOTAL,
         Unit::Count,
-        "Deadline warnings published on the status topic"
+        "Deadline warnings published on the status topic, by kind (soon: within the warning window; \
+         passed: the due time has passed)"
     );
     metrics::describe_counter!(
         TRACK_STEP_WARNINGS_TOTAL,
@@ -42,8 +43,9 @@ pub(crate) fn batch_applied(applied: &Applied) {
 }
 
 /// Deadline warnings were published (durably: acknowledged on the status topic).
-pub(crate) fn deadline_warnings_published(n: u64) {
-    metrics::counter!(TRACK_DEADLINE_WARNINGS_TOTAL).increment(n);
+pub(crate) fn deadline_warnings_published(soon: u64, passed: u64) {
+    metrics::counter!(TRACK_DEADLINE_WARNINGS_TOTAL, "kind" => "soon").increment(soon);
+    metrics::counter!(TRACK_DEADLINE_WARNINGS_TOTAL, "kind" => "passed").increment(passed);
 }
 
 /// Step budget warnings were published (acknowledged on the status topic).
