@@ -123,3 +123,30 @@ fn the_dashboard_and_the_alerts_name_only_metrics_the_workers_emit() {
         assert!(all.contains(needed), "the dashboard shows no {needed}");
     }
 }
+
+#[test]
+fn the_kubernetes_manifests_validate_and_scale_each_stage_on_its_own_lag() {
+    let python = std::env::var("MOTCUA_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("MOTCUA_TEST_PYTHON is not set: run tests/run.sh (it installs kubernetes-validate)")
+    });
+    // The stage table's inputs: a stage may only scale on topics it reads.
+    let stages: serde_json::Map<String, serde_json::Value> = motcua_wiring::STAGES
+        .iter()
+        .map(|s| {
+            let inputs: Vec<&str> = (s.inputs)().iter().map(|t| t.name()).collect();
+            (format!("{}", s.name), serde_json::json!(inputs))
+        })
+        .collect();
+    let out = run(Command::new(python)
+        .arg(root().join("tests/python/check_manifests.py"))
+        .arg(root().join("deploy/k8s"))
+        .arg(serde_json::Value::Object(stages).to_string())
+        // The partition count deploy/k8s assumes (`motcua topics create --partitions 12`).
+        .arg("12"));
+    assert!(
+        out.contains("OK 11 resources valid")
+            && out.contains("6 stages probed and scaled")
+            && out.contains("compose runs every stage"),
+        "{out}"
+    );
+}
