@@ -134,7 +134,7 @@ fn the_kubernetes_manifests_validate_and_scale_each_stage_on_its_own_lag() {
         .iter()
         .map(|s| {
             let inputs: Vec<&str> = (s.inputs)().iter().map(|t| t.name()).collect();
-            (format!("{}", s.name), serde_json::json!(inputs))
+            (s.name.to_owned(), serde_json::json!(inputs))
         })
         .collect();
     let out = run(Command::new(python)
