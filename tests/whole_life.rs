@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -196,6 +196,40 @@ async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_
         })
         .collect();
     assert!(done, "{} of {total} dossiers ended", ended(&collector.snapshot()));
+    // One trace per dossier across every stage: the statuses of intake, verify, payment,
+    // route and result and the completion all carry it, in the event and in the header.
+    let mut traces: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut stages_seen: HashSet<String> = HashSet::new();
+    for read in collector.snapshot() {
+        let header = read.headers.get("traceparent").cloned().unwrap_or_else(|| {
+            panic!(
+                "no traceparent header on {:?} {:?} {:?}",
+                read.topic, read.event, read.headers
+            )
+        });
+        let trace = motcua_schemas::trace_id(&header).expect("a W3C traceparent").to_owned();
+        let (dossier, field) = match &read.event {
+            Some(AnyEvent::Status(st)) => {
+                stages_seen.insert(st.stage.clone());
+                (st.dossier_id.clone(), st.traceparent.clone())
+            }
+            Some(AnyEvent::Completed(c)) => (c.dossier_id.clone(), c.traceparent.clone()),
+            _ => continue,
+        };
+        assert_eq!(
+            field.as_deref(),
+            Some(header.as_str()),
+            "the event carries its header's trace context"
+        );
+        traces.entry(dossier).or_default().insert(trace);
+    }
+    for (dossier, ids) in &traces {
+        assert_eq!(ids.len(), 1, "dossier {dossier} spans {} traces", ids.len());
+    }
+    assert_eq!(traces.len(), total, "every dossier traced");
+    for stage in ["intake", "verify", "payment", "route", "result"] {
+        assert!(stages_seen.contains(stage), "no status from {stage}: {stages_seen:?}");
+    }
     assert!(
         completed.len() >= N * 3 / 4,
         "most dossiers complete: {}",

@@ -894,6 +894,29 @@ macro_rules! any_event {
     };
 }
 
+impl AnyEvent {
+    /// The W3C trace context the event carries (`None` for the gateway's confirmations
+    /// and dead letters, which have no field for it).
+    pub fn traceparent(&self) -> Option<&str> {
+        match self {
+            AnyEvent::Submitted(e) => e.traceparent.as_deref(),
+            AnyEvent::Accepted(e) => e.traceparent.as_deref(),
+            AnyEvent::Verified(e) => e.traceparent.as_deref(),
+            AnyEvent::PaymentRequested(e) => e.traceparent.as_deref(),
+            AnyEvent::Paid(e) => e.traceparent.as_deref(),
+            AnyEvent::Routed(e) => e.traceparent.as_deref(),
+            AnyEvent::Decided(e) => e.traceparent.as_deref(),
+            AnyEvent::Completed(e) => e.traceparent.as_deref(),
+            AnyEvent::Status(e) => e.traceparent.as_deref(),
+            AnyEvent::Supplemented(e) => e.traceparent.as_deref(),
+            AnyEvent::Withdrawn(e) => e.traceparent.as_deref(),
+            AnyEvent::Reappointed(e) => e.traceparent.as_deref(),
+            AnyEvent::SupplementRequested(e) => e.traceparent.as_deref(),
+            AnyEvent::PaymentConfirmed(_) | AnyEvent::DeadLetter(_) => None,
+        }
+    }
+}
+
 any_event!(
     Submitted(DossierSubmitted),
     Accepted(DossierAccepted),

@@ -53,5 +53,24 @@ pub fn derived_event_id(causation_id: &str, stage: &str, kind: &str) -> String {
     uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string()
 }
 
+/// A W3C trace context (`traceparent`) for a dossier that arrived without one: the trace
+/// id derives from the dossier id, so every event of the dossier — redelivered or not,
+/// resumed after a supplement or not — is in one trace; the parent span id derives from
+/// the event that started it.
+pub fn dossier_traceparent(dossier_id: &str, event_id: &str) -> String {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6d6f_7463_7561_4000_8000_7472_6163_6573);
+    let trace = uuid::Uuid::new_v5(&NAMESPACE, dossier_id.as_bytes());
+    let span = uuid::Uuid::new_v5(&NAMESPACE, event_id.as_bytes());
+    let span_hex = span.simple().to_string();
+    format!("00-{}-{}-01", trace.simple(), &span_hex[..16])
+}
+
+/// The trace id of a W3C `traceparent` value (`None` when it is not one).
+pub fn trace_id(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.split('-');
+    let (_version, trace) = (parts.next()?, parts.next()?);
+    (trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit())).then_some(trace)
+}
+
 #[cfg(test)]
 mod tests;

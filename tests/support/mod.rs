@@ -95,6 +95,34 @@ pub struct Read {
     pub event: Option<AnyEvent>,
 }
 
+impl Read {
+    /// A message as read: topic, key, headers, the event when it decodes.
+    fn of(kafka: &KafkaConfig, codec: &Codec, m: &rdkafka::message::BorrowedMessage<'_>) -> Self {
+        let topic = kafka.topic_of(m.topic()).expect("one of our topics");
+        let payload = m.payload().unwrap_or_default().to_vec();
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Read {
+            topic,
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            event: AnyEvent::decode(codec, topic, &payload).ok(),
+            payload,
+            headers,
+        }
+    }
+}
+
 /// Reads `topics` from the beginning (fresh consumer group) until `done` says so or the
 /// timeout passes; returns everything read.
 pub async fn read_until(
@@ -122,28 +150,7 @@ pub async fn read_until(
             Err(_) => break,
             Ok(m) => m.expect("consume"),
         };
-        let topic = kafka.topic_of(m.topic()).expect("one of our topics");
-        let payload = m.payload().unwrap_or_default().to_vec();
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_owned(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push(Read {
-            topic,
-            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-            event: AnyEvent::decode(&codec, topic, &payload).ok(),
-            payload,
-            headers,
-        });
+        out.push(Read::of(kafka, &codec, &m));
     }
     out
 }
@@ -401,15 +408,7 @@ impl Collector {
             consumer.subscribe(&refs).expect("subscribe");
             loop {
                 let m = consumer.recv().await.expect("consume");
-                let topic = kafka.topic_of(m.topic()).expect("ours");
-                let payload = m.payload().unwrap_or_default().to_vec();
-                let read = Read {
-                    topic,
-                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                    event: AnyEvent::decode(&codec, topic, &payload).ok(),
-                    payload,
-                    headers: HashMap::new(),
-                };
+                let read = Read::of(&kafka, &codec, &m);
                 sink.lock().expect("lock").push(read);
             }
         });

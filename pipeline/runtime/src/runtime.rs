@@ -930,7 +930,18 @@ fn outputs(
             key: "motcua-event-id",
             value: Some(e.event_id()),
         });
-        if let Some(tp) = traceparent {
+        // The event's own trace context, else its input's, else (an event of a dossier
+        // that came without one) the dossier's: one trace per dossier across stages.
+        let derived;
+        let tp = match e.traceparent().or(traceparent) {
+            Some(tp) => Some(tp),
+            None if !matches!(e.topic(), Topic::PaymentConfirmed | Topic::DeadLetter) => {
+                derived = motcua_schemas::dossier_traceparent(e.key(), e.event_id());
+                Some(derived.as_str())
+            }
+            None => None,
+        };
+        if let Some(tp) = tp {
             headers = headers.insert(Header {
                 key: "traceparent",
                 value: Some(tp),

@@ -285,24 +285,27 @@ fn content_digest(d: &motcua_schemas::Dossier) -> String {
 /// The refusal of a submission whose dossier id another dossier already has. Its event
 /// id is its own (kind `duplicate-id`): the other dossier's events stay untouched.
 fn duplicate_id_event(s: &DossierSubmitted, reasons: Vec<Reason>) -> AnyEvent {
-    DossierStatusChanged::caused_by(
+    let mut status = DossierStatusChanged::caused_by(
         s,
         STAGE,
         "duplicate-id",
         DossierStatus::RejectedAtReception,
         s.published_at,
     )
-    .with_reasons(reasons)
-    .into()
+    .with_reasons(reasons);
+    status.traceparent = Some(trace_of(s));
+    status.into()
 }
 
 /// `dossier.accepted` and the "received" status. Everything in them derives from the
 /// input and the stored allocation, so a redelivery emits identical events. Counts
 /// nothing: the stage counts once its batch succeeded.
 pub fn accepted_events(s: &DossierSubmitted, a: Admission, allocation: &CodeAllocation) -> Vec<AnyEvent> {
+    let traceparent = Some(trace_of(s));
     let mut status =
         DossierStatusChanged::caused_by(s, STAGE, "status", DossierStatus::Received, allocation.received_at_ms)
             .with_code(Some(allocation.dossier_code.clone()));
+    status.traceparent = traceparent.clone();
     if let Some(token) = &allocation.lookup_token {
         status = status.with_lookup_token(token.clone());
     }
@@ -314,16 +317,25 @@ pub fn accepted_events(s: &DossierSubmitted, a: Admission, allocation: &CodeAllo
         received_at: allocation.received_at_ms,
         procedure: a.procedure,
         dossier: s.dossier.clone(),
-        traceparent: s.traceparent.clone(),
+        traceparent,
     };
     vec![accepted.into(), status.into()]
 }
 
 /// The status event of a refused submission (counts nothing, like [`accepted_events`]).
 pub fn refusal_event(s: &DossierSubmitted, r: Refusal) -> AnyEvent {
-    DossierStatusChanged::caused_by(s, STAGE, "status", r.status, s.published_at)
-        .with_reasons(r.reasons)
-        .into()
+    let mut status =
+        DossierStatusChanged::caused_by(s, STAGE, "status", r.status, s.published_at).with_reasons(r.reasons);
+    status.traceparent = Some(trace_of(s));
+    status.into()
+}
+
+/// The submission's trace context, or — a portal that sent none — the dossier's own
+/// (`motcua_schemas::dossier_traceparent`): every event of a dossier is in one trace.
+fn trace_of(s: &DossierSubmitted) -> String {
+    s.traceparent
+        .clone()
+        .unwrap_or_else(|| motcua_schemas::dossier_traceparent(&s.dossier.dossier_id, &s.event_id))
 }
 
 /// Reason codes the intake stage emits, for documentation and dashboards.
