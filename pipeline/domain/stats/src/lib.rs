@@ -28,6 +28,8 @@
 //! Facts after the report's `as_of` are left out, so a report "as of" a past instant is
 //! the one that would have been produced then.
 
+pub mod forecast;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use motcua_reference::civil;

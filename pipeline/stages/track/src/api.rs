@@ -111,6 +111,7 @@ pub fn router(db: impl Into<ProjectionDb>, options: ApiOptions, now: Now) -> Rou
         .route("/stats", get(stats))
         .route("/stats/report", get(stats_report))
         .route("/units/{code}/load", get(unit_load))
+        .route("/units/{code}/forecast", get(unit_forecast))
         .route("/openapi.json", get(openapi))
         .route("/.well-known/jwks.json", get(jwks))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
@@ -815,6 +816,87 @@ async fn unit_load(
     })))
 }
 
+/// The smoothing weight of the newest week in the demand forecast.
+const FORECAST_ALPHA: f64 = 0.3;
+
+/// `GET /units/{code}/forecast?hours=&weeks=`: submissions the receiving center should
+/// expect per hour from now on, this week's hours so far against what came, and the
+/// method's error on the last whole week held back (`motcua_stats::forecast`).
+async fn unit_forecast(
+    State(s): State<AppState>,
+    op: Operator,
+    Path(code): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    if !op.scope.sees_unit(&code) {
+        return Err(ApiError::forbidden("this API key sees its own unit's forecast only"));
+    }
+    params(&q, &["hours", "weeks"])?;
+    let number =
+        |name: &str, default: i64, max: i64| -> Result<i64, ApiError> {
+            match q.get(name) {
+                None => Ok(default),
+                Some(v) => v.parse().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
+                    ApiError::bad_request(format!("{name}={v:?} must be a whole number from 1 to {max}"))
+                }),
+            }
+        };
+    let hours = number("hours", 48, 24 * 14)?;
+    let weeks = number("weeks", 12, 104)?;
+    let now = (s.now)();
+    let (current, _) = motcua_stats::forecast::week_and_slot(now);
+    let first_week = current - weeks;
+    let since = motcua_stats::forecast::week_start_ms(first_week);
+    let received: Vec<i64> =
+        on_db!(&s.db, |p| {
+            sqlx::query_scalar(
+        "SELECT received_at FROM track_dossiers WHERE receiving_unit = $1 AND received_at >= $2 AND received_at < $3"
+    )
+    .bind(&code)
+    .bind(since)
+    .bind(now)
+    .fetch_all(p)
+    .await?
+        });
+    if received.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_history",
+            "this center received no dossier in the weeks asked for",
+        ));
+    }
+    let Some(f) = motcua_stats::forecast::forecast(&received, first_week, now, hours as usize, FORECAST_ALPHA) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_history",
+            "no whole week of history to learn from yet",
+        ));
+    };
+    let hour = |h: &motcua_stats::forecast::HourForecast| {
+        let mut v = json!({"start": format_local(h.start_ms), "expected": (h.expected * 100.0).round() / 100.0});
+        if let Some(a) = h.actual {
+            v["actual"] = json!(a);
+        }
+        v
+    };
+    Ok(Json(json!({
+        "unit": code,
+        "at": format_local(now),
+        "method": "seasonal by weekday and hour (Vietnam time), exponential smoothing per hour of the week",
+        "alpha": f.alpha,
+        "weeks": f.weeks,
+        "next": f.next.iter().map(hour).collect::<Vec<_>>(),
+        "this_week": f.this_week.iter().map(hour).collect::<Vec<_>>(),
+        "held_back": f.held_back.map(|e| json!({
+            "week_start": format_local(e.week_start_ms),
+            "mae_per_hour": (e.mae_per_hour * 1000.0).round() / 1000.0,
+            "naive_mae_per_hour": (e.naive_mae_per_hour * 1000.0).round() / 1000.0,
+            "actual_total": e.actual_total,
+            "forecast_total": (e.forecast_total * 10.0).round() / 10.0,
+        })),
+    })))
+}
+
 /// `GET /.well-known/jwks.json`: the keys results are signed with (public).
 async fn jwks(State(s): State<AppState>) -> Result<Response, ApiError> {
     match &s.options.jwks {
@@ -932,6 +1014,28 @@ pub fn openapi_document() -> Value {
                     "text/csv": {"schema": {"type": "string"}}}},
                 "400": err("unknown parameter, bad date, field or format (code bad_request)"),
                 "403": err("another unit than this key's (code forbidden)"),
+                "503": err("the projection database is unavailable")
+            }))
+        }},
+        "/units/{code}/forecast": {"get": {
+            "summary": "Submissions the receiving center should expect per hour (operators): seasonal by weekday and hour with exponential smoothing (alpha 0.3) over the last weeks, this week so far against what came, and the error on the last whole week held back next to the seasonal-naive forecast's",
+            "security": [{"apiKey": []}],
+            "parameters": [
+                {"name": "code", "in": "path", "required": true, "description": "receiving center code", "schema": {"type": "string"}},
+                {"name": "hours", "in": "query", "required": false, "description": "hours to forecast from the current one (default 48)", "schema": {"type": "integer", "minimum": 1, "maximum": 336}},
+                {"name": "weeks", "in": "query", "required": false, "description": "whole weeks of history to learn from (default 12)", "schema": {"type": "integer", "minimum": 1, "maximum": 104}}
+            ],
+            "responses": operator(json!({
+                "200": {"description": "the forecast", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                    "unit": {"type": "string"}, "at": {"type": "string"}, "method": {"type": "string"},
+                    "alpha": {"type": "number"}, "weeks": {"type": "integer"},
+                    "next": {"type": "array", "items": {"type": "object", "properties": {"start": {"type": "string"}, "expected": {"type": "number"}}}},
+                    "this_week": {"type": "array", "items": {"type": "object", "properties": {"start": {"type": "string"}, "expected": {"type": "number"}, "actual": {"type": "integer"}}}},
+                    "held_back": {"type": ["object", "null"], "properties": {"week_start": {"type": "string"}, "mae_per_hour": {"type": "number"}, "naive_mae_per_hour": {"type": "number"}, "actual_total": {"type": "integer"}, "forecast_total": {"type": "number"}}}
+                }}}}},
+                "400": err("bad parameter (code bad_request)"),
+                "403": err("another unit than this key's (code forbidden)"),
+                "404": err("no whole week of history yet (code no_history)"),
                 "503": err("the projection database is unavailable")
             }))
         }},

@@ -454,10 +454,17 @@ async fn unit_load_and_openapi() {
             "/openapi.json",
             "/stats",
             "/stats/report",
+            "/units/{code}/forecast",
             "/units/{code}/load"
         ]
     );
-    for operator_path in ["/dossiers/{code}", "/stats", "/stats/report", "/units/{code}/load"] {
+    for operator_path in [
+        "/dossiers/{code}",
+        "/stats",
+        "/stats/report",
+        "/units/{code}/forecast",
+        "/units/{code}/load",
+    ] {
         let get = &doc["paths"][operator_path]["get"];
         assert_eq!(get["security"], json!([{"apiKey": []}]), "{operator_path}");
         assert!(get["responses"]["401"].is_object(), "{operator_path}");
@@ -471,6 +478,79 @@ async fn unit_load_and_openapi() {
         let name = r.split('"').next().expect("name");
         assert!(doc["components"]["schemas"][name].is_object(), "{name}");
     }
+}
+
+/// Four weeks of Monday mornings (three submissions at 08:1x, five the last week) and two
+/// this Monday: the forecast learns the hour, shows this week against it, and is checked
+/// on the last week held back (by hand: smoothed 3, 3, 3 → 3, then 0.3 × 5 + 0.7 × 3 = 3.6).
+#[tokio::test]
+async fn a_center_s_demand_forecast_is_learnt_from_its_weeks_and_checked_on_the_last() {
+    let track = Track::new(database().await);
+    let monday = NOW - DAY - 9 * HOUR; // Monday 24 Nov 2025 00:00, Hà Nội
+    let mut lives = Vec::new();
+    let mut n = 100;
+    for week in 1..=4i64 {
+        for k in 0..if week == 1 { 5 } else { 3 } {
+            lives.push(Life::new(n, monday - week * 7 * DAY + 8 * HOUR + 10 * MIN + k * MIN));
+            n += 1;
+        }
+    }
+    for k in 0..2 {
+        lives.push(Life::new(n, monday + 8 * HOUR + 5 * MIN + k * MIN));
+        n += 1;
+    }
+    let events: Vec<AnyEvent> = lives.iter().flat_map(Life::events).collect();
+    track.apply(&refs(&events)).await.expect("history");
+    let (keys, province, commune) = keys();
+    let (base, _) = start(track.db().clone(), roomy(keys), ServeLimits::default()).await;
+    let api = Api {
+        base,
+        client: reqwest::Client::new(),
+        province,
+        commune,
+    };
+    let (status, f) = api.get("/units/06652/forecast?hours=24&weeks=4").await;
+    assert_eq!(status, 200, "{f}");
+    assert_eq!((f["weeks"].clone(), f["alpha"].clone()), (json!(4), json!(0.3)));
+    let next = f["next"].as_array().expect("next");
+    assert_eq!(next.len(), 24);
+    assert_eq!(next[0], json!({"start": "2025-11-25T09:00:00+07:00", "expected": 0.0}));
+    let this_week = f["this_week"].as_array().expect("this week");
+    assert_eq!(this_week.len(), 24 + 9, "Monday and Tuesday until 09:00");
+    assert_eq!(
+        this_week[8],
+        json!({"start": "2025-11-24T08:00:00+07:00", "expected": 3.6, "actual": 2})
+    );
+    assert_eq!(
+        f["held_back"],
+        json!({
+            "week_start": "2025-11-17T00:00:00+07:00",
+            "mae_per_hour": 0.012,
+            "naive_mae_per_hour": 0.012,
+            "actual_total": 5,
+            "forecast_total": 3.0
+        })
+    );
+    // Next Monday 08:00 is forecast at 3.6 too.
+    let (_, week) = api.get("/units/06652/forecast?hours=168&weeks=4").await;
+    let monday_eight = week["next"]
+        .as_array()
+        .expect("next")
+        .iter()
+        .find(|h| h["start"] == "2025-12-01T08:00:00+07:00")
+        .cloned();
+    assert_eq!(
+        monday_eight,
+        Some(json!({"start": "2025-12-01T08:00:00+07:00", "expected": 3.6}))
+    );
+    let (status, e) = api.get("/units/07000/forecast").await;
+    assert_eq!((status, e["error"]["code"].clone()), (404, json!("no_history")), "{e}");
+    for bad in ["hours=0", "weeks=105", "hours=x", "other=1"] {
+        let (status, _) = api.get(&format!("/units/06652/forecast?{bad}")).await;
+        assert_eq!(status, 400, "{bad}");
+    }
+    let (status, _) = api.get_as("/units/07000/forecast", Some(&api.commune)).await;
+    assert_eq!(status, 403, "a unit's key sees its own unit only");
 }
 
 /// The embedded demo serves the API from SQLite: every answer, byte for byte the JSON
@@ -499,6 +579,7 @@ async fn the_api_over_sqlite_answers_exactly_as_over_postgres() {
             "/stats/report?as_of=2025-10-31",
             "/units/06652/load",
             "/units/06652/load?hours=48",
+            "/units/06652/forecast?weeks=4",
             "/units/07000/load",
         ]
         .map(String::from),
