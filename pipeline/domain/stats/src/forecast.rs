@@ -235,6 +235,7 @@ mod tests {
         // than a dossier an hour on average, the naive one (last week's 8, 9, 10) by
         // exactly 1 in each of the 15 busy hours.
         let e = f.held_back.expect("eight weeks");
+        eprintln!("held back: {e:?}");
         assert_eq!(e.actual_total, 5 * (9 + 10 + 11));
         assert!(
             (e.naive_mae_per_hour - 15.0 / 168.0).abs() < 1e-9,

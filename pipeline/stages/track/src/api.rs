@@ -847,9 +847,8 @@ async fn unit_forecast(
     let (current, _) = motcua_stats::forecast::week_and_slot(now);
     let first_week = current - weeks;
     let since = motcua_stats::forecast::week_start_ms(first_week);
-    let received: Vec<i64> =
-        on_db!(&s.db, |p| {
-            sqlx::query_scalar(
+    let received: Vec<i64> = on_db!(&s.db, |p| {
+        sqlx::query_scalar(
         "SELECT received_at FROM track_dossiers WHERE receiving_unit = $1 AND received_at >= $2 AND received_at < $3"
     )
     .bind(&code)
@@ -857,7 +856,7 @@ async fn unit_forecast(
     .bind(now)
     .fetch_all(p)
     .await?
-        });
+    });
     if received.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
