@@ -322,60 +322,8 @@ impl crate::Intake {
             traceparent: s.traceparent.clone().or(routed.traceparent.clone()),
             ..routed
         };
-        let payload = self.encode(&resent)?;
-        let check = DossierSubmitted {
-            event_id: resent.event_id.clone(),
-            dossier: resent.dossier.clone(),
-            published_at: s.supplemented_at,
-            traceparent: None,
-        };
-        if let Err(refusal) = validate(&self.reference, &check) {
-            let status = DossierStatusChanged::about(
-                &resent,
-                &s.event_id,
-                STAGE,
-                "supplement-again",
-                DossierStatus::SupplementRequested,
-                s.supplemented_at,
-            )
-            .with_reasons(refusal.reasons);
-            let again = WaitRequest {
-                request_event_id: status.event_id.clone(),
-                dossier_id: s.dossier_id.clone(),
-                dossier_code: wait.request.dossier_code.clone(),
-                step: BACKOFFICE.to_owned(),
-                requested_at_ms: s.supplemented_at,
-                payload,
-            };
-            if !self.answer(wait, s, Some(&again)).await? {
-                return Ok(refused("SUPPLEMENT_NOT_AWAITED", "the wait ended meanwhile"));
-            }
-            return Ok((Outcome::Emit(vec![status.into()]), Lifecycle::AskedAgain));
-        }
-        if !self.answer(wait, s, None).await? {
-            return Ok(refused("SUPPLEMENT_NOT_AWAITED", "the wait ended meanwhile"));
-        }
-        // A later request of the back office resumes from what it was sent last.
-        self.store
-            .resend_routed(&s.dossier_id, &payload)
-            .await
-            .map_err(store_error)?;
-        let status = DossierStatusChanged::about(
-            &resent,
-            &s.event_id,
-            STAGE,
-            "resumed",
-            DossierStatus::Processing,
-            s.supplemented_at,
-        )
-        .with_reasons(vec![reason(
-            "SUPPLEMENT_RECEIVED",
-            "Đã nhận hồ sơ bổ sung; hồ sơ được xử lý tiếp, thời hạn cộng thêm thời gian chờ",
-        )]);
-        Ok((
-            Outcome::Emit(vec![resent.into(), status.into()]),
-            Lifecycle::Resumed { step: BACKOFFICE },
-        ))
+        let dossier = resent.dossier.clone();
+        self.send_back(s, wait, resent, &s.event_id, dossier, BACKOFFICE).await
     }
 
     /// The calendars waits count on: the configured ones, else the embedded ones.
@@ -460,39 +408,69 @@ impl crate::Intake {
             traceparent: s.traceparent.clone().or(asked.traceparent.clone()),
             ..asked
         };
+        let step = if wait.request.step == motcua_schemas::component::VERIFY {
+            motcua_schemas::component::VERIFY
+        } else {
+            "other"
+        };
+        let (cause, dossier) = (accepted.event_id.clone(), accepted.dossier.clone());
+        self.send_back(s, wait, accepted, &cause, dossier, step).await
+    }
+
+    /// Sends a dossier back to the later step that asked for papers, as `resumed` (the
+    /// message that step reads, papers merged in; its statuses are caused by `cause`):
+    /// checked at the door first and asked again when still incomplete (same step, the
+    /// next wait resuming from `resumed`); else the wait is answered and the dossier
+    /// resumes with a PROCESSING / SUPPLEMENT_RECEIVED status.
+    async fn send_back<E>(
+        &self,
+        s: &DossierSupplemented,
+        wait: &Wait,
+        resumed: E,
+        cause: &str,
+        dossier: Dossier,
+        step: &'static str,
+    ) -> Result<(Outcome, Lifecycle), StageError>
+    where
+        E: motcua_schemas::Event + motcua_schemas::StatusCause + Into<AnyEvent>,
+    {
+        let payload = self.encode(&resumed)?;
         let check = DossierSubmitted {
-            event_id: accepted.event_id.clone(),
-            dossier: accepted.dossier.clone(),
+            event_id: resumed.event_id().to_owned(),
+            dossier,
             published_at: s.supplemented_at,
             traceparent: None,
         };
         if let Err(refusal) = validate(&self.reference, &check) {
-            let status = DossierStatusChanged::caused_by(
-                &accepted,
+            let status: AnyEvent = DossierStatusChanged::about(
+                &resumed,
+                cause,
                 STAGE,
                 "supplement-again",
                 DossierStatus::SupplementRequested,
                 s.supplemented_at,
             )
-            .with_reasons(refusal.reasons);
-            let again = WaitRequest {
-                request_event_id: status.event_id.clone(),
-                dossier_id: s.dossier_id.clone(),
-                dossier_code: wait.request.dossier_code.clone(),
-                step: wait.request.step.clone(),
-                requested_at_ms: s.supplemented_at,
-                payload: self.encode(&accepted)?,
-            };
-            if !self.answer(wait, s, Some(&again)).await? {
+            .with_reasons(refusal.reasons)
+            .into();
+            let again = self.again(&status, wait, &payload);
+            if !self.answer(wait, s, again.as_ref()).await? {
                 return Ok(refused("SUPPLEMENT_NOT_AWAITED", "the wait ended meanwhile"));
             }
-            return Ok((Outcome::Emit(vec![status.into()]), Lifecycle::AskedAgain));
+            return Ok((Outcome::Emit(vec![status]), Lifecycle::AskedAgain));
         }
         if !self.answer(wait, s, None).await? {
             return Ok(refused("SUPPLEMENT_NOT_AWAITED", "the wait ended meanwhile"));
         }
-        let status = DossierStatusChanged::caused_by(
-            &accepted,
+        if step == BACKOFFICE {
+            // A later request of the back office resumes from what it was sent last.
+            self.store
+                .resend_routed(&s.dossier_id, &payload)
+                .await
+                .map_err(store_error)?;
+        }
+        let status = DossierStatusChanged::about(
+            &resumed,
+            cause,
             STAGE,
             "resumed",
             DossierStatus::Processing,
@@ -503,14 +481,8 @@ impl crate::Intake {
             "Đã nhận hồ sơ bổ sung; hồ sơ được xử lý tiếp, thời hạn cộng thêm thời gian chờ",
         )]);
         Ok((
-            Outcome::Emit(vec![accepted.into(), status.into()]),
-            Lifecycle::Resumed {
-                step: if wait.request.step == motcua_schemas::component::VERIFY {
-                    motcua_schemas::component::VERIFY
-                } else {
-                    "other"
-                },
-            },
+            Outcome::Emit(vec![resumed.into(), status.into()]),
+            Lifecycle::Resumed { step },
         ))
     }
 
