@@ -596,6 +596,18 @@ fn params(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError>
     }
 }
 
+/// A whole-number query parameter from 1 to `max`, `default` when absent.
+fn whole_number(q: &HashMap<String, String>, name: &str, default: i64, max: i64) -> Result<i64, ApiError> {
+    match q.get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ApiError::bad_request(format!("{name}={v:?} must be a whole number from 1 to {max}"))),
+    }
+}
+
 fn instant(q: &HashMap<String, String>, name: &str, end_of_day: bool) -> Result<Option<i64>, ApiError> {
     q.get(name)
         .map(|v| {
@@ -769,14 +781,7 @@ async fn unit_load(
         return Err(ApiError::forbidden("this API key sees its own unit's load only"));
     }
     params(&q, &["hours"])?;
-    let hours: i64 = match q.get("hours") {
-        None => 8,
-        Some(h) => h
-            .parse()
-            .ok()
-            .filter(|h| (1..=24 * 365).contains(h))
-            .ok_or_else(|| ApiError::bad_request(format!("hours={h:?} must be a whole number from 1 to 8760")))?,
-    };
+    let hours = whole_number(&q, "hours", 8, 24 * 365)?;
     let now = (s.now)();
     static LOAD_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
@@ -832,17 +837,8 @@ async fn unit_forecast(
         return Err(ApiError::forbidden("this API key sees its own unit's forecast only"));
     }
     params(&q, &["hours", "weeks"])?;
-    let number =
-        |name: &str, default: i64, max: i64| -> Result<i64, ApiError> {
-            match q.get(name) {
-                None => Ok(default),
-                Some(v) => v.parse().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
-                    ApiError::bad_request(format!("{name}={v:?} must be a whole number from 1 to {max}"))
-                }),
-            }
-        };
-    let hours = number("hours", 48, 24 * 14)?;
-    let weeks = number("weeks", 12, 104)?;
+    let hours = whole_number(&q, "hours", 48, 24 * 14)?;
+    let weeks = whole_number(&q, "weeks", 12, 104)?;
     let now = (s.now)();
     let (current, _) = motcua_stats::forecast::week_and_slot(now);
     let first_week = current - weeks;
