@@ -16,6 +16,27 @@ pub struct Parked {
     pub decision: Option<Vec<u8>>,
 }
 
+const PARKED_COLUMNS: &str = "dossier_id, payload, parked_at_ms, attempts, last_error, decision";
+
+fn parked_row<R: Row>(r: &R) -> Parked
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i32: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Vec<u8>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<Vec<u8>>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Parked {
+        dossier_id: r.get("dossier_id"),
+        payload: r.get("payload"),
+        parked_at_ms: r.get("parked_at_ms"),
+        attempts: r.get("attempts"),
+        last_error: r.get("last_error"),
+        decision: r.get("decision"),
+    }
+}
+
 impl Store {
     /// Parks a dossier (idempotent: a dossier parked already keeps its first park time).
     pub async fn park(
@@ -56,7 +77,7 @@ impl Store {
              WHERE dossier_id IN (
                  SELECT dossier_id FROM verify_parked WHERE next_attempt_ms <= $1
                  ORDER BY next_attempt_ms LIMIT $3 {lock})
-             RETURNING dossier_id, payload, parked_at_ms, attempts, last_error, decision"
+             RETURNING {PARKED_COLUMNS}"
         );
         both!(self, |pool| Ok(sqlx::query(&sql)
             .bind(now_ms)
@@ -64,15 +85,8 @@ impl Store {
             .bind(limit)
             .fetch_all(pool)
             .await?
-            .into_iter()
-            .map(|r| Parked {
-                dossier_id: r.get(0),
-                payload: r.get(1),
-                parked_at_ms: r.get(2),
-                attempts: r.get(3),
-                last_error: r.get(4),
-                decision: r.get(5),
-            })
+            .iter()
+            .map(parked_row)
             .collect()))
     }
 
@@ -170,21 +184,13 @@ where
 impl Store {
     /// Parked dossiers, oldest first (operators): at most `limit`.
     pub async fn parked(&self, limit: i64) -> Result<Vec<Parked>> {
-        let sql = "SELECT dossier_id, payload, parked_at_ms, attempts, last_error, decision FROM verify_parked
-                   ORDER BY parked_at_ms LIMIT $1";
-        both!(self, |pool| Ok(sqlx::query(sql)
+        let sql = format!("SELECT {PARKED_COLUMNS} FROM verify_parked ORDER BY parked_at_ms LIMIT $1");
+        both!(self, |pool| Ok(sqlx::query(&sql)
             .bind(limit)
             .fetch_all(pool)
             .await?
             .iter()
-            .map(|r| Parked {
-                dossier_id: r.get("dossier_id"),
-                payload: r.get("payload"),
-                parked_at_ms: r.get("parked_at_ms"),
-                attempts: r.get("attempts"),
-                last_error: r.get("last_error"),
-                decision: r.get("decision"),
-            })
+            .map(parked_row)
             .collect()))
     }
 
