@@ -69,11 +69,7 @@ async fn dead_letters_are_listed_shown_replayed_once_fixed_and_parked_when_they_
     publish(&kafka, std::slice::from_ref(&supplement)).await;
     assert!(
         collector
-            .wait_for(Duration::from_secs(60), |seen| seen
-                .iter()
-                .filter(|x| x.topic == Topic::DeadLetter)
-                .count()
-                >= 2)
+            .wait_count(Topic::DeadLetter, 2, Duration::from_secs(60))
             .await,
         "two dead letters"
     );
@@ -172,11 +168,7 @@ async fn dead_letters_are_listed_shown_replayed_once_fixed_and_parked_when_they_
     assert!(replayed.contains("replayed"), "{replayed}");
     assert!(
         collector
-            .wait_for(Duration::from_secs(60), |seen| seen
-                .iter()
-                .filter(|x| x.topic == Topic::DeadLetter)
-                .count()
-                >= 3)
+            .wait_count(Topic::DeadLetter, 3, Duration::from_secs(60))
             .await,
         "the replayed junk is dead-lettered again"
     );

@@ -119,20 +119,14 @@ async fn a_worker_killed_mid_stream_and_restarted_loses_nothing_and_re_emits_ide
     );
 }
 
-/// The worker against tansu, a Kafka-compatible broker started as its own process, with
-/// the CLI doing what an operator and a portal would: create topics, publish a file.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn intake_runs_against_a_separately_started_broker() {
-    let tansu = Tansu::start();
-    let db = motcua_store::testing::scratch_postgres_url().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-
+/// `motcua topics create` on `brokers`, three partitions, as an operator would; its output.
+fn create_topics(brokers: &str) -> String {
     let out = motcua()
         .args([
             "topics",
             "create",
             "--brokers",
-            &tansu.brokers,
+            brokers,
             "--partitions",
             "3",
             "--replication",
@@ -145,7 +139,19 @@ async fn intake_runs_against_a_separately_started_broker() {
         "topics create: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("dossier.submitted"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The worker against tansu, a Kafka-compatible broker started as its own process, with
+/// the CLI doing what an operator and a portal would: create topics, publish a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_runs_against_a_separately_started_broker() {
+    let tansu = Tansu::start();
+    let db = motcua_store::testing::scratch_postgres_url().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let created = create_topics(&tansu.brokers);
+    assert!(created.contains("dossier.submitted"), "{created}");
 
     let file = dir.path().join("dossiers.jsonl");
     let out = motcua()
@@ -404,20 +410,7 @@ async fn a_sigterm_shortly_after_start_ends_the_worker_cleanly() {
 async fn a_killed_worker_restarted_under_its_name_resumes_before_its_session_times_out() {
     let tansu = Tansu::start();
     let db = motcua_store::testing::scratch_postgres_url().await;
-    let out = motcua()
-        .args([
-            "topics",
-            "create",
-            "--brokers",
-            &tansu.brokers,
-            "--partitions",
-            "3",
-            "--replication",
-            "1",
-        ])
-        .output()
-        .expect("topics create");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    create_topics(&tansu.brokers);
     let kafka = motcua_kafka::KafkaConfig::with_brokers(tansu.brokers.clone());
     let r = Reference::embedded().expect("reference");
     let mut g = Generator::new(&r, "22", 23).expect("province");

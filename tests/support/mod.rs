@@ -424,6 +424,12 @@ impl Collector {
             .count()
     }
 
+    /// Waits until at least `n` messages of `topic` were read, at most `timeout`.
+    pub async fn wait_count(&self, topic: Topic, n: usize, timeout: Duration) -> bool {
+        self.wait_for(timeout, |seen| seen.iter().filter(|x| x.topic == topic).count() >= n)
+            .await
+    }
+
     /// Waits until `done` holds, at most `timeout`; returns whether it did.
     pub async fn wait_for(&self, timeout: Duration, mut done: impl FnMut(&[Read]) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
