@@ -238,9 +238,7 @@ pub(crate) async fn run(command: DlqCommand) -> Result<ExitCode> {
                     );
                 }
             }
-            let store = motcua_store::Store::connect(&cfg.database.url)
-                .await
-                .with_context(|| format!("opening the audit database {}", motcua_store::redact(&cfg.database.url)))?;
+            let store = crate::open_store(&cfg).await?;
             let opts = ReplayOptions {
                 dry_run,
                 limit,
@@ -286,8 +284,7 @@ pub(crate) async fn run(command: DlqCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Replays { limit, common } => {
-            let cfg = common.load()?;
-            let store = motcua_store::Store::connect(&cfg.database.url).await?;
+            let (_, store) = common.store().await?;
             for r in store.dlq_replays(limit).await? {
                 println!(
                     "{}  {:<8} {}:{:<8} {} {}/{}/{} → {}  by {}: {}",

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use motcua_schemas::DossierAccepted;
-use motcua_store::Store;
 
 use crate::export_cmd::utc;
 use crate::Common;
@@ -55,19 +54,11 @@ fn age(now_ms: i64, since_ms: i64) -> String {
     }
 }
 
-async fn store(common: &Common) -> Result<(motcua_wiring::config::Config, Store)> {
-    let cfg = common.load()?;
-    let store = Store::connect(&cfg.database.url)
-        .await
-        .with_context(|| format!("opening the store at {}", motcua_store::redact(&cfg.database.url)))?;
-    Ok((cfg, store))
-}
-
 pub(crate) async fn run(command: DossiersCommand) -> Result<ExitCode> {
     let now = motcua_reference::civil::now_ms();
     match command {
         DossiersCommand::Parked { limit, common } => {
-            let (cfg, store) = store(&common).await?;
+            let (cfg, store) = common.store().await?;
             let codec = motcua_wiring::schemas::codec_once(&cfg).await?;
             let parked = store.parked(limit).await?;
             println!("{:<24} {:>8} {:>8}  last error", "dossier code", "age", "attempts");
@@ -87,7 +78,7 @@ pub(crate) async fn run(command: DossiersCommand) -> Result<ExitCode> {
             store.close().await;
         }
         DossiersCommand::Escalated { limit, common } => {
-            let (_, store) = store(&common).await?;
+            let (_, store) = common.store().await?;
             let escalated = store.escalated(limit).await?;
             println!("{:<24} {:>8}  {:<24}  cause", "dossier code", "age", "escalated (UTC)");
             for e in &escalated {
@@ -106,7 +97,7 @@ pub(crate) async fn run(command: DossiersCommand) -> Result<ExitCode> {
             if by.trim().is_empty() || note.trim().is_empty() {
                 bail!("--by and --note must say who verified the dossier and how: they are recorded");
             }
-            let (cfg, store) = store(&common).await?;
+            let (cfg, store) = common.store().await?;
             let Some(e) = store.escalation(&code).await? else {
                 bail!("{code} was not escalated: only dossiers verify handed to an officer are verified by hand");
             };

@@ -303,6 +303,20 @@ impl Common {
         cfg.validate()?;
         Ok(cfg)
     }
+
+    /// The configuration and the store it names (the operators' commands).
+    async fn store(&self) -> Result<(Config, motcua_store::Store)> {
+        let cfg = self.load()?;
+        let store = open_store(&cfg).await?;
+        Ok((cfg, store))
+    }
+}
+
+/// Opens the store of `database.url`, naming it (credentials redacted) when it fails.
+async fn open_store(cfg: &Config) -> Result<motcua_store::Store> {
+    motcua_store::Store::connect(&cfg.database.url)
+        .await
+        .with_context(|| format!("opening the store at {}", motcua_store::redact(&cfg.database.url)))
 }
 
 fn init_logging(format: LogFormat, default: &str) {
@@ -499,8 +513,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Reconcile { common } => {
-            let cfg = common.load()?;
-            let store = motcua_store::Store::connect(&cfg.database.url).await?;
+            let (_, store) = common.store().await?;
             let bills = store.bills().await?;
             println!(
                 "{:<20} {:<38} {:>12} {:<8} {:<24}",
