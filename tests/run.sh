@@ -107,6 +107,21 @@ if ! command -v promtool >/dev/null 2>&1; then
 fi
 export MOTCUA_TEST_PROMTOOL="$(command -v promtool)"
 
+# --- Chromium and ChromeDriver (Debian packages, pinned): the console's browser test --
+chromium_version=156.0.8078.114-1~deb12u1
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  log "installing chromium and chromium-driver (Debian packages $chromium_version)"
+  as_root apt-get update -qq
+  if ! DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+      "chromium=$chromium_version" "chromium-driver=$chromium_version" >/dev/null; then
+    # Debian's security archive keeps only the newest Chromium: when the pin is gone,
+    # take the archive's (browser and driver always come as a matching pair).
+    log "chromium $chromium_version is no longer in the archive: installing the archive's version"
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+  fi
+fi
+export MOTCUA_TEST_CHROMIUM="$(command -v chromium)" MOTCUA_TEST_CHROMEDRIVER="$(command -v chromedriver)"
+
 # --- Python third-party clients: confluent-kafka (with its Schema Registry Avro
 # deserializer) and pyarrow, pinned, in a virtualenv cached per requirements file -------
 py_req="$root/tests/python/requirements.txt"

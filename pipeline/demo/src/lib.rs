@@ -9,7 +9,6 @@
 //! the database.
 
 mod html;
-mod lag;
 mod observe;
 mod progress;
 mod report;
@@ -535,11 +534,22 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         .reader(&track_url, track_config.reader_options())
         .await
         .context("opening the status API's database pool")?;
-    let router = motcua_track::api::router(api_db, track_config.api_options()?, Arc::new(now_ms));
+    // The console shows the pipeline too: every group's lag, dead letters, and the
+    // dossiers parked in the stages' store.
+    let lag = Arc::new(motcua_wiring::operations::LagReader::new(&kafka, &groups())?);
+    let mut api_options = track_config.api_options()?;
+    api_options.steps = Some(Arc::new(motcua_routing::RoutingTables::embedded(&reference)?));
+    api_options.operations = Some(Arc::new(motcua_wiring::operations::PipelineOperations::new(
+        kafka.clone(),
+        codec.clone(),
+        lag.clone(),
+        // Its own pool: the run's stores are closed when it ends, the API may serve on.
+        Store::connect(&url_of(motcua_schemas::component::VERIFY)).await?,
+    )));
+    let router = motcua_track::api::router(api_db, api_options, Arc::new(now_ms));
     let limits = track_config.serve_limits();
     let api_task = tokio::spawn(async move { motcua_track::api::serve(listener, router, limits).await });
 
-    let lag = Arc::new(lag::LagReader::new(&kafka, &groups(), args.partitions)?);
     let published = Arc::new(Mutex::new(Published::default()));
     // Every group joined first: the figures then measure the pipeline, not start-up.
     let join_deadline = Instant::now() + Duration::from_secs(60);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use motcua_runtime::Shutdown;
 
-use super::lag::{GroupLag, LagReader};
+use motcua_wiring::operations::{GroupLag, LagReader};
 use super::observe::{Observed, Step};
 use super::Published;
 

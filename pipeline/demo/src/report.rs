@@ -9,7 +9,7 @@ use motcua_store::Bill;
 use motcua_track::summary::ProjectionSummary;
 use serde::Serialize;
 
-use super::lag::GroupLag;
+use motcua_wiring::operations::GroupLag;
 use super::observe::{ClockFigures, Observed, Step, Terminal, LATENCIES};
 use super::Published;
 

@@ -8,13 +8,15 @@
 //! - [`registries`]: the registry connectors a verify worker asks, as configured;
 //! - [`keys`]: the result stage's signing keys;
 //! - [`schemas`]: the codec, with the compiled-in ids or a Schema Registry's;
-//! - [`replay`]: rebuilding the status projection from the event log.
+//! - [`replay`]: rebuilding the status projection from the event log;
+//! - [`operations`]: consumer lag, dead letters and parked dossiers, for operators.
 //!
 //! An application crate: errors are `anyhow` with context for the person reading them.
 
 pub mod config;
 pub mod health;
 pub mod keys;
+pub mod operations;
 pub mod registries;
 pub mod replay;
 pub mod schemas;

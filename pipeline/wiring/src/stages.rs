@@ -303,6 +303,15 @@ async fn track(l: Launch) -> Result<RunSummary> {
             .with_context(|| format!("track.api_listen = '{}' is not an address", cfg.track.api_listen))?;
         let mut options = cfg.track.api_options()?;
         options.steps = Some(tables.clone());
+        // The console's view of the pipeline: every stage's lag, dead letters, and the
+        // dossiers parked in the pipeline's store (the same database in production).
+        let lag = Arc::new(crate::operations::LagReader::of_stages(&cfg.kafka)?);
+        options.operations = Some(Arc::new(crate::operations::PipelineOperations::new(
+            cfg.kafka.clone(),
+            l.codec.clone(),
+            lag,
+            l.store().await?,
+        )));
         if options.keys.is_empty() {
             warn!(
                 "track.api_keys_file is not set: operator endpoints answer 401 (make a key with `motcua api-key add`)"

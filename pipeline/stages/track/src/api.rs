@@ -62,6 +62,9 @@ pub struct ApiOptions {
     /// The calendar and step budgets: a dossier's answer then shows the working time of
     /// each step against its budget.
     pub steps: Option<Arc<dyn crate::steps::StepClock>>,
+    /// The pipeline's lag, dead letters and parked dossiers (`GET /pipeline`); `None`:
+    /// that endpoint answers 503 `not_configured`.
+    pub operations: Option<Arc<dyn crate::ops::Operations>>,
 }
 
 impl Default for ApiOptions {
@@ -81,6 +84,7 @@ impl Default for ApiOptions {
             jwks: None,
             trusted_proxies: Vec::new(),
             steps: None,
+            operations: None,
         }
     }
 }
@@ -112,6 +116,14 @@ pub fn router(db: impl Into<ProjectionDb>, options: ApiOptions, now: Now) -> Rou
         .route("/stats/report", get(stats_report))
         .route("/units/{code}/load", get(unit_load))
         .route("/units/{code}/forecast", get(unit_forecast))
+        .route("/load", get(load))
+        .route("/at-risk", get(at_risk))
+        .route("/bottlenecks", get(bottlenecks))
+        .route("/pipeline", get(pipeline))
+        .route("/", get(|| async { axum::response::Redirect::to("/console/") }))
+        .route("/console", get(|| async { axum::response::Redirect::to("/console/") }))
+        .route("/console/", get(|| crate::console::page("index.html")))
+        .route("/console/{file}", get(|Path(file): Path<String>| crate::console::page_owned(file)))
         .route("/openapi.json", get(openapi))
         .route("/.well-known/jwks.json", get(jwks))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
@@ -408,27 +420,7 @@ async fn dossier(State(s): State<AppState>, op: Operator, Path(code): Path<Strin
     // Tracked against a new appointment once one was given (never earlier than the due).
     let tracked_due = row.due_at.map(|d| row.appointment_due_at.map_or(d, |a| a.max(d)));
     let overdue = is_open(row.status_code) && tracked_due.is_some_and(|d| d < now);
-    let steps: Option<Vec<Value>> = s.options.steps.as_ref().map(|clock| {
-        let b = &row.b;
-        let open = is_open(row.status_code);
-        let current = if open { b.current() } else { None };
-        b.times(open.then_some(now), clock.as_ref())
-            .into_iter()
-            .map(|t| {
-                json!({
-                    "step": t.step,
-                    "current": current.is_some_and(|c| c.as_str() == t.step),
-                    "started_at": ts(t.started_at_ms),
-                    "started_at_ms": t.started_at_ms,
-                    "ended_at": ts(t.ended_at_ms),
-                    "ended_at_ms": t.ended_at_ms,
-                    "working_ms": t.working_ms,
-                    "budget_ms": t.budget_ms,
-                    "over_budget": t.over_budget,
-                })
-            })
-            .collect()
-    });
+    let steps = steps_json(&s, &row.b, is_open(row.status_code), now);
     let history: Vec<Value> = history
         .into_iter()
         .map(|h| {
@@ -477,6 +469,31 @@ async fn dossier(State(s): State<AppState>, op: Operator, Path(code): Path<Strin
     })))
 }
 
+/// The internal process's steps of a dossier (start, end, working time against the
+/// budget; the current one marked), when the API runs with the calendar.
+fn steps_json(s: &AppState, b: &crate::steps::Boundaries, open: bool, now: i64) -> Option<Vec<Value>> {
+    let clock = s.options.steps.as_ref()?;
+    let current = if open { b.current() } else { None };
+    Some(
+        b.times(open.then_some(now), clock.as_ref())
+            .into_iter()
+            .map(|t| {
+                json!({
+                    "step": t.step,
+                    "current": current.is_some_and(|c| c.as_str() == t.step),
+                    "started_at": ts(t.started_at_ms),
+                    "started_at_ms": t.started_at_ms,
+                    "ended_at": ts(t.ended_at_ms),
+                    "ended_at_ms": t.ended_at_ms,
+                    "working_ms": t.working_ms,
+                    "budget_ms": t.budget_ms,
+                    "over_budget": t.over_budget,
+                })
+            })
+            .collect(),
+    )
+}
+
 /// A citizen's lookup: the code on the receipt and the token printed next to it.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -488,16 +505,23 @@ struct LookupRequest {
 #[derive(Debug, sqlx::FromRow)]
 struct CitizenRow {
     dossier_code: Option<String>,
-    procedure_code: Option<String>,
-    received_at: Option<i64>,
     due_at: Option<i64>,
-    decided_at: Option<i64>,
     decision: Option<String>,
-    completed_at: Option<i64>,
     status_code: Option<i32>,
     status_at: Option<i64>,
     lookup_digest: Option<String>,
+    /// Procedure and the steps' boundaries (the receiving center's calendar counts).
+    #[sqlx(flatten)]
+    b: crate::steps::Boundaries,
 }
+
+static CITIZEN_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT dossier_code, due_at, decision, status_code, status_at, lookup_digest, {}
+         FROM track_dossiers WHERE dossier_code = $1 ORDER BY received_at LIMIT 1",
+        crate::steps::BOUNDARY_COLUMNS
+    )
+});
 
 /// `POST /lookup` (citizens): `{"dossier_code": …, "lookup_token": …}` in the body, so the
 /// token never sits in a URL or an access log. Unknown code and wrong token get the same
@@ -518,10 +542,8 @@ async fn lookup(State(s): State<AppState>, body: Result<Json<LookupRequest>, Jso
         )
     })?;
     let row: Option<CitizenRow> = if req.dossier_code.len() <= 64 {
-        const SQL: &str = "SELECT dossier_code, procedure_code, received_at, due_at, decided_at, decision,
-                completed_at, status_code, status_at, lookup_digest
-            FROM track_dossiers WHERE dossier_code = $1 ORDER BY received_at LIMIT 1";
-        on_db!(&s.db, |p| sqlx::query_as(SQL)
+        let sql = CITIZEN_SQL.as_str();
+        on_db!(&s.db, |p| sqlx::query_as(sql)
             .bind(&req.dossier_code)
             .fetch_optional(p)
             .await?)
@@ -533,24 +555,27 @@ async fn lookup(State(s): State<AppState>, body: Result<Json<LookupRequest>, Jso
     let row = row.filter(|_| matched).ok_or_else(ApiError::dossier_not_found)?;
     let now = (s.now)();
     let (step, step_text) = next_step(row.status_code);
+    let open = is_open(row.status_code);
+    let b = &row.b;
     Ok(Json(json!({
         "dossier_code": row.dossier_code,
-        "procedure_code": row.procedure_code,
+        "procedure_code": b.procedure_code,
         "status": status_name(row.status_code),
         "status_code": row.status_code,
         "status_at": ts(row.status_at),
         "status_at_ms": row.status_at,
-        "received_at": ts(row.received_at),
-        "received_at_ms": row.received_at,
+        "received_at": ts(b.received_at),
+        "received_at_ms": b.received_at,
         "due_at": ts(row.due_at),
         "due_at_ms": row.due_at,
-        "overdue": is_open(row.status_code) && row.due_at.is_some_and(|d| d < now),
-        "decided_at": ts(row.decided_at),
-        "decided_at_ms": row.decided_at,
+        "overdue": open && row.due_at.is_some_and(|d| d < now),
+        "decided_at": ts(b.decided_at),
+        "decided_at_ms": b.decided_at,
         "decision": row.decision,
-        "completed_at": ts(row.completed_at),
-        "completed_at_ms": row.completed_at,
+        "completed_at": ts(b.completed_at),
+        "completed_at_ms": b.completed_at,
         "next_step": {"code": step, "message": step_text},
+        "steps": steps_json(&s, b, open, now),
     })))
 }
 
@@ -890,6 +915,287 @@ async fn unit_forecast(
             "forecast_total": (e.forecast_total * 10.0).round() / 10.0,
         })),
     })))
+}
+
+/// The unit an operator's listing is limited to: `unit` if given (403 outside a unit
+/// key's own), else a unit key's own unit, else none (the province).
+fn scoped_unit(op: &Operator, q: &HashMap<String, String>) -> Result<Option<String>, ApiError> {
+    match (code_param(q, "unit")?, &op.scope) {
+        (unit, Scope::All) => Ok(unit.map(str::to_owned)),
+        (None, Scope::Unit(own)) => Ok(Some(own.clone())),
+        (Some(u), scope) if scope.sees_unit(u) => Ok(Some(u.to_owned())),
+        (Some(_), _) => Err(ApiError::forbidden("this API key sees its own unit only")),
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct UnitLoadRow {
+    unit: String,
+    open: i64,
+    overdue: i64,
+    due_soon: i64,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct ArrivalRow {
+    unit: String,
+    last_hour: i64,
+    today: i64,
+}
+
+/// Midnight (Vietnam time, UTC+7) of the day `ms` falls in.
+fn local_midnight(ms: i64) -> i64 {
+    const DAY: i64 = 86_400_000;
+    const OFFSET: i64 = 7 * 3_600_000;
+    (ms + OFFSET).div_euclid(DAY) * DAY - OFFSET
+}
+
+/// `GET /load?hours=&unit=`: the live load of every center — open dossiers at each unit
+/// (its competent unit, or its receiving center until routed), overdue and due within
+/// `hours`, and what each receiving center took in the last hour and since midnight.
+async fn load(State(s): State<AppState>, op: Operator, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+    params(&q, &["hours", "unit"])?;
+    let hours = whole_number(&q, "hours", 8, 24 * 365)?;
+    let unit = scoped_unit(&op, &q)?;
+    let now = (s.now)();
+    static OPEN_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT COALESCE(competent_unit, receiving_unit) AS unit,
+                count(*) AS open,
+                count(*) FILTER (WHERE {tracked} < $2) AS overdue,
+                count(*) FILTER (WHERE {tracked} >= $2 AND {tracked} < $3) AS due_soon
+             FROM track_dossiers
+             WHERE status_code IN ({open}) AND COALESCE(competent_unit, receiving_unit) IS NOT NULL
+               AND ($1 IS NULL OR COALESCE(competent_unit, receiving_unit) = $1)
+             GROUP BY COALESCE(competent_unit, receiving_unit)",
+            open = crate::projection::sql_codes(DossierStatus::is_open),
+            tracked = crate::projection::TRACKED_DUE
+        )
+    });
+    const ARRIVALS_SQL: &str = "SELECT receiving_unit AS unit,
+            count(*) FILTER (WHERE received_at >= $2) AS last_hour,
+            count(*) FILTER (WHERE received_at >= $3) AS today
+        FROM track_dossiers
+        WHERE received_at >= $4 AND received_at <= $5 AND receiving_unit IS NOT NULL
+          AND ($1 IS NULL OR receiving_unit = $1)
+        GROUP BY receiving_unit";
+    let open_sql = OPEN_SQL.as_str();
+    let open: Vec<UnitLoadRow> = on_db!(&s.db, |p| sqlx::query_as(open_sql)
+        .bind(unit.as_deref())
+        .bind(now)
+        .bind(now + hours * 3_600_000)
+        .fetch_all(p)
+        .await?);
+    let (hour_ago, midnight) = (now - 3_600_000, local_midnight(now));
+    let arrivals: Vec<ArrivalRow> = on_db!(&s.db, |p| sqlx::query_as(ARRIVALS_SQL)
+        .bind(unit.as_deref())
+        .bind(hour_ago)
+        .bind(midnight)
+        .bind(hour_ago.min(midnight))
+        .bind(now)
+        .fetch_all(p)
+        .await?);
+    let mut units: std::collections::BTreeMap<String, Value> = std::collections::BTreeMap::new();
+    let blank = || json!({"open": 0, "overdue": 0, "due_soon": 0, "received_last_hour": 0, "received_today": 0});
+    for r in &open {
+        let u = units.entry(r.unit.clone()).or_insert_with(blank);
+        u["open"] = json!(r.open);
+        u["overdue"] = json!(r.overdue);
+        u["due_soon"] = json!(r.due_soon);
+    }
+    for a in arrivals {
+        let u = units.entry(a.unit).or_insert_with(blank);
+        u["received_last_hour"] = json!(a.last_hour);
+        u["received_today"] = json!(a.today);
+    }
+    let mut rows: Vec<Value> = units
+        .into_iter()
+        .map(|(code, mut v)| {
+            v["unit"] = json!(code);
+            v
+        })
+        .collect();
+    // The busiest first.
+    rows.sort_by_key(|v| std::cmp::Reverse((v["open"].as_i64(), v["received_today"].as_i64())));
+    let total = |k: &str| rows.iter().filter_map(|v| v[k].as_i64()).sum::<i64>();
+    Ok(Json(json!({
+        "at": format_local(now),
+        "unit": unit,
+        "due_soon_hours": hours,
+        "open": total("open"),
+        "overdue": total("overdue"),
+        "due_soon": total("due_soon"),
+        "received_last_hour": total("received_last_hour"),
+        "received_today": total("received_today"),
+        "units": rows,
+    })))
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct AtRiskRow {
+    dossier_code: Option<String>,
+    competent_unit: Option<String>,
+    status_code: Option<i32>,
+    tracked_due: i64,
+    #[sqlx(flatten)]
+    b: crate::steps::Boundaries,
+}
+
+/// `GET /at-risk?hours=&limit=&unit=`: open dossiers past their due time or due within
+/// `hours` (default 8), soonest first, with the step each is in.
+async fn at_risk(State(s): State<AppState>, op: Operator, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+    params(&q, &["hours", "limit", "unit"])?;
+    let hours = whole_number(&q, "hours", 8, 24 * 365)?;
+    let limit = whole_number(&q, "limit", 50, 1_000)?;
+    let unit = scoped_unit(&op, &q)?;
+    let now = (s.now)();
+    static SQL: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
+        let from = format!(
+            "FROM track_dossiers
+             WHERE status_code IN ({open}) AND {tracked} < $2
+               AND ($1 IS NULL OR receiving_unit = $1 OR competent_unit = $1)",
+            open = crate::projection::sql_codes(DossierStatus::is_open),
+            tracked = crate::projection::TRACKED_DUE
+        );
+        (
+            format!(
+                "SELECT dossier_code, competent_unit, status_code, {tracked} AS tracked_due, {b} {from}
+                 ORDER BY {tracked}, dossier_code LIMIT $3",
+                tracked = crate::projection::TRACKED_DUE,
+                b = crate::steps::BOUNDARY_COLUMNS
+            ),
+            format!(
+                "SELECT count(*) AS at_risk, count(*) FILTER (WHERE {tracked} < $3) AS overdue {from}",
+                tracked = crate::projection::TRACKED_DUE
+            ),
+        )
+    });
+    let horizon = now + hours * 3_600_000;
+    let rows: Vec<AtRiskRow> = on_db!(&s.db, |p| sqlx::query_as(SQL.0.as_str())
+        .bind(unit.as_deref())
+        .bind(horizon)
+        .bind(limit)
+        .fetch_all(p)
+        .await?);
+    let (total, overdue): (i64, i64) = on_db!(&s.db, |p| sqlx::query_as(SQL.1.as_str())
+        .bind(unit.as_deref())
+        .bind(horizon)
+        .bind(now)
+        .fetch_one(p)
+        .await?);
+    let dossiers: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "dossier_code": r.dossier_code,
+                "procedure_code": r.b.procedure_code,
+                "unit": r.competent_unit.as_deref().or(r.b.receiving_unit.as_deref()),
+                "status": status_name(r.status_code),
+                "status_code": r.status_code,
+                "step": r.b.current().map(|c| c.as_str()),
+                "due_at": format_local(r.tracked_due),
+                "due_at_ms": r.tracked_due,
+                "overdue": r.tracked_due < now,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "at": format_local(now),
+        "unit": unit,
+        "hours": hours,
+        "at_risk": total,
+        "overdue": overdue,
+        "due_soon": total - overdue,
+        "dossiers": dossiers,
+    })))
+}
+
+/// `GET /bottlenecks?from=&to=&unit=&top=`: where time is spent and deadlines are missed
+/// over the dossiers received in the period (default the last 30 days), by step, by
+/// procedure and by unit (definitions: [`crate::bottlenecks`]).
+async fn bottlenecks(
+    State(s): State<AppState>,
+    op: Operator,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    params(&q, &["from", "to", "unit", "top"])?;
+    let Some(clock) = s.options.steps.clone() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_configured",
+            "the API runs without the calendar and step budgets",
+        ));
+    };
+    let now = (s.now)();
+    let to = instant(&q, "to", true)?.unwrap_or(now + 1);
+    let from = instant(&q, "from", false)?.unwrap_or(to - 30 * 86_400_000);
+    if from >= to {
+        return Err(ApiError::bad_request("from must be before to"));
+    }
+    let filter = crate::bottlenecks::BottleneckFilter {
+        from_ms: from,
+        to_ms: to,
+        unit: scoped_unit(&op, &q)?,
+        now_ms: now,
+        top: whole_number(&q, "top", 10, 1_000)? as usize,
+    };
+    let b = crate::bottlenecks::bottlenecks(&s.db, clock.as_ref(), &filter).await?;
+    let mut v = json!(b);
+    v["from"] = json!(format_local(from));
+    v["to"] = json!(format_local(to));
+    v["unit"] = json!(filter.unit);
+    v["at"] = json!(format_local(now));
+    Ok(Json(v))
+}
+
+/// `GET /pipeline` (the province's keys): every stage's consumer lag, the dead letters of
+/// the last 24 hours by cause and the newest of them, and the dossiers parked behind a
+/// registry or waiting for an officer. Each part that cannot be read says why instead.
+async fn pipeline(State(s): State<AppState>, op: Operator, Query(q): Query<HashMap<String, String>>) -> ApiResult {
+    params(&q, &[])?;
+    if op.scope != Scope::All {
+        return Err(ApiError::forbidden("the pipeline's state is for the province's keys"));
+    }
+    let Some(ops) = s.options.operations.clone() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_configured",
+            "this API is served without access to the pipeline (lag, dead letters, parked dossiers)",
+        ));
+    };
+    let now = (s.now)();
+    let (lag, dead, waiting) = tokio::join!(ops.lag(), ops.dead_letters(now - 86_400_000, 20), ops.waiting(20));
+    let part = |r: Result<Value, String>| r.unwrap_or_else(|e| json!({"unavailable": e}));
+    let with_times = |mut v: Value| {
+        // Each `*_ms` instant also as Vietnam time, like the rest of the API.
+        add_local_times(&mut v);
+        v
+    };
+    Ok(Json(json!({
+        "at": format_local(now),
+        "lag": part(lag.map(|l| json!(l))),
+        "dead_letters": part(dead.map(|d| with_times(json!(d)))),
+        "waiting": part(waiting.map(|w| with_times(json!(w)))),
+    })))
+}
+
+/// Adds `x` next to every `x_ms` number, in Vietnam time.
+fn add_local_times(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            let extra: Vec<(String, Value)> = m
+                .iter()
+                .filter_map(|(k, x)| Some((k.strip_suffix("_ms")?.to_owned(), x.as_i64()?)))
+                .map(|(k, ms)| (k, json!(format_local(ms))))
+                .collect();
+            for x in m.values_mut() {
+                add_local_times(x);
+            }
+            m.extend(extra);
+        }
+        Value::Array(a) => a.iter_mut().for_each(add_local_times),
+        _ => {}
+    }
 }
 
 /// `GET /.well-known/jwks.json`: the keys results are signed with (public).

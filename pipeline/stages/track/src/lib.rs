@@ -34,7 +34,10 @@ macro_rules! on_db {
 
 pub mod access;
 pub mod api;
+pub mod bottlenecks;
+mod console;
 pub mod deadline;
+pub mod ops;
 pub mod projection;
 mod serve;
 pub mod stats;
