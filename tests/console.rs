@@ -58,7 +58,12 @@ async fn the_console_shows_a_running_pipeline_to_operators_and_a_dossier_to_its_
             c.dead_letters_for = Some(motcua_wiring::stages::dead_letters_for(
                 motcua_wiring::stage($name).expect("a stage"),
             ));
-            tasks.push(tokio::spawn(motcua_runtime::run(Arc::new($stage), codec.clone(), c, shutdown.clone())));
+            tasks.push(tokio::spawn(motcua_runtime::run(
+                Arc::new($stage),
+                codec.clone(),
+                c,
+                shutdown.clone(),
+            )));
         }};
     }
     stage!(
@@ -106,7 +111,12 @@ async fn the_console_shows_a_running_pipeline_to_operators_and_a_dossier_to_its_
         max_delay_ms: 50,
         ..GatewaySimConfig::default()
     };
-    let gateway_task = tokio::spawn(gateway_sim::run(kafka.clone(), codec.clone(), gateway, shutdown.clone()));
+    let gateway_task = tokio::spawn(gateway_sim::run(
+        kafka.clone(),
+        codec.clone(),
+        gateway,
+        shutdown.clone(),
+    ));
     let collector = Collector::start(&kafka, &[Topic::Status]);
 
     // --- history: three weeks and this week of one center's submissions --------------
@@ -130,9 +140,19 @@ async fn the_console_shows_a_running_pipeline_to_operators_and_a_dossier_to_its_
         }
         history.push(s);
         let local_hour = (at + 7 * HOUR).rem_euclid(DAY) / HOUR;
-        at += if local_hour >= 16 { 15 * HOUR + 17 * 60_000 } else if local_hour < 11 { 41 * 60_000 } else { 97 * 60_000 };
+        at += if local_hour >= 16 {
+            15 * HOUR + 17 * 60_000
+        } else if local_hour < 11 {
+            41 * 60_000
+        } else {
+            97 * 60_000
+        };
     }
-    assert!(history.len() > 100, "history of {center}: {} submissions", history.len());
+    assert!(
+        history.len() > 100,
+        "history of {center}: {} submissions",
+        history.len()
+    );
     // And today's, across the province: the citizen's dossier is one of them.
     let mut recent: Vec<_> = (0..12).map(|i| g.valid(now - (12 - i) * 60_000)).collect();
     recent.insert(0, first);
@@ -141,7 +161,13 @@ async fn the_console_shows_a_running_pipeline_to_operators_and_a_dossier_to_its_
     publish(&kafka, &recent).await;
     // Two messages no schema reads: dead letters.
     for i in 0..2 {
-        publish_raw(&kafka, Topic::Submitted, &format!("junk-{i}"), Some(b"not an avro message")).await;
+        publish_raw(
+            &kafka,
+            Topic::Submitted,
+            &format!("junk-{i}"),
+            Some(b"not an avro message"),
+        )
+        .await;
     }
 
     // --- the operators' view of the pipeline, as `motcua run track` builds it ----------
@@ -173,7 +199,8 @@ async fn the_console_shows_a_running_pipeline_to_operators_and_a_dossier_to_its_
 
     // The registries go down: today's next dossiers park at verify.
     let client = reqwest::Client::new();
-    let down = serde_json::json!({"latency_ms": 0, "latency_p99_ms": 0, "error_rate": 0.0, "outages": [], "down": true});
+    let down =
+        serde_json::json!({"latency_ms": 0, "latency_p99_ms": 0, "error_rate": 0.0, "outages": [], "down": true});
     client
         .put(format!("{registry_url}/admin/faults"))
         .json(&down)
@@ -200,7 +227,12 @@ async fn the_console_shows_a_running_pipeline_to_operators_and_a_dossier_to_its_
     };
     let parked_codes: Vec<String> = parked
         .iter()
-        .map(|p| codec.decode::<DossierAccepted>(&p.payload).expect("accepted").dossier_code)
+        .map(|p| {
+            codec
+                .decode::<DossierAccepted>(&p.payload)
+                .expect("accepted")
+                .dossier_code
+        })
         .collect();
     settle("parking").await;
 
@@ -313,7 +345,10 @@ async fn the_console_shows_a_running_pipeline_to_operators_and_a_dossier_to_its_
     let more: Vec<_> = (0..5).map(|_| g.valid(motcua_reference::civil::now_ms())).collect();
     publish(&kafka, &more).await;
     writeln!(to_browser, "PUBLISHED {}", more.len()).expect("answer the browser");
-    let done = tokio::task::spawn_blocking(move || browser.wait()).await.expect("join").expect("wait");
+    let done = tokio::task::spawn_blocking(move || browser.wait())
+        .await
+        .expect("join")
+        .expect("wait");
     while let Ok(line) = lines.try_recv() {
         said.push(line);
     }

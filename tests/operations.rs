@@ -118,6 +118,7 @@ fn the_dashboard_and_the_alerts_name_only_metrics_the_workers_emit() {
         "motcua_stage_batch_duration_seconds_bucket",
         "motcua_registry_circuit_open",
         "motcua_track_deadline_warnings_total",
+        "motcua_track_dossiers_at_risk",
         "motcua_result_dossiers_total",
     ] {
         assert!(all.contains(needed), "the dashboard shows no {needed}");
@@ -125,7 +126,7 @@ fn the_dashboard_and_the_alerts_name_only_metrics_the_workers_emit() {
 }
 
 #[test]
-fn the_kubernetes_manifests_validate_and_scale_each_stage_on_its_own_lag() {
+fn the_kubernetes_manifests_validate_and_scale_each_stage_on_its_own_lag_and_result_on_dossiers_at_risk() {
     let python = std::env::var("MOTCUA_TEST_PYTHON").unwrap_or_else(|_| {
         panic!("MOTCUA_TEST_PYTHON is not set: run tests/run.sh (it installs kubernetes-validate)")
     });
@@ -142,10 +143,12 @@ fn the_kubernetes_manifests_validate_and_scale_each_stage_on_its_own_lag() {
         .arg(root().join("deploy/k8s"))
         .arg(serde_json::Value::Object(stages).to_string())
         // The partition count deploy/k8s assumes (`motcua topics create --partitions 12`).
-        .arg("12"));
+        .arg("12")
+        .arg(motcua_track::telemetry::TRACK_DOSSIERS_AT_RISK));
     assert!(
         out.contains("OK 11 resources valid")
             && out.contains("6 stages probed and scaled")
+            && out.contains("motcua-result also on motcua_track_dossiers_at_risk")
             && out.contains("compose runs every stage"),
         "{out}"
     );

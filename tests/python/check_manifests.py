@@ -6,12 +6,14 @@
 2. Every worker Deployment runs one stage, probes /healthz and /readyz on its metrics
    port, joins its group under its pod's name (static membership), and has a
    ScaledObject that scales it on its own consumer group's lag, on topics it reads, up to
-   at most the partition count.
+   at most the partition count; and one ScaledObject also scales on the dossiers at risk
+   of missing their deadline (the track stage's gauge, named by the caller).
 3. deploy/compose.yaml runs every stage (after its topics exist) and the simulators of
    the outside world.
 
-Usage: check_manifests.py DIR STAGES_JSON PARTITIONS
+Usage: check_manifests.py DIR STAGES_JSON PARTITIONS AT_RISK_METRIC
   STAGES_JSON: {"intake": ["dossier.submitted", ...], ...} (the stage table's inputs)
+  AT_RISK_METRIC: the gauge of dossiers at risk (motcua_track::telemetry)
 """
 
 import json
@@ -31,6 +33,8 @@ def fail(msg):
 
 def main():
     folder, stages, partitions = pathlib.Path(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
+    at_risk_metric = sys.argv[4]
+    at_risk_scaled = []
     resources = []
     for path in sorted(folder.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
@@ -70,11 +74,19 @@ def main():
             fail(f"{name} scales {spec['minReplicaCount']}..{spec['maxReplicaCount']} with {partitions} partitions")
         for t in spec["triggers"]:
             m = t["metadata"]
+            if t["type"] == "prometheus":
+                if at_risk_metric not in m["query"] or not m["serverAddress"].startswith("http"):
+                    fail(f"{name} scales on the query {m['query']!r} at {m['serverAddress']!r}")
+                int(m["threshold"])
+                at_risk_scaled.append(name)
+                continue
             if t["type"] != "kafka" or m["consumerGroup"] != name:
                 fail(f"{name} scales on {t['type']} group {m.get('consumerGroup')}")
             if "topic" in m and m["topic"] not in inputs:
                 fail(f"{name} scales on {m['topic']}, which it does not read ({inputs})")
             int(m["lagThreshold"])
+    if not at_risk_scaled:
+        fail(f"no ScaledObject scales on {at_risk_metric}")
     compose = yaml.safe_load((folder.parent / "compose.yaml").read_text())["services"]
     for stage in stages:
         svc = compose.get(stage)
@@ -86,7 +98,8 @@ def main():
         if compose.get(sim, {}).get("command", [None])[0] != command:
             fail(f"compose.yaml has no {sim} simulator ({command})")
     print(
-        f"OK {validated} resources valid for Kubernetes {K8S_VERSION}; {len(stages)} stages probed and scaled on their lag; "
+        f"OK {validated} resources valid for Kubernetes {K8S_VERSION}; {len(stages)} stages probed and scaled on their lag, "
+        f"{', '.join(at_risk_scaled)} also on {at_risk_metric}; "
         f"compose runs every stage and the simulators"
     )
 

@@ -522,6 +522,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         "  status   http://{api_addr}/dossiers/<code>, /stats, /units/<code>/load (operators), \
          POST /lookup (citizens: code + receipt token), /openapi.json"
     );
+    println!(
+        "  console  http://{api_addr}/console/ — live load, lag, dead letters, parked and at-risk dossiers, \
+         bottlenecks, forecast (sign in with the operator API key above)"
+    );
     let mut track_config = motcua_wiring::config::TrackConfig {
         api_keys_file: Some(api_keys_file),
         jwks_file: Some(jwks_file.clone()),
@@ -653,6 +657,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let codes = stores.intake.count_codes().await?;
     let bills = stores.payment.bills().await?;
     let observed = std::mem::take(&mut *observed.lock().expect("observer state"));
+    let sample_lookup = observed.sample_lookup.clone();
     // The status API's figures by definition, to set beside the fold over the topics.
     let projection_statistics = match observed.ledger {
         Some(_) => Some(
@@ -728,6 +733,9 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             "  status   still at http://{api_addr}/ (e.g. /stats, /dossiers/{}); Ctrl-C to quit",
             report.sample_code.as_deref().unwrap_or("<code>")
         );
+        if let Some((code, token)) = &sample_lookup {
+            println!("  console  http://{api_addr}/console/ — a citizen's lookup to try: code {code}, token {token}");
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
     api_task.abort();

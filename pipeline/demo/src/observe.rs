@@ -162,6 +162,9 @@ pub(crate) const LATENCIES: [&str; 8] = [
 pub(crate) struct Observed {
     /// Broker time of the run's start: the timeline's zero.
     pub(crate) start_ms: i64,
+    /// A dossier's code and the lookup token its receipt carried (intake's received
+    /// status): what the demo offers to try the citizens' lookup with.
+    pub(crate) sample_lookup: Option<(String, String)>,
     followed: HashMap<String, Followed>,
     /// Dossiers that reached each step (each once, however often redelivered).
     pub(crate) steps: BTreeMap<Step, u64>,
@@ -378,6 +381,11 @@ impl Observed {
             // Counted when intake announces it (a request it refuses is a dead letter).
             AnyEvent::SupplementRequested(_) => {}
             AnyEvent::Status(s) => {
+                if self.sample_lookup.is_none() {
+                    if let (Some(code), Some(token)) = (&s.dossier_code, &s.lookup_token) {
+                        self.sample_lookup = Some((code.clone(), token.clone()));
+                    }
+                }
                 // What the pipeline's own steps said (the back office's and track's
                 // statuses are not a dossier's end).
                 if s.stage != "intake" && s.stage != "verify" {

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use motcua_runtime::Shutdown;
 
-use motcua_wiring::operations::{GroupLag, LagReader};
 use super::observe::{Observed, Step};
 use super::Published;
+use motcua_wiring::operations::{GroupLag, LagReader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Mode {

@@ -9,9 +9,9 @@ use motcua_store::Bill;
 use motcua_track::summary::ProjectionSummary;
 use serde::Serialize;
 
-use motcua_wiring::operations::GroupLag;
 use super::observe::{ClockFigures, Observed, Step, Terminal, LATENCIES};
 use super::Published;
+use motcua_wiring::operations::GroupLag;
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Settings {

@@ -42,7 +42,9 @@ pub struct LagReader {
 
 impl std::fmt::Debug for LagReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.groups.iter().map(|g| (g.stage, &g.topics))).finish()
+        f.debug_list()
+            .entries(self.groups.iter().map(|g| (g.stage, &g.topics)))
+            .finish()
     }
 }
 
@@ -131,7 +133,9 @@ pub struct PipelineOperations {
 
 impl std::fmt::Debug for PipelineOperations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PipelineOperations").field("lag", &self.lag).finish_non_exhaustive()
+        f.debug_struct("PipelineOperations")
+            .field("lag", &self.lag)
+            .finish_non_exhaustive()
     }
 }
 
@@ -173,7 +177,10 @@ impl Operations for PipelineOperations {
         Box::pin(async move {
             if let Some((at, since, n, cached)) = self.dead_letters.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
                 // A cached listing from a few seconds ago answers a close enough question.
-                if at.elapsed() < DEAD_LETTER_CACHE && (since_ms - since).abs() < DEAD_LETTER_CACHE.as_millis() as i64 && *n == latest {
+                if at.elapsed() < DEAD_LETTER_CACHE
+                    && (since_ms - since).abs() < DEAD_LETTER_CACHE.as_millis() as i64
+                    && *n == latest
+                {
                     return Ok(cached.clone());
                 }
             }
@@ -182,11 +189,10 @@ impl Operations for PipelineOperations {
                 since_ms: Some(since_ms),
                 ..Default::default()
             };
-            let entries = tokio::task::spawn_blocking(move || {
-                motcua_dlq::list(&kafka, &codec, &filter, &AtomicBool::new(false))
-            })
-            .await
-            .map_err(|e| shown(&e))?;
+            let entries =
+                tokio::task::spawn_blocking(move || motcua_dlq::list(&kafka, &codec, &filter, &AtomicBool::new(false)))
+                    .await
+                    .map_err(|e| shown(&e))?;
             let entries = match entries {
                 Ok(e) => e,
                 // No dead letter was ever written: nothing to show.
@@ -209,7 +215,7 @@ impl Operations for PipelineOperations {
                     count,
                 })
                 .collect();
-            by_cause.sort_by(|a, b| b.count.cmp(&a.count));
+            by_cause.sort_by_key(|c| std::cmp::Reverse(c.count));
             let listing = DeadLetters {
                 since_ms,
                 total: entries.len() as u64,

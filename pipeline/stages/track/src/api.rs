@@ -123,7 +123,10 @@ pub fn router(db: impl Into<ProjectionDb>, options: ApiOptions, now: Now) -> Rou
         .route("/", get(|| async { axum::response::Redirect::to("/console/") }))
         .route("/console", get(|| async { axum::response::Redirect::to("/console/") }))
         .route("/console/", get(|| crate::console::page("index.html")))
-        .route("/console/{file}", get(|Path(file): Path<String>| crate::console::page_owned(file)))
+        .route(
+            "/console/{file}",
+            get(|Path(file): Path<String>| crate::console::page_owned(file)),
+        )
         .route("/openapi.json", get(openapi))
         .route("/.well-known/jwks.json", get(jwks))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
@@ -851,7 +854,8 @@ const FORECAST_ALPHA: f64 = 0.3;
 
 /// `GET /units/{code}/forecast?hours=&weeks=`: submissions the receiving center should
 /// expect per hour from now on, this week's hours so far against what came, and the
-/// method's error on the last whole week held back (`motcua_stats::forecast`).
+/// method's error on the last whole week held back (`motcua_stats::forecast`). It learns
+/// from at most `weeks` whole weeks, starting with the first week the center received in.
 async fn unit_forecast(
     State(s): State<AppState>,
     op: Operator,
@@ -883,6 +887,20 @@ async fn unit_forecast(
             StatusCode::NOT_FOUND,
             "no_history",
             "this center received no dossier in the weeks asked for",
+        ));
+    }
+    // Learn from the first week the center has history in: weeks before it opened (or
+    // before the projection began) are not weeks with no demand.
+    let first_week = received
+        .iter()
+        .map(|t| motcua_stats::forecast::week_and_slot(*t).0)
+        .min()
+        .map_or(first_week, |w| w.max(first_week));
+    if first_week >= current {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_history",
+            "no whole week of history to learn from yet",
         ));
     }
     let Some(f) = motcua_stats::forecast::forecast(&received, first_week, now, hours as usize, FORECAST_ALPHA) else {
@@ -1041,8 +1059,9 @@ struct AtRiskRow {
     b: crate::steps::Boundaries,
 }
 
-/// `GET /at-risk?hours=&limit=&unit=`: open dossiers past their due time or due within
-/// `hours` (default 8), soonest first, with the step each is in.
+/// `GET /at-risk?hours=&limit=&unit=`: open dossiers whose clock runs (not those waiting
+/// for the citizen's papers: their due time moves) past their due time or due within
+/// `hours` of wall-clock time (default 8), soonest first, with the step each is in.
 async fn at_risk(State(s): State<AppState>, op: Operator, Query(q): Query<HashMap<String, String>>) -> ApiResult {
     params(&q, &["hours", "limit", "unit"])?;
     let hours = whole_number(&q, "hours", 8, 24 * 365)?;
@@ -1052,9 +1071,9 @@ async fn at_risk(State(s): State<AppState>, op: Operator, Query(q): Query<HashMa
     static SQL: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
         let from = format!(
             "FROM track_dossiers
-             WHERE status_code IN ({open}) AND {tracked} < $2
+             WHERE status_code IN ({running}) AND {tracked} < $2
                AND ($1 IS NULL OR receiving_unit = $1 OR competent_unit = $1)",
-            open = crate::projection::sql_codes(DossierStatus::is_open),
+            running = crate::projection::sql_codes(|s| s.is_open() && s != DossierStatus::SupplementRequested),
             tracked = crate::projection::TRACKED_DUE
         );
         (
@@ -1113,11 +1132,7 @@ async fn at_risk(State(s): State<AppState>, op: Operator, Query(q): Query<HashMa
 /// `GET /bottlenecks?from=&to=&unit=&top=`: where time is spent and deadlines are missed
 /// over the dossiers received in the period (default the last 30 days), by step, by
 /// procedure and by unit (definitions: [`crate::bottlenecks`]).
-async fn bottlenecks(
-    State(s): State<AppState>,
-    op: Operator,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult {
+async fn bottlenecks(State(s): State<AppState>, op: Operator, Query(q): Query<HashMap<String, String>>) -> ApiResult {
     params(&q, &["from", "to", "unit", "top"])?;
     let Some(clock) = s.options.steps.clone() else {
         return Err(ApiError::new(
@@ -1267,7 +1282,8 @@ pub fn openapi_document() -> Value {
                 "completed_at": time, "completed_at_ms": ms,
                 "next_step": {"type": "object", "properties": {
                     "code": {"type": "string", "enum": ["AWAIT_RECEPTION", "AWAIT_PROCESSING", "SEE_RECEPTION_NOTICE", "AWAIT_RESULT", "SUPPLEMENT", "PAY_FEES", "COLLECT_RESULT", "NONE"]},
-                    "message": {"type": "string"}}}}});
+                    "message": {"type": "string"}}},
+                "steps": {"type": ["array", "null"], "description": "the internal process's steps, as for operators (null when the API runs without the calendar)", "items": {"type": "object"}}}});
     let paths = json!({
         "/lookup": {"post": {
             "summary": "A citizen's dossier: status, dates, due time and next step",
@@ -1354,6 +1370,102 @@ pub fn openapi_document() -> Value {
                 "503": err("the projection database is unavailable")
             }))
         }},
+        "/load": {"get": {
+            "summary": "The live load of every center (operators): open dossiers at each unit (its competent unit, or its receiving center until routed), overdue and due within `hours`, and what each receiving center took in the last hour and since midnight (UTC+7); busiest first",
+            "security": [{"apiKey": []}],
+            "parameters": [
+                {"name": "hours", "in": "query", "required": false, "description": "due-soon window in hours (default 8)", "schema": {"type": "integer", "minimum": 1, "maximum": 8760}},
+                {"name": "unit", "in": "query", "required": false, "description": "one unit (a unit's key: its own, the default)", "schema": {"type": "string"}}
+            ],
+            "responses": operator(json!({
+                "200": {"description": "the load", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                    "at": time, "unit": {"type": ["string", "null"]}, "due_soon_hours": {"type": "integer"},
+                    "open": {"type": "integer"}, "overdue": {"type": "integer"}, "due_soon": {"type": "integer"},
+                    "received_last_hour": {"type": "integer"}, "received_today": {"type": "integer"},
+                    "units": {"type": "array", "items": {"type": "object", "properties": {
+                        "unit": {"type": "string"}, "open": {"type": "integer"}, "overdue": {"type": "integer"}, "due_soon": {"type": "integer"},
+                        "received_last_hour": {"type": "integer"}, "received_today": {"type": "integer"}}}}}}}}},
+                "400": err("bad parameter (code bad_request)"),
+                "403": err("another unit than this key's (code forbidden)"),
+                "503": err("the projection database is unavailable")
+            }))
+        }},
+        "/at-risk": {"get": {
+            "summary": "Dossiers at risk (operators): open, their clock running (not waiting for the citizen's papers), past their due time or due within `hours` of wall-clock time; soonest first, with the step each is in",
+            "security": [{"apiKey": []}],
+            "parameters": [
+                {"name": "hours", "in": "query", "required": false, "description": "window in hours (default 8)", "schema": {"type": "integer", "minimum": 1, "maximum": 8760}},
+                {"name": "limit", "in": "query", "required": false, "description": "dossiers listed (default 50)", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                {"name": "unit", "in": "query", "required": false, "description": "received at or assigned to this unit (a unit's key: its own, the default)", "schema": {"type": "string"}}
+            ],
+            "responses": operator(json!({
+                "200": {"description": "the dossiers at risk", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                    "at": time, "unit": {"type": ["string", "null"]}, "hours": {"type": "integer"},
+                    "at_risk": {"type": "integer", "description": "all of them (the list stops at limit)"}, "overdue": {"type": "integer"}, "due_soon": {"type": "integer"},
+                    "dossiers": {"type": "array", "items": {"type": "object", "properties": {
+                        "dossier_code": {"type": ["string", "null"]}, "procedure_code": {"type": ["string", "null"]}, "unit": {"type": ["string", "null"]},
+                        "status": {"type": ["string", "null"]}, "status_code": {"type": ["integer", "null"]},
+                        "step": {"type": ["string", "null"], "enum": ["reception", "verification", "appraisal", "approval", "result", null]},
+                        "due_at": time, "due_at_ms": ms, "overdue": {"type": "boolean"}}}}}}}}},
+                "400": err("bad parameter (code bad_request)"),
+                "403": err("another unit than this key's (code forbidden)"),
+                "503": err("the projection database is unavailable")
+            }))
+        }},
+        "/bottlenecks": {"get": {
+            "summary": "Where time is spent and deadlines are missed (operators), over the dossiers received in the period: per step of the internal process (finished: count, average working hours, over budget; running now: count, over budget), and the procedures and units that missed most deadlines (late = decided after the due time; overdue = open past it), each with its slowest step",
+            "security": [{"apiKey": []}],
+            "parameters": [
+                instant_param("from", "first reception instant (default: 30 days before to)"),
+                instant_param("to", "reception before this instant (default now; a date includes that whole day)"),
+                {"name": "unit", "in": "query", "required": false, "description": "received at or assigned to this unit (a unit's key: its own, the default)", "schema": {"type": "string"}},
+                {"name": "top", "in": "query", "required": false, "description": "procedures and units listed (default 10)", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+            ],
+            "responses": operator(json!({
+                "200": {"description": "the figures", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                    "from": time, "to": time, "at": time, "unit": {"type": ["string", "null"]}, "dossiers": {"type": "integer"},
+                    "steps": {"type": "array", "items": {"type": "object", "properties": {
+                        "step": {"type": "string"}, "finished": {"type": "integer"}, "average_working_hours": {"type": ["number", "null"]},
+                        "finished_over_budget": {"type": "integer"}, "running": {"type": "integer"}, "running_over_budget": {"type": "integer"}}}},
+                    "procedures": {"type": "array", "items": {"$ref": "#/components/schemas/Bottleneck"}},
+                    "units": {"type": "array", "items": {"$ref": "#/components/schemas/Bottleneck"}}}}}}},
+                "400": err("bad parameter, or from not before to (code bad_request)"),
+                "403": err("another unit than this key's (code forbidden)"),
+                "503": err("the projection database is unavailable, or the API runs without the calendar (code not_configured)")
+            }))
+        }},
+        "/pipeline": {"get": {
+            "summary": "The pipeline's own state (the province's keys): every stage's consumer lag, the dead letters of the last 24 hours by cause and the newest 20 (no content: `motcua dlq show` has it), and the dossiers parked behind a registry or escalated to an officer. A part that cannot be read is {\"unavailable\": why}",
+            "security": [{"apiKey": []}],
+            "responses": operator(json!({
+                "200": {"description": "the pipeline", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                    "at": time,
+                    "lag": {"oneOf": [{"type": "array", "items": {"type": "object", "properties": {
+                        "stage": {"type": "string"}, "committed": {"type": "integer"}, "lag": {"type": "integer"}}}}, {"$ref": "#/components/schemas/Unavailable"}]},
+                    "dead_letters": {"oneOf": [{"type": "object", "properties": {
+                        "since": time, "since_ms": ms, "total": {"type": "integer"},
+                        "by_cause": {"type": "array", "items": {"type": "object", "properties": {
+                            "reason_code": {"type": "string"}, "origin_topic": {"type": "string"}, "stage": {"type": "string"}, "count": {"type": "integer"}}}},
+                        "latest": {"type": "array", "items": {"type": "object", "properties": {
+                            "id": {"type": "string", "description": "partition:offset in the dead-letter topic (motcua dlq replay ID)"},
+                            "failed_at": time, "failed_at_ms": ms, "origin_topic": {"type": "string"}, "stage": {"type": "string"},
+                            "reason_code": {"type": "string"}, "replay_count": {"type": "integer"}}}}}}, {"$ref": "#/components/schemas/Unavailable"}]},
+                    "waiting": {"oneOf": [{"type": "object", "properties": {
+                        "parked_total": {"type": "integer"},
+                        "parked": {"type": "array", "items": {"type": "object", "properties": {
+                            "dossier_code": {"type": "string"}, "parked_at": time, "parked_at_ms": ms, "attempts": {"type": "integer"}, "cause": {"type": "string"}}}},
+                        "escalated": {"type": "array", "items": {"type": "object", "properties": {
+                            "dossier_code": {"type": "string"}, "escalated_at": time, "escalated_at_ms": ms, "cause": {"type": "string"}}}}}}, {"$ref": "#/components/schemas/Unavailable"}]}
+                }}}}},
+                "400": err("unknown parameter (code bad_request)"),
+                "403": err("a unit's key (code forbidden)"),
+                "503": err("the API is served without access to the pipeline (code not_configured)")
+            }))
+        }},
+        "/console/": {"get": {
+            "summary": "The console: a page for citizens (lookup by code and token) and operators (the endpoints above, with their key); plain HTML, CSS and JavaScript under a strict Content-Security-Policy",
+            "responses": {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}}
+        }},
         "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1 document"}}}}
     });
     json!({
@@ -1371,7 +1483,7 @@ pub fn openapi_document() -> Value {
             "CitizenDossier": citizen_dossier,
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {
                 "type": "object", "required": ["code", "message"],
-                "properties": {"code": {"type": "string", "enum": ["bad_request", "payload_too_large", "unauthenticated", "forbidden", "dossier_not_found", "not_found", "too_many_requests", "timeout", "unavailable"]}, "message": {"type": "string"}}}}},
+                "properties": {"code": {"type": "string", "enum": ["bad_request", "payload_too_large", "unauthenticated", "forbidden", "dossier_not_found", "not_found", "no_history", "not_configured", "too_many_requests", "timeout", "unavailable"]}, "message": {"type": "string"}}}}},
             "HistoryEntry": {"type": "object", "properties": {
                 "event_id": {"type": "string"},
                 "event": {"type": "string", "description": "topic of the event, e.g. dossier.routed"},
@@ -1415,6 +1527,12 @@ pub fn openapi_document() -> Value {
                 "overdue": {"type": "integer", "description": "open as of as_of and past the legal due time"},
                 "average_processing_ms": {"type": ["integer", "null"]},
                 "average_processing_hours": {"type": ["number", "null"], "description": "decision − reception, wall-clock, over resolved dossiers"}}},
+            "Unavailable": {"type": "object", "required": ["unavailable"], "properties": {"unavailable": {"type": "string", "description": "why this part cannot be read now"}}},
+            "Bottleneck": {"type": "object", "properties": {
+                "code": {"type": "string"}, "received": {"type": "integer"}, "resolved": {"type": "integer"},
+                "late": {"type": "integer"}, "overdue": {"type": "integer"}, "missed": {"type": "integer", "description": "late + overdue"},
+                "steps_over_budget": {"type": "integer"},
+                "slowest_step": {"type": ["string", "null"]}, "slowest_step_hours": {"type": ["number", "null"], "description": "its average working hours"}}},
             "UnitLoad": {"type": "object", "properties": {
                 "unit": {"type": "string"}, "at": time,
                 "open": {"type": "integer"}, "overdue": {"type": "integer"}, "due_soon": {"type": "integer"},

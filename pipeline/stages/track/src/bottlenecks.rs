@@ -86,7 +86,12 @@ impl Acc {
         let slowest = Step::ALL
             .into_iter()
             .filter(|s| self.step_n[s.index()] > 0)
-            .map(|s| (s, self.step_ms[s.index()] as f64 / self.step_n[s.index()] as f64 / 3.6e6))
+            .map(|s| {
+                (
+                    s,
+                    self.step_ms[s.index()] as f64 / self.step_n[s.index()] as f64 / 3.6e6,
+                )
+            })
             .max_by(|a, b| a.1.total_cmp(&b.1));
         self.figures.code = code;
         self.figures.missed = self.figures.late + self.figures.overdue;
@@ -122,7 +127,10 @@ pub async fn bottlenecks(db: &ProjectionDb, clock: &dyn StepClock, f: &Bottlenec
     let mut procedures: HashMap<String, Acc> = HashMap::new();
     let mut units: HashMap<String, Acc> = HashMap::new();
     for r in &rows {
-        let open = r.status_code.and_then(DossierStatus::from_code).is_some_and(DossierStatus::is_open);
+        let open = r
+            .status_code
+            .and_then(DossierStatus::from_code)
+            .is_some_and(DossierStatus::is_open);
         let resolved = r.b.decided_at.is_some();
         let late = r.timeliness.as_deref() == Some("late");
         let overdue = open && r.tracked_due.is_some_and(|d| d < f.now_ms);
@@ -150,11 +158,19 @@ pub async fn bottlenecks(db: &ProjectionDb, clock: &dyn StepClock, f: &Bottlenec
                 steps[i].running_over_budget += u64::from(over_budget);
             }
         }
-        add(procedures.entry(procedure).or_default(), &times, resolved, late, overdue, over);
+        add(
+            procedures.entry(procedure).or_default(),
+            &times,
+            resolved,
+            late,
+            overdue,
+            over,
+        );
         add(units.entry(unit).or_default(), &times, resolved, late, overdue, over);
     }
     for (s, ms) in steps.iter_mut().zip(step_ms) {
-        s.average_working_hours = (s.finished > 0).then(|| (ms as f64 / s.finished as f64 / 3.6e6 * 100.0).round() / 100.0);
+        s.average_working_hours =
+            (s.finished > 0).then(|| (ms as f64 / s.finished as f64 / 3.6e6 * 100.0).round() / 100.0);
     }
     Ok(Bottlenecks {
         dossiers: rows.len() as u64,

@@ -10,9 +10,21 @@ use axum::response::{IntoResponse, Response};
 
 /// The console's files: name, content type, content.
 const FILES: [(&str, &str, &str); 3] = [
-    ("index.html", "text/html; charset=utf-8", include_str!("../console/index.html")),
-    ("console.js", "text/javascript; charset=utf-8", include_str!("../console/console.js")),
-    ("console.css", "text/css; charset=utf-8", include_str!("../console/console.css")),
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_str!("../console/index.html"),
+    ),
+    (
+        "console.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../console/console.js"),
+    ),
+    (
+        "console.css",
+        "text/css; charset=utf-8",
+        include_str!("../console/console.css"),
+    ),
 ];
 
 /// Only the page's own files run or load: no inline script, nothing from elsewhere, and

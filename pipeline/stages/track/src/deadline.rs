@@ -160,6 +160,56 @@ pub async fn pending_warnings(
     Ok(out)
 }
 
+/// Open dossiers whose clock runs, by how close they are to their tracked due time: at
+/// risk (at most the warning window's working hours left, not yet passed) and overdue
+/// (passed). The same definition as the warnings; what the `motcua_track_dossiers_at_risk`
+/// and `motcua_track_dossiers_overdue` gauges report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeadlineRisk {
+    pub at_risk: u64,
+    pub overdue: u64,
+}
+
+pub async fn deadline_risk(
+    db: impl Into<ProjectionDb>,
+    now_ms: i64,
+    config: &WarningConfig,
+    clock: &dyn WorkingTime,
+) -> Result<DeadlineRisk> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        receiving_unit: Option<String>,
+        due_at: i64,
+    }
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT receiving_unit, {tracked} AS due_at FROM track_dossiers
+             WHERE status_code IN ({running}) AND due_at IS NOT NULL AND {tracked} <= $1",
+            tracked = crate::projection::TRACKED_DUE,
+            running = crate::projection::sql_codes(|s| s.is_open() && s != DossierStatus::SupplementRequested)
+        )
+    });
+    let lookahead_ms = i64::try_from(config.lookahead.as_millis()).unwrap_or(i64::MAX / 2);
+    let rows: Vec<Row> = on_db!(&db.into(), |p| sqlx::query_as(SQL.as_str())
+        .bind(now_ms.saturating_add(lookahead_ms))
+        .fetch_all(p)
+        .await?);
+    let horizon_ms = i64::from(config.working_hours) * 3_600_000;
+    let mut risk = DeadlineRisk::default();
+    for r in rows {
+        if r.due_at < now_ms {
+            risk.overdue += 1;
+            continue;
+        }
+        let center = r.receiving_unit.as_deref().unwrap_or_default();
+        let left = clock
+            .working_ms_between(center, now_ms, r.due_at)
+            .unwrap_or(r.due_at - now_ms);
+        risk.at_risk += u64::from(left <= horizon_ms);
+    }
+    Ok(risk)
+}
+
 /// Remembers that these warnings were published (for the due time each was about).
 pub async fn mark_warned(db: impl Into<ProjectionDb>, warnings: &[DossierStatusChanged]) -> Result<u64> {
     match db.into() {

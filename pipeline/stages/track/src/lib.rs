@@ -55,7 +55,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-pub use deadline::{mark_warned, pending_warnings, WallClock, WarningConfig, WorkingTime};
+pub use deadline::{deadline_risk, mark_warned, pending_warnings, DeadlineRisk, WallClock, WarningConfig, WorkingTime};
 pub use projection::{status_key, Applied, STAGE};
 pub use time::{format_local, parse_instant};
 
@@ -346,6 +346,7 @@ impl Stage for Track {
             return Ok(Tick::default());
         };
         let mut warnings = pending_warnings(&self.db, now_ms, config, clock.as_ref()).await?;
+        telemetry::deadline_risk(deadline_risk(&self.db, now_ms, config, clock.as_ref()).await?);
         if let Some(step) = &self.step_warnings {
             warnings.extend(steps::pending_step_warnings(&self.db, now_ms, step).await?);
         }

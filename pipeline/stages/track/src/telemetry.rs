@@ -1,5 +1,6 @@
 //! The track stage's metrics, in one place. No labels: the projection's counts are
-//! totals over every dossier.
+//! totals over every dossier (the gauges too: every track worker reports the province's
+//! figure, so aggregate them with max, not sum).
 
 use metrics::Unit;
 
@@ -9,6 +10,8 @@ pub const TRACK_EVENTS_TOTAL: &str = "motcua_track_events_total";
 pub const TRACK_DUPLICATE_EVENTS_TOTAL: &str = "motcua_track_duplicate_events_total";
 pub const TRACK_DEADLINE_WARNINGS_TOTAL: &str = "motcua_track_deadline_warnings_total";
 pub const TRACK_STEP_WARNINGS_TOTAL: &str = "motcua_track_step_warnings_total";
+pub const TRACK_DOSSIERS_AT_RISK: &str = "motcua_track_dossiers_at_risk";
+pub const TRACK_DOSSIERS_OVERDUE: &str = "motcua_track_dossiers_overdue";
 
 /// Registers every track metric with its unit and description.
 pub fn describe() {
@@ -33,6 +36,17 @@ pub fn describe() {
         Unit::Count,
         "Step budget warnings published on the status topic"
     );
+    metrics::describe_gauge!(
+        TRACK_DOSSIERS_AT_RISK,
+        Unit::Count,
+        "Open dossiers whose clock runs with at most track.warn_within_working_hours working hours left before \
+         their due time (not yet passed); measured every timer scan"
+    );
+    metrics::describe_gauge!(
+        TRACK_DOSSIERS_OVERDUE,
+        Unit::Count,
+        "Open dossiers whose clock runs and whose due time has passed; measured every timer scan"
+    );
 }
 
 /// A batch's events are in the projection (its transaction committed).
@@ -51,4 +65,10 @@ pub(crate) fn deadline_warnings_published(soon: u64, passed: u64) {
 /// Step budget warnings were published (acknowledged on the status topic).
 pub(crate) fn step_warnings_published(n: u64) {
     metrics::counter!(TRACK_STEP_WARNINGS_TOTAL).increment(n);
+}
+
+/// The dossiers close to or past their due time, as of the latest scan.
+pub(crate) fn deadline_risk(risk: crate::DeadlineRisk) {
+    metrics::gauge!(TRACK_DOSSIERS_AT_RISK).set(risk.at_risk as f64);
+    metrics::gauge!(TRACK_DOSSIERS_OVERDUE).set(risk.overdue as f64);
 }

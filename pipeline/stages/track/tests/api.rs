@@ -449,9 +449,14 @@ async fn unit_load_and_openapi() {
     assert_eq!(
         paths,
         [
+            "/at-risk",
+            "/bottlenecks",
+            "/console/",
             "/dossiers/{code}",
+            "/load",
             "/lookup",
             "/openapi.json",
+            "/pipeline",
             "/stats",
             "/stats/report",
             "/units/{code}/forecast",
@@ -459,6 +464,10 @@ async fn unit_load_and_openapi() {
         ]
     );
     for operator_path in [
+        "/at-risk",
+        "/bottlenecks",
+        "/load",
+        "/pipeline",
         "/dossiers/{code}",
         "/stats",
         "/stats/report",
@@ -499,6 +508,10 @@ async fn a_center_s_demand_forecast_is_learnt_from_its_weeks_and_checked_on_the_
         lives.push(Life::new(n, monday + 8 * HOUR + 5 * MIN + k * MIN));
         n += 1;
     }
+    // A center that opened this week: no whole week to learn from.
+    let mut newcomer = Life::new(n, monday + 9 * HOUR);
+    newcomer.receiving_unit = "07001".into();
+    lives.push(newcomer);
     let events: Vec<AnyEvent> = lives.iter().flat_map(Life::events).collect();
     track.apply(&refs(&events)).await.expect("history");
     let (keys, province, commune) = keys();
@@ -543,8 +556,21 @@ async fn a_center_s_demand_forecast_is_learnt_from_its_weeks_and_checked_on_the_
         monday_eight,
         Some(json!({"start": "2025-12-01T08:00:00+07:00", "expected": 3.6}))
     );
+    // Asked for twelve weeks, it learns from the four the center has: the weeks before
+    // its first dossier are not weeks without demand.
+    let (_, twelve) = api.get("/units/06652/forecast?hours=24").await;
+    assert_eq!(
+        (twelve["weeks"].clone(), twelve["held_back"].clone()),
+        (json!(4), f["held_back"].clone())
+    );
     let (status, e) = api.get("/units/07000/forecast").await;
     assert_eq!((status, e["error"]["code"].clone()), (404, json!("no_history")), "{e}");
+    let (status, e) = api.get("/units/07001/forecast").await;
+    assert_eq!(
+        (status, e["error"]["message"].as_str()),
+        (404, Some("no whole week of history to learn from yet")),
+        "{e}"
+    );
     for bad in ["hours=0", "weeks=105", "hours=x", "other=1"] {
         let (status, _) = api.get(&format!("/units/06652/forecast?{bad}")).await;
         assert_eq!(status, 400, "{bad}");
@@ -690,7 +716,8 @@ async fn a_citizen_with_the_receipt_s_token_is_answered_and_codes_cannot_be_enum
             "status",
             "status_at",
             "status_at_ms",
-            "status_code"
+            "status_code",
+            "steps",
         ]
     );
     assert_eq!(d["dossier_code"], four.code.as_str());
@@ -1059,4 +1086,304 @@ async fn a_dossier_s_steps_against_their_budgets() {
     let api = serve().await;
     let (_, d) = api.get("/dossiers/H22.06652-251125-0002").await;
     assert!(d["steps"].is_null());
+}
+
+/// The API with the calendar (step budgets) and, if given, the pipeline's operations.
+async fn serve_with(operations: Option<Arc<dyn motcua_track::ops::Operations>>) -> Api {
+    let track = Track::new(database().await);
+    let events: Vec<AnyEvent> = fixture().iter().flat_map(Life::events).collect();
+    track.apply(&refs(&events)).await.expect("fixture");
+    let (keys, province, commune) = keys();
+    let reference = motcua_reference::Reference::embedded().expect("reference");
+    let options = ApiOptions {
+        steps: Some(Arc::new(
+            motcua_routing::RoutingTables::embedded(&reference).expect("tables"),
+        )),
+        operations,
+        ..roomy(keys)
+    };
+    let (base, _) = start(track.db().clone(), options, ServeLimits::default()).await;
+    Api {
+        base,
+        client: reqwest::Client::new(),
+        province,
+        commune,
+    }
+}
+
+#[tokio::test]
+async fn the_load_of_every_center_and_the_dossiers_at_risk() {
+    let api = serve().await;
+    let (status, l) = api.get("/load").await;
+    assert_eq!(status, 200, "{l}");
+    // Open: #4 (overdue by 1 h) and #5 (due in 3 h) at 06652, #7 at 07000; busiest first.
+    assert_eq!(
+        (l["open"].as_i64(), l["overdue"].as_i64(), l["due_soon"].as_i64()),
+        (Some(3), Some(1), Some(1))
+    );
+    let units: Vec<(&str, i64)> = l["units"]
+        .as_array()
+        .expect("units")
+        .iter()
+        .map(|u| (u["unit"].as_str().expect("unit"), u["open"].as_i64().expect("open")))
+        .collect();
+    assert_eq!(units[..2], [("06652", 2), ("07000", 1)], "{l}");
+    // A unit's key sees its own unit only.
+    let (status, own) = api.get_as("/load", Some(&api.commune)).await;
+    assert_eq!(
+        (status, own["open"].as_i64(), own["unit"].as_str()),
+        (200, Some(2), Some("06652"))
+    );
+    assert_eq!(api.get_as("/load?unit=07000", Some(&api.commune)).await.0, 403);
+    assert_eq!(api.get_as("/load", None).await.0, 401);
+    assert_eq!(api.get("/load?hours=0").await.0, 400);
+
+    // At risk within 8 h: #4 (overdue) then #5, with the step each is in.
+    let (status, r) = api.get("/at-risk").await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        (r["at_risk"].as_i64(), r["overdue"].as_i64(), r["due_soon"].as_i64()),
+        (Some(2), Some(1), Some(1))
+    );
+    let listed: Vec<(&str, bool, &str)> = r["dossiers"]
+        .as_array()
+        .expect("dossiers")
+        .iter()
+        .map(|d| {
+            (
+                d["dossier_code"].as_str().expect("code"),
+                d["overdue"].as_bool().expect("overdue"),
+                d["step"].as_str().expect("step"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("H22.06652-251125-0004", true, "appraisal"),
+            ("H22.06652-251125-0005", false, "appraisal")
+        ]
+    );
+    // Ten days ahead takes #7 too; 07000's key-less view of another unit is refused.
+    assert_eq!(api.get("/at-risk?hours=300").await.1["at_risk"], 3);
+    assert_eq!(api.get("/at-risk?unit=07000").await.1["at_risk"], 0);
+    assert_eq!(api.get_as("/at-risk?unit=07000", Some(&api.commune)).await.0, 403);
+    assert_eq!(
+        api.get("/at-risk?limit=1").await.1["dossiers"].as_array().map(Vec::len),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn bottlenecks_by_step_procedure_and_unit() {
+    assert_eq!(
+        serve().await.get("/bottlenecks").await.1["error"]["code"],
+        "not_configured",
+        "no calendar, no working hours"
+    );
+    let api = serve_with(None).await;
+    let (status, b) = api.get("/bottlenecks").await;
+    assert_eq!(status, 200, "{b}");
+    // Received in the last 30 days: all but #6.
+    assert_eq!(b["dossiers"], 6);
+    let step = |name: &str| {
+        b["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .find(|s| s["step"] == name)
+            .cloned()
+            .expect(name)
+    };
+    assert_eq!(step("reception")["finished"], 6);
+    // #1–#3 decided (no appraisal boundary of their own: appraisal runs to the decision);
+    // #4, #5 and #7 are in appraisal now.
+    assert_eq!(
+        (
+            step("appraisal")["finished"].as_u64(),
+            step("appraisal")["running"].as_u64()
+        ),
+        (Some(3), Some(3))
+    );
+    assert_eq!(step("result")["finished"], 3);
+    let group = |list: &str, code: &str| {
+        b[list]
+            .as_array()
+            .expect(list)
+            .iter()
+            .find(|g| g["code"] == code)
+            .cloned()
+            .unwrap_or_else(|| panic!("{list} {code}: {b}"))
+    };
+    // 06652: #1–#5; #2 late, #4 overdue. Listed first: it misses most.
+    let u = group("units", "06652");
+    assert_eq!(
+        (
+            u["received"].as_u64(),
+            u["resolved"].as_u64(),
+            u["late"].as_u64(),
+            u["overdue"].as_u64(),
+            u["missed"].as_u64()
+        ),
+        (Some(5), Some(3), Some(1), Some(1), Some(2))
+    );
+    assert_eq!(b["units"][0]["code"], "06652");
+    assert_eq!(group("units", "07000")["missed"], 0);
+    let p = group("procedures", "1.004227");
+    assert_eq!((p["received"].as_u64(), p["missed"].as_u64()), (Some(4), Some(2)));
+    assert_eq!(group("procedures", B)["missed"], 0);
+    // A unit's key: its own unit only (07000's #7 left out).
+    let (_, own) = api.get_as("/bottlenecks", Some(&api.commune)).await;
+    assert_eq!(
+        (own["dossiers"].as_u64(), own["unit"].as_str()),
+        (Some(5), Some("06652"))
+    );
+    // A period that holds only #6.
+    // The citizen sees the steps too (on the calendar): #4 is in appraisal.
+    let four = &fixture()[3];
+    let (_, d) = api.lookup(&four.code, &four.lookup_token()).await;
+    let steps: Vec<(&str, bool)> = d["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| (s["step"].as_str().expect("step"), s["current"] == true))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("reception", false),
+            ("verification", false),
+            ("appraisal", true),
+            ("approval", false),
+            ("result", false)
+        ]
+    );
+    let (_, old) = api.get("/bottlenecks?from=2025-10-01&to=2025-10-31").await;
+    assert_eq!(old["dossiers"], 1, "{old}");
+    assert_eq!(api.get("/bottlenecks?from=2025-11-01&to=2025-10-01").await.0, 400);
+}
+
+/// The pipeline as a test sets it: the lag of two stages, one dead letter, and a waiting
+/// list that cannot be read.
+struct Pipeline;
+
+impl motcua_track::ops::Operations for Pipeline {
+    fn lag(&self) -> motcua_track::ops::OpsFuture<'_, Vec<motcua_track::ops::StageLag>> {
+        Box::pin(async {
+            Ok(vec![
+                motcua_track::ops::StageLag {
+                    stage: "intake".into(),
+                    committed: 10,
+                    lag: 0,
+                },
+                motcua_track::ops::StageLag {
+                    stage: "verify".into(),
+                    committed: 7,
+                    lag: 3,
+                },
+            ])
+        })
+    }
+
+    fn dead_letters(
+        &self,
+        since_ms: i64,
+        latest: usize,
+    ) -> motcua_track::ops::OpsFuture<'_, motcua_track::ops::DeadLetters> {
+        Box::pin(async move {
+            assert_eq!((since_ms, latest), (NOW - DAY, 20), "the last 24 hours, the newest 20");
+            Ok(motcua_track::ops::DeadLetters {
+                since_ms,
+                total: 1,
+                by_cause: vec![motcua_track::ops::DeadLetterCause {
+                    reason_code: "BAD_MAGIC_BYTE".into(),
+                    origin_topic: "dossier.submitted".into(),
+                    stage: "intake".into(),
+                    count: 1,
+                }],
+                latest: vec![motcua_track::ops::DeadLetterLine {
+                    id: "0:7".into(),
+                    failed_at_ms: NOW - HOUR,
+                    origin_topic: "dossier.submitted".into(),
+                    stage: "intake".into(),
+                    reason_code: "BAD_MAGIC_BYTE".into(),
+                    replay_count: 0,
+                }],
+            })
+        })
+    }
+
+    fn waiting(&self, _limit: i64) -> motcua_track::ops::OpsFuture<'_, motcua_track::ops::Waiting> {
+        Box::pin(async { Err("the store is unreachable".to_owned()) })
+    }
+}
+
+#[tokio::test]
+async fn the_pipeline_s_lag_dead_letters_and_waiting_dossiers_for_the_province() {
+    assert_eq!(
+        serve().await.get("/pipeline").await.1["error"]["code"],
+        "not_configured"
+    );
+    let api = serve_with(Some(Arc::new(Pipeline))).await;
+    let (status, p) = api.get("/pipeline").await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["lag"][1], json!({"stage": "verify", "committed": 7, "lag": 3}));
+    assert_eq!(p["dead_letters"]["total"], 1);
+    // Every instant also in Vietnam time.
+    assert_eq!(p["dead_letters"]["latest"][0]["failed_at"], "2025-11-25T08:00:00+07:00");
+    assert_eq!(p["dead_letters"]["since"], "2025-11-24T09:00:00+07:00");
+    // A part that cannot be read says why; the others still answer.
+    assert_eq!(p["waiting"]["unavailable"], "the store is unreachable");
+    // The pipeline is the province's: a unit's key is refused.
+    assert_eq!(api.get_as("/pipeline", Some(&api.commune)).await.0, 403);
+    assert_eq!(api.get_as("/pipeline", None).await.0, 401);
+}
+
+#[tokio::test]
+async fn the_console_is_served_with_a_strict_content_security_policy() {
+    let api = serve().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let root = client.get(format!("{}/", api.base)).send().await.expect("GET /");
+    assert!(root.status().is_redirection());
+    assert_eq!(root.headers()["location"], "/console/");
+    for (path, kind) in [
+        ("/console/", "text/html"),
+        ("/console/console.js", "text/javascript"),
+        ("/console/console.css", "text/css"),
+    ] {
+        let r = client.get(format!("{}{path}", api.base)).send().await.expect(path);
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers();
+        assert!(h["content-type"].to_str().expect("type").starts_with(kind), "{path}");
+        let csp = h["content-security-policy"].to_str().expect("csp");
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        let body = r.text().await.expect("body");
+        if path == "/console/" {
+            // No inline script or handler: the policy would block it.
+            assert!(
+                !body.contains("<script>") && !body.contains(" onclick="),
+                "inline script"
+            );
+            assert!(body.contains("<script src=\"console.js\" defer></script>"));
+        }
+    }
+    for missing in [
+        "/console/other.js",
+        "/console/..%2Fsrc%2Flib.rs",
+        "/console/index.html.bak",
+    ] {
+        let r = client
+            .get(format!("{}{missing}", api.base))
+            .send()
+            .await
+            .expect(missing);
+        assert_eq!(r.status(), 404, "{missing}");
+    }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use motcua_schemas::{AnyEvent, DossierStatus, Timeliness};
-use motcua_track::{mark_warned, pending_warnings, Track, WallClock, WarningConfig};
+use motcua_track::{deadline_risk, mark_warned, pending_warnings, DeadlineRisk, Track, WallClock, WarningConfig};
 use sqlx::PgPool;
 
 #[derive(Debug, PartialEq, Eq, sqlx::FromRow)]
@@ -252,6 +252,12 @@ async fn deadline_warnings_once_per_due_time() {
     t.apply(&refs(&events)).await.expect("apply");
 
     let config = WarningConfig::new(8);
+    // What the gauges report: the soon one at risk, the passed one overdue; not the one
+    // 30 hours away, the decided one or the paused one.
+    assert_eq!(
+        deadline_risk(&pool, NOW, &config, &WallClock).await.expect("risk"),
+        DeadlineRisk { at_risk: 1, overdue: 1 }
+    );
     let w = pending_warnings(&pool, NOW, &config, &WallClock).await.expect("scan");
     let mut ids: Vec<(&str, &str)> = w
         .iter()
