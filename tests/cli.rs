@@ -203,3 +203,26 @@ fn api_key_mistakes_are_explained_and_leave_the_key_file_loadable() {
     );
     no_panic(&err);
 }
+
+#[test]
+fn an_otlp_endpoint_that_is_not_a_url_is_refused_before_anything_runs() {
+    let (ok, out, err) = run(
+        &["topics", "list"],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")],
+    );
+    assert!(!ok && out.is_empty(), "{out}");
+    no_panic(&err);
+    assert!(
+        err.contains("OTEL_EXPORTER_OTLP_ENDPOINT = 'collector:4318' is not an http:// or https:// URL"),
+        "{err}"
+    );
+    // Turned off, the same endpoint is not looked at.
+    let (ok, _, err) = run(
+        &["topics", "list"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ],
+    );
+    assert!(ok, "{err}");
+}

@@ -134,6 +134,8 @@ if [ ! -x "$py_env/bin/python" ] || [ ! -f "$py_env/.complete" ]; then
   touch "$py_env/.complete"
 fi
 export MOTCUA_TEST_PYTHON="$py_env/bin/python"
+# rotel's collector binary ships inside its wheel.
+export MOTCUA_TEST_ROTEL="$("$py_env/bin/python" -c 'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')"
 
 log "building"
 cargo build --workspace --all-targets --locked

@@ -738,10 +738,28 @@ pub trait Event: Serialize + for<'de> Deserialize<'de> + Clone + Send + Sync + '
     const TOPIC: Topic;
     fn key(&self) -> &str;
     fn event_id(&self) -> &str;
+    /// The W3C trace context the event carries (always `None` for the gateway's
+    /// confirmations and dead letters, which have no field for it).
+    fn traceparent(&self) -> Option<&str>;
+    /// The trace of the event's dossier: its `traceparent`, else the one its dossier id
+    /// gives ([`crate::dossier_traceparent`], what intake starts for a submission that
+    /// came without one); `None` for events outside a dossier's trace.
+    fn dossier_trace(&self) -> Option<std::borrow::Cow<'_, str>>;
 }
 
 macro_rules! event {
     ($ty:ty, $topic:expr, |$s:ident| $key:expr) => {
+        event!(@impl $ty, $topic, |$s| $key, |e| e.traceparent.as_deref(), |e| Some(
+            e.traceparent.as_deref().map_or_else(
+                || std::borrow::Cow::Owned(crate::dossier_traceparent(Event::key(e), &e.event_id)),
+                std::borrow::Cow::Borrowed
+            )
+        ));
+    };
+    ($ty:ty, $topic:expr, |$s:ident| $key:expr, untraced) => {
+        event!(@impl $ty, $topic, |$s| $key, |_e| None, |_e| None);
+    };
+    (@impl $ty:ty, $topic:expr, |$s:ident| $key:expr, |$t:ident| $trace:expr, |$d:ident| $dossier:expr) => {
         impl Event for $ty {
             const TOPIC: Topic = $topic;
             fn key(&self) -> &str {
@@ -751,6 +769,14 @@ macro_rules! event {
             fn event_id(&self) -> &str {
                 &self.event_id
             }
+            fn traceparent(&self) -> Option<&str> {
+                let $t = self;
+                $trace
+            }
+            fn dossier_trace(&self) -> Option<std::borrow::Cow<'_, str>> {
+                let $d = self;
+                $dossier
+            }
         }
     };
 }
@@ -759,13 +785,18 @@ event!(DossierSubmitted, Topic::Submitted, |s| &s.dossier.dossier_id);
 event!(DossierAccepted, Topic::Accepted, |s| &s.dossier.dossier_id);
 event!(DossierVerified, Topic::Verified, |s| &s.dossier.dossier_id);
 event!(PaymentRequested, Topic::PaymentRequested, |s| &s.dossier_id);
-event!(PaymentConfirmed, Topic::PaymentConfirmed, |s| &s.bill_reference);
+event!(
+    PaymentConfirmed,
+    Topic::PaymentConfirmed,
+    |s| &s.bill_reference,
+    untraced
+);
 event!(DossierPaid, Topic::Paid, |s| &s.dossier.dossier_id);
 event!(DossierRouted, Topic::Routed, |s| &s.dossier.dossier_id);
 event!(DossierDecided, Topic::Decided, |s| &s.dossier_id);
 event!(DossierCompleted, Topic::Completed, |s| &s.dossier_id);
 event!(DossierStatusChanged, Topic::Status, |s| &s.dossier_id);
-event!(DeadLetter, Topic::DeadLetter, |s| &s.event_id);
+event!(DeadLetter, Topic::DeadLetter, |s| &s.event_id, untraced);
 event!(DossierSupplemented, Topic::Supplemented, |s| &s.dossier_id);
 event!(DossierWithdrawn, Topic::Withdrawn, |s| &s.dossier_id);
 event!(DossierReappointed, Topic::Reappointed, |s| &s.dossier_id);
@@ -880,6 +911,14 @@ macro_rules! any_event {
             pub fn event_id(&self) -> &str {
                 match self { $(AnyEvent::$variant(e) => e.event_id(),)* }
             }
+            /// The W3C trace context the event carries ([`Event::traceparent`]).
+            pub fn traceparent(&self) -> Option<&str> {
+                match self { $(AnyEvent::$variant(e) => Event::traceparent(e),)* }
+            }
+            /// The trace of the event's dossier ([`Event::dossier_trace`]).
+            pub fn dossier_trace(&self) -> Option<std::borrow::Cow<'_, str>> {
+                match self { $(AnyEvent::$variant(e) => Event::dossier_trace(e),)* }
+            }
             pub fn encode(&self, codec: &crate::Codec, out: &mut Vec<u8>) -> crate::Result<()> {
                 match self { $(AnyEvent::$variant(e) => codec.encode_into(e, out),)* }
             }
@@ -892,29 +931,6 @@ macro_rules! any_event {
             fn from(e: $ty) -> Self { AnyEvent::$variant(e) }
         })*
     };
-}
-
-impl AnyEvent {
-    /// The W3C trace context the event carries (`None` for the gateway's confirmations
-    /// and dead letters, which have no field for it).
-    pub fn traceparent(&self) -> Option<&str> {
-        match self {
-            AnyEvent::Submitted(e) => e.traceparent.as_deref(),
-            AnyEvent::Accepted(e) => e.traceparent.as_deref(),
-            AnyEvent::Verified(e) => e.traceparent.as_deref(),
-            AnyEvent::PaymentRequested(e) => e.traceparent.as_deref(),
-            AnyEvent::Paid(e) => e.traceparent.as_deref(),
-            AnyEvent::Routed(e) => e.traceparent.as_deref(),
-            AnyEvent::Decided(e) => e.traceparent.as_deref(),
-            AnyEvent::Completed(e) => e.traceparent.as_deref(),
-            AnyEvent::Status(e) => e.traceparent.as_deref(),
-            AnyEvent::Supplemented(e) => e.traceparent.as_deref(),
-            AnyEvent::Withdrawn(e) => e.traceparent.as_deref(),
-            AnyEvent::Reappointed(e) => e.traceparent.as_deref(),
-            AnyEvent::SupplementRequested(e) => e.traceparent.as_deref(),
-            AnyEvent::PaymentConfirmed(_) | AnyEvent::DeadLetter(_) => None,
-        }
-    }
 }
 
 any_event!(

@@ -739,6 +739,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         let _ = tokio::signal::ctrl_c().await;
     }
     api_task.abort();
+    // Dropped now, with the lag reader it holds: before the broker goes away.
+    let _ = api_task.await;
     track.close().await;
     Ok(if report.ok() && failed.is_empty() {
         ExitCode::SUCCESS

@@ -4,6 +4,7 @@
 mod dlq_cmd;
 mod dossiers_cmd;
 mod export_cmd;
+mod logging;
 mod portal_json;
 mod publish;
 mod registry;
@@ -319,21 +320,6 @@ async fn open_store(cfg: &Config) -> Result<motcua_store::Store> {
         .with_context(|| format!("opening the store at {}", motcua_store::redact(&cfg.database.url)))
 }
 
-fn init_logging(format: LogFormat, default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Colour codes only for a person at a terminal: log files and collectors get plain
-    // text (and the worker does not format escape sequences for every span).
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
@@ -342,7 +328,17 @@ fn main() -> ExitCode {
         Command::Generate { .. } | Command::Publish { .. } => "warn",
         _ => "info",
     };
-    init_logging(cli.log_format, default_level);
+    let service = match &cli.command {
+        Command::Run { stage, .. } => format!("motcua-{stage}"),
+        _ => "motcua".to_owned(),
+    };
+    let _telemetry = match logging::init(cli.log_format, default_level, &service) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

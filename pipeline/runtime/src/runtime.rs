@@ -678,6 +678,10 @@ async fn consume_loop<S: Stage>(
         let started = Instant::now();
         first_received.get_or_insert(started);
         let batch_span = info_span!("batch", stage = name, messages = batch.len());
+        let mut process_spans: Vec<tracing::Span> = batch
+            .iter()
+            .map(|m| telemetry::process_span(name, &m.tp.0, m.tp.1, m.offset, m.traceparent.as_deref()))
+            .collect();
         let destinations = current(destinations);
         let dlq_topic = destinations.of(Topic::DeadLetter).0;
         summary.consumed += batch.len() as u64;
@@ -693,10 +697,16 @@ async fn consume_loop<S: Stage>(
         // Decode; what does not decode goes to the dead-letter topic without reaching the stage.
         let mut inputs = Vec::with_capacity(batch.len());
         let mut slots: Vec<std::result::Result<usize, (String, String)>> = Vec::with_capacity(batch.len());
-        for m in &batch {
+        for (i, m) in batch.iter().enumerate() {
             let decoded = decode::<S::Input>(codec, cfg, m);
             slots.push(match decoded {
                 Ok(event) => {
+                    if m.traceparent.is_none() {
+                        // No header: the trace the event itself names, or its dossier's.
+                        if let Some(tp) = event.dossier_trace() {
+                            telemetry::reparent(&process_spans[i], &tp);
+                        }
+                    }
                     inputs.push(Envelope {
                         event,
                         origin: Origin {
@@ -728,7 +738,9 @@ async fn consume_loop<S: Stage>(
         }
 
         let mut processed = 0;
-        for (m, slot) in batch.iter().zip(slots) {
+        for ((m, slot), process_span) in batch.iter().zip(slots).zip(process_spans.iter_mut()) {
+            // Ends (is exported) when this iteration ends: its outputs handed over.
+            let process_span = std::mem::replace(process_span, tracing::Span::none());
             let at = telemetry::At {
                 dossier_id: slot.as_ref().ok().map_or("", |&i| Input::key(&inputs[i].event)),
                 topic: &m.tp.0,
@@ -768,9 +780,11 @@ async fn consume_loop<S: Stage>(
             let outgoing = match outcome {
                 Ok(out) => {
                     processed += 1;
+                    process_span.record("motcua.outcome", "processed");
                     out
                 }
                 Err(Outcome::DeadLetter { reason_code, reason }) => {
+                    process_span.record("motcua.outcome", "dead_lettered");
                     telemetry::message_dead_lettered(name, &at, &reason_code, &reason);
                     summary.dead_lettered += 1;
                     vec![dead_letter(codec, name, dlq_topic, m, &reason_code, &reason)?]
@@ -932,19 +946,15 @@ fn outputs(
         });
         // The event's own trace context, else its input's, else (an event of a dossier
         // that came without one) the dossier's: one trace per dossier across stages.
-        let derived;
-        let tp = match e.traceparent().or(traceparent) {
-            Some(tp) => Some(tp),
-            None if !matches!(e.topic(), Topic::PaymentConfirmed | Topic::DeadLetter) => {
-                derived = motcua_schemas::dossier_traceparent(e.key(), e.event_id());
-                Some(derived.as_str())
-            }
-            None => None,
-        };
-        if let Some(tp) = tp {
+        let tp = e
+            .traceparent()
+            .or(traceparent)
+            .map(std::borrow::Cow::Borrowed)
+            .or_else(|| e.dossier_trace());
+        if let Some(tp) = &tp {
             headers = headers.insert(Header {
                 key: "traceparent",
-                value: Some(tp),
+                value: Some(tp.as_ref()),
             });
         }
         out.push(Outgoing {

@@ -10,6 +10,9 @@ pub trait Input: Clone + Send + Sync + 'static {
     fn decode(codec: &Codec, topic: Topic, bytes: &[u8]) -> motcua_schemas::Result<Self>;
     /// The message key (the dossier id), for logs and spans.
     fn key(&self) -> &str;
+    /// The trace of the input's dossier (`Event::dossier_trace`), for its processing span
+    /// when the message came without a `traceparent` header.
+    fn dossier_trace(&self) -> Option<std::borrow::Cow<'_, str>>;
     /// Checks the decoded input against the limits at the door (before any effect).
     fn check(&self, limits: &Limits) -> Result<(), Violation>;
 }
@@ -25,6 +28,10 @@ impl<E: Event + Validate> Input for E {
 
     fn key(&self) -> &str {
         Event::key(self)
+    }
+
+    fn dossier_trace(&self) -> Option<std::borrow::Cow<'_, str>> {
+        Event::dossier_trace(self)
     }
 
     fn check(&self, limits: &Limits) -> Result<(), Violation> {
@@ -47,6 +54,10 @@ impl Input for AllTopics {
 
     fn key(&self) -> &str {
         self.0.key()
+    }
+
+    fn dossier_trace(&self) -> Option<std::borrow::Cow<'_, str>> {
+        self.0.dossier_trace()
     }
 
     fn check(&self, limits: &Limits) -> Result<(), Violation> {

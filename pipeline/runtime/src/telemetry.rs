@@ -221,3 +221,65 @@ pub(crate) fn batch_done(stage: &'static str, elapsed: Duration, size: usize, pr
     metrics::histogram!(STAGE_BATCH_DURATION_SECONDS, "stage" => stage).record(elapsed.as_secs_f64());
     metrics::histogram!(STAGE_BATCH_SIZE_MESSAGES, "stage" => stage).record(size as f64);
 }
+
+/// The target of the per-message processing spans: what an OTLP exporter takes (the
+/// binary keeps it out of the logs, where a span per message would cost for nothing).
+pub const PROCESS_SPAN_TARGET: &str = "motcua::process";
+
+/// The span of one message's processing by one stage, from the batch's start to its
+/// outputs' handover to the producer, in its dossier's trace: the parent is the message's
+/// `traceparent` header (else, once decoded, the trace the event names or its dossier id
+/// gives: [`reparent`]). Disabled, and free, when nothing exports spans.
+pub(crate) fn process_span(
+    stage: &'static str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    traceparent: Option<&str>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: PROCESS_SPAN_TARGET,
+        "process",
+        otel.name = %format_args!("{stage} process {topic}"),
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.destination.name = topic,
+        messaging.destination.partition.id = partition,
+        messaging.kafka.offset = offset,
+        messaging.consumer.group.name = stage,
+        motcua.outcome = tracing::field::Empty,
+    );
+    if let Some(tp) = traceparent {
+        reparent(&span, tp);
+    }
+    span
+}
+
+/// Puts a processing span in the trace of a W3C `traceparent` (ignored when not one).
+pub(crate) fn reparent(span: &tracing::Span, traceparent: &str) {
+    if span.is_disabled() {
+        return;
+    }
+    if let Some(cx) = remote_context(traceparent) {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let _ = span.set_parent(cx);
+    }
+}
+
+/// The OpenTelemetry context of a W3C `traceparent` (`00-<trace>-<span>-<flags>`).
+fn remote_context(traceparent: &str) -> Option<opentelemetry::Context> {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+    let mut parts = traceparent.split('-');
+    let (_version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let context = SpanContext::new(
+        TraceId::from_hex(trace).ok()?,
+        SpanId::from_hex(span).ok()?,
+        TraceFlags::new(u8::from_str_radix(flags, 16).ok()?),
+        true,
+        TraceState::default(),
+    );
+    context
+        .is_valid()
+        .then(|| opentelemetry::Context::new().with_remote_span_context(context))
+}

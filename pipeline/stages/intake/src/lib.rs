@@ -63,6 +63,15 @@ impl Input for IntakeInput {
         }
     }
 
+    fn dossier_trace(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            IntakeInput::Submitted(e) => Event::dossier_trace(e.as_ref()),
+            IntakeInput::Supplemented(e) => Event::dossier_trace(e.as_ref()),
+            IntakeInput::Withdrawn(e) => Event::dossier_trace(e.as_ref()),
+            IntakeInput::SupplementRequested(e) => Event::dossier_trace(e.as_ref()),
+        }
+    }
+
     fn check(&self, limits: &motcua_schemas::Limits) -> Result<(), motcua_schemas::Violation> {
         match self {
             IntakeInput::Submitted(e) => limits.check(e.as_ref()),
@@ -331,11 +340,11 @@ pub fn refusal_event(s: &DossierSubmitted, r: Refusal) -> AnyEvent {
 }
 
 /// The submission's trace context, or — a portal that sent none — the dossier's own
-/// (`motcua_schemas::dossier_traceparent`): every event of a dossier is in one trace.
+/// (`Event::dossier_trace`): every event of a dossier is in one trace.
 fn trace_of(s: &DossierSubmitted) -> String {
-    s.traceparent
-        .clone()
-        .unwrap_or_else(|| motcua_schemas::dossier_traceparent(&s.dossier.dossier_id, &s.event_id))
+    Event::dossier_trace(s)
+        .map(std::borrow::Cow::into_owned)
+        .unwrap_or_default()
 }
 
 /// Reason codes the intake stage emits, for documentation and dashboards.

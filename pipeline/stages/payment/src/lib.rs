@@ -48,6 +48,13 @@ impl Input for PaymentInput {
         }
     }
 
+    fn dossier_trace(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            PaymentInput::Verified(v) => Event::dossier_trace(v.as_ref()),
+            PaymentInput::Confirmed(c) => Event::dossier_trace(c),
+        }
+    }
+
     fn check(&self, limits: &motcua_schemas::Limits) -> Result<(), motcua_schemas::Violation> {
         match self {
             PaymentInput::Verified(v) => limits.check(v.as_ref()),
