@@ -12,14 +12,22 @@
 //! - [`backoffice`]: the officers who decide routed dossiers (supplements, late ones, new
 //!   appointments with an apology).
 //! - [`citizens`]: applicants who answer supplement requests (or never do) and withdraw.
+//! - [`national_portal`]: the National Public Service Portal taking status changes;
+//!   [`wallet`]: citizens' e-wallets taking result documents (both over HTTP, with faults;
+//!   the connectors that call them are issue 17's next step).
+//! - [`faults`]: the faults every HTTP simulator injects.
 
 pub mod backoffice;
 pub mod citizens;
+pub mod faults;
 pub mod gateway;
+pub mod http;
+pub mod national_portal;
 pub mod portal;
 pub mod publisher;
 pub mod registries;
 pub mod replica;
+pub mod wallet;
 pub mod world;
 
 /// What can go wrong in a simulator or the publisher.

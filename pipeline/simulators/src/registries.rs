@@ -12,100 +12,21 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use crate::faults::FaultInjector;
+use crate::http::error;
 use crate::world::World;
 use motcua_registries::{Business, Citizen, Parcel};
 
-/// Faults injected into every answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Faults {
-    /// Median response latency.
-    pub latency_ms: u64,
-    /// 99th percentile latency (log-normal distribution between the two); equal to the
-    /// median for a fixed latency.
-    pub latency_p99_ms: u64,
-    /// Share of requests answered 503 (0.0–1.0).
-    pub error_rate: f64,
-    /// Outage windows, in seconds since the simulator started: every request inside one
-    /// gets a 503 (after the latency).
-    pub outages: Vec<Outage>,
-    /// A manual switch: while true, every request gets a 503.
-    pub down: bool,
-}
-
-impl Default for Faults {
-    fn default() -> Self {
-        Self {
-            latency_ms: 0,
-            latency_p99_ms: 0,
-            error_rate: 0.0,
-            outages: Vec::new(),
-            down: false,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Outage {
-    pub start_s: f64,
-    pub duration_s: f64,
-}
-
-impl Outage {
-    /// Parses `START+DURATION` in seconds, e.g. `30+10`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let err = || format!("outage '{s}' must be START+DURATION in seconds, e.g. 30+10");
-        let (a, b) = s.split_once('+').ok_or_else(err)?;
-        let start_s: f64 = a.trim().trim_end_matches('s').parse().map_err(|_| err())?;
-        let duration_s: f64 = b.trim().trim_end_matches('s').parse().map_err(|_| err())?;
-        if start_s < 0.0 || duration_s <= 0.0 {
-            return Err(err());
-        }
-        Ok(Self { start_s, duration_s })
-    }
-}
-
-impl Faults {
-    pub fn validate(&self) -> Result<(), String> {
-        if !(0.0..=1.0).contains(&self.error_rate) {
-            return Err(format!("error rate {} must be between 0 and 1", self.error_rate));
-        }
-        if self.latency_p99_ms < self.latency_ms {
-            return Err(format!(
-                "p99 latency {} ms is below the median {} ms",
-                self.latency_p99_ms, self.latency_ms
-            ));
-        }
-        Ok(())
-    }
-
-    fn latency(&self, rng: &mut impl Rng) -> Duration {
-        if self.latency_ms == 0 {
-            return Duration::ZERO;
-        }
-        let median = self.latency_ms as f64;
-        // Log-normal: ln(latency) ~ N(ln(median), sigma), p99 = median * e^(2.326 sigma).
-        let sigma = (self.latency_p99_ms as f64 / median).ln() / 2.326;
-        let normal: f64 = {
-            // Box-Muller from two uniforms.
-            let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.gen());
-            (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-        };
-        Duration::from_secs_f64(median * (sigma * normal).exp() / 1000.0)
-    }
-}
+pub use crate::faults::{Faults, Outage};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Stats {
@@ -116,13 +37,9 @@ pub struct Stats {
 
 struct Sim {
     world: World,
-    faults: RwLock<Faults>,
-    started: Instant,
-    requests: AtomicU64,
+    faults: FaultInjector,
     ok: AtomicU64,
     not_found: AtomicU64,
-    faulted: AtomicU64,
-    seed: u64,
 }
 
 type Shared = Arc<Sim>;
@@ -132,13 +49,9 @@ pub fn router(world: World, faults: Faults) -> Router {
     let seed = world.seed;
     let sim = Arc::new(Sim {
         world,
-        faults: RwLock::new(faults),
-        started: Instant::now(),
-        requests: AtomicU64::new(0),
+        faults: FaultInjector::new(faults, seed),
         ok: AtomicU64::new(0),
         not_found: AtomicU64::new(0),
-        faulted: AtomicU64::new(0),
-        seed,
     });
     Router::new()
         .route("/v1/citizens/{citizen_id}", get(citizen))
@@ -178,40 +91,15 @@ pub async fn serve(addr: SocketAddr, world: World, faults: Faults) -> std::io::R
 
 /// Starts the simulator on an ephemeral localhost port; returns its base URL.
 pub async fn spawn(world: World, faults: Faults) -> std::io::Result<(String, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let app = router(world, faults);
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok((format!("http://{addr}"), task))
-}
-
-fn error(status: StatusCode, code: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": code }))).into_response()
+    crate::http::spawn(router(world, faults)).await
 }
 
 /// Applies latency and faults; `Some(response)` when the request must fail.
 async fn fault(sim: &Sim) -> Option<Response> {
-    let n = sim.requests.fetch_add(1, Ordering::Relaxed);
-    let (delay, failed) = {
-        let f = sim.faults.read().unwrap_or_else(|p| p.into_inner());
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(sim.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let now = sim.started.elapsed().as_secs_f64();
-        let in_outage = f
-            .outages
-            .iter()
-            .any(|o| now >= o.start_s && now < o.start_s + o.duration_s);
-        (f.latency(&mut rng), f.down || in_outage || rng.gen_bool(f.error_rate))
-    };
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    if failed {
-        sim.faulted.fetch_add(1, Ordering::Relaxed);
-        return Some(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
-    }
-    None
+    sim.faults
+        .fails()
+        .await
+        .then(|| error(StatusCode::SERVICE_UNAVAILABLE, "unavailable"))
 }
 
 fn answer<T: Serialize>(sim: &Sim, found: Option<T>) -> Response {
@@ -249,25 +137,24 @@ async fn enterprise(State(sim): State<Shared>, Path(tax_code): Path<String>) -> 
 }
 
 async fn get_faults(State(sim): State<Shared>) -> Json<Faults> {
-    Json(sim.faults.read().unwrap_or_else(|p| p.into_inner()).clone())
+    Json(sim.faults.get())
 }
 
 async fn put_faults(State(sim): State<Shared>, Json(f): Json<Faults>) -> Response {
-    if let Err(e) = f.validate() {
-        return (
+    match sim.faults.set(f) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(serde_json::json!({ "error": e })),
         )
-            .into_response();
+            .into_response(),
     }
-    *sim.faults.write().unwrap_or_else(|p| p.into_inner()) = f;
-    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn stats(State(sim): State<Shared>) -> Json<Stats> {
     Json(Stats {
         ok: sim.ok.load(Ordering::Relaxed),
         not_found: sim.not_found.load(Ordering::Relaxed),
-        faulted: sim.faulted.load(Ordering::Relaxed),
+        faulted: sim.faults.faulted(),
     })
 }
