@@ -12,11 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use motcua_reference::Reference;
-use motcua_registries::audit::TracingAudit;
-use motcua_registries::http::{HttpConfig, HttpRegistries};
-use motcua_runtime::{RuntimeConfig, Shutdown};
+use motcua_runtime::Shutdown;
 use motcua_schemas::{AnyEvent, Codec, DossierAccepted, Topic};
-use motcua_simulators::gateway::{self as gateway_sim, GatewaySimConfig};
+use motcua_simulators::gateway::GatewaySimConfig;
 use motcua_simulators::portal::Generator;
 use motcua_simulators::registries::{self as sim, Faults};
 use motcua_simulators::world::World;
@@ -48,75 +46,20 @@ async fn the_console_shows_a_running_pipeline_to_operators_and_a_dossier_to_its_
 
     // --- the pipeline, up to routing -------------------------------------------------
     let (stop, shutdown) = Shutdown::channel();
-    let mut tasks = Vec::new();
-    macro_rules! stage {
-        ($stage:expr, $name:literal) => {{
-            let mut c = RuntimeConfig::new(kafka.clone());
-            c.instance_id = $name.to_owned();
-            // Each bad message dead-lettered once, by the first group that reads it, as
-            // the workers do.
-            c.dead_letters_for = Some(motcua_wiring::stages::dead_letters_for(
-                motcua_wiring::stage($name).expect("a stage"),
-            ));
-            tasks.push(tokio::spawn(motcua_runtime::run(
-                Arc::new($stage),
-                codec.clone(),
-                c,
-                shutdown.clone(),
-            )));
-        }};
-    }
-    stage!(
-        motcua_intake::Intake::new(r.clone(), store.clone(), codec.clone()),
-        "intake"
-    );
-    let http = HttpRegistries::new(
-        HttpConfig {
-            base_url: registry_url.clone(),
-            ..HttpConfig::default()
-        },
-        Arc::new(TracingAudit),
-    )
-    .expect("registries");
-    stage!(
-        motcua_verify::Verify::new(
-            http,
-            r.clone(),
-            store.clone(),
-            codec.clone(),
-            "verify/console".into(),
-            Default::default()
-        ),
-        "verify"
-    );
-    stage!(
-        motcua_payment::Payment::new(
-            store.clone(),
-            codec.clone(),
-            motcua_payment::FeeSchedule::embedded().expect("fees")
-        ),
-        "payment"
-    );
-    stage!(
-        motcua_route::Route::new(r.clone(), Default::default(), store.clone(), codec.clone())
-            .await
-            .expect("route"),
-        "route"
-    );
     let track = motcua_track::Track::connect(&db).await.expect("track");
     let pool = track.postgres().expect("postgres").clone();
-    stage!(track, "track");
-    let gateway = GatewaySimConfig {
-        min_delay_ms: 5,
-        max_delay_ms: 50,
-        ..GatewaySimConfig::default()
+    let set = StageSet {
+        label: "console",
+        back_office: None,
+        result: false,
+        track: Some(track),
+        gateway: GatewaySimConfig {
+            min_delay_ms: 5,
+            max_delay_ms: 50,
+            ..GatewaySimConfig::default()
+        },
     };
-    let gateway_task = tokio::spawn(gateway_sim::run(
-        kafka.clone(),
-        codec.clone(),
-        gateway,
-        shutdown.clone(),
-    ));
+    let running = spawn_stages(set, &kafka, &codec, &r, &store, &registry_url, &shutdown).await;
     let collector = Collector::start(&kafka, &[Topic::Status]);
 
     // --- history: three weeks and this week of one center's submissions --------------
@@ -360,10 +303,6 @@ async fn the_console_shows_a_running_pipeline_to_operators_and_a_dossier_to_its_
         shots.display()
     );
 
-    stop.send(true).expect("stop");
-    for t in tasks {
-        t.await.expect("join").expect("stage");
-    }
-    gateway_task.await.expect("join").expect("gateway");
+    running.stop(stop).await;
     server.abort();
 }

@@ -13,11 +13,9 @@ use std::time::Duration;
 
 use motcua_kafka::{EmbeddedBroker, KafkaConfig};
 use motcua_reference::Reference;
-use motcua_registries::audit::TracingAudit;
-use motcua_registries::http::{HttpConfig, HttpRegistries};
-use motcua_runtime::{RuntimeConfig, Shutdown};
+use motcua_runtime::Shutdown;
 use motcua_schemas::{AnyEvent, Codec, DossierStatus, DossierSupplemented, Topic};
-use motcua_simulators::gateway::{self as gateway_sim, GatewaySimConfig};
+use motcua_simulators::gateway::GatewaySimConfig;
 use motcua_simulators::portal::Generator;
 use motcua_simulators::registries::{self as sim, Faults};
 use motcua_simulators::world::World;
@@ -34,8 +32,7 @@ struct Pipeline {
     world: World,
     tables: motcua_routing::RoutingTables,
     stop: tokio::sync::watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<motcua_runtime::Result<motcua_runtime::RunSummary>>>,
-    gateway_task: tokio::task::JoinHandle<Result<Arc<gateway_sim::GatewayStats>, rdkafka::error::KafkaError>>,
+    running: Running,
     _broker: EmbeddedBroker,
     _registries: tokio::task::JoinHandle<()>,
 }
@@ -52,86 +49,34 @@ impl Pipeline {
             .await
             .expect("registry simulator");
         let (stop, shutdown) = Shutdown::channel();
-        let rt = |name: &str| {
-            let mut c = RuntimeConfig::new(kafka.clone());
-            c.instance_id = name.to_owned();
-            c
-        };
-        let mut tasks = Vec::new();
-        macro_rules! stage {
-            ($stage:expr) => {
-                tasks.push(tokio::spawn(motcua_runtime::run(
-                    Arc::new($stage),
-                    codec.clone(),
-                    rt("legal-clock"),
-                    shutdown.clone(),
-                )));
-            };
-        }
-        stage!(motcua_intake::Intake::new(r.clone(), store.clone(), codec.clone()));
-        let http = HttpRegistries::new(
-            HttpConfig {
-                base_url: registry_url,
-                ..HttpConfig::default()
+        let set = StageSet {
+            label: "legal-clock",
+            back_office: Some(office),
+            result: true,
+            track: None,
+            gateway: GatewaySimConfig {
+                min_delay_ms: 5,
+                max_delay_ms: 30,
+                // Every bill paid: these tests are about the clock, not failed payments.
+                failure_rate: 0.0,
+                ..GatewaySimConfig::default()
             },
-            Arc::new(TracingAudit),
-        )
-        .expect("registries");
-        stage!(motcua_verify::Verify::new(
-            http,
-            r.clone(),
-            store.clone(),
-            codec.clone(),
-            "verify/legal-clock".into(),
-            Default::default()
-        ));
-        stage!(motcua_payment::Payment::new(
-            store.clone(),
-            codec.clone(),
-            motcua_payment::FeeSchedule::embedded().expect("fees")
-        ));
-        stage!(
-            motcua_route::Route::new(r.clone(), Default::default(), store.clone(), codec.clone())
-                .await
-                .expect("route")
-        );
-        stage!(motcua_simulators::backoffice::BackOffice::new(office));
-        stage!(motcua_result::ResultStage::new(
-            motcua_result::Signer25519::insecure_demo("legal-clock"),
-            store.clone()
-        ));
-        let gateway = GatewaySimConfig {
-            min_delay_ms: 5,
-            max_delay_ms: 30,
-            // Every bill paid: these tests are about the clock, not failed payments.
-            failure_rate: 0.0,
-            ..GatewaySimConfig::default()
         };
-        let gateway_task = tokio::spawn(gateway_sim::run(
-            kafka.clone(),
-            codec.clone(),
-            gateway,
-            shutdown.clone(),
-        ));
+        let running = spawn_stages(set, &kafka, &codec, &r, &store, &registry_url, &shutdown).await;
         Self {
             tables: motcua_routing::RoutingTables::embedded(&r).expect("tables"),
             kafka,
             r,
             world,
             stop,
-            tasks,
-            gateway_task,
+            running,
             _broker: broker,
             _registries: registries,
         }
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            t.await.expect("join").expect("stage stopped cleanly");
-        }
-        self.gateway_task.await.expect("join").expect("gateway");
+        self.running.stop(self.stop).await;
     }
 }
 

@@ -9,11 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use motcua_reference::Reference;
-use motcua_registries::audit::TracingAudit;
-use motcua_registries::http::{HttpConfig, HttpRegistries};
-use motcua_runtime::{RuntimeConfig, Shutdown};
+use motcua_runtime::Shutdown;
 use motcua_schemas::{AnyEvent, Codec, Topic};
-use motcua_simulators::gateway::{self as gateway_sim, GatewaySimConfig};
+use motcua_simulators::gateway::GatewaySimConfig;
 use motcua_simulators::portal::Generator;
 use motcua_simulators::registries::{self as sim, Faults};
 use motcua_simulators::world::World;
@@ -47,81 +45,20 @@ async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_
         .expect("registry simulator");
 
     let (stop, shutdown) = Shutdown::channel();
-    let rt = |name: &str| {
-        let mut c = RuntimeConfig::new(kafka.clone());
-        c.instance_id = name.to_owned();
-        c
-    };
-    let mut tasks = Vec::new();
-    macro_rules! stage {
-        ($stage:expr, $name:literal) => {
-            tasks.push(tokio::spawn(motcua_runtime::run(
-                Arc::new($stage),
-                codec.clone(),
-                rt($name),
-                shutdown.clone(),
-            )));
-        };
-    }
-    stage!(
-        motcua_intake::Intake::new(r.clone(), store.clone(), codec.clone()),
-        "intake"
-    );
-    let http = HttpRegistries::new(
-        HttpConfig {
-            base_url: registry_url,
-            ..HttpConfig::default()
-        },
-        Arc::new(TracingAudit),
-    )
-    .expect("registries");
-    stage!(
-        motcua_verify::Verify::new(
-            http,
-            r.clone(),
-            store.clone(),
-            codec.clone(),
-            "verify/e2e".into(),
-            Default::default()
-        ),
-        "verify"
-    );
-    stage!(
-        motcua_payment::Payment::new(
-            store.clone(),
-            codec.clone(),
-            motcua_payment::FeeSchedule::embedded().expect("fees")
-        ),
-        "payment"
-    );
-    stage!(
-        motcua_route::Route::new(r.clone(), Default::default(), store.clone(), codec.clone())
-            .await
-            .expect("route"),
-        "route"
-    );
-    stage!(
-        motcua_simulators::backoffice::BackOffice::new(Default::default()),
-        "backoffice"
-    );
-    stage!(
-        motcua_result::ResultStage::new(motcua_result::Signer25519::insecure_demo("e2e"), store.clone()),
-        "result"
-    );
     let track = motcua_track::Track::connect(&db).await.expect("track");
     let pool = track.postgres().expect("postgres").clone();
-    stage!(track, "track");
-    let gateway = GatewaySimConfig {
-        min_delay_ms: 5,
-        max_delay_ms: 50,
-        ..GatewaySimConfig::default()
+    let set = StageSet {
+        label: "e2e",
+        back_office: Some(Default::default()),
+        result: true,
+        track: Some(track),
+        gateway: GatewaySimConfig {
+            min_delay_ms: 5,
+            max_delay_ms: 50,
+            ..GatewaySimConfig::default()
+        },
     };
-    let gateway_task = tokio::spawn(gateway_sim::run(
-        kafka.clone(),
-        codec.clone(),
-        gateway,
-        shutdown.clone(),
-    ));
+    let running = spawn_stages(set, &kafka, &codec, &r, &store, &registry_url, &shutdown).await;
 
     let collector = Collector::start(&kafka, &[Topic::Completed, Topic::Status]);
     let mut g = Generator::new(&r, "22", 6).expect("province").with_world(&world);
@@ -349,11 +286,7 @@ async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_
             "death status in a reason"
         );
     }
-    let _ = stop.send(true);
-    for t in tasks {
-        t.await.expect("join").expect("stage stopped cleanly");
-    }
-    gateway_task.await.expect("join").expect("gateway");
+    running.stop(stop).await;
     server.abort();
 
     let stages: Vec<&str> = v["history"]

@@ -7,6 +7,10 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod stages;
+#[allow(unused_imports)]
+pub use stages::{spawn_stages, Running, StageSet};
+
 use motcua_kafka::{EmbeddedBroker, KafkaConfig};
 use motcua_schemas::{AnyEvent, Codec, Event, Topic};
 use rdkafka::consumer::{Consumer, StreamConsumer};
