@@ -304,10 +304,34 @@ async fn the_back_office_s_request_for_papers_pauses_the_clock_until_the_supplem
                 if d.stage == "intake" && d.reason_code == "SUPPLEMENT_REQUEST_UNKNOWN_DOSSIER")
         })
     };
+    // Every dossier has gone as far as it goes before the back office: routed, or held
+    // on the way (a supplement verify asked for, a refusal, a stop).
+    let held_before_routing = |seen: &[Read], routed: &HashMap<String, motcua_schemas::DossierRouted>| {
+        seen.iter()
+            .filter_map(|x| match &x.event {
+                Some(AnyEvent::Status(st))
+                    if ids.contains(&st.dossier_id)
+                        && !routed.contains_key(&st.dossier_id)
+                        && matches!(
+                            st.status,
+                            DossierStatus::SupplementRequested
+                                | DossierStatus::RejectedAtReception
+                                | DossierStatus::ProcessingStopped
+                        ) =>
+                {
+                    Some(st.dossier_id.clone())
+                }
+                _ => None,
+            })
+            .collect::<HashSet<_>>()
+            .len()
+    };
     let all_asked = collector
         .wait_for(Duration::from_secs(90), |s| {
             let routed = first_routed(s);
-            !routed.is_empty() && announced(s).len() == routed.len() && refused(s)
+            routed.len() + held_before_routing(s, &routed) == ids.len()
+                && announced(s).len() == routed.len()
+                && refused(s)
         })
         .await;
     let seen = collector.snapshot();

@@ -701,8 +701,9 @@ async fn consume_loop<S: Stage>(
             let decoded = decode::<S::Input>(codec, cfg, m);
             slots.push(match decoded {
                 Ok(event) => {
-                    if m.traceparent.is_none() {
-                        // No header: the trace the event itself names, or its dossier's.
+                    // No header: the trace the event itself names, or its dossier's (derived
+                    // only when a span is exported: it costs two hashes).
+                    if m.traceparent.is_none() && !process_spans[i].is_disabled() {
                         if let Some(tp) = event.dossier_trace() {
                             telemetry::reparent(&process_spans[i], &tp);
                         }

@@ -682,12 +682,7 @@ fn stats_filter(
     let mut allowed = vec!["unit", "procedure", "field", "from", "to", "as_of"];
     allowed.extend_from_slice(extra);
     params(q, &allowed)?;
-    let unit = match (code_param(q, "unit")?, &op.scope) {
-        (unit, Scope::All) => unit,
-        (None, Scope::Unit(own)) => Some(own.as_str()),
-        (Some(u), scope) if scope.sees_unit(u) => Some(u),
-        (Some(_), _) => return Err(ApiError::forbidden("this API key sees its own unit's figures only")),
-    };
+    let unit = scoped_unit(op, q)?;
     let field = match code_param(q, "field")? {
         None => None,
         Some(f) => match ProcedureField::ALL.into_iter().find(|x| x.as_str() == f) {
@@ -713,7 +708,7 @@ fn stats_filter(
         as_of: instant(q, "as_of", true)?.unwrap_or_else(|| (s.now)()),
         from,
         to,
-        unit: unit.map(str::to_owned),
+        unit,
         procedure: code_param(q, "procedure")?.map(str::to_owned),
         field,
     })
