@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use motcua_reference::civil::now_ms;
 use motcua_security::{SecretSource, TlsFiles};
-use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -285,9 +284,7 @@ impl HttpRegistries {
                     }
                     last = reason;
                     if attempt < cfg.max_attempts {
-                        // Full jitter: spreads retries of many workers over the window.
-                        let jittered = rand::thread_rng().gen_range(0..=delay.as_millis() as u64);
-                        tokio::time::sleep(Duration::from_millis(jittered)).await;
+                        tokio::time::sleep(crate::resilience::full_jitter(delay)).await;
                         delay = (delay * 2).min(Duration::from_millis(cfg.backoff_max_ms));
                     }
                 }

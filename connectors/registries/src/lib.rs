@@ -8,13 +8,14 @@ pub mod any;
 pub mod audit;
 pub mod http;
 pub mod model;
-pub mod resilience;
 pub mod sql;
 pub mod telemetry;
 
 use std::future::Future;
 
 pub use model::{Business, BusinessStatus, Citizen, Parcel, Sex};
+/// The breaker and cache every outward connector uses (re-exported: they were born here).
+pub use motcua_resilience as resilience;
 
 /// Who asks, and for which dossier: every lookup is audited with it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -36,8 +36,10 @@ pub struct Delivery {
     pub document_base64: String,
     /// Its SHA-256, lowercase hex: checked on arrival.
     pub document_sha256: String,
-    /// The signed canonical record of the result (a JWS, compact form).
+    /// The signed canonical record of the result (RFC 8785 JSON).
     pub signed_record: String,
+    /// The issuer's Ed25519 signature over `signed_record`, base64.
+    pub record_signature: String,
 }
 
 /// A document as the wallet holds it.
@@ -48,6 +50,7 @@ pub struct Filed {
     pub dossier_code: String,
     pub document_sha256: String,
     pub signed_record: String,
+    pub record_signature: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,6 +201,7 @@ async fn file(
             dossier_code: d.dossier_code,
             document_sha256: d.document_sha256,
             signed_record: d.signed_record,
+            record_signature: d.record_signature,
         });
         w.filed.fetch_add(1, Ordering::Relaxed);
     }

@@ -131,7 +131,8 @@ fn delivery(code: &str, document: &[u8]) -> Value {
         "dossier_code": code,
         "document_base64": base64::engine::general_purpose::STANDARD.encode(document),
         "document_sha256": sha,
-        "signed_record": "eyJhbGciOiJFZERTQSJ9.e30.c2ln",
+        "signed_record": "{\"format\":\"motcua-result-record/1\"}",
+        "record_signature": "c2ln",
     })
 }
 

@@ -1,10 +1,46 @@
-//! The pieces that keep a slow or failing registry from hurting us: a circuit breaker and
-//! a TTL cache. Both take the current instant as an argument, so they are tested without
-//! sleeping.
+//! The pieces that keep a slow or failing outside system (a national registry, the
+//! e-wallet gateway, the national portal) from hurting us: a circuit breaker, a TTL cache
+//! and jittered backoff. The breaker and the cache take the current instant as an
+//! argument, so they are tested without sleeping.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// A delay drawn uniformly from zero to `ceiling` ("full jitter"): the retries of many
+/// workers spread over the window instead of arriving together.
+pub fn full_jitter(ceiling: Duration) -> Duration {
+    use rand::Rng;
+    let ms = ceiling.as_millis().min(u128::from(u64::MAX)) as u64;
+    Duration::from_millis(rand::thread_rng().gen_range(0..=ms))
+}
+
+/// How work parked while an outside system is down is tried again: delays doubling from
+/// `first_delay` up to `max_delay`, and past `escalate_after` parked, a person is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkPolicy {
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+    pub escalate_after: Duration,
+}
+
+impl Default for ParkPolicy {
+    fn default() -> Self {
+        Self {
+            first_delay: Duration::from_secs(5),
+            max_delay: Duration::from_secs(300),
+            escalate_after: Duration::from_secs(4 * 3600),
+        }
+    }
+}
+
+impl ParkPolicy {
+    /// The delay before the next attempt, after `attempts` of them.
+    pub fn delay(&self, attempts: i32) -> Duration {
+        let factor = 1u32 << attempts.clamp(0, 16);
+        (self.first_delay * factor).min(self.max_delay)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
@@ -178,6 +214,28 @@ mod tests {
         b.on_success();
         assert_eq!(b.state(again), BreakerState::Closed);
         assert!(b.allow(again));
+    }
+
+    #[test]
+    fn parked_work_waits_longer_each_time_up_to_the_ceiling() {
+        let p = ParkPolicy {
+            first_delay: Duration::from_secs(5),
+            max_delay: Duration::from_secs(60),
+            escalate_after: Duration::from_secs(600),
+        };
+        let delays: Vec<u64> = (0..6).map(|a| p.delay(a).as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(p.delay(-3).as_secs(), 5);
+        assert_eq!(p.delay(1_000).as_secs(), 60);
+    }
+
+    #[test]
+    fn full_jitter_stays_within_its_ceiling() {
+        let ceiling = Duration::from_millis(50);
+        let draws: Vec<Duration> = (0..200).map(|_| full_jitter(ceiling)).collect();
+        assert!(draws.iter().all(|d| *d <= ceiling));
+        assert!(draws.iter().any(|d| *d != draws[0]), "the delays vary");
+        assert_eq!(full_jitter(Duration::ZERO), Duration::ZERO);
     }
 
     #[test]
