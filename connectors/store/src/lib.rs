@@ -20,14 +20,16 @@ macro_rules! both {
 }
 
 mod bills;
+mod deliveries;
 mod dlq;
 mod lifecycle;
 mod parked;
 mod routing;
 pub use bills::{Bill, Settlement};
+pub use deliveries::WalletDeliveryRecord;
 pub use dlq::DlqReplay;
 pub use lifecycle::{Closure, ClosureKind, Pause, Wait, WaitRequest, WaitState};
-pub use parked::{Escalation, Parked};
+pub use parked::{Escalation, Lot, Parked};
 pub use routing::Assignment;
 
 #[derive(Debug, thiserror::Error)]

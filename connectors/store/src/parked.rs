@@ -1,8 +1,37 @@
-//! Work parked until an outside system answers (the verify stage's registry retries).
+//! Work parked until an outside system answers: the verify stage's registry retries and
+//! the result stage's e-wallet deliveries, one lot (table) each, one code path.
 
 use sqlx::Row;
 
 use crate::{Result, Store};
+
+/// Whose parked work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lot {
+    /// Dossiers verify could not check (a registry down).
+    Verify,
+    /// Results the e-wallet gateway has not acknowledged.
+    Result,
+}
+
+impl Lot {
+    pub const ALL: [Lot; 2] = [Lot::Verify, Lot::Result];
+
+    fn table(self) -> &'static str {
+        match self {
+            Lot::Verify => "verify_parked",
+            Lot::Result => "result_parked",
+        }
+    }
+
+    /// The stage that parks here.
+    pub fn stage(self) -> &'static str {
+        match self {
+            Lot::Verify => "verify",
+            Lot::Result => "result",
+        }
+    }
+}
 
 /// A parked dossier.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,11 +43,14 @@ pub struct Parked {
     pub last_error: String,
     /// The outcome a retry already decided (its events, encoded by the stage), if any.
     pub decision: Option<Vec<u8>>,
+    /// When it was handed to an officer while still parked (result deliveries).
+    pub escalated_at_ms: Option<i64>,
+    pub lot: Lot,
 }
 
-const PARKED_COLUMNS: &str = "dossier_id, payload, parked_at_ms, attempts, last_error, decision";
+const PARKED_COLUMNS: &str = "dossier_id, payload, parked_at_ms, attempts, last_error, decision, escalated_at_ms";
 
-fn parked_row<R: Row>(r: &R) -> Parked
+fn parked_row<R: Row>(lot: Lot, r: &R) -> Parked
 where
     for<'a> &'a str: sqlx::ColumnIndex<R>,
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
@@ -26,6 +58,7 @@ where
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> Vec<u8>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> Option<Vec<u8>>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
     Parked {
         dossier_id: r.get("dossier_id"),
@@ -34,6 +67,8 @@ where
         attempts: r.get("attempts"),
         last_error: r.get("last_error"),
         decision: r.get("decision"),
+        escalated_at_ms: r.get("escalated_at_ms"),
+        lot,
     }
 }
 
@@ -41,16 +76,20 @@ impl Store {
     /// Parks a dossier (idempotent: a dossier parked already keeps its first park time).
     pub async fn park(
         &self,
+        lot: Lot,
         dossier_id: &str,
         payload: &[u8],
         now_ms: i64,
         next_attempt_ms: i64,
         error: &str,
     ) -> Result<()> {
-        let sql = "INSERT INTO verify_parked (dossier_id, payload, parked_at_ms, next_attempt_ms, last_error)
-                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dossier_id) DO NOTHING";
+        let sql = format!(
+            "INSERT INTO {} (dossier_id, payload, parked_at_ms, next_attempt_ms, last_error)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dossier_id) DO NOTHING",
+            lot.table()
+        );
         both!(self, |pool| {
-            sqlx::query(sql)
+            sqlx::query(&sql)
                 .bind(dossier_id)
                 .bind(payload)
                 .bind(now_ms)
@@ -65,17 +104,18 @@ impl Store {
     /// Claims up to `limit` parked dossiers due at `now_ms`: their next attempt moves to
     /// `now_ms + lease_ms`, so another replica does not take them meanwhile (and a
     /// crashed claimer's rows come back after the lease).
-    pub async fn claim_due(&self, now_ms: i64, lease_ms: i64, limit: i64) -> Result<Vec<Parked>> {
+    pub async fn claim_due(&self, lot: Lot, now_ms: i64, lease_ms: i64, limit: i64) -> Result<Vec<Parked>> {
         // PostgreSQL: replicas skip each other's rows. SQLite has one connection, one
         // writer: the UPDATE … RETURNING is already exclusive.
         let lock = match self {
             Store::Postgres(_) => "FOR UPDATE SKIP LOCKED",
             Store::Sqlite(_) => "",
         };
+        let table = lot.table();
         let sql = format!(
-            "UPDATE verify_parked SET next_attempt_ms = $2, attempts = attempts + 1
+            "UPDATE {table} SET next_attempt_ms = $2, attempts = attempts + 1
              WHERE dossier_id IN (
-                 SELECT dossier_id FROM verify_parked WHERE next_attempt_ms <= $1
+                 SELECT dossier_id FROM {table} WHERE next_attempt_ms <= $1
                  ORDER BY next_attempt_ms LIMIT $3 {lock})
              RETURNING {PARKED_COLUMNS}"
         );
@@ -86,15 +126,18 @@ impl Store {
             .fetch_all(pool)
             .await?
             .iter()
-            .map(parked_row)
+            .map(|r| parked_row(lot, r))
             .collect()))
     }
 
     /// Schedules the next attempt of a parked dossier.
-    pub async fn reschedule(&self, dossier_id: &str, next_attempt_ms: i64, error: &str) -> Result<()> {
-        let sql = "UPDATE verify_parked SET next_attempt_ms = $2, last_error = $3 WHERE dossier_id = $1";
+    pub async fn reschedule(&self, lot: Lot, dossier_id: &str, next_attempt_ms: i64, error: &str) -> Result<()> {
+        let sql = format!(
+            "UPDATE {} SET next_attempt_ms = $2, last_error = $3 WHERE dossier_id = $1",
+            lot.table()
+        );
         both!(self, |pool| {
-            sqlx::query(sql)
+            sqlx::query(&sql)
                 .bind(dossier_id)
                 .bind(next_attempt_ms)
                 .bind(error)
@@ -106,40 +149,53 @@ impl Store {
 
     /// Remembers the outcome decided for a parked dossier, once: a decision stored before
     /// stays (the stored one is returned), so a retry after a crash re-emits it as it was.
-    pub async fn decide(&self, dossier_id: &str, decision: &[u8]) -> Result<Vec<u8>> {
+    pub async fn decide(&self, lot: Lot, dossier_id: &str, decision: &[u8]) -> Result<Vec<u8>> {
+        let table = lot.table();
+        let update = format!("UPDATE {table} SET decision = $2 WHERE dossier_id = $1 AND decision IS NULL");
+        let select = format!("SELECT decision FROM {table} WHERE dossier_id = $1");
         both!(self, |pool| {
-            sqlx::query("UPDATE verify_parked SET decision = $2 WHERE dossier_id = $1 AND decision IS NULL")
+            sqlx::query(&update)
                 .bind(dossier_id)
                 .bind(decision)
                 .execute(pool)
                 .await?;
-            let stored: Option<Vec<u8>> =
-                sqlx::query_scalar("SELECT decision FROM verify_parked WHERE dossier_id = $1")
-                    .bind(dossier_id)
-                    .fetch_optional(pool)
-                    .await?
-                    .flatten();
+            let stored: Option<Vec<u8>> = sqlx::query_scalar(&select)
+                .bind(dossier_id)
+                .fetch_optional(pool)
+                .await?
+                .flatten();
             Ok(stored.unwrap_or_else(|| decision.to_vec()))
         })
     }
 
     /// Removes a dossier whose outcome has been delivered.
-    pub async fn unpark(&self, dossier_id: &str) -> Result<()> {
+    pub async fn unpark(&self, lot: Lot, dossier_id: &str) -> Result<()> {
+        let sql = format!("DELETE FROM {} WHERE dossier_id = $1", lot.table());
         both!(self, |pool| {
-            sqlx::query("DELETE FROM verify_parked WHERE dossier_id = $1")
-                .bind(dossier_id)
-                .execute(pool)
-                .await?;
+            sqlx::query(&sql).bind(dossier_id).execute(pool).await?;
             Ok(())
         })
     }
 
-    pub async fn parked_count(&self) -> Result<i64> {
-        both!(self, |pool| Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM verify_parked"
-        )
-        .fetch_one(pool)
-        .await?))
+    pub async fn parked_count(&self, lot: Lot) -> Result<i64> {
+        let sql = format!("SELECT COUNT(*) FROM {}", lot.table());
+        both!(self, |pool| Ok(sqlx::query_scalar(&sql).fetch_one(pool).await?))
+    }
+
+    /// Marks a parked dossier handed to an officer; true when this call marked it (the
+    /// escalation is announced once, whichever replica gets there first).
+    pub async fn mark_escalated(&self, lot: Lot, dossier_id: &str, at_ms: i64) -> Result<bool> {
+        let sql = format!(
+            "UPDATE {} SET escalated_at_ms = $2 WHERE dossier_id = $1 AND escalated_at_ms IS NULL",
+            lot.table()
+        );
+        both!(self, |pool| Ok(sqlx::query(&sql)
+            .bind(dossier_id)
+            .bind(at_ms)
+            .execute(pool)
+            .await?
+            .rows_affected()
+            == 1))
     }
 }
 
@@ -182,16 +238,35 @@ where
 }
 
 impl Store {
-    /// Parked dossiers, oldest first (operators): at most `limit`.
+    /// Parked dossiers of every lot, oldest first (operators): at most `limit`.
     pub async fn parked(&self, limit: i64) -> Result<Vec<Parked>> {
-        let sql = format!("SELECT {PARKED_COLUMNS} FROM verify_parked ORDER BY parked_at_ms LIMIT $1");
-        both!(self, |pool| Ok(sqlx::query(&sql)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(parked_row)
-            .collect()))
+        let mut all = Vec::new();
+        for lot in Lot::ALL {
+            let sql = format!(
+                "SELECT {PARKED_COLUMNS} FROM {} ORDER BY parked_at_ms LIMIT $1",
+                lot.table()
+            );
+            let rows: Vec<Parked> = both!(self, |pool| sqlx::query(&sql)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|r| parked_row(lot, r))
+                .collect());
+            all.extend(rows);
+        }
+        all.sort_by_key(|p| p.parked_at_ms);
+        all.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(all)
+    }
+
+    /// Parked dossiers of every lot.
+    pub async fn parked_total(&self) -> Result<i64> {
+        let mut total = 0;
+        for lot in Lot::ALL {
+            total += self.parked_count(lot).await?;
+        }
+        Ok(total)
     }
 
     /// Records escalations (a dossier escalated before keeps its first record).

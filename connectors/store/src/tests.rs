@@ -187,28 +187,46 @@ async fn unsupported_urls_are_explained() {
 }
 
 async fn parked_dossiers_are_claimed_once_until_their_lease_ends(store: Store) {
-    store.park("d1", b"payload", 1_000, 1_000, "down").await.expect("park");
     store
-        .park("d1", b"other", 2_000, 2_000, "again")
+        .park(Lot::Verify, "d1", b"payload", 1_000, 1_000, "down")
+        .await
+        .expect("park");
+    store
+        .park(Lot::Verify, "d1", b"other", 2_000, 2_000, "again")
         .await
         .expect("park is idempotent");
-    let claimed = store.claim_due(1_500, 10_000, 10).await.expect("claim");
+    let claimed = store.claim_due(Lot::Verify, 1_500, 10_000, 10).await.expect("claim");
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].payload, b"payload");
     assert_eq!(claimed[0].attempts, 1);
     assert!(
-        store.claim_due(5_000, 10_000, 10).await.expect("claim").is_empty(),
+        store
+            .claim_due(Lot::Verify, 5_000, 10_000, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
         "leased"
     );
     assert_eq!(
-        store.claim_due(11_500, 10_000, 10).await.expect("claim").len(),
+        store
+            .claim_due(Lot::Verify, 11_500, 10_000, 10)
+            .await
+            .expect("claim")
+            .len(),
         1,
         "lease over"
     );
-    store.reschedule("d1", 50_000, "still down").await.expect("reschedule");
-    assert!(store.claim_due(40_000, 10_000, 10).await.expect("claim").is_empty());
-    store.unpark("d1").await.expect("unpark");
-    assert_eq!(store.parked_count().await.expect("count"), 0);
+    store
+        .reschedule(Lot::Verify, "d1", 50_000, "still down")
+        .await
+        .expect("reschedule");
+    assert!(store
+        .claim_due(Lot::Verify, 40_000, 10_000, 10)
+        .await
+        .expect("claim")
+        .is_empty());
+    store.unpark(Lot::Verify, "d1").await.expect("unpark");
+    assert_eq!(store.parked_count(Lot::Verify).await.expect("count"), 0);
 }
 
 #[tokio::test]
@@ -259,13 +277,19 @@ async fn postgres_a_redelivered_failed_confirmation_counts_once() {
 
 async fn a_retry_s_decision_is_stored_once_and_comes_back_with_the_claim(store: Store) {
     store
-        .park("d-p1", b"accepted", 1, 1, "registry down")
+        .park(Lot::Verify, "d-p1", b"accepted", 1, 1, "registry down")
         .await
         .expect("park");
-    assert_eq!(store.decide("d-p1", b"first").await.expect("decide"), b"first");
+    assert_eq!(
+        store.decide(Lot::Verify, "d-p1", b"first").await.expect("decide"),
+        b"first"
+    );
     // A second decision (after a crash, the registry answering otherwise) does not replace it.
-    assert_eq!(store.decide("d-p1", b"second").await.expect("decide"), b"first");
-    let claimed = store.claim_due(10, 1_000, 10).await.expect("claim");
+    assert_eq!(
+        store.decide(Lot::Verify, "d-p1", b"second").await.expect("decide"),
+        b"first"
+    );
+    let claimed = store.claim_due(Lot::Verify, 10, 1_000, 10).await.expect("claim");
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].decision.as_deref(), Some(&b"first"[..]));
 }
@@ -675,21 +699,98 @@ async fn postgres_a_dead_letter_is_replayed_once_and_every_replay_is_recorded() 
 
 async fn parked_and_escalated_dossiers_are_listed_and_verified_by_hand_once(store: Store) {
     store
-        .park("d-p1", b"accepted p1", 1_000, 2_000, "population registry: 503")
+        .park(
+            Lot::Verify,
+            "d-p1",
+            b"accepted p1",
+            1_000,
+            2_000,
+            "population registry: 503",
+        )
         .await
         .expect("park");
     store
-        .park("d-p0", b"accepted p0", 500, 2_000, "land registry: timeout")
+        .park(
+            Lot::Verify,
+            "d-p0",
+            b"accepted p0",
+            500,
+            2_000,
+            "land registry: timeout",
+        )
+        .await
+        .expect("park");
+    store
+        .park(
+            Lot::Result,
+            "d-r1",
+            b"decided r1",
+            700,
+            2_000,
+            "wallet unavailable: HTTP 503",
+        )
         .await
         .expect("park");
     let parked = store.parked(10).await.expect("parked");
     assert_eq!(
         parked
             .iter()
-            .map(|p| (p.dossier_id.as_str(), p.last_error.as_str()))
+            .map(|p| (p.dossier_id.as_str(), p.lot, p.last_error.as_str()))
             .collect::<Vec<_>>(),
-        [("d-p0", "land registry: timeout"), ("d-p1", "population registry: 503")],
-        "oldest first"
+        [
+            ("d-p0", Lot::Verify, "land registry: timeout"),
+            ("d-r1", Lot::Result, "wallet unavailable: HTTP 503"),
+            ("d-p1", Lot::Verify, "population registry: 503")
+        ],
+        "every lot, oldest first"
+    );
+    assert_eq!(store.parked(2).await.expect("parked").len(), 2, "limited");
+    assert_eq!(store.parked_total().await.expect("total"), 3);
+    assert!(store.mark_escalated(Lot::Result, "d-r1", 9_000).await.expect("mark"));
+    assert!(
+        !store.mark_escalated(Lot::Result, "d-r1", 9_500).await.expect("mark"),
+        "announced once"
+    );
+    assert!(
+        !store.mark_escalated(Lot::Result, "d-p0", 9_500).await.expect("mark"),
+        "lots are apart"
+    );
+    let r1 = store.claim_due(Lot::Result, 5_000, 1_000, 10).await.expect("claim");
+    assert_eq!(
+        r1.iter()
+            .map(|p| (p.dossier_id.as_str(), p.escalated_at_ms))
+            .collect::<Vec<_>>(),
+        [("d-r1", Some(9_000))],
+        "a lot's claim takes its own rows only"
+    );
+    store.unpark(Lot::Result, "d-r1").await.expect("unpark");
+    let delivery = |key: &str, receipt: &str, at: i64| WalletDeliveryRecord {
+        idempotency_key: key.into(),
+        dossier_id: "d-r1".into(),
+        dossier_code: "H22.1-261206-0001".into(),
+        document_ref: "06685-KQ-H22.1-261206-0001".into(),
+        document_sha256: "ab".repeat(32),
+        receipt_id: receipt.into(),
+        delivered_by: "result/r-0".into(),
+        delivered_at_ms: at,
+        duplicate_ack: false,
+    };
+    store
+        .record_wallet_deliveries(&[delivery("k1", "EW-1", 10)])
+        .await
+        .expect("record");
+    store
+        .record_wallet_deliveries(&[delivery("k1", "EW-other", 20), delivery("k2", "EW-2", 30)])
+        .await
+        .expect("record");
+    let recorded = store.wallet_deliveries(10).await.expect("deliveries");
+    assert_eq!(
+        recorded
+            .iter()
+            .map(|d| (d.idempotency_key.as_str(), d.receipt_id.as_str()))
+            .collect::<Vec<_>>(),
+        [("k1", "EW-1"), ("k2", "EW-2")],
+        "a key is recorded once, with its first receipt"
     );
     let e = |id: &str, code: &str, at: i64| Escalation {
         dossier_id: id.into(),

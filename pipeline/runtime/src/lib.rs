@@ -15,6 +15,7 @@
 mod ledger;
 mod runtime;
 mod stage;
+pub mod stored;
 pub mod telemetry;
 
 pub use runtime::{run, RunSummary, RuntimeConfig, Shutdown};

@@ -20,12 +20,13 @@ use futures::future::{join_all, try_join_all};
 use motcua_reference::civil::now_ms;
 use motcua_reference::Reference;
 use motcua_registries::{BusinessRegistry, LandRegistry, Lookup, PopulationRegistry};
+use motcua_runtime::stored::{decode_events, encode_events, event_frames};
 use motcua_runtime::{error_chain, Envelope, Outcome, Stage, StageError, Tick};
 use motcua_schemas::{
     derived_event_id, AnyEvent, CheckOutcome, Codec, DossierAccepted, DossierStatus, DossierStatusChanged,
-    DossierVerified, Reason, Registry, Topic,
+    DossierVerified, Reason, Registry,
 };
-use motcua_store::{Escalation, Store, WaitRequest};
+use motcua_store::{Escalation, Lot, Store, WaitRequest};
 use telemetry::Decided;
 
 pub use assess::{assess, needed, Answers, Verdict};
@@ -36,31 +37,8 @@ pub const STAGE: &str = motcua_schemas::component::VERIFY;
 pub trait Registries: PopulationRegistry + LandRegistry + BusinessRegistry + Clone + 'static {}
 impl<T: PopulationRegistry + LandRegistry + BusinessRegistry + Clone + 'static> Registries for T {}
 
-/// How parked dossiers are retried.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    pub first_delay: Duration,
-    pub max_delay: Duration,
-    /// After this long parked, the dossier is escalated to an officer.
-    pub escalate_after: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            first_delay: Duration::from_secs(5),
-            max_delay: Duration::from_secs(300),
-            escalate_after: Duration::from_secs(4 * 3600),
-        }
-    }
-}
-
-impl RetryPolicy {
-    fn delay(&self, attempts: i32) -> Duration {
-        let factor = 1u32 << attempts.clamp(0, 16);
-        (self.first_delay * factor).min(self.max_delay)
-    }
-}
+/// How parked dossiers are retried (the policy every parking stage uses).
+pub type RetryPolicy = motcua_resilience::ParkPolicy;
 
 /// The verify stage.
 #[derive(Debug)]
@@ -281,7 +259,7 @@ impl<R: Registries> Stage for Verify<R> {
 
     async fn ticked(&self, tick: &Tick) -> Result<(), StageError> {
         for dossier_id in &tick.done {
-            self.store.unpark(dossier_id).await.map_err(store_error)?;
+            self.store.unpark(Lot::Verify, dossier_id).await.map_err(store_error)?;
         }
         // Final: delivered and no longer parked (a failure above decides them again).
         tick.events.iter().filter_map(Decided::of_event).for_each(|d| d.emit());
@@ -333,7 +311,7 @@ impl<R: Registries> Stage for Verify<R> {
                         .map_err(|err| StageError::Fatal(error_chain(&err)))?;
                     let next = now + self.policy.first_delay.as_millis() as i64;
                     self.store
-                        .park(&e.event.dossier.dossier_id, &payload, now, next, &why)
+                        .park(Lot::Verify, &e.event.dossier.dossier_id, &payload, now, next, &why)
                         .await
                         .map_err(store_error)?;
                     decided.push(Decided::Parked {
@@ -395,7 +373,7 @@ impl<R: Registries> Verify<R> {
     async fn retry_parked(&self, now: i64) -> Result<Tick, StageError> {
         let due = self
             .store
-            .claim_due(now, self.retry.lease.as_millis() as i64, self.retry.batch)
+            .claim_due(Lot::Verify, now, self.retry.lease.as_millis() as i64, self.retry.batch)
             .await
             .map_err(store_error)?;
         // Decided before (a crash came between producing and removing the row): the same
@@ -405,8 +383,8 @@ impl<R: Registries> Verify<R> {
         for p in decided {
             let stored = p.decision.as_deref().unwrap_or_default();
             // Stored by a newer worker, perhaps with versions this one has not seen.
-            let _ = self.codec.learn_writers(decision_frames(stored)).await;
-            tick.events.extend(decode_decision(&self.codec, stored).map_err(|e| {
+            let _ = self.codec.learn_writers(event_frames(stored)).await;
+            tick.events.extend(decode_events(&self.codec, stored).map_err(|e| {
                 StageError::Fatal(format!(
                     "the stored decision of dossier {} does not decode: {e}",
                     p.dossier_id
@@ -458,7 +436,7 @@ impl<R: Registries> Verify<R> {
                 Looked::Later(why) => {
                     let next = now + self.policy.delay(p.attempts).as_millis() as i64;
                     self.store
-                        .reschedule(&p.dossier_id, next, &why)
+                        .reschedule(Lot::Verify, &p.dossier_id, next, &why)
                         .await
                         .map_err(store_error)?;
                     continue;
@@ -469,61 +447,19 @@ impl<R: Registries> Verify<R> {
                 .await
                 .map_err(store_error)?;
             // Stored before it is produced; what is stored is what goes out.
-            let decision = encode_decision(&self.codec, &events)?;
-            let stored = self.store.decide(&p.dossier_id, &decision).await.map_err(store_error)?;
-            let events = decode_decision(&self.codec, &stored)
+            let decision = encode_events(&self.codec, &events)?;
+            let stored = self
+                .store
+                .decide(Lot::Verify, &p.dossier_id, &decision)
+                .await
+                .map_err(store_error)?;
+            let events = decode_events(&self.codec, &stored)
                 .map_err(|e| StageError::Fatal(format!("a stored decision does not decode: {e}")))?;
             tick.events.extend(events);
             tick.done.push(p.dossier_id);
         }
         Ok(tick)
     }
-}
-
-/// A retry's outcome as stored with its parked dossier: per event, its topic's index, its
-/// length and its framed message.
-fn encode_decision(codec: &Codec, events: &[AnyEvent]) -> Result<Vec<u8>, StageError> {
-    let mut out = Vec::new();
-    for e in events {
-        let mut framed = Vec::new();
-        e.encode(codec, &mut framed).map_err(|err| StageError::Refused {
-            reason_code: "ENCODE_FAILED".to_owned(),
-            reason: error_chain(&err),
-        })?;
-        let topic = Topic::ALL.iter().position(|t| *t == e.topic()).unwrap_or_default() as u8;
-        out.push(topic);
-        out.extend_from_slice(&(framed.len() as u32).to_be_bytes());
-        out.extend_from_slice(&framed);
-    }
-    Ok(out)
-}
-
-/// The framed messages of a stored decision (as far as it parses).
-fn decision_frames(mut bytes: &[u8]) -> Vec<&[u8]> {
-    let mut frames = Vec::new();
-    while let Some((_, rest)) = bytes.split_first() {
-        let Some((len, rest)) = rest.split_first_chunk::<4>() else {
-            break;
-        };
-        let len = u32::from_be_bytes(*len) as usize;
-        let Some(framed) = rest.get(..len) else { break };
-        frames.push(framed);
-        bytes = &rest[len..];
-    }
-    frames
-}
-
-fn decode_decision(codec: &Codec, mut bytes: &[u8]) -> Result<Vec<AnyEvent>, String> {
-    let mut events = Vec::new();
-    while let Some((&topic, rest)) = bytes.split_first() {
-        let topic = *Topic::ALL.get(usize::from(topic)).ok_or("unknown topic")?;
-        let (len, rest) = rest.split_first_chunk::<4>().ok_or("truncated")?;
-        let len = u32::from_be_bytes(*len) as usize;
-        let framed = rest.get(..len).ok_or("truncated")?;
-        events.push(AnyEvent::decode(codec, topic, framed).map_err(|e| e.to_string())?);
-        bytes = &rest[len..];
-    }
-    Ok(events)
 }
 
 /// How the stage's timer takes parked dossiers.

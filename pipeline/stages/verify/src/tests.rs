@@ -200,22 +200,19 @@ fn a_stored_decision_decodes_to_the_same_events() {
         status(&a, "escalated", DossierStatus::Processing, vec![], 7),
         status(&a, "supplement", DossierStatus::SupplementRequested, vec![], 8),
     ];
-    let stored = encode_decision(&codec, &events).expect("encode");
-    assert_eq!(decode_decision(&codec, &stored).expect("decode"), events);
+    let stored = encode_events(&codec, &events).expect("encode");
+    assert_eq!(decode_events(&codec, &stored).expect("decode"), events);
     // Its framed messages are found without decoding them (to learn their writer ids).
-    let frames = decision_frames(&stored);
+    let frames = event_frames(&stored);
     assert_eq!(frames.len(), events.len());
     for f in frames {
         assert_eq!(
             Codec::schema_id(f).expect("framed"),
-            codec.schemas().latest(Topic::Status).id
+            codec.schemas().latest(motcua_schemas::Topic::Status).id
         );
     }
-    assert_eq!(decision_frames(&stored[..stored.len() - 1]).len(), events.len() - 1);
-    assert!(
-        decode_decision(&codec, &stored[..stored.len() - 1]).is_err(),
-        "truncated"
-    );
+    assert_eq!(event_frames(&stored[..stored.len() - 1]).len(), events.len() - 1);
+    assert!(decode_events(&codec, &stored[..stored.len() - 1]).is_err(), "truncated");
 }
 
 /// A dossier withdrawn while parked behind a registry outage is asked about no more: the
@@ -246,7 +243,14 @@ async fn a_parked_dossier_withdrawn_meanwhile_is_unparked_without_a_look_up() {
     let a = accepted();
     let id = a.dossier.dossier_id.clone();
     store
-        .park(&id, &codec.encode(&a).expect("encode"), 1, 1, "registry down")
+        .park(
+            Lot::Verify,
+            &id,
+            &codec.encode(&a).expect("encode"),
+            1,
+            1,
+            "registry down",
+        )
         .await
         .expect("park");
     store
