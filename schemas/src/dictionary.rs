@@ -433,8 +433,10 @@ const COMPONENTS: &str = "\
 submissions, `gateway` for the payment gateway, `backoffice` for the officers' case system
 that decides; they are outside the pipeline (`motcua gateway-sim` and `motcua backoffice-sim`
 stand in for the last two in tests and the demo). `intake`, `verify`, `payment`, `route`,
-`result` and `track` are the pipeline's stages (`motcua run <stage>`), each reading as
-consumer group `motcua-<stage>`. Read with a group id of your own, never a `motcua-*` one:
+`result`, `track` and `portal-sync` are the pipeline's stages (`motcua run <stage>`), each
+reading as consumer group `motcua-<stage>` (`portal-sync` pushes every status change to the
+National Public Service Portal; `result` files each result in the applicant's e-wallet
+before announcing it). Read with a group id of your own, never a `motcua-*` one:
 sharing a stage's group takes messages away from it.
 
 ";

@@ -375,6 +375,10 @@ pub struct DossierCompleted {
     pub signed_record: Option<String>,
     #[serde(with = "avro_opt_bytes")]
     pub record_signature: Option<Vec<u8>>,
+    /// Added in schema v3: the e-wallet gateway's receipt (the event is produced once the
+    /// wallet acknowledged); `None` when read from an older message.
+    #[serde(default)]
+    pub wallet_receipt_id: Option<String>,
 }
 
 /// The national public service portal's status codes (1..10).

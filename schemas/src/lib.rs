@@ -37,6 +37,8 @@ pub mod component {
     pub const BACKOFFICE: &str = "backoffice";
     pub const RESULT: &str = "result";
     pub const TRACK: &str = "track";
+    /// Pushes status changes to the National Public Service Portal.
+    pub const PORTAL_SYNC: &str = "portal-sync";
 }
 
 /// Deterministic event ids: the same input, stage and output kind always give the same id,

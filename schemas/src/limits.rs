@@ -457,6 +457,7 @@ impl Validate for DossierCompleted {
         if let Some(sig) = &self.record_signature {
             c.count("record_signature", sig.len(), 1_024);
         }
+        c.opt_id("wallet_receipt_id", self.wallet_receipt_id.as_deref());
     }
 }
 

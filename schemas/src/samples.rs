@@ -217,6 +217,7 @@ pub fn events() -> Vec<AnyEvent> {
         traceparent: None,
         signed_record: Some(signed_record),
         record_signature: Some((64..128).collect()),
+        wallet_receipt_id: Some("EW-6f1c2a9d0b7e4c35".to_owned()),
     };
     // A submission intake asked a supplement for: no dossier code, no due time yet.
     let status = DossierStatusChanged {
@@ -531,6 +532,7 @@ pub fn event_log(dossiers: usize) -> Vec<AnyEvent> {
                 traceparent: None,
                 signed_record: None,
                 record_signature: None,
+                wallet_receipt_id: None,
             }
             .into(),
         );

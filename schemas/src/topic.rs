@@ -115,8 +115,9 @@ impl Topic {
             Topic::Routed => &[BACKOFFICE, TRACK],
             Topic::Decided => &[RESULT, TRACK],
             Topic::Completed | Topic::Reappointed => &[TRACK],
-            // The portal shows the citizen the lookup token of the "received" status.
-            Topic::Status => &[TRACK, PORTAL],
+            // The portal shows the citizen the lookup token of the "received" status;
+            // portal-sync pushes every change to the National Public Service Portal.
+            Topic::Status => &[TRACK, PORTAL_SYNC, PORTAL],
             Topic::DeadLetter => &[],
         }
     }

@@ -3,19 +3,30 @@
 //! signature anyone can verify with the published public key — and the dossier is
 //! marked early / on time / late against its due time (`dossier.completed`, status 10
 //! "result returned").
+//!
+//! The document and the signed record are delivered through a [`WalletGateway`] first;
+//! `dossier.completed` goes out only once the wallet acknowledged, with its receipt id. A
+//! wallet that is down or full does not hold the others up: the decision is parked in the
+//! store (then its offset may be committed) and the stage's timer delivers it again with
+//! growing delays; past `escalate_after`, or at once when the wallet refuses (an owner it
+//! does not know), an officer is told with a status event while the timer keeps trying.
+//! Every acknowledged delivery is recorded (who, what, when, receipt).
 //! The back-office simulator that decides routed dossiers lives in `motcua-simulators`.
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use motcua_reference::civil;
-use motcua_runtime::{Envelope, Outcome, Stage, StageError};
 use motcua_schemas::{
     derived_event_id, AnyEvent, Decision, DossierCompleted, DossierDecided, DossierStatus, DossierStatusChanged,
     ResultDocument, Timeliness,
 };
 use sha2::{Digest, Sha256};
 
+mod deliver;
 pub mod record;
 pub mod telemetry;
+
+pub use deliver::{DeliverySettings, ResultStage};
+pub use motcua_outward::WalletGateway;
 
 pub use record::{canonical_json, verify_record, Jwk, Jwks, RecordError, VerifiedRecord};
 
@@ -105,28 +116,77 @@ pub fn document_text(d: &DossierDecided, reference: &str) -> String {
     )
 }
 
-#[derive(Debug)]
-pub struct ResultStage {
-    signer: Signer25519,
-    /// Where each dossier's end is recorded once: a decision for a dossier withdrawn or
-    /// stopped first is not delivered.
-    store: motcua_store::Store,
+/// A decided dossier's result, ready to deliver: the document, the signed record and
+/// the events that announce it once the wallet has acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// The document's bytes (its canonical text).
+    pub document: Vec<u8>,
+    pub completed: DossierCompleted,
+    pub status: DossierStatusChanged,
 }
 
-impl ResultStage {
-    pub fn new(signer: Signer25519, store: motcua_store::Store) -> Self {
-        Self { signer, store }
+impl Issued {
+    /// The wallet's idempotency key: one per dossier and document, the same on every
+    /// attempt, so a resend is never filed twice.
+    pub fn idempotency_key(&self) -> String {
+        format!(
+            "{}.{}",
+            self.completed.dossier_id, self.completed.result_document.sha256
+        )
     }
 
-    /// The result's events (counts nothing: the stage counts once its batch is done).
-    /// Fails only for a decision whose times cannot be written as JCS integers.
-    pub fn complete(&self, d: &DossierDecided, delivered_at: i64) -> Result<Vec<AnyEvent>, RecordError> {
+    /// What the wallet is sent.
+    pub fn delivery(&self) -> motcua_outward::WalletDelivery {
+        let c = &self.completed;
+        motcua_outward::WalletDelivery {
+            owner: c.wallet_owner.clone(),
+            idempotency_key: self.idempotency_key(),
+            dossier_code: c.dossier_code.clone(),
+            document: self.document.clone(),
+            document_sha256: c.result_document.sha256.clone(),
+            signed_record: c.signed_record.clone().unwrap_or_default(),
+            record_signature: c.record_signature.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The events announcing the delivery the wallet acknowledged with `receipt_id` at
+    /// `delivered_at`.
+    pub fn delivered(mut self, receipt_id: &str, delivered_at: i64) -> Vec<AnyEvent> {
+        self.completed.wallet_receipt_id = Some(receipt_id.to_owned());
+        self.completed.delivered_at = delivered_at;
+        self.status.occurred_at = delivered_at;
+        vec![self.completed.into(), self.status.into()]
+    }
+}
+
+/// Signs decided dossiers' results.
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    signer: Signer25519,
+}
+
+impl Issuer {
+    pub fn new(signer: Signer25519) -> Self {
+        Self { signer }
+    }
+
+    pub fn signer(&self) -> &Signer25519 {
+        &self.signer
+    }
+
+    /// The result of `d`, signed at `signed_at` (the stage passes the decision's time: the
+    /// same decision then gives the same record byte for byte, however often it comes,
+    /// and the wallet sees one document). Fails only for a decision whose times cannot be
+    /// written as JCS integers.
+    pub fn issue(&self, d: &DossierDecided, signed_at: i64) -> Result<Issued, RecordError> {
         let doctype = match d.decision {
             Decision::Approved => "KQ",
             Decision::Refused => "TC",
         };
         let reference = format!("{}-{doctype}-{}", d.competent_unit_code, d.dossier_code);
-        let digest = Sha256::digest(document_text(d, &reference).as_bytes());
+        let text = document_text(d, &reference);
+        let digest = Sha256::digest(text.as_bytes());
         let signature = self.signer.key.sign(&digest);
         let owner = d
             .applicant_citizen_id
@@ -149,7 +209,7 @@ impl ResultStage {
             },
             "decided_at": d.decided_at,
             "due_at": d.due_at,
-            "signed_at": delivered_at,
+            "signed_at": signed_at,
             "timeliness": match timeliness {
                 Timeliness::Early => "early",
                 Timeliness::OnTime => "on_time",
@@ -176,15 +236,20 @@ impl ResultStage {
             wallet_owner: owner,
             received_at: d.received_at,
             due_at: d.due_at,
-            delivered_at,
+            delivered_at: signed_at,
             timeliness,
             traceparent: d.traceparent.clone(),
             signed_record: Some(record),
             record_signature: Some(record_signature),
+            wallet_receipt_id: None,
         };
-        let status = DossierStatusChanged::caused_by(d, STAGE, "status", DossierStatus::ResultReturned, delivered_at)
+        let status = DossierStatusChanged::caused_by(d, STAGE, "status", DossierStatus::ResultReturned, signed_at)
             .with_reasons(d.reasons.clone());
-        Ok(vec![completed.into(), status.into()])
+        Ok(Issued {
+            document: text.into_bytes(),
+            completed,
+            status,
+        })
     }
 }
 
@@ -199,60 +264,6 @@ pub fn verify_result(key: &VerifyingKey, doc: &ResultDocument, text: &str) -> bo
     };
     key.verify_strict(&digest, &ed25519_dalek::Signature::from_bytes(&bytes))
         .is_ok()
-}
-
-impl Stage for ResultStage {
-    type Input = DossierDecided;
-
-    fn name(&self) -> &'static str {
-        STAGE
-    }
-
-    async fn handle_batch(&self, batch: &[Envelope<DossierDecided>]) -> Result<Vec<Outcome>, StageError> {
-        // The decision ends the dossier unless a withdrawal or a stop came first (one row
-        // per dossier decides the race); a redelivered decision finds its own row.
-        let mut ended_first = Vec::with_capacity(batch.len());
-        for e in batch {
-            let closure = self
-                .store
-                .close_dossier(
-                    &e.event.dossier_id,
-                    motcua_store::ClosureKind::Decided,
-                    &e.event.event_id,
-                    e.event.decided_at,
-                )
-                .await
-                .map_err(|err| StageError::from(err).context("recording the decision"))?;
-            ended_first.push(closure.kind != motcua_store::ClosureKind::Decided);
-        }
-        // Delivered at the input's time: a redelivery re-emits identical events.
-        let out = batch
-            .iter()
-            .zip(&ended_first)
-            .map(|(e, ended)| {
-                if *ended {
-                    telemetry::decision_after_end();
-                    return Outcome::Emit(Vec::new());
-                }
-                let delivered_at = e
-                    .origin
-                    .timestamp_ms
-                    .unwrap_or(e.event.decided_at)
-                    .max(e.event.decided_at);
-                match self.complete(&e.event, delivered_at) {
-                    Ok(events) => Outcome::Emit(events),
-                    Err(err) => Outcome::DeadLetter {
-                        reason_code: "UNSIGNABLE_RESULT".to_owned(),
-                        reason: err.to_string(),
-                    },
-                }
-            })
-            .collect();
-        for (e, _) in batch.iter().zip(&ended_first).filter(|(_, ended)| !**ended) {
-            telemetry::dossier_completed(timeliness(e.event.decided_at, e.event.due_at));
-        }
-        Ok(out)
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
-//! The result stage's metrics, in one place. Labels: timeliness only, never an id.
+//! The result stage's metrics, in one place. Labels: timeliness and delivery outcome
+//! only, never an id.
 
 use metrics::Unit;
+use motcua_outward::Receipt;
 use motcua_schemas::Timeliness;
 
 pub const RESULT_DOSSIERS_TOTAL: &str = "motcua_result_dossiers_total";
+pub const RESULT_DECISIONS_AFTER_END_TOTAL: &str = "motcua_result_decisions_after_end_total";
+pub const RESULT_WALLET_DELIVERIES_TOTAL: &str = "motcua_result_wallet_deliveries_total";
 
 /// Registers every result metric with its unit and description.
 pub fn describe() {
@@ -17,6 +21,13 @@ pub fn describe() {
         Unit::Count,
         "Decisions not delivered because the dossier was withdrawn or stopped before them"
     );
+    metrics::describe_counter!(
+        RESULT_WALLET_DELIVERIES_TOTAL,
+        Unit::Count,
+        "Result deliveries to e-wallets, by outcome (delivered; duplicate_ack: the wallet had it after a lost \
+         acknowledgement; parked: the wallet was unavailable; refused; after_parking: delivered by the retrier; \
+         escalated: handed to an officer)"
+    );
 }
 
 /// A dossier's result was returned; counted by the stage once its batch is done.
@@ -29,10 +40,47 @@ pub(crate) fn dossier_completed(timeliness: Timeliness) {
     metrics::counter!(RESULT_DOSSIERS_TOTAL, "timeliness" => label).increment(1);
 }
 
-pub const RESULT_DECISIONS_AFTER_END_TOTAL: &str = "motcua_result_decisions_after_end_total";
-
 /// A decision for a dossier withdrawn or stopped before it: not delivered.
 pub(crate) fn decision_after_end() {
     metrics::counter!(RESULT_DECISIONS_AFTER_END_TOTAL).increment(1);
     tracing::info!("decision for a dossier withdrawn or stopped before it: not delivered");
+}
+
+/// What became of a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    Delivered,
+    DuplicateAck,
+    Parked,
+    Refused,
+    AfterParking,
+    Escalated,
+}
+
+impl Delivery {
+    pub(crate) fn of(receipt: &Receipt) -> Self {
+        if receipt.duplicate {
+            Delivery::DuplicateAck
+        } else {
+            Delivery::Delivered
+        }
+    }
+
+    pub(crate) fn emit(self) {
+        let outcome = match self {
+            Delivery::Delivered => "delivered",
+            Delivery::DuplicateAck => "duplicate_ack",
+            Delivery::Parked => "parked",
+            Delivery::Refused => "refused",
+            Delivery::AfterParking => "after_parking",
+            Delivery::Escalated => "escalated",
+        };
+        metrics::counter!(RESULT_WALLET_DELIVERIES_TOTAL, "outcome" => outcome).increment(1);
+        match self {
+            Delivery::Parked => tracing::warn!("wallet unavailable: result parked, delivered again later"),
+            Delivery::Refused => tracing::warn!("wallet refused a result: an officer is told, delivery retried"),
+            Delivery::Escalated => tracing::warn!("result undelivered past the escalation age: officer told"),
+            _ => {}
+        }
+    }
 }

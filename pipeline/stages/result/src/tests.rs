@@ -1,8 +1,69 @@
 use motcua_schemas::samples;
 
+use std::time::Duration;
+
 use super::*;
+use motcua_outward::http::{HttpConfig, HttpWallet};
+use motcua_reference::civil::now_ms;
+use motcua_runtime::{Envelope, Outcome, Stage};
+use motcua_schemas::Codec;
 use motcua_simulators::backoffice;
-use motcua_store::{ClosureKind, Store};
+use motcua_simulators::wallet::{self, WalletFaults};
+use motcua_store::{ClosureKind, Lot, Store};
+
+/// A simulated wallet gateway (a real HTTP server) and its client, which tries once and
+/// opens its circuit only after many failures (so each call reaches the server).
+async fn wallet(faults: WalletFaults) -> (String, HttpWallet) {
+    let (url, _server) = wallet::spawn(faults, 7).await.expect("wallet simulator");
+    let client = HttpWallet::new(
+        "result.wallet",
+        HttpConfig {
+            base_url: url.clone(),
+            max_attempts: 1,
+            breaker_failures: 1_000,
+            ..HttpConfig::default()
+        },
+    )
+    .expect("client");
+    (url, client)
+}
+
+async fn set_faults(url: &str, faults: &serde_json::Value) {
+    let status = reqwest::Client::new()
+        .put(format!("{url}/admin/faults"))
+        .json(faults)
+        .send()
+        .await
+        .expect("faults")
+        .status();
+    assert!(status.is_success(), "{status}");
+}
+
+async fn documents(url: &str, owner: &str) -> Vec<wallet::Filed> {
+    reqwest::get(format!("{url}/v1/owners/{owner}/documents"))
+        .await
+        .expect("documents")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn stage(
+    dir: &tempfile::TempDir,
+    signer: Signer25519,
+    faults: WalletFaults,
+) -> (String, ResultStage<HttpWallet>, Store) {
+    let store = store(dir).await;
+    let (url, client) = wallet(faults).await;
+    let stage = ResultStage::new(
+        signer,
+        client,
+        store.clone(),
+        Codec::embedded().expect("codec"),
+        "result/test-0".to_owned(),
+    );
+    (url, stage, store)
+}
 
 fn decided(decided_at: i64, due_at: i64) -> DossierDecided {
     DossierDecided {
@@ -47,8 +108,7 @@ fn envelope(d: DossierDecided, offset: i64) -> Envelope<DossierDecided> {
 #[tokio::test]
 async fn a_decision_ends_the_dossier_unless_a_withdrawal_or_stop_came_first() {
     let dir = tempfile::tempdir().expect("dir");
-    let store = store(&dir).await;
-    let stage = ResultStage::new(Signer25519::insecure_demo("test"), store.clone());
+    let (url, stage, store) = stage(&dir, Signer25519::insecure_demo("test"), WalletFaults::default()).await;
     let due = 1_764_036_000_000 + 5 * DAY;
     let decided_one = decided(due - DAY, due);
     let mut withdrawn = decided(due - DAY, due);
@@ -81,19 +141,207 @@ async fn a_decision_ends_the_dossier_unless_a_withdrawal_or_stop_came_first() {
         ClosureKind::Withdrawn,
         "the later decision does not overwrite the withdrawal"
     );
-    // A redelivered decision finds its own closure and emits the same result.
+    // A redelivered decision finds its own closure and emits the same result; the
+    // wallet files the document once and acknowledges the resend with the same receipt.
     let again = stage.handle_batch(&[envelope(decided_one, 1)]).await.expect("again");
     assert_eq!(again[0], out[0]);
+    // The same decision sent again later, in another message (a back office re-sending
+    // it): the same record, so the same document at the wallet, not a conflict.
+    let mut resent = envelope(decided(due - DAY, due), 7);
+    resent.origin.timestamp_ms = Some(due - DAY + 60_000);
+    let later = stage.handle_batch(&[resent]).await.expect("resent");
+    let (Outcome::Emit(a), Outcome::Emit(b)) = (&later[0], &out[0]) else {
+        panic!("{later:?}")
+    };
+    assert_eq!(a[0].event_id(), b[0].event_id(), "the same completion");
+    let filed = documents(&url, "022090001234").await;
+    assert_eq!(filed.len(), 1, "{filed:?}");
+    let [AnyEvent::Completed(c), _] = &first[..] else {
+        unreachable!()
+    };
+    let [AnyEvent::Completed(c2), _] = &a[..] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (c2.wallet_receipt_id.as_ref(), c2.signed_record.as_ref()),
+        (c.wallet_receipt_id.as_ref(), c.signed_record.as_ref())
+    );
+    assert_eq!(c.wallet_receipt_id.as_deref(), Some(filed[0].receipt_id.as_str()));
+    let audit = store.wallet_deliveries(10).await.expect("audit");
+    assert_eq!(
+        audit
+            .iter()
+            .map(|a| (a.receipt_id.as_str(), a.delivered_by.as_str(), a.duplicate_ack))
+            .collect::<Vec<_>>(),
+        [(filed[0].receipt_id.as_str(), "result/test-0", false)],
+        "one audit record per document, the first"
+    );
 }
 
 #[tokio::test]
-async fn results_are_signed_verifiable_and_classified_by_timeliness() {
+async fn a_wallet_that_is_down_parks_the_result_and_the_timer_delivers_it_once() {
     let dir = tempfile::tempdir().expect("dir");
     let signer = Signer25519::insecure_demo("test");
-    let stage = ResultStage::new(signer.clone(), store(&dir).await);
+    let down = WalletFaults {
+        common: motcua_simulators::faults::Faults {
+            down: true,
+            ..Default::default()
+        },
+        ..WalletFaults::default()
+    };
+    let (url, stage, store) = stage(&dir, signer.clone(), down).await;
+    let stage = stage.with_settings(DeliverySettings {
+        policy: motcua_resilience::ParkPolicy {
+            first_delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
+            escalate_after: Duration::from_secs(3_600),
+        },
+        ..DeliverySettings::default()
+    });
+    // Decided a moment ago (the escalation age counts from the decision's arrival).
+    let due = now_ms() + 5 * DAY;
+    let d = decided(now_ms() - 2_000, due);
+    let out = stage.handle_batch(&[envelope(d.clone(), 1)]).await.expect("handled");
+    assert_eq!(
+        out,
+        [Outcome::Emit(Vec::new())],
+        "nothing announced before the wallet has it"
+    );
+    assert_eq!(store.parked_count(Lot::Result).await.expect("count"), 1);
+    // Still down: the timer reschedules, announces nothing.
+    let tick = stage.tick(now_ms()).await.expect("tick");
+    assert!(tick.events.is_empty() && tick.done.is_empty(), "{tick:?}");
+
+    set_faults(&url, &serde_json::json!({})).await;
+    let at = now_ms() + 1;
+    let tick = stage.tick(at).await.expect("tick");
+    let [AnyEvent::Completed(c), AnyEvent::Status(s)] = &tick.events[..] else {
+        panic!("{tick:?}")
+    };
+    let filed = documents(&url, "022090001234").await;
+    assert_eq!(filed.len(), 1);
+    assert_eq!(c.wallet_receipt_id.as_deref(), Some(filed[0].receipt_id.as_str()));
+    assert_eq!(
+        (c.delivered_at, s.occurred_at),
+        (at, at),
+        "announced at the acknowledgement"
+    );
+    // The record in the wallet is the event's, signed at the decision's time, and
+    // verifies against the issuer's key.
+    assert_eq!(Some(filed[0].signed_record.as_str()), c.signed_record.as_deref());
+    let jwks = Jwks {
+        keys: vec![Jwk::ed25519(&signer.public_key(), signer.key_id(), None, None)],
+    };
+    verify_record(
+        &jwks,
+        &filed[0].signed_record,
+        c.record_signature.as_deref().expect("sig"),
+    )
+    .expect("verifies");
+
+    // A crash before the events were acknowledged: the next round re-emits them byte for
+    // byte without asking the wallet; once acknowledged, the row goes.
+    let again = stage.tick(at + 200_000).await.expect("tick");
+    assert_eq!(again.events, tick.events);
+    stage.ticked(&again).await.expect("ticked");
+    assert_eq!(store.parked_count(Lot::Result).await.expect("count"), 0);
+    assert_eq!(documents(&url, "022090001234").await.len(), 1, "filed once");
+}
+
+#[tokio::test]
+async fn a_refused_delivery_is_escalated_at_once_and_a_long_outage_after_the_escalation_age() {
+    let dir = tempfile::tempdir().expect("dir");
+    let faults = WalletFaults {
+        unknown_owners: ["022090001234".to_owned()].into(),
+        ..WalletFaults::default()
+    };
+    let (url, stage, store) = stage(&dir, Signer25519::insecure_demo("test"), faults).await;
+    let stage = stage.with_settings(DeliverySettings {
+        policy: motcua_resilience::ParkPolicy {
+            first_delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
+            escalate_after: Duration::from_secs(60),
+        },
+        ..DeliverySettings::default()
+    });
+    let due = now_ms() + 5 * DAY;
+    let refused = decided(now_ms() - 2_000, due);
+    let out = stage
+        .handle_batch(&[envelope(refused.clone(), 1)])
+        .await
+        .expect("handled");
+    let [Outcome::Emit(events)] = &out[..] else {
+        panic!("{out:?}")
+    };
+    let [AnyEvent::Status(s)] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        s.status,
+        DossierStatus::Completed,
+        "the status stays: decided, not returned"
+    );
+    assert_eq!(s.reasons[0].code, "RESULT_DELIVERY_ESCALATED");
+    assert!(s.reasons[0].message.contains("owner_unknown"), "{:?}", s.reasons);
+    assert!(!s.reasons[0].message.contains("022090001234"), "no owner in the reason");
+    let parked = store.parked(10).await.expect("parked");
+    assert!(parked[0].escalated_at_ms.is_some(), "{parked:?}");
+
+    // Another dossier, its wallet down since its decision over a minute ago: the timer
+    // escalates it once, and keeps trying.
+    set_faults(&url, &serde_json::json!({"down": true})).await;
+    let mut late = decided(now_ms() - 2_000, due);
+    late.event_id = "dc-9".into();
+    late.dossier_id = "d-9".into();
+    late.applicant_citizen_id = Some("001199000009".into());
+    assert_eq!(
+        stage.handle_batch(&[envelope(late.clone(), 2)]).await.expect("handled"),
+        [Outcome::Emit(Vec::new())]
+    );
+    let signed_at = late.decided_at + 1_000;
+    let tick = stage.tick(signed_at + 61_000).await.expect("tick");
+    let escalations: Vec<&str> = tick
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            AnyEvent::Status(s) if s.reasons.iter().any(|r| r.code == "RESULT_DELIVERY_ESCALATED") => {
+                Some(s.dossier_id.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        escalations,
+        ["d-9"],
+        "escalated once, the refused one was already: {tick:?}"
+    );
+    stage.ticked(&tick).await.expect("ticked");
+    let tick = stage.tick(signed_at + 400_000).await.expect("tick");
+    assert!(tick.events.is_empty(), "not escalated twice: {tick:?}");
+    assert_eq!(
+        store.parked_count(Lot::Result).await.expect("count"),
+        2,
+        "both still tried"
+    );
+}
+
+#[test]
+fn results_are_signed_verifiable_and_classified_by_timeliness() {
+    let signer = Signer25519::insecure_demo("test");
+    let issuer = Issuer::new(signer.clone());
     let due = 1_764_036_000_000 + 5 * DAY;
     let d = decided(due - 2 * DAY, due);
-    let events = stage.complete(&d, d.decided_at + 1_000).expect("signed");
+    let issued = issuer.issue(&d, d.decided_at + 1_000).expect("signed");
+    assert_eq!(
+        issued.document,
+        document_text(&d, &issued.completed.result_document.reference).into_bytes()
+    );
+    assert_eq!(
+        issued.idempotency_key(),
+        format!("d-1.{}", issued.completed.result_document.sha256),
+        "per dossier and document"
+    );
+    let events = issued.clone().delivered("EW-1", d.decided_at + 1_000);
     let [AnyEvent::Completed(c), AnyEvent::Status(s)] = &events[..] else {
         panic!("{events:?}")
     };
@@ -117,7 +365,8 @@ async fn results_are_signed_verifiable_and_classified_by_timeliness() {
         &text
     ));
     // The same decision again gives the same events (idempotent).
-    assert_eq!(stage.complete(&d, d.decided_at + 1_000).expect("signed"), events);
+    assert_eq!(issuer.issue(&d, d.decided_at + 1_000).expect("signed"), issued);
+    assert_eq!(c.wallet_receipt_id.as_deref(), Some("EW-1"));
 
     // The signed record verifies against the JWK Set, from the event alone; changed
     // bytes, another key, or a key not valid when it signed do not.
