@@ -51,7 +51,8 @@ async fn the_console_shows_a_running_pipeline_to_operators_and_a_dossier_to_its_
     let set = StageSet {
         label: "console",
         back_office: None,
-        result: false,
+        result: None,
+        portal: None,
         track: Some(track),
         gateway: GatewaySimConfig {
             min_delay_ms: 5,

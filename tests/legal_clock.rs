@@ -48,11 +48,15 @@ impl Pipeline {
         let (registry_url, registries) = sim::spawn(world.clone(), Faults::default())
             .await
             .expect("registry simulator");
+        let (wallet_url, _wallet) = motcua_simulators::wallet::spawn(Default::default(), 7)
+            .await
+            .expect("wallet simulator");
         let (stop, shutdown) = Shutdown::channel();
         let set = StageSet {
             label: "legal-clock",
             back_office: Some(office),
-            result: true,
+            result: Some(wallet_url),
+            portal: None,
             track: None,
             gateway: GatewaySimConfig {
                 min_delay_ms: 5,

@@ -146,8 +146,8 @@ fn the_kubernetes_manifests_validate_and_scale_each_stage_on_its_own_lag_and_res
         .arg("12")
         .arg(motcua_track::telemetry::TRACK_DOSSIERS_AT_RISK));
     assert!(
-        out.contains("OK 11 resources valid")
-            && out.contains("6 stages probed and scaled")
+        out.contains("OK 14 resources valid")
+            && out.contains("7 stages probed and scaled")
             && out.contains("motcua-result also on motcua_track_dossiers_at_risk")
             && out.contains("compose runs every stage"),
         "{out}"

@@ -89,3 +89,125 @@ async fn lookups_go_over_mutual_tls_with_a_bearer_token_and_fail_without_them() 
     let e = HttpRegistries::new(plaintext, Arc::new(TracingAudit)).expect_err("refused");
     assert!(e.to_string().contains("refusing to send them unencrypted"), "{e}");
 }
+
+/// The outward systems take the same road: the e-wallet gateway and the national portal
+/// behind stunnel (mutual TLS) with their bearer tokens. A delivery and a status change go
+/// through with the right CA, certificate and token, and are refused without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wallet_deliveries_and_portal_changes_go_over_mutual_tls_with_a_bearer_token() {
+    use motcua_outward::http::{HttpConfig as OutwardConfig, HttpPortal, HttpWallet};
+    use motcua_outward::{NationalPortal, StatusChange, WalletDelivery, WalletGateway};
+    use sha2::Digest as _;
+
+    let pki = TestPki::create();
+    let serve = |app: axum::Router| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let upstream = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        upstream
+    };
+    let wallet_up = serve(sim::with_bearer_token(
+        motcua_simulators::wallet::router(Default::default(), 1),
+        "wallet-token".into(),
+    ))
+    .await;
+    let portal_up = serve(sim::with_bearer_token(
+        motcua_simulators::national_portal::router(Default::default(), 1),
+        "portal-token".into(),
+    ))
+    .await;
+    let (wallet_port, portal_port) = (free_port(), free_port());
+    let _wallet_tls = Stunnel::start_with(&pki, wallet_port, &wallet_up, true);
+    let _portal_tls = Stunnel::start_with(&pki, portal_port, &portal_up, true);
+    let token = |name: &str, value: &str| {
+        let f = pki.dir.path().join(name);
+        std::fs::write(&f, value).expect("token");
+        f
+    };
+    let config = |port: u16, token_file: std::path::PathBuf| OutwardConfig {
+        base_url: format!("https://localhost:{port}"),
+        timeout_ms: 2_000,
+        max_attempts: 1,
+        tls: TlsFiles {
+            ca_file: Some(pki.path("ca.pem").into()),
+            cert_file: Some(pki.path("client.pem").into()),
+            key_file: Some(pki.path("client.key").into()),
+        },
+        token_file: Some(token_file),
+        ..OutwardConfig::default()
+    };
+    let wallet_cfg = config(wallet_port, token("wallet-token", "wallet-token\n"));
+    let portal_cfg = config(portal_port, token("portal-token", "portal-token\n"));
+
+    let document = b"motcua-result-v1\nreference=06652-KQ-H22\n".to_vec();
+    let delivery = WalletDelivery {
+        owner: "022090001234".into(),
+        idempotency_key: "dossier-42.abc".into(),
+        dossier_code: "H22.06652-261206-0001".into(),
+        document_sha256: sha2::Sha256::digest(&document)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        document,
+        signed_record: "{}".into(),
+        record_signature: vec![7; 64],
+    };
+    let wallet = HttpWallet::new("result.wallet", wallet_cfg.clone()).expect("client");
+    let receipt = wallet.deliver(&delivery).await.expect("filed over mutual TLS");
+    assert!(!receipt.duplicate);
+    assert_eq!(
+        wallet.deliver(&delivery).await.expect("again").receipt_id,
+        receipt.receipt_id,
+        "a resend is absorbed"
+    );
+    let change = StatusChange {
+        change_id: "status-1".into(),
+        dossier_code: "H22.06652-261206-0001".into(),
+        status: 2,
+        changed_at_ms: 1_790_000_000_000,
+        procedure_code: Some("1.004227".into()),
+        agency_code: None,
+        due_at_ms: None,
+    };
+    let portal = HttpPortal::new("portal.http", portal_cfg.clone()).expect("client");
+    portal.push(&change).await.expect("filed over mutual TLS");
+    let record = portal
+        .fetch(&change.dossier_code)
+        .await
+        .expect("fetch")
+        .expect("a record");
+    assert_eq!((record.status, record.change_ids), (2, vec!["status-1".to_owned()]));
+
+    // An untrusted server certificate, no client certificate, a wrong token: refused.
+    let mut other_ca = wallet_cfg.clone();
+    other_ca.tls.ca_file = Some(pki.path("other-ca.pem").into());
+    assert!(HttpWallet::new("result.wallet", other_ca)
+        .expect("client")
+        .deliver(&delivery)
+        .await
+        .is_err());
+    let mut anonymous = portal_cfg.clone();
+    anonymous.tls.cert_file = None;
+    anonymous.tls.key_file = None;
+    assert!(HttpPortal::new("portal.http", anonymous)
+        .expect("client")
+        .push(&change)
+        .await
+        .is_err());
+    let wrong = config(portal_port, token("wrong", "not-the-token"));
+    let refused = HttpPortal::new("portal.http", wrong)
+        .expect("client")
+        .push(&change)
+        .await;
+    assert!(
+        matches!(&refused, Err(motcua_outward::Error::Refused { code, .. }) if code == "UNAUTHENTICATED"),
+        "{refused:?}"
+    );
+    // A token over plain HTTP is refused before anything is sent.
+    let mut plain = wallet_cfg;
+    plain.base_url = format!("http://{wallet_up}");
+    plain.tls = TlsFiles::default();
+    assert!(HttpWallet::new("result.wallet", plain).is_err());
+}

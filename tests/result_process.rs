@@ -43,6 +43,10 @@ async fn routed_dossiers_are_decided_and_their_results_arrive_signed() {
         .status
         .success());
 
+    // The citizens' e-wallets, simulated over HTTP (results are filed there first).
+    let (wallet_url, _wallet) = motcua_simulators::wallet::spawn(Default::default(), 1)
+        .await
+        .expect("wallet simulator");
     let spawn = |args: &[&str]| {
         motcua()
             .args(args)
@@ -54,6 +58,7 @@ async fn routed_dossiers_are_decided_and_their_results_arrive_signed() {
             .env("MOTCUA_RESULT__SIGNING_KEY_FILE", &key_file)
             .env("MOTCUA_RESULT__SIGNING_KEY_ID", "qn-2025")
             .env("MOTCUA_RESULT__JWKS_FILE", &jwks_file)
+            .env("MOTCUA_RESULT__WALLET__BASE_URL", &wallet_url)
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn")
@@ -124,6 +129,27 @@ async fn routed_dossiers_are_decided_and_their_results_arrive_signed() {
         late += usize::from(c.timeliness == motcua_schemas::Timeliness::Late);
     }
     assert!(late > 0, "with a 30 % late rate some results are late");
+    // Each result is in the applicant's wallet once, under the receipt its event names.
+    let filed: Vec<motcua_simulators::wallet::Filed> =
+        reqwest::get(format!("{wallet_url}/v1/owners/022090001234/documents"))
+            .await
+            .expect("wallet")
+            .json()
+            .await
+            .expect("documents");
+    let mut receipts: Vec<String> = filed.iter().map(|f| f.receipt_id.clone()).collect();
+    receipts.sort();
+    let mut announced: Vec<String> = collector
+        .snapshot()
+        .iter()
+        .filter_map(|r| match &r.event {
+            Some(AnyEvent::Completed(c)) => c.wallet_receipt_id.clone(),
+            _ => None,
+        })
+        .collect();
+    announced.sort();
+    announced.dedup();
+    assert_eq!((filed.len(), &announced), (30, &receipts));
 
     // A third party verifies a result from the event alone and the published JWK Set,
     // with the OpenSSL command line; a tampered record is refused.

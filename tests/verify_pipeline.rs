@@ -216,7 +216,11 @@ async fn with_30_percent_errors_and_500_ms_latency_every_dossier_ends_exactly_on
     let supplement = counts.get("supplement_requested").copied().unwrap_or(0);
     assert_eq!(verified + supplement, 120);
     assert!(verified >= 90, "most of group A verifies: {counts:?}");
-    assert_eq!(store.parked_count().await.expect("parked"), 0, "nothing left parked");
+    assert_eq!(
+        store.parked_count(motcua_store::Lot::Verify).await.expect("parked"),
+        0,
+        "nothing left parked"
+    );
     audit.flush().await;
     let audited: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM registry_audit")
         .fetch_one(&pool)

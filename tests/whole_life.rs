@@ -44,13 +44,17 @@ async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_
         .await
         .expect("registry simulator");
 
+    let (wallet_url, _wallet) = motcua_simulators::wallet::spawn(Default::default(), 6)
+        .await
+        .expect("wallet simulator");
     let (stop, shutdown) = Shutdown::channel();
     let track = motcua_track::Track::connect(&db).await.expect("track");
     let pool = track.postgres().expect("postgres").clone();
     let set = StageSet {
         label: "e2e",
         back_office: Some(Default::default()),
-        result: true,
+        result: Some(wallet_url),
+        portal: None,
         track: Some(track),
         gateway: GatewaySimConfig {
             min_delay_ms: 5,

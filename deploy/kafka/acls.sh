@@ -21,6 +21,7 @@ stages=(
   "route      dossier.paid                            dossier.routed"
   "result     dossier.decided                         dossier.completed"
   "track      dossier.submitted,dossier.accepted,dossier.verified,payment.requested,payment.confirmed,dossier.paid,dossier.routed,dossier.decided,dossier.completed,dossier.status,dossier.dlq,dossier.supplemented,dossier.withdrawn,dossier.reappointed,dossier.supplement-requested -"
+  "portal-sync dossier.status                         -"
 )
 # Outside systems: the portals publish submissions, the payment gateway confirmations,
 # the back office decisions, new appointments and requests for papers; the portals read

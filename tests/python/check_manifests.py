@@ -94,7 +94,8 @@ def main():
             fail(f"compose.yaml runs no {stage} worker")
         if svc.get("depends_on", {}).get("topics", {}).get("condition") != "service_completed_successfully":
             fail(f"compose.yaml starts {stage} before its topics exist")
-    for sim, command in (("registries", "registry-sim"), ("gateway", "gateway-sim"), ("backoffice", "backoffice-sim")):
+    for sim, command in (("registries", "registry-sim"), ("gateway", "gateway-sim"), ("backoffice", "backoffice-sim"),
+                         ("wallet", "wallet-sim"), ("portal", "portal-sim")):
         if compose.get(sim, {}).get("command", [None])[0] != command:
             fail(f"compose.yaml has no {sim} simulator ({command})")
     print(

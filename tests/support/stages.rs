@@ -22,8 +22,10 @@ pub struct StageSet {
     pub label: &'static str,
     /// The officers deciding routed dossiers; `None`: nobody decides.
     pub back_office: Option<BackOfficeConfig>,
-    /// Delivers decided dossiers' results.
-    pub result: bool,
+    /// Delivers decided dossiers' results to the e-wallet gateway at this base URL.
+    pub result: Option<String>,
+    /// Pushes status changes to the national portal at this base URL (portal-sync).
+    pub portal: Option<String>,
     /// Projects every event.
     pub track: Option<motcua_track::Track>,
     pub gateway: GatewaySimConfig,
@@ -109,11 +111,36 @@ pub async fn spawn_stages(
     if let Some(office) = set.back_office {
         stage!(BackOffice::new(office), "backoffice");
     }
-    if set.result {
+    // Outward clients as deployed, apart from quicker retries of parked deliveries.
+    let outward = |url: &str| motcua_outward::http::HttpConfig {
+        base_url: url.to_owned(),
+        ..Default::default()
+    };
+    if let Some(wallet_url) = &set.result {
+        let wallet = motcua_outward::http::HttpWallet::new("result.wallet", outward(wallet_url)).expect("wallet");
         stage!(
-            motcua_result::ResultStage::new(motcua_result::Signer25519::insecure_demo(set.label), store.clone()),
+            motcua_result::ResultStage::new(
+                motcua_result::Signer25519::insecure_demo(set.label),
+                wallet,
+                store.clone(),
+                codec.clone(),
+                format!("result/{}", set.label),
+            )
+            .with_settings(motcua_result::DeliverySettings {
+                policy: motcua_resilience::ParkPolicy {
+                    first_delay: std::time::Duration::from_millis(300),
+                    max_delay: std::time::Duration::from_secs(3),
+                    escalate_after: std::time::Duration::from_secs(3_600),
+                },
+                poll: std::time::Duration::from_millis(200),
+                ..Default::default()
+            }),
             "result"
         );
+    }
+    if let Some(portal_url) = &set.portal {
+        let portal = motcua_outward::http::HttpPortal::new("portal.http", outward(portal_url)).expect("portal");
+        stage!(motcua_portal_sync::PortalSync::new(portal), "portal-sync");
     }
     if let Some(track) = set.track {
         stage!(track, "track");

@@ -584,6 +584,27 @@ footer{{color:#777;font-size:.85em;margin-top:28px}}
         n(g.cache_hits),
         n(g.breaker_rejections)
     );
+    let w = &r.outward;
+    let _ = write!(
+        h,
+        "<tr><th>citizens' e-wallets</th><th></th></tr><tr><td>results filed</td><td>{}</td></tr>\
+         <tr><td>resends absorbed (same idempotency key)</td><td>{}</td></tr>\
+         <tr><td>acknowledgements lost after filing</td><td>{}</td></tr><tr><td>faults injected (HTTP 503)</td><td>{}</td></tr>\
+         <tr><th>National Public Service Portal</th><th></th></tr><tr><td>status changes filed / seen on dossier.status</td><td>{} / {}</td></tr>\
+         <tr><td>resends absorbed (same change id)</td><td>{}</td></tr>\
+         <tr><td>acknowledgements lost after filing</td><td>{}</td></tr><tr><td>faults injected (HTTP 503)</td><td>{}</td></tr>\
+         <tr><td>portal-sync lag at the end (messages)</td><td>{}</td></tr>",
+        n(w.wallet("filed")),
+        n(w.wallet("duplicates")),
+        n(w.wallet("lost_acks")),
+        n(w.wallet("faulted")),
+        n(w.portal("filed")),
+        n(r.portal_changes),
+        n(w.portal("duplicates")),
+        n(w.portal("lost_acks")),
+        n(w.portal("faulted")),
+        r.lag.get(motcua_schemas::component::PORTAL_SYNC).copied().unwrap_or(-1)
+    );
     if let Some((bills, failures, duplicates)) = r.gateway {
         let _ = write!(
             h,

@@ -73,6 +73,14 @@ pub struct DemoArgs {
     /// Median registry latency in ms (the 99th percentile is 5 times it).
     #[arg(long, default_value_t = 2)]
     registry_latency_ms: u64,
+    /// Share of requests the citizens' e-wallet gateway answers 503, and of filed
+    /// documents whose acknowledgement it loses (answered 503 after filing).
+    #[arg(long, default_value_t = 0.02)]
+    wallet_error_rate: f64,
+    /// Share of requests the National Public Service Portal answers 503, and of filed
+    /// status changes whose acknowledgement it loses.
+    #[arg(long, default_value_t = 0.02)]
+    portal_error_rate: f64,
     /// Share of bills whose first payment attempt fails at the gateway.
     #[arg(long, default_value_t = 0.05)]
     gateway_failure_rate: f64,
@@ -135,6 +143,8 @@ impl DemoArgs {
             ("defect-rate", self.defect_rate),
             ("malformed-rate", self.malformed_rate),
             ("registry-error-rate", self.registry_error_rate),
+            ("wallet-error-rate", self.wallet_error_rate),
+            ("portal-error-rate", self.portal_error_rate),
             ("gateway-failure-rate", self.gateway_failure_rate),
             ("gateway-duplicate-rate", self.gateway_duplicate_rate),
             ("late-rate", self.late_rate),
@@ -361,6 +371,35 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let (registry_url, registry_task) = sim::spawn(world.clone(), faults)
         .await
         .context("starting the registry simulator")?;
+    // The outward systems: citizens' e-wallets and the national portal, with faults on.
+    let outward_faults = |rate: f64| Faults {
+        error_rate: rate,
+        latency_ms: 1,
+        latency_p99_ms: 5,
+        ..Default::default()
+    };
+    let (wallet_url, wallet_task) = motcua_simulators::wallet::spawn(
+        motcua_simulators::wallet::WalletFaults {
+            common: outward_faults(args.wallet_error_rate),
+            lost_ack_rate: args.wallet_error_rate / 2.0,
+            // The demo's applicants hold their results only.
+            capacity: 1_000,
+            ..Default::default()
+        },
+        args.seed,
+    )
+    .await
+    .context("starting the e-wallet simulator")?;
+    let (portal_url, portal_task) = motcua_simulators::national_portal::spawn(
+        motcua_simulators::national_portal::PortalFaults {
+            common: outward_faults(args.portal_error_rate),
+            lost_ack_rate: args.portal_error_rate / 2.0,
+        },
+        args.seed,
+    )
+    .await
+    .context("starting the national portal simulator")?;
+    println!("  outside  e-wallets {wallet_url}, national portal {portal_url}");
     // The result stage signs with a key made for this run.
     let key_file = tmp.path().join("result-signing-key.hex");
     let public_key = motcua_wiring::keys::new_result_key(&key_file)?;
@@ -391,6 +430,13 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         c.result.signing_key_file = Some(key_file.clone());
         c.result.signing_key_id = DEMO_SIGNING_KEY_ID.to_owned();
         c.result.jwks_file = Some(jwks_file.clone());
+        c.result.wallet.base_url = wallet_url.clone();
+        // Wallet outages last seconds here too.
+        c.result.first_retry_ms = 300;
+        c.result.max_retry_ms = 3_000;
+        c.result.escalate_after_s = 20;
+        c.result.retry_poll_ms = 200;
+        c.portal.http.base_url = portal_url.clone();
         // The demo serves the status API itself, so that it outlives the stages.
         c.track.api_listen = String::new();
         c.schema_registry.url = args.schema_registry.clone();
@@ -652,6 +698,12 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let _ = observer.await;
     let registry = registry_figures(&registry_url, client_side.as_ref()).await;
     registry_task.abort();
+    let outward = report::OutwardFigures {
+        wallet: simulator_stats(&wallet_url).await,
+        portal: simulator_stats(&portal_url).await,
+    };
+    wallet_task.abort();
+    portal_task.abort();
 
     let projection = track.summary().await.context("counting the projection")?;
     let codes = stores.intake.count_codes().await?;
@@ -698,6 +750,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         bills: report::BillCounts::of(&bills),
         before,
         registry,
+        outward,
         projection_statistics,
         sample_history,
         step_times,
@@ -909,6 +962,13 @@ async fn registry_figures(url: &str, client: Option<&HttpRegistries>) -> report:
         cache_hits: sum(|s| s.cache_hits),
         breaker_rejections: sum(|s| s.breaker_rejections),
     }
+}
+
+/// A simulator's own counts (`/admin/stats`), by name; empty when it does not answer.
+async fn simulator_stats(url: &str) -> std::collections::BTreeMap<String, u64> {
+    let served: Option<std::collections::BTreeMap<String, u64>> =
+        async { reqwest::get(format!("{url}/admin/stats")).await.ok()?.json().await.ok() }.await;
+    served.unwrap_or_default()
 }
 
 /// The key id the demo's result stage signs with.

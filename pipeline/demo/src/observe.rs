@@ -205,6 +205,8 @@ pub(crate) struct Observed {
     pub(crate) refused_requests: BTreeMap<String, u64>,
     /// Ids of the status and portal events counted so far.
     counted: HashSet<String>,
+    /// Ids of the status changes for the national portal (a dossier code, status 1–10).
+    portal_change_ids: HashSet<String>,
     /// Codes of the dossiers whose clock was paused (until one completes).
     paused_codes: HashSet<String>,
     /// Every event folded into the province's statistics (`None` in a soak, whose
@@ -235,6 +237,11 @@ impl Observed {
     }
 
     /// Whether an event id is new (the topics are at-least-once).
+    /// Distinct status changes the national portal should hold.
+    pub(crate) fn portal_changes(&self) -> u64 {
+        self.portal_change_ids.len() as u64
+    }
+
     fn first_time(&mut self, event_id: &str) -> bool {
         if self.counted.insert(event_id.to_owned()) {
             true
@@ -381,6 +388,9 @@ impl Observed {
             // Counted when intake announces it (a request it refuses is a dead letter).
             AnyEvent::SupplementRequested(_) => {}
             AnyEvent::Status(s) => {
+                if s.dossier_code.is_some() && (1..=10).contains(&s.status_code) {
+                    self.portal_change_ids.insert(s.event_id.clone());
+                }
                 if self.sample_lookup.is_none() {
                     if let (Some(code), Some(token)) = (&s.dossier_code, &s.lookup_token) {
                         self.sample_lookup = Some((code.clone(), token.clone()));

@@ -47,6 +47,23 @@ pub(crate) struct RegistryFigures {
     pub(crate) breaker_rejections: u64,
 }
 
+/// The outward systems' own counts (`/admin/stats` of the wallet and portal simulators).
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct OutwardFigures {
+    pub(crate) wallet: BTreeMap<String, u64>,
+    pub(crate) portal: BTreeMap<String, u64>,
+}
+
+impl OutwardFigures {
+    pub(crate) fn wallet(&self, k: &str) -> u64 {
+        self.wallet.get(k).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn portal(&self, k: &str) -> u64 {
+        self.portal.get(k).copied().unwrap_or(0)
+    }
+}
+
 /// Bills issued and paid.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct BillCounts {
@@ -109,6 +126,7 @@ pub(crate) struct Inputs<'a> {
     pub(crate) bills: BillCounts,
     pub(crate) before: Baseline,
     pub(crate) registry: RegistryFigures,
+    pub(crate) outward: OutwardFigures,
     /// (bills seen, failed first attempts, duplicate confirmations)
     pub(crate) gateway: Option<(u64, u64, u64)>,
     /// The projection's statistics by definition (the status API's), as of after
@@ -233,6 +251,9 @@ pub(crate) struct Report {
     /// (bills seen, failed first attempts, duplicate confirmations) at the gateway.
     pub(crate) gateway: Option<(u64, u64, u64)>,
     pub(crate) registry: RegistryFigures,
+    pub(crate) outward: OutwardFigures,
+    /// Distinct status changes for the national portal seen on the topic.
+    pub(crate) portal_changes: u64,
     pub(crate) checks: Vec<Check>,
     /// Supplements, withdrawals, pauses and new appointments.
     pub(crate) clock: ClockFigures,
@@ -339,6 +360,26 @@ pub(crate) fn build(mut i: Inputs<'_>) -> Report {
         });
     };
     check("dossiers submitted", submitted, p.dossiers, "track_dossiers rows");
+    // The outward systems, by their own counts: each result filed once, each status
+    // change once (resends after lost acknowledgements are absorbed as duplicates).
+    check(
+        "results filed in e-wallets",
+        completed,
+        i.outward.wallet("filed") as i64,
+        "documents the wallet simulator filed",
+    );
+    check(
+        "status changes on the national portal",
+        o.portal_changes(),
+        i.outward.portal("filed") as i64,
+        "changes the portal simulator filed",
+    );
+    check(
+        "portal changes filed twice with other content",
+        0,
+        i.outward.portal("conflicts") as i64,
+        "portal simulator conflicts",
+    );
     for t in Terminal::ALL {
         check(
             t.label(),
@@ -483,6 +524,8 @@ pub(crate) fn build(mut i: Inputs<'_>) -> Report {
         lag: i.lag.iter().map(|(s, g)| ((*s).to_owned(), g.lag)).collect(),
         gateway: i.gateway,
         registry: i.registry,
+        outward: i.outward,
+        portal_changes: o.portal_changes(),
         checks,
         clock: o.clock.clone(),
         refused_requests: o.refused_requests.clone(),
@@ -701,6 +744,30 @@ impl Report {
             thousands(g.faults_injected),
             thousands(g.cache_hits),
             thousands(g.lookups)
+        );
+        let w = &self.outward;
+        println!(
+            "             e-wallets: {} results filed ({} resends absorbed, {} acknowledgements lost, {} faults \
+             injected, {} wallets full, {} owners unknown)",
+            thousands(w.wallet("filed")),
+            thousands(w.wallet("duplicates")),
+            thousands(w.wallet("lost_acks")),
+            thousands(w.wallet("faulted")),
+            thousands(w.wallet("full")),
+            thousands(w.wallet("unknown_owner"))
+        );
+        println!(
+            "             national portal: {} of {} status changes filed ({} resends absorbed, {} acknowledgements \
+             lost, {} faults injected); portal-sync lag at the end {}",
+            thousands(w.portal("filed")),
+            thousands(self.portal_changes),
+            thousands(w.portal("duplicates")),
+            thousands(w.portal("lost_acks")),
+            thousands(w.portal("faulted")),
+            self.lag
+                .get(motcua_schemas::component::PORTAL_SYNC)
+                .copied()
+                .unwrap_or(-1)
         );
         if let Some((bills, failures, duplicates)) = self.gateway {
             println!(

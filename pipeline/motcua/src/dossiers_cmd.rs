@@ -12,8 +12,9 @@ use crate::Common;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DossiersCommand {
-    /// Dossiers verify parked because a registry did not answer: code, age, attempts and
-    /// the last error, oldest first.
+    /// Dossiers parked because an outside system did not answer — verify's (a registry)
+    /// and result's (the e-wallet gateway): code, stage, age, attempts and the last error,
+    /// oldest first.
     Parked {
         #[arg(long, default_value_t = 100)]
         limit: i64,
@@ -61,14 +62,21 @@ pub(crate) async fn run(command: DossiersCommand) -> Result<ExitCode> {
             let (cfg, store) = common.store().await?;
             let codec = motcua_wiring::schemas::codec_once(&cfg).await?;
             let parked = store.parked(limit).await?;
-            println!("{:<24} {:>8} {:>8}  last error", "dossier code", "age", "attempts");
+            println!(
+                "{:<24} {:<7} {:>8} {:>8}  last error",
+                "dossier code", "stage", "age", "attempts"
+            );
             for p in &parked {
-                let code = codec
-                    .decode::<DossierAccepted>(&p.payload)
-                    .map(|a| a.dossier_code)
-                    .unwrap_or_else(|_| format!("(unreadable) {}", p.dossier_id));
+                let code = motcua_wiring::operations::parked_code(&codec, p)
+                    .unwrap_or_else(|| format!("(unreadable) {}", p.dossier_id));
+                let escalated = if p.escalated_at_ms.is_some() {
+                    " (officer told)"
+                } else {
+                    ""
+                };
                 println!(
-                    "{code:<24} {:>8} {:>8}  {}",
+                    "{code:<24} {:<7} {:>8} {:>8}  {}{escalated}",
+                    p.lot.stage(),
                     age(now, p.parked_at_ms),
                     p.attempts,
                     p.last_error

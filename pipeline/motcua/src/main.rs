@@ -5,6 +5,8 @@ mod dlq_cmd;
 mod dossiers_cmd;
 mod export_cmd;
 mod logging;
+mod outward_sim;
+mod portal_cmd;
 mod portal_json;
 mod publish;
 mod registry;
@@ -124,6 +126,18 @@ enum Command {
         #[command(subcommand)]
         command: dossiers_cmd::DossiersCommand,
     },
+    /// The National Public Service Portal: reconcile what it holds with the status
+    /// projection.
+    Portal {
+        #[command(subcommand)]
+        command: portal_cmd::PortalCommand,
+    },
+    /// Serve the citizens' e-wallet gateway API (result documents filed once per
+    /// idempotency key), simulated, with injectable faults.
+    WalletSim(outward_sim::OutwardSimArgs),
+    /// Serve the National Public Service Portal's status API (changes filed once per
+    /// change id), simulated, with injectable faults.
+    PortalSim(outward_sim::OutwardSimArgs),
     /// Serve the registry gateway API (population, land, business) from a synthetic,
     /// seeded world, with injectable faults — a stand-in for the national databases.
     RegistrySim(registry::SimArgs),
@@ -411,6 +425,9 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Export(args) => export_cmd::run(args).await,
         Command::Dlq { command } => dlq_cmd::run(command).await,
         Command::Dossiers { command } => dossiers_cmd::run(command).await,
+        Command::Portal { command } => portal_cmd::run(command).await,
+        Command::WalletSim(args) => outward_sim::wallet(args).await,
+        Command::PortalSim(args) => outward_sim::portal(args).await,
         Command::RegistrySim(args) => registry::simulate(args).await,
         Command::GatewaySim {
             min_delay_ms,

@@ -24,6 +24,7 @@ pub struct Config {
     pub verify: VerifyConfig,
     pub routing: RoutingConfig,
     pub result: ResultConfig,
+    pub portal: PortalConfig,
     pub track: TrackConfig,
     pub schema_registry: SchemaRegistryConfig,
     /// Limits at the door: what a decoded input may hold before a stage acts on it.
@@ -247,8 +248,9 @@ impl SchemaRegistryConfig {
     }
 }
 
-/// The result stage's signing key.
-#[derive(Debug, Clone, Deserialize, Default)]
+/// The result stage: its signing key, the e-wallet gateway it delivers to, and how
+/// undelivered results are retried.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ResultConfig {
     /// File holding the Ed25519 seed (64 hex digits); `motcua result-key` makes one.
@@ -258,6 +260,67 @@ pub struct ResultConfig {
     /// The issuer's JWK Set (`motcua result-key --jwks`): when set, the stage refuses to
     /// start with a key that is not published there under signing_key_id, or not valid now.
     pub jwks_file: Option<PathBuf>,
+    /// The e-wallet gateway (`base_url` is required to run the stage).
+    pub wallet: motcua_outward::http::HttpConfig,
+    /// First retry of a result the wallet did not take, and the longest wait between two.
+    pub first_retry_ms: u64,
+    pub max_retry_ms: u64,
+    /// A result undelivered this long after its decision is handed to an officer (the
+    /// timer keeps trying).
+    pub escalate_after_s: u64,
+    /// How often the timer looks for due deliveries.
+    pub retry_poll_ms: u64,
+}
+
+impl Default for ResultConfig {
+    fn default() -> Self {
+        let p = motcua_resilience::ParkPolicy::default();
+        Self {
+            signing_key_file: None,
+            signing_key_id: String::new(),
+            jwks_file: None,
+            wallet: motcua_outward::http::HttpConfig::default(),
+            first_retry_ms: p.first_delay.as_millis() as u64,
+            max_retry_ms: p.max_delay.as_millis() as u64,
+            escalate_after_s: 3_600,
+            retry_poll_ms: 500,
+        }
+    }
+}
+
+impl ResultConfig {
+    pub fn delivery(&self) -> motcua_result::DeliverySettings {
+        motcua_result::DeliverySettings {
+            policy: motcua_resilience::ParkPolicy {
+                first_delay: Duration::from_millis(self.first_retry_ms),
+                max_delay: Duration::from_millis(self.max_retry_ms),
+                escalate_after: Duration::from_secs(self.escalate_after_s),
+            },
+            poll: Duration::from_millis(self.retry_poll_ms.max(1)),
+            ..motcua_result::DeliverySettings::default()
+        }
+    }
+}
+
+/// The National Public Service Portal the portal-sync stage pushes status changes to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortalConfig {
+    /// The portal's API (`base_url` is required to run portal-sync).
+    pub http: motcua_outward::http::HttpConfig,
+    /// How long portal-sync holds a batch while the portal is down, retrying, before the
+    /// worker exits for its supervisor to restart it (nothing is lost either way). Keep it
+    /// under the consumer's poll interval (300 s).
+    pub outage_budget_s: u64,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        Self {
+            http: motcua_outward::http::HttpConfig::default(),
+            outage_budget_s: 240,
+        }
+    }
 }
 
 /// Routing data that replaces the compiled-in files; reloaded while the route stage runs.
@@ -561,6 +624,15 @@ impl Config {
         }
         if self.verify.first_retry_ms == 0 || self.verify.max_retry_ms < self.verify.first_retry_ms {
             bail!("verify.first_retry_ms must be > 0 and verify.max_retry_ms at least as large");
+        }
+        if self.result.first_retry_ms == 0 || self.result.max_retry_ms < self.result.first_retry_ms {
+            bail!("result.first_retry_ms must be > 0 and result.max_retry_ms at least as large");
+        }
+        if !(1..=280).contains(&self.portal.outage_budget_s) {
+            bail!(
+                "portal.outage_budget_s = {} must be between 1 and 280 (a worker that does not poll for 300 s leaves its group)",
+                self.portal.outage_budget_s
+            );
         }
         if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres")) {
             bail!(

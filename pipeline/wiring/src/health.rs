@@ -167,7 +167,14 @@ pub fn router(health: Health, metrics: PrometheusHandle) -> Router {
 /// Installs the Prometheus recorder and serves `/metrics`, `/healthz` and `/readyz` on
 /// `addr` until the process ends. Fails at once when the address cannot be bound.
 pub async fn serve(addr: SocketAddr, health: Health) -> Result<()> {
+    // Histograms as Prometheus histograms (`_bucket` series, what the dashboard's
+    // quantiles aggregate across replicas), not per-process summaries: seconds, from a
+    // millisecond batch to an hour-long outage.
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+        ])
+        .context("histogram buckets")?
         .install_recorder()
         .context("installing the Prometheus recorder")?;
     crate::describe_metrics();

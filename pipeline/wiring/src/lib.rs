@@ -36,4 +36,6 @@ pub fn describe_metrics() {
     motcua_route::telemetry::describe();
     motcua_result::telemetry::describe();
     motcua_track::telemetry::describe();
+    motcua_portal_sync::telemetry::describe();
+    motcua_outward::telemetry::describe();
 }

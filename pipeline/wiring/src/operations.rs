@@ -243,18 +243,14 @@ impl Operations for PipelineOperations {
     fn waiting(&self, limit: i64) -> OpsFuture<'_, Waiting> {
         Box::pin(async move {
             let parked = self.store.parked(limit).await.map_err(|e| shown(&e))?;
-            let parked_total = self.store.parked_count().await.map_err(|e| shown(&e))?;
+            let parked_total = self.store.parked_total().await.map_err(|e| shown(&e))?;
             let escalated = self.store.escalated(limit).await.map_err(|e| shown(&e))?;
             Ok(Waiting {
                 parked_total,
                 parked: parked
                     .into_iter()
                     .map(|p| ParkedLine {
-                        dossier_code: self
-                            .codec
-                            .decode::<DossierAccepted>(&p.payload)
-                            .map(|a| a.dossier_code)
-                            .unwrap_or_else(|_| "(unreadable)".to_owned()),
+                        dossier_code: parked_code(&self.codec, &p).unwrap_or_else(|| "(unreadable)".to_owned()),
                         parked_at_ms: p.parked_at_ms,
                         attempts: p.attempts,
                         cause: p.last_error,
@@ -270,5 +266,17 @@ impl Operations for PipelineOperations {
                     .collect(),
             })
         })
+    }
+}
+
+/// The code of a parked dossier, from the message its stage parked (verify: the
+/// accepted dossier; result: the decision); `None` when it does not decode.
+pub fn parked_code(codec: &Codec, p: &motcua_store::Parked) -> Option<String> {
+    match p.lot {
+        motcua_store::Lot::Verify => codec.decode::<DossierAccepted>(&p.payload).ok().map(|a| a.dossier_code),
+        motcua_store::Lot::Result => codec
+            .decode::<motcua_schemas::DossierDecided>(&p.payload)
+            .ok()
+            .map(|d| d.dossier_code),
     }
 }

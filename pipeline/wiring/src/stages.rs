@@ -39,8 +39,9 @@ pub struct StageSpec {
     pub launch: fn(Launch) -> BoxFuture<'static, Result<RunSummary>>,
 }
 
-/// Every stage, in pipeline order.
-pub const STAGES: [StageSpec; 6] = [
+/// Every stage, in pipeline order (portal-sync, which only mirrors statuses outward,
+/// after track: the projection's group dead-letters bad status messages).
+pub const STAGES: [StageSpec; 7] = [
     StageSpec {
         name: motcua_intake::STAGE,
         about: "Validate submissions, give them their official dossier code; record the back office's requests for papers, \
@@ -78,7 +79,7 @@ pub const STAGES: [StageSpec; 6] = [
         name: motcua_result::STAGE,
         about: "Deliver signed results of decided dossiers to the applicants' e-wallets",
         inputs: <motcua_schemas::DossierDecided as Input>::topics,
-        also: &[],
+        also: &["retrier: delivers again results parked while the wallet gateway was down, escalates old ones"],
         launch: |l| Box::pin(result(l)),
     },
     StageSpec {
@@ -90,6 +91,13 @@ pub const STAGES: [StageSpec; 6] = [
             "deadline warnings: every minute, open dossiers close to their due time",
         ],
         launch: |l| Box::pin(track(l)),
+    },
+    StageSpec {
+        name: motcua_portal_sync::STAGE,
+        about: "Push every status change to the National Public Service Portal, in order per dossier, once",
+        inputs: <motcua_schemas::DossierStatusChanged as Input>::topics,
+        also: &[],
+        launch: |l| Box::pin(portal_sync(l)),
     },
 ];
 
@@ -270,11 +278,28 @@ async fn result(l: Launch) -> Result<RunSummary> {
         None => warn!("result.jwks_file is not set: nothing checks that the signing key is published"),
     }
     info!(public_key = %signer.public_key_hex(), key_id = %signer.key_id(), "signing results");
+    let wallet = motcua_outward::http::HttpWallet::new("result.wallet", l.config.result.wallet.clone())
+        .context("the e-wallet gateway (result.wallet)")?;
     let store = l.store().await?;
-    let stage = Arc::new(motcua_result::ResultStage::new(signer, store.clone()));
-    let summary = motcua_runtime::run(stage, l.codec, l.runtime, l.shutdown).await;
+    let caller = format!("{}/{}", motcua_result::STAGE, l.runtime.instance_id);
+    let stage = motcua_result::ResultStage::new(signer, wallet, store.clone(), l.codec.clone(), caller)
+        .with_settings(l.config.result.delivery());
+    let summary = motcua_runtime::run(Arc::new(stage), l.codec, l.runtime, l.shutdown).await;
     store.close().await;
     Ok(summary?)
+}
+
+async fn portal_sync(mut l: Launch) -> Result<RunSummary> {
+    let portal = motcua_outward::http::HttpPortal::new("portal.http", l.config.portal.http.clone())
+        .context("the national portal (portal.http)")?;
+    // A portal outage holds the batch: the runtime retries it this long before the
+    // worker exits for its supervisor (nothing is committed meanwhile, nothing lost).
+    l.runtime.retry_budget = l
+        .runtime
+        .retry_budget
+        .max(Duration::from_secs(l.config.portal.outage_budget_s));
+    let stage = Arc::new(motcua_portal_sync::PortalSync::new(portal));
+    Ok(motcua_runtime::run(stage, l.codec, l.runtime, l.shutdown).await?)
 }
 
 async fn track(l: Launch) -> Result<RunSummary> {

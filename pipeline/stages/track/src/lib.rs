@@ -38,6 +38,7 @@ pub mod bottlenecks;
 mod console;
 pub mod deadline;
 pub mod ops;
+pub mod portal;
 pub mod projection;
 mod serve;
 pub mod stats;

@@ -251,6 +251,7 @@ impl Life {
             traceparent: None,
             signed_record: None,
             record_signature: None,
+            wallet_receipt_id: None,
         }
         .into()
     }
