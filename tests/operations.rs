@@ -78,7 +78,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 fn the_alert_rules_are_valid_and_fire_on_what_they_watch() {
     let rules = root().join("deploy/prometheus/alerts.yaml");
     let checked = run(Command::new(promtool()).args(["check", "rules"]).arg(&rules));
-    assert!(checked.contains("SUCCESS: 6 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 8 rules found"), "{checked}");
     let tested = run(Command::new(promtool())
         .args(["test", "rules", "alerts-test.yaml"])
         .current_dir(root().join("tests/prometheus")));
