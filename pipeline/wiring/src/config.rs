@@ -309,8 +309,9 @@ pub struct PortalConfig {
     /// The portal's API (`base_url` is required to run portal-sync).
     pub http: motcua_outward::http::HttpConfig,
     /// How long portal-sync holds a batch while the portal is down, retrying, before the
-    /// worker exits for its supervisor to restart it (nothing is lost either way). Keep it
-    /// under the consumer's poll interval (300 s).
+    /// worker exits for its supervisor to restart it (nothing is lost either way). The
+    /// stage's consumer may go this long without polling (its `max.poll.interval.ms` is
+    /// raised to match), so a rebalance of its group waits for the portal too.
     pub outage_budget_s: u64,
 }
 
@@ -318,7 +319,7 @@ impl Default for PortalConfig {
     fn default() -> Self {
         Self {
             http: motcua_outward::http::HttpConfig::default(),
-            outage_budget_s: 240,
+            outage_budget_s: 3_600,
         }
     }
 }
@@ -628,9 +629,9 @@ impl Config {
         if self.result.first_retry_ms == 0 || self.result.max_retry_ms < self.result.first_retry_ms {
             bail!("result.first_retry_ms must be > 0 and result.max_retry_ms at least as large");
         }
-        if !(1..=280).contains(&self.portal.outage_budget_s) {
+        if !(1..=86_400).contains(&self.portal.outage_budget_s) {
             bail!(
-                "portal.outage_budget_s = {} must be between 1 and 280 (a worker that does not poll for 300 s leaves its group)",
+                "portal.outage_budget_s = {} must be between 1 and 86400 (a day)",
                 self.portal.outage_budget_s
             );
         }

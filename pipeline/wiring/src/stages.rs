@@ -292,12 +292,7 @@ async fn result(l: Launch) -> Result<RunSummary> {
 async fn portal_sync(mut l: Launch) -> Result<RunSummary> {
     let portal = motcua_outward::http::HttpPortal::new("portal.http", l.config.portal.http.clone())
         .context("the national portal (portal.http)")?;
-    // A portal outage holds the batch: the runtime retries it this long before the
-    // worker exits for its supervisor (nothing is committed meanwhile, nothing lost).
-    l.runtime.retry_budget = l
-        .runtime
-        .retry_budget
-        .max(Duration::from_secs(l.config.portal.outage_budget_s));
+    hold_batches_through(&mut l.runtime, Duration::from_secs(l.config.portal.outage_budget_s));
     let stage = Arc::new(motcua_portal_sync::PortalSync::new(portal));
     Ok(motcua_runtime::run(stage, l.codec, l.runtime, l.shutdown).await?)
 }
@@ -376,6 +371,22 @@ async fn track(l: Launch) -> Result<RunSummary> {
     }
     track.close().await;
     Ok(summary?)
+}
+
+/// A worker that holds its batch while an outside system is down (portal-sync): the
+/// runtime retries it for `budget` before the worker exits for its supervisor (nothing is
+/// committed meanwhile, nothing lost). Meanwhile the consumer is not polled: it must not
+/// be taken for a stuck member and leave its group, so its poll interval covers the hold
+/// (unless set explicitly).
+fn hold_batches_through(runtime: &mut RuntimeConfig, budget: Duration) {
+    runtime.retry_budget = runtime.retry_budget.max(budget);
+    let poll_interval = (runtime.retry_budget + Duration::from_secs(300)).as_millis();
+    runtime
+        .kafka
+        .consumer
+        .entry("max.poll.interval.ms".to_owned())
+        // librdkafka's ceiling is a day.
+        .or_insert_with(|| poll_interval.min(86_400_000).to_string());
 }
 
 /// Reloads the routing tables on SIGHUP, and when a configured file's modification time
@@ -479,6 +490,28 @@ mod tests {
                 Topic::Reappointed
             ]
         );
+    }
+
+    #[test]
+    fn a_worker_holding_batches_through_an_outage_stays_in_its_group_as_long() {
+        let mut r = RuntimeConfig::new(motcua_kafka::KafkaConfig::default());
+        hold_batches_through(&mut r, Duration::from_secs(3_600));
+        assert_eq!(r.retry_budget, Duration::from_secs(3_600));
+        assert_eq!(r.kafka.consumer["max.poll.interval.ms"], "3900000");
+        let mut day = RuntimeConfig::new(motcua_kafka::KafkaConfig::default());
+        hold_batches_through(&mut day, Duration::from_secs(86_400));
+        assert_eq!(
+            day.kafka.consumer["max.poll.interval.ms"], "86400000",
+            "librdkafka's ceiling"
+        );
+        // An operator's own setting stays; a shorter budget does not shorten the runtime's.
+        let mut own = RuntimeConfig::new(motcua_kafka::KafkaConfig::default());
+        own.kafka
+            .consumer
+            .insert("max.poll.interval.ms".into(), "600000".into());
+        hold_batches_through(&mut own, Duration::from_secs(1));
+        assert_eq!(own.kafka.consumer["max.poll.interval.ms"], "600000");
+        assert_eq!(own.retry_budget, Duration::from_secs(120));
     }
 
     #[test]

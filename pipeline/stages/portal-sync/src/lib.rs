@@ -6,8 +6,9 @@
 //! Order per dossier: status events are keyed by dossier, so one partition holds a
 //! dossier's changes in order; within a batch a dossier's changes go one after the other,
 //! dossiers side by side. While the portal is down the batch is held (the runtime retries
-//! it with backoff, offsets do not move): no change is lost, none overtakes another. The
-//! pushes before the failure are sent again and absorbed as duplicates.
+//! it with backoff, offsets do not move; `portal.outage_budget_s`, an hour by default,
+//! before the worker exits for its supervisor): no change is lost, none overtakes
+//! another. The pushes before the failure are sent again and absorbed as duplicates.
 //!
 //! Statuses of a submission without a code (refused at reception before it got one) are
 //! not pushed: the portal knows dossiers by code. [`reconcile`] compares what the portal
