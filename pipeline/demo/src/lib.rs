@@ -702,13 +702,24 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         wallet: simulator_stats(&wallet_url).await,
         portal: simulator_stats(&portal_url).await,
     };
+    let portal_filed: std::collections::BTreeMap<String, i64> = async {
+        reqwest::get(format!("{portal_url}/admin/filed"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+    .await
+    .unwrap_or_default();
     wallet_task.abort();
     portal_task.abort();
 
     let projection = track.summary().await.context("counting the projection")?;
     let codes = stores.intake.count_codes().await?;
     let bills = stores.payment.bills().await?;
-    let observed = std::mem::take(&mut *observed.lock().expect("observer state"));
+    let mut observed = std::mem::take(&mut *observed.lock().expect("observer state"));
+    observed.add_portal_sync(&portal_filed);
     let sample_lookup = observed.sample_lookup.clone();
     // The status API's figures by definition, to set beside the fold over the topics.
     let projection_statistics = match observed.ledger {

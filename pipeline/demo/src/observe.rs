@@ -146,7 +146,7 @@ impl Followed {
 }
 
 /// The latency figures: stage → samples in milliseconds.
-pub(crate) const LATENCIES: [&str; 8] = [
+pub(crate) const LATENCIES: [&str; 9] = [
     "intake",
     "verify",
     "payment",
@@ -154,6 +154,8 @@ pub(crate) const LATENCIES: [&str; 8] = [
     "route",
     "back office",
     "result",
+    // A status on the topic → the national portal filed it (its clock).
+    "portal sync",
     "end to end",
 ];
 
@@ -205,8 +207,9 @@ pub(crate) struct Observed {
     pub(crate) refused_requests: BTreeMap<String, u64>,
     /// Ids of the status and portal events counted so far.
     counted: HashSet<String>,
-    /// Ids of the status changes for the national portal (a dossier code, status 1–10).
-    portal_change_ids: HashSet<String>,
+    /// The status changes for the national portal (a dossier code, status 1–10), by id,
+    /// with the broker time they were first seen.
+    portal_change_at: HashMap<String, i64>,
     /// Codes of the dossiers whose clock was paused (until one completes).
     paused_codes: HashSet<String>,
     /// Every event folded into the province's statistics (`None` in a soak, whose
@@ -239,7 +242,17 @@ impl Observed {
     /// Whether an event id is new (the topics are at-least-once).
     /// Distinct status changes the national portal should hold.
     pub(crate) fn portal_changes(&self) -> u64 {
-        self.portal_change_ids.len() as u64
+        self.portal_change_at.len() as u64
+    }
+
+    /// The sync lag of every change the portal filed (`filed`: change id → when it was
+    /// filed, the portal's clock): from the status on the topic to the portal having it.
+    pub(crate) fn add_portal_sync(&mut self, filed: &BTreeMap<String, i64>) {
+        let lags: Vec<u32> = filed
+            .iter()
+            .filter_map(|(id, at)| Some((at - self.portal_change_at.get(id)?).clamp(0, i64::from(u32::MAX)) as u32))
+            .collect();
+        self.latencies.entry("portal sync").or_default().extend(lags);
     }
 
     fn first_time(&mut self, event_id: &str) -> bool {
@@ -389,7 +402,7 @@ impl Observed {
             AnyEvent::SupplementRequested(_) => {}
             AnyEvent::Status(s) => {
                 if s.dossier_code.is_some() && (1..=10).contains(&s.status_code) {
-                    self.portal_change_ids.insert(s.event_id.clone());
+                    self.portal_change_at.entry(s.event_id.clone()).or_insert(at_ms);
                 }
                 if self.sample_lookup.is_none() {
                     if let (Some(code), Some(token)) = (&s.dossier_code, &s.lookup_token) {

@@ -14,7 +14,8 @@
 //! - `DELETE /admin/dossiers/{code}`: forgets a record (to test reconciliation)
 //! - `GET /admin/faults`, `PUT /admin/faults` (a [`PortalFaults`]); `GET /admin/stats`
 //!   ([`PortalStats`]: changes taken, duplicates absorbed, conflicts, changes that arrived
-//!   older than the record's latest, faults, lost acknowledgements).
+//!   older than the record's latest, faults, lost acknowledgements); `GET /admin/filed`:
+//!   when each change id was filed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +57,9 @@ pub struct FiledChange {
     pub change_id: String,
     pub receipt_id: String,
     pub change: StatusChange,
+    /// When the portal filed it (wall clock, ms since the epoch).
+    #[serde(default)]
+    pub filed_at_ms: i64,
 }
 
 /// What the portal shows of a dossier: its latest status and every change in the order
@@ -134,6 +138,7 @@ pub fn router(faults: PortalFaults, seed: u64) -> Router {
         .route("/admin/dossiers/{code}", delete(forget))
         .route("/admin/faults", get(get_faults).put(put_faults))
         .route("/admin/stats", get(stats))
+        .route("/admin/filed", get(filed))
         .with_state(portal)
 }
 
@@ -184,6 +189,9 @@ async fn file_change(
             change_id,
             receipt_id: receipt_id.clone(),
             change,
+            filed_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
         });
         p.filed.fetch_add(1, Ordering::Relaxed);
     }
@@ -234,6 +242,16 @@ async fn put_faults(State(p): State<Shared>, Json(f): Json<PortalFaults>) -> Res
     }
     *lock(&p.lost_ack_rate) = f.lost_ack_rate;
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// When each change was filed, by change id (how long the sync took, seen from here).
+async fn filed(State(p): State<Shared>) -> Json<std::collections::BTreeMap<String, i64>> {
+    Json(
+        lock(&p.records)
+            .values()
+            .flat_map(|r| r.changes.iter().map(|c| (c.change_id.clone(), c.filed_at_ms)))
+            .collect(),
+    )
 }
 
 async fn stats(State(p): State<Shared>) -> Json<PortalStats> {
