@@ -184,6 +184,12 @@ impl Endpoint {
 
     fn refused(&self, answer: &Answer) -> Error {
         let code = error_code(&answer.body).unwrap_or_else(|| format!("http_{}", answer.status));
+        if answer.status == 409 {
+            return Error::Conflict {
+                system: self.system,
+                reason: format!("HTTP 409 {code}"),
+            };
+        }
         Error::Refused {
             system: self.system,
             reason: format!("HTTP {} {code}", answer.status),

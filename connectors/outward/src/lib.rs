@@ -24,6 +24,10 @@ pub enum Error {
     Unavailable { system: &'static str, reason: String },
     /// The system refused (an unknown owner, an invalid request, a conflicting
     /// resend): asking again will not help; a person must look.
+    /// The system holds another version under the same idempotency key or change id
+    /// (HTTP 409): it keeps the first.
+    #[error("{system} holds another version under this id: {reason}")]
+    Conflict { system: &'static str, reason: String },
     #[error("{system} refused ({code}): {reason}")]
     Refused {
         system: &'static str,

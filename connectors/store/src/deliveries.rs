@@ -25,19 +25,24 @@ const COLUMNS: &str = "idempotency_key, dossier_id, dossier_code, document_ref, 
                        delivered_by, delivered_at_ms, duplicate_ack";
 
 impl Store {
-    /// Records acknowledged deliveries (a key recorded before keeps its first record).
-    pub async fn record_wallet_deliveries(&self, rows: &[WalletDeliveryRecord]) -> Result<()> {
+    /// Records acknowledged deliveries (a key recorded before keeps its first record) and
+    /// returns, per row, when its key was first acknowledged: whoever delivers the same
+    /// document again (a decision sent twice, the retrier after a redelivery) announces it
+    /// with that same time, so its events are the same.
+    pub async fn record_wallet_deliveries(&self, rows: &[WalletDeliveryRecord]) -> Result<Vec<i64>> {
         if rows.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let sql = format!(
+        let insert = format!(
             "INSERT INTO wallet_deliveries ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (idempotency_key) DO NOTHING"
         );
+        let first = "SELECT delivered_at_ms FROM wallet_deliveries WHERE idempotency_key = $1";
         both!(self, |pool| {
             let mut tx = pool.begin().await?;
+            let mut firsts = Vec::with_capacity(rows.len());
             for r in rows {
-                sqlx::query(&sql)
+                sqlx::query(&insert)
                     .bind(&r.idempotency_key)
                     .bind(&r.dossier_id)
                     .bind(&r.dossier_code)
@@ -49,9 +54,14 @@ impl Store {
                     .bind(r.duplicate_ack)
                     .execute(&mut *tx)
                     .await?;
+                let at: i64 = sqlx::query_scalar(first)
+                    .bind(&r.idempotency_key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                firsts.push(at);
             }
             tx.commit().await?;
-            Ok(())
+            Ok(firsts)
         })
     }
 

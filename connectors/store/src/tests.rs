@@ -775,14 +775,21 @@ async fn parked_and_escalated_dossiers_are_listed_and_verified_by_hand_once(stor
         delivered_at_ms: at,
         duplicate_ack: false,
     };
-    store
-        .record_wallet_deliveries(&[delivery("k1", "EW-1", 10)])
-        .await
-        .expect("record");
-    store
-        .record_wallet_deliveries(&[delivery("k1", "EW-other", 20), delivery("k2", "EW-2", 30)])
-        .await
-        .expect("record");
+    assert_eq!(
+        store
+            .record_wallet_deliveries(&[delivery("k1", "EW-1", 10)])
+            .await
+            .expect("record"),
+        [10]
+    );
+    assert_eq!(
+        store
+            .record_wallet_deliveries(&[delivery("k1", "EW-other", 20), delivery("k2", "EW-2", 30)])
+            .await
+            .expect("record"),
+        [10, 30],
+        "a key delivered again answers its first acknowledgement's time"
+    );
     let recorded = store.wallet_deliveries(10).await.expect("deliveries");
     assert_eq!(
         recorded

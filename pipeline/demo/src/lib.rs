@@ -793,13 +793,21 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         println!("  STAGE FAILED  {f}");
     }
     if args.keep_serving {
-        println!(
-            "  status   still at http://{api_addr}/ (e.g. /stats, /dossiers/{}); Ctrl-C to quit",
+        let mut lines = format!(
+            "  status   still at http://{api_addr}/ (e.g. /stats, /dossiers/{}); Ctrl-C to quit\n",
             report.sample_code.as_deref().unwrap_or("<code>")
         );
         if let Some((code, token)) = &sample_lookup {
-            println!("  console  http://{api_addr}/console/ — a citizen's lookup to try: code {code}, token {token}");
+            lines.push_str(&format!(
+                "  console  http://{api_addr}/console/ — a citizen's lookup to try: code {code}, token {token}\n"
+            ));
         }
+        // In one write, and whoever reads may stop reading now: a closed standard output
+        // does not end the serving.
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(lines.as_bytes()).and_then(|()| stdout.flush());
+        drop(stdout);
         let _ = tokio::signal::ctrl_c().await;
     }
     api_task.abort();

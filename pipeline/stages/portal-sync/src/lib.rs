@@ -64,6 +64,8 @@ enum Pushed {
         lag_ms: i64,
     },
     NotForThePortal,
+    /// The portal had this change id with other details; it keeps the first.
+    KeptFirst,
     Refused(String),
     /// Not sent: the portal failed on this one or an earlier change of its dossier.
     Held(String),
@@ -106,6 +108,10 @@ impl<P: NationalPortal> Stage for PortalSync<P> {
                             duplicate: r.duplicate,
                             lag_ms: now_ms() - change.changed_at_ms,
                         },
+                        // The same change, announced again with other details (a stage
+                        // that stamped a re-sent input with its own arrival time): the
+                        // portal keeps the first; the change is there once.
+                        Err(motcua_outward::Error::Conflict { .. }) => Pushed::KeptFirst,
                         Err(e) if e.is_retryable() => {
                             let why = e.to_string();
                             held = Some(why.clone());
@@ -130,6 +136,10 @@ impl<P: NationalPortal> Stage for PortalSync<P> {
                 }
                 Pushed::NotForThePortal => {
                     counted.push(telemetry::Change::NotForThePortal);
+                    Outcome::Emit(Vec::new())
+                }
+                Pushed::KeptFirst => {
+                    counted.push(telemetry::Change::KeptFirst);
                     Outcome::Emit(Vec::new())
                 }
                 Pushed::Refused(why) => {

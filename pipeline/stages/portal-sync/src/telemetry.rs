@@ -12,7 +12,8 @@ pub fn describe() {
         PORTAL_CHANGES_TOTAL,
         Unit::Count,
         "Status changes for the national portal, by outcome (filed; duplicate_ack: the portal had it after a lost \
-         acknowledgement; refused: dead-lettered; not_for_portal: no dossier code yet)"
+         acknowledgement; kept_first: the same change id came again with other details, the portal keeps the first; \
+         refused: dead-lettered; not_for_portal: no dossier code yet)"
     );
     metrics::describe_histogram!(
         PORTAL_SYNC_LAG_SECONDS,
@@ -34,6 +35,7 @@ pub fn describe() {
 pub(crate) enum Change {
     Filed { duplicate: bool, lag_ms: i64 },
     NotForThePortal,
+    KeptFirst,
     Refused,
 }
 
@@ -49,6 +51,12 @@ impl Change {
                 }
             }
             Change::NotForThePortal => "not_for_portal",
+            Change::KeptFirst => {
+                tracing::warn!(
+                    "the portal holds this change id with other details (the same change announced twice); it keeps the first"
+                );
+                "kept_first"
+            }
             Change::Refused => {
                 tracing::warn!("the national portal refused a status change: dead-lettered");
                 "refused"

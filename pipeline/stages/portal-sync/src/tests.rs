@@ -132,7 +132,7 @@ async fn changes_reach_the_portal_once_in_order_and_an_outage_holds_the_batch() 
 }
 
 #[tokio::test]
-async fn a_refused_change_is_dead_lettered_and_reconciliation_repairs_a_deleted_record() {
+async fn a_change_sent_again_with_other_details_keeps_the_first_and_reconciliation_repairs_a_deleted_record() {
     let (url, client) = portal(PortalFaults::default()).await;
     let stage = PortalSync::new(client.clone());
     let batch = [
@@ -141,13 +141,30 @@ async fn a_refused_change_is_dead_lettered_and_reconciliation_repairs_a_deleted_
         status("d2", Some("H22.1-0002"), 3, DossierStatus::Received),
     ];
     stage.handle_batch(&batch).await.expect("pushed");
-    // The same change id with other content: the portal refuses it (409).
+    // The same change id with other details (announced again by a stage that stamped a
+    // re-sent input with its own time): the portal keeps the first, nothing is lost or
+    // dead-lettered.
     let mut conflicting = status("d2", Some("H22.1-0002"), 3, DossierStatus::Received);
     conflicting.event.due_at = Some(1);
     let out = stage.handle_batch(&[conflicting]).await.expect("handled");
+    assert_eq!(out, [Outcome::Emit(Vec::new())]);
+    assert_eq!(
+        record(&url, "H22.1-0002").await.changes[0].change.due_at_ms,
+        Some(1_800_000_000_000)
+    );
+    // What the portal refuses outright (a status code it does not know) is dead-lettered.
+    let mut invalid = status("d2", Some("H22.1-0002"), 9, DossierStatus::Processing);
+    invalid.event.dossier_code = Some("H22.1-0002".into());
+    let refused = stage
+        .portal
+        .push(&StatusChange {
+            status: 0,
+            ..change_of(&invalid.event).expect("a change")
+        })
+        .await;
     assert!(
-        matches!(&out[0], Outcome::DeadLetter { reason_code, reason } if reason_code == "PORTAL_REFUSED" && reason.contains("change_conflict")),
-        "{out:?}"
+        matches!(&refused, Err(motcua_outward::Error::Refused { code, .. }) if code == "invalid"),
+        "{refused:?}"
     );
 
     let expected: Vec<Vec<StatusChange>> = vec![

@@ -201,7 +201,10 @@ impl<W: WalletGateway> Stage for ResultStage<W> {
         .await;
 
         let mut out = Vec::with_capacity(batch.len());
+        // Acknowledged deliveries, announced once their audit says when the document was
+        // first acknowledged (the same time however often the decision comes).
         let mut audits = Vec::new();
+        let mut acknowledged: Vec<(usize, Issued, String)> = Vec::new();
         let mut counted = Vec::new();
         for ((e, issued), delivered) in batch.iter().zip(issued).zip(delivered) {
             let (issued, delivered) = match (issued, delivered) {
@@ -217,7 +220,7 @@ impl<W: WalletGateway> Stage for ResultStage<W> {
                 (Some(Ok(issued)), Some(d)) => (issued, d),
                 (Some(Ok(_)), None) => unreachable!("every issued result is delivered"),
             };
-            // Announced at the input's time: a redelivered input re-emits identical events.
+            // Audited at the input's time; announced at the first acknowledgement's.
             let arrived_at = e
                 .origin
                 .timestamp_ms
@@ -227,7 +230,8 @@ impl<W: WalletGateway> Stage for ResultStage<W> {
                 Delivered::Acknowledged(receipt) => {
                     audits.push(self.audit(&issued, &receipt, arrived_at));
                     counted.push((telemetry::Delivery::of(&receipt), Some(e)));
-                    out.push(Outcome::Emit(issued.delivered(&receipt.receipt_id, arrived_at)));
+                    acknowledged.push((out.len(), issued, receipt.receipt_id));
+                    out.push(Outcome::Emit(Vec::new()));
                 }
                 Delivered::Later(why) => {
                     self.park(e, arrived_at, &why).await?;
@@ -248,10 +252,14 @@ impl<W: WalletGateway> Stage for ResultStage<W> {
             }
         }
         // The audit is durable before the announcements go out.
-        self.store
+        let firsts = self
+            .store
             .record_wallet_deliveries(&audits)
             .await
             .map_err(store_error)?;
+        for ((slot, issued, receipt_id), first) in acknowledged.into_iter().zip(firsts) {
+            out[slot] = Outcome::Emit(issued.delivered(&receipt_id, first));
+        }
         for (delivery, e) in counted {
             delivery.emit();
             if let Some(e) = e {
@@ -327,14 +335,18 @@ impl<W: WalletGateway> ResultStage<W> {
             };
             match delivered {
                 Delivered::Acknowledged(receipt) => {
-                    let events = issued.clone().delivered(&receipt.receipt_id, now);
+                    let first = self
+                        .store
+                        .record_wallet_deliveries(&[self.audit(&issued, &receipt, now)])
+                        .await
+                        .map_err(store_error)?
+                        .first()
+                        .copied()
+                        .unwrap_or(now);
+                    let events = issued.clone().delivered(&receipt.receipt_id, first);
                     let stored = self
                         .store
                         .decide(Lot::Result, &p.dossier_id, &encode_events(&self.codec, &events)?)
-                        .await
-                        .map_err(store_error)?;
-                    self.store
-                        .record_wallet_deliveries(&[self.audit(&issued, &receipt, now)])
                         .await
                         .map_err(store_error)?;
                     tick.events.extend(
