@@ -40,6 +40,14 @@ fn codec(c: &mut Criterion) {
     g.bench_function("decode", |b| {
         b.iter(|| black_box(codec.decode::<DossierSubmitted>(black_box(&bytes)).expect("decode")))
     });
+    // What decode cost before its fast path, and still costs for a message of an older
+    // writer version: apache-avro's value tree, then serde.
+    g.bench_function("baseline: decode via apache_avro::Value", |b| {
+        b.iter(|| {
+            let v = apache_avro::from_avro_datum(&schema, &mut &black_box(&bytes)[5..], None).expect("datum");
+            black_box(apache_avro::from_value::<DossierSubmitted>(&v).expect("value"))
+        })
+    });
     // The limits at the door, checked on every decoded input: next to decode, its cost.
     let limits = motcua_schemas::Limits::default();
     g.bench_function("limits check (after decode)", |b| {
@@ -47,6 +55,37 @@ fn codec(c: &mut Criterion) {
     });
     g.bench_function("baseline: decode serde_json", |b| {
         b.iter(|| black_box(serde_json::from_slice::<DossierSubmitted>(black_box(&json)).expect("json")))
+    });
+    g.finish();
+
+    // The largest event of the samples, both ways.
+    let (largest, largest_bytes) = samples::events()
+        .into_iter()
+        .map(|e| {
+            let mut out = Vec::new();
+            e.encode(&codec, &mut out).expect("encode");
+            (e, out)
+        })
+        .max_by_key(|(_, b)| b.len())
+        .expect("samples");
+    let topic = largest.topic();
+    let largest_schema = codec.schemas().latest(topic).schema.clone();
+    let mut g = c.benchmark_group(format!("codec/largest ({topic}, {} bytes)", largest_bytes.len()));
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            black_box(motcua_schemas::AnyEvent::decode(&codec, topic, black_box(&largest_bytes)).expect("decode"))
+        })
+    });
+    // Only the value tree, without the serde step after it: a lower bound of the
+    // general path.
+    g.bench_function("baseline: apache_avro value tree alone", |b| {
+        b.iter(|| {
+            black_box(
+                apache_avro::from_avro_datum(&largest_schema, &mut &black_box(&largest_bytes)[5..], None)
+                    .expect("datum"),
+            )
+        })
     });
     g.finish();
     eprintln!(

@@ -227,6 +227,8 @@ struct Learned {
 #[derive(Debug, Clone)]
 pub struct Codec {
     schemas: Arc<SchemaSet>,
+    /// Per topic, its latest schema prepared for the decoding fast path.
+    fast: Arc<Vec<Option<crate::fast::Plan>>>,
     learned: Arc<RwLock<Learned>>,
     source: Option<Arc<dyn WriterSchemas>>,
 }
@@ -255,7 +257,12 @@ impl Codec {
         // A hostile length prefix must not make the decoder allocate gigabytes: no field of
         // a message (at most ~1 MB) can need more than this. Set once per process.
         apache_avro::util::max_allocation_bytes(MAX_AVRO_ALLOCATION_BYTES);
+        let fast = Topic::ALL
+            .iter()
+            .map(|t| crate::fast::Plan::new(&schemas.latest(*t).schema))
+            .collect();
         Self {
+            fast: Arc::new(fast),
             schemas: Arc::new(schemas),
             learned: Arc::default(),
             source: None,
@@ -380,6 +387,28 @@ impl Codec {
     }
 
     pub fn decode<E: Event>(&self, bytes: &[u8]) -> Result<E> {
+        if let Some(event) = self.decode_fast::<E>(bytes) {
+            return Ok(event);
+        }
+        self.decode_general(bytes)
+    }
+
+    /// Written with the reader's own schema: straight into the type (`crate::fast`);
+    /// `None` sends the message the general way.
+    pub(crate) fn decode_fast<E: Event>(&self, bytes: &[u8]) -> Option<E> {
+        let id = Self::schema_id(bytes).ok()?;
+        if self.schemas.latest(E::TOPIC).id != id {
+            return None;
+        }
+        self.fast
+            .get(E::TOPIC.index())?
+            .as_ref()?
+            .decode(bytes.get(HEADER_LEN..)?)
+    }
+
+    /// Through apache-avro's value tree, resolving any known writer schema into the
+    /// reader's (and the one that reports what is wrong with a message).
+    pub(crate) fn decode_general<E: Event>(&self, bytes: &[u8]) -> Result<E> {
         let value = self.decode_value(E::TOPIC, bytes)?;
         apache_avro::from_value::<E>(&value).map_err(|e| Error::Decode {
             id: Self::schema_id(bytes).unwrap_or_default(),

@@ -930,6 +930,15 @@ macro_rules! any_event {
             pub fn decode(codec: &crate::Codec, topic: Topic, bytes: &[u8]) -> crate::Result<Self> {
                 Ok(match topic { $(<$ty as Event>::TOPIC => AnyEvent::$variant(codec.decode(bytes)?),)* })
             }
+            /// A message of `topic` through the decoding fast path alone, and through the
+            /// general path alone (tests hold the two to the same result).
+            #[cfg(test)]
+            pub(crate) fn decode_both(codec: &crate::Codec, topic: Topic, bytes: &[u8]) -> (Option<Self>, crate::Result<Self>) {
+                match topic { $(<$ty as Event>::TOPIC => (
+                    codec.decode_fast::<$ty>(bytes).map(AnyEvent::$variant),
+                    codec.decode_general::<$ty>(bytes).map(AnyEvent::$variant),
+                ),)* }
+            }
         }
         $(impl From<$ty> for AnyEvent {
             fn from(e: $ty) -> Self { AnyEvent::$variant(e) }

@@ -6,6 +6,7 @@ mod codec;
 pub mod dictionary;
 mod error;
 mod events;
+mod fast;
 pub mod limits;
 pub mod samples;
 mod topic;
