@@ -229,14 +229,18 @@ impl Stage for PassThrough {
 
 fn runtime_worker(kafka: KafkaConfig, group: &str, messages: u64) -> Measured {
     // What `motcua run` installs: a Prometheus recorder (no listener needed here) and an
-    // info-level log subscriber.
+    // info-level log subscriber that keeps the per-message processing spans (for an OTLP
+    // exporter) out of the logs, as the binary's does.
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .expect("recorder");
+    let filter = format!(
+        "{},{}=off",
+        std::env::var("MOTCUA_BENCH_LOG").unwrap_or_else(|_| "info".to_owned()),
+        motcua_runtime::telemetry::PROCESS_SPAN_TARGET
+    );
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            std::env::var("MOTCUA_BENCH_LOG").unwrap_or_else(|_| "info".to_owned()),
-        ))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
