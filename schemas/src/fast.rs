@@ -266,6 +266,23 @@ impl<'de> de::Deserializer<'de> for Datum<'_, 'de> {
     }
 }
 
+/// Whether an array or map has another item, reading the next block's count when the
+/// current block is used up (`left` items left in it; `done` once the empty block came).
+fn next_item(input: &mut Input<'_>, left: &mut usize, done: &mut bool) -> R<bool> {
+    if *done {
+        return Ok(false);
+    }
+    if *left == 0 {
+        *left = input.block()?;
+        if *left == 0 {
+            *done = true;
+            return Ok(false);
+        }
+    }
+    *left -= 1;
+    Ok(true)
+}
+
 /// An array's items, block by block.
 struct Items<'a, 'de> {
     input: &'a mut Input<'de>,
@@ -279,17 +296,9 @@ impl<'de> de::SeqAccess<'de> for Items<'_, 'de> {
     type Error = Unsupported;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> R<Option<T::Value>> {
-        if self.done {
+        if !next_item(self.input, &mut self.left, &mut self.done)? {
             return Ok(None);
         }
-        if self.left == 0 {
-            self.left = self.input.block()?;
-            if self.left == 0 {
-                self.done = true;
-                return Ok(None);
-            }
-        }
-        self.left -= 1;
         seed.deserialize(Datum {
             input: self.input,
             schema: self.item,
@@ -312,17 +321,9 @@ impl<'de> de::MapAccess<'de> for Entries<'_, 'de> {
     type Error = Unsupported;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> R<Option<K::Value>> {
-        if self.done {
+        if !next_item(self.input, &mut self.left, &mut self.done)? {
             return Ok(None);
         }
-        if self.left == 0 {
-            self.left = self.input.block()?;
-            if self.left == 0 {
-                self.done = true;
-                return Ok(None);
-            }
-        }
-        self.left -= 1;
         seed.deserialize(Datum {
             input: self.input,
             schema: &Schema::String,
