@@ -36,7 +36,18 @@ pub type DatabaseProbe = Arc<dyn Fn() -> BoxFuture<'static, std::result::Result<
 pub struct Health {
     joined: Arc<AtomicBool>,
     shutdown: Shutdown,
-    database: Arc<Mutex<Option<DatabaseProbe>>>,
+    database: Arc<Mutex<DatabaseCheck>>,
+}
+
+/// What `/readyz` knows of the stage's database.
+#[derive(Clone, Default)]
+enum DatabaseCheck {
+    /// Not opened yet (starting).
+    #[default]
+    Pending,
+    /// The stage has none (portal-sync): nothing to wait for.
+    NotUsed,
+    Probe(DatabaseProbe),
 }
 
 impl std::fmt::Debug for Health {
@@ -53,7 +64,7 @@ impl std::fmt::Debug for Health {
 pub struct Readiness {
     pub ready: bool,
     pub group_joined: bool,
-    /// `None` before the stage opened its database (starting).
+    /// `None` before the stage opened its database (starting), and for a stage without one.
     pub database: Option<bool>,
     pub draining: bool,
     /// Why the worker is not ready; no personal data, no connection strings.
@@ -77,7 +88,12 @@ impl Health {
 
     /// The stage's database, probed by `/readyz` from now on.
     pub fn watch_database(&self, probe: DatabaseProbe) {
-        *self.database.lock().unwrap_or_else(|p| p.into_inner()) = Some(probe);
+        *self.database.lock().unwrap_or_else(|p| p.into_inner()) = DatabaseCheck::Probe(probe);
+    }
+
+    /// The stage uses no database: readiness is the group and draining alone.
+    pub fn without_database(&self) {
+        *self.database.lock().unwrap_or_else(|p| p.into_inner()) = DatabaseCheck::NotUsed;
     }
 
     /// The stage's store.
@@ -94,11 +110,12 @@ impl Health {
         let probe = self.database.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut reasons = Vec::new();
         let database = match probe {
-            None => {
+            DatabaseCheck::Pending => {
                 reasons.push("the database is not open yet".to_owned());
                 None
             }
-            Some(probe) => match tokio::time::timeout(DATABASE_TIMEOUT, probe()).await {
+            DatabaseCheck::NotUsed => None,
+            DatabaseCheck::Probe(probe) => match tokio::time::timeout(DATABASE_TIMEOUT, probe()).await {
                 Ok(Ok(())) => Some(true),
                 Ok(Err(e)) => {
                     // The error names the database's failure, never its URL (sqlx's
@@ -239,5 +256,20 @@ mod tests {
         stop.send(true).expect("signal");
         let r = health.readiness().await;
         assert!(!r.ready && r.draining, "{r:?}");
+    }
+
+    /// portal-sync has no database: before this, its `/readyz` waited for one forever,
+    /// and its pods never became ready.
+    #[tokio::test]
+    async fn a_stage_without_a_database_is_ready_once_joined() {
+        let joined = Arc::new(AtomicBool::new(false));
+        let (_stop, shutdown) = Shutdown::channel();
+        let health = Health::new(joined.clone(), shutdown);
+        health.without_database();
+        let r = health.readiness().await;
+        assert!(!r.ready && r.reasons.len() == 1 && !r.group_joined, "{r:?}");
+        joined.store(true, Ordering::Relaxed);
+        let r = health.readiness().await;
+        assert!(r.ready && r.database.is_none() && r.reasons.is_empty(), "{r:?}");
     }
 }

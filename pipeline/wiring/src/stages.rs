@@ -293,6 +293,7 @@ async fn portal_sync(mut l: Launch) -> Result<RunSummary> {
     let portal = motcua_outward::http::HttpPortal::new("portal.http", l.config.portal.http.clone())
         .context("the national portal (portal.http)")?;
     hold_batches_through(&mut l.runtime, Duration::from_secs(l.config.portal.outage_budget_s));
+    l.health.without_database();
     let stage = Arc::new(motcua_portal_sync::PortalSync::new(portal));
     Ok(motcua_runtime::run(stage, l.codec, l.runtime, l.shutdown).await?)
 }
