@@ -449,7 +449,25 @@ impl KafkaConfig {
             )));
         }
         let admin = self.admin_client()?;
-        let names: Vec<String> = Topic::ALL.iter().map(|t| self.topic(*t)).collect();
+        // Topics that exist already are left alone without asking to create them: a
+        // cluster whose topics an administrator made may not grant CreateTopics at all.
+        let existing: Vec<String> = admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(30))
+            .map_err(kafka("list topics"))?
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| t.name().to_owned())
+            .collect();
+        let names: Vec<String> = Topic::ALL
+            .iter()
+            .map(|t| self.topic(*t))
+            .filter(|n| !existing.contains(n))
+            .collect();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
         let new: Vec<NewTopic<'_>> = names
             .iter()
             .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(replication)))

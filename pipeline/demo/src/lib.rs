@@ -104,6 +104,10 @@ pub struct DemoArgs {
     /// `demo-<time>.` prefix).
     #[arg(long)]
     brokers: Option<String>,
+    /// With --brokers: the run's topic prefix instead of a fresh `demo-<time>.` (topics
+    /// that exist already are used as they are; a load harness reads them afterwards).
+    #[arg(long, requires = "brokers")]
+    topic_prefix: Option<String>,
     /// Register the schemas in this Confluent-compatible Schema Registry and write its
     /// ids (every stage, simulator and the portal), as a deployment with one does.
     #[arg(long)]
@@ -261,7 +265,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let mut kafka = KafkaConfig::with_brokers(brokers.clone());
     // One run's topics never mix with another's on a shared cluster.
     if args.brokers.is_some() {
-        kafka.topic_prefix = format!("demo-{}.", now_ms());
+        kafka.topic_prefix = args
+            .topic_prefix
+            .clone()
+            .unwrap_or_else(|| format!("demo-{}.", now_ms()));
     }
     kafka.validate()?;
     match &embedded {
