@@ -61,22 +61,97 @@ where
 impl Store {
     /// Issues a bill (idempotent: a dossier billed before keeps its first bill, returned).
     pub async fn issue_bill(&self, b: &Bill) -> Result<Bill> {
-        let insert = format!(
-            "INSERT INTO bills ({COLUMNS}) VALUES ($1, $2, $3, 'pending', $4, $5, NULL, NULL, 0, $6) ON CONFLICT (dossier_id) DO NOTHING"
-        );
-        let select = format!("SELECT {COLUMNS} FROM bills WHERE dossier_id = $1");
-        both!(self, |pool| {
-            sqlx::query(&insert)
-                .bind(&b.bill_reference)
-                .bind(&b.dossier_id)
-                .bind(b.amount_vnd)
-                .bind(b.issued_at_ms)
-                .bind(b.expires_at_ms)
-                .bind(&b.verified_payload)
-                .execute(pool)
+        let mut stored = self.issue_bills(std::slice::from_ref(b)).await?;
+        stored.pop().ok_or_else(|| sqlx::Error::RowNotFound.into())
+    }
+
+    /// Issues a batch's bills in one transaction, a few statements in all; returns each
+    /// dossier's stored bill, in the order asked (idempotent like [`Store::issue_bill`]: a
+    /// dossier billed before, or twice in the batch, keeps its first bill).
+    pub async fn issue_bills(&self, bills: &[Bill]) -> Result<Vec<Bill>> {
+        if bills.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut stored: std::collections::HashMap<String, Bill> = std::collections::HashMap::with_capacity(bills.len());
+        match self {
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let column = |f: fn(&Bill) -> &str| bills.iter().map(f).collect::<Vec<_>>();
+                let ints = |f: fn(&Bill) -> i64| bills.iter().map(f).collect::<Vec<_>>();
+                let payloads: Vec<&[u8]> = bills.iter().map(|b| b.verified_payload.as_slice()).collect();
+                let ids = column(|b| &b.dossier_id);
+                sqlx::query(&format!(
+                    "INSERT INTO bills ({COLUMNS})
+                     SELECT r, d, a, 'pending', i, e, NULL, NULL, 0, p
+                     FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bytea[]) AS t(r, d, a, i, e, p)
+                     ON CONFLICT (dossier_id) DO NOTHING"
+                ))
+                .bind(column(|b| &b.bill_reference))
+                .bind(&ids)
+                .bind(ints(|b| b.amount_vnd))
+                .bind(ints(|b| b.issued_at_ms))
+                .bind(ints(|b| b.expires_at_ms))
+                .bind(payloads)
+                .execute(&mut *tx)
                 .await?;
-            Ok(bill(&sqlx::query(&select).bind(&b.dossier_id).fetch_one(pool).await?))
-        })
+                for row in sqlx::query(&format!("SELECT {COLUMNS} FROM bills WHERE dossier_id = ANY($1)"))
+                    .bind(&ids)
+                    .fetch_all(&mut *tx)
+                    .await?
+                {
+                    let b = bill(&row);
+                    stored.insert(b.dossier_id.clone(), b);
+                }
+                tx.commit().await?;
+            }
+            Store::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                for chunk in bills.chunks(crate::SQLITE_ROWS_PER_STATEMENT / 6) {
+                    let sql = format!(
+                        "INSERT INTO bills ({COLUMNS}) VALUES {} ON CONFLICT (dossier_id) DO NOTHING",
+                        crate::sqlite_values(chunk.len(), 10)
+                    );
+                    // Not kept prepared: its text changes with the batch's size.
+                    let mut q = sqlx::query(&sql).persistent(false);
+                    for b in chunk {
+                        q = q
+                            .bind(&b.bill_reference)
+                            .bind(&b.dossier_id)
+                            .bind(b.amount_vnd)
+                            .bind("pending")
+                            .bind(b.issued_at_ms)
+                            .bind(b.expires_at_ms)
+                            .bind(None::<i64>)
+                            .bind(None::<String>)
+                            .bind(0_i32)
+                            .bind(&b.verified_payload);
+                    }
+                    q.execute(&mut *tx).await?;
+                    let sql = format!(
+                        "SELECT {COLUMNS} FROM bills WHERE dossier_id IN ({})",
+                        crate::sqlite_values(chunk.len(), 1)
+                    );
+                    let mut q = sqlx::query(&sql).persistent(false);
+                    for b in chunk {
+                        q = q.bind(&b.dossier_id);
+                    }
+                    for row in q.fetch_all(&mut *tx).await? {
+                        let b = bill(&row);
+                        stored.insert(b.dossier_id.clone(), b);
+                    }
+                }
+                tx.commit().await?;
+            }
+        }
+        bills
+            .iter()
+            .map(|b| {
+                stored
+                    .get(&b.dossier_id)
+                    .cloned()
+                    .ok_or_else(|| sqlx::Error::RowNotFound.into())
+            })
+            .collect()
     }
 
     /// Applies a gateway confirmation to its bill, in one transaction. A successful

@@ -460,14 +460,16 @@ impl Store {
             .collect()),
             Store::Sqlite(p) => {
                 let mut out = HashSet::new();
-                for id in dossier_ids {
-                    let hit = sqlx::query("SELECT 1 FROM dossier_closures WHERE dossier_id = $1 AND kind <> 'decided'")
-                        .bind(id)
-                        .fetch_optional(p)
-                        .await?;
-                    if hit.is_some() {
-                        out.insert((*id).to_owned());
+                for chunk in dossier_ids.chunks(crate::SQLITE_ROWS_PER_STATEMENT) {
+                    let sql = format!(
+                        "SELECT dossier_id FROM dossier_closures WHERE dossier_id IN ({}) AND kind <> 'decided'",
+                        crate::sqlite_values(chunk.len(), 1)
+                    );
+                    let mut q = sqlx::query(&sql).persistent(false);
+                    for id in chunk {
+                        q = q.bind(*id);
                     }
+                    out.extend(q.fetch_all(p).await?.iter().map(|r| r.get::<String, _>(0)));
                 }
                 Ok(out)
             }

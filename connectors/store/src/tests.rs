@@ -888,3 +888,93 @@ async fn postgres_over_tls_verifies_the_server_certificate_and_its_name() {
     let chain = format!("{e}: {:?}", std::error::Error::source(&e));
     assert!(chain.to_lowercase().contains("certificate"), "{chain}");
 }
+
+fn pending_bill(dossier: &str, amount: i64) -> Bill {
+    Bill {
+        bill_reference: format!("HD-{dossier}"),
+        dossier_id: dossier.into(),
+        amount_vnd: amount,
+        status: "pending".into(),
+        issued_at_ms: 1,
+        expires_at_ms: 1_000,
+        paid_at_ms: None,
+        gateway_tx: None,
+        failures: 0,
+        verified_payload: dossier.as_bytes().to_vec(),
+    }
+}
+
+/// A batch of bills in one call: each dossier keeps its first bill — one billed before
+/// the batch, and one asked twice within it — and the answers come in the order asked.
+async fn a_batch_of_bills_keeps_each_dossiers_first_bill(store: Store) {
+    store.issue_bill(&pending_bill("old", 10)).await.expect("issue");
+    let asked = [
+        pending_bill("a", 20),
+        pending_bill("old", 99),
+        pending_bill("b", 30),
+        pending_bill("a", 77),
+    ];
+    let got = store.issue_bills(&asked).await.expect("issue");
+    let amounts: Vec<(&str, i64)> = got.iter().map(|b| (b.dossier_id.as_str(), b.amount_vnd)).collect();
+    assert_eq!(amounts, [("a", 20), ("old", 10), ("b", 30), ("a", 20)]);
+    assert_eq!(store.bills().await.expect("bills").len(), 3);
+    assert!(store.issue_bills(&[]).await.expect("nothing").is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_a_batch_of_bills_keeps_each_dossiers_first_bill() {
+    let (store, _dir) = sqlite().await;
+    a_batch_of_bills_keeps_each_dossiers_first_bill(store).await;
+}
+
+#[tokio::test]
+async fn postgres_a_batch_of_bills_keeps_each_dossiers_first_bill() {
+    a_batch_of_bills_keeps_each_dossiers_first_bill(postgres().await).await;
+}
+
+/// A batch larger than one multi-row statement (SQLite splits it in chunks): every
+/// dossier gets its own code, each agency-day numbered 1…n without gaps, and asking again
+/// gives the same codes.
+async fn a_large_batch_is_numbered_without_gaps(store: Store) {
+    let requests: Vec<CodeRequest> = (0..5_000)
+        .map(|i| req(&format!("d{i}"), ["H22.06652", "H22.06658"][i % 2], "251125", i as i64))
+        .collect();
+    let got = store.allocate_codes(&requests).await.expect("allocate");
+    assert_eq!(got.len(), 5_000);
+    for agency in ["H22.06652", "H22.06658"] {
+        let mut seqs: Vec<u32> = got
+            .iter()
+            .filter(|a| a.dossier_code.starts_with(agency))
+            .map(|a| {
+                a.dossier_code
+                    .rsplit('-')
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .expect("seq")
+            })
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=2_500).collect::<Vec<u32>>(), "{agency}");
+    }
+    let again = store.allocate_codes(&requests).await.expect("allocate again");
+    assert!(again
+        .iter()
+        .zip(&got)
+        .all(|(a, b)| a.dossier_code == b.dossier_code && !a.newly_allocated));
+    let ended = store
+        .ended_among(&requests.iter().map(|r| r.dossier_id.as_str()).collect::<Vec<_>>())
+        .await
+        .expect("ended");
+    assert!(ended.is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_a_large_batch_is_numbered_without_gaps() {
+    let (store, _dir) = sqlite().await;
+    a_large_batch_is_numbered_without_gaps(store).await;
+}
+
+#[tokio::test]
+async fn postgres_a_large_batch_is_numbered_without_gaps() {
+    a_large_batch_is_numbered_without_gaps(postgres().await).await;
+}

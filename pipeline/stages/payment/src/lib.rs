@@ -92,38 +92,44 @@ impl Payment {
         }
     }
 
-    /// What it comes to goes into `counted`, counted once the whole batch succeeded.
-    async fn on_verified(
-        &self,
-        v: &DossierVerified,
-        at: i64,
-        counted: &mut Vec<Counted>,
-    ) -> Result<Vec<AnyEvent>, StageError> {
+    /// The bill a verified dossier needs (`None`: its procedure is free).
+    fn bill_for(&self, v: &DossierVerified, at: i64) -> Result<Option<Bill>, StageError> {
         let fee = self.fees.fee(&v.procedure, v);
         if fee.total() == 0 {
-            counted.push(Counted::Free);
-            return Ok(vec![paid(v, None, 0, at)]);
+            return Ok(None);
         }
         let payload = self.codec.encode(v).map_err(|e| StageError::Refused {
             reason_code: "ENCODE_FAILED".to_owned(),
             reason: error_chain(&e),
         })?;
-        let bill = self
-            .store
-            .issue_bill(&Bill {
-                bill_reference: bill_reference(&v.dossier.dossier_id),
-                dossier_id: v.dossier.dossier_id.clone(),
-                amount_vnd: fee.total(),
-                status: "pending".into(),
-                issued_at_ms: at,
-                expires_at_ms: at + self.validity_ms,
-                paid_at_ms: None,
-                gateway_tx: None,
-                failures: 0,
-                verified_payload: payload,
-            })
-            .await
-            .map_err(store_error)?;
+        Ok(Some(Bill {
+            bill_reference: bill_reference(&v.dossier.dossier_id),
+            dossier_id: v.dossier.dossier_id.clone(),
+            amount_vnd: fee.total(),
+            status: "pending".into(),
+            issued_at_ms: at,
+            expires_at_ms: at + self.validity_ms,
+            paid_at_ms: None,
+            gateway_tx: None,
+            failures: 0,
+            verified_payload: payload,
+        }))
+    }
+
+    /// The events of a verified dossier once its bill (if it needs one) is stored; what
+    /// it comes to goes into `counted`, counted once the whole batch succeeded.
+    async fn on_verified(
+        &self,
+        v: &DossierVerified,
+        at: i64,
+        bill: Option<Bill>,
+        counted: &mut Vec<Counted>,
+    ) -> Result<Vec<AnyEvent>, StageError> {
+        let Some(bill) = bill else {
+            counted.push(Counted::Free);
+            return Ok(vec![paid(v, None, 0, at)]);
+        };
+        let fee = self.fees.fee(&v.procedure, v);
         if bill.status == "paid" {
             // Verified again after its bill was paid (a replay of the topic, or the same
             // dossier resubmitted): the payment stands; re-emit its identical event
@@ -334,17 +340,53 @@ impl Stage for Payment {
     }
 
     async fn handle_batch(&self, batch: &[Envelope<PaymentInput>]) -> Result<Vec<Outcome>, StageError> {
+        // The batch's verified dossiers first, together: which ended, then their bills in
+        // one transaction (a confirmation later in the batch finds its bill).
+        let verified: Vec<(&DossierVerified, i64)> = batch
+            .iter()
+            .filter_map(|e| match &e.event {
+                PaymentInput::Verified(v) => Some((v.as_ref(), e.origin.timestamp_ms.unwrap_or(v.verified_at))),
+                PaymentInput::Confirmed(_) => None,
+            })
+            .collect();
+        let ids: Vec<&str> = verified.iter().map(|(v, _)| v.dossier.dossier_id.as_str()).collect();
+        let ended = self.store.ended_among(&ids).await.map_err(store_error)?;
+        let mut wanted = Vec::new();
+        let mut bill_index = Vec::with_capacity(verified.len());
+        for (v, at) in &verified {
+            bill_index.push(match ended.contains(&v.dossier.dossier_id) {
+                true => None,
+                false => self.bill_for(v, *at)?.map(|b| {
+                    wanted.push(b);
+                    wanted.len() - 1
+                }),
+            });
+        }
+        let mut bills: Vec<Option<Bill>> = self
+            .store
+            .issue_bills(&wanted)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut verified_in_order = verified.iter().zip(bill_index);
+
         let mut out = Vec::with_capacity(batch.len());
         let mut counted = Vec::new();
         for e in batch {
             out.push(match &e.event {
-                PaymentInput::Verified(v) if self.ended(&v.dossier.dossier_id).await? => {
-                    counted.push(Counted::Ended);
-                    Outcome::Emit(Vec::new())
-                }
-                PaymentInput::Verified(v) => {
-                    let at = e.origin.timestamp_ms.unwrap_or(v.verified_at);
-                    Outcome::Emit(self.on_verified(v, at, &mut counted).await?)
+                PaymentInput::Verified(_) => {
+                    let ((v, at), bill) = verified_in_order
+                        .next()
+                        .ok_or_else(|| StageError::Fatal("fewer verified dossiers than in the batch".to_owned()))?;
+                    if ended.contains(&v.dossier.dossier_id) {
+                        counted.push(Counted::Ended);
+                        Outcome::Emit(Vec::new())
+                    } else {
+                        let bill = bill.and_then(|i| bills[i].take());
+                        Outcome::Emit(self.on_verified(v, *at, bill, &mut counted).await?)
+                    }
                 }
                 PaymentInput::Confirmed(c) => self.on_confirmed(c, &mut counted).await?,
             });

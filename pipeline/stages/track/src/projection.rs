@@ -562,21 +562,11 @@ static UPSERT_DOSSIERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
 /// bound keeps the number of distinct statements, hence of prepared ones, small).
 const SQLITE_ROWS: usize = 64;
 
-fn values(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let params: Vec<String> = (1..=columns).map(|c| format!("?{}", r * columns + c)).collect();
-            format!("({})", params.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn insert_history_sqlite(rows: usize) -> String {
     format!(
         "INSERT INTO track_history (event_id, dossier_id, event, status_code, stage, reasons, occurred_at) \
          VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-        values(rows, 7)
+        motcua_store::sqlite_values(rows, 7)
     )
 }
 
@@ -584,7 +574,7 @@ fn upsert_dossiers_sqlite(rows: usize) -> String {
     format!(
         "INSERT INTO track_dossiers AS d (dossier_id, {cols}) VALUES {values} {conflict}",
         cols = columns(),
-        values = values(rows, MERGE.len() + 1),
+        values = motcua_store::sqlite_values(rows, MERGE.len() + 1),
         conflict = on_conflict(Dialect::Sqlite),
     )
 }
