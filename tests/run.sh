@@ -38,33 +38,13 @@ openssl x509 -req -in "$pki/server.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -
 chmod 600 "$pki/server.key"
 export MOTCUA_TEST_PKI="$pki"
 
-# --- PostgreSQL: a throwaway cluster in $work, on its own port -------------------------
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
-  log "installing PostgreSQL (Debian package)"
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql >/dev/null
-  pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-fi
+# --- PostgreSQL: a throwaway cluster in $work, on its own port, serving TLS too -------
+# shellcheck source=tests/lib/services.sh
+. "$root/tests/lib/services.sh"
 pg_port=${MOTCUA_TEST_PG_PORT:-55432}
-pg_data="$work/pg"
-# PostgreSQL refuses to run as root: run it as the `postgres` system user then.
-if [ "$(id -u)" -eq 0 ]; then
-  id postgres >/dev/null 2>&1 || useradd --system --home "$work" postgres
-  chown -R postgres "$work"
-  pg() { runuser -u postgres -- "$@"; }
-else
-  pg() { "$@"; }
-fi
-log "starting PostgreSQL ($pg_bin) on 127.0.0.1:$pg_port"
-pg "$pg_bin/initdb" -D "$pg_data" -A trust -U motcua -E UTF8 --no-locale >"$work/initdb.log" 2>&1 \
-  || { cat "$work/initdb.log"; exit 1; }
-# fsync off: test data is thrown away, and the suite runs several times faster.
-pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$work/pg.log" -w -t 60 \
-  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=300 -c ssl=on -c ssl_cert_file=$pki/server.pem -c ssl_key_file=$pki/server.key" start >/dev/null \
-  || { cat "$work/pg.log"; exit 1; }
+start_postgres "$work/pg" "$pg_port" -c ssl=on -c ssl_cert_file="$pki/server.pem" -c ssl_key_file="$pki/server.key"
 cleanup() {
-  pg "$pg_bin/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1 || true
+  stop_postgres "$work/pg"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -124,15 +104,7 @@ export MOTCUA_TEST_CHROMIUM="$(command -v chromium)" MOTCUA_TEST_CHROMEDRIVER="$
 
 # --- Python third-party clients: confluent-kafka (with its Schema Registry Avro
 # deserializer) and pyarrow, pinned, in a virtualenv cached per requirements file -------
-py_req="$root/tests/python/requirements.txt"
-py_env="${XDG_CACHE_HOME:-$HOME/.cache}/motcua/pyenv-$(sha256sum "$py_req" | cut -c1-16)"
-if [ ! -x "$py_env/bin/python" ] || [ ! -f "$py_env/.complete" ]; then
-  log "installing the Python test clients into $py_env (pip, pinned)"
-  rm -rf "$py_env"
-  python3 -m venv "$py_env"
-  "$py_env/bin/pip" install --quiet --disable-pip-version-check -r "$py_req"
-  touch "$py_env/.complete"
-fi
+python_env
 export MOTCUA_TEST_PYTHON="$py_env/bin/python"
 # rotel's collector binary ships inside its wheel.
 export MOTCUA_TEST_ROTEL="$("$py_env/bin/python" -c 'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')"

@@ -26,42 +26,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use motcua_benches::harness::{median, raw_loop, send, Measured, Start};
 use motcua_kafka::{EmbeddedBroker, KafkaConfig};
 use motcua_reference::Reference;
 use motcua_runtime::{Envelope, Outcome, RuntimeConfig, Shutdown, Stage, StageError};
 use motcua_schemas::{AnyEvent, Codec, DossierAccepted, DossierSubmitted, Event, Topic};
 use motcua_simulators::portal::Generator;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::types::RDKafkaErrorCode;
 
 const ROLE: &str = "MOTCUA_BENCH_ROLE";
 const VARIANTS: [&str; 3] = ["raw-bytes", "raw-codec", "runtime"];
-/// Linux's USER_HZ: /proc reports CPU time in these ticks.
-const TICKS_PER_SECOND: f64 = 100.0;
-
-/// CPU seconds (user + system, all threads) this process has used so far.
-fn process_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    // utime and stime are fields 14 and 15 of stat; `rest` starts at field 3.
-    let utime: f64 = fields[11].parse().expect("utime");
-    let stime: f64 = fields[12].parse().expect("stime");
-    (utime + stime) / TICKS_PER_SECOND
-}
-
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 /// The work both the hand-written loop and the stage do per message.
 fn accept(reference: &Reference, s: DossierSubmitted) -> DossierAccepted {
@@ -80,117 +54,6 @@ fn accept(reference: &Reference, s: DossierSubmitted) -> DossierAccepted {
         dossier: s.dossier,
         traceparent: None,
     }
-}
-
-/// What a child measured, as one line on its stdout.
-struct Measured {
-    messages: u64,
-    cpu_s: f64,
-    wall_s: f64,
-    rss_kib: u64,
-}
-
-impl Measured {
-    fn print(&self) {
-        println!(
-            "measured messages={} cpu_s={} wall_s={} rss_kib={}",
-            self.messages, self.cpu_s, self.wall_s, self.rss_kib
-        );
-    }
-
-    fn parse(out: &str) -> Option<Self> {
-        let line = out.lines().find(|l| l.starts_with("measured "))?;
-        let field = |k: &str| {
-            line.split(' ')
-                .find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
-                .map(str::to_owned)
-        };
-        Some(Self {
-            messages: field("messages")?.parse().ok()?,
-            cpu_s: field("cpu_s")?.parse().ok()?,
-            wall_s: field("wall_s")?.parse().ok()?,
-            rss_kib: field("rss_kib")?.parse().ok()?,
-        })
-    }
-}
-
-struct Start {
-    cpu_s: f64,
-    at: Instant,
-}
-
-impl Start {
-    fn now() -> Self {
-        Self {
-            cpu_s: process_cpu_seconds(),
-            at: Instant::now(),
-        }
-    }
-
-    fn until_now(&self, messages: u64) -> Measured {
-        Measured {
-            messages,
-            cpu_s: process_cpu_seconds() - self.cpu_s,
-            wall_s: self.at.elapsed().as_secs_f64(),
-            rss_kib: peak_rss_kib(),
-        }
-    }
-}
-
-/// Sends `record`, waiting while the producer's local queue is full.
-fn send(producer: &ThreadedProducer<DefaultProducerContext>, mut record: BaseRecord<'_, [u8], [u8]>) {
-    loop {
-        match producer.send(record) {
-            Ok(()) => return,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                record = r;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err((e, _)) => panic!("produce: {e}"),
-        }
-    }
-}
-
-/// A hand-written loop: poll, (transform,) send, store the offset; flush and commit at
-/// the end. Offsets are stored as consumed, not as delivered: cheaper than the runtime's
-/// guarantee, which is the point of a floor.
-fn raw_loop(kafka: &KafkaConfig, group: &str, messages: u64, transform: bool) -> Measured {
-    let codec = Codec::embedded().expect("schemas");
-    let reference = Reference::embedded().expect("reference");
-    let consumer: BaseConsumer = kafka.consumer_config(group, group).create().expect("consumer");
-    let producer: ThreadedProducer<DefaultProducerContext> = kafka.producer_config(group).create().expect("producer");
-    let input = kafka.topic(Topic::Submitted);
-    let output = kafka.topic(Topic::Accepted);
-    consumer.subscribe(&[&input]).expect("subscribe");
-    let mut start = None;
-    let mut seen = 0;
-    let mut encoded = Vec::with_capacity(4096);
-    while seen < messages {
-        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let m = m.expect("consume");
-        start.get_or_insert_with(Start::now);
-        let payload = m.payload().unwrap_or_default();
-        let payload = if transform {
-            let s: DossierSubmitted = codec.decode(payload).expect("decode");
-            encoded.clear();
-            codec.encode_into(&accept(&reference, s), &mut encoded).expect("encode");
-            &encoded[..]
-        } else {
-            payload
-        };
-        let mut record = BaseRecord::<[u8], [u8]>::to(&output).payload(payload);
-        if let Some(k) = m.key() {
-            record = record.key(k);
-        }
-        send(&producer, record);
-        consumer.store_offset_from_message(&m).expect("store offset");
-        seen += 1;
-    }
-    producer.flush(Duration::from_secs(60)).expect("flush");
-    consumer.commit_consumer_state(CommitMode::Sync).expect("commit");
-    start.expect("at least one message").until_now(seen)
 }
 
 /// The pass-through stage: the same function as `raw-codec`, under the runtime.
@@ -275,9 +138,18 @@ fn child(role: &str) {
     // Each variant and round has its own group (and so reads every message from the start).
     let group = env("MOTCUA_BENCH_GROUP");
     let messages: u64 = env("MOTCUA_BENCH_MESSAGES").parse().expect("messages");
+    let (input, output) = (kafka.topic(Topic::Submitted), kafka.topic(Topic::Accepted));
     let measured = match role {
-        "raw-bytes" => raw_loop(&kafka, &group, messages, false),
-        "raw-codec" => raw_loop(&kafka, &group, messages, true),
+        "raw-bytes" => raw_loop(&kafka, &group, &[&input], &output, messages, None),
+        "raw-codec" => {
+            let codec = Codec::embedded().expect("schemas");
+            let reference = Reference::embedded().expect("reference");
+            let mut transform = |payload: &[u8], out: &mut Vec<u8>| {
+                let s: DossierSubmitted = codec.decode(payload).expect("decode");
+                codec.encode_into(&accept(&reference, s), out).expect("encode");
+            };
+            raw_loop(&kafka, &group, &[&input], &output, messages, Some(&mut transform))
+        }
         "runtime" => runtime_worker(kafka, &group, messages),
         other => panic!("unknown role {other}"),
     };
@@ -331,11 +203,6 @@ fn publish(kafka: &KafkaConfig, messages: u64) {
         );
     }
     producer.flush(Duration::from_secs(60)).expect("flush");
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -16,3 +16,5 @@ pub fn bench_database_server() -> String {
     std::env::var("MOTCUA_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://motcua@127.0.0.1:55499/postgres".to_owned())
 }
+
+pub mod harness;
