@@ -519,6 +519,32 @@ async fn allocate_sqlite(pool: &SqlitePool, requests: &[CodeRequest]) -> Result<
     Ok(assemble(requests, &existing, &fresh, &duplicate_of))
 }
 
+impl Store {
+    /// The placeholders of a multi-row statement in this database's dialect: SQLite's
+    /// anonymous ones ([`sqlite_values`]), PostgreSQL's numbered `$1, $2, …`.
+    pub(crate) fn values(&self, rows: usize, columns: usize) -> String {
+        match self {
+            Store::Sqlite(_) => sqlite_values(rows, columns),
+            Store::Postgres(_) => {
+                let group = |r: usize| {
+                    let params: Vec<String> = (1..=columns).map(|c| format!("${}", r * columns + c)).collect();
+                    params.join(", ")
+                };
+                (0..rows)
+                    .map(|r| {
+                        if columns > 1 {
+                            format!("({})", group(r))
+                        } else {
+                            group(r)
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        }
+    }
+}
+
 /// Rows bound per multi-row SQLite statement, times their columns, stays under SQLite's
 /// 32,766 parameters; 4,000 keeps statements (and their parsing) small.
 pub(crate) const SQLITE_ROWS_PER_STATEMENT: usize = 4_000;

@@ -272,17 +272,21 @@ impl Store {
             .collect(),
             Store::Sqlite(p) => {
                 let mut rows = Vec::new();
-                for id in dossier_ids {
+                for chunk in dossier_ids.chunks(crate::SQLITE_ROWS_PER_STATEMENT) {
+                    let sql = format!(
+                        "SELECT dossier_id, step, requested_at_ms, answered_at_ms FROM supplement_waits
+                         WHERE dossier_id IN ({}) AND state = 'answered' AND step <> 'intake' ORDER BY requested_at_ms",
+                        crate::sqlite_values(chunk.len(), 1)
+                    );
+                    let mut q = sqlx::query(&sql).persistent(false);
+                    for id in chunk {
+                        q = q.bind(*id);
+                    }
                     rows.extend(
-                        sqlx::query(
-                            "SELECT dossier_id, step, requested_at_ms, answered_at_ms FROM supplement_waits
-                             WHERE dossier_id = $1 AND state = 'answered' AND step <> 'intake' ORDER BY requested_at_ms",
-                        )
-                        .bind(id)
-                        .fetch_all(p)
-                        .await?
-                        .iter()
-                        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))),
+                        q.fetch_all(p)
+                            .await?
+                            .iter()
+                            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))),
                     );
                 }
                 rows

@@ -30,74 +30,59 @@ impl Store {
     /// order, the stored assignment of each dossier and whether it is new (inserted now):
     /// only new ones add to a desk's load.
     pub async fn assign(&self, rows: &[Assignment]) -> Result<Vec<(Assignment, bool)>> {
-        match self {
-            Store::Postgres(p) => {
-                let mut tx = p.begin().await?;
-                let mut inserted = Vec::with_capacity(rows.len());
-                for a in rows {
-                    let done = sqlx::query(
-                        "INSERT INTO routing_assignments (dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms, calendar_version, clock_pauses, routed_payload)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (dossier_id) DO NOTHING",
-                    )
-                    .bind(&a.dossier_id)
-                    .bind(&a.authority_code)
-                    .bind(&a.desk_code)
-                    .bind(a.transferred)
-                    .bind(a.due_at_ms)
-                    .bind(a.routed_at_ms)
-                    .bind(&a.calendar_version)
-                    .bind(&a.clock_pauses)
-                    .bind(&a.routed)
-                    .execute(&mut *tx)
-                    .await?;
-                    inserted.push(done.rows_affected() == 1);
-                }
-                let ids: Vec<&str> = rows.iter().map(|a| a.dossier_id.as_str()).collect();
-                let stored = sqlx::query(
-                    "SELECT dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms, calendar_version, clock_pauses
-                     FROM routing_assignments WHERE dossier_id = ANY($1)",
-                )
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(in_order(rows, stored.into_iter().map(|r| row(&r)).collect())
-                    .into_iter()
-                    .zip(inserted)
-                    .collect())
-            }
-            Store::Sqlite(p) => {
-                let mut tx = p.begin().await?;
-                let mut stored = Vec::with_capacity(rows.len());
-                for a in rows {
-                    let done = sqlx::query(
-                        "INSERT INTO routing_assignments (dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms, calendar_version, clock_pauses, routed_payload)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (dossier_id) DO NOTHING",
-                    )
-                    .bind(&a.dossier_id)
-                    .bind(&a.authority_code)
-                    .bind(&a.desk_code)
-                    .bind(a.transferred)
-                    .bind(a.due_at_ms)
-                    .bind(a.routed_at_ms)
-                    .bind(&a.calendar_version)
-                    .bind(&a.clock_pauses)
-                    .bind(&a.routed)
-                    .execute(&mut *tx)
-                    .await?;
-                    let r = sqlx::query(
-                        "SELECT dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms, calendar_version, clock_pauses
-                         FROM routing_assignments WHERE dossier_id = ?1",
-                    )
-                    .bind(&a.dossier_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    stored.push((row(&r), done.rows_affected() == 1));
-                }
-                tx.commit().await?;
-                Ok(stored)
-            }
+        if rows.is_empty() {
+            return Ok(Vec::new());
         }
+        let mut inserted = std::collections::HashSet::new();
+        let mut stored = Vec::with_capacity(rows.len());
+        // A few statements per batch (one transaction): multi-row inserts whose RETURNING
+        // names the rows that are new, then the stored rows read back.
+        both!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            for chunk in rows.chunks(crate::SQLITE_ROWS_PER_STATEMENT / 9) {
+                let sql = format!(
+                    "INSERT INTO routing_assignments (dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms, calendar_version, clock_pauses, routed_payload)
+                     VALUES {} ON CONFLICT (dossier_id) DO NOTHING RETURNING dossier_id",
+                    self.values(chunk.len(), 9)
+                );
+                // Not kept prepared: its text changes with the batch's size.
+                let mut q = sqlx::query_scalar::<_, String>(&sql).persistent(false);
+                for a in chunk {
+                    q = q
+                        .bind(&a.dossier_id)
+                        .bind(&a.authority_code)
+                        .bind(&a.desk_code)
+                        .bind(a.transferred)
+                        .bind(a.due_at_ms)
+                        .bind(a.routed_at_ms)
+                        .bind(&a.calendar_version)
+                        .bind(&a.clock_pauses)
+                        .bind(&a.routed);
+                }
+                inserted.extend(q.fetch_all(&mut *tx).await?);
+                let sql = format!(
+                    "SELECT dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms, calendar_version, clock_pauses
+                     FROM routing_assignments WHERE dossier_id IN ({})",
+                    self.values(chunk.len(), 1)
+                );
+                let mut q = sqlx::query(&sql).persistent(false);
+                for a in chunk {
+                    q = q.bind(&a.dossier_id);
+                }
+                stored.extend(q.fetch_all(&mut *tx).await?.iter().map(|r| row(r)));
+            }
+            tx.commit().await?;
+            Ok::<(), crate::Error>(())
+        })?;
+        // A dossier twice in the batch: its first request is the one stored new.
+        let mut first = std::collections::HashSet::new();
+        Ok(in_order(rows, stored)
+            .into_iter()
+            .map(|a| {
+                let new = inserted.contains(&a.dossier_id) && first.insert(a.dossier_id.clone());
+                (a, new)
+            })
+            .collect())
     }
 
     /// The routed message of an open dossier (as first sent, or as last sent back after a

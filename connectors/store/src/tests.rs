@@ -978,3 +978,56 @@ async fn sqlite_a_large_batch_is_numbered_without_gaps() {
 async fn postgres_a_large_batch_is_numbered_without_gaps() {
     a_large_batch_is_numbered_without_gaps(postgres().await).await;
 }
+
+/// Assignments in one call: a dossier routed before keeps its first assignment (not
+/// new), one asked twice in the batch is new once, and the answers come in the order
+/// asked.
+async fn a_batch_of_assignments_keeps_each_dossiers_first(store: Store) {
+    let assignment = |id: &str, desk: &str| Assignment {
+        dossier_id: id.to_owned(),
+        authority_code: "06652".into(),
+        desk_code: desk.into(),
+        transferred: false,
+        due_at_ms: 10_000,
+        routed_at_ms: 50,
+        calendar_version: Some("sha256:x".into()),
+        clock_pauses: "[]".into(),
+        routed: None,
+    };
+    store.assign(&[assignment("old", "D1")]).await.expect("assign");
+    let got = store
+        .assign(&[
+            assignment("a", "D2"),
+            assignment("old", "D9"),
+            assignment("a", "D7"),
+            assignment("b", "D3"),
+        ])
+        .await
+        .expect("assign");
+    let seen: Vec<(&str, &str, bool)> = got
+        .iter()
+        .map(|(a, new)| (a.dossier_id.as_str(), a.desk_code.as_str(), *new))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("a", "D2", true),
+            ("old", "D1", false),
+            ("a", "D2", false),
+            ("b", "D3", true)
+        ]
+    );
+    assert_eq!(got[0].0.calendar_version.as_deref(), Some("sha256:x"));
+    assert!(store.assign(&[]).await.expect("nothing").is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_a_batch_of_assignments_keeps_each_dossiers_first() {
+    let (store, _dir) = sqlite().await;
+    a_batch_of_assignments_keeps_each_dossiers_first(store).await;
+}
+
+#[tokio::test]
+async fn postgres_a_batch_of_assignments_keeps_each_dossiers_first() {
+    a_batch_of_assignments_keeps_each_dossiers_first(postgres().await).await;
+}
