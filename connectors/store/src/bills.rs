@@ -18,6 +18,16 @@ pub struct Bill {
     pub verified_payload: Vec<u8>,
 }
 
+/// A gateway's confirmation of a payment attempt, as the store settles it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Confirmation<'a> {
+    pub bill_reference: &'a str,
+    pub succeeded: bool,
+    pub amount_vnd: i64,
+    pub gateway_tx: &'a str,
+    pub at_ms: i64,
+}
+
 /// What applying a confirmation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
@@ -165,66 +175,102 @@ impl Store {
         gateway_tx: &str,
         at_ms: i64,
     ) -> Result<Settlement> {
-        // The bill's row is locked for the transaction: two replicas settling
-        // confirmations of one bill at once must not both read it pending. (SQLite has one
-        // writer: its transactions are serial already.)
-        let lock = match self {
-            Store::Postgres(_) => " FOR UPDATE",
-            Store::Sqlite(_) => "",
-        };
-        let select = format!("SELECT {COLUMNS} FROM bills WHERE bill_reference = $1{lock}");
+        let mut settled = self
+            .settle_all(&[Confirmation {
+                bill_reference: reference,
+                succeeded,
+                amount_vnd,
+                gateway_tx,
+                at_ms,
+            }])
+            .await?;
+        settled.pop().ok_or_else(|| sqlx::Error::RowNotFound.into())
+    }
+
+    /// Applies a batch's confirmations in order, in one transaction: the bills are read
+    /// in one statement, each confirmation is judged against its bill as the ones before
+    /// it left it, and only changes are written. What each came to, in order.
+    pub async fn settle_all(&self, confirmations: &[Confirmation<'_>]) -> Result<Vec<Settlement>> {
+        if confirmations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut references: Vec<&str> = confirmations.iter().map(|c| c.bill_reference).collect();
+        references.sort_unstable();
+        references.dedup();
+        let mut bills: std::collections::HashMap<String, Bill> = std::collections::HashMap::new();
         both!(self, |pool| {
             let mut tx = pool.begin().await?;
-            let Some(row) = sqlx::query(&select).bind(reference).fetch_optional(&mut *tx).await? else {
-                return Ok(Settlement::Unknown);
-            };
-            let current = bill(&row);
-            let outcome = if current.status == "paid" {
-                if current.gateway_tx.as_deref() == Some(gateway_tx) {
-                    Settlement::Paid(current)
+            // The bills' rows are locked for the transaction (in one order, so replicas
+            // cannot deadlock): two replicas settling confirmations of one bill at once
+            // must not both read it pending. SQLite has one writer: its transactions are
+            // serial already.
+            for chunk in references.chunks(crate::SQLITE_ROWS_PER_STATEMENT) {
+                let lock = match self {
+                    Store::Postgres(_) => " ORDER BY bill_reference FOR UPDATE",
+                    Store::Sqlite(_) => "",
+                };
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM bills WHERE bill_reference IN ({}){lock}",
+                    self.values(chunk.len(), 1)
+                );
+                let mut q = sqlx::query(&sql).persistent(false);
+                for r in chunk {
+                    q = q.bind(*r);
+                }
+                for row in q.fetch_all(&mut *tx).await? {
+                    let b = bill(&row);
+                    bills.insert(b.bill_reference.clone(), b);
+                }
+            }
+            let mut out = Vec::with_capacity(confirmations.len());
+            for c in confirmations {
+                let Some(current) = bills.get_mut(c.bill_reference) else {
+                    out.push(Settlement::Unknown);
+                    continue;
+                };
+                out.push(if current.status == "paid" {
+                    if current.gateway_tx.as_deref() == Some(c.gateway_tx) {
+                        Settlement::Paid(current.clone())
+                    } else {
+                        Settlement::AlreadyPaid(current.clone())
+                    }
+                } else if c.succeeded && c.amount_vnd >= current.amount_vnd {
+                    sqlx::query(
+                        "UPDATE bills SET status = 'paid', paid_at_ms = $2, gateway_tx = $3 WHERE bill_reference = $1",
+                    )
+                    .bind(c.bill_reference)
+                    .bind(c.at_ms)
+                    .bind(c.gateway_tx)
+                    .execute(&mut *tx)
+                    .await?;
+                    current.status = "paid".to_owned();
+                    current.paid_at_ms = Some(c.at_ms);
+                    current.gateway_tx = Some(c.gateway_tx.to_owned());
+                    Settlement::Paid(current.clone())
                 } else {
-                    Settlement::AlreadyPaid(current)
-                }
-            } else if succeeded && amount_vnd >= current.amount_vnd {
-                sqlx::query(
-                    "UPDATE bills SET status = 'paid', paid_at_ms = $2, gateway_tx = $3 WHERE bill_reference = $1",
-                )
-                .bind(reference)
-                .bind(at_ms)
-                .bind(gateway_tx)
-                .execute(&mut *tx)
-                .await?;
-                Settlement::Paid(Bill {
-                    status: "paid".to_owned(),
-                    paid_at_ms: Some(at_ms),
-                    gateway_tx: Some(gateway_tx.to_owned()),
-                    ..current
-                })
-            } else {
-                // One count per failed attempt (gateway transaction), however often its
-                // confirmation is delivered.
-                let new_attempt = sqlx::query(
-                    "INSERT INTO bill_failures (bill_reference, gateway_tx) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                )
-                .bind(reference)
-                .bind(gateway_tx)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if new_attempt {
-                    sqlx::query("UPDATE bills SET failures = failures + 1 WHERE bill_reference = $1")
-                        .bind(reference)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                Settlement::Failed(Bill {
-                    failures: current.failures + i32::from(new_attempt),
-                    ..current
-                })
-            };
+                    // One count per failed attempt (gateway transaction), however often
+                    // its confirmation is delivered.
+                    let new_attempt = sqlx::query(
+                        "INSERT INTO bill_failures (bill_reference, gateway_tx) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(c.bill_reference)
+                    .bind(c.gateway_tx)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if new_attempt {
+                        sqlx::query("UPDATE bills SET failures = failures + 1 WHERE bill_reference = $1")
+                            .bind(c.bill_reference)
+                            .execute(&mut *tx)
+                            .await?;
+                        current.failures += 1;
+                    }
+                    Settlement::Failed(current.clone())
+                });
+            }
             tx.commit().await?;
-            Ok(outcome)
+            Ok(out)
         })
     }
 

@@ -25,7 +25,7 @@ mod dlq;
 mod lifecycle;
 mod parked;
 mod routing;
-pub use bills::{Bill, Settlement};
+pub use bills::{Bill, Confirmation, Settlement};
 pub use deliveries::WalletDeliveryRecord;
 pub use dlq::DlqReplay;
 pub use lifecycle::{Closure, ClosureKind, Pause, Wait, WaitRequest, WaitState};
@@ -231,7 +231,7 @@ impl Store {
                 .connect_with(opts)
                 .await
                 .map_err(connect_err)?;
-            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            run_sqlite_migrations(&sqlx::migrate!("./migrations/sqlite"), &pool).await?;
             Store::Sqlite(pool)
         } else {
             return Err(Error::UnsupportedUrl(redact(url)));
@@ -561,6 +561,30 @@ pub fn sqlite_values(rows: usize, columns: usize) -> String {
         "?".to_owned()
     };
     vec![group; rows].join(", ")
+}
+
+/// Runs `migrator` on a SQLite database several processes may open at once (replicas of
+/// a stage starting together on one file). SQLite has no lock that spans the check for
+/// applied migrations and applying them: two processes may both decide to apply the same
+/// one, and the second fails ("table … already exists") once the first commits. Each
+/// migration runs in its own transaction, so the failed one left nothing behind: reading
+/// the applied ones again finds it done.
+pub async fn run_sqlite_migrations(
+    migrator: &sqlx::migrate::Migrator,
+    pool: &SqlitePool,
+) -> std::result::Result<(), sqlx::migrate::MigrateError> {
+    let mut attempt = 1;
+    loop {
+        match migrator.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 5 => {
+                tracing::info!(attempt, error = %e, "SQLite migrations raced another process; reading them again");
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Hides the password of a database URL in logs and errors.

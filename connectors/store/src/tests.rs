@@ -1031,3 +1031,82 @@ async fn sqlite_a_batch_of_assignments_keeps_each_dossiers_first() {
 async fn postgres_a_batch_of_assignments_keeps_each_dossiers_first() {
     a_batch_of_assignments_keeps_each_dossiers_first(postgres().await).await;
 }
+
+/// Replicas of a stage starting together on one fresh SQLite file: every one of them
+/// opens it (before, all but one could fail with "table … already exists", as the
+/// cost harness's four replicas did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_replicas_opening_a_fresh_file_together_all_migrate() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join(format!("r{round}.db")).display());
+        let mut opening = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let url = url.clone();
+            opening.spawn(async move { Store::connect(&url).await });
+        }
+        while let Some(opened) = opening.join_next().await {
+            let store = opened.expect("task").expect("every replica opens the store");
+            assert_eq!(store.count_codes().await.expect("count"), 0);
+        }
+    }
+}
+
+/// Confirmations settled together, in order, each against its bill as the ones before
+/// it left it: a failed attempt counted once however often it comes, the payment that
+/// follows it settles the bill, a second payment is a duplicate, its redelivery is the
+/// same payment again, an unknown bill is unknown.
+async fn confirmations_settle_together_in_order(store: Store) {
+    store.issue_bill(&pending_bill("d1", 50_000)).await.expect("issue");
+    let c = |tx: &'static str, ok: bool, reference: &'static str| Confirmation {
+        bill_reference: reference,
+        succeeded: ok,
+        amount_vnd: 50_000,
+        gateway_tx: tx,
+        at_ms: 7,
+    };
+    let got = store
+        .settle_all(&[
+            c("TX-1", false, "HD-d1"),
+            c("TX-1", false, "HD-d1"),
+            c("TX-2", true, "HD-d1"),
+            c("TX-3", true, "HD-d1"),
+            c("TX-2", true, "HD-d1"),
+            c("TX-9", true, "HD-nobody"),
+        ])
+        .await
+        .expect("settle");
+    let kinds: Vec<String> = got
+        .iter()
+        .map(|s| match s {
+            Settlement::Unknown => "unknown".to_owned(),
+            Settlement::Paid(b) => format!("paid by {}", b.gateway_tx.as_deref().unwrap_or("?")),
+            Settlement::AlreadyPaid(_) => "already paid".to_owned(),
+            Settlement::Failed(b) => format!("failed {}", b.failures),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "failed 1",
+            "failed 1",
+            "paid by TX-2",
+            "already paid",
+            "paid by TX-2",
+            "unknown"
+        ]
+    );
+    let stored = store.bills().await.expect("bills");
+    assert_eq!((stored[0].status.as_str(), stored[0].failures), ("paid", 1));
+}
+
+#[tokio::test]
+async fn sqlite_confirmations_settle_together_in_order() {
+    let (store, _dir) = sqlite().await;
+    confirmations_settle_together_in_order(store).await;
+}
+
+#[tokio::test]
+async fn postgres_confirmations_settle_together_in_order() {
+    confirmations_settle_together_in_order(postgres().await).await;
+}

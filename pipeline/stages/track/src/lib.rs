@@ -110,7 +110,7 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
 pub async fn migrate_sqlite(pool: &SqlitePool) -> Result<()> {
     let mut migrator = sqlx::migrate!("./migrations/sqlite");
     migrator.set_ignore_missing(true);
-    migrator.run(pool).await?;
+    motcua_store::run_sqlite_migrations(&migrator, pool).await?;
     Ok(())
 }
 
