@@ -15,7 +15,7 @@ use motcua_schemas::{
     derived_event_id, AnyEvent, Codec, DossierPaid, DossierStatus, DossierStatusChanged, DossierVerified, Event,
     PaymentConfirmed, PaymentOutcome, PaymentRequested, Reason, Topic,
 };
-use motcua_store::{Bill, Settlement, Store};
+use motcua_store::{Bill, Confirmation, Settlement, Store};
 use telemetry::Counted;
 
 pub use fees::{Fee, FeeSchedule};
@@ -171,18 +171,15 @@ impl Payment {
     }
 
     /// Like [`Payment::on_verified`], what it comes to goes into `counted`.
-    async fn on_confirmed(&self, c: &PaymentConfirmed, counted: &mut Vec<Counted>) -> Result<Outcome, StageError> {
-        let settlement = self
-            .store
-            .settle(
-                &c.bill_reference,
-                c.outcome == PaymentOutcome::Succeeded,
-                c.amount_vnd,
-                &c.gateway_transaction_id,
-                c.confirmed_at,
-            )
-            .await
-            .map_err(store_error)?;
+    /// `settlement` is what the store made of the confirmation; `ended`, the batch's
+    /// dossiers nobody works on any more.
+    fn on_confirmed(
+        &self,
+        c: &PaymentConfirmed,
+        settlement: Settlement,
+        ended: &std::collections::HashSet<String>,
+        counted: &mut Vec<Counted>,
+    ) -> Result<Outcome, StageError> {
         let verified = |b: &Bill| -> Result<DossierVerified, StageError> {
             self.codec
                 .decode(&b.verified_payload)
@@ -193,7 +190,7 @@ impl Payment {
                 reason_code: "UNKNOWN_BILL".into(),
                 reason: format!("no bill has reference {}", c.bill_reference),
             },
-            Settlement::Paid(b) if self.ended(&b.dossier_id).await? => {
+            Settlement::Paid(b) if ended.contains(&b.dossier_id) => {
                 counted.push(Counted::PaidAfterEnd {
                     bill_reference: b.bill_reference,
                     tx: c.gateway_transaction_id.clone(),
@@ -263,12 +260,6 @@ impl Payment {
             ));
         }
         Ok(out)
-    }
-
-    /// Whether the dossier was withdrawn or stopped: nobody works on it any more.
-    async fn ended(&self, dossier_id: &str) -> Result<bool, StageError> {
-        let ended = self.store.ended_among(&[dossier_id]).await.map_err(store_error)?;
-        Ok(!ended.is_empty())
     }
 
     pub async fn mark_expired(&self, bill_reference: &str) -> Result<(), motcua_store::Error> {
@@ -371,6 +362,39 @@ impl Stage for Payment {
             .map(Some)
             .collect();
         let mut verified_in_order = verified.iter().zip(bill_index);
+        // Then the confirmations, settled together in one transaction, in batch order.
+        let confirmations: Vec<&PaymentConfirmed> = batch
+            .iter()
+            .filter_map(|e| match &e.event {
+                PaymentInput::Confirmed(c) => Some(c),
+                PaymentInput::Verified(_) => None,
+            })
+            .collect();
+        let settlements = self
+            .store
+            .settle_all(
+                &confirmations
+                    .iter()
+                    .map(|c| Confirmation {
+                        bill_reference: &c.bill_reference,
+                        succeeded: c.outcome == PaymentOutcome::Succeeded,
+                        amount_vnd: c.amount_vnd,
+                        gateway_tx: &c.gateway_transaction_id,
+                        at_ms: c.confirmed_at,
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .await
+            .map_err(store_error)?;
+        let paid_ids: Vec<&str> = settlements
+            .iter()
+            .filter_map(|s| match s {
+                Settlement::Paid(b) => Some(b.dossier_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let ended_after_paying = self.store.ended_among(&paid_ids).await.map_err(store_error)?;
+        let mut settled = settlements.into_iter();
 
         let mut out = Vec::with_capacity(batch.len());
         let mut counted = Vec::new();
@@ -388,7 +412,12 @@ impl Stage for Payment {
                         Outcome::Emit(self.on_verified(v, *at, bill, &mut counted).await?)
                     }
                 }
-                PaymentInput::Confirmed(c) => self.on_confirmed(c, &mut counted).await?,
+                PaymentInput::Confirmed(c) => {
+                    let settlement = settled
+                        .next()
+                        .ok_or_else(|| StageError::Fatal("fewer settlements than confirmations".to_owned()))?;
+                    self.on_confirmed(c, settlement, &ended_after_paying, &mut counted)?
+                }
             });
         }
         // Counted once every input of the batch is done: a retried batch counts once.
