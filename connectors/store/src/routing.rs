@@ -69,7 +69,7 @@ impl Store {
                 for a in chunk {
                     q = q.bind(&a.dossier_id);
                 }
-                stored.extend(q.fetch_all(&mut *tx).await?.iter().map(|r| row(r)));
+                stored.extend(q.fetch_all(&mut *tx).await?.iter().map(row));
             }
             tx.commit().await?;
             Ok::<(), crate::Error>(())
