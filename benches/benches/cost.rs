@@ -532,9 +532,8 @@ fn run_stage(
         .map(|(w, _)| motcua_benches::harness::peak_rss_kib(Some(w.pid())))
         .max()
         .unwrap_or(0);
-    for p in profilers {
+    for mut p in profilers {
         let _ = Command::new("kill").arg("-INT").arg(p.pid().to_string()).status();
-        let mut p = p;
         let _ = p.child.wait();
     }
     // Dead letters by reason, from the workers' logs (one warning each).

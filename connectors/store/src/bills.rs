@@ -116,7 +116,7 @@ impl Store {
             }
             Store::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                for chunk in bills.chunks(crate::SQLITE_ROWS_PER_STATEMENT / 6) {
+                for chunk in bills.chunks(crate::rows_per_statement(10)) {
                     let sql = format!(
                         "INSERT INTO bills ({COLUMNS}) VALUES {} ON CONFLICT (dossier_id) DO NOTHING",
                         crate::sqlite_values(chunk.len(), 10)
@@ -204,7 +204,7 @@ impl Store {
             // cannot deadlock): two replicas settling confirmations of one bill at once
             // must not both read it pending. SQLite has one writer: its transactions are
             // serial already.
-            for chunk in references.chunks(crate::SQLITE_ROWS_PER_STATEMENT) {
+            for chunk in references.chunks(crate::rows_per_statement(1)) {
                 let lock = match self {
                     Store::Postgres(_) => " ORDER BY bill_reference FOR UPDATE",
                     Store::Sqlite(_) => "",

@@ -445,7 +445,7 @@ async fn allocate_sqlite(pool: &SqlitePool, requests: &[CodeRequest]) -> Result<
     // statements themselves.
     let mut tx = pool.begin().await?;
     let mut existing = HashMap::new();
-    for chunk in requests.chunks(SQLITE_ROWS_PER_STATEMENT) {
+    for chunk in requests.chunks(rows_per_statement(1)) {
         let sql = format!(
             "SELECT dossier_id, dossier_code, received_at_ms, content_digest, lookup_token FROM dossier_codes WHERE dossier_id IN ({})",
             sqlite_values(chunk.len(), 1)
@@ -466,7 +466,7 @@ async fn allocate_sqlite(pool: &SqlitePool, requests: &[CodeRequest]) -> Result<
     // Every agency-day counter of the batch moved in one statement; RETURNING gives each
     // its new last value (in no promised order: matched by key).
     let mut last: HashMap<(String, String), i64> = HashMap::new();
-    for chunk in plan.groups.chunks(SQLITE_ROWS_PER_STATEMENT / 3) {
+    for chunk in plan.groups.chunks(rows_per_statement(3)) {
         let sql = format!(
             "INSERT INTO agency_day_sequences (agency_code, day, last_seq) VALUES {}
              ON CONFLICT (agency_code, day) DO UPDATE SET last_seq = last_seq + excluded.last_seq
@@ -492,7 +492,7 @@ async fn allocate_sqlite(pool: &SqlitePool, requests: &[CodeRequest]) -> Result<
             rows.push((i, agency, day, first + k as i64));
         }
     }
-    for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT / 8) {
+    for chunk in rows.chunks(rows_per_statement(8)) {
         let sql = format!(
             "INSERT INTO dossier_codes (dossier_id, dossier_code, agency_code, day, seq, received_at_ms, content_digest, lookup_token)
              VALUES {}",
@@ -545,9 +545,14 @@ impl Store {
     }
 }
 
-/// Rows bound per multi-row SQLite statement, times their columns, stays under SQLite's
-/// 32,766 parameters; 4,000 keeps statements (and their parsing) small.
-pub(crate) const SQLITE_ROWS_PER_STATEMENT: usize = 4_000;
+/// Parameters bound per multi-row statement: under SQLite's limit (32,766) and
+/// PostgreSQL's (65,535), and small enough to keep statements (and their parsing) small.
+const PARAMETERS_PER_STATEMENT: usize = 4_000;
+
+/// How many rows of `columns` parameters one multi-row statement takes.
+pub(crate) fn rows_per_statement(columns: usize) -> usize {
+    (PARAMETERS_PER_STATEMENT / columns.max(1)).max(1)
+}
 
 /// The placeholders of a multi-row SQLite statement: `rows` groups of `columns` anonymous
 /// parameters, `(?, ?), (?, ?)` (`?, ?` for one column, as in `IN (…)`), bound in order.

@@ -272,7 +272,7 @@ impl Store {
             .collect(),
             Store::Sqlite(p) => {
                 let mut rows = Vec::new();
-                for chunk in dossier_ids.chunks(crate::SQLITE_ROWS_PER_STATEMENT) {
+                for chunk in dossier_ids.chunks(crate::rows_per_statement(1)) {
                     let sql = format!(
                         "SELECT dossier_id, step, requested_at_ms, answered_at_ms FROM supplement_waits
                          WHERE dossier_id IN ({}) AND state = 'answered' AND step <> 'intake' ORDER BY requested_at_ms",
@@ -464,7 +464,7 @@ impl Store {
             .collect()),
             Store::Sqlite(p) => {
                 let mut out = HashSet::new();
-                for chunk in dossier_ids.chunks(crate::SQLITE_ROWS_PER_STATEMENT) {
+                for chunk in dossier_ids.chunks(crate::rows_per_statement(1)) {
                     let sql = format!(
                         "SELECT dossier_id FROM dossier_closures WHERE dossier_id IN ({}) AND kind <> 'decided'",
                         crate::sqlite_values(chunk.len(), 1)

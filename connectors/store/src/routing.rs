@@ -39,7 +39,7 @@ impl Store {
         // names the rows that are new, then the stored rows read back.
         both!(self, |pool| {
             let mut tx = pool.begin().await?;
-            for chunk in rows.chunks(crate::SQLITE_ROWS_PER_STATEMENT / 9) {
+            for chunk in rows.chunks(crate::rows_per_statement(9)) {
                 let sql = format!(
                     "INSERT INTO routing_assignments (dossier_id, authority_code, desk_code, transferred, due_at_ms, routed_at_ms, calendar_version, clock_pauses, routed_payload)
                      VALUES {} ON CONFLICT (dossier_id) DO NOTHING RETURNING dossier_id",

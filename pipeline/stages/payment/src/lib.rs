@@ -92,8 +92,9 @@ impl Payment {
         }
     }
 
-    /// The bill a verified dossier needs (`None`: its procedure is free).
-    fn bill_for(&self, v: &DossierVerified, at: i64) -> Result<Option<Bill>, StageError> {
+    /// The bill a verified dossier needs, with the fee it comes from (`None`: its
+    /// procedure is free).
+    fn bill_for(&self, v: &DossierVerified, at: i64) -> Result<Option<(Bill, Fee)>, StageError> {
         let fee = self.fees.fee(&v.procedure, v);
         if fee.total() == 0 {
             return Ok(None);
@@ -102,7 +103,7 @@ impl Payment {
             reason_code: "ENCODE_FAILED".to_owned(),
             reason: error_chain(&e),
         })?;
-        Ok(Some(Bill {
+        let bill = Bill {
             bill_reference: bill_reference(&v.dossier.dossier_id),
             dossier_id: v.dossier.dossier_id.clone(),
             amount_vnd: fee.total(),
@@ -113,7 +114,8 @@ impl Payment {
             gateway_tx: None,
             failures: 0,
             verified_payload: payload,
-        }))
+        };
+        Ok(Some((bill, fee)))
     }
 
     /// The events of a verified dossier once its bill (if it needs one) is stored; what
@@ -122,14 +124,13 @@ impl Payment {
         &self,
         v: &DossierVerified,
         at: i64,
-        bill: Option<Bill>,
+        billed: Option<(Bill, Fee)>,
         counted: &mut Vec<Counted>,
     ) -> Result<Vec<AnyEvent>, StageError> {
-        let Some(bill) = bill else {
+        let Some((bill, fee)) = billed else {
             counted.push(Counted::Free);
             return Ok(vec![paid(v, None, 0, at)]);
         };
-        let fee = self.fees.fee(&v.procedure, v);
         if bill.status == "paid" {
             // Verified again after its bill was paid (a replay of the topic, or the same
             // dossier resubmitted): the payment stands; re-emit its identical event
@@ -343,22 +344,25 @@ impl Stage for Payment {
         let ids: Vec<&str> = verified.iter().map(|(v, _)| v.dossier.dossier_id.as_str()).collect();
         let ended = self.store.ended_among(&ids).await.map_err(store_error)?;
         let mut wanted = Vec::new();
+        let mut fees = Vec::new();
         let mut bill_index = Vec::with_capacity(verified.len());
         for (v, at) in &verified {
             bill_index.push(match ended.contains(&v.dossier.dossier_id) {
                 true => None,
-                false => self.bill_for(v, *at)?.map(|b| {
-                    wanted.push(b);
+                false => self.bill_for(v, *at)?.map(|(bill, fee)| {
+                    wanted.push(bill);
+                    fees.push(fee);
                     wanted.len() - 1
                 }),
             });
         }
-        let mut bills: Vec<Option<Bill>> = self
+        let mut billed: Vec<Option<(Bill, Fee)>> = self
             .store
             .issue_bills(&wanted)
             .await
             .map_err(store_error)?
             .into_iter()
+            .zip(fees)
             .map(Some)
             .collect();
         let mut verified_in_order = verified.iter().zip(bill_index);
@@ -408,8 +412,8 @@ impl Stage for Payment {
                         counted.push(Counted::Ended);
                         Outcome::Emit(Vec::new())
                     } else {
-                        let bill = bill.and_then(|i| bills[i].take());
-                        Outcome::Emit(self.on_verified(v, *at, bill, &mut counted).await?)
+                        let billed = bill.and_then(|i| billed[i].take());
+                        Outcome::Emit(self.on_verified(v, *at, billed, &mut counted).await?)
                     }
                 }
                 PaymentInput::Confirmed(c) => {
