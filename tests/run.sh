@@ -110,6 +110,9 @@ export MOTCUA_TEST_PYTHON="$py_env/bin/python"
 export MOTCUA_TEST_ROTEL="$("$py_env/bin/python" -c 'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')"
 
 log "building"
+# Incremental caches would double the build's disk use for a one-off build of ~85 test
+# binaries (a clean CI clone gains nothing from them); set CARGO_INCREMENTAL=1 to keep them.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo build --workspace --all-targets --locked
 log "running the tests"
 cargo test --workspace --locked --no-fail-fast "$@" -- --test-threads "${MOTCUA_TEST_THREADS:-4}"
