@@ -809,8 +809,9 @@ fn main() {
         .expect("motcua demo");
     assert!(
         demo.status.success(),
-        "the demo failed ({}):\n{}",
+        "the demo failed ({}):\n{}\n{}",
         demo.status,
+        tail(&String::from_utf8_lossy(&demo.stdout)),
         tail(&String::from_utf8_lossy(&demo.stderr))
     );
     let log = read_log(&log_kafka);

@@ -308,11 +308,12 @@ fn example(t: &Value, value: Option<&Value>, named: &HashMap<String, Value>) -> 
     }
     let shown = match value {
         Value::Array(bytes) if is_bytes(t, named) => {
-            let hex: String = bytes
+            let bytes: Vec<u8> = bytes
                 .iter()
                 .filter_map(Value::as_u64)
-                .map(|b| format!("{b:02x}"))
+                .filter_map(|b| u8::try_from(b).ok())
                 .collect();
+            let hex = hex::encode(bytes);
             format!("0x{hex}")
         }
         Value::Number(n) => match (n.as_i64(), logical_type(t, named)) {

@@ -25,6 +25,12 @@ use tracing::{error, info};
 
 use motcua_wiring::{Config, Launch, STAGES};
 
+/// mimalloc instead of the system allocator: a worker allocates and frees several small
+/// buffers per message (decoded strings, envelopes, headers), and glibc's malloc/free were
+/// about a quarter of intake's CPU samples (benches/README.md, the cost harness).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// motcua — a Kafka pipeline for administrative-procedure dossiers of one-stop public
 /// service centers.
 ///

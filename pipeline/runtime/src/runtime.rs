@@ -1280,12 +1280,7 @@ fn dead_letter(
     use sha2::Digest;
     let reason = clip(reason, DEAD_LETTER_REASON_CHARS);
     let value_len = m.payload.as_ref().map_or(0, Vec::len);
-    let value_sha256 = m.payload.as_ref().map(|p| {
-        sha2::Sha256::digest(p)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    });
+    let value_sha256 = m.payload.as_ref().map(|p| hex::encode(sha2::Sha256::digest(p)));
     let truncated = value_len > DEAD_LETTER_VALUE_PREFIX;
     let dl = DeadLetter {
         event_id: motcua_schemas::derived_event_id(

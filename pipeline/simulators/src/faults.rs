@@ -135,22 +135,27 @@ impl FaultInjector {
     }
 
     /// Waits the request's latency; whether the request must fail (an error, an outage
-    /// window, or the switch down).
+    /// window, or the switch down). Outages and the switch are read once the latency has
+    /// passed, when the answer is given: a request that arrived just before the switch
+    /// went down is not filed after it.
     pub async fn fails(&self) -> bool {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
-        let (delay, failed) = {
+        let (delay, error) = {
             let f = self.faults.read().unwrap_or_else(|p| p.into_inner());
             let mut rng = rand::rngs::SmallRng::seed_from_u64(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let now = self.started.elapsed().as_secs_f64();
-            let in_outage = f
-                .outages
-                .iter()
-                .any(|o| now >= o.start_s && now < o.start_s + o.duration_s);
-            (f.latency(&mut rng), f.down || in_outage || rng.gen_bool(f.error_rate))
+            (f.latency(&mut rng), rng.gen_bool(f.error_rate))
         };
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
+        let failed = error || {
+            let f = self.faults.read().unwrap_or_else(|p| p.into_inner());
+            let now = self.started.elapsed().as_secs_f64();
+            f.down
+                || f.outages
+                    .iter()
+                    .any(|o| now >= o.start_s && now < o.start_s + o.duration_s)
+        };
         if failed {
             self.faulted.fetch_add(1, Ordering::Relaxed);
         }

@@ -29,6 +29,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(crate) fn receipt(prefix: &str, of: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(of.as_bytes());
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(&digest[..8]);
     format!("{prefix}-{hex}")
 }

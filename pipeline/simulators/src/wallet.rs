@@ -167,7 +167,7 @@ async fn file(
         .decode(&d.document_base64)
         .ok();
     let valid = decoded.is_some_and(|doc| {
-        let hex: String = sha2::Sha256::digest(&doc).iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex::encode(sha2::Sha256::digest(&doc));
         hex == d.document_sha256
     });
     if key.is_empty() || !valid {

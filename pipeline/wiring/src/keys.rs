@@ -10,7 +10,7 @@ pub fn new_result_key(file: &Path) -> Result<String> {
     use rand::RngCore;
     let mut seed = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut seed);
-    let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(seed);
     write_secret(file, &hex).with_context(|| format!("cannot write {}", file.display()))?;
     let signer = motcua_result::Signer25519::from_hex_seed(&hex, "").map_err(anyhow::Error::msg)?;
     Ok(signer.public_key_hex())

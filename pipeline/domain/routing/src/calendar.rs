@@ -232,7 +232,7 @@ pub fn calendar_version(holidays_text: &str, hours: &WorkingHours, saturday: Opt
     }
     h.update(b"\n");
     h.update(holidays_text.as_bytes());
-    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(h.finalize());
     format!("sha256:{hex}")
 }
 

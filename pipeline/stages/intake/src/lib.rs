@@ -288,7 +288,7 @@ fn code_request_at(s: &DossierSubmitted, a: &Admission, received_at_ms: i64) -> 
 fn content_digest(d: &motcua_schemas::Dossier) -> String {
     use sha2::Digest;
     let json = serde_json::to_vec(d).unwrap_or_default();
-    sha2::Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(sha2::Sha256::digest(&json))
 }
 
 /// The refusal of a submission whose dossier id another dossier already has. Its event
