@@ -807,13 +807,17 @@ fn main() {
         .arg(world.dir.path().join("demo.html"))
         .output()
         .expect("motcua demo");
-    assert!(
-        demo.status.success(),
-        "the demo failed ({}):\n{}\n{}",
-        demo.status,
-        tail(&String::from_utf8_lossy(&demo.stdout)),
-        tail(&String::from_utf8_lossy(&demo.stderr))
-    );
+    if !demo.status.success() {
+        // Its report (demo.json names what differed) outlives the run.
+        let kept = world.dir.keep();
+        panic!(
+            "the demo failed ({}); its report and logs are kept in {}:\n{}\n{}",
+            demo.status,
+            kept.display(),
+            tail(&String::from_utf8_lossy(&demo.stdout)),
+            tail(&String::from_utf8_lossy(&demo.stderr))
+        );
+    }
     let log = read_log(&log_kafka);
     eprintln!(
         "recorded the demo's log in {:.1} s: {} messages ({})",
