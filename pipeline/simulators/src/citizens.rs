@@ -105,7 +105,7 @@ impl Citizens {
                             .map(|kind| Document {
                                 kind: kind.clone(),
                                 uri: format!("s3://portal-supplements/{}/{kind}.pdf", s.dossier_id),
-                                sha256: hex(&Sha256::digest(format!("{}{kind}", s.event_id).as_bytes())),
+                                sha256: hex::encode(Sha256::digest(format!("{}{kind}", s.event_id).as_bytes())),
                                 digitized: true,
                             })
                             .collect()
@@ -154,10 +154,6 @@ impl Citizens {
             _ => Vec::new(),
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    hex::encode(bytes)
 }
 
 impl Stage for Citizens {

@@ -42,8 +42,8 @@ pub struct Signer25519 {
 impl Signer25519 {
     /// From a 32-byte seed in hex (keep it in a secret store).
     pub fn from_hex_seed(hex: &str, key_id: &str) -> Result<Self, String> {
-        let bytes = decode_hex(hex.trim())
-            .ok_or_else(|| "the signing key must be 64 hex digits (a 32-byte seed)".to_owned())?;
+        let bytes =
+            hex::decode(hex.trim()).map_err(|_| "the signing key must be 64 hex digits (a 32-byte seed)".to_owned())?;
         let seed: [u8; 32] = bytes
             .try_into()
             .map_err(|_| "the signing key must be 64 hex digits (a 32-byte seed)".to_owned())?;
@@ -67,20 +67,12 @@ impl Signer25519 {
     }
 
     pub fn public_key_hex(&self) -> String {
-        hex(self.key.verifying_key().as_bytes())
+        hex::encode(self.key.verifying_key().as_bytes())
     }
 
     pub fn key_id(&self) -> &str {
         &self.key_id
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    hex::encode(bytes)
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    hex::decode(s).ok()
 }
 
 /// Early: decided on a day before the due day; on time: by the due time; late: after it.
@@ -209,7 +201,7 @@ impl Issuer {
                 Timeliness::OnTime => "on_time",
                 Timeliness::Late => "late",
             },
-            "documents": [{"reference": reference, "sha256": hex(&digest)}],
+            "documents": [{"reference": reference, "sha256": hex::encode(digest)}],
         }))?;
         let record_signature = self.signer.key.sign(record.as_bytes()).to_bytes().to_vec();
         let completed = DossierCompleted {
@@ -223,7 +215,7 @@ impl Issuer {
             result_document: ResultDocument {
                 uri: format!("wallet://{owner}/{reference}"),
                 reference,
-                sha256: hex(&digest),
+                sha256: hex::encode(digest),
                 signature: signature.to_bytes().to_vec(),
                 signing_key_id: self.signer.key_id.clone(),
             },
@@ -250,7 +242,7 @@ impl Issuer {
 /// Checks a delivered result: the document's hash and the signature over it.
 pub fn verify_result(key: &VerifyingKey, doc: &ResultDocument, text: &str) -> bool {
     let digest = Sha256::digest(text.as_bytes());
-    if hex(&digest) != doc.sha256 {
+    if hex::encode(digest) != doc.sha256 {
         return false;
     }
     let Ok(bytes) = <[u8; 64]>::try_from(doc.signature.as_slice()) else {
