@@ -480,7 +480,9 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         origin_ms: wait_clock_origin.clone(),
         factor: wait_clock_factor(args.dossiers),
     };
-    let observer = observe::start(&kafka, codec.clone(), observed.clone(), shutdown.clone()).await?;
+    // The observer stops after the stages (its own signal), once it has read all they wrote.
+    let (observer_stop, observer_shutdown) = Shutdown::channel();
+    let observer = observe::start(&kafka, codec.clone(), observed.clone(), observer_shutdown).await?;
 
     let mut assigned: Vec<Arc<std::sync::atomic::AtomicUsize>> = Vec::new();
     let mut stages: Vec<(&'static str, tokio::task::JoinHandle<Result<RunSummary>>)> = Vec::new();
@@ -702,7 +704,12 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         }
     }
     let gateway_stats = gateway_task.await.ok().and_then(|r| r.ok());
-    let _ = observer.await;
+    let _ = observer_stop.send(true);
+    match observer.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => failed.push(format!("observer: {e:#}")),
+        Err(e) => failed.push(format!("observer: {e}")),
+    }
     let registry = registry_figures(&registry_url, client_side.as_ref()).await;
     registry_task.abort();
     let outward = report::OutwardFigures {

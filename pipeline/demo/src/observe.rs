@@ -561,26 +561,81 @@ pub(crate) async fn start(
         }
         let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
     }
+    let consumer = Arc::new(consumer);
     Ok(tokio::spawn(async move {
+        // The next offset to read, per partition read from (topic index, partition).
+        let mut next: HashMap<(usize, i32), i64> = HashMap::new();
         loop {
             let m = tokio::select! {
-                _ = shutdown.wait() => return Ok(()),
+                _ = shutdown.wait() => break,
                 m = consumer.recv() => m.context("observer reading the topics")?,
             };
-            let Some(topic) = topics.iter().find(|(n, _)| n == m.topic()).map(|(_, t)| *t) else {
-                continue;
-            };
-            let at = m
-                .timestamp()
-                .to_millis()
-                .unwrap_or_else(motcua_reference::civil::now_ms);
-            let decoded = m.payload().map(|p| AnyEvent::decode(&codec, topic, p));
-            let mut o = observed.lock().expect("observer state");
-            match decoded {
-                Some(Ok(e)) => o.observe(&e, at),
-                // Malformed submissions show up as dead letters; here they are skipped.
-                _ => o.undecodable += 1,
-            }
+            take(&topics, &codec, &observed, &m, &mut next);
         }
+        // Stopped after the stages: what they wrote last is in the log but perhaps not
+        // read yet. Read up to the end of every partition, so the report compares the
+        // database with everything the stages wrote.
+        let ends = {
+            let (consumer, topics) = (consumer.clone(), topics.clone());
+            tokio::task::spawn_blocking(move || end_offsets(&consumer, &topics)).await??
+        };
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        let behind =
+            |next: &HashMap<(usize, i32), i64>| ends.iter().any(|(tp, end)| next.get(tp).copied().unwrap_or(0) < *end);
+        while behind(&next) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(m) = tokio::time::timeout(left, consumer.recv()).await else {
+                anyhow::bail!("the observer did not reach the end of the topics within {DRAIN_TIMEOUT:?}");
+            };
+            let m = m.context("observer reading the topics")?;
+            take(&topics, &codec, &observed, &m, &mut next);
+        }
+        Ok(())
     }))
+}
+
+/// How long the observer may take, once stopped, to read what is left in the topics.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The end offset (high watermark) of every partition of the flow's topics assigned to
+/// the consumer, keyed like the observer's offsets.
+fn end_offsets(consumer: &StreamConsumer, topics: &[(String, Topic)]) -> Result<Vec<((usize, i32), i64)>> {
+    let assignment = consumer.assignment().context("the observer's assignment")?;
+    let mut ends = Vec::new();
+    for e in assignment.elements() {
+        let Some(i) = topics.iter().position(|(n, _)| n == e.topic()) else {
+            continue;
+        };
+        let (_, high) = consumer
+            .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))
+            .with_context(|| format!("the end offset of {} [{}]", e.topic(), e.partition()))?;
+        ends.push(((i, e.partition()), high));
+    }
+    Ok(ends)
+}
+
+/// One message into the observed state; `next` records the offset after it.
+fn take(
+    topics: &[(String, Topic)],
+    codec: &Codec,
+    observed: &Mutex<Observed>,
+    m: &rdkafka::message::BorrowedMessage<'_>,
+    next: &mut HashMap<(usize, i32), i64>,
+) {
+    let Some(i) = topics.iter().position(|(n, _)| n == m.topic()) else {
+        return;
+    };
+    next.insert((i, m.partition()), m.offset() + 1);
+    let topic = topics[i].1;
+    let at = m
+        .timestamp()
+        .to_millis()
+        .unwrap_or_else(motcua_reference::civil::now_ms);
+    let decoded = m.payload().map(|p| AnyEvent::decode(codec, topic, p));
+    let mut o = observed.lock().expect("observer state");
+    match decoded {
+        Some(Ok(e)) => o.observe(&e, at),
+        // Malformed submissions show up as dead letters; here they are skipped.
+        _ => o.undecodable += 1,
+    }
 }
