@@ -226,11 +226,26 @@ impl Store {
                 .busy_timeout(Duration::from_secs(10));
             // One connection: SQLite has a single writer, and a pool of one makes every
             // transaction wait its turn instead of failing with SQLITE_BUSY.
-            let pool = SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_with(opts)
-                .await
-                .map_err(connect_err)?;
+            // Replicas opening a fresh file together race to switch it to WAL, and SQLite
+            // answers the losers SQLITE_BUSY at once, without waiting: try again shortly.
+            let mut attempt = 1;
+            let pool = loop {
+                match SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(opts.clone())
+                    .await
+                {
+                    Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("5") && attempt < 5 => {
+                        tracing::info!(
+                            attempt,
+                            "SQLite file locked by another process opening it; trying again"
+                        );
+                        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                        attempt += 1;
+                    }
+                    r => break r.map_err(connect_err)?,
+                }
+            };
             run_sqlite_migrations(&sqlx::migrate!("./migrations/sqlite"), &pool).await?;
             Store::Sqlite(pool)
         } else {
