@@ -227,25 +227,14 @@ impl Store {
             // One connection: SQLite has a single writer, and a pool of one makes every
             // transaction wait its turn instead of failing with SQLITE_BUSY.
             // Replicas opening a fresh file together race to switch it to WAL, and SQLite
-            // answers the losers SQLITE_BUSY at once, without waiting: try again shortly.
-            let mut attempt = 1;
-            let pool = loop {
-                match SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .connect_with(opts.clone())
-                    .await
-                {
-                    Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("5") && attempt < 5 => {
-                        tracing::info!(
-                            attempt,
-                            "SQLite file locked by another process opening it; trying again"
-                        );
-                        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-                        attempt += 1;
-                    }
-                    r => break r.map_err(connect_err)?,
-                }
-            };
+            // answers the losers SQLITE_BUSY at once, without waiting.
+            let pool = retrying_sqlite_race(
+                "opening the SQLite file",
+                |e: &sqlx::Error| matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("5")),
+                || SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()),
+            )
+            .await
+            .map_err(connect_err)?;
             run_sqlite_migrations(&sqlx::migrate!("./migrations/sqlite"), &pool).await?;
             Store::Sqlite(pool)
         } else {
@@ -593,16 +582,29 @@ pub async fn run_sqlite_migrations(
     migrator: &sqlx::migrate::Migrator,
     pool: &SqlitePool,
 ) -> std::result::Result<(), sqlx::migrate::MigrateError> {
+    retrying_sqlite_race("SQLite migrations", |_| true, || migrator.run(pool)).await
+}
+
+/// Runs `op` again, up to 5 times with a longer pause each time, while `racing` says its
+/// error is a race with another process opening the same SQLite file.
+async fn retrying_sqlite_race<T, E, Fut>(
+    what: &str,
+    racing: impl Fn(&E) -> bool,
+    mut op: impl FnMut() -> Fut,
+) -> std::result::Result<T, E>
+where
+    E: std::fmt::Display,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
+{
     let mut attempt = 1;
     loop {
-        match migrator.run(pool).await {
-            Ok(()) => return Ok(()),
-            Err(e) if attempt < 5 => {
-                tracing::info!(attempt, error = %e, "SQLite migrations raced another process; reading them again");
+        match op().await {
+            Err(e) if attempt < 5 && racing(&e) => {
+                tracing::info!(attempt, error = %e, "{what} raced another process on the same file; trying again");
                 tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
                 attempt += 1;
             }
-            Err(e) => return Err(e),
+            r => return r,
         }
     }
 }
