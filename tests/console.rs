@@ -34,7 +34,7 @@ fn tool(var: &str, what: &str) -> String {
 async fn the_console_shows_a_running_pipeline_to_operators_and_a_dossier_to_its_citizen() {
     let chromium = tool("MOTCUA_TEST_CHROMIUM", "Debian's chromium");
     let chromedriver = tool("MOTCUA_TEST_CHROMEDRIVER", "Debian's chromium-driver");
-    let (_broker, kafka) = mock_cluster(2);
+    let (_topics, kafka) = apache_kafka(2).await;
     let db = motcua_store::testing::scratch_postgres_url().await;
     let store = Store::connect(&db).await.expect("store");
     let r = Arc::new(Reference::embedded().expect("reference"));

@@ -1,5 +1,5 @@
-//! `motcua demo` end to end, as a user runs it (the real binary): over a separately
-//! started broker (tansu) and PostgreSQL, every dossier ends in exactly one terminal
+//! `motcua demo` end to end, as a user runs it (the real binary): over Apache Kafka and
+//! PostgreSQL, every dossier ends in exactly one terminal
 //! state, the report's figures equal what the test counts in the database itself, and the
 //! dead-letter topic holds the deliberately malformed messages and nothing else. Then on
 //! embedded defaults (in-process broker, SQLite), as a soak, and with bad flags.
@@ -39,7 +39,7 @@ fn num(v: &Value, path: &[&str]) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_ends_every_dossier_once_and_its_report_equals_the_database() {
-    let tansu = Tansu::start();
+    let (_topics, suite) = suite_kafka();
     let db = motcua_store::testing::scratch_postgres_url().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let html = dir.path().join("report.html");
@@ -53,7 +53,9 @@ async fn the_demo_ends_every_dossier_once_and_its_report_equals_the_database() {
         "--registry-error-rate",
         "0.05",
         "--brokers",
-        &tansu.brokers,
+        &suite.brokers,
+        "--topic-prefix",
+        &suite.topic_prefix,
         "--database-url",
         &db,
         "--report",
@@ -211,7 +213,7 @@ async fn the_demo_ends_every_dossier_once_and_its_report_equals_the_database() {
     // dead-lettered once, by intake (track, which reads submissions too, skips them), and
     // the citizens' requests intake refused with a reason (a withdrawal after the
     // decision, a supplement after the dossier was stopped).
-    let mut kafka = KafkaConfig::with_brokers(tansu.brokers.clone());
+    let mut kafka = KafkaConfig::with_brokers(suite.brokers.clone());
     kafka.topic_prefix = r["settings"]["topic_prefix"].as_str().expect("prefix").to_owned();
     let refused: i64 = r["refused_requests"]
         .as_object()

@@ -16,6 +16,7 @@ fn dlq(kafka: &motcua_kafka::KafkaConfig, db: &str, args: &[&str]) -> String {
     let out = motcua()
         .arg("dlq")
         .args(args)
+        .envs(kafka_env(kafka))
         .args(["--brokers", &kafka.brokers, "--database-url", db])
         .output()
         .expect("motcua dlq");
@@ -38,9 +39,9 @@ fn ids_with(listing: &str, reason: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_shown_replayed_once_fixed_and_parked_when_they_keep_failing() {
-    let (_broker, kafka) = mock_cluster(2);
+    let (_topics, kafka) = apache_kafka(2).await;
     let db = motcua_store::testing::scratch_postgres_url().await;
-    let mut worker = spawn_intake(&kafka.brokers, &db, "dlq-test");
+    let mut worker = spawn_intake(&kafka, &db, "dlq-test");
     let collector = Collector::start(&kafka, &[Topic::Status, Topic::Accepted, Topic::DeadLetter]);
 
     // Junk on the submissions topic, and a citizen's supplement for a dossier whose

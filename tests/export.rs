@@ -39,21 +39,22 @@ fn submission(codec: &Codec, n: u32, at: i64) -> (String, Vec<u8>) {
     (s.dossier.dossier_id.clone(), codec.encode(&s).expect("encode"))
 }
 
-fn export(brokers: &str, out: &Path, extra: &[&str]) -> Value {
+fn export(kafka: &KafkaConfig, out: &Path, extra: &[&str]) -> Value {
     let mut c = motcua();
-    c.args([
-        "export",
-        "--from",
-        "2025-11-25T00:00:00Z",
-        "--to",
-        "2025-11-27",
-        "--json",
-        "--brokers",
-        brokers,
-    ])
-    .arg("--out")
-    .arg(out)
-    .args(extra);
+    c.envs(kafka_env(kafka))
+        .args([
+            "export",
+            "--from",
+            "2025-11-25T00:00:00Z",
+            "--to",
+            "2025-11-27",
+            "--json",
+            "--brokers",
+            &kafka.brokers,
+        ])
+        .arg("--out")
+        .arg(out)
+        .args(extra);
     let o = c.output().expect("run motcua export");
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "motcua export failed: {stderr}");
@@ -62,9 +63,14 @@ fn export(brokers: &str, out: &Path, extra: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("summary is JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
 }
 
-fn read_back(out: &Path) -> Value {
+fn read_back(kafka: &KafkaConfig, out: &Path) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/python/read_export.py");
-    let o = python().arg(script).arg(out).output().expect("run python");
+    let o = python()
+        .arg(script)
+        .arg(out)
+        .arg(kafka.topic(Topic::Submitted))
+        .output()
+        .expect("run python");
     assert!(
         o.status.success(),
         "read_export.py: {}",
@@ -134,8 +140,7 @@ fn positions(read: &Value) -> BTreeSet<(i64, i64)> {
 
 #[tokio::test]
 async fn a_time_range_becomes_parquet_that_pyarrow_reads() {
-    let (broker, kafka) = mock_cluster(2);
-    let brokers = broker.bootstrap_servers().to_owned();
+    let (_topics, kafka) = apache_kafka(2).await;
     let codec = Codec::embedded().expect("codec");
 
     // Before the range, then day 1, day 2, then after the range (last on its partition).
@@ -190,39 +195,37 @@ async fn a_time_range_becomes_parquet_that_pyarrow_reads() {
     send_at(&kafka, Topic::Submitted, &late, Some(&bytes), DAY1 + 2 * DAY).await;
 
     let out = tempfile::tempdir().expect("tempdir");
-    let summary = export(&brokers, out.path(), &[]);
+    let summary = export(&kafka, out.path(), &[]);
 
     // The summary: rows per topic and date, skipped messages by reason.
     let mut want: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for t in Topic::ALL {
-        want.insert(t.name().to_owned(), BTreeMap::from([("2025-11-25".to_owned(), 1)]));
+        want.insert(kafka.topic(t), BTreeMap::from([("2025-11-25".to_owned(), 1)]));
     }
+    let (submitted, status) = (kafka.topic(Topic::Submitted), kafka.topic(Topic::Status));
     want.insert(
-        "dossier.submitted".into(),
+        submitted.clone(),
         BTreeMap::from([("2025-11-25".to_owned(), 4), ("2025-11-26".to_owned(), 2)]),
     );
     assert_eq!(summary_rows(&summary), want, "{summary:#}");
     assert_eq!(
-        skipped(&summary, "dossier.submitted"),
+        skipped(&summary, &submitted),
         BTreeMap::from([("BAD_MAGIC_BYTE".to_owned(), 1), ("UNKNOWN_SCHEMA_ID".to_owned(), 1)])
     );
-    assert_eq!(
-        skipped(&summary, "dossier.status"),
-        BTreeMap::from([("NO_VALUE".to_owned(), 1)])
-    );
+    assert_eq!(skipped(&summary, &status), BTreeMap::from([("NO_VALUE".to_owned(), 1)]));
 
     // The files: Hive-style names, one per topic and date, nothing half-written.
     let files = tree(out.path());
     let from = DAY1;
     let mut want_files: BTreeSet<String> = Topic::ALL
         .iter()
-        .map(|t| format!("topic={}/date=2025-11-25/part-{from}-0.parquet", t.name()))
+        .map(|t| format!("topic={}/date=2025-11-25/part-{from}-0.parquet", kafka.topic(*t)))
         .collect();
-    want_files.insert(format!("topic=dossier.submitted/date=2025-11-26/part-{from}-0.parquet"));
+    want_files.insert(format!("topic={submitted}/date=2025-11-26/part-{from}-0.parquet"));
     assert_eq!(files, want_files);
 
     // Read back by pyarrow: the same counts, the values as published.
-    let read = read_back(out.path());
+    let read = read_back(&kafka, out.path());
     let counts: BTreeMap<String, BTreeMap<String, u64>> =
         serde_json::from_value(read["counts"].clone()).expect("counts");
     assert_eq!(counts, want);
@@ -259,17 +262,17 @@ async fn a_time_range_becomes_parquet_that_pyarrow_reads() {
     let first = positions(&read);
 
     // The same range again: the same files, the same rows, none twice.
-    let again = export(&brokers, out.path(), &[]);
+    let again = export(&kafka, out.path(), &[]);
     assert_eq!(summary_rows(&again), want);
     assert_eq!(tree(out.path()), want_files);
-    let read_again = read_back(out.path());
+    let read_again = read_back(&kafka, out.path());
     assert_eq!(read_again["counts"], read["counts"]);
     assert_eq!(positions(&read_again), first);
 
     // Small files for two topics: day 1's four submissions in two parts; then the default
     // again replaces them with one, removing the extra part.
     let split = export(
-        &brokers,
+        &kafka,
         out.path(),
         &[
             "--topics",
@@ -284,19 +287,16 @@ async fn a_time_range_becomes_parquet_that_pyarrow_reads() {
         .iter()
         .map(|t| t["topic"].as_str().expect("name"))
         .collect();
-    assert_eq!(topics, ["dossier.submitted", "dossier.status"]);
-    assert!(tree(out.path()).contains(&format!(
-        "topic=dossier.submitted/date=2025-11-25/part-{from}-1.parquet"
-    )));
-    assert_eq!(read_back(out.path())["counts"], read["counts"]);
-    let last = export(&brokers, out.path(), &[]);
+    assert_eq!(topics, [submitted.as_str(), status.as_str()]);
+    assert!(tree(out.path()).contains(&format!("topic={submitted}/date=2025-11-25/part-{from}-1.parquet")));
+    assert_eq!(read_back(&kafka, out.path())["counts"], read["counts"]);
+    let last = export(&kafka, out.path(), &[]);
     let removed = last["topics"][0]["removed"].as_array().expect("removed");
     assert_eq!(removed.len(), 1, "{last}");
     assert_eq!(tree(out.path()), want_files);
-    let read_last = read_back(out.path());
+    let read_last = read_back(&kafka, out.path());
     assert_eq!(read_last["counts"], read["counts"]);
     assert_eq!(positions(&read_last), first);
-    drop(broker);
 }
 
 fn fails_with(args: &[&str], expected: &str) {

@@ -1,5 +1,4 @@
-//! The intake stage through the real runtime, over a real Kafka-protocol broker
-//! (librdkafka's in-process mock cluster: real TCP, real consumer groups).
+//! The intake stage through the real runtime, on Apache Kafka.
 
 mod support;
 
@@ -42,7 +41,7 @@ fn is_code(code: &str) -> bool {
 }
 
 async fn valid_dossiers_are_accepted_with_unique_codes(store: Store) {
-    let (_broker, kafka) = mock_cluster(4);
+    let (_topics, kafka) = apache_kafka(4).await;
     let r = reference();
     let mut g = Generator::new(&r, "22", 1).expect("province");
     let submissions: Vec<_> = (0..600).map(|i| g.valid(NOW + i * 1_000)).collect();
@@ -126,7 +125,7 @@ async fn valid_dossiers_are_accepted_with_unique_codes_postgres() {
 /// refused with reasons; everything else keeps flowing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_invalid_inputs_are_set_aside_while_the_rest_flow() {
-    let (_broker, kafka) = mock_cluster(2);
+    let (_topics, kafka) = apache_kafka(2).await;
     let r = reference();
     let codec = Codec::embedded().expect("codec");
     let mut g = Generator::new(&r, "22", 2).expect("province");
@@ -190,10 +189,10 @@ async fn malformed_and_invalid_inputs_are_set_aside_while_the_rest_flow() {
         match m.event.as_ref().expect("decodes") {
             AnyEvent::DeadLetter(d) => {
                 let key = m.key.clone().expect("dead letters keep the original key");
-                assert_eq!(d.origin_topic, "dossier.submitted");
+                assert_eq!(d.origin_topic, kafka.topic(Topic::Submitted));
                 assert_eq!(
-                    m.headers.get("motcua-origin-topic").map(String::as_str),
-                    Some("dossier.submitted")
+                    m.headers.get("motcua-origin-topic"),
+                    Some(&kafka.topic(Topic::Submitted))
                 );
                 assert_eq!(
                     m.headers.get("motcua-origin-offset"),
@@ -247,7 +246,7 @@ async fn malformed_and_invalid_inputs_are_set_aside_while_the_rest_flow() {
 /// offsets do not move, nothing is lost, and when the database is back everything flows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_is_retried_without_loss() {
-    let (_broker, kafka) = mock_cluster(2);
+    let (_topics, kafka) = apache_kafka(2).await;
     let r = reference();
     let url = motcua_store::testing::scratch_postgres_url().await;
     let proxy = FaultyProxy::start(&url).await;

@@ -1,5 +1,5 @@
-//! Kafka over TLS, for real: tansu behind stunnel (a TLS terminator that advertises the TLS
-//! address), certificates from a CA the test makes, verification on. A `motcua run intake`
+//! Kafka over TLS, for real: Apache Kafka's own TLS listener, certificates from a CA the
+//! test makes, verification on. A `motcua run intake`
 //! process works through it; a worker that does not trust the broker's certificate, or
 //! that is pointed at a plaintext port while TLS is configured, refuses to start and says
 //! why.
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use motcua_kafka::{KafkaConfig, KafkaTls};
 use motcua_schemas::{samples, AnyEvent, Topic};
-use support::{free_port, motcua, publish, read_until, sigterm, wait_exit, Stunnel, Tansu, TestPki};
+use support::{motcua, publish, read_until, sigterm, wait_exit, ClusterSpec, KafkaCluster, TestPki};
 
 fn tls_config(brokers: &str, ca: &str) -> KafkaConfig {
     let mut kafka = KafkaConfig::with_brokers(brokers);
@@ -45,10 +45,9 @@ fn intake_exit(env: &[(&str, &str)], timeout: Duration) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_works_over_verified_tls_and_refuses_brokers_it_cannot_trust() {
     let pki = TestPki::create();
-    let (plain_port, tls_port) = (free_port(), free_port());
-    let _tansu = Tansu::start_advertising(plain_port, &format!("localhost:{tls_port}"));
-    let _stunnel = Stunnel::start(&pki, tls_port, &format!("127.0.0.1:{plain_port}"));
-    let tls_brokers = format!("localhost:{tls_port}");
+    let cluster = KafkaCluster::start(ClusterSpec::tls(&pki, false));
+    let plain_port = cluster.node(1).internal_port;
+    let tls_brokers = cluster.bootstrap();
     let kafka = tls_config(&tls_brokers, &pki.path("ca.pem"));
     kafka.validate().expect("valid");
     kafka.create_topics(2, 1).await.expect("topics created over TLS");

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use motcua_kafka::{EmbeddedBroker, KafkaConfig};
+use motcua_kafka::KafkaConfig;
 use motcua_reference::Reference;
 use motcua_runtime::Shutdown;
 use motcua_schemas::{AnyEvent, Codec, DossierStatus, DossierSupplemented, Topic};
@@ -33,13 +33,13 @@ struct Pipeline {
     tables: motcua_routing::RoutingTables,
     stop: tokio::sync::watch::Sender<bool>,
     running: Running,
-    _broker: EmbeddedBroker,
+    _topics: TestTopics,
     _registries: tokio::task::JoinHandle<()>,
 }
 
 impl Pipeline {
     async fn start(office: motcua_simulators::backoffice::BackOfficeConfig) -> Self {
-        let (broker, kafka) = mock_cluster(2);
+        let (topics, kafka) = apache_kafka(2).await;
         let db = motcua_store::testing::scratch_postgres_url().await;
         let store = Store::connect(&db).await.expect("store");
         let r = Arc::new(Reference::embedded().expect("reference"));
@@ -74,7 +74,7 @@ impl Pipeline {
             world,
             stop,
             running,
-            _broker: broker,
+            _topics: topics,
             _registries: registries,
         }
     }

@@ -19,10 +19,10 @@ fn rotel() -> String {
         .unwrap_or_else(|_| panic!("MOTCUA_TEST_ROTEL is not set: run tests/run.sh (it installs rotel, pinned)"))
 }
 
-fn spawn_stage(stage: &str, brokers: &str, database_url: &str, otlp: &str) -> Child {
+fn spawn_stage(stage: &str, kafka: &motcua_kafka::KafkaConfig, database_url: &str, otlp: &str) -> Child {
     motcua()
         .args(["run", stage])
-        .env("MOTCUA_KAFKA__BROKERS", brokers)
+        .envs(kafka_env(kafka))
         .env("MOTCUA_DATABASE__URL", database_url)
         .env("MOTCUA_RUNTIME__INSTANCE_ID", format!("otlp-{stage}"))
         .env("MOTCUA_RUNTIME__DRAIN_TIMEOUT_MS", "5000")
@@ -92,8 +92,7 @@ fn parse(output: &str) -> Vec<Span> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_message_s_processing_is_exported_as_a_span_in_its_dossier_s_trace() {
-    let (broker, kafka) = mock_cluster(2);
-    let brokers = broker.bootstrap_servers().to_owned();
+    let (_topics, kafka) = apache_kafka(2).await;
     let db = motcua_store::testing::scratch_postgres_url().await;
     let dir = tempfile::tempdir().expect("dir");
     let (http, grpc) = (free_port(), free_port());
@@ -119,8 +118,8 @@ async fn each_message_s_processing_is_exported_as_a_span_in_its_dossier_s_trace(
         .spawn()
         .expect("start rotel");
     let otlp = format!("http://127.0.0.1:{http}");
-    let mut intake = spawn_stage("intake", &brokers, &db, &otlp);
-    let mut track = spawn_stage("track", &brokers, &db, &otlp);
+    let mut intake = spawn_stage("intake", &kafka, &db, &otlp);
+    let mut track = spawn_stage("track", &kafka, &db, &otlp);
 
     // Four submissions: two from a portal that traces its requests, two that do not.
     let reference = motcua_reference::Reference::embedded().expect("reference");

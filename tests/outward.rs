@@ -112,7 +112,7 @@ fn completed(seen: &[Read]) -> HashMap<String, motcua_schemas::DossierCompleted>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn results_and_statuses_reach_the_outside_once_in_order_through_faults_and_a_minute_long_outage() {
-    let (_broker, kafka) = mock_cluster(2);
+    let (_topics, kafka) = apache_kafka(2).await;
     let db = motcua_store::testing::scratch_postgres_url().await;
     let store = Store::connect(&db).await.expect("store");
     let r = Arc::new(Reference::embedded().expect("reference"));

@@ -20,7 +20,7 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn duplicate_failed_and_reordered_confirmations_pay_each_dossier_once() {
     const N: usize = 150;
-    let (_broker, kafka) = mock_cluster(3);
+    let (_topics, kafka) = apache_kafka(3).await;
     let r = Reference::embedded().expect("reference");
     let mut g = Generator::new(&r, "22", 12).expect("province");
     let verified: Vec<DossierVerified> = (0..N)

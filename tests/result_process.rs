@@ -12,7 +12,7 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routed_dossiers_are_decided_and_their_results_arrive_signed() {
-    let (_broker, kafka) = mock_cluster(2);
+    let (_topics, kafka) = apache_kafka(2).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let key_file = dir.path().join("result.key");
     let jwks_file = dir.path().join("jwks.json");
@@ -50,7 +50,7 @@ async fn routed_dossiers_are_decided_and_their_results_arrive_signed() {
     let spawn = |args: &[&str]| {
         motcua()
             .args(args)
-            .env("MOTCUA_KAFKA__BROKERS", &kafka.brokers)
+            .envs(kafka_env(&kafka))
             .env(
                 "MOTCUA_DATABASE__URL",
                 format!("sqlite://{}", dir.path().join("r.db").display()),
@@ -66,7 +66,7 @@ async fn routed_dossiers_are_decided_and_their_results_arrive_signed() {
     // A key that is not published is refused at start-up.
     let unpublished = motcua()
         .args(["run", "result"])
-        .env("MOTCUA_KAFKA__BROKERS", &kafka.brokers)
+        .envs(kafka_env(&kafka))
         .env("MOTCUA_RESULT__SIGNING_KEY_FILE", &key_file)
         .env("MOTCUA_RESULT__SIGNING_KEY_ID", "not-published")
         .env("MOTCUA_RESULT__JWKS_FILE", &jwks_file)

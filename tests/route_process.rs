@@ -44,7 +44,7 @@ fn competent_units(c: &Collector) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_route_worker_routes_paid_dossiers_and_reloads_its_tables_on_sighup() {
-    let (_broker, kafka) = mock_cluster(2);
+    let (_topics, kafka) = apache_kafka(2).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let departments = dir.path().join("departments.csv");
     std::fs::write(&departments, motcua_routing::EMBEDDED_DEPARTMENTS).expect("write");
@@ -56,7 +56,7 @@ async fn the_route_worker_routes_paid_dossiers_and_reloads_its_tables_on_sighup(
     let mut worker = motcua()
         .args(["run", "route"])
         .env("MOTCUA_METRICS__LISTEN", format!("127.0.0.1:{metrics_port}"))
-        .env("MOTCUA_KAFKA__BROKERS", &kafka.brokers)
+        .envs(kafka_env(&kafka))
         .env("MOTCUA_DATABASE__URL", &db)
         .env("MOTCUA_ROUTING__DEPARTMENTS_FILE", &departments)
         .env("MOTCUA_ROUTING__RELOAD_CHECK_S", "0")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs and starts what the tests need
-# (PostgreSQL, the tansu Kafka broker, the rivven-schema registry), runs every test,
-# stops what it started.
+# (PostgreSQL, Apache Kafka, the rivven-schema registry), runs every test, stops what it
+# started.
 #
 #   tests/run.sh                 # everything
 #   tests/run.sh -p motcua-store # extra arguments go to `cargo test`
@@ -14,7 +14,7 @@ log() { printf '\n== %s\n' "$*"; }
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# --- stunnel and openssl: a real TLS terminator in front of the broker, and the CLI the
+# --- stunnel and openssl: a real TLS terminator in front of the HTTP simulators, and the CLI the
 # tests make their certificate authority with -------------------------------------------
 if ! command -v stunnel4 >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
   log "installing stunnel4 and openssl (Debian packages)"
@@ -44,23 +44,21 @@ export MOTCUA_TEST_PKI="$pki"
 pg_port=${MOTCUA_TEST_PG_PORT:-55432}
 start_postgres "$work/pg" "$pg_port" -c ssl=on -c ssl_cert_file="$pki/server.pem" -c ssl_key_file="$pki/server.key"
 cleanup() {
+  [ -d "$work/kafka/node-1" ] && tests/kafka/kafka.sh stop "$work/kafka/node-1"
   stop_postgres "$work/pg"
   rm -rf "$work"
 }
 trap cleanup EXIT
 export MOTCUA_TEST_DATABASE_URL="postgres://motcua@127.0.0.1:$pg_port/postgres"
 
-# --- tansu: a Kafka-protocol broker as a separate process (the tests start it) ---------
-export PATH="$HOME/.cargo/bin:$PATH"
-if ! command -v tansu >/dev/null 2>&1; then
-  log "installing the tansu broker (cargo install tansu, once per machine)"
-  # A test tool, not our product: build it fast rather than fully optimised (minutes saved
-  # on a fresh 2-core machine).
-  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256 \
-    CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=true \
-    cargo install tansu --version 0.6.0 --locked --features dynostore --quiet
-fi
-export MOTCUA_TEST_TANSU="$(command -v tansu)"
+# --- Apache Kafka (KRaft, jars from Maven Central, version pinned in tests/kafka/pom.xml):
+# one broker for the whole suite, each test under a topic prefix of its own; tests that
+# need a cluster of their own (several nodes, SASL, ACLs) start it with the same script --
+kafka_port=${MOTCUA_TEST_KAFKA_PORT:-59092}
+log "starting Apache Kafka on 127.0.0.1:$kafka_port"
+tests/kafka/kafka.sh jars >/dev/null
+KAFKA_TEST_HEAP=768m tests/kafka/kafka.sh single "$work/kafka" "$kafka_port"
+export MOTCUA_TEST_KAFKA="127.0.0.1:$kafka_port"
 
 # --- rivven-schema: a Confluent-compatible Schema Registry server (the tests start it) --
 if ! command -v rivven-schema >/dev/null 2>&1; then
@@ -115,4 +113,8 @@ log "building"
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo build --workspace --all-targets --locked
 log "running the tests"
-cargo test --workspace --locked --no-fail-fast "$@" -- --test-threads "${MOTCUA_TEST_THREADS:-4}"
+if ! cargo test --workspace --locked --no-fail-fast "$@" -- --test-threads "${MOTCUA_TEST_THREADS:-4}"; then
+  log "tests failed; the suite's Kafka broker logged, last lines:"
+  tail -n 80 "$work/kafka/node-1/broker.log"
+  exit 1
+fi

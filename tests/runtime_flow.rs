@@ -1,7 +1,5 @@
-//! The stage runtime over real Kafka-protocol brokers: backpressure that keeps the worker
-//! in its group (librdkafka's in-process cluster over TCP), and a replica joining
-//! mid-stream that takes partitions over without loss or duplicates (tansu, a separate
-//! broker process).
+//! The stage runtime on Apache Kafka: backpressure that keeps the worker in its group, and
+//! a replica joining mid-stream that takes partitions over without loss or duplicates.
 
 mod support;
 
@@ -13,7 +11,7 @@ use std::time::{Duration, Instant};
 use motcua_kafka::KafkaConfig;
 use motcua_runtime::{Envelope, Outcome, RunSummary, RuntimeConfig, Shutdown, Stage, StageError};
 use motcua_schemas::{samples, AnyEvent, Codec, DossierSubmitted, Topic};
-use support::{mock_cluster, publish, Collector, Tansu};
+use support::{apache_kafka, publish, Collector};
 
 /// Accepts every submission: one output per input, its causation the input's event id;
 /// each batch takes at least `work` (a stage that is busy when a rebalance comes).
@@ -106,7 +104,7 @@ fn written_twice(outputs: &HashMap<String, u32>) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_too_much_in_flight_the_worker_pauses_keeps_polling_and_stays_in_its_group() {
-    let (_broker, mut kafka) = mock_cluster(2);
+    let (_topics, mut kafka) = apache_kafka(2).await;
     const N: usize = 150;
     publish(&kafka, &submissions(0..N)).await;
 
@@ -145,14 +143,8 @@ async fn a_second_worker_joining_mid_stream_takes_partitions_over_without_loss_o
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .try_init();
-    let tansu = Tansu::start();
-    let kafka = KafkaConfig::with_brokers(&tansu.brokers);
-    kafka.create_topics(4, 1).await.expect("topics");
-    // One message per record batch: tansu 0.6.0 answers a fetch from an offset inside a
-    // batch with the batch after it (seen here: committed 460, next message read 500), a
-    // broker bug that would pass for a loss of ours.
-    let mut portal = kafka.clone();
-    portal.producer.insert("batch.num.messages".into(), "1".into());
+    let (_topics, kafka) = apache_kafka(4).await;
+    let portal = kafka.clone();
     const N: usize = 6_000;
 
     let first_assigned = Arc::new(AtomicUsize::new(0));

@@ -39,7 +39,8 @@ fn submitted_v2() -> String {
 /// because rivven-schema 0.0.22 wrongly finds `["null", {"type": "int", "logicalType":
 /// "date"}]` (and the same with timestamp-millis) incompatible with itself, which refuses
 /// every new version of our schemas under BACKWARD or BACKWARD_TRANSITIVE.
-async fn register_v2(sr: &SchemaRegistry) -> (String, u32) {
+/// Registers v2 of dossier.submitted under the subject of a deployment with `prefix`.
+async fn register_v2(sr: &SchemaRegistry, prefix: &str) -> (String, u32) {
     use motcua_schema_registry::Compatibility;
     let v2 = submitted_v2();
     let (old, new) = (
@@ -47,7 +48,7 @@ async fn register_v2(sr: &SchemaRegistry) -> (String, u32) {
         apache_avro::Schema::parse_str(&v2).expect("v2"),
     );
     apache_avro::schema_compatibility::SchemaCompatibility::can_read(&old, &new).expect("v2 reads v1 data");
-    let subject = "dossier.submitted-value";
+    let subject = &format!("{prefix}dossier.submitted-value");
     let level = sr.compatibility(subject).await.expect("level");
     sr.set_compatibility(subject, Compatibility::None).await.expect("level");
     let id = sr.register(subject, &v2).await.expect("v2 registered");
@@ -117,11 +118,11 @@ struct Worker {
 }
 
 impl Worker {
-    fn intake(brokers: &str, db: &str, registry: &str) -> Self {
+    fn intake(kafka: &motcua_kafka::KafkaConfig, db: &str, registry: &str) -> Self {
         let mut child = motcua()
             .args(["run", "intake"])
             .env("RUST_LOG", "info")
-            .env("MOTCUA_KAFKA__BROKERS", brokers)
+            .envs(kafka_env(kafka))
             .env("MOTCUA_DATABASE__URL", db)
             .env("MOTCUA_RUNTIME__INSTANCE_ID", "sr-intake")
             .env("MOTCUA_SCHEMA_REGISTRY__URL", registry)
@@ -180,8 +181,12 @@ async fn a_v1_worker_reads_a_v2_it_never_saw_and_writes_the_registry_ids() {
     .await
     .expect("register another subject");
 
+    // Subjects follow the topics: `<prefix><topic>-value` (TopicNameStrategy).
+    let (_topics, kafka) = apache_kafka(2).await;
+    let subject_of = |t: Topic| format!("{}{}", kafka.topic_prefix, t.value_subject());
     let out = motcua()
         .args(["schemas", "register"])
+        .envs(kafka_env(&kafka))
         .env("MOTCUA_SCHEMA_REGISTRY__URL", &registry.url)
         .output()
         .expect("motcua schemas register");
@@ -194,7 +199,7 @@ async fn a_v1_worker_reads_a_v2_it_never_saw_and_writes_the_registry_ids() {
     assert!(stdout.contains("ids differ from the committed table"), "{stdout}");
     let embedded = SchemaSet::embedded().expect("embedded");
     for topic in Topic::ALL {
-        let subject = topic.value_subject();
+        let subject = subject_of(topic);
         assert_eq!(
             sr.compatibility(&subject).await.expect("level"),
             "BACKWARD_TRANSITIVE",
@@ -203,13 +208,14 @@ async fn a_v1_worker_reads_a_v2_it_never_saw_and_writes_the_registry_ids() {
         let held = sr.versions(&subject).await.expect("versions");
         assert_eq!(
             held.len(),
-            embedded.history(&subject).len(),
+            embedded.history(&topic.value_subject()).len(),
             "{subject}: every committed version"
         );
     }
     // Registering again changes nothing.
     let again = motcua()
         .args(["schemas", "register"])
+        .envs(kafka_env(&kafka))
         .env("MOTCUA_SCHEMA_REGISTRY__URL", &registry.url)
         .output()
         .expect("motcua schemas register");
@@ -217,6 +223,7 @@ async fn a_v1_worker_reads_a_v2_it_never_saw_and_writes_the_registry_ids() {
     assert!(!String::from_utf8_lossy(&again.stdout).contains("registered\n"));
     let list = motcua()
         .args(["schemas", "list"])
+        .envs(kafka_env(&kafka))
         .env("MOTCUA_SCHEMA_REGISTRY__URL", &registry.url)
         .output()
         .expect("motcua schemas list");
@@ -224,15 +231,14 @@ async fn a_v1_worker_reads_a_v2_it_never_saw_and_writes_the_registry_ids() {
     assert!(listed.contains("avro/dossier.status.v3.avsc"), "{listed}");
 
     // A newer portal registers v2 of dossier.submitted, which this build has never seen.
-    let (v2, v2_id) = register_v2(&sr).await;
+    let (v2, v2_id) = register_v2(&sr, &kafka.topic_prefix).await;
     let (v1_id, _) = sr
-        .find("dossier.submitted-value", SUBMITTED_V1)
+        .find(&subject_of(Topic::Submitted), SUBMITTED_V1)
         .await
         .expect("find")
         .expect("v1 registered");
     assert_ne!(v1_id, v2_id);
 
-    let (_broker, kafka) = mock_cluster(2);
     let collector = Collector::start(&kafka, &[Topic::Accepted, Topic::DeadLetter]);
     let producer = producer(&kafka);
     let new = submissions(3, "SR-V2");
@@ -257,7 +263,7 @@ async fn a_v1_worker_reads_a_v2_it_never_saw_and_writes_the_registry_ids() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let db = format!("sqlite://{}", dir.path().join("intake.db").display());
-    let worker = Worker::intake(&kafka.brokers, &db, &registry.url);
+    let worker = Worker::intake(&kafka, &db, &registry.url);
     let all_in = collector
         .wait_for(Duration::from_secs(60), |seen| {
             seen.iter().filter(|r| r.topic == Topic::Accepted).count() >= 5
@@ -279,7 +285,7 @@ async fn a_v1_worker_reads_a_v2_it_never_saw_and_writes_the_registry_ids() {
 
     // The worker writes the registry's id, not the committed table's.
     let (accepted_id, _) = sr
-        .find("dossier.accepted-value", &embedded.latest(Topic::Accepted).text)
+        .find(&subject_of(Topic::Accepted), &embedded.latest(Topic::Accepted).text)
         .await
         .expect("find")
         .expect("registered");
@@ -291,7 +297,7 @@ async fn a_v1_worker_reads_a_v2_it_never_saw_and_writes_the_registry_ids() {
     // And a reader that knows the registry decodes them: the v2 submission's fields came
     // through into the accepted event.
     let set = sr
-        .worker_schemas(&embedded, |t| t.value_subject(), IdPolicy::LookUp)
+        .worker_schemas(&embedded, subject_of, IdPolicy::LookUp)
         .await
         .expect("schemas");
     let codec = Codec::new(set);
@@ -454,12 +460,12 @@ async fn a_registry_down_at_start_up_is_waited_for_and_down_during_a_run_stops_n
     let sr = client(&registry.url);
     let proxy = FaultyProxy::start(&registry.url).await;
     proxy.cut();
-    let (_broker, kafka) = mock_cluster(2);
+    let (_topics, kafka) = apache_kafka(2).await;
     let collector = Collector::start(&kafka, &[Topic::Accepted, Topic::DeadLetter]);
     let dir = tempfile::tempdir().expect("tempdir");
     let db = format!("sqlite://{}", dir.path().join("intake.db").display());
 
-    let mut worker = Worker::intake(&kafka.brokers, &db, &proxy.url);
+    let mut worker = Worker::intake(&kafka, &db, &proxy.url);
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(
         worker.child.try_wait().expect("status").is_none(),
@@ -472,7 +478,7 @@ async fn a_registry_down_at_start_up_is_waited_for_and_down_during_a_run_stops_n
     // The registry comes back: the worker registers its schemas and starts.
     proxy.restore();
     let v1_id = sr
-        .register("dossier.submitted-value", SUBMITTED_V1)
+        .register(&format!("{}dossier.submitted-value", kafka.topic_prefix), SUBMITTED_V1)
         .await
         .expect("v1 id");
     let p = producer(&kafka);
@@ -516,7 +522,7 @@ async fn a_registry_down_at_start_up_is_waited_for_and_down_during_a_run_stops_n
 
     // A version it has never seen waits for the registry (the message is not at fault):
     // neither dead-lettered nor lost.
-    let (v2, v2_id) = register_v2(&sr).await;
+    let (v2, v2_id) = register_v2(&sr, &kafka.topic_prefix).await;
     let late = submissions(1, "SR-V2-LATE").remove(0);
     let late_id = late.dossier.dossier_id.clone();
     send(late.clone(), encode_v2(&late, &v2, v2_id)).await;

@@ -11,7 +11,7 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_track_worker_projects_events_and_serves_the_status_api() {
-    let (_broker, kafka) = mock_cluster(2);
+    let (_topics, kafka) = apache_kafka(2).await;
     let db = motcua_store::testing::scratch_postgres_url().await;
     let api_port = free_port();
     // An operator's key, made the way an operator makes one.
@@ -30,7 +30,7 @@ async fn the_track_worker_projects_events_and_serves_the_status_api() {
     );
     let mut worker = motcua()
         .args(["run", "track"])
-        .env("MOTCUA_KAFKA__BROKERS", &kafka.brokers)
+        .envs(kafka_env(&kafka))
         .env("MOTCUA_DATABASE__URL", &db)
         .env("MOTCUA_TRACK__API_LISTEN", format!("127.0.0.1:{api_port}"))
         .env("MOTCUA_TRACK__API_KEYS_FILE", &keys)
@@ -85,7 +85,7 @@ async fn projection_rows(url: &str) -> (Vec<String>, i64) {
 /// group's offsets alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_rebuilds_the_live_projection_from_the_log() {
-    let (_broker, kafka) = mock_cluster(2);
+    let (_topics, kafka) = apache_kafka(2).await;
     let live_db = motcua_store::testing::scratch_postgres_url().await;
     let rebuilt_db = motcua_store::testing::scratch_postgres_url().await;
     // Forty straight lives, every status event delivered twice, and an undecodable message.
@@ -103,7 +103,7 @@ async fn replay_rebuilds_the_live_projection_from_the_log() {
 
     let mut live = motcua()
         .args(["run", "track"])
-        .env("MOTCUA_KAFKA__BROKERS", &kafka.brokers)
+        .envs(kafka_env(&kafka))
         .env("MOTCUA_DATABASE__URL", &live_db)
         .stdout(Stdio::null())
         .spawn()
@@ -135,7 +135,7 @@ async fn replay_rebuilds_the_live_projection_from_the_log() {
         motcua()
             .arg("replay")
             .args(extra)
-            .env("MOTCUA_KAFKA__BROKERS", &kafka.brokers)
+            .envs(kafka_env(&kafka))
             .env("MOTCUA_DATABASE__URL", db)
             .output()
             .expect("motcua replay")

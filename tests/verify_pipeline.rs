@@ -49,7 +49,7 @@ fn outcome(e: &AnyEvent) -> Option<(String, &'static str)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_30_percent_errors_and_500_ms_latency_every_dossier_ends_exactly_once() {
-    let (_broker, kafka) = mock_cluster(3);
+    let (_topics, kafka) = apache_kafka(3).await;
     let r = Arc::new(Reference::embedded().expect("reference"));
     let world = World::for_province(&r.units, "22", 77, 200_000).expect("world");
     let faults = Faults {
@@ -243,6 +243,7 @@ async fn with_30_percent_errors_and_500_ms_latency_every_dossier_ends_exactly_on
     let cli = |args: &[&str]| {
         motcua()
             .args(args)
+            .envs(kafka_env(&kafka))
             .args(["--brokers", &kafka.brokers, "--database-url", &db])
             .output()
             .expect("motcua dossiers")

@@ -34,7 +34,7 @@ async fn dossiers_go_from_submission_to_a_signed_result_and_the_api_tells_their_
             .finish(),
     )
     .expect("the first subscriber of this test binary");
-    let (_broker, kafka) = mock_cluster(2);
+    let (_topics, kafka) = apache_kafka(2).await;
     let db = motcua_store::testing::scratch_postgres_url().await;
     let store = Store::connect(&db).await.expect("store");
     let r = Arc::new(Reference::embedded().expect("reference"));

@@ -1,5 +1,5 @@
-//! `motcua run intake` as real child processes: killed with SIGKILL mid-stream and
-//! restarted, stopped with SIGTERM, and run against a separately started broker (tansu).
+//! `motcua run intake` as real child processes on Apache Kafka: killed with SIGKILL
+//! mid-stream and restarted, stopped with SIGTERM, restarted under its static name.
 
 mod support;
 
@@ -18,7 +18,7 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_killed_mid_stream_and_restarted_loses_nothing_and_re_emits_identical_events() {
     const N: usize = 6_000;
-    let (_broker, kafka) = mock_cluster(4);
+    let (_topics, kafka) = apache_kafka(4).await;
     let db = motcua_store::testing::scratch_postgres_url().await;
     let r = Reference::embedded().expect("reference");
     let mut g = Generator::new(&r, "22", 21).expect("province");
@@ -29,7 +29,7 @@ async fn a_worker_killed_mid_stream_and_restarted_loses_nothing_and_re_emits_ide
     let accepted_at_least = |n: usize| move |s: &[Read]| s.iter().filter(|r| r.topic == Topic::Accepted).count() >= n;
     let mut kills = Vec::new();
     // One worker, killed a quarter of the way.
-    let mut a = spawn_intake(&kafka.brokers, &db, "a");
+    let mut a = spawn_intake(&kafka, &db, "a");
     assert!(
         collector
             .wait_for(Duration::from_secs(120), accepted_at_least(N / 4))
@@ -40,8 +40,8 @@ async fn a_worker_killed_mid_stream_and_restarted_loses_nothing_and_re_emits_ide
     kills.push(collector.count(Topic::Accepted));
     // Two replicas sharing the partitions: one killed, the other stopped with SIGTERM
     // (its partitions are drained and committed on the way out).
-    let mut b1 = spawn_intake(&kafka.brokers, &db, "b1");
-    let mut b2 = spawn_intake(&kafka.brokers, &db, "b2");
+    let mut b1 = spawn_intake(&kafka, &db, "b1");
+    let mut b2 = spawn_intake(&kafka, &db, "b2");
     assert!(
         collector
             .wait_for(Duration::from_secs(120), accepted_at_least(N / 2))
@@ -56,7 +56,7 @@ async fn a_worker_killed_mid_stream_and_restarted_loses_nothing_and_re_emits_ide
     for seen in &kills {
         assert!(*seen < N, "the kills must happen mid-stream (seen {seen} of {N})");
     }
-    let mut last = spawn_intake(&kafka.brokers, &db, "c");
+    let mut last = spawn_intake(&kafka, &db, "c");
     let all: HashSet<String> = submissions.iter().map(|s| s.dossier.dossier_id.clone()).collect();
     let complete = collector
         .wait_for(Duration::from_secs(180), |s| {
@@ -119,14 +119,16 @@ async fn a_worker_killed_mid_stream_and_restarted_loses_nothing_and_re_emits_ide
     );
 }
 
-/// `motcua topics create` on `brokers`, three partitions, as an operator would; its output.
-fn create_topics(brokers: &str) -> String {
+/// `motcua topics create` on `kafka`'s brokers and prefix, three partitions, as an operator
+/// would; its output.
+fn create_topics(kafka: &motcua_kafka::KafkaConfig) -> String {
     let out = motcua()
+        .envs(kafka_env(kafka))
         .args([
             "topics",
             "create",
             "--brokers",
-            brokers,
+            &kafka.brokers,
             "--partitions",
             "3",
             "--replication",
@@ -142,15 +144,15 @@ fn create_topics(brokers: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The worker against tansu, a Kafka-compatible broker started as its own process, with
-/// the CLI doing what an operator and a portal would: create topics, publish a file.
+/// The worker against Apache Kafka, with the CLI doing what an operator and a portal
+/// would: create topics, publish a file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_runs_against_a_separately_started_broker() {
-    let tansu = Tansu::start();
+    let (_topics, kafka) = suite_kafka();
     let db = motcua_store::testing::scratch_postgres_url().await;
     let dir = tempfile::tempdir().expect("tempdir");
 
-    let created = create_topics(&tansu.brokers);
+    let created = create_topics(&kafka);
     assert!(created.contains("dossier.submitted"), "{created}");
 
     let file = dir.path().join("dossiers.jsonl");
@@ -172,11 +174,12 @@ async fn intake_runs_against_a_separately_started_broker() {
     assert_eq!(ids.len(), 300);
 
     let out = motcua()
+        .envs(kafka_env(&kafka))
         .args([
             "publish",
             file.to_str().expect("utf-8 path"),
             "--brokers",
-            &tansu.brokers,
+            &kafka.brokers,
         ])
         .output()
         .expect("publish");
@@ -189,13 +192,7 @@ async fn intake_runs_against_a_separately_started_broker() {
 
     let metrics_port = free_port();
     let metrics_listen = format!("127.0.0.1:{metrics_port}");
-    let mut worker = spawn_intake_with(
-        &tansu.brokers,
-        &db,
-        "tansu",
-        &[("MOTCUA_METRICS__LISTEN", &metrics_listen)],
-    );
-    let kafka = motcua_kafka::KafkaConfig::with_brokers(tansu.brokers.clone());
+    let mut worker = spawn_intake_with(&kafka, &db, "kafka", &[("MOTCUA_METRICS__LISTEN", &metrics_listen)]);
     let collector = Collector::start(&kafka, &[Topic::Accepted]);
     let done = collector.wait_for(Duration::from_secs(120), |s| s.len() >= 300).await;
     // The worker's Prometheus endpoint counts what it did; its probes say alive and ready.
@@ -244,9 +241,9 @@ async fn intake_runs_against_a_separately_started_broker() {
         .args([
             "-C",
             "-b",
-            &tansu.brokers,
+            &kafka.brokers,
             "-t",
-            "dossier.accepted",
+            &kafka.topic(Topic::Accepted),
             "-c",
             "5",
             "-e",
@@ -274,7 +271,7 @@ async fn intake_runs_against_a_separately_started_broker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_waiting_for_its_brokers_is_alive_but_not_ready() {
     let db = motcua_store::testing::scratch_postgres_url().await;
-    let nobody = format!("127.0.0.1:{}", free_port());
+    let nobody = motcua_kafka::KafkaConfig::with_brokers(format!("127.0.0.1:{}", free_port()));
     let metrics_port = free_port();
     let metrics_listen = format!("127.0.0.1:{metrics_port}");
     let mut worker = spawn_intake_with(&nobody, &db, "unready", &[("MOTCUA_METRICS__LISTEN", &metrics_listen)]);
@@ -314,7 +311,7 @@ async fn a_worker_waiting_for_its_brokers_is_alive_but_not_ready() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_clean_shutdown_a_restarted_worker_re_emits_nothing() {
     const N: usize = 1_500;
-    let (_broker, kafka) = mock_cluster(3);
+    let (_topics, kafka) = apache_kafka(3).await;
     let db = motcua_store::testing::scratch_postgres_url().await;
     let r = Reference::embedded().expect("reference");
     let mut g = Generator::new(&r, "22", 31).expect("province");
@@ -322,7 +319,7 @@ async fn after_a_clean_shutdown_a_restarted_worker_re_emits_nothing() {
     publish(&kafka, &submissions).await;
     let collector = Collector::start(&kafka, &[Topic::Accepted]);
 
-    let mut first = spawn_intake(&kafka.brokers, &db, "first");
+    let mut first = spawn_intake(&kafka, &db, "first");
     assert!(
         collector.wait_for(Duration::from_secs(120), |s| s.len() >= N).await,
         "first run incomplete"
@@ -330,7 +327,7 @@ async fn after_a_clean_shutdown_a_restarted_worker_re_emits_nothing() {
     sigterm(&first);
     assert!(wait_exit(&mut first, Duration::from_secs(30)).success());
 
-    let mut second = spawn_intake(&kafka.brokers, &db, "second");
+    let mut second = spawn_intake(&kafka, &db, "second");
     // Long enough for the second worker to join, be assigned every partition and fetch.
     let redone = collector.wait_for(Duration::from_secs(10), |s| s.len() > N).await;
     sigterm(&second);
@@ -345,6 +342,8 @@ async fn after_a_clean_shutdown_a_restarted_worker_re_emits_nothing() {
 
 /// A delivery the broker refuses for good is fatal: the worker exits non-zero without
 /// committing, and once the broker accepts again a restarted worker processes everything.
+/// On librdkafka's in-process cluster: refusing produce requests on command is a fault
+/// only it injects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_delivery_is_fatal_and_nothing_is_committed_past_it() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -359,13 +358,13 @@ async fn a_refused_delivery_is_fatal_and_nothing_is_committed_past_it() {
     // From now on the broker refuses every produce request with a non-retriable error.
     let refusals = vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 10_000];
     broker.cluster().request_errors(RDKafkaApiKey::Produce, &refusals);
-    let mut worker = spawn_intake(&kafka.brokers, &db, "refused");
+    let mut worker = spawn_intake(&kafka, &db, "refused");
     let status = wait_exit(&mut worker, Duration::from_secs(60));
     assert_eq!(status.code(), Some(1), "a fatal delivery failure exits with status 1");
 
     broker.cluster().clear_request_errors(RDKafkaApiKey::Produce);
     let collector = Collector::start(&kafka, &[Topic::Accepted]);
-    let mut again = spawn_intake(&kafka.brokers, &db, "again");
+    let mut again = spawn_intake(&kafka, &db, "again");
     let complete = collector.wait_for(Duration::from_secs(120), |s| s.len() >= N).await;
     sigterm(&again);
     assert!(wait_exit(&mut again, Duration::from_secs(30)).success());
@@ -392,10 +391,10 @@ async fn a_refused_delivery_is_fatal_and_nothing_is_committed_past_it() {
 /// assert on a loaded machine, so this checks 60 and 300 ms.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigterm_shortly_after_start_ends_the_worker_cleanly() {
-    let (_broker, kafka) = mock_cluster(1);
+    let (_topics, kafka) = apache_kafka(1).await;
     let db = motcua_store::testing::scratch_postgres_url().await;
     for delay_ms in [60, 300] {
-        let mut w = spawn_intake(&kafka.brokers, &db, "early");
+        let mut w = spawn_intake(&kafka, &db, "early");
         std::thread::sleep(Duration::from_millis(delay_ms));
         sigterm(&w);
         let status = wait_exit(&mut w, Duration::from_secs(30));
@@ -405,20 +404,19 @@ async fn a_sigterm_shortly_after_start_ends_the_worker_cleanly() {
 
 /// Static group membership: a worker SIGKILLed and restarted under the same name (a pod's
 /// container restarting) takes its partitions back at once, not after the dead member's
-/// 45-second session timeout. Against tansu, a broker started as its own process.
+/// 45-second session timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_restarted_under_its_name_resumes_before_its_session_times_out() {
-    let tansu = Tansu::start();
+    let (_topics, kafka) = suite_kafka();
     let db = motcua_store::testing::scratch_postgres_url().await;
-    create_topics(&tansu.brokers);
-    let kafka = motcua_kafka::KafkaConfig::with_brokers(tansu.brokers.clone());
+    create_topics(&kafka);
     let r = Reference::embedded().expect("reference");
     let mut g = Generator::new(&r, "22", 23).expect("province");
     let collector = Collector::start(&kafka, &[Topic::Accepted]);
     let spawn = |metrics_port: u16| {
         motcua()
             .args(["run", "intake"])
-            .env("MOTCUA_KAFKA__BROKERS", &tansu.brokers)
+            .envs(kafka_env(&kafka))
             .env("MOTCUA_DATABASE__URL", &db)
             .env("MOTCUA_RUNTIME__INSTANCE_ID", "intake-0")
             .env("MOTCUA_RUNTIME__STATIC_MEMBERSHIP", "true")

@@ -36,29 +36,29 @@ run() {
   if [ -n "${DRY_RUN:-}" ]; then echo "$kafka_acls $*"; else "$kafka_acls" "$@"; fi
 }
 
+# One command per principal and kind of access (the CLI takes several --topic at once):
+# Read and Describe on what it reads and on its consumer group; Write, Describe and
+# DescribeConfigs on what it writes (a worker reads its outputs' max.message.bytes, so an
+# output too large for the topic is dead-lettered rather than refused by the broker).
 grant() {
   local who=$1 reads=$2 writes=$3 shift_args=("${@:4}")
-  local principal="User:motcua-$who"
-  local t
-  for t in ${reads//,/ }; do
-    run "${shift_args[@]}" --add --allow-principal "$principal" --operation Read --operation Describe --topic "$prefix$t"
-  done
-  run "${shift_args[@]}" --add --allow-principal "$principal" --operation Read --group "${prefix}motcua-$who"
-  if [ "$writes" != "-" ]; then
-    for t in ${writes//,/ }; do
-      run "${shift_args[@]}" --add --allow-principal "$principal" --operation Write --operation Describe --topic "$prefix$t"
-    done
-  fi
+  local principal="User:motcua-$who" t
+  local read_args=() write_args=()
+  for t in ${reads//,/ }; do read_args+=(--topic "$prefix$t"); done
+  run "${shift_args[@]}" --add --allow-principal "$principal" --operation Read --operation Describe \
+    "${read_args[@]}" --group "${prefix}motcua-$who"
+  [ "$writes" = "-" ] && return 0
+  for t in ${writes//,/ }; do write_args+=(--topic "$prefix$t"); done
+  run "${shift_args[@]}" --add --allow-principal "$principal" --operation Write --operation Describe \
+    --operation DescribeConfigs "${write_args[@]}"
 }
 
 for line in "${stages[@]}"; do
   read -r who reads writes <<<"$line"
-  grant "$who" "$reads" "$writes" "$@"
   # Every stage reports statuses and dead-letters what it cannot handle (track writes
   # deadline warnings to dossier.status).
-  for t in dossier.status dossier.dlq; do
-    run "$@" --add --allow-principal "User:motcua-$who" --operation Write --operation Describe --topic "$prefix$t"
-  done
+  [ "$writes" = "-" ] && writes="dossier.status,dossier.dlq" || writes="$writes,dossier.status,dossier.dlq"
+  grant "$who" "$reads" "$writes" "$@"
 done
 for line in "${outside[@]}"; do
   read -r who reads writes <<<"$line"

@@ -2,7 +2,9 @@
 JSON: rows per topic and date, the column types of dossier.submitted, and some of its
 values. Used by tests/export.rs.
 
-    python read_export.py OUT_DIR
+    python read_export.py OUT_DIR [SUBMITTED_TOPIC]
+
+SUBMITTED_TOPIC is dossier.submitted's name with the deployment's prefix, if any.
 """
 
 import json
@@ -14,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 
-def main(root):
+def main(root, submitted_topic="dossier.submitted"):
     # The whole tree: topic and date come from the Hive-style directory names. Only the
     # columns every topic has are read (each topic has its own schema).
     everything = ds.dataset(root, format="parquet", partitioning="hive")
@@ -29,7 +31,7 @@ def main(root):
 
     # One topic with all its columns.
     submitted = ds.dataset(
-        os.path.join(root, "topic=dossier.submitted"), format="parquet", partitioning="hive"
+        os.path.join(root, f"topic={submitted_topic}"), format="parquet", partitioning="hive"
     ).to_table()
     submitted = submitted.sort_by([("_partition", "ascending"), ("_offset", "ascending")])
     dossier = submitted["dossier"]
@@ -64,4 +66,4 @@ def main(root):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])

@@ -1,5 +1,6 @@
-//! Helpers shared by the integration tests: real brokers (librdkafka's in-process mock
-//! cluster, or a separately started tansu process), real PostgreSQL, and real clients.
+//! Helpers shared by the integration tests: real brokers (Apache Kafka, started by the test
+//! script or by a test for a cluster of its own; librdkafka's in-process cluster where a
+//! test injects faults only it offers), real PostgreSQL, and real clients.
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::HashMap;
@@ -7,7 +8,11 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod kafka;
+pub mod processes;
 mod stages;
+#[allow(unused_imports)]
+pub use kafka::{apache_kafka, fresh_prefix, kafka_env, suite_kafka, ClusterSpec, KafkaCluster, TestTopics};
 #[allow(unused_imports)]
 pub use stages::{spawn_stages, Running, StageSet};
 
@@ -20,7 +25,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 /// 2025-11-25 09:00 in Hà Nội.
 pub const NOW: i64 = 1_764_036_000_000;
 
-/// The in-process broker with every topic created.
+/// librdkafka's in-process broker with every topic created: for the tests that inject
+/// faults only it offers (refused requests, partition leaders moving on command).
 pub fn mock_cluster(partitions: i32) -> (EmbeddedBroker, KafkaConfig) {
     let broker = EmbeddedBroker::start(1).expect("mock cluster starts");
     let kafka = KafkaConfig::with_brokers(broker.bootstrap_servers());
@@ -166,15 +172,15 @@ pub fn motcua() -> Command {
 }
 
 /// A `motcua run intake` worker as a real child process.
-pub fn spawn_intake(brokers: &str, database_url: &str, instance: &str) -> Child {
-    spawn_intake_with(brokers, database_url, instance, &[])
+pub fn spawn_intake(kafka: &KafkaConfig, database_url: &str, instance: &str) -> Child {
+    spawn_intake_with(kafka, database_url, instance, &[])
 }
 
-pub fn spawn_intake_with(brokers: &str, database_url: &str, instance: &str, env: &[(&str, &str)]) -> Child {
+pub fn spawn_intake_with(kafka: &KafkaConfig, database_url: &str, instance: &str, env: &[(&str, &str)]) -> Child {
     motcua()
         .args(["run", "intake"])
         .envs(env.iter().copied())
-        .env("MOTCUA_KAFKA__BROKERS", brokers)
+        .envs(kafka_env(kafka))
         .env("MOTCUA_DATABASE__URL", database_url)
         .env("MOTCUA_RUNTIME__INSTANCE_ID", instance)
         // Short session timeout: a killed worker's partitions move on quickly.
@@ -240,57 +246,6 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("addr")
         .port()
-}
-
-/// A tansu broker (memory storage) as a separate process, killed on drop.
-pub struct Tansu {
-    child: Child,
-    pub brokers: String,
-}
-
-impl Tansu {
-    pub fn start() -> Self {
-        let port = free_port();
-        Self::start_advertising(port, &format!("127.0.0.1:{port}"))
-    }
-
-    /// Listens on 127.0.0.1:`port` and tells clients to connect to `advertised` (a TLS
-    /// terminator in front of it, say).
-    pub fn start_advertising(port: u16, advertised: &str) -> Self {
-        let bin = std::env::var("MOTCUA_TEST_TANSU").unwrap_or_else(|_| "tansu".to_owned());
-        let child = Command::new(&bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &format!("tcp://127.0.0.1:{port}"),
-                "--advertised-listener-url",
-                &format!("tcp://{advertised}"),
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start tansu ({bin}): {e}. Run tests/run.sh, which installs it, or set MOTCUA_TEST_TANSU")
-            });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            child,
-            brokers: format!("127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 pub fn sigterm(child: &Child) {

@@ -108,7 +108,8 @@ impl Ledger {
         self.last_drained
     }
 
-    /// A delivery failed for good: nothing after it may be committed, the worker must stop.
+    /// A delivery failed for good, or the broker refused the worker what it needs (a
+    /// missing ACL): nothing after it may be committed, the worker must stop.
     pub(crate) fn fail(&mut self, reason: String) {
         self.fatal.get_or_insert(reason);
     }

@@ -46,6 +46,10 @@ pub struct RuntimeConfig {
     /// Whether the worker is a member of its consumer group (set on every assignment,
     /// even of no partition; cleared on a rebalance error until the next one): readiness.
     pub joined: Arc<AtomicBool>,
+    /// Whether every broker connection is down (librdkafka's "all brokers down"; cleared
+    /// once its statistics show a broker up again, within 5 s): readiness. The worker
+    /// itself waits and reconnects.
+    pub brokers_down: Arc<AtomicBool>,
     /// What a decoded input may hold (sizes, identifiers, collections, timestamps):
     /// checked before the stage sees it; what breaks a limit is dead-lettered.
     pub limits: Limits,
@@ -76,6 +80,7 @@ impl RuntimeConfig {
             connect_timeout: Duration::from_secs(30),
             assigned: Arc::new(AtomicUsize::new(0)),
             joined: Arc::new(AtomicBool::new(false)),
+            brokers_down: Arc::new(AtomicBool::new(false)),
             limits: Limits::default(),
             dead_letters_for: None,
             group_instance_id: None,
@@ -233,17 +238,27 @@ struct StageContext {
     reports: Arc<Reports>,
     assigned: Arc<AtomicUsize>,
     joined: Arc<AtomicBool>,
+    brokers_down: Arc<AtomicBool>,
     drain_timeout: Duration,
     stage: &'static str,
+    /// The consumer group and the input topics, to name what a refusal was about.
+    group: String,
+    inputs: Vec<String>,
 }
 
 impl ClientContext for StageContext {
     fn error(&self, error: KafkaError, reason: &str) {
         warn!(stage = self.stage, error = %error, reason, "Kafka client error");
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.brokers_down.store(true, Ordering::Relaxed);
+        }
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{error}: {reason}"));
     }
 
     fn stats(&self, statistics: Statistics) {
+        if statistics.brokers.values().any(|b| b.state == "UP") {
+            self.brokers_down.store(false, Ordering::Relaxed);
+        }
         for (topic, t) in &statistics.topics {
             let lag: i64 = t
                 .partitions
@@ -476,14 +491,21 @@ pub async fn run<S: Stage>(
         consumer_cfg.set("group.instance.id", id);
     }
     let reports = Arc::new(Reports::default());
+    let input_topics: Vec<String> = <S::Input as Input>::topics()
+        .into_iter()
+        .map(|t| cfg.kafka.topic(t))
+        .collect();
     let consumer: Arc<Worker<StageContext>> = Arc::new(consumer_cfg.create_with_context(StageContext {
         last_error: Mutex::new(None),
         ledger: ledger.clone(),
         reports: reports.clone(),
         assigned: cfg.assigned.clone(),
         joined: cfg.joined.clone(),
+        brokers_down: cfg.brokers_down.clone(),
         drain_timeout: cfg.drain_timeout,
         stage: name,
+        group: group.clone(),
+        inputs: input_topics.clone(),
     })?);
     let producer: ThreadedProducer<DeliveryContext> =
         cfg.kafka
@@ -493,10 +515,6 @@ pub async fn run<S: Stage>(
                 reports,
                 stage: name,
             })?;
-    let input_topics: Vec<String> = <S::Input as Input>::topics()
-        .into_iter()
-        .map(|t| cfg.kafka.topic(t))
-        .collect();
     let refs: Vec<&str> = input_topics.iter().map(String::as_str).collect();
     reach_brokers(&consumer, &cfg).await?;
     consumer.subscribe(&refs)?;
@@ -597,6 +615,9 @@ async fn reach_brokers(consumer: &Arc<Worker<StageContext>>, cfg: &RuntimeConfig
         Ok(Ok(n)) if n > 0 => return Ok(()),
         Ok(Ok(_)) => "the cluster reported no brokers".to_owned(),
         Ok(Err(e)) => {
+            // The client's error events (a refused password, a failed handshake) reach
+            // its context only when it is polled: poll once so the reason can be told.
+            let _ = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await;
             let last = consumer
                 .context()
                 .last_error
@@ -1069,19 +1090,40 @@ async fn collect_batch(consumer: &Worker<StageContext>, ledger: &Mutex<Ledger>, 
         Err(_) => return batch,
         Ok(r) => r,
     };
-    push_received(first, ledger, &mut batch);
+    push_received(first, consumer.context(), ledger, &mut batch);
     let until = tokio::time::Instant::now() + cfg.linger;
     while batch.len() < cfg.max_batch {
         match tokio::time::timeout_at(until, consumer.recv()).await {
             Err(_) => break,
-            Ok(r) => push_received(r, ledger, &mut batch),
+            Ok(r) => push_received(r, consumer.context(), ledger, &mut batch),
         }
     }
     batch
 }
 
+/// A consumer error no retry can mend, as the reason the worker stops with: the broker
+/// refused the stage's principal its group or its input topics (a missing ACL).
+fn refusal(e: &KafkaError, cx: &StageContext) -> Option<String> {
+    let acls = "grant the stage's principal Read and Describe on it (deploy/kafka/acls.sh)";
+    match e.rdkafka_error_code()? {
+        RDKafkaErrorCode::GroupAuthorizationFailed => Some(format!(
+            "not authorized to use consumer group {} (Read refused): {acls}",
+            cx.group
+        )),
+        RDKafkaErrorCode::TopicAuthorizationFailed => Some(format!(
+            "not authorized to read its input topics ({}; Read or Describe refused): {acls}",
+            cx.inputs.join(", ")
+        )),
+        RDKafkaErrorCode::ClusterAuthorizationFailed => Some(format!(
+            "not authorized on the cluster ({e}): check the stage's principal's ACLs"
+        )),
+        _ => None,
+    }
+}
+
 fn push_received(
     r: KafkaResult<rdkafka::message::BorrowedMessage<'_>>,
+    cx: &StageContext,
     ledger: &Mutex<Ledger>,
     batch: &mut Vec<Received>,
 ) {
@@ -1089,6 +1131,9 @@ fn push_received(
         Ok(m) => m,
         Err(e) => {
             telemetry::consumer_error(&e);
+            if let Some(reason) = refusal(&e, cx) {
+                lock(ledger).fail(reason);
+            }
             return;
         }
     };

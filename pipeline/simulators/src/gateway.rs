@@ -54,7 +54,8 @@ pub async fn run(
     mut shutdown: Shutdown,
 ) -> Result<Arc<GatewayStats>, rdkafka::error::KafkaError> {
     let consumer: StreamConsumer = kafka
-        .consumer_config(&kafka.group("gateway-sim"), "motcua-gateway-sim")
+        // The group of the gateway's principal (deploy/kafka/acls.sh grants motcua-gateway).
+        .consumer_config(&kafka.group("gateway"), "motcua-gateway-sim")
         .create()?;
     consumer.subscribe(&[&kafka.topic(motcua_schemas::Topic::PaymentRequested)])?;
     let producer: Arc<FutureProducer> = Arc::new(kafka.producer_config("motcua-gateway-sim").create()?);

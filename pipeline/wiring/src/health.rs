@@ -35,6 +35,7 @@ pub type DatabaseProbe = Arc<dyn Fn() -> BoxFuture<'static, std::result::Result<
 #[derive(Clone)]
 pub struct Health {
     joined: Arc<AtomicBool>,
+    brokers_down: Arc<AtomicBool>,
     shutdown: Shutdown,
     database: Arc<Mutex<DatabaseCheck>>,
 }
@@ -64,6 +65,8 @@ impl std::fmt::Debug for Health {
 pub struct Readiness {
     pub ready: bool,
     pub group_joined: bool,
+    /// Whether some Kafka broker answers (false while every connection is down).
+    pub brokers_reachable: bool,
     /// `None` before the stage opened its database (starting), and for a stage without one.
     pub database: Option<bool>,
     pub draining: bool,
@@ -76,9 +79,15 @@ impl Health {
     pub fn new(joined: Arc<AtomicBool>, shutdown: Shutdown) -> Self {
         Self {
             joined,
+            brokers_down: Arc::default(),
             shutdown,
             database: Arc::default(),
         }
+    }
+
+    /// The flag the runtime sets while every broker connection is down.
+    pub fn brokers_down(&self) -> Arc<AtomicBool> {
+        self.brokers_down.clone()
     }
 
     /// The flag the runtime sets once the worker is in its consumer group.
@@ -129,6 +138,10 @@ impl Health {
                 }
             },
         };
+        let brokers_reachable = !self.brokers_down.load(Ordering::Relaxed);
+        if !brokers_reachable {
+            reasons.push("no Kafka broker answers (every connection is down); reconnecting".to_owned());
+        }
         if !group_joined {
             reasons.push("not (yet) a member of its consumer group".to_owned());
         }
@@ -138,6 +151,7 @@ impl Health {
         Readiness {
             ready: reasons.is_empty(),
             group_joined,
+            brokers_reachable,
             database,
             draining,
             reasons,

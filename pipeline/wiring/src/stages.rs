@@ -147,6 +147,7 @@ impl Launch {
         let mut runtime = config.runtime();
         runtime.dead_letters_for = Some(dead_letters_for(spec));
         let health = crate::health::Health::new(runtime.joined.clone(), shutdown.clone());
+        runtime.brokers_down = health.brokers_down();
         Self {
             health,
             config,
@@ -163,6 +164,7 @@ impl Launch {
     /// answer while the worker still waits for its dependencies).
     pub fn with_health(mut self, health: crate::health::Health) -> Self {
         self.runtime.joined = health.joined();
+        self.runtime.brokers_down = health.brokers_down();
         self.health = health;
         self
     }

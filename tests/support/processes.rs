@@ -1,0 +1,277 @@
+//! The whole pipeline as real processes: every stage of the stage table as `motcua run
+//! <stage>`, the payment gateway and the back office as `motcua gateway-sim` and
+//! `motcua backoffice-sim` (they speak Kafka), each under its own Kafka identity when the
+//! cluster authenticates; the registries, the e-wallets and the national portal simulated
+//! over HTTP in the test process. Workers can be SIGKILLed and restarted one by one, and
+//! what the run left in Kafka is counted by a client we did not write
+//! (tests/python/check_pipeline.py).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use motcua_reference::Reference;
+use motcua_schemas::DossierSubmitted;
+use motcua_simulators::portal::Generator;
+use motcua_simulators::registries::{self as sim, Faults};
+use motcua_simulators::world::World;
+
+/// Every process that talks to Kafka, by role: the stages (the stage table's names) and
+/// the two simulators of outside systems that publish into the flow.
+pub const ROLES: [&str; 9] = [
+    "intake",
+    "verify",
+    "payment",
+    "route",
+    "result",
+    "track",
+    "portal-sync",
+    "gateway",
+    "backoffice",
+];
+
+/// The seed and size of the registries' synthetic world (the generator draws applicants
+/// from it, so that they verify).
+const WORLD_SEED: u64 = 7;
+const WORLD_CITIZENS: u64 = 50_000;
+
+/// How a role reaches Kafka: the environment that configures its `[kafka]` section.
+pub type KafkaEnv = Box<dyn Fn(&str) -> Vec<(String, String)> + Send + Sync>;
+
+pub struct ProcessPipeline {
+    pub dir: tempfile::TempDir,
+    pub db: String,
+    common: Vec<(String, String)>,
+    kafka_env: KafkaEnv,
+    pub workers: BTreeMap<&'static str, Child>,
+    /// Each role's Prometheus port (/metrics, /healthz, /readyz).
+    pub metrics_ports: BTreeMap<&'static str, u16>,
+    /// SIGKILLs per role.
+    pub kills: BTreeMap<&'static str, u32>,
+    _http: Vec<tokio::task::JoinHandle<()>>,
+    world: World,
+}
+
+impl ProcessPipeline {
+    /// Starts the HTTP simulators and every role, each with `kafka_env(role)`.
+    pub async fn start(kafka_env: KafkaEnv) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = motcua_store::testing::scratch_postgres_url().await;
+        let r = Reference::embedded().expect("reference");
+        let world = World::for_province(&r.units, "22", WORLD_SEED, WORLD_CITIZENS).expect("world");
+        let (registry_url, registries) = sim::spawn(world.clone(), Faults::default())
+            .await
+            .expect("registry simulator");
+        let (wallet_url, wallet) = motcua_simulators::wallet::spawn(Default::default(), 3)
+            .await
+            .expect("wallet simulator");
+        let (portal_url, portal) = motcua_simulators::national_portal::spawn(Default::default(), 3)
+            .await
+            .expect("portal simulator");
+        let key = dir.path().join("result.key");
+        let jwks = dir.path().join("jwks.json");
+        let out = super::motcua()
+            .arg("result-key")
+            .arg(&key)
+            .args(["--kid", "chaos-1", "--jwks"])
+            .arg(&jwks)
+            .output()
+            .expect("result-key");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let path = |p: &PathBuf| p.display().to_string();
+        let common = [
+            ("MOTCUA_DATABASE__URL", db.clone()),
+            ("MOTCUA_REGISTRIES__HTTP__BASE_URL", registry_url),
+            ("MOTCUA_RESULT__WALLET__BASE_URL", wallet_url),
+            ("MOTCUA_RESULT__SIGNING_KEY_FILE", path(&key)),
+            ("MOTCUA_RESULT__SIGNING_KEY_ID", "chaos-1".to_owned()),
+            ("MOTCUA_RESULT__JWKS_FILE", path(&jwks)),
+            ("MOTCUA_RESULT__FIRST_RETRY_MS", "300".to_owned()),
+            ("MOTCUA_PORTAL__HTTP__BASE_URL", portal_url),
+            ("MOTCUA_VERIFY__FIRST_RETRY_MS", "300".to_owned()),
+            ("MOTCUA_TRACK__API_LISTEN", String::new()),
+            // A killed worker's partitions move on after 6 s, not 45.
+            ("MOTCUA_KAFKA__SESSION_TIMEOUT_MS", "6000".to_owned()),
+            ("MOTCUA_RUNTIME__DRAIN_TIMEOUT_MS", "5000".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let mut p = Self {
+            dir,
+            db,
+            common,
+            kafka_env,
+            workers: BTreeMap::new(),
+            metrics_ports: BTreeMap::new(),
+            kills: BTreeMap::new(),
+            _http: vec![registries, wallet, portal],
+            world,
+        };
+        for role in ROLES {
+            p.spawn(role);
+        }
+        p
+    }
+
+    /// `n` valid submissions whose applicants the registries know.
+    pub fn submissions(&self, n: usize, seed: u64) -> Vec<DossierSubmitted> {
+        let r = Reference::embedded().expect("reference");
+        let mut g = Generator::new(&r, "22", seed)
+            .expect("province")
+            .with_world(&self.world);
+        (0..n as i64).map(|i| g.valid(super::NOW + i * 1_000)).collect()
+    }
+
+    fn args(role: &str) -> Vec<&'static str> {
+        match role {
+            // Fails, duplicates and reorders some confirmations, quickly.
+            "gateway" => vec!["gateway-sim", "--min-delay-ms", "10", "--max-delay-ms", "300"],
+            // Decides everything (nobody here would bring papers it asked for).
+            "backoffice" => vec!["backoffice-sim", "--supplement-rate", "0"],
+            stage => vec!["run", ROLES.iter().find(|r| **r == stage).expect("a role")],
+        }
+    }
+
+    /// Starts `role`'s process (again).
+    pub fn spawn(&mut self, role: &'static str) {
+        let port = *self.metrics_ports.entry(role).or_insert_with(super::free_port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{role}.log")))
+            .expect("log file");
+        let child = super::motcua()
+            .args(Self::args(role))
+            .envs(self.common.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs((self.kafka_env)(role))
+            .env("MOTCUA_RUNTIME__INSTANCE_ID", role)
+            .env("MOTCUA_METRICS__LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {role}: {e}"));
+        self.workers.insert(role, child);
+    }
+
+    /// SIGKILLs `role`'s process and starts it again.
+    pub fn kill_and_restart(&mut self, role: &'static str) {
+        if let Some(mut c) = self.workers.remove(role) {
+            super::sigkill(&mut c);
+        }
+        *self.kills.entry(role).or_default() += 1;
+        self.spawn(role);
+    }
+
+    /// What `role` has written to its standard error so far.
+    pub fn log(&self, role: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{role}.log"))).unwrap_or_default()
+    }
+
+    /// The roles whose process has exited, with its status and last log lines.
+    pub fn exited(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (role, c) in &mut self.workers {
+            if let Ok(Some(status)) = c.try_wait() {
+                let log = std::fs::read_to_string(self.dir.path().join(format!("{role}.log"))).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                out.push(format!("{role} exited ({status}): {tail:?}"));
+            }
+        }
+        out
+    }
+
+    /// SIGTERMs every process and checks each ends cleanly.
+    pub fn stop(&mut self) {
+        for c in self.workers.values() {
+            super::sigterm(c);
+        }
+        let mut unclean = Vec::new();
+        for (role, mut c) in std::mem::take(&mut self.workers) {
+            let status = super::wait_exit(&mut c, Duration::from_secs(60));
+            if !status.success() {
+                unclean.push(format!("{role}: {status}\n{}", self.log(role)));
+            }
+        }
+        assert!(
+            unclean.is_empty(),
+            "workers that did not stop cleanly:\n{}",
+            unclean.join("\n")
+        );
+    }
+}
+
+impl Drop for ProcessPipeline {
+    fn drop(&mut self) {
+        for c in self.workers.values_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            for role in ROLES {
+                let log = self.log(role);
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                eprintln!("--- {role}'s last log lines:");
+                for l in tail.into_iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
+
+/// What tests/python/check_pipeline.py counted (see its docstring).
+pub struct PipelineCount(pub serde_json::Value);
+
+impl PipelineCount {
+    /// Runs the checker against `bootstrap` (a plaintext listener) and `prefix`, with the
+    /// dossier ids that were submitted.
+    pub fn take(bootstrap: &str, prefix: &str, expected: &[String]) -> Self {
+        let file = tempfile::NamedTempFile::new().expect("tempfile");
+        std::fs::write(file.path(), expected.join("\n")).expect("expected ids");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/python/check_pipeline.py");
+        let out = super::python()
+            .arg(script)
+            .args(["--bootstrap", bootstrap, "--prefix", prefix, "--expected"])
+            .arg(file.path())
+            .output()
+            .expect("run check_pipeline.py");
+        assert!(
+            out.status.success(),
+            "check_pipeline.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self(serde_json::from_slice(&out.stdout).expect("JSON from check_pipeline.py"))
+    }
+
+    pub fn dossiers(&self, field: &str) -> i64 {
+        self.0["dossiers"][field].as_i64().unwrap_or(-1)
+    }
+
+    /// Summed over the topics motcua writes.
+    pub fn topics(&self, field: &str) -> i64 {
+        self.0["topics"]
+            .as_object()
+            .expect("topics")
+            .values()
+            .filter(|t| t["own"] == true)
+            .map(|t| t[field].as_i64().unwrap_or(0))
+            .sum()
+    }
+
+    /// The pipeline's promises: every dossier ended, once, nothing after its end, every
+    /// repeated event byte-identical.
+    pub fn assert_sound(&self) {
+        let d = &self.0["dossiers"];
+        assert_eq!(self.dossiers("not_ended"), 0, "dossiers that did not end: {d}");
+        assert_eq!(self.dossiers("ended_twice"), 0, "dossiers that ended twice: {d}");
+        assert_eq!(self.dossiers("after_end"), 0, "statuses after a dossier's end: {d}");
+        assert_eq!(
+            self.topics("differing"),
+            0,
+            "event ids with differing copies: {}",
+            self.0
+        );
+    }
+}
