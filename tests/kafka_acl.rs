@@ -6,14 +6,13 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use motcua_kafka::{KafkaConfig, KafkaSasl, KafkaTls, SaslMechanism};
-use motcua_schemas::{AnyEvent, DossierStatus, Topic};
-use support::processes::{PipelineCount, ProcessPipeline, ROLES};
+use motcua_schemas::Topic;
+use support::processes::{settled, PipelineCount, ProcessPipeline, ROLES};
 use support::*;
 
 /// Principals: every role, and the portals that publish submissions.
@@ -156,21 +155,14 @@ async fn every_stage_runs_under_its_own_principal_with_only_its_acls_and_refusal
     let ids: Vec<String> = submissions.iter().map(|s| s.dossier.dossier_id.clone()).collect();
     let collector = Collector::start(&admin, &[Topic::Status]);
     publish(&clients["motcua-portal"], &submissions).await;
-    let ended = |seen: &[Read]| {
-        seen.iter()
-            .filter_map(|r| match &r.event {
-                Some(AnyEvent::Status(s)) if !s.status.is_open() && s.status != DossierStatus::Completed => {
-                    Some(s.dossier_id.clone())
-                }
-                _ => None,
-            })
-            .collect::<HashSet<_>>()
-            .len()
-    };
-    let all_ended = collector.wait_for(Duration::from_secs(240), |s| ended(s) >= N).await;
+    let all_ended = collector.wait_for(Duration::from_secs(240), |s| settled(s) >= N).await;
     let exited = pipeline.exited();
     assert!(exited.is_empty(), "workers stopped during the run: {exited:?}");
-    assert!(all_ended, "only {} of {N} dossiers ended", ended(&collector.snapshot()));
+    assert!(
+        all_ended,
+        "only {} of {N} dossiers settled",
+        settled(&collector.snapshot())
+    );
     pipeline.stop();
     let count = PipelineCount::take(&admin.brokers, "", &ids);
     count.assert_sound();

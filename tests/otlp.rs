@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use motcua_schemas::Topic;
 use motcua_simulators::portal::Generator;
 use support::*;
 
@@ -166,13 +167,14 @@ async fn each_message_s_processing_is_exported_as_a_span_in_its_dossier_s_trace(
     };
     for (dossier, trace) in &expected {
         let in_trace: Vec<&Span> = spans.iter().filter(|s| &s.trace_id == trace).collect();
-        let names: BTreeSet<(&str, &str)> = in_trace.iter().map(|s| (s.service.as_str(), s.name.as_str())).collect();
-        for wanted in [
-            ("motcua-intake", "intake process dossier.submitted"),
-            ("motcua-track", "track process dossier.submitted"),
-            ("motcua-track", "track process dossier.accepted"),
-            ("motcua-track", "track process dossier.status"),
+        let names: BTreeSet<(&str, String)> = in_trace.iter().map(|s| (s.service.as_str(), s.name.clone())).collect();
+        for (service, stage, topic) in [
+            ("motcua-intake", "intake", Topic::Submitted),
+            ("motcua-track", "track", Topic::Submitted),
+            ("motcua-track", "track", Topic::Accepted),
+            ("motcua-track", "track", Topic::Status),
         ] {
+            let wanted = (service, format!("{stage} process {}", kafka.topic(topic)));
             assert!(
                 names.contains(&wanted),
                 "{dossier}: no {wanted:?} in its trace {trace}: {names:?}"

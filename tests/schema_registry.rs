@@ -557,9 +557,9 @@ async fn a_third_party_consumer_reads_every_topic_of_a_whole_pipeline_run_throug
     let registry = SchemaRegistryServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let report = dir.path().join("report.html");
-    // The demo on its in-process broker (librdkafka's mock cluster, over TCP), kept alive
-    // after the run (--keep-serving) so that outside clients can read what it wrote.
-    let mut demo = motcua()
+    // The demo over the suite's Kafka, under a topic prefix of its own.
+    let (_topics, kafka) = suite_kafka();
+    let out = motcua()
         .args([
             "demo",
             "--dossiers",
@@ -568,42 +568,24 @@ async fn a_third_party_consumer_reads_every_topic_of_a_whole_pipeline_run_throug
             "off",
             "--partitions",
             "2",
-            "--keep-serving",
+            "--brokers",
+            &kafka.brokers,
+            "--topic-prefix",
+            &kafka.topic_prefix,
         ])
         .args(["--schema-registry", &registry.url])
         .arg("--report")
         .arg(&report)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
+        .output()
         .expect("motcua demo");
-    let stdout = demo.stdout.take().expect("stdout");
-    // Killed if the test fails before it stops the demo itself.
-    let mut demo = Worker {
-        child: demo,
-        log: Arc::default(),
-    };
-    let mut lines = BufReader::new(stdout).lines();
-    let mut demo_out = String::new();
-    let mut brokers = None;
-    for line in lines.by_ref() {
-        let line = line.expect("demo output");
-        demo_out.push_str(&line);
-        demo_out.push('\n');
-        if let Some(rest) = line.split("in-process librdkafka mock cluster (").nth(1) {
-            brokers = rest.split(')').next().map(str::to_owned);
-        }
-        if line.contains("Ctrl-C to quit") {
-            break;
-        }
-    }
+    let demo_out = String::from_utf8_lossy(&out.stdout);
     assert!(
-        demo_out.contains("Ctrl-C to quit"),
-        "the demo did not finish:\n{demo_out}"
+        out.status.success(),
+        "the demo failed:\n{demo_out}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     assert!(demo_out.contains("schemas  registry"), "{demo_out}");
     assert!(!demo_out.contains("STAGE FAILED"), "{demo_out}");
-    let kafka = motcua_kafka::KafkaConfig::with_brokers(brokers.expect("the demo names its broker"));
 
     // Every topic of the run.
     let metadata_consumer: rdkafka::consumer::BaseConsumer = kafka
@@ -616,7 +598,7 @@ async fn a_third_party_consumer_reads_every_topic_of_a_whole_pipeline_run_throug
         .topics()
         .iter()
         .map(|t| t.name().to_owned())
-        .filter(|n| Topic::ALL.iter().any(|t| t.name() == n))
+        .filter(|n| kafka.topic_of(n).is_some())
         .collect();
     assert_eq!(topics.len(), Topic::ALL.len(), "{topics:?}");
 
@@ -659,7 +641,7 @@ async fn a_third_party_consumer_reads_every_topic_of_a_whole_pipeline_run_throug
         assert_eq!(n("decoded") + n("not_avro"), total, "{name}");
         assert!(n("events") > 0 || n("decoded") == 0, "{name}: every event has an id");
         assert!(n("events") <= n("decoded"), "{name}");
-        let topic = Topic::ALL.into_iter().find(|t| t.name() == name).expect("one of ours");
+        let topic = kafka.topic_of(name).expect("one of ours");
         if topic != Topic::Submitted {
             assert_eq!(n("not_avro"), 0, "{name}: only portals publish non-Avro mistakes");
         }
@@ -686,14 +668,11 @@ async fn a_third_party_consumer_reads_every_topic_of_a_whole_pipeline_run_throug
             );
         }
     }
-    assert!(read[Topic::Status.name()]["fields"]
+    assert!(read[kafka.topic(Topic::Status)]["fields"]
         .as_array()
         .expect("fields")
         .iter()
         .any(|f| f == "lookup_token"));
-    sigint(&demo.child);
-    let status = wait_exit(&mut demo.child, Duration::from_secs(30));
-    assert!(status.success(), "the demo's checks passed: {status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

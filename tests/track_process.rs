@@ -155,7 +155,7 @@ async fn replay_rebuilds_the_live_projection_from_the_log() {
     let e = String::from_utf8_lossy(&again.stderr);
     assert!(e.contains("already holds events"), "{e}");
     let fresh = motcua_store::testing::scratch_postgres_url().await;
-    let live_group = replay(&fresh, &["--group", "motcua-track"]);
+    let live_group = replay(&fresh, &["--group", &kafka.group("track")]);
     assert!(!live_group.status.success());
     let e = String::from_utf8_lossy(&live_group.stderr);
     assert!(e.contains("a consumer group of its own"), "{e}");

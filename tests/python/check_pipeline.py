@@ -11,6 +11,7 @@
   first of an event id (re-emissions); "differing": event ids whose copies differ in a
   byte (key or value) — on the topics motcua writes ("own": true) the pipeline promises
   there are none; the outside world's re-sends (a gateway's duplicate confirmation) may.
+- "waiting_on_citizen": dossiers not ended whose last status is supplement requested (5).
 - a dossier ends when dossier.status announces rejected at reception (3), withdrawn (7),
   processing stopped (8) or result returned (10); "ended_twice" counts dossiers with two
   distinct ending events, "after_end" those with a status event after the ending one.
@@ -151,6 +152,8 @@ def main():
         with open(a.expected) as f:
             expected = {l.strip() for l in f if l.strip()}
     missing = sorted(expected - set(ended))
+    # Asked for papers by the last word: waiting on the citizen, not stuck.
+    waiting = [d for d in missing if statuses.get(d) and statuses[d][-1][3] == 5]
     report["dossiers"] = {
         "expected": len(expected),
         "with_status": len(statuses),
@@ -158,9 +161,13 @@ def main():
         "ended_twice": len(twice),
         "after_end": len(after),
         "not_ended": len(missing),
+        "waiting_on_citizen": len(waiting),
         "by_end": dict(by_end),
         "examples": {"ended_twice": twice[: a.examples], "after_end": after[: a.examples],
                      "not_ended": missing[: a.examples]},
+        # The status codes each example went through, in order.
+        "trails": {d: [e[3] for e in statuses.get(d, [])]
+                   for d in (twice + after + missing)[: 3 * a.examples]},
     }
     json.dump(report, sys.stdout, indent=1, sort_keys=True)
     print()

@@ -236,12 +236,7 @@ impl KafkaCluster {
             nodes,
             heap: spec.heap,
         };
-        for n in &cluster.nodes {
-            cluster.script(&["start", &n.dir.display().to_string()]);
-        }
-        for n in &cluster.nodes {
-            cluster.script(&["wait", &n.dir.display().to_string(), "180"]);
-        }
+        cluster.restart_all();
         cluster
     }
 
@@ -289,6 +284,17 @@ impl KafkaCluster {
         let dir = self.node(id).dir.display().to_string();
         self.script(&["start", &dir]);
         self.script(&["wait", &dir, "180"]);
+    }
+
+    /// Starts every node again (after they were all killed) and waits until they serve:
+    /// started together, since none serves before a majority of controllers is back.
+    pub fn restart_all(&self) {
+        for n in &self.nodes {
+            self.script(&["start", &n.dir.display().to_string()]);
+        }
+        for n in &self.nodes {
+            self.script(&["wait", &n.dir.display().to_string(), "180"]);
+        }
     }
 
     /// The last lines each node logged.

@@ -42,8 +42,12 @@ pub fn producer(kafka: &KafkaConfig) -> FutureProducer {
 }
 
 pub async fn publish<E: Event>(kafka: &KafkaConfig, events: &[E]) {
+    publish_with(&producer(kafka), kafka, events).await;
+}
+
+/// Publishes with a producer the caller keeps (one per portal, not one per call).
+pub async fn publish_with<E: Event>(p: &FutureProducer, kafka: &KafkaConfig, events: &[E]) {
     let codec = Codec::embedded().expect("codec");
-    let p = producer(kafka);
     let topic = kafka.topic(E::TOPIC);
     let mut pending = Vec::new();
     for e in events {
@@ -366,7 +370,8 @@ impl Collector {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             consumer.subscribe(&refs).expect("subscribe");
             loop {
-                let m = consumer.recv().await.expect("consume");
+                // A broker lost for a while is reported and retried by librdkafka.
+                let Ok(m) = consumer.recv().await else { continue };
                 let read = Read::of(&kafka, &codec, &m);
                 sink.lock().expect("lock").push(read);
             }

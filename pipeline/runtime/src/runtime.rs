@@ -1023,8 +1023,10 @@ impl Destinations {
         Self { topics }
     }
 
-    /// Asks the broker; one that cannot say (an old or partial Kafka implementation)
-    /// leaves the producer's limit in force.
+    /// Asks the broker; one that cannot say leaves the producer's limit in force.
+    /// Apache Kafka answers (a principal needs DescribeConfigs on the topics it writes,
+    /// deploy/kafka/acls.sh grants it); librdkafka's in-process cluster, which the
+    /// embedded demo runs, has no DescribeConfigs and gets the warning.
     async fn discover(kafka: &KafkaConfig, stage: &'static str) -> Self {
         match kafka.topic_message_limits(Duration::from_secs(5)).await {
             Ok(broker) => {

@@ -64,7 +64,13 @@ pub async fn run(
     loop {
         let m = tokio::select! {
             _ = shutdown.wait() => return Ok(stats),
-            m = consumer.recv() => m?,
+            m = consumer.recv() => m,
+        };
+        // A broker lost for a while is reported here and retried by librdkafka: a real
+        // gateway waits for its brokers rather than stopping.
+        let Ok(m) = m else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
         };
         let Some(bill) = m.payload().and_then(|p| codec.decode::<PaymentRequested>(p).ok()) else {
             continue;
