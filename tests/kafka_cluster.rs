@@ -68,18 +68,7 @@ async fn brokers_lost(total_outage: bool) {
     let ids: Vec<String> = submissions.iter().map(|s| s.dossier.dossier_id.clone()).collect();
     let collector = Collector::start(&kafka, &[Topic::Status]);
     // The portals publish at a steady rate through both losses (about 60 s).
-    let portal = {
-        let kafka = kafka.clone();
-        tokio::spawn(async move {
-            let p = producer(&kafka);
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            for chunk in submissions.chunks(N / 600) {
-                tick.tick().await;
-                publish_with(&p, &kafka, chunk).await;
-            }
-        })
-    };
+    let portal = publish_steadily(&kafka, submissions, N / 600);
     let started = Instant::now();
 
     // One broker lost: the one that leads most partitions, killed, then back.

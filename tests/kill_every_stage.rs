@@ -34,17 +34,7 @@ async fn killed_mid_stream() -> (PipelineCount, std::collections::BTreeMap<&'sta
     let collector = Collector::start(&kafka, &[Topic::Status]);
 
     // The portals publish at a steady rate while the processes are killed one by one.
-    let portal = {
-        let kafka = kafka.clone();
-        tokio::spawn(async move {
-            let p = producer(&kafka);
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
-            for chunk in submissions.chunks(RATE / 10) {
-                tick.tick().await;
-                publish_with(&p, &kafka, chunk).await;
-            }
-        })
-    };
+    let portal = publish_steadily(&kafka, submissions, RATE / 10);
     let started = Instant::now();
     let mut next = ROLES.iter().cycle();
     while !portal.is_finished() {

@@ -69,6 +69,25 @@ pub async fn publish_with<E: Event>(p: &FutureProducer, kafka: &KafkaConfig, eve
     }
 }
 
+/// Portals publishing `events` at a steady pace in the background: `per_tick` every
+/// 100 ms (a tick missed while the brokers are away is made up later, not at once).
+pub fn publish_steadily<E: Event + Send + Sync + 'static>(
+    kafka: &KafkaConfig,
+    events: Vec<E>,
+    per_tick: usize,
+) -> tokio::task::JoinHandle<()> {
+    let kafka = kafka.clone();
+    tokio::spawn(async move {
+        let p = producer(&kafka);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for chunk in events.chunks(per_tick.max(1)) {
+            tick.tick().await;
+            publish_with(&p, &kafka, chunk).await;
+        }
+    })
+}
+
 /// Publishes events of any topics, each to its own topic, keyed by its dossier.
 pub async fn publish_log(kafka: &KafkaConfig, events: &[AnyEvent]) {
     let codec = Codec::embedded().expect("codec");
