@@ -49,6 +49,9 @@ pub struct ProcessPipeline {
     pub metrics_ports: BTreeMap<&'static str, u16>,
     /// SIGKILLs per role.
     pub kills: BTreeMap<&'static str, u32>,
+    /// Processes that exited by themselves and were started again (as a supervisor
+    /// does), with the last line each wrote.
+    pub restarts: Vec<String>,
     _http: Vec<tokio::task::JoinHandle<()>>,
     world: World,
 }
@@ -108,6 +111,7 @@ impl ProcessPipeline {
             workers: BTreeMap::new(),
             metrics_ports: BTreeMap::new(),
             kills: BTreeMap::new(),
+            restarts: Vec::new(),
             _http: vec![registries, wallet, portal],
             world,
         };
@@ -169,6 +173,52 @@ impl ProcessPipeline {
     /// What `role` has written to its standard error so far.
     pub fn log(&self, role: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{role}.log"))).unwrap_or_default()
+    }
+
+    /// Starts again every process that exited by itself (a worker stops non-zero for
+    /// failures a restart mends; Kubernetes restarts it), recording why.
+    pub fn supervise(&mut self) {
+        let exited: Vec<(&'static str, std::process::ExitStatus)> = self
+            .workers
+            .iter_mut()
+            .filter_map(|(role, c)| c.try_wait().ok().flatten().map(|s| (*role, s)))
+            .collect();
+        for (role, status) in exited {
+            let log = self.log(role);
+            let last = log
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .to_owned();
+            self.restarts.push(format!("{role} ({status}): {last}"));
+            self.spawn(role);
+        }
+    }
+
+    /// Waits until `done` holds for what `collector` read, at most `timeout`, restarting
+    /// meanwhile whatever exited; returns whether it held.
+    pub async fn wait_for(
+        &mut self,
+        collector: &super::Collector,
+        timeout: Duration,
+        mut done: impl FnMut(&[super::Read]) -> bool,
+    ) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            self.supervise();
+            if collector.wait_for(Duration::from_millis(500), &mut done).await {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+        }
+    }
+
+    /// Lets the pipeline run for `d`, restarting whatever exits.
+    pub async fn run_for(&mut self, collector: &super::Collector, d: Duration) {
+        self.wait_for(collector, d, |_| false).await;
     }
 
     /// The roles whose process has exited, with its status and last log lines.

@@ -1104,8 +1104,16 @@ async fn collect_batch(consumer: &Worker<StageContext>, ledger: &Mutex<Ledger>, 
 }
 
 /// A consumer error no retry can mend, as the reason the worker stops with: the broker
-/// refused the stage's principal its group or its input topics (a missing ACL).
+/// refused the stage's principal its group or its input topics (a missing ACL), or
+/// librdkafka declared the consumer dead (a static member fenced after its coordinator
+/// moved: it consumes nothing more, so a restart, which rejoins, is the way on).
 fn refusal(e: &KafkaError, cx: &StageContext) -> Option<String> {
+    if let KafkaError::MessageConsumptionFatal(code) = e {
+        return Some(format!(
+            "the consumer failed for good ({code:?}: {e}); exiting so that a restart rejoins group {}",
+            cx.group
+        ));
+    }
     let acls = "grant the stage's principal Read and Describe on it (deploy/kafka/acls.sh)";
     match e.rdkafka_error_code()? {
         RDKafkaErrorCode::GroupAuthorizationFailed => Some(format!(
