@@ -62,8 +62,7 @@ async fn brokers_lost(total_outage: bool) {
     let cluster = KafkaCluster::start(spec);
     let kafka = KafkaConfig::with_brokers(cluster.bootstrap());
     kafka.create_topics(3, 3).await.expect("topics");
-    let env: Vec<(String, String)> = kafka_env(&kafka).into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    let mut pipeline = ProcessPipeline::start(Box::new(move |_| env.clone())).await;
+    let mut pipeline = ProcessPipeline::on(&kafka).await;
     let submissions = pipeline.submissions(N, 11);
     let ids: Vec<String> = submissions.iter().map(|s| s.dossier.dossier_id.clone()).collect();
     let collector = Collector::start(&kafka, &[Topic::Status]);

@@ -27,8 +27,7 @@ async fn killed_mid_stream() -> (PipelineCount, std::collections::BTreeMap<&'sta
     /// Kills: one process every `EVERY`, round-robin over every role.
     const EVERY: Duration = Duration::from_millis(2_000);
     let (_topics, kafka) = apache_kafka(2).await;
-    let env: Vec<(String, String)> = kafka_env(&kafka).into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    let mut pipeline = ProcessPipeline::start(Box::new(move |_| env.clone())).await;
+    let mut pipeline = ProcessPipeline::on(&kafka).await;
     let submissions = pipeline.submissions(N, 17);
     let ids: Vec<String> = submissions.iter().map(|s| s.dossier.dossier_id.clone()).collect();
     let collector = Collector::start(&kafka, &[Topic::Status]);
@@ -59,7 +58,7 @@ async fn killed_mid_stream() -> (PipelineCount, std::collections::BTreeMap<&'sta
     );
     pipeline.stop();
 
-    let repeated = |topic: Topic| count.0["topics"][topic.name()]["repeated"].as_i64().unwrap_or(0);
+    let repeated = |topic: Topic| count.repeated(topic);
     eprintln!(
         "{N} dossiers in {took:?} (published in {published:?}), {kills} kills {:?}: {}; re-emitted: accepted {}, verified {}, \
          payment.requested {}, paid {}, routed {}, completed {}, status {}",
@@ -93,7 +92,7 @@ async fn every_process_killed_mid_stream_loses_nothing_and_ends_each_dossier_onc
     );
     assert_eq!(count.dossiers("ended_twice"), 0, "ended twice: {d}");
     assert_eq!(count.dossiers("after_end"), 0, "statuses after the end: {d}");
-    let repeated = |topic: Topic| count.0["topics"][topic.name()]["repeated"].as_i64().unwrap_or(0);
+    let repeated = |topic: Topic| count.repeated(topic);
     // The kills hit work in flight: each stage that writes to Kafka wrote something again.
     for (stage, outputs) in [
         ("intake", &[Topic::Accepted][..]),

@@ -121,6 +121,15 @@ impl ProcessPipeline {
         p
     }
 
+    /// Every role on `kafka`'s brokers and topics, under one identity.
+    pub async fn on(kafka: &motcua_kafka::KafkaConfig) -> Self {
+        let env: Vec<(String, String)> = super::kafka_env(kafka)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        Self::start(Box::new(move |_| env.clone())).await
+    }
+
     /// `n` valid submissions whose applicants the registries know.
     pub fn submissions(&self, n: usize, seed: u64) -> Vec<DossierSubmitted> {
         let r = Reference::embedded().expect("reference");
@@ -318,6 +327,11 @@ impl PipelineCount {
 
     pub fn dossiers(&self, field: &str) -> i64 {
         self.0["dossiers"][field].as_i64().unwrap_or(-1)
+    }
+
+    /// Messages of `topic` beyond the first of their event id.
+    pub fn repeated(&self, topic: motcua_schemas::Topic) -> i64 {
+        self.0["topics"][topic.name()]["repeated"].as_i64().unwrap_or(0)
     }
 
     /// Summed over the topics motcua writes.
