@@ -274,13 +274,43 @@ impl Store {
         })
     }
 
-    /// Pending bills past their expiry (to announce, then [`Store::mark_expired`]).
-    pub async fn bills_due_for_expiry(&self, now_ms: i64, limit: i64) -> Result<Vec<Bill>> {
+    /// Expires every pending bill past its validity, and records each expiry to announce
+    /// ([`Store::unannounced_expiries`]), in one transaction. A bill settled first stays
+    /// paid (its row lock orders the two); a bill settled after it is honoured, but its
+    /// dossier ended with the expiry. Returns how many expired.
+    pub async fn expire_due_bills(&self, now_ms: i64) -> Result<u64> {
+        let expire = "UPDATE bills SET status = 'expired' WHERE status = 'pending' AND expires_at_ms <= $1
+                      RETURNING bill_reference, dossier_id, expires_at_ms";
+        let record = "INSERT INTO bill_expiries (bill_reference, dossier_id, expired_at_ms) VALUES ($1, $2, $3)
+                      ON CONFLICT (bill_reference) DO NOTHING";
+        both!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let expired = sqlx::query(expire).bind(now_ms).fetch_all(&mut *tx).await?;
+            for row in &expired {
+                sqlx::query(record)
+                    .bind(row.get::<String, _>(0))
+                    .bind(row.get::<String, _>(1))
+                    .bind(row.get::<i64, _>(2))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(expired.len() as u64)
+        })
+    }
+
+    /// Expired bills whose expiry is not announced yet, oldest first: at most `limit`.
+    pub async fn unannounced_expiries(&self, limit: i64) -> Result<Vec<Bill>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM bills WHERE status = 'pending' AND expires_at_ms <= $1 ORDER BY expires_at_ms LIMIT $2"
+            "SELECT {} FROM bills b JOIN bill_expiries x ON x.bill_reference = b.bill_reference
+             WHERE NOT x.announced ORDER BY x.expired_at_ms, b.bill_reference LIMIT $1",
+            COLUMNS
+                .split(", ")
+                .map(|c| format!("b.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         both!(self, |pool| Ok(sqlx::query(&sql)
-            .bind(now_ms)
             .bind(limit)
             .fetch_all(pool)
             .await?
@@ -289,7 +319,17 @@ impl Store {
             .collect()))
     }
 
-    /// Marks a bill expired — unless it was paid meanwhile.
+    /// The expiry of this bill went out (or had nothing to say: its dossier ended first).
+    pub async fn expiry_announced(&self, bill_reference: &str) -> Result<()> {
+        let sql = "UPDATE bill_expiries SET announced = TRUE WHERE bill_reference = $1";
+        both!(self, |pool| {
+            sqlx::query(sql).bind(bill_reference).execute(pool).await?;
+            Ok(())
+        })
+    }
+
+    /// Cancels a bill (a withdrawal): expired without an announcement — unless it was
+    /// paid meanwhile.
     pub async fn mark_expired(&self, bill_reference: &str) -> Result<()> {
         let sql = "UPDATE bills SET status = 'expired' WHERE bill_reference = $1 AND status = 'pending'";
         both!(self, |pool| {

@@ -26,10 +26,11 @@ const COLUMNS: &str = "idempotency_key, dossier_id, dossier_code, document_ref, 
 
 impl Store {
     /// Records acknowledged deliveries (a key recorded before keeps its first record) and
-    /// returns, per row, when its key was first acknowledged: whoever delivers the same
-    /// document again (a decision sent twice, the retrier after a redelivery) announces it
-    /// with that same time, so its events are the same.
-    pub async fn record_wallet_deliveries(&self, rows: &[WalletDeliveryRecord]) -> Result<Vec<i64>> {
+    /// returns, per row, when its key was first acknowledged and the wallet's receipt
+    /// then: whoever delivers the same document again (a decision sent twice, the retrier
+    /// after a redelivery) announces it with that same time and receipt, so its events
+    /// are the same whatever the wallet answers the second time.
+    pub async fn record_wallet_deliveries(&self, rows: &[WalletDeliveryRecord]) -> Result<Vec<(i64, String)>> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -37,7 +38,7 @@ impl Store {
             "INSERT INTO wallet_deliveries ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (idempotency_key) DO NOTHING"
         );
-        let first = "SELECT delivered_at_ms FROM wallet_deliveries WHERE idempotency_key = $1";
+        let first = "SELECT delivered_at_ms, receipt_id FROM wallet_deliveries WHERE idempotency_key = $1";
         both!(self, |pool| {
             let mut tx = pool.begin().await?;
             let mut firsts = Vec::with_capacity(rows.len());
@@ -54,11 +55,8 @@ impl Store {
                     .bind(r.duplicate_ack)
                     .execute(&mut *tx)
                     .await?;
-                let at: i64 = sqlx::query_scalar(first)
-                    .bind(&r.idempotency_key)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                firsts.push(at);
+                let row = sqlx::query(first).bind(&r.idempotency_key).fetch_one(&mut *tx).await?;
+                firsts.push((row.get(0), row.get(1)));
             }
             tx.commit().await?;
             Ok(firsts)

@@ -20,12 +20,14 @@ macro_rules! both {
 }
 
 mod bills;
+mod decisions;
 mod deliveries;
 mod dlq;
 mod lifecycle;
 mod parked;
 mod routing;
 pub use bills::{Bill, Confirmation, Settlement};
+pub use decisions::Decision;
 pub use deliveries::WalletDeliveryRecord;
 pub use dlq::DlqReplay;
 pub use lifecycle::{Closure, ClosureKind, Pause, Wait, WaitRequest, WaitState};

@@ -167,7 +167,8 @@ impl Store {
             return Ok(());
         }
         let supersede = "UPDATE supplement_waits SET state = 'superseded'
-                         WHERE dossier_id = $1 AND state = 'waiting' AND request_event_id <> $2";
+                         WHERE dossier_id = $1 AND state = 'waiting' AND request_event_id <> $2
+                           AND NOT EXISTS (SELECT 1 FROM supplement_waits WHERE request_event_id = $2)";
         both!(self, |pool| {
             let mut tx = pool.begin().await?;
             for w in requests {

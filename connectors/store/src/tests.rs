@@ -780,15 +780,15 @@ async fn parked_and_escalated_dossiers_are_listed_and_verified_by_hand_once(stor
             .record_wallet_deliveries(&[delivery("k1", "EW-1", 10)])
             .await
             .expect("record"),
-        [10]
+        [(10, "EW-1".to_owned())]
     );
     assert_eq!(
         store
             .record_wallet_deliveries(&[delivery("k1", "EW-other", 20), delivery("k2", "EW-2", 30)])
             .await
             .expect("record"),
-        [10, 30],
-        "a key delivered again answers its first acknowledgement's time"
+        [(10, "EW-1".to_owned()), (30, "EW-2".to_owned())],
+        "a key delivered again answers its first acknowledgement's time and receipt"
     );
     let recorded = store.wallet_deliveries(10).await.expect("deliveries");
     assert_eq!(
@@ -1109,4 +1109,104 @@ async fn sqlite_confirmations_settle_together_in_order() {
 #[tokio::test]
 async fn postgres_confirmations_settle_together_in_order() {
     confirmations_settle_together_in_order(postgres().await).await;
+}
+
+/// The first decision on an input is the one recorded; deciding it again returns it.
+async fn the_first_decision_on_an_input_is_kept(store: Store) {
+    let offer = |id: &'static str, events: &[u8], at| Decision {
+        input_id: id,
+        dossier_id: "d",
+        events: events.to_vec(),
+        decided_at_ms: at,
+    };
+    let first = store
+        .decide_first("verify", &[offer("in-1", b"first", 1), offer("in-2", b"other", 2)])
+        .await
+        .expect("decide");
+    assert_eq!(first, [b"first".to_vec(), b"other".to_vec()]);
+    let again = store
+        .decide_first("verify", &[offer("in-1", b"second", 3)])
+        .await
+        .expect("decide again");
+    assert_eq!(again, [b"first".to_vec()], "the first decision wins");
+    // Another stage's decision on the same input is its own.
+    let route = store
+        .decide_first("route", &[offer("in-1", b"route's", 4)])
+        .await
+        .expect("route");
+    assert_eq!(route, [b"route's".to_vec()]);
+    let recorded = store.decisions("verify", &["in-1", "in-3"]).await.expect("read");
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded["in-1"], b"first".to_vec());
+}
+
+#[tokio::test]
+async fn sqlite_the_first_decision_on_an_input_is_kept() {
+    the_first_decision_on_an_input_is_kept(sqlite().await.0).await;
+}
+
+#[tokio::test]
+async fn postgres_the_first_decision_on_an_input_is_kept() {
+    the_first_decision_on_an_input_is_kept(postgres().await).await;
+}
+
+fn bill_due(reference: &str, dossier_id: &str, expires_at_ms: i64) -> Bill {
+    Bill {
+        bill_reference: reference.into(),
+        dossier_id: dossier_id.into(),
+        amount_vnd: 10,
+        status: "pending".into(),
+        issued_at_ms: 0,
+        expires_at_ms,
+        paid_at_ms: None,
+        gateway_tx: None,
+        failures: 0,
+        verified_payload: vec![1],
+    }
+}
+
+/// Expiry is recorded with the bill's new state: a bill paid first stays paid and is not
+/// announced; an expired one is announced until marked; a cancelled one never.
+async fn expired_bills_are_recorded_then_announced_once(store: Store) {
+    store
+        .issue_bills(&[
+            bill_due("B1", "d1", 100),
+            bill_due("B2", "d2", 100),
+            bill_due("B3", "d3", 100),
+            bill_due("B4", "d4", 900),
+        ])
+        .await
+        .expect("issue");
+    store.settle("B2", true, 10, "tx", 50).await.expect("paid first");
+    store.mark_expired("B3").await.expect("cancelled by a withdrawal");
+    assert_eq!(store.expire_due_bills(200).await.expect("expire"), 1);
+    let due = store.unannounced_expiries(10).await.expect("due");
+    assert_eq!(
+        due.iter().map(|b| b.bill_reference.as_str()).collect::<Vec<_>>(),
+        ["B1"]
+    );
+    assert_eq!(due[0].status, "expired");
+    assert_eq!(store.expire_due_bills(300).await.expect("expire"), 0, "expired once");
+    assert_eq!(
+        store.unannounced_expiries(10).await.expect("due"),
+        due,
+        "until announced"
+    );
+    store.expiry_announced("B1").await.expect("announced");
+    assert!(store.unannounced_expiries(10).await.expect("due").is_empty());
+    // Paid after it expired: the money was taken, so the bill is honoured.
+    assert!(matches!(
+        store.settle("B1", true, 10, "tx-late", 400).await.expect("late"),
+        Settlement::Paid(_)
+    ));
+}
+
+#[tokio::test]
+async fn sqlite_expired_bills_are_recorded_then_announced_once() {
+    expired_bills_are_recorded_then_announced_once(sqlite().await.0).await;
+}
+
+#[tokio::test]
+async fn postgres_expired_bills_are_recorded_then_announced_once() {
+    expired_bills_are_recorded_then_announced_once(postgres().await).await;
 }

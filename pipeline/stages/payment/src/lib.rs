@@ -5,7 +5,7 @@
 //! reference; the first successful full payment settles the bill and emits `dossier.paid`
 //! — once: a duplicate of the same transaction re-emits the identical event (same id), a
 //! second transaction is reported for refund and emits nothing. Pending bills live in the
-//! database; expired ones get a status event ([`expire`]).
+//! database; an expired one stops its dossier, announced from the store (the stage's timer).
 
 mod fees;
 pub mod telemetry;
@@ -15,7 +15,7 @@ use motcua_schemas::{
     derived_event_id, AnyEvent, Codec, DossierPaid, DossierStatus, DossierStatusChanged, DossierVerified, Event,
     PaymentConfirmed, PaymentOutcome, PaymentRequested, Reason, Topic,
 };
-use motcua_store::{Bill, Confirmation, Settlement, Store};
+use motcua_store::{Bill, ClosureKind, Confirmation, Settlement, Store};
 use telemetry::Counted;
 
 pub use fees::{Fee, FeeSchedule};
@@ -232,39 +232,42 @@ impl Payment {
         })
     }
 
-    /// Pending bills past their validity, with the status event announcing each. Publish
-    /// the events, then [`Payment::mark_expired`]: a crash in between announces them again
-    /// with the same event ids.
-    pub async fn expiring(&self, now_ms: i64) -> Result<Vec<(String, AnyEvent)>, motcua_store::Error> {
-        let due = self.store.bills_due_for_expiry(now_ms, 1_000).await?;
-        let mut out = Vec::with_capacity(due.len());
-        for b in due {
+    /// Bill expiry, recorded before it is announced: pending bills past their validity
+    /// are expired in the store (a payment settled first wins), then each expiry not yet
+    /// announced closes its dossier and gets its status event, stamped with the bill's
+    /// expiry. A dossier that ended first (withdrawn) gets nothing. Returns the bills and
+    /// their events (none for those that ended first); [`Stage::ticked`] marks them.
+    async fn expiries(&self, now_ms: i64) -> Result<Vec<(String, Option<AnyEvent>)>, StageError> {
+        self.store.expire_due_bills(now_ms).await.map_err(store_error)?;
+        let mut out = Vec::new();
+        for b in self.store.unannounced_expiries(1_000).await.map_err(store_error)? {
             let _ = self.codec.learn_writers([b.verified_payload.as_slice()]).await;
-            let Ok(v) = self.codec.decode::<DossierVerified>(&b.verified_payload) else {
-                continue;
-            };
+            let v: DossierVerified = self
+                .codec
+                .decode(&b.verified_payload)
+                .map_err(|e| StageError::Fatal(format!("the stored bill {} does not decode: {e}", b.bill_reference)))?;
             let reason = Reason {
                 code: "BILL_EXPIRED".into(),
                 message: format!("Hóa đơn {} đã hết hạn thanh toán", b.bill_reference),
             };
-            let at = b.expires_at_ms;
-            out.push((
-                b.bill_reference.clone(),
-                status_event(
-                    &b.bill_reference,
-                    "expired",
-                    &v,
-                    DossierStatus::ProcessingStopped,
-                    vec![reason],
-                    at,
-                ),
-            ));
+            let stop = DossierStatusChanged::about(
+                &v,
+                &b.bill_reference,
+                STAGE,
+                "expired",
+                DossierStatus::ProcessingStopped,
+                b.expires_at_ms,
+            )
+            .with_reasons(vec![reason]);
+            let closure = self
+                .store
+                .close_dossier(&b.dossier_id, ClosureKind::Stopped, &stop.event_id, b.expires_at_ms)
+                .await
+                .map_err(store_error)?;
+            let ours = closure.event_id == stop.event_id;
+            out.push((b.bill_reference, ours.then(|| stop.into())));
         }
         Ok(out)
-    }
-
-    pub async fn mark_expired(&self, bill_reference: &str) -> Result<(), motcua_store::Error> {
-        self.store.mark_expired(bill_reference).await
     }
 }
 
@@ -312,22 +315,22 @@ impl Stage for Payment {
         Some(self.expiry_check)
     }
 
-    /// Bill expiry: the status of every unpaid bill past its validity; marked expired
-    /// only once announced ([`Stage::ticked`]).
+    /// Bill expiry ([`Payment::expiries`]); each expiry marked announced once its event
+    /// is acknowledged ([`Stage::ticked`]).
     async fn tick(&self, now_ms: i64) -> Result<Tick, StageError> {
         let mut tick = Tick::default();
-        for (reference, event) in self.expiring(now_ms).await.map_err(store_error)? {
+        for (reference, event) in self.expiries(now_ms).await? {
             tick.done.push(reference);
-            tick.events.push(event);
+            tick.events.extend(event);
         }
         Ok(tick)
     }
 
     async fn ticked(&self, tick: &Tick) -> Result<(), StageError> {
         for reference in &tick.done {
-            self.mark_expired(reference).await.map_err(store_error)?;
-            telemetry::bill_expired();
+            self.store.expiry_announced(reference).await.map_err(store_error)?;
         }
+        tick.done.iter().for_each(|_| telemetry::bill_expired());
         Ok(())
     }
 
@@ -337,7 +340,9 @@ impl Stage for Payment {
         let verified: Vec<(&DossierVerified, i64)> = batch
             .iter()
             .filter_map(|e| match &e.event {
-                PaymentInput::Verified(v) => Some((v.as_ref(), e.origin.timestamp_ms.unwrap_or(v.verified_at))),
+                // Stamped with the verification, not the message: verify announcing the
+                // dossier again (a new message, a later broker time) gets the same answer.
+                PaymentInput::Verified(v) => Some((v.as_ref(), v.verified_at)),
                 PaymentInput::Confirmed(_) => None,
             })
             .collect();

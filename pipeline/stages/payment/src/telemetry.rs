@@ -75,7 +75,7 @@ impl Counted {
     }
 }
 
-/// A bill's expiry was announced and the bill marked expired.
+/// A bill expired and its expiry was announced (or its dossier had ended first).
 pub fn bill_expired() {
     metrics::counter!(PAYMENT_EXPIRED_TOTAL).increment(1);
 }

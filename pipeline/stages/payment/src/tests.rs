@@ -2,6 +2,8 @@ use motcua_runtime::Origin;
 use motcua_schemas::{samples, DossierVerified, ProcedureSummary};
 
 use super::*;
+use motcua_runtime::Tick;
+use motcua_schemas::DossierStatusChanged;
 
 fn verified(id: &str, fee: i64) -> DossierVerified {
     let mut d = samples::dossier();
@@ -145,19 +147,111 @@ async fn free_and_exempt_dossiers_skip_the_bill() {
     assert!(matches!(events(&out[0]), [AnyEvent::PaymentRequested(x), _] if x.fee_vnd == 0 && x.amount_vnd == 20_000));
 }
 
+fn stops(tick: &Tick) -> Vec<&DossierStatusChanged> {
+    tick.events
+        .iter()
+        .filter_map(|e| match e {
+            AnyEvent::Status(s) if s.status == DossierStatus::ProcessingStopped => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn unpaid_bills_expire_with_a_status_event() {
+async fn unpaid_bills_expire_with_a_status_event_that_closes_the_dossier() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut p = stage(&dir).await;
     p.validity_ms = 100;
     p.handle_batch(&[env(PaymentInput::Verified(Box::new(verified("d4", 10_000))), 0)])
         .await
         .expect("billed");
-    assert!(p.expiring(1_050).await.expect("expire").is_empty(), "not yet");
-    let expired = p.expiring(1_200).await.expect("expire");
-    assert!(matches!(&expired[..], [(_, AnyEvent::Status(s))] if s.reasons[0].code == "BILL_EXPIRED"));
+    // Issued when it was verified (at 2): valid until 102.
+    assert!(p.tick(50).await.expect("tick").events.is_empty(), "not yet");
+    let expired = p.tick(200).await.expect("tick");
+    let [stop] = &stops(&expired)[..] else {
+        panic!("{expired:?}")
+    };
+    assert_eq!((stop.reasons[0].code.as_str(), stop.occurred_at), ("BILL_EXPIRED", 102));
+    let closure = p.store.closure("d4").await.expect("closure").expect("closed");
+    assert_eq!(closure.event_id, stop.event_id, "the stop ends the dossier");
     // Announced again until marked (a crash between the two repeats the same event).
-    assert_eq!(p.expiring(1_300).await.expect("expire"), expired);
-    p.mark_expired(&expired[0].0).await.expect("mark");
-    assert!(p.expiring(2_000).await.expect("expire").is_empty(), "once marked, done");
+    assert_eq!(p.tick(300).await.expect("tick"), expired);
+    p.ticked(&expired).await.expect("ticked");
+    assert!(
+        p.tick(2_000).await.expect("tick").events.is_empty(),
+        "once announced, done"
+    );
+}
+
+/// A payment the gateway confirms just after the bill expired: the stop was announced,
+/// so the dossier stays stopped; the payment is reported for refund, never announced as
+/// `dossier.paid` (the dossier would be both stopped and routed).
+#[tokio::test]
+async fn a_bill_paid_while_its_expiry_is_announced_is_refunded_not_routed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut p = stage(&dir).await;
+    p.validity_ms = 100;
+    let out = p
+        .handle_batch(&[env(PaymentInput::Verified(Box::new(verified("d7", 10_000))), 0)])
+        .await
+        .expect("billed");
+    let [AnyEvent::PaymentRequested(req), _] = events(&out[0]) else {
+        panic!("{out:?}")
+    };
+    let tick = p.tick(200).await.expect("tick");
+    assert_eq!(stops(&tick).len(), 1);
+    let paid = p
+        .handle_batch(&[env(
+            confirmation(&req.bill_reference, "tx7", PaymentOutcome::Succeeded, 30_000),
+            1,
+        )])
+        .await
+        .expect("confirmed");
+    p.ticked(&tick).await.expect("ticked");
+    assert!(events(&paid[0]).is_empty(), "stopped, then paid: {paid:?}");
+}
+
+/// A dossier withdrawn while its bill was pending ended with the withdrawal: the bill's
+/// expiry announces nothing (no second end).
+#[tokio::test]
+async fn the_expiry_of_a_withdrawn_dossier_s_bill_announces_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut p = stage(&dir).await;
+    p.validity_ms = 100;
+    p.handle_batch(&[env(PaymentInput::Verified(Box::new(verified("d8", 10_000))), 0)])
+        .await
+        .expect("billed");
+    p.store
+        .close_dossier("d8", ClosureKind::Withdrawn, "w-d8", 50)
+        .await
+        .expect("withdrawn");
+    let tick = p.tick(200).await.expect("tick");
+    assert!(stops(&tick).is_empty(), "{tick:?}");
+    p.ticked(&tick).await.expect("ticked");
+}
+
+/// Verify announcing a dossier again in a new message (another offset, a later broker
+/// time) gets the same answer: a free dossier's `dossier.paid` and a bill's request carry
+/// the times of the verification and of the stored bill, not of the message.
+#[tokio::test]
+async fn a_verified_dossier_sent_again_in_a_new_message_gets_the_same_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = stage(&dir).await;
+    let mut free = verified("d5", 0);
+    free.procedure.code = "9.000001".into();
+    let billed = verified("d6", 10_000);
+    let batch = |offset| {
+        vec![
+            env(PaymentInput::Verified(Box::new(free.clone())), offset),
+            env(PaymentInput::Verified(Box::new(billed.clone())), offset + 1),
+        ]
+    };
+    let first = p.handle_batch(&batch(0)).await.expect("first");
+    assert!(matches!(events(&first[0]), [AnyEvent::Paid(_)]));
+    assert!(matches!(
+        events(&first[1]),
+        [AnyEvent::PaymentRequested(_), AnyEvent::Status(_)]
+    ));
+    let again = p.handle_batch(&batch(3_600_000)).await.expect("again");
+    assert_eq!(again, first);
 }

@@ -7,7 +7,7 @@ use futures::future::join_all;
 use motcua_outward::{Receipt, WalletGateway};
 use motcua_reference::civil::now_ms;
 use motcua_resilience::ParkPolicy;
-use motcua_runtime::stored::{decode_events, encode_events, event_frames};
+use motcua_runtime::stored::{self, decide_first, decode_events, encode_events, event_frames};
 use motcua_runtime::{error_chain, Envelope, Outcome, Stage, StageError, Tick};
 use motcua_schemas::{AnyEvent, Codec, DossierDecided, DossierStatus, DossierStatusChanged, Reason};
 use motcua_store::{ClosureKind, Lot, Store, WalletDeliveryRecord};
@@ -118,6 +118,22 @@ impl<W: WalletGateway> ResultStage<W> {
             .into()
     }
 
+    /// The escalation of `d`, recorded the first time it is decided: announced again (a
+    /// redelivery while the wallet still refuses, a round repeated after a crash) it is
+    /// that first one, whatever the wallet says or the clock reads by then.
+    async fn escalate(&self, d: &DossierDecided, why: &str, at: i64) -> Result<Vec<AnyEvent>, StageError> {
+        let event = Self::escalation(d, why, at);
+        let key = event.event_id().to_owned();
+        let decided = stored::Decided {
+            input_id: &key,
+            dossier_id: &d.dossier_id,
+            events: vec![event],
+            at_ms: at,
+        };
+        let recorded = decide_first(&self.store, &self.codec, STAGE, &[decided]).await?;
+        Ok(recorded.into_iter().flatten().collect())
+    }
+
     fn encode(&self, d: &DossierDecided) -> Result<Vec<u8>, StageError> {
         self.codec.encode(d).map_err(|err| StageError::Fatal(error_chain(&err)))
     }
@@ -204,7 +220,7 @@ impl<W: WalletGateway> Stage for ResultStage<W> {
         // Acknowledged deliveries, announced once their audit says when the document was
         // first acknowledged (the same time however often the decision comes).
         let mut audits = Vec::new();
-        let mut acknowledged: Vec<(usize, Issued, String)> = Vec::new();
+        let mut acknowledged: Vec<(usize, Issued)> = Vec::new();
         let mut counted = Vec::new();
         for ((e, issued), delivered) in batch.iter().zip(issued).zip(delivered) {
             let (issued, delivered) = match (issued, delivered) {
@@ -230,7 +246,7 @@ impl<W: WalletGateway> Stage for ResultStage<W> {
                 Delivered::Acknowledged(receipt) => {
                     audits.push(self.audit(&issued, &receipt, arrived_at));
                     counted.push((telemetry::Delivery::of(&receipt), Some(e)));
-                    acknowledged.push((out.len(), issued, receipt.receipt_id));
+                    acknowledged.push((out.len(), issued));
                     out.push(Outcome::Emit(Vec::new()));
                 }
                 Delivered::Later(why) => {
@@ -247,7 +263,7 @@ impl<W: WalletGateway> Stage for ResultStage<W> {
                         .await
                         .map_err(store_error)?;
                     counted.push((telemetry::Delivery::Refused, None));
-                    out.push(Outcome::Emit(vec![Self::escalation(&e.event, &why, arrived_at)]));
+                    out.push(Outcome::Emit(self.escalate(&e.event, &why, arrived_at).await?));
                 }
             }
         }
@@ -257,8 +273,8 @@ impl<W: WalletGateway> Stage for ResultStage<W> {
             .record_wallet_deliveries(&audits)
             .await
             .map_err(store_error)?;
-        for ((slot, issued, receipt_id), first) in acknowledged.into_iter().zip(firsts) {
-            out[slot] = Outcome::Emit(issued.delivered(&receipt_id, first));
+        for ((slot, issued), (first_at, first_receipt)) in acknowledged.into_iter().zip(firsts) {
+            out[slot] = Outcome::Emit(issued.delivered(&first_receipt, first_at));
         }
         for (delivery, e) in counted {
             delivery.emit();
@@ -335,15 +351,14 @@ impl<W: WalletGateway> ResultStage<W> {
             };
             match delivered {
                 Delivered::Acknowledged(receipt) => {
-                    let first = self
+                    let (first_at, first_receipt) = self
                         .store
                         .record_wallet_deliveries(&[self.audit(&issued, &receipt, now)])
                         .await
                         .map_err(store_error)?
-                        .first()
-                        .copied()
-                        .unwrap_or(now);
-                    let events = issued.clone().delivered(&receipt.receipt_id, first);
+                        .pop()
+                        .unwrap_or((now, receipt.receipt_id));
+                    let events = issued.clone().delivered(&first_receipt, first_at);
                     let stored = self
                         .store
                         .decide(Lot::Result, &p.dossier_id, &encode_events(&self.codec, &events)?)
@@ -365,7 +380,7 @@ impl<W: WalletGateway> ResultStage<W> {
                         .map_err(store_error)?;
                     let overdue = now - p.parked_at_ms >= s.policy.escalate_after.as_millis() as i64;
                     if p.escalated_at_ms.is_none() && overdue {
-                        tick.events.push(Self::escalation(&d, &why, now));
+                        tick.events.extend(self.escalate(&d, &why, now).await?);
                         tick.done.push(format!("{DONE_ESCALATED}{}", p.dossier_id));
                         telemetry::Delivery::Escalated.emit();
                     }

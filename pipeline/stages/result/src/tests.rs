@@ -519,3 +519,64 @@ fn the_back_office_decides_deterministically_asks_for_papers_once_and_decides_af
     assert!((60..140).contains(&supplements), "{supplements}");
     assert!((15..70).contains(&late), "{late}");
 }
+
+/// An escalation is announced once with one content: the same decision re-sent in a new
+/// message (a later broker time) while the wallet still refuses it, or a timer round
+/// repeated after a crash before it was marked, announces the first escalation byte for
+/// byte, not one restamped with the new time.
+#[tokio::test]
+async fn an_escalation_announced_again_is_the_first_one() {
+    let dir = tempfile::tempdir().expect("dir");
+    let faults = WalletFaults {
+        unknown_owners: ["022090001234".to_owned()].into(),
+        ..WalletFaults::default()
+    };
+    let (url, stage, _store) = stage(&dir, Signer25519::insecure_demo("test"), faults).await;
+    let stage = stage.with_settings(DeliverySettings {
+        policy: motcua_resilience::ParkPolicy {
+            first_delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
+            escalate_after: Duration::from_secs(60),
+        },
+        ..DeliverySettings::default()
+    });
+    let due = now_ms() + 5 * DAY;
+    let refused = decided(now_ms() - 2_000, due);
+    let first = stage
+        .handle_batch(&[envelope(refused.clone(), 1)])
+        .await
+        .expect("handled");
+    let mut resent = envelope(refused.clone(), 40);
+    resent.origin.timestamp_ms = Some(refused.decided_at + 3_600_000);
+    let again = stage.handle_batch(&[resent]).await.expect("handled again");
+    assert_eq!(again, first, "the same escalation, not restamped");
+
+    // The timer escalates a dossier whose wallet is down; the round is repeated (a crash
+    // came before it was marked) later: the same event.
+    set_faults(&url, &serde_json::json!({"down": true})).await;
+    let mut late = decided(now_ms() - 2_000, due);
+    late.event_id = "dc-9".into();
+    late.dossier_id = "d-9".into();
+    late.applicant_citizen_id = Some("001199000009".into());
+    stage.handle_batch(&[envelope(late.clone(), 2)]).await.expect("parked");
+    let signed_at = late.decided_at + 1_000;
+    let escalation = |tick: &motcua_runtime::Tick| -> Vec<AnyEvent> {
+        tick.events
+            .iter()
+            .filter(|e| e.event_id() != first_event_id(&first))
+            .filter(|e| matches!(e, AnyEvent::Status(s) if s.dossier_id == "d-9"))
+            .cloned()
+            .collect()
+    };
+    let tick = stage.tick(signed_at + 61_000).await.expect("tick");
+    let repeated = stage.tick(signed_at + 400_000).await.expect("tick repeated");
+    assert_eq!(escalation(&tick).len(), 1, "{tick:?}");
+    assert_eq!(escalation(&repeated), escalation(&tick));
+}
+
+fn first_event_id(out: &[Outcome]) -> &str {
+    match out {
+        [Outcome::Emit(events)] => events[0].event_id(),
+        other => panic!("{other:?}"),
+    }
+}

@@ -12,12 +12,13 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use motcua_reference::Reference;
 use motcua_routing::{AuthorityId, DeskId, RouteQuery, RoutingFiles, RoutingTables};
+use motcua_runtime::stored::{self, decide_first, recorded_decisions};
 use motcua_runtime::{error_chain, Envelope, Outcome, Stage, StageError};
 use motcua_schemas::{
     derived_event_id, AnyEvent, ApplicantKind, ClockPause, DossierPaid, DossierRouted, DossierStatus,
     DossierStatusChanged, Reason,
 };
-use motcua_store::{Assignment, Pause, Store};
+use motcua_store::{Assignment, ClosureKind, Pause, Store};
 use telemetry::Decided;
 
 pub mod telemetry;
@@ -259,6 +260,55 @@ fn routed_events(paid: &DossierPaid, a: &Assignment, authority_name: String) -> 
     ]
 }
 
+/// What becomes of one paid dossier of a batch.
+enum Way {
+    /// Routed: the index of its assignment.
+    Routed(usize),
+    /// Withdrawn or stopped elsewhere before it was routed.
+    Ended,
+    /// No authority or desk is found for it.
+    Refused(motcua_routing::Error),
+    /// Stopped on an earlier delivery: the recorded stop.
+    Stopped(Vec<AnyEvent>),
+}
+
+/// The stop of a dossier no authority is found for. Stamped with its payment (a payment
+/// announced again gets the same stop); its own kind, so it never shares an id with the
+/// processing status of the same payment.
+fn stop_event(paid: &DossierPaid, err: &motcua_routing::Error) -> DossierStatusChanged {
+    let reason = Reason {
+        code: err.reason_code().to_owned(),
+        message: error_chain(err),
+    };
+    DossierStatusChanged::caused_by(paid, STAGE, "stopped", DossierStatus::ProcessingStopped, paid.paid_at)
+        .with_reasons(vec![reason])
+        .with_assignment(Some(paid.dossier.receiving_unit_code.clone()), None)
+}
+
+impl Route {
+    /// A recorded stop closes its dossier, and is announced (again) while the closure is
+    /// its own: a dossier withdrawn or ended otherwise first gets nothing.
+    async fn announce_stop(&self, paid: &DossierPaid, stop: Vec<AnyEvent>) -> Result<Vec<AnyEvent>, StageError> {
+        let Some(AnyEvent::Status(s)) = stop.first() else {
+            return Ok(Vec::new());
+        };
+        let closure = self
+            .store
+            .close_dossier(
+                &paid.dossier.dossier_id,
+                ClosureKind::Stopped,
+                &s.event_id,
+                s.occurred_at,
+            )
+            .await
+            .map_err(|e| StageError::from(e).context("closing an unroutable dossier"))?;
+        Ok(match closure.event_id == s.event_id {
+            true => stop,
+            false => Vec::new(),
+        })
+    }
+}
+
 fn status(
     paid: &DossierPaid,
     status: DossierStatus,
@@ -314,15 +364,22 @@ impl Stage for Route {
             .clock_pauses(&ids)
             .await
             .map_err(|e| StageError::from(e).context("reading clock pauses"))?;
+        let inputs: Vec<&str> = batch.iter().map(|e| e.event.event_id.as_str()).collect();
+        let mut stops = recorded_decisions(&self.store, &self.codec, STAGE, &inputs).await?;
         let mut decided = Vec::with_capacity(batch.len());
         let mut assignments = Vec::new();
         let mut desks = Vec::new();
         let mut built: Vec<Option<Vec<AnyEvent>>> = Vec::new();
         for e in batch {
             let id = e.event.dossier.dossier_id.as_str();
+            if let Some(stop) = stops.remove(&e.event.event_id) {
+                // Stopped on an earlier delivery: that stop again, whatever the tables say now.
+                decided.push(Way::Stopped(stop));
+                continue;
+            }
             if ended.contains(id) {
                 // Withdrawn or stopped while it was paid: nobody is to work on it.
-                decided.push(Err(None));
+                decided.push(Way::Ended);
                 continue;
             }
             let at = e.origin.timestamp_ms.unwrap_or(e.event.paid_at);
@@ -339,12 +396,12 @@ impl Stage for Route {
                                 .map_err(|e| StageError::Fatal(format!("encoding the routed message to keep: {e}")))?,
                         );
                     }
-                    decided.push(Ok(assignments.len()));
+                    decided.push(Way::Routed(assignments.len()));
                     assignments.push(a);
                     desks.push(desk);
                     built.push(Some(events));
                 }
-                Err(err) => decided.push(Err(Some(err))),
+                Err(err) => decided.push(Way::Refused(err)),
             }
         }
         // Stored first: a dossier routed before keeps its first desk and due time.
@@ -365,7 +422,7 @@ impl Stage for Route {
         let mut counted = Vec::with_capacity(batch.len());
         for (e, d) in batch.iter().zip(decided) {
             let events = match d {
-                Ok(i) => {
+                Way::Routed(i) => {
                     counted.push(Decided::Routed);
                     let (a, new) = &stored[i];
                     match built[i].take() {
@@ -374,25 +431,29 @@ impl Stage for Route {
                         _ => routed_events(&e.event, a, self.authority_name(&snap, &a.authority_code)),
                     }
                 }
-                Err(None) => {
+                Way::Ended => {
                     counted.push(Decided::Ended);
                     Vec::new()
                 }
-                Err(Some(err)) => {
+                Way::Refused(err) => {
                     counted.push(Decided::Refused);
-                    let at = e.origin.timestamp_ms.unwrap_or(e.event.paid_at);
-                    let reason = Reason {
-                        code: err.reason_code().to_owned(),
-                        message: error_chain(&err),
-                    };
-                    vec![status(
-                        &e.event,
-                        DossierStatus::ProcessingStopped,
-                        vec![reason],
-                        None,
-                        at,
-                    )]
+                    let stop = stop_event(&e.event, &err);
+                    let recorded = decide_first(
+                        &self.store,
+                        &self.codec,
+                        STAGE,
+                        &[stored::Decided {
+                            input_id: &e.event.event_id,
+                            dossier_id: &e.event.dossier.dossier_id,
+                            events: vec![stop.into()],
+                            at_ms: e.event.paid_at,
+                        }],
+                    )
+                    .await?;
+                    self.announce_stop(&e.event, recorded.into_iter().flatten().collect())
+                        .await?
                 }
+                Way::Stopped(stop) => self.announce_stop(&e.event, stop).await?,
             };
             out.push(Outcome::Emit(events));
         }

@@ -290,14 +290,9 @@ async fn a_dossier_that_waited_is_due_later_by_its_pause_and_an_ended_one_is_not
         .answer_wait("asked", "answer", NOW + 24 * HOUR, None)
         .await
         .expect("answer"));
-    s.close_dossier(
-        &batch[1].event.dossier.dossier_id,
-        motcua_store::ClosureKind::Withdrawn,
-        "wd",
-        NOW,
-    )
-    .await
-    .expect("withdrawn");
+    s.close_dossier(&batch[1].event.dossier.dossier_id, ClosureKind::Withdrawn, "wd", NOW)
+        .await
+        .expect("withdrawn");
     let route = Route::new(r.clone(), RoutingFiles::default(), s, codec())
         .await
         .expect("route");
@@ -386,18 +381,80 @@ async fn a_withdrawn_dossier_frees_its_desk_at_the_next_refresh() {
     route.handle_batch(&batch).await.expect("handled");
     assert_eq!(route.open_assignments(), 20);
     for e in &batch[..3] {
-        s.close_dossier(
-            &e.event.dossier.dossier_id,
-            motcua_store::ClosureKind::Withdrawn,
-            "wd",
-            NOW,
-        )
-        .await
-        .expect("withdrawn");
+        s.close_dossier(&e.event.dossier.dossier_id, ClosureKind::Withdrawn, "wd", NOW)
+            .await
+            .expect("withdrawn");
     }
     assert_eq!(route.open_assignments(), 20, "in memory until the refresh");
     let tick = route.tick(NOW).await.expect("tick");
     assert!(tick.events.is_empty());
     assert_eq!(route.open_assignments(), 17);
     assert_eq!(route.refresh_loads().await.expect("refresh"), 17);
+}
+
+/// A dossier no authority is found for is stopped once: paid again in a new message (a
+/// later broker time) it gets the same stop, the stop closes the dossier (a withdrawal
+/// afterwards finds it ended), and its id is not the one a routed dossier's processing
+/// status takes.
+#[tokio::test]
+async fn an_unroutable_dossier_sent_again_in_a_new_message_gets_the_same_stop_which_closes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = Arc::new(Reference::embedded().expect("reference"));
+    let store = store(&dir).await;
+    let route = Route::new(r.clone(), RoutingFiles::default(), store.clone(), codec())
+        .await
+        .expect("route");
+    let mut g = Generator::new(&r, "22", 5).expect("province");
+    let routable = paid(&r, g.valid(NOW), 0);
+    let mut unroutable = routable.clone();
+    unroutable.event_id = "paid-unroutable".into();
+    unroutable.dossier.dossier_id = "unroutable".into();
+    unroutable.dossier.receiving_unit_code = "99999".into();
+    unroutable.dossier.applicant.residence_unit_code = Some("99999".into());
+    for p in &mut unroutable.dossier.land_parcels {
+        p.unit_code = "99999".into();
+    }
+    let at = |mut e: Envelope<DossierPaid>, ms: i64| {
+        e.origin.timestamp_ms = Some(ms);
+        e
+    };
+    let first = route
+        .handle_batch(&[at(envelope(unroutable.clone(), 0), NOW + 1_000)])
+        .await
+        .expect("handled");
+    let Outcome::Emit(stop) = &first[0] else {
+        panic!("{first:?}")
+    };
+    let [AnyEvent::Status(s)] = &stop[..] else {
+        panic!("{stop:?}")
+    };
+    assert_eq!(s.status, DossierStatus::ProcessingStopped);
+    let again = route
+        .handle_batch(&[at(envelope(unroutable.clone(), 9), NOW + 3_600_000)])
+        .await
+        .expect("handled");
+    assert_eq!(again, first, "the same stop, not restamped");
+    let closure = store.closure("unroutable").await.expect("closure").expect("closed");
+    assert_eq!(
+        (closure.kind, closure.event_id.as_str()),
+        (ClosureKind::Stopped, s.event_id.as_str())
+    );
+    // The same input routed would announce its processing status under another id.
+    let routed_out = route
+        .handle_batch(&[envelope(routable.clone(), 1)])
+        .await
+        .expect("handled");
+    let Outcome::Emit(routed_events) = &routed_out[0] else {
+        panic!()
+    };
+    let processing = routed_events[1].event_id();
+    let mut same_cause = routable.clone();
+    same_cause.event_id = unroutable.event_id.clone();
+    let status_id =
+        DossierStatusChanged::caused_by(&same_cause, STAGE, "status", DossierStatus::Processing, 0).event_id;
+    assert_ne!(
+        s.event_id, status_id,
+        "a stop and a processing status of one payment differ"
+    );
+    assert_ne!(processing, s.event_id.as_str());
 }

@@ -20,7 +20,7 @@ use futures::future::{join_all, try_join_all};
 use motcua_reference::civil::now_ms;
 use motcua_reference::Reference;
 use motcua_registries::{BusinessRegistry, LandRegistry, Lookup, PopulationRegistry};
-use motcua_runtime::stored::{decode_events, encode_events, event_frames};
+use motcua_runtime::stored::{self, decide_first, recorded_decisions};
 use motcua_runtime::{error_chain, Envelope, Outcome, Stage, StageError, Tick};
 use motcua_schemas::{
     derived_event_id, AnyEvent, CheckOutcome, Codec, DossierAccepted, DossierStatus, DossierStatusChanged,
@@ -32,6 +32,9 @@ use telemetry::Decided;
 pub use assess::{assess, needed, Answers, Verdict};
 
 pub const STAGE: &str = motcua_schemas::component::VERIFY;
+
+/// The reason code of a dossier handed to an officer.
+const ESCALATED: &str = "VERIFICATION_ESCALATED";
 
 /// Every registry the stage may ask.
 pub trait Registries: PopulationRegistry + LandRegistry + BusinessRegistry + Clone + 'static {}
@@ -172,7 +175,7 @@ impl<R: Registries> Verify<R> {
     /// nothing, like [`Verify::verdict_events`]).
     pub fn escalation_events(&self, accepted: &DossierAccepted, why: &str, at: i64) -> Vec<AnyEvent> {
         let reason = Reason {
-            code: "VERIFICATION_ESCALATED".to_owned(),
+            code: ESCALATED.to_owned(),
             message: format!("Không tra cứu được cơ sở dữ liệu quốc gia ({why}); chuyển cán bộ xác minh thủ công"),
         };
         vec![status(
@@ -269,171 +272,166 @@ impl<R: Registries> Stage for Verify<R> {
     async fn handle_batch(&self, batch: &[Envelope<DossierAccepted>]) -> Result<Vec<Outcome>, StageError> {
         let ids: Vec<&str> = batch.iter().map(|e| e.event.dossier.dossier_id.as_str()).collect();
         let ended = self.store.ended_among(&ids).await.map_err(store_error)?;
+        let inputs: Vec<&str> = batch.iter().map(|e| e.event.event_id.as_str()).collect();
+        let mut recorded = recorded_decisions(&self.store, &self.codec, STAGE, &inputs).await?;
         let looked = join_all(batch.iter().map(|e| async {
-            if ended.contains(&e.event.dossier.dossier_id) {
-                None
-            } else {
-                Some(self.look_up(&e.event).await)
+            let ended = ended.contains(&e.event.dossier.dossier_id);
+            match recorded.contains_key(&e.event.event_id) || ended {
+                true => None,
+                false => Some(self.look_up(&e.event).await),
             }
         }))
         .await;
-        let mut out = Vec::with_capacity(batch.len());
-        let mut decided = Vec::with_capacity(batch.len());
-        let mut waits = Vec::new();
-        let mut escalations = Vec::new();
-        for (e, looked) in batch.iter().zip(looked) {
-            let Some(looked) = looked else {
-                // Withdrawn (or stopped) before it was verified: it goes no further.
-                decided.push(Decided::Ended);
-                out.push(Outcome::Emit(Vec::new()));
-                continue;
-            };
-            // Stamped with the input's time, so a redelivery re-emits identical events.
+        // Per input: nothing (ended), a decision to record, one recorded before, parked.
+        let mut announced: Vec<Option<Vec<AnyEvent>>> = Vec::with_capacity(batch.len());
+        let mut fresh = Vec::new();
+        let mut fresh_at = Vec::new();
+        let mut apart = Vec::new();
+        for (i, (e, looked)) in batch.iter().zip(looked).enumerate() {
+            // Stamped with the input's first delivery; what is recorded first is announced.
             let at = e.origin.timestamp_ms.unwrap_or(e.event.received_at);
             let events = match looked {
-                Looked::Answers(a) => {
-                    let verdict = assess(&e.event, &a);
-                    decided.push(Decided::of(&verdict));
-                    let events = self.verdict_events(&e.event, verdict, at);
-                    waits.extend(self.waits_for(&e.event, &events)?);
-                    events
+                _ if ended.contains(&e.event.dossier.dossier_id) => {
+                    // Withdrawn (or stopped) before it was verified: it goes no further.
+                    apart.push(Decided::Ended);
+                    announced.push(Some(Vec::new()));
+                    continue;
                 }
-                Looked::Escalate(why) => {
-                    decided.push(Decided::Escalated);
-                    escalations.push(self.escalation_record(&e.event, &why, at)?);
-                    self.escalation_events(&e.event, &why, at)
+                None => {
+                    announced.push(recorded.remove(&e.event.event_id));
+                    continue;
                 }
-                Looked::Later(why) => {
-                    let now = now_ms();
-                    let payload = self
-                        .codec
-                        .encode(&e.event)
-                        .map_err(|err| StageError::Fatal(error_chain(&err)))?;
-                    let next = now + self.policy.first_delay.as_millis() as i64;
-                    self.store
-                        .park(Lot::Verify, &e.event.dossier.dossier_id, &payload, now, next, &why)
-                        .await
-                        .map_err(store_error)?;
-                    decided.push(Decided::Parked {
+                Some(Looked::Answers(a)) => self.verdict_events(&e.event, assess(&e.event, &a), at),
+                Some(Looked::Escalate(why)) => self.escalation_events(&e.event, &why, at),
+                Some(Looked::Later(why)) => {
+                    self.park(&e.event, &why).await?;
+                    apart.push(Decided::Parked {
                         dossier_id: e.event.dossier.dossier_id.clone(),
                         why,
                     });
-                    Vec::new()
+                    announced.push(Some(Vec::new()));
+                    continue;
                 }
             };
+            if events.is_empty() {
+                announced.push(Some(events));
+                continue;
+            }
+            fresh_at.push(i);
+            fresh.push(stored::Decided {
+                input_id: &e.event.event_id,
+                dossier_id: &e.event.dossier.dossier_id,
+                events,
+                at_ms: at,
+            });
+            announced.push(None);
+        }
+        // Recorded before anything it leads to: a redelivery that finds another answer
+        // announces (and acts on) this one.
+        for (i, events) in fresh_at
+            .into_iter()
+            .zip(decide_first(&self.store, &self.codec, STAGE, &fresh).await?)
+        {
+            announced[i] = Some(events);
+        }
+        let mut out = Vec::with_capacity(batch.len());
+        let mut effects = Effects::default();
+        let mut decided = Vec::new();
+        for (e, events) in batch.iter().zip(announced) {
+            let events = events.unwrap_or_default();
+            effects.of(self, &e.event, &events)?;
+            decided.extend(events.iter().filter_map(Decided::of_event));
             out.push(Outcome::Emit(events));
         }
-        // Recorded before the requests go out: a supplement can only answer a known wait;
-        // an officer finds an escalated dossier in the store.
-        self.store.await_supplements(&waits).await.map_err(store_error)?;
-        self.store.escalate(&escalations).await.map_err(store_error)?;
+        effects.apply(&self.store).await?;
         // Counted once every dossier of the batch is parked or decided: a retried batch
         // counts once.
-        decided.iter().for_each(Decided::emit);
+        decided.iter().chain(&apart).for_each(Decided::emit);
         Ok(out)
     }
 }
 
 impl<R: Registries> Verify<R> {
-    /// The supplement waits `events` open: one per "supplement requested" status, with
-    /// the dossier as accepted, which intake sends back here once the citizen answers.
-    fn waits_for(&self, accepted: &DossierAccepted, events: &[AnyEvent]) -> Result<Vec<WaitRequest>, StageError> {
-        let mut waits = Vec::new();
-        for e in events {
-            if let AnyEvent::Status(s) = e {
-                if s.status == DossierStatus::SupplementRequested {
-                    waits.push(WaitRequest {
-                        request_event_id: s.event_id.clone(),
-                        dossier_id: accepted.dossier.dossier_id.clone(),
-                        dossier_code: Some(accepted.dossier_code.clone()),
-                        step: STAGE.to_owned(),
-                        requested_at_ms: s.occurred_at,
-                        payload: self
-                            .codec
-                            .encode(accepted)
-                            .map_err(|err| StageError::Fatal(error_chain(&err)))?,
-                    });
-                }
-            }
-        }
-        Ok(waits)
-    }
-
     /// How often parked dossiers are looked for (the stage's timer; default 500 ms).
     pub fn with_retry_poll(mut self, poll: Duration) -> Self {
         self.retry.poll = poll;
         self
     }
 
+    /// Parks a dossier no registry could answer for, for the timer to try again.
+    async fn park(&self, accepted: &DossierAccepted, why: &str) -> Result<(), StageError> {
+        let now = now_ms();
+        let payload = self
+            .codec
+            .encode(accepted)
+            .map_err(|err| StageError::Fatal(error_chain(&err)))?;
+        let next = now + self.policy.first_delay.as_millis() as i64;
+        self.store
+            .park(Lot::Verify, &accepted.dossier.dossier_id, &payload, now, next, why)
+            .await
+            .map_err(store_error)
+    }
+
     /// The timer's round: takes the parked dossiers that are due (leased, so two replicas
     /// do not take the same), asks the registries again, and returns the outcomes of the
-    /// ones decided or escalated; those still unavailable are rescheduled here. Their rows
-    /// are removed only in [`Stage::ticked`], once the events are acknowledged: a crash in
-    /// between decides them again.
+    /// ones decided or escalated; those still unavailable are rescheduled here. A dossier
+    /// decided before (by a redelivery, or a round that crashed before removing it) gets
+    /// its recorded decision, without asking the registries. Rows are removed only in
+    /// [`Stage::ticked`], once the events are acknowledged: a crash in between announces
+    /// the recorded decision again.
     async fn retry_parked(&self, now: i64) -> Result<Tick, StageError> {
         let due = self
             .store
             .claim_due(Lot::Verify, now, self.retry.lease.as_millis() as i64, self.retry.batch)
             .await
             .map_err(store_error)?;
-        // Decided before (a crash came between producing and removing the row): the same
-        // events again, byte for byte, without asking the registries.
-        let (decided, undecided): (Vec<_>, Vec<_>) = due.into_iter().partition(|p| p.decision.is_some());
         let mut tick = Tick::default();
-        for p in decided {
-            let stored = p.decision.as_deref().unwrap_or_default();
-            // Stored by a newer worker, perhaps with versions this one has not seen.
-            let _ = self.codec.learn_writers(event_frames(stored)).await;
-            tick.events.extend(decode_events(&self.codec, stored).map_err(|e| {
-                StageError::Fatal(format!(
-                    "the stored decision of dossier {} does not decode: {e}",
-                    p.dossier_id
-                ))
-            })?);
-            tick.done.push(p.dossier_id);
-        }
         // Withdrawn or stopped while parked: asked about no more, unparked once acknowledged.
-        let ids: Vec<&str> = undecided.iter().map(|p| p.dossier_id.as_str()).collect();
+        let ids: Vec<&str> = due.iter().map(|p| p.dossier_id.as_str()).collect();
         let ended = self.store.ended_among(&ids).await.map_err(store_error)?;
-        let (gone, undecided): (Vec<_>, Vec<_>) = undecided.into_iter().partition(|p| ended.contains(&p.dossier_id));
-        for p in gone {
-            Decided::Ended.emit();
-            tick.done.push(p.dossier_id);
-        }
-        let looked = join_all(undecided.into_iter().map(|p| async move {
+        let mut parked = Vec::new();
+        for p in due {
+            if ended.contains(&p.dossier_id) {
+                Decided::Ended.emit();
+                tick.done.push(p.dossier_id);
+                continue;
+            }
             // Parked by a newer worker, perhaps with a schema version this one has not
             // seen yet: fetched from the registry (if any) first.
             let _ = self.codec.learn_writers([p.payload.as_slice()]).await;
-            let accepted: Result<DossierAccepted, _> = self.codec.decode(&p.payload);
-            let looked = match &accepted {
-                Ok(a) => Some(self.look_up(a).await),
-                Err(_) => None,
-            };
-            (p, accepted, looked)
-        }))
-        .await;
-        for (p, accepted, looked) in looked {
-            let (Ok(accepted), Some(looked)) = (accepted, looked) else {
-                // A parked payload is one this stage wrote: if it no longer decodes, a
-                // person must look (it stays parked and is reported each round).
-                return Err(StageError::Fatal(format!(
+            // A parked payload is one this stage wrote: if it no longer decodes, a person
+            // must look (it stays parked and is reported each round).
+            let accepted: DossierAccepted = self.codec.decode(&p.payload).map_err(|_| {
+                StageError::Fatal(format!(
                     "the parked payload of dossier {} does not decode",
                     p.dossier_id
-                )));
-            };
+                ))
+            })?;
+            parked.push((p, accepted));
+        }
+        let inputs: Vec<&str> = parked.iter().map(|(_, a)| a.event_id.as_str()).collect();
+        let mut recorded = recorded_decisions(&self.store, &self.codec, STAGE, &inputs).await?;
+        let looked = join_all(parked.iter().map(|(_, accepted)| async {
+            match recorded.contains_key(&accepted.event_id) {
+                true => None,
+                false => Some(self.look_up(accepted).await),
+            }
+        }))
+        .await;
+        let mut announced = Vec::new();
+        let mut fresh = Vec::new();
+        for ((p, accepted), looked) in parked.iter().zip(looked) {
             let events = match looked {
-                Looked::Answers(a) => self.verdict_events(&accepted, assess(&accepted, &a), now),
-                Looked::Escalate(why) => {
-                    let record = self.escalation_record(&accepted, &why, now)?;
-                    self.store.escalate(&[record]).await.map_err(store_error)?;
-                    self.escalation_events(&accepted, &why, now)
+                None => {
+                    announced.push((p, accepted, recorded.remove(&accepted.event_id).unwrap_or_default()));
+                    continue;
                 }
-                Looked::Later(why) if now - p.parked_at_ms >= self.policy.escalate_after.as_millis() as i64 => {
-                    let record = self.escalation_record(&accepted, &why, now)?;
-                    self.store.escalate(&[record]).await.map_err(store_error)?;
-                    self.escalation_events(&accepted, &why, now)
+                Some(Looked::Answers(a)) => self.verdict_events(accepted, assess(accepted, &a), now),
+                Some(Looked::Escalate(why)) => self.escalation_events(accepted, &why, now),
+                Some(Looked::Later(why)) if now - p.parked_at_ms >= self.policy.escalate_after.as_millis() as i64 => {
+                    self.escalation_events(accepted, &why, now)
                 }
-                Looked::Later(why) => {
+                Some(Looked::Later(why)) => {
                     let next = now + self.policy.delay(p.attempts).as_millis() as i64;
                     self.store
                         .reschedule(Lot::Verify, &p.dossier_id, next, &why)
@@ -442,23 +440,81 @@ impl<R: Registries> Verify<R> {
                     continue;
                 }
             };
-            self.store
-                .await_supplements(&self.waits_for(&accepted, &events)?)
-                .await
-                .map_err(store_error)?;
-            // Stored before it is produced; what is stored is what goes out.
-            let decision = encode_events(&self.codec, &events)?;
-            let stored = self
-                .store
-                .decide(Lot::Verify, &p.dossier_id, &decision)
-                .await
-                .map_err(store_error)?;
-            let events = decode_events(&self.codec, &stored)
-                .map_err(|e| StageError::Fatal(format!("a stored decision does not decode: {e}")))?;
-            tick.events.extend(events);
-            tick.done.push(p.dossier_id);
+            fresh.push((
+                p,
+                accepted,
+                stored::Decided {
+                    input_id: &accepted.event_id,
+                    dossier_id: &accepted.dossier.dossier_id,
+                    events,
+                    at_ms: now,
+                },
+            ));
         }
+        let offered: Vec<_> = fresh.iter().map(|(_, _, d)| d.clone()).collect();
+        let recorded = decide_first(&self.store, &self.codec, STAGE, &offered).await?;
+        announced.extend(
+            fresh
+                .into_iter()
+                .zip(recorded)
+                .map(|((p, a, _), events)| (p, a, events)),
+        );
+        let mut effects = Effects::default();
+        for (p, accepted, events) in announced {
+            effects.of(self, accepted, &events)?;
+            tick.events.extend(events);
+            tick.done.push(p.dossier_id.clone());
+        }
+        effects.apply(&self.store).await?;
         Ok(tick)
+    }
+}
+
+/// What the announced decisions of a batch commit the stage to: the supplement waits
+/// their requests open (intake sends the dossier back here once the citizen answers) and
+/// the escalations an officer finds. Derived from the recorded decision, never a fresh
+/// one, and idempotent: a redelivery applies them again and changes nothing.
+#[derive(Default)]
+struct Effects {
+    waits: Vec<WaitRequest>,
+    escalations: Vec<Escalation>,
+}
+
+impl Effects {
+    fn of<R: Registries>(
+        &mut self,
+        verify: &Verify<R>,
+        accepted: &DossierAccepted,
+        events: &[AnyEvent],
+    ) -> Result<(), StageError> {
+        for e in events {
+            let AnyEvent::Status(s) = e else { continue };
+            if s.status == DossierStatus::SupplementRequested {
+                self.waits.push(WaitRequest {
+                    request_event_id: s.event_id.clone(),
+                    dossier_id: accepted.dossier.dossier_id.clone(),
+                    dossier_code: Some(accepted.dossier_code.clone()),
+                    step: STAGE.to_owned(),
+                    requested_at_ms: s.occurred_at,
+                    payload: verify
+                        .codec
+                        .encode(accepted)
+                        .map_err(|err| StageError::Fatal(error_chain(&err)))?,
+                });
+            }
+            if let Some(r) = s.reasons.iter().find(|r| r.code == ESCALATED) {
+                self.escalations
+                    .push(verify.escalation_record(accepted, &r.message, s.occurred_at)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Recorded before the events go out: a supplement can only answer a known wait; an
+    /// officer finds an escalated dossier in the store.
+    async fn apply(self, store: &Store) -> Result<(), StageError> {
+        store.await_supplements(&self.waits).await.map_err(store_error)?;
+        store.escalate(&self.escalations).await.map_err(store_error)
     }
 }
 

@@ -5,8 +5,6 @@
 
 use metrics::Unit;
 
-use crate::Verdict;
-
 pub const VERIFY_DOSSIERS_TOTAL: &str = "motcua_verify_dossiers_total";
 pub const VERIFY_PARKED_TOTAL: &str = "motcua_verify_parked_total";
 
@@ -49,13 +47,6 @@ impl Decided {
             AnyEvent::Status(s) if s.status == DossierStatus::SupplementRequested => Some(Decided::SupplementRequested),
             AnyEvent::Status(s) if s.status == DossierStatus::Processing => Some(Decided::Escalated),
             _ => None,
-        }
-    }
-
-    pub(crate) fn of(verdict: &Verdict) -> Self {
-        match verdict {
-            Verdict::Verified { .. } => Decided::Verified,
-            Verdict::Supplement { .. } => Decided::SupplementRequested,
         }
     }
 

@@ -2,6 +2,7 @@ use motcua_registries::{Business, BusinessStatus, Citizen, Parcel, Sex};
 use motcua_schemas::{samples, ApplicantKind, CheckOutcome};
 
 use super::*;
+use motcua_runtime::stored::{decode_events, encode_events, event_frames};
 
 fn accepted() -> DossierAccepted {
     samples::accepted()
@@ -264,3 +265,5 @@ async fn a_parked_dossier_withdrawn_meanwhile_is_unparked_without_a_look_up() {
     let again = verify.tick(10_000_000).await.expect("tick");
     assert!(again.events.is_empty() && again.done.is_empty(), "unparked: {again:?}");
 }
+
+mod decided_once;
