@@ -42,6 +42,14 @@ pub enum Settlement {
     Failed(Bill),
 }
 
+/// A dossier's billing and its end exclude each other (PostgreSQL; SQLite has one writer
+/// and these transactions begin IMMEDIATE): both take this lock, keyed by the dossier id.
+pub(crate) const LOCK_DOSSIER: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+
+/// Dossiers that ended (withdrawn or stopped) get no bill.
+const NOT_ENDED: &str =
+    "NOT EXISTS (SELECT 1 FROM dossier_closures c WHERE c.dossier_id = t.d AND c.kind <> 'decided')";
+
 const COLUMNS: &str = "bill_reference, dossier_id, amount_vnd, status, issued_at_ms, expires_at_ms, paid_at_ms, gateway_tx, failures, verified_payload";
 
 fn bill<R: Row>(r: &R) -> Bill
@@ -70,15 +78,17 @@ where
 
 impl Store {
     /// Issues a bill (idempotent: a dossier billed before keeps its first bill, returned).
-    pub async fn issue_bill(&self, b: &Bill) -> Result<Bill> {
+    pub async fn issue_bill(&self, b: &Bill) -> Result<Option<Bill>> {
         let mut stored = self.issue_bills(std::slice::from_ref(b)).await?;
         stored.pop().ok_or_else(|| sqlx::Error::RowNotFound.into())
     }
 
     /// Issues a batch's bills in one transaction, a few statements in all; returns each
     /// dossier's stored bill, in the order asked (idempotent like [`Store::issue_bill`]: a
-    /// dossier billed before, or twice in the batch, keeps its first bill).
-    pub async fn issue_bills(&self, bills: &[Bill]) -> Result<Vec<Bill>> {
+    /// dossier billed before, or twice in the batch, keeps its first bill). A dossier that
+    /// ended before it was billed (withdrawn or stopped; checked under the lock its end
+    /// takes) gets none: `None`.
+    pub async fn issue_bills(&self, bills: &[Bill]) -> Result<Vec<Option<Bill>>> {
         if bills.is_empty() {
             return Ok(Vec::new());
         }
@@ -86,6 +96,13 @@ impl Store {
         match self {
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
+                let mut locked: Vec<&str> = bills.iter().map(|b| b.dossier_id.as_str()).collect();
+                locked.sort_unstable();
+                locked.dedup();
+                // In one order, so replicas billing overlapping batches cannot deadlock.
+                for id in &locked {
+                    sqlx::query(LOCK_DOSSIER).bind(*id).execute(&mut *tx).await?;
+                }
                 let column = |f: fn(&Bill) -> &str| bills.iter().map(f).collect::<Vec<_>>();
                 let ints = |f: fn(&Bill) -> i64| bills.iter().map(f).collect::<Vec<_>>();
                 let payloads: Vec<&[u8]> = bills.iter().map(|b| b.verified_payload.as_slice()).collect();
@@ -94,6 +111,7 @@ impl Store {
                     "INSERT INTO bills ({COLUMNS})
                      SELECT r, d, a, 'pending', i, e, NULL, NULL, 0, p
                      FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bytea[]) AS t(r, d, a, i, e, p)
+                     WHERE {NOT_ENDED}
                      ON CONFLICT (dossier_id) DO NOTHING"
                 ))
                 .bind(column(|b| &b.bill_reference))
@@ -115,15 +133,29 @@ impl Store {
                 tx.commit().await?;
             }
             Store::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 for chunk in bills.chunks(crate::rows_per_statement(10)) {
+                    let sql = format!(
+                        "SELECT dossier_id FROM dossier_closures WHERE kind <> 'decided' AND dossier_id IN ({})",
+                        crate::sqlite_values(chunk.len(), 1)
+                    );
+                    let mut q = sqlx::query(&sql).persistent(false);
+                    for b in chunk {
+                        q = q.bind(&b.dossier_id);
+                    }
+                    let ended: std::collections::HashSet<String> =
+                        q.fetch_all(&mut *tx).await?.iter().map(|r| r.get(0)).collect();
+                    let chunk: Vec<&Bill> = chunk.iter().filter(|b| !ended.contains(&b.dossier_id)).collect();
+                    if chunk.is_empty() {
+                        continue;
+                    }
                     let sql = format!(
                         "INSERT INTO bills ({COLUMNS}) VALUES {} ON CONFLICT (dossier_id) DO NOTHING",
                         crate::sqlite_values(chunk.len(), 10)
                     );
                     // Not kept prepared: its text changes with the batch's size.
                     let mut q = sqlx::query(&sql).persistent(false);
-                    for b in chunk {
+                    for b in &chunk {
                         q = q
                             .bind(&b.bill_reference)
                             .bind(&b.dossier_id)
@@ -142,7 +174,7 @@ impl Store {
                         crate::sqlite_values(chunk.len(), 1)
                     );
                     let mut q = sqlx::query(&sql).persistent(false);
-                    for b in chunk {
+                    for b in &chunk {
                         q = q.bind(&b.dossier_id);
                     }
                     for row in q.fetch_all(&mut *tx).await? {
@@ -153,15 +185,7 @@ impl Store {
                 tx.commit().await?;
             }
         }
-        bills
-            .iter()
-            .map(|b| {
-                stored
-                    .get(&b.dossier_id)
-                    .cloned()
-                    .ok_or_else(|| sqlx::Error::RowNotFound.into())
-            })
-            .collect()
+        Ok(bills.iter().map(|b| stored.get(&b.dossier_id).cloned()).collect())
     }
 
     /// Applies a gateway confirmation to its bill, in one transaction. A successful

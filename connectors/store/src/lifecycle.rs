@@ -192,6 +192,40 @@ impl Store {
         })
     }
 
+    /// Supersedes the waits still open of dossiers that were accepted without answering
+    /// them (the portal resubmitted the dossier complete instead of supplementing it): no
+    /// supplement is expected any more, and none may stop the dossier.
+    pub async fn supersede_waits(&self, dossier_ids: &[&str]) -> Result<()> {
+        if dossier_ids.is_empty() {
+            return Ok(());
+        }
+        // One statement per batch: intake calls it for every accepted batch.
+        match self {
+            Store::Postgres(p) => {
+                sqlx::query(
+                    "UPDATE supplement_waits SET state = 'superseded' WHERE dossier_id = ANY($1) AND state = 'waiting'",
+                )
+                .bind(dossier_ids)
+                .execute(p)
+                .await?;
+            }
+            Store::Sqlite(p) => {
+                for chunk in dossier_ids.chunks(crate::rows_per_statement(1)) {
+                    let sql = format!(
+                        "UPDATE supplement_waits SET state = 'superseded' WHERE state = 'waiting' AND dossier_id IN ({})",
+                        crate::sqlite_values(chunk.len(), 1)
+                    );
+                    let mut q = sqlx::query(&sql).persistent(false);
+                    for id in chunk {
+                        q = q.bind(*id);
+                    }
+                    q.execute(p).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The wait a supplement `answer_event_id` for `dossier_id` concerns: the one it
     /// answered already (a redelivery), else the dossier's waiting one, else its latest.
     pub async fn wait_for(&self, dossier_id: &str, answer_event_id: &str) -> Result<Option<Wait>> {
@@ -365,15 +399,19 @@ impl Store {
                     .bind(at)
                     .execute(&mut *tx)
                     .await?;
-                if closed.rows_affected() == 1 {
+                let stopped = closed.rows_affected() == 1;
+                if stopped {
                     // A dossier the back office was waiting on frees its desk.
                     sqlx::query(CLOSE_ASSIGNMENT)
                         .bind(&w.request.dossier_id)
                         .execute(&mut *tx)
                         .await?;
                 }
-                sqlx::query("UPDATE supplement_waits SET state = 'stopped' WHERE request_event_id = $1")
+                // Ended some other way first (a stop elsewhere): this wait ends without a
+                // stop to announce, or the dossier would end twice.
+                sqlx::query("UPDATE supplement_waits SET state = $2 WHERE request_event_id = $1")
                     .bind(&w.request.request_event_id)
+                    .bind(if stopped { "stopped" } else { "superseded" })
                     .execute(&mut *tx)
                     .await?;
             }
@@ -408,36 +446,61 @@ impl Store {
         event_id: &str,
         at_ms: i64,
     ) -> Result<Closure> {
-        both!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let done = sqlx::query(INSERT_CLOSURE)
-                .bind(dossier_id)
-                .bind(kind.as_str())
-                .bind(event_id)
-                .bind(at_ms)
-                .execute(&mut *tx)
-                .await?;
-            // A wait still open ends with the dossier: withdrawn with it, or replaced by a
-            // decision the back office made without the papers (never stopped later).
-            let ended_wait = match kind {
-                ClosureKind::Withdrawn => Some("withdrawn"),
-                ClosureKind::Decided => Some("superseded"),
-                ClosureKind::Stopped => None,
-            };
-            if let (1, Some(state)) = (done.rows_affected(), ended_wait) {
-                sqlx::query("UPDATE supplement_waits SET state = $2 WHERE dossier_id = $1 AND state = 'waiting'")
+        // The body, once per backend (their transactions are different types).
+        macro_rules! close {
+            ($tx:ident) => {{
+                let done = sqlx::query(INSERT_CLOSURE)
                     .bind(dossier_id)
-                    .bind(state)
+                    .bind(kind.as_str())
+                    .bind(event_id)
+                    .bind(at_ms)
+                    .execute(&mut *$tx)
+                    .await?;
+                // A wait still open ends with the dossier: withdrawn with it, or replaced by a
+                // decision the back office made without the papers (never stopped later).
+                let ended_wait = match kind {
+                    ClosureKind::Withdrawn => Some("withdrawn"),
+                    ClosureKind::Decided => Some("superseded"),
+                    ClosureKind::Stopped => None,
+                };
+                if let (1, Some(state)) = (done.rows_affected(), ended_wait) {
+                    sqlx::query("UPDATE supplement_waits SET state = $2 WHERE dossier_id = $1 AND state = 'waiting'")
+                        .bind(dossier_id)
+                        .bind(state)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+                if done.rows_affected() == 1 {
+                    sqlx::query(CLOSE_ASSIGNMENT)
+                        .bind(dossier_id)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+                let stored = sqlx::query(SELECT_CLOSURE)
+                    .bind(dossier_id)
+                    .fetch_one(&mut *$tx)
+                    .await?;
+                $tx.commit().await?;
+                Ok(closure(&stored))
+            }};
+        }
+        // Under the dossier's lock: a bill is never stored for a dossier that ended
+        // ([`Store::issue_bills`] takes it too), and a closure's reader then sees every
+        // bill stored before it.
+        match self {
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(crate::bills::LOCK_DOSSIER)
+                    .bind(dossier_id)
                     .execute(&mut *tx)
                     .await?;
+                close!(tx)
             }
-            if done.rows_affected() == 1 {
-                sqlx::query(CLOSE_ASSIGNMENT).bind(dossier_id).execute(&mut *tx).await?;
+            Store::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                close!(tx)
             }
-            let stored = sqlx::query(SELECT_CLOSURE).bind(dossier_id).fetch_one(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(closure(&stored))
-        })
+        }
     }
 
     pub async fn closure(&self, dossier_id: &str) -> Result<Option<Closure>> {

@@ -915,7 +915,11 @@ async fn a_batch_of_bills_keeps_each_dossiers_first_bill(store: Store) {
         pending_bill("a", 77),
     ];
     let got = store.issue_bills(&asked).await.expect("issue");
-    let amounts: Vec<(&str, i64)> = got.iter().map(|b| (b.dossier_id.as_str(), b.amount_vnd)).collect();
+    let amounts: Vec<(&str, i64)> = got
+        .iter()
+        .flatten()
+        .map(|b| (b.dossier_id.as_str(), b.amount_vnd))
+        .collect();
     assert_eq!(amounts, [("a", 20), ("old", 10), ("b", 30), ("a", 20)]);
     assert_eq!(store.bills().await.expect("bills").len(), 3);
     assert!(store.issue_bills(&[]).await.expect("nothing").is_empty());
@@ -1209,4 +1213,83 @@ async fn sqlite_expired_bills_are_recorded_then_announced_once() {
 #[tokio::test]
 async fn postgres_expired_bills_are_recorded_then_announced_once() {
     expired_bills_are_recorded_then_announced_once(postgres().await).await;
+}
+
+/// Billing and a dossier's end exclude each other: a dossier withdrawn (or stopped) before
+/// its bill is stored gets none, whatever payment read before (the race: payment reads
+/// "not ended", intake closes the dossier and finds no bill, payment stores the bill).
+async fn a_dossier_that_ended_is_not_billed(store: Store) {
+    store
+        .close_dossier("gone", ClosureKind::Withdrawn, "w-gone", 5)
+        .await
+        .expect("withdrawn");
+    store
+        .close_dossier("done", ClosureKind::Decided, "dc-done", 5)
+        .await
+        .expect("decided");
+    let got = store
+        .issue_bills(&[
+            pending_bill("gone", 10),
+            pending_bill("live", 20),
+            pending_bill("done", 30),
+        ])
+        .await
+        .expect("issue");
+    let billed: Vec<Option<&str>> = got.iter().map(|b| b.as_ref().map(|b| b.dossier_id.as_str())).collect();
+    assert_eq!(billed, [None, Some("live"), Some("done")]);
+    assert_eq!(store.bill_of_dossier("gone").await.expect("read"), None);
+}
+
+#[tokio::test]
+async fn sqlite_a_dossier_that_ended_is_not_billed() {
+    let (store, _dir) = sqlite().await;
+    a_dossier_that_ended_is_not_billed(store).await;
+}
+
+#[tokio::test]
+async fn postgres_a_dossier_that_ended_is_not_billed() {
+    a_dossier_that_ended_is_not_billed(postgres().await).await;
+}
+
+/// A wait whose dossier ended some other way (route found no authority, a bill expired)
+/// is not stopped and announced: the dossier has its one end already.
+async fn a_wait_of_a_dossier_that_ended_otherwise_is_not_announced(store: Store) {
+    store
+        .await_supplements(&[WaitRequest {
+            request_event_id: "rq-e".into(),
+            dossier_id: "d-e".into(),
+            dossier_code: None,
+            step: "backoffice".into(),
+            requested_at_ms: 1,
+            payload: vec![1],
+        }])
+        .await
+        .expect("wait");
+    store.set_stop_at("rq-e", 100).await.expect("stop at");
+    store
+        .close_dossier("d-e", ClosureKind::Stopped, "route stop", 50)
+        .await
+        .expect("stopped by route");
+    let stopped = store
+        .stop_due_waits(200, 10, |r| format!("stop of {}", r.request_event_id))
+        .await
+        .expect("stop");
+    assert!(stopped.is_empty(), "{stopped:?}");
+    let closure = store.closure("d-e").await.expect("read").expect("closed");
+    assert_eq!(closure.event_id, "route stop");
+    assert_eq!(
+        store.waits_of("d-e").await.expect("waits")[0].state,
+        WaitState::Superseded
+    );
+}
+
+#[tokio::test]
+async fn sqlite_a_wait_of_a_dossier_that_ended_otherwise_is_not_announced() {
+    let (store, _dir) = sqlite().await;
+    a_wait_of_a_dossier_that_ended_otherwise_is_not_announced(store).await;
+}
+
+#[tokio::test]
+async fn postgres_a_wait_of_a_dossier_that_ended_otherwise_is_not_announced() {
+    a_wait_of_a_dossier_that_ended_otherwise_is_not_announced(postgres().await).await;
 }

@@ -197,6 +197,19 @@ impl Intake {
             .await_supplements(&waits)
             .await
             .map_err(|e| StageError::from(e).context("recording supplement requests"))?;
+        // Accepted whole: a wait reception opened for an earlier, incomplete submission of
+        // the same dossier is answered by this one, and must never stop it.
+        let accepted: Vec<&str> = decided
+            .iter()
+            .filter_map(|d| match d {
+                Decided::Accepted { dossier_id, .. } => Some(dossier_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        self.store
+            .supersede_waits(&accepted)
+            .await
+            .map_err(|e| StageError::from(e).context("superseding answered waits"))?;
         // Counted here, where nothing can fail any more: a retried batch counts once.
         decided.iter().for_each(Decided::emit);
         Ok(out)

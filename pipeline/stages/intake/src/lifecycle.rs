@@ -5,6 +5,7 @@
 //! days. Refusals are dead letters with a reason code, never a changed status.
 
 use motcua_routing::Calendar;
+use motcua_runtime::stored::{self, decide_first, recorded_decisions};
 use motcua_runtime::{Outcome, StageError};
 use motcua_schemas::{
     component::BACKOFFICE, derived_event_id, AnyEvent, Dossier, DossierAccepted, DossierRouted, DossierStatus,
@@ -355,9 +356,8 @@ impl crate::Intake {
         };
         match validate(&self.reference, &resumed) {
             Ok(admission) => {
-                if !self.answer(wait, s, None).await? {
-                    return Ok(refused("SUPPLEMENT_NOT_AWAITED", "the wait ended meanwhile"));
-                }
+                // The code first: a supplement refused here (its id taken by another
+                // dossier meanwhile) leaves the wait open, so the dossier still ends.
                 let request = code_request_at(&resumed, &admission, s.supplemented_at);
                 let allocation = self
                     .store
@@ -371,6 +371,9 @@ impl crate::Intake {
                         "DUPLICATE_DOSSIER_ID",
                         "another dossier with this id was received meanwhile",
                     ));
+                }
+                if !self.answer(wait, s, None).await? {
+                    return Ok(refused("SUPPLEMENT_NOT_AWAITED", "the wait ended meanwhile"));
                 }
                 Ok((
                     Outcome::Emit(accepted_events(&resumed, admission, &allocation)),
@@ -581,6 +584,12 @@ impl crate::Intake {
                 ),
             });
         }
+        // Announced as first recorded: the fee's fate is read from the bill once (a bill
+        // paid after the withdrawal must not change what a re-sent withdrawal says).
+        let recorded = recorded_decisions(&self.store, &self.codec, STAGE, &[w.event_id.as_str()]).await?;
+        if let Some(events) = recorded.into_values().next() {
+            return Ok((Outcome::Emit(events), Lifecycle::Withdrawn));
+        }
         let fee = match self.store.bill_of_dossier(&w.dossier_id).await.map_err(store_error)? {
             None => reason("NO_FEE_PAID", "Không có phí, lệ phí phải hoàn"),
             Some(b) if b.status == "paid" => {
@@ -616,7 +625,17 @@ impl crate::Intake {
         .with_reasons(reasons);
         status.causation_id = Some(w.event_id.clone());
         status.traceparent = w.traceparent.clone();
-        Ok((Outcome::Emit(vec![status.into()]), Lifecycle::Withdrawn))
+        let decided = stored::Decided {
+            input_id: &w.event_id,
+            dossier_id: &w.dossier_id,
+            events: vec![status.into()],
+            at_ms: w.withdrawn_at,
+        };
+        let recorded = decide_first(&self.store, &self.codec, STAGE, &[decided]).await?;
+        Ok((
+            Outcome::Emit(recorded.into_iter().flatten().collect()),
+            Lifecycle::Withdrawn,
+        ))
     }
 
     /// Timer work: gives new waits their stop time, then stops the waits past it.

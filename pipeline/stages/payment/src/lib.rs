@@ -361,14 +361,21 @@ impl Stage for Payment {
                 }),
             });
         }
-        let mut billed: Vec<Option<(Bill, Fee)>> = self
-            .store
-            .issue_bills(&wanted)
-            .await
-            .map_err(store_error)?
+        // A dossier that ended after it was read above gets no bill: the store checks
+        // again under the lock its end takes.
+        let stored = self.store.issue_bills(&wanted).await.map_err(store_error)?;
+        let mut ended = ended;
+        ended.extend(
+            wanted
+                .iter()
+                .zip(&stored)
+                .filter(|(_, s)| s.is_none())
+                .map(|(w, _)| w.dossier_id.clone()),
+        );
+        let mut billed: Vec<Option<(Bill, Fee)>> = stored
             .into_iter()
             .zip(fees)
-            .map(Some)
+            .map(|(bill, fee)| bill.map(|b| (b, fee)))
             .collect();
         let mut verified_in_order = verified.iter().zip(bill_index);
         // Then the confirmations, settled together in one transaction, in batch order.

@@ -475,6 +475,22 @@ async fn a_withdrawal_ends_the_dossier_once_and_follows_the_fee_rule() {
         bills.iter().find(|x| x.bill_reference == "HD-B").expect("bill").status,
         "expired"
     );
+    // The citizen pays the cancelled bill anyway (the gateway took the money: honoured,
+    // to refund), then the portal re-sends the withdrawal in a new message: the status
+    // already announced, not one that now reads FEE_REFUND_DUE under the same id.
+    stage
+        .store
+        .settle("HD-B", true, 50_000, "TX-B", NOW + 2 * HOUR)
+        .await
+        .expect("paid late");
+    let resent = stage
+        .handle_batch(&[input(
+            IntakeInputOf::from(withdrawal("wd-2", &b.dossier.dossier_id, None, NOW + HOUR)).0,
+            77,
+        )])
+        .await
+        .expect("handled");
+    assert_eq!(resent, [out], "the withdrawal as first announced");
 
     // Paid for a land procedure: its appraisal fee is not refunded.
     let c = accepted(&stage, &mut g, NOW).await;
@@ -603,4 +619,77 @@ fn an_unanswered_wait_counts_the_receiving_center_s_hours() {
     let monday = NOW + 6 * 24 * HOUR - 9 * HOUR; // Monday 00:00
     assert_eq!(wait.stop_at("06652", friday_4pm).expect("stop"), monday + 10 * HOUR);
     assert_eq!(wait.stop_at("07090", friday_4pm).expect("stop"), monday + 16 * HOUR);
+}
+
+/// Asked for papers at reception, then resubmitted complete by the portal (a new
+/// submission instead of a supplement): the dossier is accepted, and the wait it no longer
+/// needs is superseded — past its working days it must not stop the live dossier.
+#[tokio::test]
+async fn a_dossier_resubmitted_complete_is_not_stopped_by_its_old_wait() {
+    let (stage, _dir) = intake().await;
+    let stage = stage.with_supplement_wait(SupplementWait {
+        working_days: 2,
+        ..SupplementWait::embedded().expect("calendar")
+    });
+    let r = reference();
+    let mut g = Generator::new(&r, "22", 35).expect("province");
+    let complete = g.valid(NOW);
+    let mut incomplete = complete.clone();
+    incomplete.event_id = format!("{}-first", complete.event_id);
+    incomplete.dossier.documents.pop();
+    let id = complete.dossier.dossier_id.clone();
+    let asked = one(&stage, incomplete).await;
+    assert_eq!(status(&asked).status, DossierStatus::SupplementRequested);
+    let accepted = one(&stage, complete).await;
+    assert!(matches!(&events(&accepted)[0], AnyEvent::Accepted(_)), "{accepted:?}");
+    let waits = stage.store.waits_of(&id).await.expect("waits");
+    assert_eq!(waits[0].state, WaitState::Superseded, "{waits:?}");
+    let tick = stage.tick(NOW + 30 * DAY).await.expect("tick");
+    assert!(tick.events.is_empty(), "a live dossier stopped: {:?}", tick.events);
+    assert_eq!(stage.store.closure(&id).await.expect("read"), None);
+}
+
+/// A supplement completing a dossier asked for papers at reception, whose id another
+/// dossier took meanwhile: refused as a duplicate id, and its wait left open — so the
+/// dossier still ends (stopped when no valid supplement comes), never open forever.
+#[tokio::test]
+async fn a_supplement_refused_as_a_duplicate_id_leaves_its_wait_to_end_the_dossier() {
+    let (stage, _dir) = intake().await;
+    let stage = stage.with_supplement_wait(SupplementWait {
+        working_days: 2,
+        ..SupplementWait::embedded().expect("calendar")
+    });
+    let r = reference();
+    let mut g = Generator::new(&r, "22", 36).expect("province");
+    let mut s = g.valid(NOW);
+    let missing = s.dossier.documents.pop().expect("a document");
+    let id = s.dossier.dossier_id.clone();
+    one(&stage, s).await;
+    // Another dossier with this id got a code meanwhile.
+    stage
+        .store
+        .allocate_codes(&[motcua_store::CodeRequest {
+            dossier_id: id.clone(),
+            agency_code: "H22.06652".into(),
+            day: "251125".into(),
+            received_at_ms: NOW,
+            content_digest: "another dossier".into(),
+            lookup_token: "t".into(),
+        }])
+        .await
+        .expect("allocate");
+    let mut sp = supplement("sp-dup", &id, None, NOW + HOUR);
+    sp.documents = vec![missing];
+    let out = one(&stage, sp).await;
+    assert_eq!(dead_letter_code(&out), "DUPLICATE_DOSSIER_ID");
+    assert_eq!(
+        stage.store.waits_of(&id).await.expect("waits")[0].state,
+        WaitState::Waiting
+    );
+    let tick = stage.tick(NOW + 30 * DAY).await.expect("tick");
+    assert!(
+        matches!(&tick.events[..], [AnyEvent::Status(s)] if s.status == DossierStatus::ProcessingStopped),
+        "{:?}",
+        tick.events
+    );
 }
