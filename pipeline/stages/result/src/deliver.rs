@@ -343,11 +343,11 @@ impl<W: WalletGateway> ResultStage<W> {
         for (p, decided, issued, delivered) in attempts {
             let (Some(d), Some(Ok(issued)), Some(delivered)) = (decided, issued, delivered) else {
                 // A parked payload is one this stage wrote and signed before: if it no
-                // longer decodes or signs, a person must look.
-                return Err(StageError::Fatal(format!(
-                    "the parked result of dossier {} no longer decodes or signs",
-                    p.dossier_id
-                )));
+                // longer decodes or signs, a person must look. It stays parked (claimed
+                // again after the lease, reported each time) and holds back neither the
+                // rows claimed with it nor the worker.
+                telemetry::unreadable_parked(&p.dossier_id);
+                continue;
             };
             match delivered {
                 Delivered::Acknowledged(receipt) => {

@@ -8,6 +8,7 @@ use motcua_schemas::Timeliness;
 pub const RESULT_DOSSIERS_TOTAL: &str = "motcua_result_dossiers_total";
 pub const RESULT_DECISIONS_AFTER_END_TOTAL: &str = "motcua_result_decisions_after_end_total";
 pub const RESULT_WALLET_DELIVERIES_TOTAL: &str = "motcua_result_wallet_deliveries_total";
+pub const RESULT_PARKED_UNREADABLE_TOTAL: &str = "motcua_result_parked_unreadable_total";
 
 /// Registers every result metric with its unit and description.
 pub fn describe() {
@@ -27,6 +28,20 @@ pub fn describe() {
         "Result deliveries to e-wallets, by outcome (delivered; duplicate_ack: the wallet had it after a lost \
          acknowledgement; parked: the wallet was unavailable; refused; after_parking: delivered by the retrier; \
          escalated: handed to an officer)"
+    );
+    metrics::describe_counter!(
+        RESULT_PARKED_UNREADABLE_TOTAL,
+        Unit::Count,
+        "Rounds that found a parked result that no longer decodes or signs (left parked for a person)"
+    );
+}
+
+/// A parked result that no longer decodes or signs: left parked for a person.
+pub(crate) fn unreadable_parked(dossier_id: &str) {
+    metrics::counter!(RESULT_PARKED_UNREADABLE_TOTAL).increment(1);
+    tracing::error!(
+        dossier_id,
+        "a parked result no longer decodes or signs: left parked, a person must look"
     );
 }
 

@@ -580,3 +580,44 @@ fn first_event_id(out: &[Outcome]) -> &str {
         other => panic!("{other:?}"),
     }
 }
+
+/// A parked result that no longer decodes (a person must look) holds back neither the
+/// results claimed with it nor the worker: reported, left parked, the others delivered.
+#[tokio::test]
+async fn an_unreadable_parked_result_does_not_starve_the_others() {
+    let dir = tempfile::tempdir().expect("dir");
+    let down = WalletFaults {
+        common: motcua_simulators::faults::Faults {
+            down: true,
+            ..Default::default()
+        },
+        ..WalletFaults::default()
+    };
+    let (url, stage, store) = stage(&dir, Signer25519::insecure_demo("test"), down).await;
+    let stage = stage.with_settings(DeliverySettings {
+        policy: motcua_resilience::ParkPolicy {
+            first_delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
+            escalate_after: Duration::from_secs(3_600),
+        },
+        ..DeliverySettings::default()
+    });
+    let d = decided(now_ms() - 2_000, now_ms() + 5 * DAY);
+    stage.handle_batch(&[envelope(d, 1)]).await.expect("parked");
+    store
+        .park(Lot::Result, "poison", b"not a framed message", 0, 0, "?")
+        .await
+        .expect("park poison");
+    set_faults(&url, &serde_json::json!({})).await;
+    let tick = stage.tick(now_ms() + 1).await.expect("a round despite the poison row");
+    assert!(
+        matches!(&tick.events[..], [AnyEvent::Completed(_), AnyEvent::Status(_)]),
+        "{tick:?}"
+    );
+    stage.ticked(&tick).await.expect("ticked");
+    assert_eq!(
+        store.parked_count(Lot::Result).await.expect("count"),
+        1,
+        "left for a person"
+    );
+}

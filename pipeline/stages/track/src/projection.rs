@@ -594,8 +594,11 @@ pub struct Applied {
 /// concurrent writers lock rows in the same order).
 fn merged_patches(changes: Vec<Change>, inserted: &HashSet<String>) -> Vec<Patch> {
     let mut patches: HashMap<String, Patch> = HashMap::with_capacity(inserted.len());
+    let mut taken: HashSet<String> = HashSet::with_capacity(inserted.len());
     for c in changes {
-        if !inserted.contains(&c.event_id) {
+        // The history keeps the first copy of an event id in the batch; so does the
+        // dossier (a second copy with other content must not be merged in).
+        if !inserted.contains(&c.event_id) || !taken.insert(c.event_id.clone()) {
             continue;
         }
         match patches.get_mut(&c.patch.dossier_id) {

@@ -479,3 +479,20 @@ async fn deadline_warnings_count_the_receiving_center_s_own_hours() {
         ]
     );
 }
+
+/// Two copies of one event id with other contents (a stage that announced twice) in one
+/// batch: the history keeps the first, and so does the dossier — as when they come in
+/// two batches. Merging both would project a status the history does not hold.
+#[tokio::test]
+async fn two_copies_of_one_event_id_in_a_batch_project_the_first_only() {
+    let pool = database().await;
+    let t = Track::new(pool.clone());
+    let l = Life::new(8, NOW - 5 * DAY);
+    t.apply(&refs(&l.events())).await.expect("life");
+    let first = l.status("dup", DossierStatus::Processing, "backoffice", NOW - DAY, None);
+    let other = l.status("dup", DossierStatus::Withdrawn, "portal", NOW, None);
+    assert_eq!(first.event_id(), other.event_id());
+    t.apply(&[&first, &other]).await.expect("one batch");
+    let r = row(&pool, &l.id).await;
+    assert_eq!((r.status_code, r.status_at), (Some(4), Some(NOW - DAY)), "{r:?}");
+}

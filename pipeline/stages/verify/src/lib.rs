@@ -400,14 +400,12 @@ impl<R: Registries> Verify<R> {
             // seen yet: fetched from the registry (if any) first.
             let _ = self.codec.learn_writers([p.payload.as_slice()]).await;
             // A parked payload is one this stage wrote: if it no longer decodes, a person
-            // must look (it stays parked and is reported each round).
-            let accepted: DossierAccepted = self.codec.decode(&p.payload).map_err(|_| {
-                StageError::Fatal(format!(
-                    "the parked payload of dossier {} does not decode",
-                    p.dossier_id
-                ))
-            })?;
-            parked.push((p, accepted));
+            // must look. It stays parked (claimed again after the lease, reported each
+            // time) and holds back neither the rows claimed with it nor the worker.
+            match self.codec.decode::<DossierAccepted>(&p.payload) {
+                Ok(accepted) => parked.push((p, accepted)),
+                Err(e) => telemetry::unreadable_parked(&p.dossier_id, &e.to_string()),
+            }
         }
         let inputs: Vec<&str> = parked.iter().map(|(_, a)| a.event_id.as_str()).collect();
         let mut recorded = recorded_decisions(&self.store, &self.codec, STAGE, &inputs).await?;

@@ -7,6 +7,7 @@ use metrics::Unit;
 
 pub const VERIFY_DOSSIERS_TOTAL: &str = "motcua_verify_dossiers_total";
 pub const VERIFY_PARKED_TOTAL: &str = "motcua_verify_parked_total";
+pub const VERIFY_PARKED_UNREADABLE_TOTAL: &str = "motcua_verify_parked_unreadable_total";
 
 /// Registers every verify metric with its unit and description.
 pub fn describe() {
@@ -19,6 +20,11 @@ pub fn describe() {
         VERIFY_PARKED_TOTAL,
         Unit::Count,
         "Dossiers parked because a registry was unavailable (retried later)"
+    );
+    metrics::describe_counter!(
+        VERIFY_PARKED_UNREADABLE_TOTAL,
+        Unit::Count,
+        "Rounds that found a parked dossier whose payload no longer decodes (left parked for a person)"
     );
 }
 
@@ -64,4 +70,14 @@ impl Decided {
         };
         metrics::counter!(VERIFY_DOSSIERS_TOTAL, "outcome" => outcome).increment(1);
     }
+}
+
+/// A parked dossier whose stored payload no longer decodes: left parked for a person.
+pub(crate) fn unreadable_parked(dossier_id: &str, error: &str) {
+    metrics::counter!(VERIFY_PARKED_UNREADABLE_TOTAL).increment(1);
+    tracing::error!(
+        dossier_id,
+        error,
+        "a parked dossier's payload does not decode: left parked, a person must look"
+    );
 }

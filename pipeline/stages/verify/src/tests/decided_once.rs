@@ -194,3 +194,34 @@ async fn the_timer_announces_the_decision_a_redelivery_took_for_a_parked_dossier
     b.verify.ticked(&tick).await.expect("ticked");
     assert_eq!(b.store.parked_count(Lot::Verify).await.expect("parked"), 0);
 }
+
+/// A parked row that no longer decodes (a person must look) does not hold back the rows
+/// claimed with it, nor stop the worker: it is reported and left parked, the others are
+/// decided.
+#[tokio::test]
+async fn an_unreadable_parked_row_does_not_starve_the_others() {
+    let b = bench(2).await;
+    registry_down(&b.registry_url, true).await;
+    b.verify
+        .handle_batch(&messages(&b.accepted, 10, NOW))
+        .await
+        .expect("parked");
+    b.store
+        .park(Lot::Verify, "poison", b"not a framed message", 0, 0, "?")
+        .await
+        .expect("park poison");
+    registry_down(&b.registry_url, false).await;
+    let tick = b
+        .verify
+        .tick(now_ms() + 1_000)
+        .await
+        .expect("a round despite the poison row");
+    assert_eq!(tick.events.len(), 2, "{:?}", tick.events);
+    assert!(!tick.done.iter().any(|d| d == "poison"));
+    b.verify.ticked(&tick).await.expect("ticked");
+    assert_eq!(
+        b.store.parked_count(Lot::Verify).await.expect("parked"),
+        1,
+        "left for a person"
+    );
+}
