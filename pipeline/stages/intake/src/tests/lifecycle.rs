@@ -668,7 +668,7 @@ async fn a_supplement_refused_as_a_duplicate_id_leaves_its_wait_to_end_the_dossi
     // Another dossier with this id got a code meanwhile.
     stage
         .store
-        .allocate_codes(&[motcua_store::CodeRequest {
+        .allocate_codes(&[CodeRequest {
             dossier_id: id.clone(),
             agency_code: "H22.06652".into(),
             day: "251125".into(),
