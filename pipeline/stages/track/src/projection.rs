@@ -116,6 +116,7 @@ dossier_columns! {
     submitted_at: i64 => Least,
     received_at: i64 => Least,
     assign_at: i64 => Greatest,
+    routed_at: i64 => Greatest,
     competent_unit: String => LatestAssignment,
     due_at: i64 => LatestAssignment,
     decided_at: i64 => First,
@@ -127,8 +128,8 @@ dossier_columns! {
     status_key: i64 => Greatest,
     last_event_at: i64 => Greatest,
     lookup_digest: String => First,
-    paused_working_ms: i64 => LatestAssignment,
-    calendar_version: String => LatestAssignment,
+    paused_working_ms: i64 => LatestRouting,
+    calendar_version: String => LatestRouting,
     appointment_due_at: i64 => Greatest,
     // The statistics' facts (docs/statistics.md): the procedure's field, when the
     // dossier was refused at the door, withdrawn, stopped, and first given a new
@@ -142,7 +143,7 @@ dossier_columns! {
     // (a dossier verified again after a supplement), appraisal when the back office says.
     verified_at: i64 => Greatest,
     appraised_at: i64 => First,
-    clock_pauses: String => LatestAssignment,
+    clock_pauses: String => LatestRouting,
 }
 
 /// The due time a dossier is tracked against: a new appointment's date once one was
@@ -153,6 +154,8 @@ pub(crate) const TRACKED_DUE: &str = "CASE WHEN appointment_due_at > due_at THEN
 struct Before {
     /// The patch's assignment is at least as recent as the row's.
     newer_assignment: bool,
+    /// The patch's routing is at least as recent as the row's.
+    newer_routing: bool,
     /// The patch's status outranks the row's.
     newer_status: bool,
 }
@@ -160,13 +163,20 @@ struct Before {
 impl Before {
     fn of(row: &Patch, new: &Patch) -> Self {
         Self {
-            newer_assignment: match (new.assign_at, row.assign_at) {
-                (Some(n), Some(c)) => n >= c,
-                (Some(_), None) => true,
-                (None, _) => false,
-            },
+            newer_assignment: at_least_as_recent(new.assign_at, row.assign_at),
+            newer_routing: at_least_as_recent(new.routed_at, row.routed_at),
             newer_status: new.status_key.is_some() && new.status_key > row.status_key,
         }
+    }
+}
+
+/// Whether a patch's time of an assignment (or routing) is at least as recent as the
+/// row's: a patch without one is not.
+fn at_least_as_recent(new: Option<i64>, row: Option<i64>) -> bool {
+    match (new, row) {
+        (Some(n), Some(c)) => n >= c,
+        (Some(_), None) => true,
+        (None, _) => false,
     }
 }
 
@@ -296,6 +306,7 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
             p.received_at = Some(e.received_at);
             p.field = Some(e.procedure.field.as_str());
             p.assign_at = Some(e.routed_at);
+            p.routed_at = Some(e.routed_at);
             p.competent_unit = Some(e.competent_unit_code.clone());
             p.due_at = Some(e.due_at);
             p.paused_working_ms = Some(e.clock_pauses.iter().map(|x| x.paused_working_ms).sum());
@@ -439,6 +450,8 @@ enum Rule {
     Greatest,
     /// From the assignment with the latest `assign_at`; an older one only fills nulls.
     LatestAssignment,
+    /// From the routing with the latest `routed_at`; an older one only fills nulls.
+    LatestRouting,
     /// From the status with the greatest `status_key`.
     GreatestStatus,
 }
@@ -462,8 +475,12 @@ impl Rule {
                     *column = new;
                 }
             }
-            Rule::LatestAssignment => {
-                let (newer, older) = if before.newer_assignment {
+            Rule::LatestAssignment | Rule::LatestRouting => {
+                let newer_first = match self {
+                    Rule::LatestRouting => before.newer_routing,
+                    _ => before.newer_assignment,
+                };
+                let (newer, older) = if newer_first {
                     (new, column.take())
                 } else {
                     (column.take(), new)
@@ -500,14 +517,20 @@ fn merge_expr(column: &str, rule: Rule, dialect: Dialect) -> String {
         (Rule::Greatest, Dialect::Sqlite) => {
             format!("max(COALESCE(d.{c}, EXCLUDED.{c}), COALESCE(EXCLUDED.{c}, d.{c}))")
         }
-        (Rule::LatestAssignment, _) => format!(
-            "CASE WHEN EXCLUDED.assign_at >= COALESCE(d.assign_at, EXCLUDED.assign_at) \
-             THEN COALESCE(EXCLUDED.{c}, d.{c}) ELSE COALESCE(d.{c}, EXCLUDED.{c}) END"
-        ),
+        (Rule::LatestAssignment, _) => latest_by("assign_at", c),
+        (Rule::LatestRouting, _) => latest_by("routed_at", c),
         (Rule::GreatestStatus, _) => {
             format!("CASE WHEN EXCLUDED.status_key > COALESCE(d.status_key, -1) THEN EXCLUDED.{c} ELSE d.{c} END")
         }
     }
+}
+
+/// `c` from the row whose `by` is the latest; the other only fills nulls.
+fn latest_by(by: &str, c: &str) -> String {
+    format!(
+        "CASE WHEN EXCLUDED.{by} >= COALESCE(d.{by}, EXCLUDED.{by}) \
+         THEN COALESCE(EXCLUDED.{c}, d.{c}) ELSE COALESCE(d.{c}, EXCLUDED.{c}) END"
+    )
 }
 
 /// The upsert's `ON CONFLICT` clause: every column merged, and rows the patch would not

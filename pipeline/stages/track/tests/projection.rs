@@ -496,3 +496,31 @@ async fn two_copies_of_one_event_id_in_a_batch_project_the_first_only() {
     let r = row(&pool, &l.id).await;
     assert_eq!((r.status_code, r.status_at), (Some(4), Some(NOW - DAY)), "{r:?}");
 }
+
+/// A dossier resumed after a back-office wait is routed again with the pause given back;
+/// its decision (a later assignment) may reach the projection first, as topics are read
+/// in no common order. The pause still counts: the statistics' fold and the projection
+/// must agree however the topics interleave (the demo's check failed on it).
+#[tokio::test]
+async fn a_pause_counts_when_the_decision_arrives_before_the_routing_that_gave_it_back() {
+    let pool = database().await;
+    let t = Track::new(pool.clone());
+    let l = finished(10);
+    t.apply(&refs(&l.events())).await.expect("life, decision included");
+    let mut resumed = l.clone();
+    resumed.pauses = vec![(l.routed_at() + HOUR, l.routed_at() + 3 * HOUR, 2 * HOUR)];
+    let AnyEvent::Routed(mut again) = resumed.routed() else {
+        unreachable!()
+    };
+    again.event_id = format!("{}-routed-again", l.id);
+    again.routed_at = l.routed_at() + 3 * HOUR;
+    t.apply(&[&AnyEvent::from(again)])
+        .await
+        .expect("the routing after the wait");
+    let paused: Option<i64> = sqlx::query_scalar("SELECT paused_working_ms FROM track_dossiers WHERE dossier_id = $1")
+        .bind(&l.id)
+        .fetch_one(&pool)
+        .await
+        .expect("row");
+    assert_eq!(paused, Some(2 * HOUR));
+}
