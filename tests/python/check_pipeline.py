@@ -19,7 +19,9 @@
 Reads every partition from the beginning to the end it finds at start, read_committed.
 
 Usage: check_pipeline.py --bootstrap HOST:PORT [--prefix P] [--expected FILE] [--schemas DIR]
-       (FILE: one dossier id a line, the dossiers that were submitted)
+                         [--ends OUT]
+       (FILE: one dossier id a line, the dossiers that were submitted; OUT: where to write
+       {dossier id: its ending status code} for the dossiers that ended)
 """
 
 import argparse
@@ -93,6 +95,7 @@ def main():
     p.add_argument("--expected")
     p.add_argument("--schemas", default=os.path.join(os.path.dirname(__file__), "../../schemas"))
     p.add_argument("--examples", type=int, default=5)
+    p.add_argument("--ends", help="write each ended dossier's ending status code here (JSON)")
     a = p.parse_args()
     schemas = load_schemas(a.schemas)
     consumer = Consumer({
@@ -169,6 +172,9 @@ def main():
         "trails": {d: [e[3] for e in statuses.get(d, [])]
                    for d in (twice + after + missing)[: 3 * a.examples]},
     }
+    if a.ends:
+        with open(a.ends, "w") as f:
+            json.dump(ended, f)
     json.dump(report, sys.stdout, indent=1, sort_keys=True)
     print()
 

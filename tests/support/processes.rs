@@ -31,6 +31,26 @@ pub const ROLES: [&str; 9] = [
     "backoffice",
 ];
 
+/// What the outside world does wrong, and who else takes part (the chaos harness): the
+/// simulated registries, wallets and national portal fail some calls and lose some
+/// acknowledgements, the back office asks for papers, and citizens (a process like any
+/// other role) bring them or withdraw their dossiers.
+#[derive(Debug, Clone, Default)]
+pub struct Outside {
+    /// Share of registry look-ups answered 503.
+    pub registry_error_rate: f64,
+    /// Share of wallet filings and portal changes stored, then answered 503.
+    pub lost_ack_rate: f64,
+    /// Share of wallet and portal calls answered 503.
+    pub error_rate: f64,
+    /// Share of routed dossiers the back office asks papers for.
+    pub supplement_rate: f64,
+    /// Citizens answer supplement requests and withdraw dossiers (`citizens-sim`).
+    pub citizens: bool,
+    /// How often intake stops waits no supplement answered (seconds).
+    pub wait_check_s: Option<u64>,
+}
+
 /// The seed and size of the registries' synthetic world (the generator draws applicants
 /// from it, so that they verify).
 const WORLD_SEED: u64 = 7;
@@ -54,22 +74,49 @@ pub struct ProcessPipeline {
     pub restarts: Vec<String>,
     _http: Vec<tokio::task::JoinHandle<()>>,
     world: World,
+    outside: Outside,
+    /// The roles running: [`ROLES`], and the citizens when they take part.
+    pub roles: Vec<&'static str>,
+    /// The simulated national portal's base URL.
+    pub portal_url: String,
 }
 
 impl ProcessPipeline {
     /// Starts the HTTP simulators and every role, each with `kafka_env(role)`.
     pub async fn start(kafka_env: KafkaEnv) -> Self {
+        Self::start_with(kafka_env, Outside::default()).await
+    }
+
+    /// Like [`ProcessPipeline::start`], with the outside world's faults and actors.
+    pub async fn start_with(kafka_env: KafkaEnv, outside: Outside) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = motcua_store::testing::scratch_postgres_url().await;
         let r = Reference::embedded().expect("reference");
         let world = World::for_province(&r.units, "22", WORLD_SEED, WORLD_CITIZENS).expect("world");
-        let (registry_url, registries) = sim::spawn(world.clone(), Faults::default())
+        let registry_faults = Faults {
+            error_rate: outside.registry_error_rate,
+            ..Faults::default()
+        };
+        let (registry_url, registries) = sim::spawn(world.clone(), registry_faults)
             .await
             .expect("registry simulator");
-        let (wallet_url, wallet) = motcua_simulators::wallet::spawn(Default::default(), 3)
+        let remote = Faults {
+            error_rate: outside.error_rate,
+            ..Faults::default()
+        };
+        let wallet_faults = motcua_simulators::wallet::WalletFaults {
+            common: remote.clone(),
+            lost_ack_rate: outside.lost_ack_rate,
+            ..Default::default()
+        };
+        let (wallet_url, wallet) = motcua_simulators::wallet::spawn(wallet_faults, 3)
             .await
             .expect("wallet simulator");
-        let (portal_url, portal) = motcua_simulators::national_portal::spawn(Default::default(), 3)
+        let portal_faults = motcua_simulators::national_portal::PortalFaults {
+            common: remote,
+            lost_ack_rate: outside.lost_ack_rate,
+        };
+        let (portal_url, portal) = motcua_simulators::national_portal::spawn(portal_faults, 3)
             .await
             .expect("portal simulator");
         let key = dir.path().join("result.key");
@@ -91,7 +138,7 @@ impl ProcessPipeline {
             ("MOTCUA_RESULT__SIGNING_KEY_ID", "chaos-1".to_owned()),
             ("MOTCUA_RESULT__JWKS_FILE", path(&jwks)),
             ("MOTCUA_RESULT__FIRST_RETRY_MS", "300".to_owned()),
-            ("MOTCUA_PORTAL__HTTP__BASE_URL", portal_url),
+            ("MOTCUA_PORTAL__HTTP__BASE_URL", portal_url.clone()),
             ("MOTCUA_VERIFY__FIRST_RETRY_MS", "300".to_owned()),
             ("MOTCUA_TRACK__API_LISTEN", String::new()),
             // Each role joins its group under its name, as the Kubernetes manifests run
@@ -101,8 +148,17 @@ impl ProcessPipeline {
             ("MOTCUA_RUNTIME__DRAIN_TIMEOUT_MS", "5000".to_owned()),
         ]
         .into_iter()
+        .chain(
+            outside
+                .wait_check_s
+                .map(|s| ("MOTCUA_INTAKE__SUPPLEMENT_CHECK_S", s.to_string())),
+        )
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        let mut roles = ROLES.to_vec();
+        if outside.citizens {
+            roles.push("citizens");
+        }
         let mut p = Self {
             dir,
             db,
@@ -114,8 +170,11 @@ impl ProcessPipeline {
             restarts: Vec::new(),
             _http: vec![registries, wallet, portal],
             world,
+            outside,
+            roles,
+            portal_url,
         };
-        for role in ROLES {
+        for role in p.roles.clone() {
             p.spawn(role);
         }
         p
@@ -139,14 +198,44 @@ impl ProcessPipeline {
         (0..n as i64).map(|i| g.valid(super::NOW + i * 1_000)).collect()
     }
 
-    fn args(role: &str) -> Vec<&'static str> {
-        match role {
+    /// `n` submissions, most valid; of every 50, four lack a document (intake asks the
+    /// citizen for it) and one has a malformed citizen id (rejected at reception).
+    pub fn mixed_submissions(&self, n: usize, seed: u64) -> Vec<DossierSubmitted> {
+        use motcua_simulators::portal::Defect;
+        let r = Reference::embedded().expect("reference");
+        let mut g = Generator::new(&r, "22", seed)
+            .expect("province")
+            .with_world(&self.world);
+        (0..n as i64)
+            .map(|i| {
+                let at = super::NOW + i * 1_000;
+                match i % 50 {
+                    7 | 19 | 31 | 43 => g.defective(at, Defect::MissingDocument),
+                    25 => g.defective(at, Defect::BadCitizenId),
+                    _ => g.valid(at),
+                }
+            })
+            .collect()
+    }
+
+    fn args(&self, role: &str) -> Vec<String> {
+        let args: Vec<String> = match role {
             // Fails, duplicates and reorders some confirmations, quickly.
-            "gateway" => vec!["gateway-sim", "--min-delay-ms", "10", "--max-delay-ms", "300"],
-            // Decides everything (nobody here would bring papers it asked for).
-            "backoffice" => vec!["backoffice-sim", "--supplement-rate", "0"],
-            stage => vec!["run", ROLES.iter().find(|r| **r == stage).expect("a role")],
-        }
+            "gateway" => ["gateway-sim", "--min-delay-ms", "10", "--max-delay-ms", "300"]
+                .map(str::to_owned)
+                .to_vec(),
+            // Without citizens nobody would bring papers the back office asked for.
+            "backoffice" => vec![
+                "backoffice-sim".to_owned(),
+                "--supplement-rate".to_owned(),
+                self.outside.supplement_rate.to_string(),
+            ],
+            "citizens" => ["citizens-sim", "--answer-rate", "0.7", "--withdraw-rate", "0.05"]
+                .map(str::to_owned)
+                .to_vec(),
+            stage => vec!["run".to_owned(), stage.to_owned()],
+        };
+        args
     }
 
     /// Starts `role`'s process (again).
@@ -158,7 +247,7 @@ impl ProcessPipeline {
             .open(self.dir.path().join(format!("{role}.log")))
             .expect("log file");
         let child = super::motcua()
-            .args(Self::args(role))
+            .args(self.args(role))
             .envs(self.common.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs((self.kafka_env)(role))
             .env("MOTCUA_RUNTIME__INSTANCE_ID", role)
@@ -270,7 +359,7 @@ impl Drop for ProcessPipeline {
             let _ = c.wait();
         }
         if std::thread::panicking() {
-            for role in ROLES {
+            for role in self.roles.clone() {
                 let log = self.log(role);
                 let tail: Vec<&str> = log.lines().rev().take(15).collect();
                 eprintln!("--- {role}'s last log lines:");
@@ -308,13 +397,25 @@ impl PipelineCount {
     /// Runs the checker against `bootstrap` (a plaintext listener) and `prefix`, with the
     /// dossier ids that were submitted.
     pub fn take(bootstrap: &str, prefix: &str, expected: &[String]) -> Self {
+        Self::take_with_ends(bootstrap, prefix, expected).0
+    }
+
+    /// Like [`PipelineCount::take`], with each ended dossier's ending status code.
+    pub fn take_with_ends(
+        bootstrap: &str,
+        prefix: &str,
+        expected: &[String],
+    ) -> (Self, std::collections::HashMap<String, i32>) {
         let file = tempfile::NamedTempFile::new().expect("tempfile");
+        let ends = tempfile::NamedTempFile::new().expect("tempfile");
         std::fs::write(file.path(), expected.join("\n")).expect("expected ids");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/python/check_pipeline.py");
         let out = super::python()
             .arg(script)
             .args(["--bootstrap", bootstrap, "--prefix", prefix, "--expected"])
             .arg(file.path())
+            .arg("--ends")
+            .arg(ends.path())
             .output()
             .expect("run check_pipeline.py");
         assert!(
@@ -322,7 +423,11 @@ impl PipelineCount {
             "check_pipeline.py: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Self(serde_json::from_slice(&out.stdout).expect("JSON from check_pipeline.py"))
+        let ended = serde_json::from_slice(&std::fs::read(ends.path()).expect("ends")).expect("ends JSON");
+        (
+            Self(serde_json::from_slice(&out.stdout).expect("JSON from check_pipeline.py")),
+            ended,
+        )
     }
 
     pub fn dossiers(&self, field: &str) -> i64 {

@@ -162,34 +162,75 @@ impl Store {
     /// Records supplement requests (a request recorded before is left as it is). A
     /// dossier still waiting for another request had it answered some other way (the
     /// portal resubmitted it): that wait is superseded, so at most one waits per dossier.
-    pub async fn await_supplements(&self, requests: &[WaitRequest]) -> Result<()> {
+    /// A dossier that ended (withdrawn, stopped; checked under the lock its end takes)
+    /// gets no wait: returns the requests that are recorded, the others' dossiers ended.
+    pub async fn await_supplements(&self, requests: &[WaitRequest]) -> Result<HashSet<String>> {
+        let mut recorded = HashSet::new();
         if requests.is_empty() {
-            return Ok(());
+            return Ok(recorded);
         }
         let supersede = "UPDATE supplement_waits SET state = 'superseded'
                          WHERE dossier_id = $1 AND state = 'waiting' AND request_event_id <> $2
                            AND NOT EXISTS (SELECT 1 FROM supplement_waits WHERE request_event_id = $2)";
-        both!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            for w in requests {
-                sqlx::query(supersede)
-                    .bind(&w.dossier_id)
-                    .bind(&w.request_event_id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(INSERT_WAIT)
-                    .bind(&w.request_event_id)
-                    .bind(&w.dossier_id)
-                    .bind(&w.dossier_code)
-                    .bind(&w.step)
-                    .bind(w.requested_at_ms)
-                    .bind(&w.payload)
-                    .execute(&mut *tx)
-                    .await?;
+        let ended = "SELECT 1 FROM dossier_closures WHERE dossier_id = $1 AND kind <> 'decided'";
+        let known = "SELECT 1 FROM supplement_waits WHERE request_event_id = $1";
+        macro_rules! record {
+            ($tx:ident) => {{
+                for w in requests {
+                    let was_recorded = sqlx::query(known)
+                        .bind(&w.request_event_id)
+                        .fetch_optional(&mut *$tx)
+                        .await?
+                        .is_some();
+                    if !was_recorded {
+                        if sqlx::query(ended)
+                            .bind(&w.dossier_id)
+                            .fetch_optional(&mut *$tx)
+                            .await?
+                            .is_some()
+                        {
+                            continue;
+                        }
+                        sqlx::query(supersede)
+                            .bind(&w.dossier_id)
+                            .bind(&w.request_event_id)
+                            .execute(&mut *$tx)
+                            .await?;
+                        sqlx::query(INSERT_WAIT)
+                            .bind(&w.request_event_id)
+                            .bind(&w.dossier_id)
+                            .bind(&w.dossier_code)
+                            .bind(&w.step)
+                            .bind(w.requested_at_ms)
+                            .bind(&w.payload)
+                            .execute(&mut *$tx)
+                            .await?;
+                    }
+                    recorded.insert(w.request_event_id.clone());
+                }
+                $tx.commit().await?;
+                Ok(recorded)
+            }};
+        }
+        match self {
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let mut locked: Vec<&str> = requests.iter().map(|w| w.dossier_id.as_str()).collect();
+                locked.sort_unstable();
+                locked.dedup();
+                for id in locked {
+                    sqlx::query(crate::bills::LOCK_DOSSIER)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                record!(tx)
             }
-            tx.commit().await?;
-            Ok(())
-        })
+            Store::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                record!(tx)
+            }
+        }
     }
 
     /// Supersedes the waits still open of dossiers that were accepted without answering

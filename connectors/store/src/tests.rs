@@ -1293,3 +1293,42 @@ async fn sqlite_a_wait_of_a_dossier_that_ended_otherwise_is_not_announced() {
 async fn postgres_a_wait_of_a_dossier_that_ended_otherwise_is_not_announced() {
     a_wait_of_a_dossier_that_ended_otherwise_is_not_announced(postgres().await).await;
 }
+
+/// A step that read "not ended", then asks for papers after the dossier was withdrawn:
+/// no wait opens (a citizen's answer would resume a withdrawn dossier), and the step is
+/// told, so it announces nothing after the end.
+async fn a_dossier_that_ended_gets_no_wait(store: Store) {
+    let ask = |id: &str, dossier: &str| WaitRequest {
+        request_event_id: id.into(),
+        dossier_id: dossier.into(),
+        dossier_code: Some("H22-1".into()),
+        step: "verify".into(),
+        requested_at_ms: 10,
+        payload: vec![1],
+    };
+    store
+        .close_dossier("d-w", ClosureKind::Withdrawn, "wd", 5)
+        .await
+        .expect("withdrawn");
+    let recorded = store
+        .await_supplements(&[ask("rq-w", "d-w"), ask("rq-l", "d-l")])
+        .await
+        .expect("asked");
+    assert_eq!(recorded, HashSet::from(["rq-l".to_owned()]));
+    assert!(store.waits_of("d-w").await.expect("waits").is_empty());
+    // Asked again (a redelivery): still recorded, still one wait.
+    let again = store.await_supplements(&[ask("rq-l", "d-l")]).await.expect("again");
+    assert_eq!(again, recorded);
+    assert_eq!(store.waits_of("d-l").await.expect("waits").len(), 1);
+}
+
+#[tokio::test]
+async fn sqlite_a_dossier_that_ended_gets_no_wait() {
+    let (store, _dir) = sqlite().await;
+    a_dossier_that_ended_gets_no_wait(store).await;
+}
+
+#[tokio::test]
+async fn postgres_a_dossier_that_ended_gets_no_wait() {
+    a_dossier_that_ended_gets_no_wait(postgres().await).await;
+}

@@ -479,7 +479,7 @@ footer{{color:#777;font-size:.85em;margin-top:28px}}
         ),
         ("withdrawn", r.terminal_count(Terminal::Withdrawn), COLORS[1]),
         (
-            "stopped (no supplement)",
+            "stopped (no supplement, bill expired, unroutable)",
             r.terminal_count(Terminal::Stopped),
             COLORS[5],
         ),

@@ -92,7 +92,7 @@ impl Terminal {
             Terminal::ResultReturned => "result returned",
             Terminal::RejectedAtReception => "rejected at reception",
             Terminal::Withdrawn => "withdrawn",
-            Terminal::Stopped => "stopped (no supplement)",
+            Terminal::Stopped => "stopped",
             Terminal::Escalated => "escalated to an officer",
         }
     }
@@ -408,6 +408,11 @@ impl Observed {
                     if let (Some(code), Some(token)) = (&s.dossier_code, &s.lookup_token) {
                         self.sample_lookup = Some((code.clone(), token.clone()));
                     }
+                }
+                // Payment (a bill expired) and route (no authority) stop a dossier too.
+                if matches!(s.stage.as_str(), "payment" | "route") && s.status == DossierStatus::ProcessingStopped {
+                    self.end(&s.dossier_id, Terminal::Stopped, &s.event_id, at_ms);
+                    return;
                 }
                 // What the pipeline's own steps said (the back office's and track's
                 // statuses are not a dossier's end).

@@ -187,6 +187,20 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Simulate the citizens behind the portals: read `dossier.status`, bring the papers
+    /// a step asked for (some days later, in simulated time) or never, and withdraw a few
+    /// dossiers after reception, through `dossier.supplemented` and `dossier.withdrawn`.
+    /// Each choice is drawn from the status's id: a redelivered status gets the same answer.
+    CitizensSim {
+        /// Share of supplement requests answered.
+        #[arg(long, default_value_t = 0.7)]
+        answer_rate: f64,
+        /// Share of received dossiers withdrawn.
+        #[arg(long, default_value_t = 0.01)]
+        withdraw_rate: f64,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Make a new Ed25519 signing key for the result stage: the seed goes to FILE, the
     /// public key (to publish) to standard output.
     ///
@@ -492,6 +506,32 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             };
             motcua_runtime::run(Arc::new(office), codec, cfg.runtime(), shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CitizensSim {
+            answer_rate,
+            withdraw_rate,
+            common,
+        } => {
+            for (name, v) in [("answer", answer_rate), ("withdraw", withdraw_rate)] {
+                if !(0.0..=1.0).contains(&v) {
+                    anyhow::bail!("--{name}-rate {v} must be between 0 and 1");
+                }
+            }
+            let cfg = common.load()?;
+            let citizens = motcua_simulators::citizens::Citizens::new(
+                Arc::new(Reference::embedded()?),
+                motcua_simulators::citizens::CitizensConfig {
+                    answer_rate,
+                    withdraw_rate,
+                    ..Default::default()
+                },
+            );
+            let shutdown = Shutdown::on_signals();
+            let Some(codec) = motcua_wiring::schemas::codec(&cfg, &shutdown).await? else {
+                return Ok(ExitCode::SUCCESS);
+            };
+            motcua_runtime::run(Arc::new(citizens), codec, cfg.runtime(), shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ResultKey {

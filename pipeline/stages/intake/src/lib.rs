@@ -193,6 +193,7 @@ impl Intake {
             out.push(Outcome::Emit(events));
         }
         // Recorded before the requests go out: a supplement can only answer a known wait.
+        // (A dossier still at reception has no end a wait could follow.)
         self.store
             .await_supplements(&waits)
             .await

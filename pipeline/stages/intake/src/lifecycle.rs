@@ -267,10 +267,18 @@ impl crate::Intake {
                     requested_at_ms: r.requested_at,
                     payload,
                 };
-                self.store
+                let recorded = self
+                    .store
                     .await_supplements(std::slice::from_ref(&wait))
                     .await
                     .map_err(store_error)?;
+                if !recorded.contains(&wait.request_event_id) {
+                    // Withdrawn or stopped since the request was checked above.
+                    return Ok(refused(
+                        "SUPPLEMENT_REQUEST_DOSSIER_CLOSED",
+                        "the dossier was withdrawn or stopped before this request",
+                    ));
+                }
                 routed
             }
         };

@@ -13,6 +13,7 @@ mod assess;
 pub mod normalize;
 pub mod telemetry;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -336,14 +337,17 @@ impl<R: Registries> Stage for Verify<R> {
         }
         let mut out = Vec::with_capacity(batch.len());
         let mut effects = Effects::default();
+        let announced: Vec<Vec<AnyEvent>> = announced.into_iter().map(Option::unwrap_or_default).collect();
+        for (e, events) in batch.iter().zip(&announced) {
+            effects.of(self, &e.event, events)?;
+        }
+        let withheld = effects.apply(&self.store).await?;
         let mut decided = Vec::new();
-        for (e, events) in batch.iter().zip(announced) {
-            let events = events.unwrap_or_default();
-            effects.of(self, &e.event, &events)?;
+        for mut events in announced {
+            events.retain(|e| !withheld.contains(e.event_id()));
             decided.extend(events.iter().filter_map(Decided::of_event));
             out.push(Outcome::Emit(events));
         }
-        effects.apply(&self.store).await?;
         // Counted once every dossier of the batch is parked or decided: a retried batch
         // counts once.
         decided.iter().chain(&apart).for_each(Decided::emit);
@@ -463,7 +467,8 @@ impl<R: Registries> Verify<R> {
             tick.events.extend(events);
             tick.done.push(p.dossier_id.clone());
         }
-        effects.apply(&self.store).await?;
+        let withheld = effects.apply(&self.store).await?;
+        tick.events.retain(|e| !withheld.contains(e.event_id()));
         Ok(tick)
     }
 }
@@ -475,7 +480,8 @@ impl<R: Registries> Verify<R> {
 #[derive(Default)]
 struct Effects {
     waits: Vec<WaitRequest>,
-    escalations: Vec<Escalation>,
+    /// With the id of the status announcing each.
+    escalations: Vec<(String, Escalation)>,
 }
 
 impl Effects {
@@ -501,18 +507,37 @@ impl Effects {
                 });
             }
             if let Some(r) = s.reasons.iter().find(|r| r.code == ESCALATED) {
-                self.escalations
-                    .push(verify.escalation_record(accepted, &r.message, s.occurred_at)?);
+                self.escalations.push((
+                    s.event_id.clone(),
+                    verify.escalation_record(accepted, &r.message, s.occurred_at)?,
+                ));
             }
         }
         Ok(())
     }
 
     /// Recorded before the events go out: a supplement can only answer a known wait; an
-    /// officer finds an escalated dossier in the store.
-    async fn apply(self, store: &Store) -> Result<(), StageError> {
-        store.await_supplements(&self.waits).await.map_err(store_error)?;
-        store.escalate(&self.escalations).await.map_err(store_error)
+    /// officer finds an escalated dossier in the store. A dossier withdrawn or stopped
+    /// meanwhile gets neither, and its status is withheld (nothing is announced after a
+    /// dossier's end): returns the ids of the events to withhold.
+    async fn apply(self, store: &Store) -> Result<HashSet<String>, StageError> {
+        let recorded = store.await_supplements(&self.waits).await.map_err(store_error)?;
+        let mut withheld: HashSet<String> = self
+            .waits
+            .iter()
+            .map(|w| w.request_event_id.clone())
+            .filter(|id| !recorded.contains(id))
+            .collect();
+        let ids: Vec<&str> = self.escalations.iter().map(|(_, e)| e.dossier_id.as_str()).collect();
+        let ended = store.ended_among(&ids).await.map_err(store_error)?;
+        let (gone, escalated): (Vec<_>, Vec<_>) = self
+            .escalations
+            .into_iter()
+            .partition(|(_, e)| ended.contains(&e.dossier_id));
+        withheld.extend(gone.into_iter().map(|(id, _)| id));
+        let escalated: Vec<Escalation> = escalated.into_iter().map(|(_, e)| e).collect();
+        store.escalate(&escalated).await.map_err(store_error)?;
+        Ok(withheld)
     }
 }
 
