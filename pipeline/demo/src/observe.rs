@@ -212,6 +212,8 @@ pub(crate) struct Observed {
     portal_change_at: HashMap<String, i64>,
     /// Codes of the dossiers whose clock was paused (until one completes).
     paused_codes: HashSet<String>,
+    /// Dossiers whose withdrawal cancelled an unpaid bill.
+    bill_cancelled: HashSet<String>,
     /// Every event folded into the province's statistics (`None` in a soak, whose
     /// memory must stay bounded).
     pub(crate) ledger: Option<motcua_stats::Ledger>,
@@ -228,6 +230,17 @@ impl Observed {
 
     pub(crate) fn ended(&self) -> u64 {
         self.terminal.values().sum()
+    }
+
+    /// Bills announced: by their `payment.requested`, or — stored just before the dossier
+    /// was withdrawn, never requested — by the withdrawal that cancelled them.
+    pub(crate) fn bills_announced(&self) -> u64 {
+        let cancelled_unrequested = self
+            .bill_cancelled
+            .iter()
+            .filter(|d| self.followed.get(*d).is_none_or(|f| f.at(Step::Billed).is_none()))
+            .count() as u64;
+        self.step(Step::Billed) + cancelled_unrequested
     }
 
     /// Distinct messages dead-lettered (by any stage).
@@ -420,6 +433,9 @@ impl Observed {
                     return;
                 }
                 let first = self.first_time(&s.event_id);
+                if s.status == DossierStatus::Withdrawn && s.reasons.iter().any(|r| r.code == "BILL_CANCELLED") {
+                    self.bill_cancelled.insert(s.dossier_id.clone());
+                }
                 if first {
                     for r in &s.reasons {
                         let key = format!("{}/{}/{}", s.stage, s.status.code(), r.code);

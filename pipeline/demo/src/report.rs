@@ -471,7 +471,12 @@ pub(crate) fn build(mut i: Inputs<'_>) -> Report {
         );
     }
     check("dossier codes", o.step(Step::Accepted), codes, "dossier_codes rows");
-    check("bills issued", o.step(Step::Billed), bills.issued, "bills rows");
+    check(
+        "bills issued",
+        o.bills_announced(),
+        bills.issued,
+        "bills rows (each announced by its payment.requested or the withdrawal that cancelled it)",
+    );
     check("bills paid", o.step(Step::Billed), bills.paid, "bills with a payment");
 
     let mut stages: Vec<StageFigures> = i
