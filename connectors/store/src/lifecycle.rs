@@ -432,6 +432,20 @@ impl Store {
                 .map(wait)
                 .collect();
             for w in &rows {
+                // Claimed first, still waiting: a supplement answered meanwhile (intake's
+                // consume loop runs beside this timer) keeps its answer, and the wait is
+                // not stopped too (both would be announced).
+                let claimed = sqlx::query(
+                    "UPDATE supplement_waits SET state = 'stopped' WHERE request_event_id = $1 AND state = 'waiting'",
+                )
+                .bind(&w.request.request_event_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !claimed {
+                    continue;
+                }
                 let at = w.stop_at_ms.unwrap_or(now_ms);
                 let closed = sqlx::query(INSERT_CLOSURE)
                     .bind(&w.request.dossier_id)
@@ -440,21 +454,20 @@ impl Store {
                     .bind(at)
                     .execute(&mut *tx)
                     .await?;
-                let stopped = closed.rows_affected() == 1;
-                if stopped {
+                if closed.rows_affected() == 1 {
                     // A dossier the back office was waiting on frees its desk.
                     sqlx::query(CLOSE_ASSIGNMENT)
                         .bind(&w.request.dossier_id)
                         .execute(&mut *tx)
                         .await?;
+                } else {
+                    // Ended some other way first (a stop elsewhere): this wait ends
+                    // without a stop to announce, or the dossier would end twice.
+                    sqlx::query("UPDATE supplement_waits SET state = 'superseded' WHERE request_event_id = $1")
+                        .bind(&w.request.request_event_id)
+                        .execute(&mut *tx)
+                        .await?;
                 }
-                // Ended some other way first (a stop elsewhere): this wait ends without a
-                // stop to announce, or the dossier would end twice.
-                sqlx::query("UPDATE supplement_waits SET state = $2 WHERE request_event_id = $1")
-                    .bind(&w.request.request_event_id)
-                    .bind(if stopped { "stopped" } else { "superseded" })
-                    .execute(&mut *tx)
-                    .await?;
             }
             let stopped = sqlx::query(&unannounced)
                 .bind(limit)

@@ -1332,3 +1332,62 @@ async fn sqlite_a_dossier_that_ended_gets_no_wait() {
 async fn postgres_a_dossier_that_ended_gets_no_wait() {
     a_dossier_that_ended_gets_no_wait(postgres().await).await;
 }
+
+/// Intake's timer stops a wait while its consume loop answers it (a citizen's supplement
+/// on the day the wait ran out): one of the two wins, never both. Interleaved: the answer
+/// holds the wait's row while the stop reads it as waiting, then commits.
+#[tokio::test]
+async fn postgres_a_wait_answered_while_the_timer_stops_it_is_not_stopped_too() {
+    let url = testing::scratch_postgres_url().await;
+    let store = Store::connect(&url).await.expect("store");
+    store
+        .await_supplements(&[WaitRequest {
+            request_event_id: "rq-race".into(),
+            dossier_id: "d-race".into(),
+            dossier_code: Some("H22-9".into()),
+            step: "backoffice".into(),
+            requested_at_ms: 1,
+            payload: vec![1],
+        }])
+        .await
+        .expect("wait");
+    store.set_stop_at("rq-race", 100).await.expect("stop at");
+    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    let mut answer = pool.begin().await.expect("begin");
+    sqlx::query(
+        "UPDATE supplement_waits SET state = 'answered', answer_event_id = 'sp', answered_at_ms = 50
+         WHERE request_event_id = 'rq-race' AND state = 'waiting'",
+    )
+    .execute(&mut *answer)
+    .await
+    .expect("answer, not committed yet");
+    let timer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .stop_due_waits(200, 10, |r| format!("stop {}", r.request_event_id))
+                .await
+        })
+    };
+    // The stop has read the wait as waiting and waits for its row.
+    loop {
+        let blocked: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("activity");
+        if blocked > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    answer.commit().await.expect("answered");
+    let stopped = timer.await.expect("timer").expect("stop");
+    assert!(stopped.is_empty(), "stopped an answered wait: {stopped:?}");
+    assert_eq!(store.closure("d-race").await.expect("closure"), None);
+    assert_eq!(
+        store.waits_of("d-race").await.expect("waits")[0].state,
+        WaitState::Answered
+    );
+}

@@ -212,7 +212,8 @@ pub(crate) struct Observed {
     portal_change_at: HashMap<String, i64>,
     /// Codes of the dossiers whose clock was paused (until one completes).
     paused_codes: HashSet<String>,
-    /// Dossiers whose withdrawal cancelled an unpaid bill.
+    /// Dossiers whose withdrawal cancelled an unpaid bill no `payment.requested` (yet)
+    /// announced.
     bill_cancelled: HashSet<String>,
     /// Every event folded into the province's statistics (`None` in a soak, whose
     /// memory must stay bounded).
@@ -235,12 +236,7 @@ impl Observed {
     /// Bills announced: by their `payment.requested`, or — stored just before the dossier
     /// was withdrawn, never requested — by the withdrawal that cancelled them.
     pub(crate) fn bills_announced(&self) -> u64 {
-        let cancelled_unrequested = self
-            .bill_cancelled
-            .iter()
-            .filter(|d| self.followed.get(*d).is_none_or(|f| f.at(Step::Billed).is_none()))
-            .count() as u64;
-        self.step(Step::Billed) + cancelled_unrequested
+        self.step(Step::Billed) + self.bill_cancelled.len() as u64
     }
 
     /// Distinct messages dead-lettered (by any stage).
@@ -336,6 +332,7 @@ impl Observed {
                 self.record(&e.dossier.dossier_id, Step::Verified, at_ms);
             }
             AnyEvent::PaymentRequested(e) => {
+                self.bill_cancelled.remove(&e.dossier_id);
                 self.record(&e.dossier_id, Step::Billed, at_ms);
             }
             AnyEvent::Paid(e) => {
@@ -433,7 +430,11 @@ impl Observed {
                     return;
                 }
                 let first = self.first_time(&s.event_id);
-                if s.status == DossierStatus::Withdrawn && s.reasons.iter().any(|r| r.code == "BILL_CANCELLED") {
+                let requested = |f: &Followed| f.at(Step::Billed).is_some();
+                if s.status == DossierStatus::Withdrawn
+                    && s.reasons.iter().any(|r| r.code == "BILL_CANCELLED")
+                    && !self.followed.get(&s.dossier_id).is_some_and(requested)
+                {
                     self.bill_cancelled.insert(s.dossier_id.clone());
                 }
                 if first {
@@ -493,10 +494,12 @@ impl Observed {
                     let key = d.origin_key.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
                     // The demo's malformed messages are keyed junk-<n> on the submissions topic.
                     let deliberate = key.starts_with("junk-") && d.origin_topic.ends_with(Topic::Submitted.name());
-                    // A citizen's request that came too late (a withdrawal after the
-                    // decision, a supplement after a stop) is refused with its reason.
+                    // A citizen's or the back office's request that came too late (a
+                    // withdrawal after the decision, a supplement after a stop, papers asked
+                    // of a withdrawn dossier) is refused with its reason.
                     let request = d.origin_topic.ends_with(Topic::Supplemented.name())
-                        || d.origin_topic.ends_with(Topic::Withdrawn.name());
+                        || d.origin_topic.ends_with(Topic::Withdrawn.name())
+                        || d.origin_topic.ends_with(Topic::SupplementRequested.name());
                     if request {
                         *self.refused_requests.entry(d.reason_code.clone()).or_default() += 1;
                     } else if !deliberate {

@@ -410,6 +410,9 @@ impl Stage for Payment {
             })
             .collect();
         let ended_after_paying = self.store.ended_among(&paid_ids).await.map_err(store_error)?;
+        // Read again, last: a dossier withdrawn while its bill was stored (the withdrawal
+        // cancelled the bill and said so) gets no request announced after its end.
+        ended.extend(self.store.ended_among(&ids).await.map_err(store_error)?);
         let mut settled = settlements.into_iter();
 
         let mut out = Vec::with_capacity(batch.len());
