@@ -1352,7 +1352,7 @@ async fn postgres_a_wait_answered_while_the_timer_stops_it_is_not_stopped_too() 
         .await
         .expect("wait");
     store.set_stop_at("rq-race", 100).await.expect("stop at");
-    let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+    let pool = PgPool::connect(&url).await.expect("pool");
     let mut answer = pool.begin().await.expect("begin");
     sqlx::query(
         "UPDATE supplement_waits SET state = 'answered', answer_event_id = 'sp', answered_at_ms = 50
@@ -1380,7 +1380,7 @@ async fn postgres_a_wait_answered_while_the_timer_stops_it_is_not_stopped_too() 
         if blocked > 0 {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     answer.commit().await.expect("answered");
     let stopped = timer.await.expect("timer").expect("stop");
