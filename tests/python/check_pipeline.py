@@ -11,7 +11,8 @@
   first of an event id (re-emissions); "differing": event ids whose copies differ in a
   byte (key or value) — on the topics motcua writes ("own": true) the pipeline promises
   there are none; the outside world's re-sends (a gateway's duplicate confirmation) may.
-- "waiting_on_citizen": dossiers not ended whose last status is supplement requested (5).
+- "waiting_on_citizen": dossiers not ended whose last status from a step (track's
+  warnings aside) is supplement requested (5).
 - a dossier ends when dossier.status announces rejected at reception (3), withdrawn (7),
   processing stopped (8) or result returned (10); "ended_twice" counts dossiers with two
   distinct ending events, "after_end" those with a status event after the ending one.
@@ -130,7 +131,8 @@ def main():
             first[event_id] = copy
             counts["events"] += 1
             if topic == "dossier.status":
-                statuses[record["dossier_id"]].append((m.partition(), m.offset(), event_id, record["status_code"]))
+                statuses[record["dossier_id"]].append(
+                    (m.partition(), m.offset(), event_id, record["status_code"], record.get("stage")))
         if differing:
             counts["differing_examples"] = differing[: a.examples]
         report["topics"][topic] = counts
@@ -155,8 +157,13 @@ def main():
         with open(a.expected) as f:
             expected = {l.strip() for l in f if l.strip()}
     missing = sorted(expected - set(ended))
-    # Asked for papers by the last word: waiting on the citizen, not stuck.
-    waiting = [d for d in missing if statuses.get(d) and statuses[d][-1][3] == 5]
+    # Asked for papers by the last word of a step: waiting on the citizen, not stuck.
+    # (Track's deadline and step warnings repeat the status the projection held then;
+    # they are not a step's word.)
+    def last_word(d):
+        said = [e for e in statuses.get(d, []) if e[4] != "track"]
+        return said[-1][3] if said else None
+    waiting = [d for d in missing if last_word(d) == 5]
     report["dossiers"] = {
         "expected": len(expected),
         "with_status": len(statuses),

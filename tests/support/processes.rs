@@ -372,13 +372,17 @@ impl Drop for ProcessPipeline {
 }
 
 /// Dossiers settled in what a collector read of dossier.status: ended (rejected,
-/// withdrawn, stopped, result returned) or, by their last status, waiting on the citizen
-/// for papers.
+/// withdrawn, stopped, result returned) or, by the last status a step announced, waiting
+/// on the citizen for papers.
 pub fn settled(seen: &[super::Read]) -> usize {
     use motcua_schemas::{AnyEvent, DossierStatus};
     let mut last: std::collections::HashMap<&str, (bool, DossierStatus)> = std::collections::HashMap::new();
     for r in seen {
         if let Some(AnyEvent::Status(s)) = &r.event {
+            // Track's warnings repeat the status the projection held: not a step's word.
+            if s.stage == "track" {
+                continue;
+            }
             let ended = !s.status.is_open() && s.status != DossierStatus::Completed;
             let e = last.entry(s.dossier_id.as_str()).or_insert((false, s.status));
             e.0 |= ended;
