@@ -289,6 +289,11 @@ impl ProcessPipeline {
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("")
                 .to_owned();
+            // Its port was taken while it was down (anything may bind a free port): a
+            // supervisor would give the new instance another.
+            if last.contains("Address already in use") {
+                self.metrics_ports.remove(role);
+            }
             self.restarts.push(format!("{role} ({status}): {last}"));
             self.spawn(role);
         }
