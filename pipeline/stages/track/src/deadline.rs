@@ -249,3 +249,38 @@ async fn mark_warned_sqlite(pool: &SqlitePool, warnings: &[DossierStatusChanged]
     tx.commit().await?;
     Ok(done)
 }
+
+/// Records each warning unless one with its id was recorded before, and returns the
+/// recorded ones, in order: the first computed is what goes out, however often a crash
+/// between producing and [`mark_warned`] makes the timer compute it again.
+pub async fn first_warnings(
+    db: impl Into<ProjectionDb>,
+    warnings: Vec<DossierStatusChanged>,
+) -> Result<Vec<DossierStatusChanged>> {
+    if warnings.is_empty() {
+        return Ok(warnings);
+    }
+    let db = db.into();
+    let mut out = Vec::with_capacity(warnings.len());
+    on_db!(&db, |p| {
+        let mut tx = p.begin().await?;
+        for w in warnings {
+            let json = serde_json::to_string(&w).unwrap_or_default();
+            sqlx::query(
+                "INSERT INTO track_warnings (event_id, event) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING",
+            )
+            .bind(&w.event_id)
+            .bind(&json)
+            .execute(&mut *tx)
+            .await?;
+            let recorded: String = sqlx::query_scalar("SELECT event FROM track_warnings WHERE event_id = $1")
+                .bind(&w.event_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            // Written by this code; one that does not parse goes out as computed now.
+            out.push(serde_json::from_str(&recorded).unwrap_or(w));
+        }
+        tx.commit().await?;
+    });
+    Ok(out)
+}

@@ -351,6 +351,8 @@ impl Stage for Track {
         if let Some(step) = &self.step_warnings {
             warnings.extend(steps::pending_step_warnings(&self.db, now_ms, step).await?);
         }
+        // Announced as first computed (a crash before they were marked computes them again).
+        let warnings = deadline::first_warnings(&self.db, warnings).await?;
         Ok(Tick {
             events: warnings.into_iter().map(AnyEvent::from).collect(),
             done: Vec::new(),

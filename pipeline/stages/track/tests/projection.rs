@@ -524,3 +524,24 @@ async fn a_pause_counts_when_the_decision_arrives_before_the_routing_that_gave_i
         .expect("row");
     assert_eq!(paused, Some(2 * HOUR));
 }
+
+/// A warning produced, then the track worker killed before it marked the dossier warned:
+/// the next round announces the very same event (its time, the hours left then), not one
+/// computed again under the same id.
+#[tokio::test]
+async fn a_warning_announced_again_after_a_crash_is_the_first_one() {
+    use motcua_runtime::Stage;
+    let pool = database().await;
+    let t = Track::new(pool.clone()).with_warnings(WarningConfig::new(8), std::sync::Arc::new(WallClock));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let mut soon = Life::new(11, NOW - 9 * DAY);
+    soon.due_at = now + 2 * HOUR;
+    t.apply(&refs(&soon.events())).await.expect("apply");
+    let first = t.tick(now).await.expect("tick");
+    assert_eq!(first.events.len(), 1, "{first:?}");
+    let again = t.tick(now + 40 * 60_000).await.expect("tick after a crash");
+    assert_eq!(again.events, first.events);
+}
