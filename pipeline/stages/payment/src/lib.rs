@@ -439,9 +439,43 @@ impl Stage for Payment {
                 }
             });
         }
+        self.record_failures(batch, &mut out).await?;
         // Counted once every input of the batch is done: a retried batch counts once.
         counted.iter().for_each(Counted::emit);
         Ok(out)
+    }
+}
+
+impl Payment {
+    /// A failed attempt's status is recorded as first announced: the gateway re-sends a
+    /// confirmation under its id with other details (another time, another reason), and
+    /// the status derived from it must not change with them.
+    async fn record_failures(&self, batch: &[Envelope<PaymentInput>], out: &mut [Outcome]) -> Result<(), StageError> {
+        let mut slots = Vec::new();
+        let mut fresh = Vec::new();
+        for (i, (e, o)) in batch.iter().zip(out.iter()).enumerate() {
+            let (PaymentInput::Confirmed(c), Outcome::Emit(events)) = (&e.event, o) else {
+                continue;
+            };
+            let failed = events.iter().any(|ev| match ev {
+                AnyEvent::Status(s) => s.reasons.iter().any(|r| r.code == "PAYMENT_FAILED"),
+                _ => false,
+            });
+            if failed {
+                slots.push(i);
+                fresh.push(motcua_runtime::stored::Decided {
+                    input_id: &c.event_id,
+                    dossier_id: events[0].key(),
+                    events: events.clone(),
+                    at_ms: c.confirmed_at,
+                });
+            }
+        }
+        let recorded = motcua_runtime::stored::decide_first(&self.store, &self.codec, STAGE, &fresh).await?;
+        for (i, events) in slots.into_iter().zip(recorded) {
+            out[i] = Outcome::Emit(events);
+        }
+        Ok(())
     }
 }
 

@@ -255,3 +255,36 @@ async fn a_verified_dossier_sent_again_in_a_new_message_gets_the_same_events() {
     let again = p.handle_batch(&batch(3_600_000)).await.expect("again");
     assert_eq!(again, first);
 }
+
+/// The gateway re-sends a failed attempt's confirmation under its id with other details
+/// (another time, another reason): the status already announced for it goes out again.
+#[tokio::test]
+async fn a_failed_attempt_re_sent_with_other_details_gets_the_first_status() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = stage(&dir).await;
+    let out = p
+        .handle_batch(&[env(PaymentInput::Verified(Box::new(verified("d9", 50_000))), 0)])
+        .await
+        .expect("billed");
+    let [AnyEvent::PaymentRequested(req), _] = events(&out[0]) else {
+        panic!("{out:?}")
+    };
+    let first = p
+        .handle_batch(&[env(
+            confirmation(&req.bill_reference, "tx9", PaymentOutcome::Failed, 70_000),
+            1,
+        )])
+        .await
+        .expect("failed");
+    let PaymentInput::Confirmed(mut again) = confirmation(&req.bill_reference, "tx9", PaymentOutcome::Failed, 70_000)
+    else {
+        unreachable!()
+    };
+    again.confirmed_at += 60_000;
+    again.failure_reason = Some("thẻ hết hạn".into());
+    let resent = p
+        .handle_batch(&[env(PaymentInput::Confirmed(again), 2)])
+        .await
+        .expect("re-sent");
+    assert_eq!(resent, first);
+}
