@@ -42,10 +42,6 @@ pub enum Settlement {
     Failed(Bill),
 }
 
-/// A dossier's billing and its end exclude each other (PostgreSQL; SQLite has one writer
-/// and these transactions begin IMMEDIATE): both take this lock, keyed by the dossier id.
-pub(crate) const LOCK_DOSSIER: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
-
 /// Dossiers that ended (withdrawn or stopped) get no bill.
 const NOT_ENDED: &str =
     "NOT EXISTS (SELECT 1 FROM dossier_closures c WHERE c.dossier_id = t.d AND c.kind <> 'decided')";
@@ -96,13 +92,7 @@ impl Store {
         match self {
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                let mut locked: Vec<&str> = bills.iter().map(|b| b.dossier_id.as_str()).collect();
-                locked.sort_unstable();
-                locked.dedup();
-                // In one order, so replicas billing overlapping batches cannot deadlock.
-                for id in &locked {
-                    sqlx::query(LOCK_DOSSIER).bind(*id).execute(&mut *tx).await?;
-                }
+                crate::lock_dossiers(&mut tx, bills.iter().map(|b| b.dossier_id.as_str())).await?;
                 let column = |f: fn(&Bill) -> &str| bills.iter().map(f).collect::<Vec<_>>();
                 let ints = |f: fn(&Bill) -> i64| bills.iter().map(f).collect::<Vec<_>>();
                 let payloads: Vec<&[u8]> = bills.iter().map(|b| b.verified_payload.as_slice()).collect();

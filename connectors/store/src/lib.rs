@@ -556,6 +556,26 @@ impl Store {
 const PARAMETERS_PER_STATEMENT: usize = 4_000;
 
 /// How many rows of `columns` parameters one multi-row statement takes.
+/// Takes the per-dossier lock of each dossier for the transaction (PostgreSQL), in one
+/// order so that two transactions locking overlapping sets cannot deadlock. Billing,
+/// opening a wait and closing a dossier take it, so none of them acts on a dossier another
+/// has just ended. (SQLite has one writer: those transactions begin IMMEDIATE instead.)
+pub(crate) async fn lock_dossiers<'a>(
+    tx: &mut sqlx::PgConnection,
+    dossier_ids: impl IntoIterator<Item = &'a str>,
+) -> Result<()> {
+    let mut ids: Vec<&str> = dossier_ids.into_iter().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
 pub(crate) fn rows_per_statement(columns: usize) -> usize {
     (PARAMETERS_PER_STATEMENT / columns.max(1)).max(1)
 }

@@ -215,15 +215,7 @@ impl Store {
         match self {
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                let mut locked: Vec<&str> = requests.iter().map(|w| w.dossier_id.as_str()).collect();
-                locked.sort_unstable();
-                locked.dedup();
-                for id in locked {
-                    sqlx::query(crate::bills::LOCK_DOSSIER)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                crate::lock_dossiers(&mut tx, requests.iter().map(|w| w.dossier_id.as_str())).await?;
                 record!(tx)
             }
             Store::Sqlite(pool) => {
@@ -544,10 +536,7 @@ impl Store {
         match self {
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                sqlx::query(crate::bills::LOCK_DOSSIER)
-                    .bind(dossier_id)
-                    .execute(&mut *tx)
-                    .await?;
+                crate::lock_dossiers(&mut tx, [dossier_id]).await?;
                 close!(tx)
             }
             Store::Sqlite(pool) => {
