@@ -210,6 +210,10 @@ impl Payment {
                 });
                 Outcome::Emit(Vec::new())
             }
+            Settlement::Failed(b) if ended.contains(&b.dossier_id) => {
+                counted.push(Counted::PaymentFailed);
+                Outcome::Emit(Vec::new())
+            }
             Settlement::Failed(b) => {
                 counted.push(Counted::PaymentFailed);
                 let v = verified(&b)?;
@@ -402,14 +406,16 @@ impl Stage for Payment {
             )
             .await
             .map_err(store_error)?;
-        let paid_ids: Vec<&str> = settlements
+        // A payment or a failed attempt on a dossier that ended (the withdrawal cancelled
+        // its bill and said so) announces nothing after the end.
+        let settled_ids: Vec<&str> = settlements
             .iter()
             .filter_map(|s| match s {
-                Settlement::Paid(b) => Some(b.dossier_id.as_str()),
+                Settlement::Paid(b) | Settlement::Failed(b) => Some(b.dossier_id.as_str()),
                 _ => None,
             })
             .collect();
-        let ended_after_paying = self.store.ended_among(&paid_ids).await.map_err(store_error)?;
+        let ended_after_settling = self.store.ended_among(&settled_ids).await.map_err(store_error)?;
         // Read again, last: a dossier withdrawn while its bill was stored (the withdrawal
         // cancelled the bill and said so) gets no request announced after its end.
         ended.extend(self.store.ended_among(&ids).await.map_err(store_error)?);
@@ -435,7 +441,7 @@ impl Stage for Payment {
                     let settlement = settled
                         .next()
                         .ok_or_else(|| StageError::Fatal("fewer settlements than confirmations".to_owned()))?;
-                    self.on_confirmed(c, settlement, &ended_after_paying, &mut counted)?
+                    self.on_confirmed(c, settlement, &ended_after_settling, &mut counted)?
                 }
             });
         }

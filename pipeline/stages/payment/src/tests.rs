@@ -288,3 +288,30 @@ async fn a_failed_attempt_re_sent_with_other_details_gets_the_first_status() {
         .expect("re-sent");
     assert_eq!(resent, first);
 }
+
+/// The gateway reports a failed attempt after the citizen withdrew the dossier (the
+/// withdrawal cancelled the bill and said so): nothing is announced after the end.
+#[tokio::test]
+async fn a_failed_attempt_after_a_withdrawal_announces_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = stage(&dir).await;
+    let out = p
+        .handle_batch(&[env(PaymentInput::Verified(Box::new(verified("d10", 50_000))), 0)])
+        .await
+        .expect("billed");
+    let [AnyEvent::PaymentRequested(req), _] = events(&out[0]) else {
+        panic!("{out:?}")
+    };
+    p.store
+        .close_dossier("d10", ClosureKind::Withdrawn, "w-d10", 50)
+        .await
+        .expect("withdrawn");
+    let failed = p
+        .handle_batch(&[env(
+            confirmation(&req.bill_reference, "tx10", PaymentOutcome::Failed, 70_000),
+            1,
+        )])
+        .await
+        .expect("failed");
+    assert!(events(&failed[0]).is_empty(), "{failed:?}");
+}
