@@ -19,6 +19,7 @@ macro_rules! both {
     };
 }
 
+mod announcements;
 mod bills;
 mod decisions;
 mod deliveries;
@@ -26,6 +27,7 @@ mod dlq;
 mod lifecycle;
 mod parked;
 mod routing;
+pub use announcements::{Owed, OWED_HOLD_MS};
 pub use bills::{Bill, Confirmation, Settlement};
 pub use decisions::Decision;
 pub use deliveries::WalletDeliveryRecord;
@@ -48,6 +50,10 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    /// A dossier cannot end yet: a status of it another stage decided is still owed
+    /// (see [`Store::owe`]); ending it again shortly succeeds.
+    #[error("dossier {dossier_id} cannot end yet: a status of it is still owed")]
+    AnnouncementsOwed { dossier_id: String },
 }
 
 /// What a database error means for the work that caused it — the one classification of
@@ -111,7 +117,7 @@ impl Error {
     pub fn class(&self) -> Class {
         match self {
             Error::UnsupportedUrl(_) | Error::Migrate(_) => Class::Fatal,
-            Error::Connect { .. } => Class::Retryable,
+            Error::Connect { .. } | Error::AnnouncementsOwed { .. } => Class::Retryable,
             Error::Database(e) => classify(e),
         }
     }

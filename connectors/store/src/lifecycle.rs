@@ -413,8 +413,11 @@ impl Store {
             "SELECT {WAIT_COLUMNS} FROM supplement_waits WHERE state = 'stopped' AND announced = FALSE
              ORDER BY stop_at_ms LIMIT $1"
         );
-        both!(self, |pool| {
-            let mut tx = pool.begin().await?;
+        // The body, once per backend (their transactions are different types); every
+        // closure of the round under the dossiers' lock (PostgreSQL), or the one writer's.
+        macro_rules! stop {
+            ($tx:expr, $lock:expr) => {{
+            let mut tx = $tx;
             let rows: Vec<Wait> = sqlx::query(&due)
                 .bind(now_ms)
                 .bind(limit)
@@ -423,7 +426,10 @@ impl Store {
                 .iter()
                 .map(wait)
                 .collect();
-            for w in &rows {
+            $lock(&mut tx, rows.iter().map(|w| w.request.dossier_id.as_str())).await?;
+            // A dossier another stage still owes a status of is stopped at a later round.
+            let owed = crate::announcements::owed_among!(tx, rows.iter().map(|w| w.request.dossier_id.as_str()));
+            for w in rows.iter().filter(|w| !owed.contains(&w.request.dossier_id)) {
                 // Claimed first, still waiting: a supplement answered meanwhile (intake's
                 // consume loop runs beside this timer) keeps its answer, and the wait is
                 // not stopped too (both would be announced).
@@ -470,7 +476,12 @@ impl Store {
                 .collect();
             tx.commit().await?;
             Ok(stopped)
-        })
+            }};
+        }
+        match self {
+            Store::Postgres(pool) => stop!(pool.begin().await?, crate::lock_dossiers),
+            Store::Sqlite(pool) => stop!(pool.begin_with("BEGIN IMMEDIATE").await?, no_lock),
+        }
     }
 
     /// The stop of this wait was announced (its status event acknowledged).
@@ -483,7 +494,8 @@ impl Store {
     }
 
     /// Closes a dossier unless it is closed already; returns its closure (this one, or
-    /// the earlier one). A withdrawal or decision also ends the dossier's open wait, and
+    /// the earlier one). [`crate::Error::AnnouncementsOwed`] while another stage still
+    /// owes a status of it ([`Store::owe`]). A withdrawal or decision also ends the dossier's open wait, and
     /// every closure frees its desk.
     pub async fn close_dossier(
         &self,
@@ -495,6 +507,15 @@ impl Store {
         // The body, once per backend (their transactions are different types).
         macro_rules! close {
             ($tx:ident) => {{
+                // Not while another stage still owes a status of the dossier: it would
+                // reach dossier.status after the end (a redelivered closure finds its row).
+                let closed = sqlx::query(SELECT_CLOSURE)
+                    .bind(dossier_id)
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+                if closed.is_none() && !crate::announcements::owed_among!($tx, [dossier_id]).is_empty() {
+                    return Err(crate::Error::owed(dossier_id));
+                }
                 let done = sqlx::query(INSERT_CLOSURE)
                     .bind(dossier_id)
                     .bind(kind.as_str())
@@ -598,4 +619,9 @@ impl Store {
             .map(wait)
             .collect()))
     }
+}
+
+/// SQLite has one writer (its closing transactions begin IMMEDIATE): nothing to lock.
+async fn no_lock<'a>(_: &mut sqlx::SqliteConnection, _: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    Ok(())
 }

@@ -1333,6 +1333,23 @@ async fn postgres_a_dossier_that_ended_gets_no_wait() {
     a_dossier_that_ended_gets_no_wait(postgres().await).await;
 }
 
+/// Returns once a session of this database waits for a lock another holds: the
+/// interleaving a race test sets up is in place.
+async fn until_a_session_waits_for_a_lock(pool: &PgPool) {
+    loop {
+        let blocked: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("activity");
+        if blocked > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Intake's timer stops a wait while its consume loop answers it (a citizen's supplement
 /// on the day the wait ran out): one of the two wins, never both. Interleaved: the answer
 /// holds the wait's row while the stop reads it as waiting, then commits.
@@ -1370,18 +1387,7 @@ async fn postgres_a_wait_answered_while_the_timer_stops_it_is_not_stopped_too() 
         })
     };
     // The stop has read the wait as waiting and waits for its row.
-    loop {
-        let blocked: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
-        )
-        .fetch_one(&pool)
-        .await
-        .expect("activity");
-        if blocked > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_a_session_waits_for_a_lock(&pool).await;
     answer.commit().await.expect("answered");
     let stopped = timer.await.expect("timer").expect("stop");
     assert!(stopped.is_empty(), "stopped an answered wait: {stopped:?}");
@@ -1390,4 +1396,154 @@ async fn postgres_a_wait_answered_while_the_timer_stops_it_is_not_stopped_too() 
         store.waits_of("d-race").await.expect("waits")[0].state,
         WaitState::Answered
     );
+}
+
+/// Verify decided a status of an open dossier and is about to produce it; a withdrawal
+/// (or intake's timer) must not end the dossier before the status is acknowledged, or it
+/// would reach dossier.status after the end. Interleaved: owed, ending refused, announced,
+/// ended; a status decided after the end is then reported ended, not owed.
+async fn a_dossier_does_not_end_while_a_status_of_it_is_owed(store: Store) {
+    let owed = [Owed {
+        event_id: "st-1",
+        dossier_id: "d-o",
+    }];
+    assert!(store.owe("verify", &owed).await.expect("owe").is_empty());
+    let refused = store.close_dossier("d-o", ClosureKind::Withdrawn, "wd-o", 5).await;
+    assert!(
+        matches!(&refused, Err(Error::AnnouncementsOwed { dossier_id }) if dossier_id == "d-o"),
+        "{refused:?}"
+    );
+    assert!(refused.unwrap_err().is_retryable());
+    // Intake's timer leaves the dossier's due wait to a later round.
+    store
+        .await_supplements(&[WaitRequest {
+            request_event_id: "rq-o".into(),
+            dossier_id: "d-o".into(),
+            dossier_code: None,
+            step: "intake".into(),
+            requested_at_ms: 1,
+            payload: vec![1],
+        }])
+        .await
+        .expect("wait");
+    store.set_stop_at("rq-o", 100).await.expect("stop at");
+    let stopped = store
+        .stop_due_waits(200, 10, |r| format!("stop of {}", r.request_event_id))
+        .await
+        .expect("stop round");
+    assert!(stopped.is_empty(), "{stopped:?}");
+    assert_eq!(store.closure("d-o").await.expect("read"), None);
+
+    store.announced(&["st-1".to_owned()]).await.expect("announced");
+    let closure = store
+        .close_dossier("d-o", ClosureKind::Withdrawn, "wd-o", 5)
+        .await
+        .expect("withdrawn once nothing is owed");
+    assert_eq!(closure.event_id, "wd-o");
+    let late = [Owed {
+        event_id: "st-2",
+        dossier_id: "d-o",
+    }];
+    assert_eq!(
+        store.owe("route", &late).await.expect("owe"),
+        HashSet::from(["d-o".to_owned()])
+    );
+    // The withdrawal redelivered finds its closure, whatever is owed meanwhile.
+    store
+        .owe(
+            "verify",
+            &[Owed {
+                event_id: "st-3",
+                dossier_id: "d-o",
+            }],
+        )
+        .await
+        .expect("owe");
+    let again = store
+        .close_dossier("d-o", ClosureKind::Withdrawn, "wd-o", 5)
+        .await
+        .expect("again");
+    assert_eq!(again, closure);
+}
+
+#[tokio::test]
+async fn sqlite_a_dossier_does_not_end_while_a_status_of_it_is_owed() {
+    let (store, _dir) = sqlite().await;
+    a_dossier_does_not_end_while_a_status_of_it_is_owed(store).await;
+}
+
+#[tokio::test]
+async fn postgres_a_dossier_does_not_end_while_a_status_of_it_is_owed() {
+    a_dossier_does_not_end_while_a_status_of_it_is_owed(postgres().await).await;
+}
+
+/// A worker killed between recording a status as owed and producing it leaves its row;
+/// a stage that stays down must not hold its dossiers' ends back for longer than
+/// OWED_HOLD_MS.
+async fn a_status_owed_too_long_holds_no_end_back(store: Store) {
+    let owed = [Owed {
+        event_id: "st-h",
+        dossier_id: "d-h",
+    }];
+    store.owe("verify", &owed).await.expect("owe");
+    let age = "UPDATE announcements_owed SET owed_since_ms = owed_since_ms - $1";
+    match &store {
+        Store::Postgres(p) => sqlx::query(age).bind(OWED_HOLD_MS + 1).execute(p).await.map(|_| ()),
+        Store::Sqlite(p) => sqlx::query(age).bind(OWED_HOLD_MS + 1).execute(p).await.map(|_| ()),
+    }
+    .expect("aged");
+    let closure = store
+        .close_dossier("d-h", ClosureKind::Stopped, "stop-h", 5)
+        .await
+        .expect("stopped");
+    assert_eq!(closure.event_id, "stop-h");
+}
+
+#[tokio::test]
+async fn sqlite_a_status_owed_too_long_holds_no_end_back() {
+    let (store, _dir) = sqlite().await;
+    a_status_owed_too_long_holds_no_end_back(store).await;
+}
+
+#[tokio::test]
+async fn postgres_a_status_owed_too_long_holds_no_end_back() {
+    a_status_owed_too_long_holds_no_end_back(postgres().await).await;
+}
+
+/// A stage records its status as owed while another is closing the dossier (it holds the
+/// dossier's lock and has written its closure, not committed yet): the status waits for
+/// the closure and learns the dossier ended, instead of reading "open" and being produced
+/// after the end. Interleaved on PostgreSQL's locks.
+#[tokio::test]
+async fn postgres_a_status_owed_while_the_dossier_closes_learns_it_ended() {
+    let url = testing::scratch_postgres_url().await;
+    let store = Store::connect(&url).await.expect("store");
+    let pool = PgPool::connect(&url).await.expect("pool");
+    let mut closing = pool.begin().await.expect("begin");
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('d-c', 0))")
+        .execute(&mut *closing)
+        .await
+        .expect("lock");
+    sqlx::query("INSERT INTO dossier_closures (dossier_id, kind, event_id, closed_at_ms) VALUES ('d-c', 'withdrawn', 'wd-c', 5)")
+        .execute(&mut *closing)
+        .await
+        .expect("closure, not committed yet");
+    let owing = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .owe(
+                    "route",
+                    &[Owed {
+                        event_id: "st-c",
+                        dossier_id: "d-c",
+                    }],
+                )
+                .await
+        })
+    };
+    until_a_session_waits_for_a_lock(&pool).await;
+    closing.commit().await.expect("closed");
+    let ended = owing.await.expect("task").expect("owe");
+    assert_eq!(ended, HashSet::from(["d-c".to_owned()]));
 }

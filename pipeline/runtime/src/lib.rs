@@ -13,6 +13,7 @@
 //!   and what is done is committed, nothing else.
 
 mod ledger;
+mod owed;
 mod runtime;
 mod stage;
 pub mod stored;

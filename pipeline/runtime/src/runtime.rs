@@ -3,18 +3,21 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use motcua_kafka::KafkaConfig;
-use motcua_schemas::{Codec, DeadLetter, Limits, Topic};
+use std::collections::HashSet;
+
+use motcua_schemas::{AnyEvent, Codec, DeadLetter, Limits, Topic};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{debug, debug_span, error, info, info_span, warn, Instrument};
 
 use crate::ledger::{Ledger, Tp};
+use crate::owed::OwedStatuses;
 use crate::telemetry;
 use crate::{Envelope, Error, Input, Origin, Outcome, Result, Stage, StageError};
 
@@ -397,19 +400,31 @@ impl TickDeliveries {
     }
 }
 
+/// What a produced message belongs to, and the id of the status it owes (if it is one:
+/// settled once acknowledged).
+struct Delivery {
+    token: DeliveryToken,
+    owed: Option<Box<str>>,
+}
+
 struct DeliveryContext {
     ledger: Arc<Mutex<Ledger>>,
     reports: Arc<Reports>,
     stage: &'static str,
+    owed: Option<Arc<OwedStatuses>>,
 }
 
 impl ClientContext for DeliveryContext {}
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = Box<DeliveryToken>;
+    type DeliveryOpaque = Box<Delivery>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, token: Box<DeliveryToken>) {
-        self.handle_report(result, *token);
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Box<Delivery>) {
+        let Delivery { token, owed } = *opaque;
+        if let (Ok(_), Some(owed), Some(id)) = (result, &self.owed, owed) {
+            owed.acknowledged(&id);
+        }
+        self.handle_report(result, token);
         self.reports.reported();
     }
 }
@@ -469,6 +484,8 @@ struct Outgoing {
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
     headers: OwnedHeaders,
+    /// The id of the status it carries while that status is owed ([`crate::owed`]).
+    owed: Option<Box<str>>,
 }
 
 type Worker<C> = StreamConsumer<C>;
@@ -491,6 +508,10 @@ pub async fn run<S: Stage>(
         consumer_cfg.set("group.instance.id", id);
     }
     let reports = Arc::new(Reports::default());
+    let owed = stage
+        .owed_statuses()
+        .map(|store| OwedStatuses::new(store.clone(), name));
+    let settling = owed.clone().map(|o| tokio::spawn(o.settle_forever()));
     let input_topics: Vec<String> = <S::Input as Input>::topics()
         .into_iter()
         .map(|t| cfg.kafka.topic(t))
@@ -514,6 +535,7 @@ pub async fn run<S: Stage>(
                 ledger: ledger.clone(),
                 reports,
                 stage: name,
+                owed: owed.clone(),
             })?;
     let refs: Vec<&str> = input_topics.iter().map(String::as_str).collect();
     reach_brokers(&consumer, &cfg).await?;
@@ -578,6 +600,10 @@ pub async fn run<S: Stage>(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     store_committable(&consumer, &ledger, name);
+    if let (Some(owed), Some(task)) = (&owed, settling) {
+        task.abort();
+        owed.settle().await;
+    }
     let committer = consumer.clone();
     let commit = tokio::task::spawn_blocking(move || committer.commit_consumer_state(CommitMode::Sync)).await;
     match commit {
@@ -650,6 +676,7 @@ async fn consume_loop<S: Stage>(
     summary: &mut RunSummary,
 ) -> Result<()> {
     let name = stage.name();
+    let owed = producer.context().owed.as_deref();
     let mut first_received: Option<Instant> = None;
     let mut paused = false;
     loop {
@@ -758,6 +785,20 @@ async fn consume_loop<S: Stage>(
                 reason: format!("stage returned {} outcomes for {} inputs", outcomes.len(), inputs.len()),
             });
         }
+        if let Some(owed) = owed {
+            let mut lists: Vec<&mut Vec<AnyEvent>> = outcomes
+                .iter_mut()
+                .filter_map(|o| match o {
+                    Some(Outcome::Emit(events)) => Some(events),
+                    _ => None,
+                })
+                .collect();
+            let owing = crate::owed::owed_in(&lists);
+            let Some(ended) = retrying(name, cfg, shutdown, || owe(owed, &owing)).await? else {
+                return Ok(());
+            };
+            crate::owed::withhold(name, &mut lists, &ended);
+        }
 
         let mut processed = 0;
         for ((m, slot), process_span) in batch.iter().zip(slots).zip(process_spans.iter_mut()) {
@@ -859,6 +900,7 @@ async fn tick_loop<S: Stage>(
     shutdown: &mut Shutdown,
     consume_ended: &tokio::sync::Notify,
 ) -> Result<u64> {
+    let owed = producer.context().owed.as_deref();
     let Some(every) = stage.tick_interval() else {
         return Ok(0);
     };
@@ -877,7 +919,7 @@ async fn tick_loop<S: Stage>(
         if lock(ledger).fatal().is_some() || shutdown.is_triggered() {
             return Ok(produced);
         }
-        let tick = match stage.tick(now_ms()).await {
+        let mut tick = match stage.tick(now_ms()).await {
             Ok(t) => t,
             Err(StageError::Fatal(reason)) => {
                 return Err(Error::Fatal {
@@ -892,6 +934,12 @@ async fn tick_loop<S: Stage>(
         };
         if tick.events.is_empty() && tick.done.is_empty() {
             continue;
+        }
+        if let Some(owed) = owed {
+            if let Err(e) = owed.gate(&mut [&mut tick.events]).await {
+                telemetry::tick_failed(name, &e.to_string());
+                continue;
+            }
         }
         let out = match outputs(codec, &current(destinations), None, 512, &tick.events) {
             Ok(out) => out,
@@ -926,6 +974,19 @@ async fn tick_loop<S: Stage>(
     }
 }
 
+/// One try at recording a batch's statuses as owed: the dossiers that ended first, or a
+/// retry when the store does not answer (like the batch's own effects).
+async fn owe(owed: &OwedStatuses, owing: &[(String, String)]) -> Result<Attempt<HashSet<String>>> {
+    match owed.record(owing).await {
+        Ok(ended) => Ok(Attempt::Done(ended)),
+        Err(StageError::Fatal(reason)) => Err(Error::Fatal {
+            stage: owed.stage().to_owned(),
+            reason,
+        }),
+        Err(e) => Ok(Attempt::Retry(e.to_string())),
+    }
+}
+
 /// Milliseconds since the epoch, now.
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -942,7 +1003,7 @@ fn outputs(
     destinations: &Destinations,
     traceparent: Option<&str>,
     size_hint: usize,
-    events: &[motcua_schemas::AnyEvent],
+    events: &[AnyEvent],
 ) -> std::result::Result<Vec<Outgoing>, (String, String)> {
     let mut out = Vec::with_capacity(events.len());
     for e in events {
@@ -984,6 +1045,7 @@ fn outputs(
             key: Some(e.key().as_bytes().to_vec()),
             payload,
             headers,
+            owed: crate::owed::owed_id(e).map(Box::from),
         });
     }
     Ok(out)
@@ -1425,12 +1487,13 @@ fn dead_letter(
             .map(|k| k[..k.len().min(DEAD_LETTER_VALUE_PREFIX)].to_vec()),
         payload,
         headers,
+        owed: None,
     })
 }
 
 async fn send(producer: &ThreadedProducer<DeliveryContext>, o: Outgoing, token: DeliveryToken) -> Result<()> {
-    let mut record: BaseRecord<'_, [u8], [u8], Box<DeliveryToken>> =
-        BaseRecord::with_opaque_to(&o.topic, Box::new(token))
+    let mut record: BaseRecord<'_, [u8], [u8], Box<Delivery>> =
+        BaseRecord::with_opaque_to(&o.topic, Box::new(Delivery { token, owed: o.owed }))
             .payload(&o.payload[..])
             .headers(o.headers);
     if let Some(k) = &o.key {

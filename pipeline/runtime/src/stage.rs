@@ -181,6 +181,14 @@ pub trait Stage: Send + Sync + 'static {
         async { Ok(Tick::default()) }
     }
 
+    /// The store where the statuses this stage is about to produce are recorded as owed
+    /// until acknowledged ([`motcua_store::Store::owe`]), so no stage ends one of their
+    /// dossiers meanwhile; `None`: the stage announces no status of an open dossier, or
+    /// shares no database with the stages that end dossiers.
+    fn owed_statuses(&self) -> Option<&motcua_store::Store> {
+        None
+    }
+
     /// Every event of `tick` is acknowledged by the broker: remember it is done.
     fn ticked(&self, _tick: &Tick) -> impl Future<Output = Result<(), StageError>> + Send {
         async { Ok(()) }

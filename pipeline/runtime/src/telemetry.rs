@@ -22,6 +22,7 @@ pub const STAGE_TICK_EVENTS_TOTAL: &str = "motcua_stage_tick_events_total";
 pub const STAGE_TICK_FAILURES_TOTAL: &str = "motcua_stage_tick_failures_total";
 pub const STAGE_BATCH_DURATION_SECONDS: &str = "motcua_stage_batch_duration_seconds";
 pub const STAGE_BATCH_SIZE_MESSAGES: &str = "motcua_stage_batch_size_messages";
+pub const STATUSES_WITHHELD_TOTAL: &str = "motcua_statuses_withheld_after_end_total";
 
 /// Registers every runtime metric with its unit and description (call once, after the
 /// exporter is installed).
@@ -97,6 +98,17 @@ pub fn describe() {
         "Time from receiving a batch to having produced its outputs"
     );
     metrics::describe_histogram!(STAGE_BATCH_SIZE_MESSAGES, Unit::Count, "Input messages per batch");
+    metrics::describe_counter!(
+        STATUSES_WITHHELD_TOTAL,
+        Unit::Count,
+        "Output lists in which statuses of a dossier another stage withdrew or stopped first were left out (they would have followed its end)"
+    );
+}
+
+/// Statuses of a dossier that ended first were left out of a batch's or a tick's outputs.
+pub(crate) fn statuses_after_end_withheld(stage: &'static str) {
+    debug!(stage, "statuses of dossiers that ended first left out");
+    metrics::counter!(STATUSES_WITHHELD_TOTAL, "stage" => stage).increment(1);
 }
 
 pub(crate) fn consumer_lag(stage: &'static str, topic: &str, lag: i64) {

@@ -224,6 +224,10 @@ impl Stage for Intake {
         STAGE
     }
 
+    fn owed_statuses(&self) -> Option<&Store> {
+        Some(&self.store)
+    }
+
     async fn handle_batch(&self, batch: &[Envelope<IntakeInput>]) -> Result<Vec<Outcome>, StageError> {
         // Submissions first, together (a dossier's supplement or withdrawal always comes
         // after its submission on the same partition), then the rest in order.

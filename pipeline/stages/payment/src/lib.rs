@@ -263,11 +263,16 @@ impl Payment {
                 b.expires_at_ms,
             )
             .with_reasons(vec![reason]);
-            let closure = self
+            let closure = match self
                 .store
                 .close_dossier(&b.dossier_id, ClosureKind::Stopped, &stop.event_id, b.expires_at_ms)
                 .await
-                .map_err(store_error)?;
+            {
+                Ok(closure) => closure,
+                // Another stage still owes a status of the dossier: stopped at a later round.
+                Err(motcua_store::Error::AnnouncementsOwed { .. }) => continue,
+                Err(e) => return Err(store_error(e)),
+            };
             let ours = closure.event_id == stop.event_id;
             out.push((b.bill_reference, ours.then(|| stop.into())));
         }
@@ -313,6 +318,10 @@ impl Stage for Payment {
 
     fn name(&self) -> &'static str {
         STAGE
+    }
+
+    fn owed_statuses(&self) -> Option<&Store> {
+        Some(&self.store)
     }
 
     fn tick_interval(&self) -> Option<std::time::Duration> {

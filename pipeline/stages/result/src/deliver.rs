@@ -161,6 +161,10 @@ impl<W: WalletGateway> Stage for ResultStage<W> {
         STAGE
     }
 
+    fn owed_statuses(&self) -> Option<&Store> {
+        Some(&self.store)
+    }
+
     fn tick_interval(&self) -> Option<Duration> {
         Some(self.settings.poll)
     }

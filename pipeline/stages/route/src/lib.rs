@@ -335,6 +335,10 @@ impl Stage for Route {
         STAGE
     }
 
+    fn owed_statuses(&self) -> Option<&Store> {
+        Some(&self.store)
+    }
+
     fn tick_interval(&self) -> Option<std::time::Duration> {
         Some(self.load_refresh)
     }

@@ -253,6 +253,10 @@ impl<R: Registries> Stage for Verify<R> {
         STAGE
     }
 
+    fn owed_statuses(&self) -> Option<&Store> {
+        Some(&self.store)
+    }
+
     fn tick_interval(&self) -> Option<Duration> {
         Some(self.retry.poll)
     }
