@@ -36,7 +36,7 @@ fn busiest_leader(kafka: &KafkaConfig) -> u32 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails today (issue 32's note): every dossier ends (4,882 returned, 118 waiting on the citizen of 5,000), but 33 dossiers have a status after their end ([2,6,6,10,4]: route's 'processing' delivered after result's 'returned' once the partition leaders moved), and static members fenced by the coordinator's move exit and are restarted (intake, payment, backoffice)"]
+#[ignore = "fails 2 runs of 3 (issue 33's note): statuses after an end are gone (33, then 7 track warnings after 'returned', then 0 once warnings are owed), but in the last run the test's own collector saw 4,995 of 5,000 settle in 300 s while the checker read all 5,000 (4,882 returned, 118 waiting on the citizen): the collector stalls on a partition after the leader moves; static members fenced by the coordinator's move still exit and are restarted"]
 async fn losing_the_busiest_broker_mid_stream_loses_no_dossier() {
     brokers_lost(false).await;
 }

@@ -175,8 +175,8 @@ def main():
         "by_end": dict(by_end),
         "examples": {"ended_twice": twice[: a.examples], "after_end": after[: a.examples],
                      "not_ended": missing[: a.examples]},
-        # The status codes each example went through, in order.
-        "trails": {d: [e[3] for e in statuses.get(d, [])]
+        # The statuses each example went through, in order: code and stage.
+        "trails": {d: [f"{e[3]} {e[4]}" for e in statuses.get(d, [])]
                    for d in (twice + after + missing)[: 3 * a.examples]},
     }
     if a.ends:

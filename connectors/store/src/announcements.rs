@@ -30,11 +30,12 @@ pub struct Owed<'a> {
 
 impl Store {
     /// Records `owed` as owed by `stage` from now on, except those of dossiers that
-    /// were withdrawn or stopped first: returns those dossiers (their statuses must not
+    /// were withdrawn or stopped first, or decided when `decided_ends` (every stage but
+    /// the one that returns the result): returns those dossiers (their statuses must not
     /// follow the end). Takes each dossier's lock, shared: any number of stages may owe
     /// statuses of one dossier at once, and a closure (which takes it exclusively) either
     /// came first and is seen here, or comes after and sees these rows.
-    pub async fn owe(&self, stage: &str, owed: &[Owed<'_>]) -> Result<HashSet<String>> {
+    pub async fn owe(&self, stage: &str, owed: &[Owed<'_>], decided_ends: bool) -> Result<HashSet<String>> {
         if owed.is_empty() {
             return Ok(HashSet::new());
         }
@@ -63,16 +64,19 @@ impl Store {
         match self {
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                for id in &dossiers {
-                    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))")
-                        .bind(*id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                let ended = sqlx::query(
-                    "SELECT dossier_id FROM dossier_closures WHERE dossier_id = ANY($1) AND kind <> 'decided'",
+                // In one statement, in the same (sorted) order as every other lock taker.
+                sqlx::query(
+                    "SELECT pg_advisory_xact_lock_shared(hashtextextended(id, 0))
+                     FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n) ORDER BY n",
                 )
                 .bind(&dossiers)
+                .execute(&mut *tx)
+                .await?;
+                let ended = sqlx::query(
+                    "SELECT dossier_id FROM dossier_closures WHERE dossier_id = ANY($1) AND (kind <> 'decided' OR $2)",
+                )
+                .bind(&dossiers)
+                .bind(decided_ends)
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
@@ -86,9 +90,10 @@ impl Store {
                 let mut ended = HashSet::new();
                 for id in &dossiers {
                     let closed: Option<String> = sqlx::query_scalar(
-                        "SELECT dossier_id FROM dossier_closures WHERE dossier_id = $1 AND kind <> 'decided'",
+                        "SELECT dossier_id FROM dossier_closures WHERE dossier_id = $1 AND (kind <> 'decided' OR $2)",
                     )
                     .bind(*id)
+                    .bind(decided_ends)
                     .fetch_optional(&mut *tx)
                     .await?;
                     ended.extend(closed);

@@ -1407,7 +1407,7 @@ async fn a_dossier_does_not_end_while_a_status_of_it_is_owed(store: Store) {
         event_id: "st-1",
         dossier_id: "d-o",
     }];
-    assert!(store.owe("verify", &owed).await.expect("owe").is_empty());
+    assert!(store.owe("verify", &owed, true).await.expect("owe").is_empty());
     let refused = store.close_dossier("d-o", ClosureKind::Withdrawn, "wd-o", 5).await;
     assert!(
         matches!(&refused, Err(Error::AnnouncementsOwed { dossier_id }) if dossier_id == "d-o"),
@@ -1445,7 +1445,7 @@ async fn a_dossier_does_not_end_while_a_status_of_it_is_owed(store: Store) {
         dossier_id: "d-o",
     }];
     assert_eq!(
-        store.owe("route", &late).await.expect("owe"),
+        store.owe("route", &late, true).await.expect("owe"),
         HashSet::from(["d-o".to_owned()])
     );
     // The withdrawal redelivered finds its closure, whatever is owed meanwhile.
@@ -1456,6 +1456,7 @@ async fn a_dossier_does_not_end_while_a_status_of_it_is_owed(store: Store) {
                 event_id: "st-3",
                 dossier_id: "d-o",
             }],
+            true,
         )
         .await
         .expect("owe");
@@ -1485,7 +1486,7 @@ async fn a_status_owed_too_long_holds_no_end_back(store: Store) {
         event_id: "st-h",
         dossier_id: "d-h",
     }];
-    store.owe("verify", &owed).await.expect("owe");
+    store.owe("verify", &owed, true).await.expect("owe");
     let age = "UPDATE announcements_owed SET owed_since_ms = owed_since_ms - $1";
     match &store {
         Store::Postgres(p) => sqlx::query(age).bind(OWED_HOLD_MS + 1).execute(p).await.map(|_| ()),
@@ -1497,6 +1498,40 @@ async fn a_status_owed_too_long_holds_no_end_back(store: Store) {
         .await
         .expect("stopped");
     assert_eq!(closure.event_id, "stop-h");
+}
+
+/// A decision is every stage's last word but result's, which returns the result after it
+/// (and announces its escalations meanwhile): track's warning of a decided dossier is
+/// left out, result's status is owed (and holds no other end back: it was decided).
+async fn a_decision_ends_the_dossier_for_every_stage_but_result(store: Store) {
+    store
+        .close_dossier("d-d", ClosureKind::Decided, "dc-d", 5)
+        .await
+        .expect("decided");
+    let warning = [Owed {
+        event_id: "warn-d",
+        dossier_id: "d-d",
+    }];
+    assert_eq!(
+        store.owe("track", &warning, true).await.expect("owe"),
+        HashSet::from(["d-d".to_owned()])
+    );
+    let escalation = [Owed {
+        event_id: "esc-d",
+        dossier_id: "d-d",
+    }];
+    assert!(store.owe("result", &escalation, false).await.expect("owe").is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_a_decision_ends_the_dossier_for_every_stage_but_result() {
+    let (store, _dir) = sqlite().await;
+    a_decision_ends_the_dossier_for_every_stage_but_result(store).await;
+}
+
+#[tokio::test]
+async fn postgres_a_decision_ends_the_dossier_for_every_stage_but_result() {
+    a_decision_ends_the_dossier_for_every_stage_but_result(postgres().await).await;
 }
 
 #[tokio::test]
@@ -1538,6 +1573,7 @@ async fn postgres_a_status_owed_while_the_dossier_closes_learns_it_ended() {
                         event_id: "st-c",
                         dossier_id: "d-c",
                     }],
+                    true,
                 )
                 .await
         })

@@ -54,6 +54,9 @@ pub(crate) fn withhold(stage: &'static str, outputs: &mut [&mut Vec<AnyEvent>], 
 pub(crate) struct OwedStatuses {
     store: Store,
     stage: &'static str,
+    /// Whether a recorded decision ends the dossier for this stage (for every stage but
+    /// the one that returns the result: [`crate::Stage::speaks_after_decision`]).
+    decided_ends: bool,
     acknowledged: Mutex<Vec<String>>,
     wake: tokio::sync::Notify,
 }
@@ -68,10 +71,11 @@ pub(crate) fn owed_id(e: &AnyEvent) -> Option<&str> {
 }
 
 impl OwedStatuses {
-    pub(crate) fn new(store: Store, stage: &'static str) -> Arc<Self> {
+    pub(crate) fn new(store: Store, stage: &'static str, decided_ends: bool) -> Arc<Self> {
         Arc::new(OwedStatuses {
             store,
             stage,
+            decided_ends,
             acknowledged: Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
         })
@@ -91,7 +95,8 @@ impl OwedStatuses {
     }
 
     /// Records these statuses (event id, dossier id) as owed; returns the dossiers that
-    /// were withdrawn or stopped first (their statuses are not owed: they are left out).
+    /// ended first (withdrawn or stopped; decided, for a stage that says nothing after a
+    /// decision) (their statuses are not owed: they are left out).
     pub(crate) async fn record(&self, owed: &[(String, String)]) -> Result<HashSet<String>, StageError> {
         if owed.is_empty() {
             return Ok(HashSet::new());
@@ -101,7 +106,7 @@ impl OwedStatuses {
             .map(|(event_id, dossier_id)| Owed { event_id, dossier_id })
             .collect();
         self.store
-            .owe(self.stage, &owed)
+            .owe(self.stage, &owed, self.decided_ends)
             .await
             .map_err(|e| StageError::from(e).context("recording the statuses it will announce"))
     }

@@ -510,7 +510,7 @@ pub async fn run<S: Stage>(
     let reports = Arc::new(Reports::default());
     let owed = stage
         .owed_statuses()
-        .map(|store| OwedStatuses::new(store.clone(), name));
+        .map(|store| OwedStatuses::new(store.clone(), name, !stage.speaks_after_decision()));
     let settling = owed.clone().map(|o| tokio::spawn(o.settle_forever()));
     let input_topics: Vec<String> = <S::Input as Input>::topics()
         .into_iter()

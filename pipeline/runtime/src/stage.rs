@@ -189,6 +189,14 @@ pub trait Stage: Send + Sync + 'static {
         None
     }
 
+    /// Whether this stage still announces statuses of a dossier once its decision is
+    /// recorded (result: the result's return, and its escalations meanwhile). Every other
+    /// stage's statuses of a decided dossier are left out: the decision was their last
+    /// word (a deadline warning after it would reach the portal after the return).
+    fn speaks_after_decision(&self) -> bool {
+        false
+    }
+
     /// Every event of `tick` is acknowledged by the broker: remember it is done.
     fn ticked(&self, _tick: &Tick) -> impl Future<Output = Result<(), StageError>> + Send {
         async { Ok(()) }

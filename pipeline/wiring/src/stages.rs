@@ -367,7 +367,8 @@ async fn track(l: Launch) -> Result<RunSummary> {
     let stage = track
         .clone()
         .with_warnings(warnings, tables.clone())
-        .with_step_warnings(step_warnings);
+        .with_step_warnings(step_warnings)
+        .with_owed_statuses(l.store().await?);
     let summary = motcua_runtime::run(Arc::new(stage), l.codec, l.runtime, l.shutdown).await;
     if let Some(api) = api {
         api.abort();

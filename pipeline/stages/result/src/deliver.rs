@@ -165,6 +165,10 @@ impl<W: WalletGateway> Stage for ResultStage<W> {
         Some(&self.store)
     }
 
+    fn speaks_after_decision(&self) -> bool {
+        true
+    }
+
     fn tick_interval(&self) -> Option<Duration> {
         Some(self.settings.poll)
     }

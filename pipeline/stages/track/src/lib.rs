@@ -169,6 +169,8 @@ pub struct Track {
     warnings: Option<(WarningConfig, Arc<dyn WorkingTime>)>,
     /// Step budget warnings, scanned with the deadline warnings.
     step_warnings: Option<steps::StepWarnings>,
+    /// Where its warnings are recorded as owed until acknowledged (the pipeline's store).
+    owed: Option<motcua_store::Store>,
 }
 
 impl std::fmt::Debug for dyn WorkingTime {
@@ -205,6 +207,7 @@ impl Track {
                 db: ProjectionDb::Sqlite(pool),
                 warnings: None,
                 step_warnings: None,
+                owed: None,
             })
         } else {
             Err(Error::UnsupportedUrl)
@@ -254,6 +257,7 @@ impl Track {
             db: ProjectionDb::Postgres(pool),
             warnings: None,
             step_warnings: None,
+            owed: None,
         }
     }
 
@@ -268,6 +272,15 @@ impl Track {
     /// so [`Track::with_warnings`] must be on too).
     pub fn with_step_warnings(mut self, warnings: steps::StepWarnings) -> Self {
         self.step_warnings = Some(warnings);
+        self
+    }
+
+    /// Records its warnings as owed in the pipeline's store until acknowledged, and
+    /// leaves out those of dossiers that ended or were decided first
+    /// ([`motcua_runtime::Stage::owed_statuses`]): a warning computed just before the
+    /// projection read an end must not follow it.
+    pub fn with_owed_statuses(mut self, store: motcua_store::Store) -> Self {
+        self.owed = Some(store);
         self
     }
 
@@ -335,6 +348,10 @@ impl Stage for Track {
 
     fn name(&self) -> &'static str {
         STAGE
+    }
+
+    fn owed_statuses(&self) -> Option<&motcua_store::Store> {
+        self.owed.as_ref()
     }
 
     fn tick_interval(&self) -> Option<std::time::Duration> {
