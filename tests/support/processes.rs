@@ -378,14 +378,17 @@ impl Drop for ProcessPipeline {
 
 /// Dossiers settled in what a collector read of dossier.status: ended (rejected,
 /// withdrawn, stopped, result returned) or, by the last status a step announced, waiting
-/// on the citizen for papers.
+/// on the citizen for papers. The first copy of an event id counts, as for the checker: a
+/// copy re-emitted after a kill (an intake's "received" again, after verify asked for
+/// papers) is not the step's last word.
 pub fn settled(seen: &[super::Read]) -> usize {
     use motcua_schemas::{AnyEvent, DossierStatus};
     let mut last: std::collections::HashMap<&str, (bool, DossierStatus)> = std::collections::HashMap::new();
+    let mut first = std::collections::HashSet::new();
     for r in seen {
         if let Some(AnyEvent::Status(s)) = &r.event {
             // Track's warnings repeat the status the projection held: not a step's word.
-            if s.stage == "track" {
+            if s.stage == "track" || !first.insert(s.event_id.as_str()) {
                 continue;
             }
             let ended = !s.status.is_open() && s.status != DossierStatus::Completed;
