@@ -243,7 +243,10 @@ impl Store {
             )
             .await
             .map_err(connect_err)?;
-            run_sqlite_migrations(&sqlx::migrate!("./migrations/sqlite"), &pool).await?;
+            let mut migrator = sqlx::migrate!("./migrations/sqlite");
+            // One file may hold the projection's migrations too (the default, one file).
+            migrator.set_ignore_missing(true);
+            run_sqlite_migrations(&migrator, &pool).await?;
             Store::Sqlite(pool)
         } else {
             return Err(Error::UnsupportedUrl(redact(url)));

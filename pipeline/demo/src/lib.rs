@@ -446,6 +446,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         c.portal.http.base_url = portal_url.clone();
         // The demo serves the status API itself, so that it outlives the stages.
         c.track.api_listen = String::new();
+        // The projection has its own file; track's warnings are owed in the stages' store.
+        c.track.store_url = Some(url_of(motcua_schemas::component::INTAKE));
         c.schema_registry.url = args.schema_registry.clone();
         // Unanswered supplement requests are looked at every second (on the demo's
         // faster clock, see WAIT_CLOCK_FACTOR).

@@ -67,6 +67,10 @@ pub struct TrackConfig {
     /// Warn when a step of the internal process has spent this share of its budget
     /// (0 < share ≤ 1; budgets from routing.steps_file).
     pub step_warn_share: f64,
+    /// The pipeline's store, when the projection has a database of its own
+    /// (`database.url`): track records its warnings there as owed until acknowledged, so
+    /// no stage ends a dossier while one is on its way. Default: `database.url`.
+    pub store_url: Option<String>,
 }
 
 impl Default for TrackConfig {
@@ -90,6 +94,7 @@ impl Default for TrackConfig {
             api_trusted_proxies: Vec::new(),
             warn_within_working_hours: 8,
             step_warn_share: 0.8,
+            store_url: None,
         }
     }
 }

@@ -300,6 +300,21 @@ async fn portal_sync(mut l: Launch) -> Result<RunSummary> {
     Ok(motcua_runtime::run(stage, l.codec, l.runtime, l.shutdown).await?)
 }
 
+/// The pipeline's store, where track's warnings are owed: `track.store_url` when the
+/// projection has a database of its own, else the one database.
+async fn track_store(l: &Launch) -> Result<Store> {
+    match &l.config.track.store_url {
+        None => l.store().await,
+        Some(url) => {
+            let store = Store::connect(url)
+                .await
+                .with_context(|| format!("opening the pipeline's store at {}", motcua_store::redact(url)))?;
+            l.health.watch_store(store.clone());
+            Ok(store)
+        }
+    }
+}
+
 async fn track(l: Launch) -> Result<RunSummary> {
     let cfg = &l.config;
     let track = motcua_track::Track::connect(&cfg.database.url)
@@ -368,7 +383,7 @@ async fn track(l: Launch) -> Result<RunSummary> {
         .clone()
         .with_warnings(warnings, tables.clone())
         .with_step_warnings(step_warnings)
-        .with_owed_statuses(l.store().await?);
+        .with_owed_statuses(track_store(&l).await?);
     let summary = motcua_runtime::run(Arc::new(stage), l.codec, l.runtime, l.shutdown).await;
     if let Some(api) = api {
         api.abort();

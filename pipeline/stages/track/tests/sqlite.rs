@@ -92,3 +92,23 @@ async fn sqlite_projection_equals_postgres_in_any_order_and_on_redelivery() {
     assert_eq!(rows(&one_by_one).await, expected, "after redelivery");
     assert_eq!(one_by_one.summary().await.expect("summary"), expected_summary);
 }
+
+/// One SQLite file for the projection and the stages' store (the default configuration):
+/// track opens the store there for its owed warnings, after its own migrations, and the
+/// stages open it after track; neither refuses the other's migrations.
+#[tokio::test]
+async fn the_projection_and_the_store_share_one_sqlite_file_in_either_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (i, track_first) in [true, false].into_iter().enumerate() {
+        let url = format!("sqlite://{}", dir.path().join(format!("one-{i}.db")).display());
+        if track_first {
+            Track::connect(&url).await.expect("projection");
+            motcua_store::Store::connect(&url)
+                .await
+                .expect("store after the projection");
+        } else {
+            motcua_store::Store::connect(&url).await.expect("store");
+            Track::connect(&url).await.expect("projection after the store");
+        }
+    }
+}
