@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use motcua_schemas::{AnyEvent, DossierStatus, DossierSubmitted, Topic};
 use rand::{Rng, SeedableRng};
-use support::processes::{settled, Outside, PipelineCount, ProcessPipeline};
+use support::processes::{settled, story, unsettled_stories, Outside, PipelineCount, ProcessPipeline};
 use support::*;
 
 /// Dossiers per second the portals publish.
@@ -122,10 +122,11 @@ async fn under_chaos_every_dossier_ends_once_nothing_follows_its_end_every_effec
         .collect();
     assert!(
         all,
-        "only {} of {n} dossiers ended or wait on their citizen: {}\n{}",
+        "only {} of {n} dossiers ended or wait on their citizen: {}\n{}\nunsettled as read: {}",
         settled(&seen),
         count.0["dossiers"],
-        stories.join("\n")
+        stories.join("\n"),
+        unsettled_stories(&seen, 4)
     );
     if count.dossiers("after_end") + count.dossiers("ended_twice") > 0 {
         eprintln!("{}", stories.join("\n"));
@@ -138,29 +139,6 @@ async fn under_chaos_every_dossier_ends_once_nothing_follows_its_end_every_effec
     portal_agrees(&pipeline.portal_url, &seen).await;
     statistics_agree(&pool, &collector).await;
     pipeline.stop();
-}
-
-/// What the topics say of one dossier, in the order read: topic, event id, and for a
-/// status its stage, code and reasons.
-fn story(seen: &[Read], dossier_id: &str) -> String {
-    let mut lines = vec![format!("dossier {dossier_id}:")];
-    for r in seen {
-        let Some(e) = &r.event else { continue };
-        if r.key.as_deref() != Some(dossier_id) {
-            continue;
-        }
-        let what = match e {
-            AnyEvent::Status(s) => format!(
-                "{} {} {:?}",
-                s.stage,
-                s.status_code,
-                s.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>()
-            ),
-            _ => String::new(),
-        };
-        lines.push(format!("  {:<28} {} {what}", r.topic.name(), e.event_id()));
-    }
-    lines.join("\n")
 }
 
 /// Effects in the database that no event announced, described.

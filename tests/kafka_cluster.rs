@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use motcua_kafka::KafkaConfig;
 use motcua_schemas::Topic;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use support::processes::{settled, PipelineCount, ProcessPipeline, ROLES};
+use support::processes::{settled, unsettled_stories, PipelineCount, ProcessPipeline, ROLES};
 use support::*;
 
 /// The node that leads most partitions of the flow's topics.
@@ -97,9 +97,10 @@ async fn brokers_lost(total_outage: bool) {
     let count = PipelineCount::take(&kafka.brokers, "", &ids);
     assert!(
         all,
-        "only {} of {N} dossiers settled: {}",
+        "only {} of {N} dossiers settled: {}\nunsettled as read: {}",
         settled(&collector.snapshot()),
-        count.0["dossiers"]
+        count.0["dossiers"],
+        unsettled_stories(&collector.snapshot(), 4)
     );
     pipeline.stop();
     eprintln!(

@@ -12,7 +12,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use motcua_schemas::Topic;
-use support::processes::{settled, PipelineCount, ProcessPipeline, ROLES};
+use support::processes::{settled, unsettled_stories, PipelineCount, ProcessPipeline, ROLES};
 use support::*;
 
 /// The run: what the checker counted, and the kills per role.
@@ -49,9 +49,10 @@ async fn killed_mid_stream() -> (PipelineCount, std::collections::BTreeMap<&'sta
     let count = PipelineCount::take(&kafka.brokers, &kafka.topic_prefix, &ids);
     assert!(
         all,
-        "only {} of {N} dossiers settled: {}",
+        "only {} of {N} dossiers settled: {}\nunsettled as read: {}",
         settled(&collector.snapshot()),
-        count.0["dossiers"]
+        count.0["dossiers"],
+        unsettled_stories(&collector.snapshot(), 4)
     );
     pipeline.stop();
 

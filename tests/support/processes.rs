@@ -376,6 +376,56 @@ impl Drop for ProcessPipeline {
     }
 }
 
+/// The dossiers `settled` does not count, of those with a status read, each told as
+/// [`story`] tells it: what a failing wait prints, to set the collector's view beside
+/// the checker's.
+pub fn unsettled_stories(seen: &[super::Read], at_most: usize) -> String {
+    use motcua_schemas::AnyEvent;
+    let mut ids: Vec<&str> = Vec::new();
+    for r in seen {
+        if let Some(AnyEvent::Status(s)) = &r.event {
+            if !ids.contains(&s.dossier_id.as_str()) {
+                ids.push(s.dossier_id.as_str());
+            }
+        }
+    }
+    let stories: Vec<String> = ids
+        .into_iter()
+        .filter(|id| {
+            let mine: Vec<super::Read> = seen.iter().filter(|r| r.key.as_deref() == Some(*id)).cloned().collect();
+            settled(&mine) == 0
+        })
+        .take(at_most)
+        .map(|id| story(seen, id))
+        .collect();
+    let undecoded = seen.iter().filter(|r| r.event.is_none()).count();
+    format!("{undecoded} messages read did not decode\n{}", stories.join("\n"))
+}
+
+/// What the topics say of one dossier, in the order read: topic, event id, and for a
+/// status its stage, code and reasons.
+pub fn story(seen: &[super::Read], dossier_id: &str) -> String {
+    use motcua_schemas::AnyEvent;
+    let mut lines = vec![format!("dossier {dossier_id}:")];
+    for r in seen {
+        let Some(e) = &r.event else { continue };
+        if r.key.as_deref() != Some(dossier_id) {
+            continue;
+        }
+        let what = match e {
+            AnyEvent::Status(s) => format!(
+                "{} {} {:?}",
+                s.stage,
+                s.status_code,
+                s.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>()
+            ),
+            _ => String::new(),
+        };
+        lines.push(format!("  {:<28} {} {what}", r.topic.name(), e.event_id()));
+    }
+    lines.join("\n")
+}
+
 /// Dossiers settled in what a collector read of dossier.status: ended (rejected,
 /// withdrawn, stopped, result returned) or, by the last status a step announced, waiting
 /// on the citizen for papers. The first copy of an event id counts, as for the checker: a
