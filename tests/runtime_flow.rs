@@ -192,3 +192,90 @@ async fn a_second_worker_joining_mid_stream_takes_partitions_over_without_loss_o
     );
     assert_eq!(a.produced + b.produced, N as u64, "{a:?} {b:?}");
 }
+
+/// Records the inputs it acted on (its "effects"), then forwards each as `Forward` does.
+struct Acting {
+    acted: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Stage for Acting {
+    type Input = DossierSubmitted;
+
+    fn name(&self) -> &'static str {
+        "acting"
+    }
+
+    async fn handle_batch(&self, batch: &[Envelope<DossierSubmitted>]) -> Result<Vec<Outcome>, StageError> {
+        self.acted
+            .lock()
+            .expect("acted")
+            .extend(batch.iter().map(|e| e.event.event_id.clone()));
+        Forward { work: Duration::ZERO }.handle_batch(batch).await
+    }
+}
+
+/// Issue 33, break 7: an output too large for its topic was found only after the stage
+/// had acted on its input (a dossier code allocated, a wallet filed), and the input was
+/// dead-lettered with none of it announced. A submission that leaves its outputs no room
+/// below the topics' limit is now refused at the door, before the stage sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_whose_outputs_would_not_fit_is_dead_lettered_before_the_stage_acts() {
+    let (_topics, portal) = apache_kafka(1).await;
+    let mut inputs = submissions(0..2);
+    for i in 0..49 {
+        inputs[0]
+            .dossier
+            .form_fields
+            .insert(format!("note-{i}"), "x".repeat(4_000));
+    }
+    publish(&portal, &inputs).await;
+    // The worker may write a little more than the large submission: the submission fits
+    // there, what a stage adds to it does not.
+    let large = Codec::embedded()
+        .expect("codec")
+        .encode(&inputs[0])
+        .expect("encodes")
+        .len();
+    let mut kafka = portal.clone();
+    kafka
+        .producer
+        .insert("message.max.bytes".into(), (large + 200).to_string());
+
+    let acted = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (stop, shutdown) = Shutdown::channel();
+    let stage = Arc::new(Acting { acted: acted.clone() });
+    let worker = tokio::spawn(motcua_runtime::run(
+        stage,
+        Codec::embedded().expect("codec"),
+        RuntimeConfig::new(kafka.clone()),
+        shutdown,
+    ));
+    let reader = Collector::start(&kafka, &[Topic::Accepted, Topic::DeadLetter]);
+    let both = reader
+        .wait_for(Duration::from_secs(60), |r| {
+            r.iter().filter(|m| m.topic == Topic::Accepted).count() >= 1
+                && r.iter().filter(|m| m.topic == Topic::DeadLetter).count() >= 1
+        })
+        .await;
+    stop.send(true).expect("stop");
+    let summary = worker
+        .await
+        .expect("worker")
+        .expect("the worker runs until told to stop");
+    assert!(both, "an output and a dead letter: {summary:?}");
+    let dead: Vec<_> = reader
+        .snapshot()
+        .into_iter()
+        .filter_map(|m| match m.event {
+            Some(AnyEvent::DeadLetter(d)) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].reason_code, "MESSAGE_TOO_LARGE", "{}", dead[0].reason);
+    assert_eq!(
+        *acted.lock().expect("acted"),
+        vec!["submission-1".to_owned()],
+        "the stage acted on the submission whose outputs could not be produced"
+    );
+}

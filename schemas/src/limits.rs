@@ -39,6 +39,12 @@ pub struct Limits {
     /// Timestamps (ms since the epoch) must lie in `[min_timestamp_ms, max_timestamp_ms]`.
     pub min_timestamp_ms: i64,
     pub max_timestamp_ms: i64,
+    /// Bytes the flow may add to a dossier after it comes in (its procedure, registry
+    /// checks, routing): a message from outside the pipeline (a portal's, the gateway's,
+    /// an officer's) must leave this much room below the smallest message limit of the
+    /// flow's topics, or it is refused at the door: found only once its stage had acted,
+    /// an output too large would leave that act unannounced.
+    pub output_room_bytes: usize,
 }
 
 impl Default for Limits {
@@ -56,6 +62,7 @@ impl Default for Limits {
             // 1970-01-01 .. 2200-01-01
             min_timestamp_ms: 0,
             max_timestamp_ms: 7_258_118_400_000,
+            output_room_bytes: 65_536,
         }
     }
 }
@@ -82,6 +89,22 @@ impl Limits {
                 code: "MESSAGE_TOO_LARGE",
                 field: "message",
                 detail: format!("{len} bytes, more than the limit of {}", self.max_message_bytes),
+            });
+        }
+        Ok(())
+    }
+
+    /// The check of a message from outside the pipeline against the room its outputs need
+    /// below `topic_limit`, the smallest message limit of the flow's topics.
+    pub fn check_room(&self, len: usize, topic_limit: usize) -> Result<(), Violation> {
+        if len.saturating_add(self.output_room_bytes) > topic_limit {
+            return Err(Violation {
+                code: "MESSAGE_TOO_LARGE",
+                field: "message",
+                detail: format!(
+                    "{len} bytes leave less than the {} bytes the flow adds to a dossier below the {topic_limit}-byte limit of its topics",
+                    self.output_room_bytes
+                ),
             });
         }
         Ok(())

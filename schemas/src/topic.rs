@@ -81,6 +81,13 @@ impl Topic {
         })
     }
 
+    /// Whether messages of this topic come from outside the pipeline (portals, the payment
+    /// gateway, officers): their size is not bounded by any stage of ours.
+    pub fn from_outside(self) -> bool {
+        use crate::component::*;
+        matches!(self.producer(), Some(PORTAL | GATEWAY | BACKOFFICE))
+    }
+
     /// Every component that writes this topic: the [`Topic::producer`] of a flow topic;
     /// for statuses, each component that changes one (track's deadline warnings included);
     /// for dead letters, each stage, whose runtime dead-letters what it cannot process.

@@ -746,7 +746,7 @@ async fn consume_loop<S: Stage>(
         let mut inputs = Vec::with_capacity(batch.len());
         let mut slots: Vec<std::result::Result<usize, (String, String)>> = Vec::with_capacity(batch.len());
         for (i, m) in batch.iter().enumerate() {
-            let decoded = decode::<S::Input>(codec, cfg, m);
+            let decoded = decode::<S::Input>(codec, cfg, destinations.smallest(), m);
             slots.push(match decoded {
                 Ok(event) => {
                     // No header: the trace the event itself names, or its dossier's (derived
@@ -826,7 +826,9 @@ async fn consume_loop<S: Stage>(
                 Err((reason_code, reason)) => Outcome::DeadLetter { reason_code, reason },
             };
             // Outputs that cannot be encoded or would not fit a Kafka message are about
-            // this input: it is dead-lettered instead, and the stream goes on.
+            // this input: it is dead-lettered instead, and the stream goes on. The stage
+            // has acted by now; the room checked at the door keeps this for outputs that
+            // outgrew `limits.output_room_bytes` (see `decode`).
             let outcome = match outcome {
                 Outcome::Emit(events) => match outputs(
                     codec,
@@ -1108,6 +1110,17 @@ impl Destinations {
         }
     }
 
+    /// The smallest message limit of the flow's topics (dead letters, which keep a bounded
+    /// prefix of their input, aside).
+    fn smallest(&self) -> usize {
+        self.topics
+            .iter()
+            .filter(|(t, _, _)| *t != Topic::DeadLetter)
+            .map(|(_, _, max)| *max)
+            .min()
+            .unwrap_or(usize::MAX)
+    }
+
     fn of(&self, topic: Topic) -> (&Arc<str>, usize) {
         let (_, name, max) = self
             .topics
@@ -1129,7 +1142,17 @@ fn owns(cfg: &RuntimeConfig, topic: &str) -> bool {
 
 /// Decodes a message and checks it against the limits at the door; the error is a
 /// dead-letter reason (code, text naming fields and limits, never values).
-fn decode<I: Input>(codec: &Codec, cfg: &RuntimeConfig, m: &Received) -> std::result::Result<I, (String, String)> {
+///
+/// A message from outside must also leave its outputs room below `topic_limit` (the
+/// smallest limit of the flow's topics, [`Destinations::smallest`]): the stage acts
+/// before its outputs are framed, so an output found too large then would be an act
+/// nobody hears of.
+fn decode<I: Input>(
+    codec: &Codec,
+    cfg: &RuntimeConfig,
+    topic_limit: usize,
+    m: &Received,
+) -> std::result::Result<I, (String, String)> {
     let Some(p) = &m.payload else {
         return Err(("EMPTY_PAYLOAD".to_owned(), "message has no value".to_owned()));
     };
@@ -1143,6 +1166,9 @@ fn decode<I: Input>(codec: &Codec, cfg: &RuntimeConfig, m: &Received) -> std::re
     };
     let input = I::decode(codec, topic, p).map_err(|e| (e.code().to_owned(), crate::error_chain(&e)))?;
     input.check(&cfg.limits).map_err(violation)?;
+    if topic.from_outside() {
+        cfg.limits.check_room(p.len(), topic_limit).map_err(violation)?;
+    }
     Ok(input)
 }
 
@@ -1653,6 +1679,27 @@ mod tests {
             .find(|x| x.key == key)
             .and_then(|x| x.value)
             .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    #[test]
+    fn a_message_from_outside_must_leave_its_outputs_room_below_the_topics_limit() {
+        let codec = Codec::embedded().expect("codec");
+        let cfg = RuntimeConfig::new(KafkaConfig::default());
+        let payload = codec.encode(&samples::submitted()).expect("encodes");
+        let room = cfg.limits.output_room_bytes;
+        let fits = payload.len() + room;
+        let from_portal = received(payload.clone());
+        assert!(decode::<motcua_schemas::DossierSubmitted>(&codec, &cfg, fits, &from_portal).is_ok());
+        let err =
+            decode::<motcua_schemas::DossierSubmitted>(&codec, &cfg, fits - 1, &from_portal).expect_err("no room left");
+        assert_eq!(err.0, "MESSAGE_TOO_LARGE");
+        assert!(err.1.contains(&format!("{room} bytes")), "{}", err.1);
+        // A stage's own output carried on: its room was left when it came in.
+        let mut accepted = samples::accepted();
+        accepted.dossier = samples::submitted().dossier;
+        let mut from_intake = received(codec.encode(&accepted).expect("encodes"));
+        from_intake.tp.0 = "dossier.accepted".into();
+        assert!(decode::<motcua_schemas::DossierAccepted>(&codec, &cfg, 1, &from_intake).is_ok());
     }
 
     #[test]

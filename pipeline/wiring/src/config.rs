@@ -613,6 +613,13 @@ impl Config {
                 "limits: max_message_bytes and max_identifier_bytes must be > 0, and min_timestamp_ms below max_timestamp_ms"
             );
         }
+        if l.output_room_bytes >= self.kafka.max_message_bytes() {
+            bail!(
+                "limits.output_room_bytes ({}) must be below the producer's message.max.bytes ({}): no message from a portal would fit",
+                l.output_room_bytes,
+                self.kafka.max_message_bytes()
+            );
+        }
         self.routing.files()?;
         self.track.validate()?;
         self.schema_registry.client()?;
