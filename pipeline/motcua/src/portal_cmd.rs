@@ -30,20 +30,25 @@ pub(crate) enum PortalCommand {
     },
 }
 
-/// The changes the portal should hold of one projected dossier (its current procedure,
-/// agency and due time: what a record rebuilt from the projection can say).
+/// The changes the portal should hold of one projected dossier: each as its status event
+/// announced it (what portal-sync sent); a change projected before the projection kept
+/// that, with the dossier's current procedure, agency and due time.
 fn expected(d: &motcua_track::portal::ProjectedDossier) -> Vec<StatusChange> {
     d.changes
         .iter()
         .filter_map(|c| {
+            let (procedure_code, agency_code, due_at_ms) = match &c.announced {
+                Some(a) => (a.procedure_code.clone(), a.unit_code.clone(), a.due_at),
+                None => (d.procedure_code.clone(), d.competent_unit.clone(), d.due_at),
+            };
             Some(StatusChange {
                 change_id: c.event_id.clone(),
                 dossier_code: d.dossier_code.clone(),
                 status: u8::try_from(c.status_code).ok().filter(|s| (1..=10).contains(s))?,
                 changed_at_ms: c.occurred_at,
-                procedure_code: d.procedure_code.clone(),
-                agency_code: d.competent_unit.clone(),
-                due_at_ms: d.due_at,
+                procedure_code,
+                agency_code,
+                due_at_ms,
             })
         })
         .collect()

@@ -26,6 +26,17 @@ pub struct ProjectedChange {
     pub event_id: String,
     pub status_code: i32,
     pub occurred_at: i64,
+    /// The procedure, unit and due time the status event announced; `None` when it was
+    /// projected before they were kept (migration 2008).
+    pub announced: Option<AnnouncedWith>,
+}
+
+/// What a status event announced besides its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnouncedWith {
+    pub procedure_code: Option<String>,
+    pub unit_code: Option<String>,
+    pub due_at: Option<i64>,
 }
 
 impl Track {
@@ -57,7 +68,8 @@ impl Track {
                 )
             })
             .collect());
-        let history = "SELECT event_id, status_code, occurred_at FROM track_history \
+        let history =
+            "SELECT event_id, status_code, occurred_at, procedure_code, unit_code, due_at FROM track_history \
                        WHERE dossier_id = $1 AND event = 'dossier.status' AND status_code IS NOT NULL \
                        AND occurred_at >= $2 ORDER BY occurred_at, event_id";
         let mut out = Vec::with_capacity(rows.len());
@@ -68,10 +80,21 @@ impl Track {
                 .fetch_all(p)
                 .await?
                 .iter()
-                .map(|r| ProjectedChange {
-                    event_id: r.get("event_id"),
-                    status_code: r.get("status_code"),
-                    occurred_at: r.get("occurred_at"),
+                .map(|r| {
+                    let with = AnnouncedWith {
+                        procedure_code: r.get("procedure_code"),
+                        unit_code: r.get("unit_code"),
+                        due_at: r.get("due_at"),
+                    };
+                    // Every status after reception names its procedure: none named means
+                    // the row predates migration 2008.
+                    let kept = with.procedure_code.is_some() || with.unit_code.is_some() || with.due_at.is_some();
+                    ProjectedChange {
+                        event_id: r.get("event_id"),
+                        status_code: r.get("status_code"),
+                        occurred_at: r.get("occurred_at"),
+                        announced: kept.then_some(with),
+                    }
                 })
                 .collect());
             out.push(d);

@@ -39,7 +39,17 @@ pub(crate) struct Change {
     pub(crate) reasons: String,
     pub(crate) occurred_at: i64,
     pub(crate) status_code: Option<i32>,
+    /// What a status event announced besides its status (`None` for other events).
+    pub(crate) announced: Option<Announced>,
     pub(crate) patch: Patch,
+}
+
+/// A status event's procedure, unit and due time, as it announced them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Announced {
+    pub(crate) procedure_code: Option<String>,
+    pub(crate) unit_code: Option<String>,
+    pub(crate) due_at: Option<i64>,
 }
 
 /// Declares the dossier row's columns once, each with its merge rule: the `Patch`
@@ -420,6 +430,14 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
         p.status_key = Some(status_key(code, occurred_at));
     }
     p.last_event_at = Some(occurred_at);
+    let announced = match event {
+        AnyEvent::Status(e) => Some(Announced {
+            procedure_code: e.procedure_code.clone(),
+            unit_code: e.unit_code.clone(),
+            due_at: e.due_at,
+        }),
+        _ => None,
+    };
     Some(Change {
         event_id: event.event_id().to_owned(),
         event: topic.name(),
@@ -427,15 +445,18 @@ pub(crate) fn change_of(event: &AnyEvent) -> Option<Change> {
         reasons,
         occurred_at,
         status_code: status.or(history_status).map(DossierStatus::code),
+        announced,
         patch: p,
     })
 }
 
 const INSERT_HISTORY: &str = "
-INSERT INTO track_history (event_id, dossier_id, event, status_code, stage, reasons, occurred_at)
-SELECT e, d, k, s, st, r::jsonb, o
-FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[], $7::int8[])
-     AS t(e, d, k, s, st, r, o)
+INSERT INTO track_history (event_id, dossier_id, event, status_code, stage, reasons, occurred_at,
+                           procedure_code, unit_code, due_at)
+SELECT e, d, k, s, st, r::jsonb, o, pc, u, due
+FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[], $7::int8[],
+            $8::text[], $9::text[], $10::int8[])
+     AS t(e, d, k, s, st, r, o, pc, u, due)
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id";
 
@@ -587,9 +608,9 @@ const SQLITE_ROWS: usize = 64;
 
 fn insert_history_sqlite(rows: usize) -> String {
     format!(
-        "INSERT INTO track_history (event_id, dossier_id, event, status_code, stage, reasons, occurred_at) \
-         VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-        motcua_store::sqlite_values(rows, 7)
+        "INSERT INTO track_history (event_id, dossier_id, event, status_code, stage, reasons, occurred_at, \
+         procedure_code, unit_code, due_at) VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        motcua_store::sqlite_values(rows, 10)
     )
 }
 
@@ -652,6 +673,9 @@ pub(crate) async fn apply(pool: &PgPool, events: &[&AnyEvent]) -> Result<Applied
     let mut stages = Vec::with_capacity(n);
     let mut reasons = Vec::with_capacity(n);
     let mut times = Vec::with_capacity(n);
+    let mut procedures = Vec::with_capacity(n);
+    let mut units = Vec::with_capacity(n);
+    let mut dues = Vec::with_capacity(n);
     for c in &changes {
         ids.push(c.event_id.as_str());
         dossier_ids.push(c.patch.dossier_id.as_str());
@@ -660,6 +684,10 @@ pub(crate) async fn apply(pool: &PgPool, events: &[&AnyEvent]) -> Result<Applied
         stages.push(c.stage.as_str());
         reasons.push(c.reasons.as_str());
         times.push(c.occurred_at);
+        let a = c.announced.as_ref();
+        procedures.push(a.and_then(|a| a.procedure_code.as_deref()));
+        units.push(a.and_then(|a| a.unit_code.as_deref()));
+        dues.push(a.and_then(|a| a.due_at));
     }
 
     let mut tx = pool.begin().await?;
@@ -673,6 +701,9 @@ pub(crate) async fn apply(pool: &PgPool, events: &[&AnyEvent]) -> Result<Applied
         .bind(&stages)
         .bind(&reasons)
         .bind(&times)
+        .bind(&procedures)
+        .bind(&units)
+        .bind(&dues)
         .fetch_all(&mut *tx)
         .await?;
     let new_events = inserted.len() as u64;
@@ -711,7 +742,10 @@ pub(crate) async fn apply_sqlite(pool: &SqlitePool, events: &[&AnyEvent]) -> Res
                 .bind(c.status_code)
                 .bind(&c.stage)
                 .bind(&c.reasons)
-                .bind(c.occurred_at);
+                .bind(c.occurred_at)
+                .bind(c.announced.as_ref().and_then(|a| a.procedure_code.as_deref()))
+                .bind(c.announced.as_ref().and_then(|a| a.unit_code.as_deref()))
+                .bind(c.announced.as_ref().and_then(|a| a.due_at));
         }
         inserted.extend(q.fetch_all(&mut *tx).await?);
     }
