@@ -389,6 +389,7 @@ pub fn unsettled_stories(seen: &[super::Read], at_most: usize) -> String {
             }
         }
     }
+    let with_status = ids.len();
     let stories: Vec<String> = ids
         .into_iter()
         .filter(|id| {
@@ -399,7 +400,11 @@ pub fn unsettled_stories(seen: &[super::Read], at_most: usize) -> String {
         .map(|id| story(seen, id))
         .collect();
     let undecoded = seen.iter().filter(|r| r.event.is_none()).count();
-    format!("{undecoded} messages read did not decode\n{}", stories.join("\n"))
+    format!(
+        "{} messages read, {undecoded} did not decode; {with_status} dossiers with a status read\n{}",
+        seen.len(),
+        stories.join("\n")
+    )
 }
 
 /// What the topics say of one dossier, in the order read: topic, event id, and for a
