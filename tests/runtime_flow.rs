@@ -279,3 +279,88 @@ async fn a_submission_whose_outputs_would_not_fit_is_dead_lettered_before_the_st
         "the stage acted on the submission whose outputs could not be produced"
     );
 }
+
+/// Announces each submission as intake does: a "received" status, and the accepted event
+/// the next stage acts on.
+struct Announcing;
+
+impl Stage for Announcing {
+    type Input = DossierSubmitted;
+
+    fn name(&self) -> &'static str {
+        "announcing"
+    }
+
+    async fn handle_batch(&self, batch: &[Envelope<DossierSubmitted>]) -> Result<Vec<Outcome>, StageError> {
+        let forwarded = Forward { work: Duration::ZERO }.handle_batch(batch).await?;
+        Ok(batch
+            .iter()
+            .zip(forwarded)
+            .map(|(e, forward)| {
+                let Outcome::Emit(mut events) = forward else {
+                    unreachable!("Forward emits")
+                };
+                let AnyEvent::Accepted(a) = &events[0] else {
+                    unreachable!("an accepted event")
+                };
+                let received = motcua_schemas::DossierStatusChanged::about(
+                    a,
+                    &e.event.event_id,
+                    "announcing",
+                    "received",
+                    motcua_schemas::DossierStatus::Received,
+                    e.event.published_at,
+                );
+                events.insert(0, received.into());
+                Outcome::Emit(events)
+            })
+            .collect())
+    }
+}
+
+/// Issue 33 (the kill test's 1-in-10 failure, and the three-node outage's): a stage's
+/// status and the event the next stage acts on went out together, each on its own. When
+/// the status's delivery lagged (its partition's leader lost, or the worker killed between
+/// the two), the next stage acted and its own status reached `dossier.status` first:
+/// "supplement requested" before "received", and the dossier looked as if nobody had
+/// asked for its papers. The status must be acknowledged before the event goes out.
+/// In-process cluster: the status topic's leader is taken down while the rest runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_stage_hears_of_a_dossier_only_once_its_status_is_acknowledged() {
+    let broker = motcua_kafka::EmbeddedBroker::start(2).expect("in-process cluster");
+    let kafka = KafkaConfig::with_brokers(broker.bootstrap_servers());
+    broker.create_topics(&kafka, 1).expect("topics");
+    let cluster = broker.cluster();
+    for t in Topic::ALL {
+        let leader = if t == Topic::Status { 2 } else { 1 };
+        cluster
+            .partition_leader(&kafka.topic(t), 0, Some(leader))
+            .expect("leader");
+    }
+    publish(&kafka, &submissions(0..1)).await;
+    cluster.broker_down(2).expect("status leader down");
+
+    let (stop, shutdown) = Shutdown::channel();
+    let worker = tokio::spawn(motcua_runtime::run(
+        Arc::new(Announcing),
+        Codec::embedded().expect("codec"),
+        RuntimeConfig::new(kafka.clone()),
+        shutdown,
+    ));
+    let accepted = Collector::start(&kafka, &[Topic::Accepted]);
+    let early = accepted.wait_for(Duration::from_secs(8), |r| !r.is_empty()).await;
+    cluster.broker_up(2).expect("status leader up");
+    let statuses = Collector::start(&kafka, &[Topic::Status]);
+    let both = accepted.wait_for(Duration::from_secs(30), |r| !r.is_empty()).await
+        && statuses.wait_for(Duration::from_secs(30), |r| !r.is_empty()).await;
+    stop.send(true).expect("stop");
+    let summary = worker
+        .await
+        .expect("worker")
+        .expect("the worker runs until told to stop");
+    assert!(
+        !early,
+        "the accepted event went out while its status was still unacknowledged: {summary:?}"
+    );
+    assert!(both, "once the status was acknowledged, both went out: {summary:?}");
+}

@@ -378,18 +378,19 @@ impl StageContext {
 /// What a produced message belongs to: an input (its offset waits for it) or a tick.
 enum DeliveryToken {
     Input { tp: Tp, epoch: u64, offset: i64 },
-    Tick(Arc<TickDeliveries>),
+    Tick(Arc<Awaited>),
 }
 
-/// The deliveries of one tick's events.
+/// Deliveries awaited together: a tick's events, or a batch's statuses (see
+/// [`produce_in_order`]).
 #[derive(Default)]
-struct TickDeliveries {
+struct Awaited {
     left: AtomicUsize,
     failed: Mutex<Option<String>>,
     all_reported: tokio::sync::Notify,
 }
 
-impl TickDeliveries {
+impl Awaited {
     fn report(&self, failure: Option<String>) {
         if let Some(f) = failure {
             self.failed.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(f);
@@ -405,6 +406,8 @@ impl TickDeliveries {
 struct Delivery {
     token: DeliveryToken,
     owed: Option<Box<str>>,
+    /// Awaited before the rest of its batch is produced.
+    awaited: Option<Arc<Awaited>>,
 }
 
 struct DeliveryContext {
@@ -420,9 +423,12 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Delivery>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: Box<Delivery>) {
-        let Delivery { token, owed } = *opaque;
+        let Delivery { token, owed, awaited } = *opaque;
         if let (Ok(_), Some(owed), Some(id)) = (result, &self.owed, owed) {
             owed.acknowledged(&id);
+        }
+        if let Some(a) = awaited {
+            a.report(result.as_ref().err().map(|(e, _)| e.to_string()));
         }
         self.handle_report(result, token);
         self.reports.reported();
@@ -801,6 +807,7 @@ async fn consume_loop<S: Stage>(
         }
 
         let mut processed = 0;
+        let mut pending = Vec::with_capacity(batch.len() * 2);
         for ((m, slot), process_span) in batch.iter().zip(slots).zip(process_spans.iter_mut()) {
             // Ends (is exported) when this iteration ends: its outputs handed over.
             let process_span = std::mem::replace(process_span, tracing::Span::none());
@@ -862,20 +869,19 @@ async fn consume_loop<S: Stage>(
                 continue;
             }
             drop(entered);
-            for o in outgoing {
-                send(
-                    producer,
-                    o,
-                    DeliveryToken::Input {
-                        tp: m.tp.clone(),
-                        epoch: m.epoch,
-                        offset: m.offset,
-                    },
-                )
-                .await?;
-                summary.produced += 1;
-            }
+            summary.produced += outgoing.len() as u64;
+            pending.extend(outgoing.into_iter().map(|o| {
+                let token = DeliveryToken::Input {
+                    tp: m.tp.clone(),
+                    epoch: m.epoch,
+                    offset: m.offset,
+                };
+                (token, o)
+            }));
         }
+        // A status not delivered failed the worker (the ledger holds why): the next turn
+        // of the loop stops it.
+        produce_in_order(producer, destinations.of(Topic::Status).0, pending).await?;
         summary.processed += processed;
         telemetry::batch_done(name, started.elapsed(), batch.len(), processed);
     }
@@ -943,18 +949,23 @@ async fn tick_loop<S: Stage>(
                 continue;
             }
         }
-        let out = match outputs(codec, &current(destinations), None, 512, &tick.events) {
+        let destinations = current(destinations);
+        let statuses_topic = destinations.of(Topic::Status).0.clone();
+        let out = match outputs(codec, &destinations, None, 512, &tick.events) {
             Ok(out) => out,
             Err((code, reason)) => {
                 telemetry::tick_failed(name, &format!("{code}: {reason}"));
                 continue;
             }
         };
-        let deliveries = Arc::new(TickDeliveries::default());
+        let deliveries = Arc::new(Awaited::default());
         deliveries.left.store(out.len() + 1, Ordering::Release);
-        for o in out {
-            send(producer, o, DeliveryToken::Tick(deliveries.clone())).await?;
-        }
+        let out = out
+            .into_iter()
+            .map(|o| (DeliveryToken::Tick(deliveries.clone()), o))
+            .collect();
+        // A status not delivered is reported to `deliveries` too: the tick fails below.
+        produce_in_order(producer, &statuses_topic, out).await?;
         // The extra count is this loop's own: every report is in once it reaches zero, and
         // the notification waits for us even if it came first. Each delivery reports by
         // the producer's message timeout at the latest.
@@ -1517,9 +1528,57 @@ fn dead_letter(
     })
 }
 
-async fn send(producer: &ThreadedProducer<DeliveryContext>, o: Outgoing, token: DeliveryToken) -> Result<()> {
+/// Produces a batch's (or a tick's) outputs, statuses first: the events that let the next
+/// stage act on a dossier go out only once the broker acknowledged the statuses beside
+/// them. Each stage's producer delivers on its own, so otherwise a status whose delivery
+/// lagged (its partition's leader lost, the worker killed in between) reached
+/// `dossier.status` after the status the next stage announced on acting: "supplement
+/// requested" before "received". Costs one acknowledgement per batch that has both.
+/// Returns `false` when a status was not delivered (the rest is then not produced; the
+/// worker stops on the failure, or the tick is retried).
+async fn produce_in_order(
+    producer: &ThreadedProducer<DeliveryContext>,
+    statuses_topic: &str,
+    outgoing: Vec<(DeliveryToken, Outgoing)>,
+) -> Result<bool> {
+    let (statuses, rest): (Vec<_>, Vec<_>) = outgoing.into_iter().partition(|(_, o)| &*o.topic == statuses_topic);
+    if !statuses.is_empty() && !rest.is_empty() {
+        let awaited = Arc::new(Awaited::default());
+        // The extra count is ours: the notification waits for us even if every report
+        // came first.
+        awaited.left.store(statuses.len() + 1, Ordering::Release);
+        for (token, o) in statuses {
+            send(producer, o, token, Some(awaited.clone())).await?;
+        }
+        awaited.report(None);
+        awaited.all_reported.notified().await;
+        if awaited.failed.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            return Ok(false);
+        }
+    } else {
+        for (token, o) in statuses {
+            send(producer, o, token, None).await?;
+        }
+    }
+    for (token, o) in rest {
+        send(producer, o, token, None).await?;
+    }
+    Ok(true)
+}
+
+async fn send(
+    producer: &ThreadedProducer<DeliveryContext>,
+    o: Outgoing,
+    token: DeliveryToken,
+    awaited: Option<Arc<Awaited>>,
+) -> Result<()> {
+    let delivery = Delivery {
+        token,
+        owed: o.owed,
+        awaited,
+    };
     let mut record: BaseRecord<'_, [u8], [u8], Box<Delivery>> =
-        BaseRecord::with_opaque_to(&o.topic, Box::new(Delivery { token, owed: o.owed }))
+        BaseRecord::with_opaque_to(&o.topic, Box::new(delivery))
             .payload(&o.payload[..])
             .headers(o.headers);
     if let Some(k) = &o.key {
