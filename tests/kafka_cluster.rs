@@ -36,13 +36,13 @@ fn busiest_leader(kafka: &KafkaConfig) -> u32 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails 2 runs of 3 (issue 33's note): statuses after an end are gone (33, then 7 track warnings after 'returned', then 0 once warnings are owed), but in the last run the test's own collector saw 4,995 of 5,000 settle in 300 s while the checker read all 5,000 (4,882 returned, 118 waiting on the citizen): the collector stalls on a partition after the leader moves; static members fenced by the coordinator's move still exit and are restarted"]
+#[ignore = "passed its one run after the fixes of issue 33's third session (127 s); not yet repeated 10 times, and the two three-node tests would add about 5 minutes to a suite near its 30-minute budget: run with --ignored"]
 async fn losing_the_busiest_broker_mid_stream_loses_no_dossier() {
     brokers_lost(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails today (issue 32's note), as the test above: after the nodes were lost mid-stream the pipeline stopped progressing (379 of 5,000 settled, none more in 300 s, no error logged); every stage's /readyz said 503 'no Kafka broker answers' during the outage, and no worker died. One node alone recovers (next test)"]
+#[ignore = "passed its one run after the fixes of issue 33's third session (5,000 dossiers in 136 s, every stage 503 during the outage); its stall had been the test's group-member collector, then statuses reordered across stages; not yet repeated 10 times: run with --ignored"]
 async fn losing_every_broker_for_30_s_mid_stream_loses_no_dossier() {
     brokers_lost(true).await;
 }

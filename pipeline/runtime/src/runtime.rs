@@ -415,9 +415,19 @@ struct DeliveryContext {
     reports: Arc<Reports>,
     stage: &'static str,
     owed: Option<Arc<OwedStatuses>>,
+    /// Shared with the consumer's context: the producer's thread reports every broker lost
+    /// even while the consume loop awaits acknowledgements and polls nothing.
+    brokers_down: Arc<AtomicBool>,
 }
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        warn!(stage = self.stage, error = %error, reason, "Kafka producer error");
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.brokers_down.store(true, Ordering::Relaxed);
+        }
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Delivery>;
@@ -542,6 +552,7 @@ pub async fn run<S: Stage>(
                 reports,
                 stage: name,
                 owed: owed.clone(),
+                brokers_down: cfg.brokers_down.clone(),
             })?;
     let refs: Vec<&str> = input_topics.iter().map(String::as_str).collect();
     reach_brokers(&consumer, &cfg).await?;
