@@ -36,7 +36,7 @@ fn busiest_leader(kafka: &KafkaConfig) -> u32 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "passed its one run after the fixes of issue 33's third session (127 s); not yet repeated 10 times, and the two three-node tests would add about 5 minutes to a suite near its 30-minute budget: run with --ignored"]
+#[ignore = "passed its one run once the test's collector read by assignment (127 s, issue 33's third session); not yet repeated 10 times, and the two three-node tests would add about 5 minutes to a suite near its 30-minute budget: run with --ignored"]
 async fn losing_the_busiest_broker_mid_stream_loses_no_dossier() {
     brokers_lost(false).await;
 }
