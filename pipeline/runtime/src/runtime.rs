@@ -251,10 +251,7 @@ struct StageContext {
 
 impl ClientContext for StageContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        warn!(stage = self.stage, error = %error, reason, "Kafka client error");
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.brokers_down.store(true, Ordering::Relaxed);
-        }
+        client_error(self.stage, "consumer", &self.brokers_down, &error, reason);
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{error}: {reason}"));
     }
 
@@ -422,10 +419,22 @@ struct DeliveryContext {
 
 impl ClientContext for DeliveryContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        warn!(stage = self.stage, error = %error, reason, "Kafka producer error");
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.brokers_down.store(true, Ordering::Relaxed);
-        }
+        client_error(self.stage, "producer", &self.brokers_down, &error, reason);
+    }
+}
+
+/// A client error, logged; every broker lost sets `brokers_down` (readiness), which the
+/// consumer's statistics clear once a broker is up again.
+fn client_error(
+    stage: &'static str,
+    client: &'static str,
+    brokers_down: &AtomicBool,
+    error: &KafkaError,
+    reason: &str,
+) {
+    warn!(stage, client, error = %error, reason, "Kafka client error");
+    if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+        brokers_down.store(true, Ordering::Relaxed);
     }
 }
 
