@@ -289,3 +289,111 @@ async fn a_database_outage_is_retried_without_loss() {
     assert_eq!(after.len(), 40);
     assert_eq!(store.count_codes().await.expect("count"), 40);
 }
+
+/// A supplement that would make its waiting dossier larger than a portal may send one is
+/// dead-lettered before intake acts, and the dossier still waits: the supplement that
+/// fits is received. (Merged and only then found too large for its topic, the resumed
+/// dossier was dead-lettered after its wait was answered: nothing announced, a later
+/// supplement "not awaited", the dossier open for ever.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supplement_that_would_outgrow_its_dossier_s_topic_is_refused_and_the_dossier_still_waits() {
+    let (_topics, portal) = apache_kafka(1).await;
+    let r = reference();
+    let codec = Codec::embedded().expect("codec");
+    let mut g = Generator::new(&r, "22", 4).expect("province");
+    let notes = |prefix: &str, n: usize| -> std::collections::BTreeMap<String, String> {
+        (0..n).map(|i| (format!("{prefix}-{i}"), "x".repeat(3_000))).collect()
+    };
+    let mut submitted = g.valid(NOW);
+    submitted.dossier.form_fields.extend(notes("ban-dau", 12));
+    let missing = submitted.dossier.documents.pop().expect("a document");
+    let id = submitted.dossier.dossier_id.clone();
+    let supplement = |event_id: &str, at: i64| motcua_schemas::DossierSupplemented {
+        event_id: event_id.to_owned(),
+        dossier_id: id.clone(),
+        dossier_code: None,
+        portal: "dvc".to_owned(),
+        documents: vec![missing.clone()],
+        form_fields: Default::default(),
+        land_parcels: None,
+        residence_unit_code: None,
+        full_name: None,
+        date_of_birth: None,
+        supplemented_at: at,
+        published_at: at + 500,
+        traceparent: None,
+    };
+    let mut large = supplement("sp-large", NOW + 3_600_000);
+    large.form_fields = notes("ghi-chu", 10);
+    let small = supplement("sp-small", NOW + 7_200_000);
+
+    // The flow's topics take 60,000 bytes and leave 10,000 for what the flow adds: a
+    // portal's message passes up to 50,000. The submission (~36 KB) and the large
+    // supplement (~30 KB) each pass; merged (~66 KB) the dossier would not even fit.
+    let mut worker_kafka = portal.clone();
+    worker_kafka.producer.insert("message.max.bytes".into(), "60000".into());
+    let mut rt = runtime_config(&worker_kafka);
+    rt.limits.output_room_bytes = 10_000;
+    let sizes = [
+        codec.encode(&submitted).expect("encodes").len(),
+        codec.encode(&large).expect("encodes").len(),
+    ];
+    assert!(sizes.iter().all(|n| (25_000..50_000).contains(n)), "{sizes:?}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (stop, shutdown) = Shutdown::channel();
+    let stage = Arc::new(motcua_intake::Intake::new(r, sqlite_store(&dir).await, codec.clone()));
+    let worker = tokio::spawn(motcua_runtime::run(stage, codec.clone(), rt, shutdown));
+    let reader = Collector::start(&portal, &[Topic::Status, Topic::Accepted, Topic::DeadLetter]);
+    let status_of = |seen: &[Read], status: DossierStatus| {
+        seen.iter()
+            .any(|m| matches!(&m.event, Some(AnyEvent::Status(s)) if s.status == status))
+    };
+    let dead_letters = |seen: &[Read]| -> Vec<String> {
+        seen.iter()
+            .filter_map(|m| match &m.event {
+                Some(AnyEvent::DeadLetter(d)) => Some(format!("{}: {}", d.reason_code, d.reason)),
+                _ => None,
+            })
+            .collect()
+    };
+
+    publish(&portal, std::slice::from_ref(&submitted)).await;
+    let asked = reader
+        .wait_for(Duration::from_secs(60), |seen| {
+            status_of(seen, DossierStatus::SupplementRequested)
+        })
+        .await;
+    assert!(asked, "the missing paper is asked for");
+    publish(&portal, std::slice::from_ref(&large)).await;
+    let refused = reader
+        .wait_for(Duration::from_secs(60), |seen| !dead_letters(seen).is_empty())
+        .await;
+    assert!(refused, "the large supplement is dead-lettered");
+    publish(&portal, std::slice::from_ref(&small)).await;
+    let received = reader
+        .wait_for(Duration::from_secs(60), |seen| {
+            status_of(seen, DossierStatus::Received) || dead_letters(seen).len() > 1
+        })
+        .await;
+    stop.send(true).expect("stop");
+    let summary = worker.await.expect("join").expect("clean stop");
+    let seen = reader.snapshot();
+    let dead = dead_letters(&seen);
+    assert!(received, "{summary:?} {dead:?}");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].starts_with("SUPPLEMENT_TOO_LARGE: "), "{dead:?}");
+    assert!(status_of(&seen, DossierStatus::Received), "{dead:?}");
+    let accepted: Vec<_> = seen
+        .iter()
+        .filter_map(|m| match &m.event {
+            Some(AnyEvent::Accepted(a)) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(accepted.len(), 1);
+    assert!(
+        !accepted[0].dossier.form_fields.contains_key("ghi-chu-0"),
+        "the refused supplement left no trace"
+    );
+}

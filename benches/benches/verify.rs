@@ -47,6 +47,7 @@ fn workload(r: &Reference, world: &World) -> Vec<Envelope<DossierAccepted>> {
                 offset: i as i64,
                 timestamp_ms: Some(s.dossier.submitted_at),
             },
+            door: Default::default(),
             event: DossierAccepted {
                 event_id: format!("a-{}", s.event_id),
                 causation_id: s.event_id.clone(),

@@ -12,6 +12,7 @@
 //! - on partition revocation and on shutdown, in-flight work is drained within a deadline
 //!   and what is done is committed, nothing else.
 
+mod door;
 mod ledger;
 mod owed;
 mod runtime;
@@ -19,6 +20,7 @@ mod stage;
 pub mod stored;
 pub mod telemetry;
 
+pub use door::Door;
 pub use runtime::{run, RunSummary, RuntimeConfig, Shutdown};
 pub use stage::{AllTopics, Envelope, Input, Origin, Outcome, Stage, StageError, Tick};
 

@@ -6,6 +6,8 @@ use motcua_kafka::KafkaConfig;
 use std::collections::HashSet;
 
 use motcua_schemas::{AnyEvent, Codec, DeadLetter, Limits, Topic};
+
+use crate::Door;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -769,10 +771,14 @@ async fn consume_loop<S: Stage>(
         }
 
         // Decode; what does not decode goes to the dead-letter topic without reaching the stage.
+        let door = Arc::new(Door {
+            limits: cfg.limits.clone(),
+            topic_limit: destinations.smallest(),
+        });
         let mut inputs = Vec::with_capacity(batch.len());
         let mut slots: Vec<std::result::Result<usize, (String, String)>> = Vec::with_capacity(batch.len());
         for (i, m) in batch.iter().enumerate() {
-            let decoded = decode::<S::Input>(codec, cfg, destinations.smallest(), m);
+            let decoded = decode::<S::Input>(codec, cfg, &door, m);
             slots.push(match decoded {
                 Ok(event) => {
                     // No header: the trace the event itself names, or its dossier's (derived
@@ -790,6 +796,7 @@ async fn consume_loop<S: Stage>(
                             offset: m.offset,
                             timestamp_ms: m.timestamp_ms,
                         },
+                        door: door.clone(),
                     });
                     Ok(inputs.len() - 1)
                 }
@@ -1181,14 +1188,14 @@ fn owns(cfg: &RuntimeConfig, topic: &str) -> bool {
 fn decode<I: Input>(
     codec: &Codec,
     cfg: &RuntimeConfig,
-    topic_limit: usize,
+    door: &Door,
     m: &Received,
 ) -> std::result::Result<I, (String, String)> {
     let Some(p) = &m.payload else {
         return Err(("EMPTY_PAYLOAD".to_owned(), "message has no value".to_owned()));
     };
     let violation = |v: motcua_schemas::Violation| (v.code.to_owned(), v.to_string());
-    cfg.limits.check_size(p.len()).map_err(violation)?;
+    door.limits.check_size(p.len()).map_err(violation)?;
     let Some(topic) = cfg.kafka.topic_of(&m.tp.0) else {
         return Err((
             "UNKNOWN_TOPIC".to_owned(),
@@ -1196,9 +1203,9 @@ fn decode<I: Input>(
         ));
     };
     let input = I::decode(codec, topic, p).map_err(|e| (e.code().to_owned(), crate::error_chain(&e)))?;
-    input.check(&cfg.limits).map_err(violation)?;
+    input.check(&door.limits).map_err(violation)?;
     if topic.from_outside() {
-        cfg.limits.check_room(p.len(), topic_limit).map_err(violation)?;
+        door.room_for_outputs(p.len()).map_err(violation)?;
     }
     Ok(input)
 }
@@ -1679,6 +1686,7 @@ mod tests {
                         offset: i as i64,
                         timestamp_ms: None,
                     },
+                    door: Default::default(),
                 }
             })
             .collect()
@@ -1766,11 +1774,15 @@ mod tests {
         let cfg = RuntimeConfig::new(KafkaConfig::default());
         let payload = codec.encode(&samples::submitted()).expect("encodes");
         let room = cfg.limits.output_room_bytes;
+        let door = |topic_limit| Door {
+            limits: cfg.limits.clone(),
+            topic_limit,
+        };
         let fits = payload.len() + room;
         let from_portal = received(payload.clone());
-        assert!(decode::<motcua_schemas::DossierSubmitted>(&codec, &cfg, fits, &from_portal).is_ok());
-        let err =
-            decode::<motcua_schemas::DossierSubmitted>(&codec, &cfg, fits - 1, &from_portal).expect_err("no room left");
+        assert!(decode::<motcua_schemas::DossierSubmitted>(&codec, &cfg, &door(fits), &from_portal).is_ok());
+        let err = decode::<motcua_schemas::DossierSubmitted>(&codec, &cfg, &door(fits - 1), &from_portal)
+            .expect_err("no room left");
         assert_eq!(err.0, "MESSAGE_TOO_LARGE");
         assert!(err.1.contains(&format!("{room} bytes")), "{}", err.1);
         // A stage's own output carried on: its room was left when it came in.
@@ -1778,7 +1790,7 @@ mod tests {
         accepted.dossier = samples::submitted().dossier;
         let mut from_intake = received(codec.encode(&accepted).expect("encodes"));
         from_intake.tp.0 = "dossier.accepted".into();
-        assert!(decode::<motcua_schemas::DossierAccepted>(&codec, &cfg, 1, &from_intake).is_ok());
+        assert!(decode::<motcua_schemas::DossierAccepted>(&codec, &cfg, &door(1), &from_intake).is_ok());
     }
 
     #[test]

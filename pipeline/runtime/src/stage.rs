@@ -80,6 +80,8 @@ pub struct Origin {
 pub struct Envelope<T> {
     pub event: T,
     pub origin: Origin,
+    /// The door the message passed (shared by its batch).
+    pub door: std::sync::Arc<crate::Door>,
 }
 
 /// What a stage decided for one input message.

@@ -247,7 +247,7 @@ impl Stage for Intake {
                     .next()
                     .ok_or_else(|| StageError::Fatal("fewer outcomes than submissions".to_owned()))?,
                 IntakeInput::Supplemented(s) => {
-                    let (o, l) = self.supplement(s).await?;
+                    let (o, l) = self.supplement(s, &e.door).await?;
                     lifecycle.push(l);
                     o
                 }

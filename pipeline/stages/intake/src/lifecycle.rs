@@ -6,7 +6,7 @@
 
 use motcua_routing::Calendar;
 use motcua_runtime::stored::{self, decide_first, recorded_decisions};
-use motcua_runtime::{Outcome, StageError};
+use motcua_runtime::{Door, Outcome, StageError};
 use motcua_schemas::{
     component::BACKOFFICE, derived_event_id, AnyEvent, Dossier, DossierAccepted, DossierRouted, DossierStatus,
     DossierStatusChanged, DossierSubmitted, DossierSupplementRequested, DossierSupplemented, DossierWithdrawn,
@@ -140,7 +140,11 @@ pub fn merge(dossier: &Dossier, s: &DossierSupplemented) -> Dossier {
 
 impl crate::Intake {
     /// A citizen's supplement: resumes the dossier at the step that asked for it.
-    pub(crate) async fn supplement(&self, s: &DossierSupplemented) -> Result<(Outcome, Lifecycle), StageError> {
+    pub(crate) async fn supplement(
+        &self,
+        s: &DossierSupplemented,
+        door: &Door,
+    ) -> Result<(Outcome, Lifecycle), StageError> {
         let Some(wait) = self
             .store
             .wait_for(&s.dossier_id, &s.event_id)
@@ -193,6 +197,11 @@ impl crate::Intake {
                 "SUPPLEMENT_INVALID_TIME",
                 "supplemented_at is before the request or after the publication time",
             ));
+        }
+        if wait.state == WaitState::Waiting {
+            if let Some(refusal) = self.outgrown(door, &wait, s)? {
+                return Ok(refusal);
+            }
         }
         match wait.request.step.as_str() {
             STAGE => self.resume_at_intake(s, &wait).await,
@@ -522,22 +531,44 @@ impl crate::Intake {
             .map_err(store_error)
     }
 
+    /// The refusal of a supplement that would leave its dossier larger than a portal may
+    /// send one (the door the supplement itself passed): checked before anything is
+    /// recorded, so the wait stays open for a supplement that fits, or for its stop.
+    /// Found only once the resumed dossier's outputs were framed, it would be dead-lettered
+    /// with its wait answered and nothing announced: a dossier open for ever.
+    fn outgrown(
+        &self,
+        door: &Door,
+        wait: &Wait,
+        s: &DossierSupplemented,
+    ) -> Result<Option<(Outcome, Lifecycle)>, StageError> {
+        let as_submitted = DossierSubmitted {
+            event_id: s.event_id.clone(),
+            dossier: merge(&self.waiting_dossier(wait)?, s),
+            published_at: s.published_at,
+            traceparent: s.traceparent.clone(),
+        };
+        let len = self.encode(&as_submitted)?.len();
+        Ok(door.admits_from_outside(&as_submitted, len).err().map(|v| {
+            refused(
+                "SUPPLEMENT_TOO_LARGE",
+                format!("the dossier with this supplement would not pass as a portal's submission: {v}"),
+            )
+        }))
+    }
+
+    /// The dossier as it waits, from the stored request.
+    fn waiting_dossier(&self, wait: &Wait) -> Result<Dossier, StageError> {
+        Ok(match wait.request.step.as_str() {
+            STAGE => self.decode_payload::<DossierSubmitted>(wait)?.dossier,
+            BACKOFFICE => self.decode_payload::<DossierRouted>(wait)?.dossier,
+            _ => self.decode_payload::<DossierAccepted>(wait)?.dossier,
+        })
+    }
+
     /// The center that received the waiting dossier, from the stored request.
     fn receiving_center(&self, wait: &Wait) -> Option<String> {
-        match wait.request.step.as_str() {
-            STAGE => self
-                .decode_payload::<DossierSubmitted>(wait)
-                .ok()
-                .map(|s| s.dossier.receiving_unit_code),
-            BACKOFFICE => self
-                .decode_payload::<DossierRouted>(wait)
-                .ok()
-                .map(|r| r.dossier.receiving_unit_code),
-            _ => self
-                .decode_payload::<DossierAccepted>(wait)
-                .ok()
-                .map(|a| a.dossier.receiving_unit_code),
-        }
+        self.waiting_dossier(wait).ok().map(|d| d.receiving_unit_code)
     }
 
     fn decode_payload<E: motcua_schemas::Event>(&self, wait: &Wait) -> Result<E, StageError> {

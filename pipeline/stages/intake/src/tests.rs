@@ -24,6 +24,7 @@ fn envelope(s: DossierSubmitted, offset: i64) -> Envelope<IntakeInput> {
             offset,
             timestamp_ms: None,
         },
+        door: Default::default(),
     }
 }
 

@@ -34,6 +34,7 @@ fn env(input: PaymentInput, offset: i64) -> Envelope<PaymentInput> {
             offset,
             timestamp_ms: Some(1_000 + offset),
         },
+        door: Default::default(),
     }
 }
 

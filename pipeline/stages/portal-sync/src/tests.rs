@@ -44,6 +44,7 @@ fn status(dossier: &str, code: Option<&str>, n: i64, status: DossierStatus) -> E
             offset: n,
             timestamp_ms: None,
         },
+        door: Default::default(),
     }
 }
 

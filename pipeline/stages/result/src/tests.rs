@@ -101,6 +101,7 @@ fn envelope(d: DossierDecided, offset: i64) -> Envelope<DossierDecided> {
             offset,
             timestamp_ms: Some(d.decided_at + 1_000),
         },
+        door: Default::default(),
         event: d,
     }
 }

@@ -33,6 +33,7 @@ fn envelope(p: DossierPaid, offset: i64) -> Envelope<DossierPaid> {
             offset,
             timestamp_ms: Some(NOW + 3_700_000),
         },
+        door: Default::default(),
     }
 }
 

@@ -20,6 +20,7 @@ fn input(e: IntakeInput, offset: i64) -> Envelope<IntakeInput> {
             offset,
             timestamp_ms: None,
         },
+        door: Default::default(),
     }
 }
 
@@ -693,3 +694,5 @@ async fn a_supplement_refused_as_a_duplicate_id_leaves_its_wait_to_end_the_dossi
         tick.events
     );
 }
+
+mod door;

@@ -97,6 +97,7 @@ fn messages(accepted: &[DossierAccepted], offset: i64, at: i64) -> Vec<Envelope<
                 offset: offset + i as i64,
                 timestamp_ms: Some(at),
             },
+            door: Default::default(),
         })
         .collect()
 }
