@@ -3,6 +3,7 @@
 //! is still in flight or has failed.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
 
 /// A topic-partition.
 pub(crate) type Tp = (String, i32);
@@ -134,6 +135,13 @@ impl Ledger {
     pub(crate) fn in_flight_for(&self, tp: &Tp) -> usize {
         self.partitions.get(tp).map_or(0, |p| p.pending.len())
     }
+}
+
+/// The ledger, locked.
+pub(crate) fn lock(ledger: &Mutex<Ledger>) -> MutexGuard<'_, Ledger> {
+    // A panic while holding the lock cannot leave the ledger half-updated in a way that
+    // loses data (at worst an offset is not committed), so poisoning is ignored.
+    ledger.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -12,17 +12,32 @@
 //! - on partition revocation and on shutdown, in-flight work is drained within a deadline
 //!   and what is done is committed, nothing else.
 
+// The steps of a worker, a file each (see `worker`, which runs them).
+mod config;
+mod consumer;
+mod dead_letter;
+mod decode;
+mod destinations;
 mod door;
 mod ledger;
 mod owed;
-mod runtime;
+mod producer;
+mod retry;
+mod shutdown;
 mod stage;
 pub mod stored;
 pub mod telemetry;
+mod tick;
+mod worker;
 
+#[cfg(test)]
+mod tests;
+
+pub use config::{RunSummary, RuntimeConfig};
 pub use door::Door;
-pub use runtime::{run, RunSummary, RuntimeConfig, Shutdown};
+pub use shutdown::Shutdown;
 pub use stage::{AllTopics, Envelope, Input, Origin, Outcome, Stage, StageError, Tick};
+pub use worker::run;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
