@@ -20,7 +20,7 @@ pub(crate) fn owns(cfg: &RuntimeConfig, topic: &str) -> bool {
 /// dead-letter reason (code, text naming fields and limits, never values).
 ///
 /// A message from outside must also leave its outputs room below the door's topic limit
-/// (the smallest limit of the flow's topics, [`Destinations::smallest`]): the stage acts
+/// (the smallest limit of the flow's topics, [`crate::destinations::Destinations::smallest`]): the stage acts
 /// before its outputs are framed, so an output found too large then would be an act
 /// nobody hears of.
 pub(crate) fn decode<I: Input>(
